@@ -1,0 +1,1 @@
+"""Rapport application: models, services, jobs and web blueprints."""

@@ -1,0 +1,1 @@
+"""Rapport delivery engine: compose, personalize, sign and send mail. Knows nothing of Flask or the ORM."""
