@@ -1,1 +1,33 @@
-"""Starts an RQ worker; see campaigns.worker for the work it does."""
+"""Start an RQ worker for Rapport's queue: `python worker.py [--burst]`. Configuration comes from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from rq import SimpleWorker, Worker
+
+from campaigns.config import from_env
+from campaigns.runtime import Runtime, install
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--fork", action="store_true",
+                        help="run each job in a forked child (isolation) instead of in-process (speed)")
+    parser.add_argument("--name", default=None, help="worker name shown in RQ")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rt = install(Runtime(from_env()))
+    # In-process by default: the SMTP pool, the DKIM key and compiled campaigns stay warm across batch jobs.
+    worker_class = Worker if args.fork else SimpleWorker
+    worker = worker_class([rt.queue], connection=rt.redis, name=args.name)
+    worker.work(burst=args.burst, logging_level="INFO", with_scheduler=False)
+    rt.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-DEFAULT_INSTANCE = Path(__file__).resolve().parent.parent / "instance"
+ROOT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE = ROOT_DIR / "instance"
 
 
 class ConfigError(ValueError):

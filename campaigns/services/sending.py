@@ -1,0 +1,443 @@
+"""Sending: start, dispatch (audience -> send rows -> batch jobs), batch delivery, test sends, pause/cancel.
+
+Delivery is at-most-once: a batch claims rows (queued -> sending) and commits *before* talking SMTP, and writes the
+outcome after. A worker killed in between leaves rows in `sending`; they are never retried automatically (the relay
+may already have accepted them) but marked failed as "interrupted" once their claim is older than CLAIM_LEASE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mailer.transport import DeliveryError, PermanentFailure
+from sqlalchemy import and_, exists, func, literal, select, update
+from sqlalchemy.orm import Session
+
+from campaigns.errors import InvalidState, ValidationError
+from campaigns.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Contact,
+    ContactInterest,
+    ContactStatus,
+    Send,
+    SendStatus,
+    Subscription,
+    campaign_topic,
+    utcnow,
+)
+from campaigns.runtime import Runtime
+from campaigns.services import campaigns as campaign_service
+from campaigns.services.contacts import normalize_email, personalization
+from mailer.compose import CompiledCampaign, TemplateError
+from mailer.message import MessageTemplate, format_date, serialize
+from mailer.tracking import Purpose
+
+logger = logging.getLogger(__name__)
+
+CLAIM_LEASE = dt.timedelta(minutes=15)
+BATCH_JOB_TIMEOUT = 3600
+UNSENDABLE = (ContactStatus.BOUNCED, ContactStatus.COMPLAINED)
+
+
+# ---------------------------------------------------------------- audience
+
+def audience_conditions(campaign: Campaign) -> list:
+    """WHERE clauses (on Contact) selecting who a campaign goes to."""
+    if campaign.kind == CampaignKind.TRANSACTIONAL:
+        conds = [Contact.status.not_in([s.value for s in (*UNSENDABLE, ContactStatus.PENDING)])]
+    else:
+        conds = [Contact.status == ContactStatus.SUBSCRIBED]
+    if not campaign.all_contacts:
+        topic_ids = select(campaign_topic.c.topic_id).where(campaign_topic.c.campaign_id == campaign.id)
+        conds.append(exists().where(Subscription.contact_id == Contact.id,
+                                    Subscription.topic_id.in_(topic_ids),
+                                    Subscription.subscribed.is_(True)))
+    return conds
+
+
+def audience_count(session: Session, campaign: Campaign) -> int:
+    """How many contacts the campaign would go to right now."""
+    return session.scalar(select(func.count()).select_from(Contact).where(*audience_conditions(campaign))) or 0
+
+
+# ---------------------------------------------------------------- state changes
+
+def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
+    """Validate, freeze the link table, mark running and enqueue the dispatch job (also resumes a paused one)."""
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED):
+        raise InvalidState(f"a {campaign.status} campaign cannot be sent")
+    if not campaign.all_contacts and not campaign.topics:
+        raise ValidationError("choose at least one topic, or send to all subscribed contacts", field="topics")
+    result = campaign_service.validate(campaign)
+    campaign_service.ensure_links(session, campaign, result)
+    campaign.content_hash = result.content_hash
+    campaign.status = CampaignStatus.RUNNING
+    campaign.status_reason = ""
+    campaign.started_at = campaign.started_at or utcnow()
+    campaign.dispatched_at = None
+    session.commit()
+    rt.queue.enqueue("campaigns.jobs.dispatch_campaign", campaign.id, job_timeout=BATCH_JOB_TIMEOUT)
+    logger.info("campaign %s started", campaign.id)
+
+
+def pause(session: Session, campaign: Campaign, reason: str = "") -> None:
+    """Stop claiming new recipients; messages already handed to SMTP stay sent."""
+    if campaign.status != CampaignStatus.RUNNING:
+        raise InvalidState(f"only a running campaign can be paused (this one is {campaign.status})")
+    campaign.status = CampaignStatus.PAUSED
+    campaign.status_reason = reason
+    session.commit()
+
+
+def cancel(session: Session, campaign: Campaign) -> None:
+    """Cancel for good: queued recipients are marked skipped."""
+    if campaign.status in (CampaignStatus.FINISHED, CampaignStatus.CANCELLED):
+        raise InvalidState(f"a {campaign.status} campaign cannot be cancelled")
+    campaign.status = CampaignStatus.CANCELLED
+    campaign.finished_at = utcnow()
+    skipped = session.execute(
+        update(Send).where(Send.campaign_id == campaign.id, Send.status == SendStatus.QUEUED)
+        .values(status=SendStatus.SKIPPED, last_error="campaign cancelled")
+    ).rowcount
+    campaign.skipped += skipped or 0
+    session.commit()
+
+
+def maybe_finish(session: Session, campaign_id: int) -> bool:
+    """Mark the campaign finished when dispatch is done and no row is waiting or in flight (one atomic UPDATE)."""
+    pending = exists().where(Send.campaign_id == campaign_id,
+                             Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING]))
+    done = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.RUNNING,
+               Campaign.dispatched_at.is_not(None), ~pending)
+        .values(status=CampaignStatus.FINISHED, finished_at=utcnow())
+    ).rowcount
+    session.commit()
+    return bool(done)
+
+
+# ---------------------------------------------------------------- dispatch
+
+def dispatch(rt: Runtime, campaign_id: int) -> int:
+    """Walk the audience by keyset pages, insert send rows in bulk and enqueue one batch job per page."""
+    page = rt.settings.batch_size
+    created = 0
+    with rt.session_factory() as session:
+        campaign = campaign_service.get_campaign(session, campaign_id)
+        if campaign.status != CampaignStatus.RUNNING:
+            logger.info("campaign %s is %s: nothing to dispatch", campaign_id, campaign.status)
+            return 0
+        _expire_interrupted(session, campaign_id)
+        conds = audience_conditions(campaign)
+        last = 0
+        while True:
+            ids = list(session.scalars(
+                select(Contact.id).where(Contact.id > last, *conds).order_by(Contact.id).limit(page)))
+            if not ids:
+                break
+            lo, hi = ids[0], ids[-1]
+            rows = select(literal(campaign_id), Contact.id, literal(SendStatus.QUEUED.value), literal(0),
+                          literal(""), literal(utcnow())).where(Contact.id.between(lo, hi), *conds)
+            stmt = _insert_ignore(session, rows)
+            inserted = session.execute(stmt).rowcount or 0
+            if inserted:
+                session.execute(update(Campaign).where(Campaign.id == campaign_id)
+                                .values(recipients=Campaign.recipients + inserted))
+            session.commit()
+            created += inserted
+            rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=BATCH_JOB_TIMEOUT)
+            last = hi
+        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(dispatched_at=utcnow()))
+        session.commit()
+        maybe_finish(session, campaign_id)
+    logger.info("campaign %s dispatched: %d new send rows", campaign_id, created)
+    return created
+
+
+def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
+    cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"]
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(Send).from_select(cols, rows)
+    return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
+
+
+def _expire_interrupted(session: Session, campaign_id: int) -> None:
+    n = session.execute(
+        update(Send).where(Send.campaign_id == campaign_id, Send.status == SendStatus.SENDING,
+                           Send.claimed_at < utcnow() - CLAIM_LEASE)
+        .values(status=SendStatus.FAILED,
+                last_error="interrupted while sending; not retried so nobody gets it twice")
+    ).rowcount
+    if n:
+        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(failed=Campaign.failed + n))
+        logger.warning("campaign %s: %d interrupted sends marked failed", campaign_id, n)
+    session.commit()
+
+
+# ---------------------------------------------------------------- per-message composition
+
+@dataclass
+class CampaignMailer:
+    """Everything a campaign's messages share, built once per batch job; message() does only per-recipient work."""
+
+    rt: Runtime
+    campaign_id: int
+    kind: str
+    compiled: CompiledCampaign
+    link_ids: list[int]
+    template: MessageTemplate
+    envelope_domain: str
+    sender: dict[str, str]
+    topic_ids: frozenset[int] = field(default_factory=frozenset)
+    all_contacts: bool = False
+
+    @classmethod
+    def for_campaign(cls, rt: Runtime, session: Session, campaign: Campaign) -> CampaignMailer:
+        """Compile (cached) and prepare shared headers."""
+        s = rt.settings
+        result = campaign_service.compiled(campaign)
+        ids = campaign_service.link_ids(session, campaign.id)
+        if len(ids) != len(result.links):
+            ids = campaign_service.ensure_links(session, campaign, result)
+            session.commit()
+        from_email = campaign.from_email or s.sender_email
+        template = MessageTemplate.create(
+            from_name=campaign.from_name or s.sender_name, from_email=from_email,
+            reply_to=campaign.reply_to, feedback_id=f"{campaign.id}:{campaign.kind}:rapport",
+            list_id=f"{s.sender_name} <{campaign.kind}.{s.dkim_domain}>" if campaign.kind != "transactional" else "",
+        )
+        return cls(rt=rt, campaign_id=campaign.id, kind=str(campaign.kind), compiled=result, link_ids=ids,
+                   template=template, envelope_domain=s.return_domain,
+                   sender={"name": campaign.from_name or s.sender_name, "email": from_email,
+                           "postal_address": s.postal_address},
+                   topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts)
+
+    def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
+                contact_vars: dict, *, subject_prefix: str = "") -> tuple[str, bytes]:
+        """Envelope sender and signed message bytes for one recipient."""
+        tokens = self.rt.tokens
+        base = self.rt.settings.base_url
+        seal = tokens.seal
+        cache: dict[int, str] = {}
+        link_ids = self.link_ids
+
+        def click(i: int) -> str:
+            url = cache.get(i)
+            if url is None:
+                url = cache[i] = f"{base}/c/{seal(Purpose.CLICK, send_id, link_ids[i])}"
+            return url
+
+        unsub_token = seal(Purpose.UNSUBSCRIBE, contact_id, self.campaign_id)
+        unsubscribe_url = f"{base}/u/{unsub_token}"
+        ctx = {
+            "contact": contact_vars,
+            "sender": self.sender,
+            "unsubscribe_url": unsubscribe_url,
+            "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, contact_id)}",
+        }
+        rendered = self.compiled.render(ctx, click, f"{base}/o/{seal(Purpose.OPEN, send_id)}")
+        msg_token = seal(Purpose.MESSAGE, send_id)
+        domain = self.rt.settings.dkim_domain
+        headers, body = self.template.build(
+            to_name=to_name, to_email=to_email, subject=subject_prefix + rendered.subject,
+            message_id=f"<{msg_token}@{domain}>", date=format_date(time.time()),
+            html=rendered.html, text=rendered.text,
+            list_unsubscribe=(unsubscribe_url, f"mailto:unsubscribe+{unsub_token}@{self.envelope_domain}")
+            if self.kind != "transactional" else (),
+            extra=(("X-Rapport-ID", msg_token),),
+        )
+        signer = self.rt.signer
+        prefix = signer.sign(headers, body) if signer is not None else b""
+        return f"bounces+{msg_token}@{self.envelope_domain}", serialize(headers, body, prefix)
+
+
+# ---------------------------------------------------------------- batch delivery
+
+@dataclass
+class BatchResult:
+    """What one batch job did."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    stopped: str = ""
+
+
+def _claim(session: Session, campaign_id: int, lo: int, hi: int, n: int) -> list[tuple[int, int]]:
+    pick = (select(Send.id).where(Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED,
+                                  Send.contact_id.between(lo, hi))
+            .order_by(Send.contact_id).limit(n))
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(Send).where(Send.id.in_(pick.scalar_subquery()))
+        .values(status=SendStatus.SENDING, claimed_at=utcnow(), attempts=Send.attempts + 1)
+        .returning(Send.id, Send.contact_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.commit()
+    return sorted((r[0], r[1]) for r in rows)
+
+
+def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Contact]) -> set[int]:
+    """Contacts who may still get this campaign now (status and topic choice re-checked at send time)."""
+    ok = set()
+    for cid, contact in contacts.items():
+        if mailer.kind == CampaignKind.TRANSACTIONAL:
+            if contact.status not in (*UNSENDABLE, ContactStatus.PENDING):
+                ok.add(cid)
+        elif contact.status == ContactStatus.SUBSCRIBED:
+            ok.add(cid)
+    if mailer.all_contacts or not ok:
+        return ok
+    subscribed = set(session.scalars(select(Subscription.contact_id).where(
+        Subscription.contact_id.in_(ok), Subscription.topic_id.in_(mailer.topic_ids),
+        Subscription.subscribed.is_(True))))
+    return ok & subscribed
+
+
+def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
+    """Deliver the queued sends of a campaign whose contact ids lie in [lo, hi]."""
+    result = BatchResult()
+    with rt.session_factory() as session:
+        campaign = campaign_service.get_campaign(session, campaign_id)
+        if campaign.status != CampaignStatus.RUNNING:
+            result.stopped = str(campaign.status)
+            return result
+        try:
+            mailer = CampaignMailer.for_campaign(rt, session, campaign)
+        except TemplateError as exc:
+            pause(session, campaign, f"template error: {exc}")
+            result.stopped = "template error"
+            return result
+    pool = rt.relays.pool(None)
+    while True:
+        with rt.session_factory() as session:
+            status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+            if status != CampaignStatus.RUNNING:
+                result.stopped = str(status)
+                break
+            claimed = _claim(session, campaign_id, lo, hi, rt.settings.claim_size)
+            if not claimed:
+                break
+            ids = [c for _, c in claimed]
+            contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
+            interests: dict[int, list[str]] = {}
+            for cid, interest in session.execute(
+                    select(ContactInterest.contact_id, ContactInterest.interest)
+                    .where(ContactInterest.contact_id.in_(ids))):
+                interests.setdefault(cid, []).append(interest)
+            eligible = _eligible(session, mailer, contacts)
+            updates, sent_contacts = _deliver(mailer, pool, claimed, contacts, interests, eligible, result)
+            _record(session, campaign_id, updates, sent_contacts)
+    with rt.session_factory() as session:
+        maybe_finish(session, campaign_id)
+    logger.info("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)
+    return result
+
+
+def _deliver(mailer: CampaignMailer, pool, claimed: Sequence[tuple[int, int]],  # noqa: ANN001
+             contacts: dict[int, Contact], interests: dict[int, list[str]], eligible: set[int],
+             result: BatchResult) -> tuple[list[dict], list[int]]:
+    updates: list[dict] = []
+    sent_contacts: list[int] = []
+    for send_id, contact_id in claimed:
+        contact = contacts.get(contact_id)
+        if contact is None or contact_id not in eligible:
+            reason = "contact deleted" if contact is None else (
+                f"contact is {contact.status}" if contact.status != ContactStatus.SUBSCRIBED
+                else "unsubscribed from this topic")
+            updates.append({"id": send_id, "status": SendStatus.SKIPPED, "last_error": reason})
+            result.skipped += 1
+            continue
+        try:
+            envelope_from, data = mailer.message(
+                send_id, contact_id, contact.full_name, contact.email,
+                personalization(contact, interests.get(contact_id, ())))
+            pool.send(envelope_from, [contact.email], data)
+        except TemplateError as exc:
+            updates.append({"id": send_id, "status": SendStatus.FAILED, "last_error": f"template: {exc}"[:1000]})
+            result.failed += 1
+            continue
+        except DeliveryError as exc:
+            kind = "rejected" if isinstance(exc, PermanentFailure) else "temporary failure"
+            code = f"{exc.smtp_code} " if getattr(exc, "smtp_code", None) else ""
+            updates.append({"id": send_id, "status": SendStatus.FAILED,
+                            "last_error": f"{kind}: {code}{exc.smtp_message or exc}"[:1000]})
+            result.failed += 1
+            continue
+        now = utcnow()
+        updates.append({"id": send_id, "status": SendStatus.SENT, "sent_at": now, "last_error": ""})
+        sent_contacts.append(contact_id)
+        result.sent += 1
+    return updates, sent_contacts
+
+
+def _record(session: Session, campaign_id: int, updates: list[dict], sent_contacts: list[int]) -> None:
+    """Write a claim's outcomes in bulk: send rows, contacts' last_sent_at, campaign counters."""
+    if not updates:
+        return
+    now = utcnow()
+    for row in updates:
+        row.setdefault("sent_at", None)
+    session.execute(update(Send), updates)
+    if sent_contacts:
+        session.execute(update(Contact).where(Contact.id.in_(sent_contacts)).values(last_sent_at=now))
+    counts = {SendStatus.SENT: 0, SendStatus.FAILED: 0, SendStatus.SKIPPED: 0}
+    for row in updates:
+        counts[row["status"]] += 1
+    session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
+        sent=Campaign.sent + counts[SendStatus.SENT], failed=Campaign.failed + counts[SendStatus.FAILED],
+        skipped=Campaign.skipped + counts[SendStatus.SKIPPED]))
+    session.commit()
+
+
+# ---------------------------------------------------------------- test sends
+
+def send_test(rt: Runtime, session: Session, campaign: Campaign, addresses: Sequence[str],
+              as_contact: Contact | None = None) -> list[str]:
+    """Send the campaign now to up to 10 addresses, personalized as as_contact (or a sample); returns addresses."""
+    emails = [normalize_email(a) for a in addresses if a.strip()]
+    if not emails:
+        raise ValidationError("enter at least one address", field="addresses")
+    if len(emails) > 10:
+        raise ValidationError("a test goes to at most 10 addresses", field="addresses")
+    result = campaign_service.validate(campaign)
+    campaign_service.ensure_links(session, campaign, result)
+    session.commit()
+    mailer = CampaignMailer.for_campaign(rt, session, campaign)
+    pool = rt.relays.pool(None)
+    for email in emails:
+        if as_contact is not None:
+            name, cid = as_contact.full_name, as_contact.id
+            variables = personalization(as_contact, [i.interest for i in as_contact.interests])
+        else:
+            name, cid = "", 0
+            variables = {"email": email, "first_name": "", "last_name": "", "full_name": ""}
+        # send id 0: tracking links of a test message work but record nothing.
+        envelope_from, data = mailer.message(0, cid, name, email, variables, subject_prefix="[Test] ")
+        try:
+            pool.send(envelope_from, [email], data)
+        except DeliveryError as exc:
+            raise ValidationError(f"the mail server refused the test to {email}: {exc}") from None
+    return emails
+
+
+def progress(session: Session, campaign_id: int) -> dict[str, int | str]:
+    """Live counters for the progress bar."""
+    c = campaign_service.get_campaign(session, campaign_id)
+    remaining = session.scalar(select(func.count()).select_from(Send).where(
+        and_(Send.campaign_id == campaign_id, Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING])))) or 0
+    return {"status": str(c.status), "reason": c.status_reason, "recipients": c.recipients, "sent": c.sent,
+            "failed": c.failed, "held": c.held, "skipped": c.skipped, "remaining": remaining}
+

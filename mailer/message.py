@@ -1,0 +1,147 @@
+"""Build RFC 5322 message bytes fast: constant headers once per campaign, only what differs per recipient.
+
+Bodies are quoted-printable, or base64 when that is shorter (mostly non-Latin text), encoded by the C routines in
+binascii; every line ends in CRLF and stays far below the 998-octet limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.header import Header
+
+Headers = list[tuple[str, str]]
+CRLF = b"\r\n"
+
+
+def _is_ascii(value: str) -> bool:
+    return value.isascii()
+
+
+def fold_ascii(name: str, value: str, limit: int = 78) -> str:
+    """Fold an ASCII header value at spaces (after commas first) so lines stay under limit."""
+    if len(name) + 2 + len(value) <= limit:
+        return value
+    words = value.split(" ")
+    lines: list[str] = []
+    current = ""
+    first_room = limit - len(name) - 2
+    for word in words:
+        room = first_room if not lines else limit - 1
+        candidate = f"{current} {word}" if current else word
+        if len(candidate) > room and current:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    lines.append(current)
+    return "\r\n ".join(lines)
+
+
+def encode_header(name: str, value: str) -> str:
+    """Header value ready for the wire: RFC 2047 encoded when not ASCII, folded when long."""
+    value = " ".join(value.replace("\r", " ").replace("\n", " ").split()) if "\n" in value or "\r" in value else value
+    if _is_ascii(value):
+        return fold_ascii(name, value)
+    return Header(value, "utf-8", maxlinelen=76, header_name=name).encode(linesep="\r\n")
+
+
+def format_address(name: str, address: str) -> str:
+    """'Name <addr>' with the name quoted or RFC 2047 encoded as needed; bare address when no name."""
+    name = " ".join(name.split())
+    if not name:
+        return address
+    return email.utils.formataddr((name, address), charset="utf-8")
+
+
+def encode_part(content: str, subtype: str) -> bytes:
+    """A MIME part (headers + body) for text/<subtype> in UTF-8, QP or base64, whichever is shorter."""
+    data = content.replace("\r\n", "\n").encode("utf-8")
+    qp = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    # base64 lines are 76 chars + CRLF: 78 bytes per 57 input bytes.
+    b64_len = (len(data) + 56) // 57 * 78
+    if len(qp) + qp.count(b"\n") <= b64_len:
+        if not qp.endswith(b"\n"):
+            qp += b"\n"
+        body = qp.replace(b"\n", CRLF)
+        cte = b"quoted-printable"
+    else:
+        body = base64.encodebytes(data).replace(b"\n", CRLF)
+        cte = b"base64"
+    return (
+        b"Content-Type: text/" + subtype.encode() + b"; charset=\"utf-8\"\r\n"
+        b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + body
+    )
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """Header fragments shared by all messages of a campaign."""
+
+    from_header: str
+    reply_to: str = ""
+    feedback_id: str = ""          # e.g. "42:nurture:rapport" — lets mailbox providers group complaint stats
+    list_id: str = ""
+    extra: Headers = field(default_factory=list)
+
+    @classmethod
+    def create(cls, *, from_name: str, from_email: str, reply_to: str = "", feedback_id: str = "",
+               list_id: str = "", extra: Sequence[tuple[str, str]] = ()) -> MessageTemplate:
+        """Encode the constant headers once."""
+        return cls(
+            from_header=encode_header("From", format_address(from_name, from_email)),
+            reply_to=encode_header("Reply-To", reply_to) if reply_to else "",
+            feedback_id=feedback_id,
+            list_id=encode_header("List-Id", list_id) if list_id else "",
+            extra=[(k, encode_header(k, v)) for k, v in extra],
+        )
+
+    def build(self, *, to_name: str, to_email: str, subject: str, message_id: str, date: str,
+              html: str, text: str, list_unsubscribe: Sequence[str] = (), one_click: bool = True,
+              extra: Sequence[tuple[str, str]] = ()) -> tuple[Headers, bytes]:
+        """Headers (wire-ready values) and the multipart/alternative body for one recipient."""
+        boundary = "=_r" + hashlib.blake2s(message_id.encode(), digest_size=12).hexdigest()
+        headers: Headers = [
+            ("From", self.from_header),
+            ("To", encode_header("To", format_address(to_name, to_email))),
+            ("Subject", encode_header("Subject", subject)),
+            ("Date", date),
+            ("Message-ID", message_id),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"'),
+        ]
+        if self.reply_to:
+            headers.append(("Reply-To", self.reply_to))
+        if list_unsubscribe:
+            value = ", ".join(f"<{u}>" for u in list_unsubscribe)
+            headers.append(("List-Unsubscribe", fold_ascii("List-Unsubscribe", value)))
+            if one_click:
+                headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        if self.list_id:
+            headers.append(("List-Id", self.list_id))
+        if self.feedback_id:
+            headers.append(("Feedback-ID", self.feedback_id))
+        headers.extend(self.extra)
+        headers.extend((k, encode_header(k, v)) for k, v in extra)
+        b = boundary.encode()
+        body = b"".join((
+            b"--", b, CRLF, encode_part(text, "plain"),
+            b"--", b, CRLF, encode_part(html, "html"),
+            b"--", b, b"--", CRLF,
+        ))
+        return headers, body
+
+
+def serialize(headers: Headers, body: bytes, prefix: bytes = b"") -> bytes:
+    """Wire bytes: optional prefix (e.g. DKIM-Signature lines), headers, blank line, body."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("ascii")
+    return prefix + head + CRLF + body
+
+
+def format_date(timestamp: float) -> str:
+    """RFC 5322 date in UTC."""
+    return email.utils.formatdate(timestamp, usegmt=True)
