@@ -24,8 +24,18 @@ logger = logging.getLogger(__name__)
 DOMAIN = "news.example.com"
 TIMESTAMP = 1_700_000_000
 BOUNDARY = "==rapport-bench-boundary=="
-SIGNED = ["from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post",
-          "mime-version", "content-type", "feedback-id"]
+SIGNED = [
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "mime-version",
+    "content-type",
+    "feedback-id",
+]
 
 
 def qp(text: str) -> bytes:
@@ -35,31 +45,39 @@ def qp(text: str) -> bytes:
 
 def build_message(target: int = 45_000) -> tuple[list[tuple[str, str]], bytes]:
     """A realistic newsletter: folded headers and a multipart/alternative QP body of about target bytes."""
-    para = ("Grüße aus Köln! This week: three stories, one offer, and a   table\tor two. "
-            "Read more at https://news.example.com/p/2024/11/this-week?utm_source=newsletter&id=42 ")
-    html_row = ('  <tr><td style="padding:8px 16px;font-family:Arial,sans-serif;">{}</td>\n'
-                '      <td><a href="https://news.example.com/t/{}">Lesen &raquo;</a></td></tr>\n')
+    para = (
+        "Grüße aus Köln! This week: three stories, one offer, and a   table\tor two. "
+        "Read more at https://news.example.com/p/2024/11/this-week?utm_source=newsletter&id=42 "
+    )
+    html_row = (
+        '  <tr><td style="padding:8px 16px;font-family:Arial,sans-serif;">{}</td>\n'
+        '      <td><a href="https://news.example.com/t/{}">Lesen &raquo;</a></td></tr>\n'
+    )
     text_parts, html_parts, i = [], [], 0
     while True:
         text_parts.append(para)
         html_parts.append(html_row.format(para, i))
         i += 1
-        body = b"".join([
-            f"--{BOUNDARY}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode(),
-            qp("\n".join(text_parts)),
-            f"\r\n--{BOUNDARY}\r\nContent-Type: text/html; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode(),
-            qp("<html><body><table>\n" + "".join(html_parts) + "</table></body></html>\n"),
-            f"\r\n--{BOUNDARY}--\r\n".encode(),
-        ])
+        body = b"".join(
+            [
+                f"--{BOUNDARY}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode(),
+                qp("\n".join(text_parts)),
+                f"\r\n--{BOUNDARY}\r\nContent-Type: text/html; charset=utf-8\r\n"
+                "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode(),
+                qp("<html><body><table>\n" + "".join(html_parts) + "</table></body></html>\n"),
+                f"\r\n--{BOUNDARY}--\r\n".encode(),
+            ]
+        )
         if len(body) >= target:
             break
     headers = [
         ("From", f"=?utf-8?q?Rapport_K=C3=B6ln?= <hello@{DOMAIN}>"),
         ("To", "reader@example.org"),
-        ("Subject", "=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln_=E2=80=93_this_week_in_three?=\r\n"
-                    " =?utf-8?q?_stories?="),
+        (
+            "Subject",
+            "=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln_=E2=80=93_this_week_in_three?=\r\n =?utf-8?q?_stories?=",
+        ),
         ("Date", "Tue, 14 Nov 2023 22:13:20 +0000"),
         ("Message-ID", f"<20231114221320.4f2a9c@{DOMAIN}>"),
         ("MIME-Version", "1.0"),
@@ -101,8 +119,14 @@ def main() -> None:
         raise SystemExit("rapport signature does not verify with dkimpy")
 
     def dkimpy_sign() -> bytes:
-        return dkim.sign(message, b"bench", DOMAIN.encode(), pem, canonicalize=(b"relaxed", b"relaxed"),
-                         include_headers=include)
+        return dkim.sign(
+            message,
+            b"bench",
+            DOMAIN.encode(),
+            pem,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=include,
+        )
 
     rows = [
         ("dkimpy dkim.sign (rsa-sha256)", per_message_ms(dkimpy_sign, n)),
@@ -115,8 +139,15 @@ def main() -> None:
     for label, ms in rows:
         print(f"{label:<36} {ms:>8.3f} {1000 / ms:>9.0f}")
     dkimpy_ms, rapport_ms = rows[0][1], rows[1][1]
-    print(json.dumps({"dkimpy_ms": round(dkimpy_ms, 4), "rapport_ms": round(rapport_ms, 4),
-                      "speedup": round(dkimpy_ms / rapport_ms, 1)}))
+    print(
+        json.dumps(
+            {
+                "dkimpy_ms": round(dkimpy_ms, 4),
+                "rapport_ms": round(rapport_ms, 4),
+                "speedup": round(dkimpy_ms / rapport_ms, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ _TEXT_MESSAGE_ID_RE = re.compile(r"(?im)^[ \t>]*Message-ID:[ \t]*(<[^<>\s]{1,996
 _HTML_TAG_RE = re.compile(r"<[^<>]*>")
 # Where a text bounce starts quoting the returned message; codes and addresses after it are the newsletter's own.
 _ORIGINAL_MARKER_RE = re.compile(
-    r"(?im)^[ \t]*(?:-{2,}[ \t]*[^\n]{0,40}?(?:copy of the message|original message|message follows|"
+    r"(?im)^[ \t]*(?:-{2,}[ \t]*[^\n]{0,40}?(?:copy of the message|original message|(?:message|mail) follows|"
     r"headers follow|returned message|unsent message)|original message headers:?[ \t]*$)"
 )
 
@@ -125,7 +125,7 @@ _USER_UNKNOWN_RE = re.compile(
     r"|address (?:not found|unknown)|recipient (?:not found|unknown)|unknown (?:recipient|address|mailbox)"
     r"|invalid (?:recipient|mailbox|address)|mailbox (?:unavailable|not found)|account (?:has been )?disabled"
     r"|(?:account|mailbox) is disabled|no mailbox here|not a valid (?:mailbox|recipient|user)|addressee unknown"
-    r"|recip(?:ient)?notfound|address couldn't be found",
+    r"|recip(?:ient)?notfound|address couldn't be found|doesn't have an? [\w.-]{1,40} account",
     re.I,
 )
 _MAILBOX_FULL_RE = re.compile(
@@ -303,7 +303,13 @@ def _analyse(raw: object, envelope_recipient: object, found: _Findings) -> Feedb
     if len(data) > MAX_PARSE_BYTES:
         logger.debug("inbound message of %d bytes cut to %d before parsing", len(data), MAX_PARSE_BYTES)
         data = data[:MAX_PARSE_BYTES]
-    msg = BytesParser(policy=compat32).parsebytes(data)
+    try:
+        msg = BytesParser(policy=compat32).parsebytes(data)
+    except RecursionError:
+        # The stdlib parser recurses once per nesting level; a thousand nested parts is an attack or junk,
+        # and the headers alone can still carry the token and classification hints.
+        logger.info("inbound message nests too deeply; classifying from its headers only")
+        msg = BytesParser(policy=compat32).parsebytes(data, headersonly=True)
 
     envelope = envelope_recipient if isinstance(envelope_recipient, str) else None
     env_bounce = extract_token(envelope, BOUNCE_PREFIX) if envelope else None
@@ -381,7 +387,7 @@ def _analyse_dsn(status_part: Message, found: _Findings) -> FeedbackKind | None:
     recipients = [b for b in blocks if "final-recipient" in b or "original-recipient" in b or "action" in b]
     if not recipients:
         return None
-    per_message = blocks[0] if blocks and blocks[0] not in recipients else {}
+    per_message = blocks[0] if blocks[0] is not recipients[0] else {}
 
     def action_of(block: dict[str, str]) -> str:
         words = block.get("action", "").lower().split()
@@ -403,6 +409,8 @@ def _analyse_dsn(status_part: Message, found: _Findings) -> FeedbackKind | None:
         smtp_code=code,
         diagnostic=_squash(diagnostic) or None,
         message_id=_clean_message_id(per_message.get("x-original-message-id")),
+        # Postfix names the original envelope sender (our VERP address) in X-Postfix-Sender.
+        token=_scan_token(" ".join(per_message.values()), BOUNCE_PREFIX),
     )
     if action == "delayed":
         return FeedbackKind.SOFT_BOUNCE
@@ -552,6 +560,7 @@ def _collect_parts(msg: Message) -> _Parts:
             if depth < MAX_DEPTH:
                 stack.extend((child, depth + 1) for child in reversed(payload) if isinstance(child, Message))
             continue
+        # Attached text is usually the original in disguise (text/plain "message.txt"), not the notice.
         if budget <= 0 or _is_attachment(part):
             continue
         if ctype == "text/plain":

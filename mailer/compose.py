@@ -193,9 +193,6 @@ def _with_footer_and_preheader(source: str, preheader: str) -> str:
 
 def mjml_to_html(source: str) -> str:
     """MJML to HTML with inlined CSS; raises TemplateError with a line number when it can."""
-    if "<mjml" not in source.lower():
-        raise TemplateError("the document must start with <mjml>", 1)
-    _MJMLStructure().check(source)
     protected, saved = _protect(source)
     try:
         html = mjml.mjml2html(protected)
@@ -276,6 +273,10 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
     _check_jinja(src.subject, "subject")
     _check_jinja(src.preheader, "preheader")
     _check_jinja(src.mjml, "template")
+    # Structure is checked on the marketer's own source, before the footer is added, so lines match the editor.
+    if "<mjml" not in src.mjml.lower():
+        raise TemplateError("the document must start with <mjml>", 1)
+    _MJMLStructure().check(src.mjml)
     if src.text_body:
         _check_jinja(src.text_body, "plain-text part")
     html = mjml_to_html(_with_footer_and_preheader(src.mjml, src.preheader))

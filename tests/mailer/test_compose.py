@@ -1,0 +1,93 @@
+"""Compile once, render per recipient: MJML, CSS inlining, sandbox, links, text part, errors with lines."""
+
+import pytest
+
+from mailer.compose import CampaignSource, TemplateError, compile_campaign, html_to_text
+
+BASE = """<mjml>
+<mj-head><mj-style inline="inline">.hl { color: #ff0000; }</mj-style></mj-head>
+<mj-body>
+<mj-section><mj-column>
+<mj-text><p class="hl">Hi {{ contact.first_name }}</p> <a href="https://shop.test/a?x=1&amp;y=2">A</a>
+<a href="https://shop.test/b">B</a> <a href="https://shop.test/a?x=1&amp;y=2">A again</a>
+<a href="mailto:help@shop.test">mail us</a></mj-text>
+</mj-column></mj-section>
+</mj-body>
+</mjml>"""
+CTX = {"contact": {"first_name": "Zoë <script>"}, "sender": {"postal_address": "1 Main St, Berlin"},
+       "unsubscribe_url": "https://t/u/TOKEN", "preferences_url": "https://t/p/TOKEN"}
+
+
+def render(src: CampaignSource, ctx: dict = CTX):  # noqa: ANN201
+    compiled = compile_campaign(src)
+    return compiled, compiled.render(ctx, lambda i: f"https://t/c/{i}", "https://t/o/OPEN")
+
+
+def test_links_become_tracked_urls_and_css_is_inlined() -> None:
+    compiled, out = render(CampaignSource(mjml=BASE, subject="Hi {{ contact.first_name }}"))
+    assert compiled.links == ("https://shop.test/a?x=1&y=2", "https://shop.test/b")
+    assert out.html.count('href="https://t/c/0"') == 2 and 'href="https://t/c/1"' in out.html
+    assert "mailto:help@shop.test" in out.html
+    assert "color:#ff0000" in out.html.replace(" ", "")          # premailer inlined the class
+    assert 'src="https://t/o/OPEN"' in out.html                   # open pixel
+    assert out.subject == "Hi Zoë <script>"                       # subjects are text, not HTML
+
+
+def test_values_are_html_escaped_in_html_only() -> None:
+    _c, out = render(CampaignSource(mjml=BASE, subject="s"))
+    assert "Zoë &lt;script&gt;" in out.html and "<script>" not in out.html
+    assert "Hi Zoë <script>" in out.text
+
+
+def test_footer_with_unsubscribe_and_postal_address_is_added_when_missing() -> None:
+    _c, out = render(CampaignSource(mjml=BASE, subject="s"))
+    assert 'href="https://t/u/TOKEN"' in out.html and "1 Main St, Berlin" in out.html
+    assert "https://t/u/TOKEN" in out.text and "1 Main St, Berlin" in out.text
+
+
+def test_text_part_is_readable() -> None:
+    _c, out = render(CampaignSource(mjml=BASE, subject="s", preheader="Hidden preview"))
+    assert "A (https://t/c/0)" in out.text
+    assert "[if mso" not in out.text and "<" not in out.text.replace("<script>", "")
+    assert "Hidden preview" in out.html and "Hidden preview" not in out.text
+
+
+def test_sandbox_blocks_python_internals() -> None:
+    evil = BASE.replace("Hi {{ contact.first_name }}",
+                        "{{ ''.__class__.__mro__[1].__subclasses__() }}{{ contact.__class__ }}")
+    try:
+        _c, out = render(CampaignSource(mjml=evil, subject="s"))
+    except TemplateError as exc:
+        assert "not allowed" in str(exc) or "unsafe" in str(exc)
+    else:
+        assert "subclasses" not in out.html and "class" not in out.text.lower()
+
+
+@pytest.mark.parametrize(("mjml", "line", "words"), [
+    ("<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n<mj-text>x</mj-column>\n</mj-section></mj-body></mjml>",
+     5, "mj-text"),
+    ("<mjml>\n<mj-body>\n<mj-section>\n</mj-body></mjml>", 4, "mj-section"),
+    ("<mjml>\n<mj-body>\n<mj-section><mj-column><mj-text>{{ contact.first_name </mj-text>"
+     "</mj-column></mj-section></mj-body></mjml>", 3, "template"),
+    ("<html><body>not mjml</body></html>", 1, "<mjml>"),
+])
+def test_errors_name_the_line(mjml: str, line: int, words: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        compile_campaign(CampaignSource(mjml=mjml, subject="s"))
+    assert info.value.line == line and words in str(info.value)
+
+
+def test_subject_syntax_error_is_reported() -> None:
+    with pytest.raises(TemplateError, match="subject"):
+        compile_campaign(CampaignSource(mjml=BASE, subject="Hi {{ oops"))
+
+
+def test_content_hash_changes_with_content() -> None:
+    a = CampaignSource(mjml=BASE, subject="s")
+    assert a.content_hash() == CampaignSource(mjml=BASE, subject="s").content_hash()
+    assert a.content_hash() != CampaignSource(mjml=BASE, subject="s2").content_hash()
+
+
+def test_html_to_text_handles_lists_and_breaks() -> None:
+    text = html_to_text("<html><body><h1>Title</h1><ul><li>one</li><li>two</li></ul>a<br>b</body></html>")
+    assert "Title" in text and "- one" in text and "- two" in text and "a\nb" in text

@@ -1,0 +1,52 @@
+"""Message bytes: encodings, folding, line limits, structure."""
+
+import email
+import email.policy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailer.message import MessageTemplate, encode_part, format_date, serialize
+
+TEMPLATE = MessageTemplate.create(from_name="Zoë's Gärten", from_email="news@shop.test",
+                                  reply_to="help@shop.test", feedback_id="1:nurture:rapport")
+
+
+def build(subject: str = "Grüße", html: str = "<p>Hallo</p>", text: str = "Hallo", name: str = "Jürgen Müller"):  # noqa: ANN201
+    headers, body = TEMPLATE.build(to_name=name, to_email="j@example.com", subject=subject,
+                                   message_id="<tok@shop.test>", date=format_date(0), html=html, text=text,
+                                   list_unsubscribe=["https://t/u/x", "mailto:unsubscribe+x@shop.test"])
+    return serialize(headers, body)
+
+
+def test_parses_back_with_non_ascii_names_and_subject() -> None:
+    msg = email.message_from_bytes(build(subject="Grüße aus Köln — 🌱"), policy=email.policy.default)
+    assert msg["Subject"] == "Grüße aus Köln — 🌱"
+    assert msg["To"].addresses[0].display_name == "Jürgen Müller"
+    assert msg["From"].addresses[0].display_name == "Zoë's Gärten"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg.get_body(("plain",)).get_content().strip() == "Hallo"
+    assert msg.get_body(("html",)).get_content().strip() == "<p>Hallo</p>"
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=3000), st.text(max_size=300))
+def test_any_content_round_trips_and_respects_line_limits(body: str, subject: str) -> None:
+    raw = build(subject=subject, html=body, text=body)
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert b"\n" not in raw.replace(b"\r\n", b"")          # only CRLF line ends
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    expected = body.replace("\r\n", "\n").replace("\r", "\n")
+    got = msg.get_body(("plain",)).get_content()
+    assert got.replace("\r\n", "\n").rstrip("\n") == expected.rstrip("\n") or "\r" in body
+
+
+def test_base64_is_chosen_when_shorter() -> None:
+    assert b"base64" in encode_part("日本語のテキスト" * 50, "plain")
+    assert b"quoted-printable" in encode_part("Plain English text " * 50, "plain")
+
+
+def test_long_lines_are_wrapped() -> None:
+    raw = build(html="<p>" + "x" * 5000 + "</p>", subject="word " * 80)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78
