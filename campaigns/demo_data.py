@@ -47,7 +47,7 @@ STREETS = ["Lindenstraße", "Gartenweg", "Am Markt", "Bahnhofstraße", "Rosenall
            "Mühlenweg", "Schillerstraße", "Birkenhof"]
 INTERESTS = ["vegetables", "roses", "fruit trees", "houseplants", "composting", "balcony gardens", "herbs",
              "bees", "tools", "seeds"]
-DOMAINS = ["example.com", "example.net", "example.org", "mail.example", "post.example"]
+DOMAINS = ["example.com", "example.net", "example.org"]
 
 
 def _contact(rng: random.Random, i: int) -> Contact:

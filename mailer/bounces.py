@@ -9,9 +9,10 @@ Input is whatever reaches the bounce/abuse/unsubscribe mailbox or an MTA pipe. T
   subject and body phrases, their status codes are read from the text; auto-replies by RFC 3834 headers and
   subjects; mail to an ``unsubscribe+TOKEN@`` address is an unsubscribe request.
 
-The send is found again through its token, taken from the VERP envelope recipient, the report's delivery headers,
-or the ``X-Rapport-ID`` header of the returned original. Only the head of a message is parsed
-(:data:`MAX_PARSE_BYTES`) and only :data:`MAX_TEXT_BYTES` of text is inspected, so a huge attachment costs nothing.
+The send is found again through its token, taken from the VERP envelope recipient, the report's delivery
+headers, or the ``X-Rapport-ID`` header of the returned original. Only the head of a message is parsed
+(:data:`MAX_PARSE_BYTES`) and only :data:`MAX_TEXT_BYTES` of text is inspected, so a huge attachment costs
+nothing.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Feedback:
     feedback_type: str | None = None
 
 
-# --- patterns ---------------------------------------------------------------------------------------------------
+# --- patterns -----------------------------------------------------------------------------------------------
 # Every quantifier below is bounded or stops at a delimiter, so a search over hostile text stays linear.
 
 _TOKEN_PATTERN = rf"[A-Za-z0-9_-]{{1,{_MAX_TOKEN}}}"
@@ -95,7 +96,7 @@ _PREFIX_SCAN = {
     )
     for prefix in (BOUNCE_PREFIX, UNSUBSCRIBE_PREFIX)
 }
-# Enhanced status (RFC 3463). The look-arounds keep IP addresses and version numbers ("10.4.2.2", "5.1.1.3") out.
+# Enhanced status (RFC 3463). The look-arounds keep IP addresses and versions ("10.4.2.2", "5.1.1.3") out.
 _STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # "550 5.1.1", "550-5.1.1" (multi-line replies), "550 #5.1.1".
 _CODE_STATUS_RE = re.compile(r"(?<![\d.])([245]\d\d)(?:-|[ \t]{1,4})#?([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
@@ -113,9 +114,9 @@ _ANGLE_RECIPIENT_RE = re.compile(r"(?m)^[ \t]*<([^<>\s@]{1,64}@[^<>\s@]{1,255})>
 _TEXT_RAPPORT_ID_RE = re.compile(r"(?im)^[ \t>]*X-Rapport-ID:[ \t]*(" + _TOKEN_PATTERN + r")[ \t]*$")
 _TEXT_MESSAGE_ID_RE = re.compile(r"(?im)^[ \t>]*Message-ID:[ \t]*(<[^<>\s]{1,996}>)")
 _HTML_TAG_RE = re.compile(r"<[^<>]*>")
-# Where a text bounce starts quoting the returned message; codes and addresses after it are the newsletter's own.
+# Where a text bounce starts quoting the returned message; codes and addresses after it are the newsletter's.
 _ORIGINAL_MARKER_RE = re.compile(
-    r"(?im)^[ \t]*(?:-{2,}[ \t]*[^\n]{0,40}?(?:copy of the message|original message|(?:message|mail) follows|"
+    r"(?im)^[ \t]*(?:-{2,20}[ \t]*[^\n]{0,40}?(?:copy of the message|original message|(?:message|mail) follows|"
     r"headers follow|returned message|unsent message)|original message headers:?[ \t]*$)"
 )
 
@@ -124,7 +125,8 @@ _USER_UNKNOWN_RE = re.compile(
     r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|account)|n[o']t exist"
     r"|address (?:not found|unknown)|recipient (?:not found|unknown)|unknown (?:recipient|address|mailbox)"
     r"|invalid (?:recipient|mailbox|address)|mailbox (?:unavailable|not found)|account (?:has been )?disabled"
-    r"|(?:account|mailbox) is disabled|no mailbox here|not a valid (?:mailbox|recipient|user)|addressee unknown"
+    r"|(?:account|mailbox) is disabled|no mailbox here|not a valid (?:mailbox|recipient|user)"
+    r"|addressee unknown"
     r"|recip(?:ient)?notfound|address couldn't be found|doesn't have an? [\w.-]{1,40} account",
     re.I,
 )
@@ -159,7 +161,8 @@ _BOUNCE_BODY_RE = re.compile(
     r"|delivery has failed to these recipients|did not reach some or all of the intended recipients"
     r"|(?:couldn't|could not|can't|cannot|wasn't|was not) (?:be )?delivered|wasn't able to deliver"
     r"|unable to deliver|delivery to the following recipients? (?:failed|has been delayed)|undeliverable"
-    r"|following (?:address(?:es|\(es\))?|recipients?|recipient\(s\)) (?:failed|had permanent|cannot be reached)",
+    r"|following (?:address(?:es|\(es\))?|recipients?|recipient\(s\))"
+    r" (?:failed|had permanent|cannot be reached)",
     re.I,
 )
 _DAEMON_LOCALPARTS = frozenset({"mailer-daemon", "mailer_daemon", "mail-daemon", "maildaemon", "postmaster"})
@@ -170,7 +173,9 @@ _OOO_SUBJECT_RE = re.compile(
     r"|respuesta autom[aá]tica|risposta automatica|autosvar|automatisch antwoord|afwezig",
     re.I,
 )
-_AUTO_REPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-autoreply-from", "x-mail-autoreply")
+_AUTO_REPLY_HEADERS = (
+    "x-autoreply", "x-autorespond", "x-autoresponder", "x-autoreply-from", "x-mail-autoreply",
+)
 # Local-delivery stamps naming the mailbox the report reached (Envelope-To is Exim's, X-Envelope-To others').
 _DELIVERY_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
 
@@ -178,7 +183,8 @@ _STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-s
 _FEEDBACK_TYPES = frozenset({"message/feedback-report"})
 _MDN_TYPES = frozenset({"message/disposition-notification", "message/global-disposition-notification"})
 _ORIGINAL_TYPES = frozenset({
-    "message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers", "message/global-headers",
+    "message/rfc822", "message/global", "message/rfc822-headers", "message/global-headers",
+    "text/rfc822-headers",
 })
 # Statuses in class 5 that say nothing bad about the address: the mailbox is full (RFC 3463 X.2.2; many
 # providers send it as permanent although it clears once the owner cleans up) or this message was too big
@@ -189,11 +195,11 @@ _SOFT_5XX_STATUSES = frozenset({"5.2.2", "5.2.3", "5.3.4"})
 _NOT_COMPLAINT_TYPES = frozenset({"not-spam", "auth-failure"})
 
 
-# --- public API ---------------------------------------------------------------------------------------------------
+# --- public API ---------------------------------------------------------------------------------------------
 
 
 def extract_token(address: str, prefix: str) -> str | None:
-    """'bounces+TOKEN@domain' -> 'TOKEN' (prefix='bounces'); None if it doesn't match. Prefix is case-insensitive."""
+    """'bounces+TOKEN@domain' -> 'TOKEN' (prefix='bounces'); None if it doesn't match; prefix ignores case."""
     if not isinstance(address, str) or not isinstance(prefix, str) or not prefix or len(address) > 1024:
         return None
     text = address.strip()
@@ -228,7 +234,7 @@ def classify_smtp_reply(code: int | None, text: str) -> FeedbackKind:
 
 
 def parse_feedback(raw: bytes, envelope_recipient: str | None = None) -> Feedback:
-    """Classify one inbound message. Never raises on garbage input: returns kind UNKNOWN (with whatever it found)."""
+    """Classify one inbound message. Never raises on garbage: returns kind UNKNOWN, with whatever it found."""
     found = _Findings()
     try:
         found.kind = _analyse(raw, envelope_recipient, found)
@@ -242,7 +248,7 @@ def parse_feedback(raw: bytes, envelope_recipient: str | None = None) -> Feedbac
     return feedback
 
 
-# --- accumulation -------------------------------------------------------------------------------------------------
+# --- accumulation -------------------------------------------------------------------------------------------
 
 
 class _Findings:
@@ -292,7 +298,7 @@ class _Parts:
     notice: str = ""
 
 
-# --- analysis -----------------------------------------------------------------------------------------------------
+# --- analysis -----------------------------------------------------------------------------------------------
 
 
 def _analyse(raw: object, envelope_recipient: object, found: _Findings) -> FeedbackKind:
@@ -353,10 +359,11 @@ def _analyse(raw: object, envelope_recipient: object, found: _Findings) -> Feedb
         if not from_daemon and not failed_header and _strong_auto_reply(msg, subject):
             kind = FeedbackKind.AUTO_REPLY
             found.offer(recipient=sender)
-        elif from_daemon or failed_header or _BOUNCE_SUBJECT_RE.search(subject) or _BOUNCE_BODY_RE.search(head):
+        elif (from_daemon or failed_header or _BOUNCE_SUBJECT_RE.search(subject)
+              or _BOUNCE_BODY_RE.search(head)):
             kind = _analyse_text_bounce(msg, subject, head, failed_header, found)
         elif _auto_submitted(msg):
-            # Bounces carry Auto-Submitted too, which is why this weak signal only counts after the bounce checks.
+            # Bounces carry Auto-Submitted too, so this weak signal only counts after the bounce checks.
             kind = FeedbackKind.AUTO_REPLY
             found.offer(recipient=sender)
 
@@ -382,7 +389,7 @@ def _analyse(raw: object, envelope_recipient: object, found: _Findings) -> Feedb
 
 
 def _analyse_dsn(status_part: Message, found: _Findings) -> FeedbackKind | None:
-    """RFC 3464: pick the first failed (else delayed) recipient block; None when no block names a recipient."""
+    """RFC 3464: report the first failed (else delayed) recipient; None if no block names a recipient."""
     blocks = _parse_fields(_report_text(status_part))
     recipients = [b for b in blocks if "final-recipient" in b or "original-recipient" in b or "action" in b]
     if not recipients:
@@ -404,7 +411,9 @@ def _analyse_dsn(status_part: Message, found: _Findings) -> FeedbackKind | None:
     status = _find_status(chosen.get("status", "")) or _find_status(diagnostic)
     # Original-Recipient is the address Rapport gave in RCPT TO; Final-Recipient may be a post-alias mailbox.
     found.offer(
-        recipient=_clean_address(chosen.get("original-recipient")) or _clean_address(chosen.get("final-recipient")),
+        recipient=(
+            _clean_address(chosen.get("original-recipient")) or _clean_address(chosen.get("final-recipient"))
+        ),
         status=status,
         smtp_code=code,
         diagnostic=_squash(diagnostic) or None,
@@ -436,7 +445,9 @@ def _analyse_arf(parts: _Parts, found: _Findings) -> FeedbackKind:
     found.offer(
         feedback_type=feedback_type,
         token=_scan_token(report.get("original-mail-from", ""), BOUNCE_PREFIX),
-        recipient=_clean_address(report.get("original-rcpt-to")) or _clean_address(report.get("removal-recipient")),
+        recipient=(
+            _clean_address(report.get("original-rcpt-to")) or _clean_address(report.get("removal-recipient"))
+        ),
     )
     if original is not None:
         # Providers that redact Original-Rcpt-To often leave the original To alone.
@@ -483,7 +494,8 @@ def _analyse_text_bounce(
         anchor = alone or bare
     # Judge by the words around the code, not the whole notice with its boilerplate.
     context = _around(head, anchor.start(), anchor.end()) if anchor else head
-    found.offer(status=status, smtp_code=code, diagnostic=_squash(inline_diagnostic) or _line_at(head, anchor))
+    diagnostic = _squash(inline_diagnostic) or _line_at(head, anchor)
+    found.offer(status=status, smtp_code=code, diagnostic=diagnostic)
 
     delayed = bool(_DELAY_SUBJECT_RE.search(subject) or _DELAY_BODY_RE.search(head))
     if delayed and (status is None or status[0] != "5") and (code is None or code < 500):
@@ -526,7 +538,7 @@ def _classify(code: int | None, status: str | None, text: str) -> FeedbackKind:
     return FeedbackKind.HARD_BOUNCE
 
 
-# --- MIME walking -------------------------------------------------------------------------------------------------
+# --- MIME walking -------------------------------------------------------------------------------------------
 
 
 def _collect_parts(msg: Message) -> _Parts:
@@ -588,11 +600,12 @@ def _original_headers(part: Message) -> Message | None:
 
 
 def _report_text(part: Message) -> str:
-    """Flatten a delivery-status or feedback-report part back into 'Name: value' lines, blocks split by blanks."""
+    """Flatten a delivery-status or feedback-report part back into 'Name: value' lines and blank lines."""
     payload = _payload(part)
     if not isinstance(payload, list):
         return _decoded_text(part, MAX_TEXT_BYTES)
-    # The stdlib parses each block of a delivery-status part (and a feedback-report) into a header-only message.
+    # The stdlib parses each block of a delivery-status part (and a feedback-report) into a headers-only
+    # message.
     chunks: list[str] = []
     size = 0
     for block in payload[:MAX_PARTS]:
@@ -637,7 +650,7 @@ def _parse_fields(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-# --- small helpers ------------------------------------------------------------------------------------------------
+# --- small helpers ------------------------------------------------------------------------------------------
 
 
 def _as_bytes(raw: object) -> bytes | None:
@@ -827,7 +840,8 @@ def _clean_message_id(value: str | None) -> str | None:
     if match:
         return f"<{match.group(1)}>"
     bare = value.strip()
-    if bare and "@" in bare and len(bare) <= _MAX_MESSAGE_ID - 2 and not any(c.isspace() or c in "<>" for c in bare):
+    clean = not any(c.isspace() or c in "<>" for c in bare)
+    if bare and clean and "@" in bare and len(bare) <= _MAX_MESSAGE_ID - 2:
         return f"<{bare}>"
     return None
 

@@ -75,7 +75,7 @@ def dkim_pem(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def smtp_sink(tmp_path: Path) -> Iterator[CaptureServer]:
     """A real SMTP server on loopback that captures every message into an Outbox."""
-    server = CaptureServer(Outbox(tmp_path / "sink"), port=0)
+    server = CaptureServer(Outbox(tmp_path / "instance" / "outbox"), port=0)   # where the admin Outbox looks
     server.start()
     yield server
     server.stop()

@@ -67,8 +67,8 @@ def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign 
         raise ValidationError(f"unknown kind {kind!r}", field="kind")
     from_email = str(data.get("from_email", "") or "").strip()
     reply_to = str(data.get("reply_to", "") or "").strip()
-    from_email = normalize_email(from_email) if from_email else ""
-    reply_to = normalize_email(reply_to) if reply_to else ""
+    from_email = normalize_email(from_email, own_address=True) if from_email else ""
+    reply_to = normalize_email(reply_to, own_address=True) if reply_to else ""
     if campaign is None:
         campaign = Campaign(status=CampaignStatus.DRAFT)
         session.add(campaign)

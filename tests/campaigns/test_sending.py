@@ -65,7 +65,9 @@ def test_fifty_contacts_personalized_signed_and_sent_once(
         # No other recipient's data leaks into this message.
         assert all(other.email not in msg.raw.decode("latin-1") for other in contacts[:5] if other is not contact)
 
-    db_session.expire_all()
+    db_session.rollback()   # end the read snapshot...
+
+    db_session.expire_all()  # ...and forget loaded rows
     done = db_session.get(Campaign, campaign.id)
     assert done.status == CampaignStatus.FINISHED and done.sent == 50 and done.recipients == 50
     assert {s.status for s in db_session.scalars(select(Send))} == {SendStatus.SENT}
@@ -109,7 +111,8 @@ def test_pause_and_cancel_stop_between_claims(runtime, db_session, make_contacts
     sending.start(db_session, runtime, campaign)   # resume
     run_worker()
     assert outbox.count() == 30
-    db_session.expire_all()
+    db_session.rollback()   # end the read snapshot...
+    db_session.expire_all()  # ...and forget loaded rows
     assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
 
     other = make_campaign([topic])
@@ -119,7 +122,8 @@ def test_pause_and_cancel_stop_between_claims(runtime, db_session, make_contacts
     sending.cancel(db_session, other)
     run_worker()
     assert outbox.count() == 30
-    db_session.expire_all()
+    db_session.rollback()   # end the read snapshot...
+    db_session.expire_all()  # ...and forget loaded rows
     assert db_session.get(Campaign, other.id).skipped == 30
 
 
@@ -169,7 +173,8 @@ def test_real_worker_process_in_burst_mode(runtime, db_session, make_contacts, m
     assert outbox.count() == 12
     dnsfunc = dns_for(s)
     assert all(dkim.verify(m.raw, dnsfunc=dnsfunc) for m in messages(outbox))
-    db_session.expire_all()
+    db_session.rollback()   # end the read snapshot...
+    db_session.expire_all()  # ...and forget loaded rows
     assert db_session.scalar(select(func.count()).select_from(Send).where(Send.status == "sent")) == 12
 
 

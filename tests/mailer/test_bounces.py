@@ -70,7 +70,7 @@ def no_fallback() -> Iterator[None]:
     assert not records, records[0].exc_info
 
 
-# --- fixtures -----------------------------------------------------------------------------------------------------
+# --- fixtures -----------------------------------------------------------------------------------------------
 
 # name: (kind, token, recipient, status, smtp_code, message_id)
 EXPECTED = {
@@ -153,7 +153,7 @@ def test_codes_in_the_returned_newsletter_are_ignored():
     assert parse_feedback(load("gmail_dsn_failure.eml")).status == "5.1.1"
 
 
-# --- where the token comes from -----------------------------------------------------------------------------------
+# --- where the token comes from -----------------------------------------------------------------------------
 
 
 def test_envelope_recipient_wins_over_headers():
@@ -192,7 +192,7 @@ def test_verp_token_case_is_preserved():
     assert parse_feedback(raw).token == "AQAAAAEAAAAC3q2-7w"
 
 
-# --- unsubscribe and auto-replies ---------------------------------------------------------------------------------
+# --- unsubscribe and auto-replies ---------------------------------------------------------------------------
 
 
 def test_unsubscribe_by_envelope_when_to_header_is_elsewhere():
@@ -206,7 +206,9 @@ def test_unsubscribe_by_envelope_when_to_header_is_elsewhere():
 
 def test_unsubscribe_address_beats_auto_submitted():
     # Mail clients may mark the unsubscribe request as auto-generated; the address alone shows intent.
-    raw = load("mailto_unsubscribe.eml").replace(b"Subject: Unsubscribe\n", b"Subject: Unsubscribe\nAuto-Submitted: auto-generated\n")
+    raw = load("mailto_unsubscribe.eml").replace(
+        b"Subject: Unsubscribe\n", b"Subject: Unsubscribe\nAuto-Submitted: auto-generated\n"
+    )
     assert parse_feedback(raw).kind is FeedbackKind.UNSUBSCRIBE
 
 
@@ -239,17 +241,19 @@ def test_auto_submitted_alone_does_not_hide_a_bounce():
 
 def test_read_receipt_is_not_a_bounce():
     raw = simple(
-        'From: ann@example.org\nTo: bounces+TOKEN_mdn@mail.example.com\nSubject: Read: Your March digest\n'
-        'MIME-Version: 1.0\nContent-Type: multipart/report; report-type=disposition-notification; boundary="b"',
+        "From: ann@example.org\nTo: bounces+TOKEN_mdn@mail.example.com\nSubject: Read: Your March digest\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=disposition-notification; boundary="b"',
         "--b\nContent-Type: text/plain\n\nYour message was read.\n\n--b\n"
         "Content-Type: message/disposition-notification\n\nReporting-UA: mail.example.org\n"
-        "Final-Recipient: rfc822; ann@example.org\nDisposition: manual-action/MDN-sent-manually; displayed\n\n--b--\n",
+        "Final-Recipient: rfc822; ann@example.org\n"
+        "Disposition: manual-action/MDN-sent-manually; displayed\n\n--b--\n",
     )
     fb = parse_feedback(raw)
     assert (fb.kind, fb.token) == (FeedbackKind.AUTO_REPLY, "TOKEN_mdn")
 
 
-# --- DSN details --------------------------------------------------------------------------------------------------
+# --- DSN details --------------------------------------------------------------------------------------------
 
 
 def dsn(*recipient_blocks: str, to: str = "bounces+TOKEN_dsn@mail.example.com") -> bytes:
@@ -285,8 +289,10 @@ def test_success_dsn_is_not_a_bounce():
 
 
 def test_original_recipient_preferred_over_rewritten_final_recipient():
-    raw = dsn("Original-Recipient: rfc822;info@example.net\nFinal-Recipient: rfc822; info-team@internal.example\n"
-              "Action: failed\nStatus: 5.1.1")
+    raw = dsn(
+        "Original-Recipient: rfc822;info@example.net\n"
+        "Final-Recipient: rfc822; info-team@internal.example\nAction: failed\nStatus: 5.1.1"
+    )
     assert parse_feedback(raw).recipient == "info@example.net"
 
 
@@ -294,12 +300,15 @@ def test_original_recipient_preferred_over_rewritten_final_recipient():
     ("block", "kind", "status", "code"),
     [
         ("Action: failed\nStatus: 5.2.2\nDiagnostic-Code: smtp; 552 5.2.2 Mailbox full", SOFT, "5.2.2", 552),
-        ("Action: failed\nStatus: 4.4.7\nDiagnostic-Code: X-Postfix; delivery time expired", SOFT, "4.4.7", None),
-        ("Action: failed\nDiagnostic-Code: smtp; 550 Requested action not taken: no such user", HARD, None, 550),
+        ("Action: failed\nStatus: 4.4.7\nDiagnostic-Code: X-Postfix; delivery time expired",
+         SOFT, "4.4.7", None),
+        ("Action: failed\nDiagnostic-Code: smtp; 550 Requested action not taken: no such user",
+         HARD, None, 550),
         ("Action: failed", HARD, None, None),
         ("Action: failed\nStatus: 5.7.1\nDiagnostic-Code: smtp; 554 5.7.1 Service unavailable; client host "
          "blocked using zen.spamhaus.org", SOFT, "5.7.1", 554),
-        ("Action: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 Mailbox quota exceeded", SOFT, "5.0.0", 550),
+        ("Action: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 Mailbox quota exceeded",
+         SOFT, "5.0.0", 550),
     ],
 )
 def test_dsn_status_classification(block, kind, status, code):
@@ -307,12 +316,13 @@ def test_dsn_status_classification(block, kind, status, code):
     assert (fb.kind, fb.status, fb.smtp_code) == (kind, status, code)
 
 
-# --- ARF details --------------------------------------------------------------------------------------------------
+# --- ARF details --------------------------------------------------------------------------------------------
 
 
 def arf(report: str, original: str) -> bytes:
     return simple(
-        'From: scomp@aol.example\nTo: fbl@mail.example.com\nSubject: Email Feedback Report\nMIME-Version: 1.0\n'
+        "From: scomp@aol.example\nTo: fbl@mail.example.com\nSubject: Email Feedback Report\n"
+        "MIME-Version: 1.0\n"
         'Content-Type: multipart/report; report-type=feedback-report; boundary="b"',
         "--b\nContent-Type: text/plain\n\nThis is an email abuse report.\n\n"
         f"--b\nContent-Type: message/feedback-report\n\n{report.strip()}\n\n"
@@ -343,16 +353,18 @@ def test_arf_rapport_id_is_used_before_original_mail_from():
 
 @pytest.mark.parametrize("feedback_type", ["not-spam", "auth-failure"])
 def test_arf_that_is_not_a_complaint(feedback_type):
-    fb = parse_feedback(arf(f"Feedback-Type: {feedback_type}\nVersion: 1", "To: pat@aol.example\nX-Rapport-ID: T1"))
+    raw = arf(f"Feedback-Type: {feedback_type}\nVersion: 1", "To: pat@aol.example\nX-Rapport-ID: T1")
+    fb = parse_feedback(raw)
     assert (fb.kind, fb.feedback_type, fb.token) == (FeedbackKind.UNKNOWN, feedback_type, "T1")
 
 
-# --- text heuristics ----------------------------------------------------------------------------------------------
+# --- text heuristics ----------------------------------------------------------------------------------------
 
 
 def test_transcript_skips_successful_steps():
     raw = simple(
-        "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>\nTo: bounces+TOKEN_sm@mail.example.com\n"
+        "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>\n"
+        "To: bounces+TOKEN_sm@mail.example.com\n"
         "Subject: Returned mail: see transcript for details",
         "The original message was received at Mon, 4 Mar 2024 10:12:00 GMT\n\n"
         "   ----- The following addresses had permanent fatal errors -----\n<amy@example.net>\n\n"
@@ -397,7 +409,8 @@ def test_yahoo_style_text_bounce():
         "From: MAILER-DAEMON@yahoo.example\nTo: bounces+TOKEN_y@mail.example.com\nSubject: Failure Notice",
         "Sorry, we were unable to deliver your message to the following address.\n\n<kai@yahoo.example>:\n"
         "554: delivery error: dd This user doesn't have a yahoo.example account (kai@yahoo.example) [0]"
-        " - mta1234.mail.ne1.yahoo.example\n\n--- Below this line is a copy of the message.\n\nX-Rapport-ID: TOKEN_y\n",
+        " - mta1234.mail.ne1.yahoo.example\n\n--- Below this line is a copy of the message.\n\n"
+        "X-Rapport-ID: TOKEN_y\n",
     )
     fb = parse_feedback(raw)
     assert (fb.kind, fb.status, fb.smtp_code, fb.recipient, fb.token) == (
@@ -406,20 +419,25 @@ def test_yahoo_style_text_bounce():
 
 
 def test_deep_nesting_still_reads_headers():
-    raw = b"To: bounces+TOKEN_n@mail.example.com\nSubject: Undeliverable\n" + b"Content-Type: message/rfc822\n\n" * 5000
+    raw = b"To: bounces+TOKEN_n@mail.example.com\nSubject: Undeliverable\n"
+    raw += b"Content-Type: message/rfc822\n\n" * 5000
     with no_fallback():
         fb = parse_feedback(raw)
     assert (fb.token, fb.kind) == ("TOKEN_n", SOFT)
 
 
 def test_human_reply_is_unknown_but_keeps_the_token():
-    raw = simple("From: ann@example.org\nTo: bounces+TOKEN_h@mail.example.com\nSubject: Re: Your March digest\n"
-                 "In-Reply-To: <TOKEN_h@mail.example.com>", "Thanks, great issue!\n")
+    raw = simple(
+        "From: ann@example.org\nTo: bounces+TOKEN_h@mail.example.com\nSubject: Re: Your March digest\n"
+        "In-Reply-To: <TOKEN_h@mail.example.com>",
+        "Thanks, great issue!\n",
+    )
     fb = parse_feedback(raw)
-    assert (fb.kind, fb.token, fb.message_id) == (FeedbackKind.UNKNOWN, "TOKEN_h", "<TOKEN_h@mail.example.com>")
+    assert (fb.kind, fb.token, fb.recipient) == (FeedbackKind.UNKNOWN, "TOKEN_h", None)
+    assert fb.message_id == "<TOKEN_h@mail.example.com>"
 
 
-# --- classify_smtp_reply and extract_token -------------------------------------------------------------------------
+# --- classify_smtp_reply and extract_token ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -491,7 +509,7 @@ def test_extract_token_rejects_non_strings():
     assert extract_token(b"bounces+t@x.example", "bounces") is None  # type: ignore[arg-type]
 
 
-# --- hostile input ------------------------------------------------------------------------------------------------
+# --- hostile input ------------------------------------------------------------------------------------------
 
 
 def test_huge_attachment_does_not_stall():
@@ -520,7 +538,8 @@ def test_huge_attachment_does_not_stall():
         b"From: MAILER-DAEMON@x\n\n" + b"5.5.5." * 200_000,
         b"From: MAILER-DAEMON@x\n\n" + b"<" * 100_000 + b"@" + b">" * 100_000,
         b"Content-Type: text/html\nSubject: Undeliverable\n\n" + b"<a" * 500_000,
-        b"Content-Type: multipart/report; boundary=b\n\n" + b"--b\nContent-Type: multipart/mixed; boundary=b\n\n" * 20_000,
+        b"Content-Type: multipart/report; boundary=b\n\n"
+        + b"--b\nContent-Type: multipart/mixed; boundary=b\n\n" * 20_000,
         b"Content-Type: message/rfc822\n\n" * 20_000,
         b"Content-Type: text/plain; charset=idna\n\n\xff\xfe",
         b"Content-Type: text/plain; charset=\"rot13\"\nContent-Transfer-Encoding: base64\n\n!!!!",
@@ -558,7 +577,8 @@ INTERESTING = [
 
 @st.composite
 def mutated_dsn(draw):
-    data = bytearray(load(draw(st.sampled_from(["postfix_5_1_1.eml", "gmail_dsn_failure.eml", "arf_yahoo_complaint.eml"]))))
+    name = draw(st.sampled_from(["postfix_5_1_1.eml", "gmail_dsn_failure.eml", "arf_yahoo_complaint.eml"]))
+    data = bytearray(load(name))
     for _ in range(draw(st.integers(min_value=1, max_value=12))):
         op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "duplicate", "interesting"]))
         pos = draw(st.integers(min_value=0, max_value=len(data)))
@@ -592,7 +612,9 @@ def test_classify_smtp_reply_never_raises(code, text):
 
 
 @settings(max_examples=200, deadline=None)
-@given(address=st.text(max_size=400), prefix=st.sampled_from(["bounces", "unsubscribe", "BOUNCES", "a+b", ""]))
+@given(
+    address=st.text(max_size=400), prefix=st.sampled_from(["bounces", "unsubscribe", "BOUNCES", "a+b", ""])
+)
 def test_extract_token_never_raises(address, prefix):
     token = extract_token(address, prefix)
     assert token is None or (token in address and 1 <= len(token) <= 256)
