@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
@@ -130,7 +131,7 @@ def demo(settings: Settings, port: int) -> int:
     code = 0
     while not stop:
         for child in children:
-            if child.poll() is not None:
+            if child.poll() is not None and not stop:
                 print(f"  a Rapport process exited with code {child.returncode}; stopping.", file=sys.stderr)
                 stop, code = True, 1
         time.sleep(0.3)
@@ -145,7 +146,10 @@ def demo(settings: Settings, port: int) -> int:
     if capture:
         capture.stop()
     if redis is not None:
-        redis.shutdown(save=True, now=True) if hasattr(redis, "shutdown") else None
+        from redis.exceptions import RedisError
+
+        with contextlib.suppress(RedisError):   # the server closes the connection as it stops
+            redis.shutdown(save=True)
     print("  Stopped.")
     return code
 

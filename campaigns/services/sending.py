@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mailer.transport import DeliveryError, PermanentFailure
 from sqlalchemy import and_, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
@@ -37,6 +36,7 @@ from campaigns.services.contacts import normalize_email, personalization
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
+from mailer.transport import DeliveryError, PermanentFailure
 
 logger = logging.getLogger(__name__)
 

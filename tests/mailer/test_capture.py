@@ -307,11 +307,16 @@ def test_list_is_newest_first_with_keyset_pagination(outbox: Outbox, client: Rec
         "1.2.3",
         "1700000000000000000.1.1.eml",
         "1700000000000000000.1.1\n",
-        "1700000000000000000.1.1/../../../x",
+        "1700000000000000000.1.1/../../secret",
         "１７００００００００００００００００００.1.1",  # full-width digits match \d but not [0-9]
     ],
 )
 def test_get_rejects_malformed_keys(outbox: Outbox, key: str) -> None:
+    # Give traversal something to find, so only key validation stands between it and the file.
+    root = Path(outbox.path)
+    (root / "secret.eml").write_bytes(b"Subject: secret\r\n\r\n")
+    (root / "new" / "1700000000000000000.1.1").mkdir()
+    (root / "new" / "1700000000000000000.1.1\n.eml").write_bytes(b"Subject: secret\r\n\r\n")
     with pytest.raises(KeyError):
         outbox.get(key)
 
