@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -100,6 +101,22 @@ class EventType(StrEnum):
     COMPLAINT = "complaint"
     PREFERENCES = "preferences"
     SUBSCRIBE = "subscribe"
+    DELIVERED = "delivered"     # a relay's webhook confirmed delivery
+
+
+class Frequency(StrEnum):
+    """How often a contact wants mail (preference center); the send path honours it for non-transactional mail."""
+
+    EVERY = "every"       # every mail
+    WEEKLY = "weekly"     # at most one message a week (a digest)
+    MONTHLY = "monthly"   # at most one message a month
+
+
+class SuppressionReason(StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE = "soft_bounce"
+    COMPLAINT = "complaint"
+    MANUAL = "manual"
 
 
 class AdminRole(StrEnum):
@@ -196,6 +213,10 @@ class Contact(Base):
     last_opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_clicked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     engagement_score: Mapped[float] = mapped_column(Float, default=0.0)
+    # The score above is exact as of engagement_at; it decays from there (campaigns.services.engagement).
+    engagement_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    frequency: Mapped[Frequency] = mapped_column(String(20), default=Frequency.EVERY, server_default="every")
+    paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     owner: Mapped[Sender | None] = relationship()
     subscriptions: Mapped[list[Subscription]] = relationship(
@@ -273,6 +294,7 @@ class Campaign(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     held: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
+    relay: Mapped[str] = mapped_column(String(50), default="", server_default="")   # SMTP relay name; "" = default
 
     topics: Mapped[list[Topic]] = relationship(secondary=campaign_topic)
     links: Mapped[list[Link]] = relationship(back_populates="campaign", cascade="all, delete-orphan")
@@ -308,6 +330,7 @@ class Send(Base):
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    smtp_code: Mapped[int | None] = mapped_column(Integer)   # last SMTP reply code
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
@@ -327,8 +350,27 @@ class Event(Base):
     type: Mapped[EventType] = mapped_column(String(30))
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Opens and clicks by proxies, prefetchers and scanners: recorded, but never counted as engagement.
+    machine: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Who fetched (a short hash of network and user agent): finds one fetcher opening for many recipients.
+    fetcher: Mapped[str | None] = mapped_column(String(16))
+    # Idempotency key of the tracking hit or inbound message this event came from; replays are ignored.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     __table_args__ = (
         Index("ix_event_contact_time", "contact_id", "occurred_at"),
         Index("ix_event_campaign_type", "campaign_id", "type"),
+        Index("ix_event_type_time", "type", "occurred_at", "contact_id"),
+        Index("ix_event_send_type", "send_id", "type"),
     )
+
+
+class Suppression(Base):
+    """An address never to mail again, keyed by a hash of the normalized address so it outlives erasure."""
+
+    __tablename__ = "suppression"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[SuppressionReason] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -11,7 +11,6 @@ import tempfile
 from functools import cached_property
 from pathlib import Path
 
-from mailer.transport import RelayConfig, RelayRouter
 from redis import Redis
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +19,7 @@ from campaigns.config import Settings, from_env
 from campaigns.db import make_engine, make_session_factory
 from mailer.dkim import DKIMKey, DKIMSigner
 from mailer.tracking import TokenCodec
+from mailer.transport import RelayConfig, RelayRouter
 
 logger = logging.getLogger(__name__)
 

@@ -100,23 +100,23 @@ _PREFIX_SCAN = {
 _STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # "550 5.1.1", "550-5.1.1" (multi-line replies), "550 #5.1.1".
 _CODE_STATUS_RE = re.compile(r"(?<![\d.])([245]\d\d)(?:-|[ \t]{1,4})#?([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
-_LEADING_CODE_RE = re.compile(r"\s*([245]\d\d)(?![\d.])")
+_LEADING_CODE_RE = re.compile(r"\s{0,16}([245]\d\d)(?![\d.])")
 # A bare reply code in prose only counts where MTAs put one, never any three-digit number.
 _TEXT_CODE_RE = re.compile(r"(?im)(?:^|said:|smtp;|returned '|error:)[ \t]{0,4}([245]\d\d)(?![\d.])")
-_ADDRESS_TYPE_RE = re.compile(r"[ \t]*[A-Za-z0-9-]{1,32}[ \t]*;")
+_ADDRESS_TYPE_RE = re.compile(r"[ \t]{0,16}[A-Za-z0-9-]{1,32}[ \t]{0,16};")
 _MSGID_RE = re.compile(rf"<([^<>\s]{{1,{_MAX_MESSAGE_ID - 2}}})>")
 _FIELD_NAME_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
 _ADDR_RE = re.compile(
     r"(?<![A-Za-z0-9._%+'-])([A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8})"
 )
 # qmail and Postfix start each failed recipient on a line of its own: "<user@example.net>:".
-_ANGLE_RECIPIENT_RE = re.compile(r"(?m)^[ \t]*<([^<>\s@]{1,64}@[^<>\s@]{1,255})>:")
-_TEXT_RAPPORT_ID_RE = re.compile(r"(?im)^[ \t>]*X-Rapport-ID:[ \t]*(" + _TOKEN_PATTERN + r")[ \t]*$")
-_TEXT_MESSAGE_ID_RE = re.compile(r"(?im)^[ \t>]*Message-ID:[ \t]*(<[^<>\s]{1,996}>)")
+_ANGLE_RECIPIENT_RE = re.compile(r"(?m)^[ \t]{0,16}<([^<>\s@]{1,64}@[^<>\s@]{1,255})>:")
+_TEXT_RAPPORT_ID_RE = re.compile(r"(?im)^[ \t>]{0,16}X-Rapport-ID:[ \t]{0,16}(" + _TOKEN_PATTERN + r")[ \t]*$")
+_TEXT_MESSAGE_ID_RE = re.compile(r"(?im)^[ \t>]{0,16}Message-ID:[ \t]{0,16}(<[^<>\s]{1,996}>)")
 _HTML_TAG_RE = re.compile(r"<[^<>]*>")
 # Where a text bounce starts quoting the returned message; codes and addresses after it are the newsletter's.
 _ORIGINAL_MARKER_RE = re.compile(
-    r"(?im)^[ \t]*(?:-{2,20}[ \t]*[^\n]{0,40}?(?:copy of the message|original message|(?:message|mail) follows|"
+    r"(?im)^[ \t]{0,16}(?:-{2,20}[ \t]*[^\n]{0,40}?(?:copy of the message|original message|(?:message|mail) follows|"
     r"headers follow|returned message|unsent message)|original message headers:?[ \t]*$)"
 )
 

@@ -21,12 +21,17 @@ from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from premailer import Premailer
 
-from mailer.personalize import html_env, text_env
+from mailer import qp
+from mailer.message import encode_part, qp_part
+from mailer.personalize import html_env, text_env, wire_env
 from mailer.tracking import distinct_links, rewrite_links, trackable
 
 logger = logging.getLogger(__name__)
 
-COMPILER_VERSION = "1"
+COMPILER_VERSION = "2"
+_QP_HTML = qp.value_encoder(html=True)
+_QP_TEXT = qp.value_encoder(html=False)
+BASE64_THRESHOLD = 1 / 6     # non-ASCII share of static text above which base64 is shorter than QP
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _PLACEHOLDER = re.compile(r"rjx(\d+)x")
 _OPEN_PIXEL = (
@@ -92,6 +97,27 @@ class CompiledCampaign:
     html: Template
     text: Template
     links: tuple[str, ...]          # trackable URLs; index i is rendered by _click(i)
+    html_wire: Template | None = None   # renders the quoted-printable HTML part directly (None: encode per message)
+    text_wire: Template | None = None
+
+    def render_mime(self, context: Mapping[str, Any], click: Callable[[int], str],
+                    open_url: str) -> tuple[str, bytes, bytes]:
+        """Subject, encoded text/plain part and encoded text/html part (MIME headers included) for one recipient."""
+        if self.html_wire is None or self.text_wire is None:
+            rendered = self.render(context, click, open_url)
+            return rendered.subject, encode_part(rendered.text, "plain"), encode_part(rendered.html, "html")
+        ctx = dict(context, _click=click, _open_url=open_url)
+        try:
+            subject = " ".join(self.subject.render(ctx).split())
+            html = self.html_wire.render(dict(ctx, _qp=_QP_HTML))
+            text = self.text_wire.render(dict(ctx, _qp=_QP_TEXT))
+        except SecurityError as exc:
+            raise TemplateError(f"template tried something not allowed: {exc}") from None
+        except JinjaTemplateError as exc:
+            raise TemplateError(str(exc), getattr(exc, "lineno", None)) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+            raise TemplateError(f"template failed: {exc}") from None
+        return subject, qp_part(text, "plain"), qp_part(html, "html")
 
     def render(self, context: Mapping[str, Any], click: Callable[[int], str], open_url: str) -> Rendered:
         """Render for one recipient; click(i) gives the tracked URL of links[i]."""
@@ -295,6 +321,18 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
             html=html_env().from_string(html),
             text=text_env().from_string(text_source),
             links=tuple(links),
+            html_wire=_wire_template(html),
+            text_wire=_wire_template(text_source),
         )
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message, exc.lineno) from None
+
+
+def _wire_template(source: str) -> Template | None:
+    """A template rendering the QP-encoded part, or None when per-message encoding is the better choice."""
+    if qp.non_ascii_share(source) > BASE64_THRESHOLD:
+        return None          # mostly non-Latin text: base64 is shorter, chosen per message by encode_part
+    try:
+        return wire_env().from_string(qp.compile_source(source))
+    except qp.Unsupported:
+        return None

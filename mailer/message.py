@@ -60,7 +60,7 @@ def format_address(name: str, address: str) -> str:
 
 def encode_part(content: str, subtype: str) -> bytes:
     """A MIME part (headers + body) for text/<subtype> in UTF-8, QP or base64, whichever is shorter."""
-    data = content.replace("\r\n", "\n").encode("utf-8")
+    data = content.replace("\r\n", "\n").encode("utf-8", "replace")
     qp = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
     # base64 lines are 76 chars + CRLF: 78 bytes per 57 input bytes.
     b64_len = (len(data) + 56) // 57 * 78
@@ -75,6 +75,14 @@ def encode_part(content: str, subtype: str) -> bytes:
     return (
         b"Content-Type: text/" + subtype.encode() + b"; charset=\"utf-8\"\r\n"
         b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + body
+    )
+
+
+def qp_part(encoded: str, subtype: str) -> bytes:
+    """A MIME part around an already quoted-printable body (see mailer.qp)."""
+    return (
+        b"Content-Type: text/" + subtype.encode() + b"; charset=\"utf-8\"\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + encoded.encode("ascii")
     )
 
 
@@ -101,9 +109,13 @@ class MessageTemplate:
         )
 
     def build(self, *, to_name: str, to_email: str, subject: str, message_id: str, date: str,
-              html: str, text: str, list_unsubscribe: Sequence[str] = (), one_click: bool = True,
+              html: str = "", text: str = "", parts: tuple[bytes, bytes] | None = None,
+              list_unsubscribe: Sequence[str] = (), one_click: bool = True,
               extra: Sequence[tuple[str, str]] = ()) -> tuple[Headers, bytes]:
-        """Headers (wire-ready values) and the multipart/alternative body for one recipient."""
+        """Headers (wire-ready values) and the multipart/alternative body for one recipient.
+
+        parts: already encoded (text/plain, text/html) MIME parts; otherwise html and text are encoded here.
+        """
         boundary = "=_r" + hashlib.blake2s(message_id.encode(), digest_size=12).hexdigest()
         headers: Headers = [
             ("From", self.from_header),
@@ -128,9 +140,10 @@ class MessageTemplate:
         headers.extend(self.extra)
         headers.extend((k, encode_header(k, v)) for k, v in extra)
         b = boundary.encode()
+        text_part, html_part = parts if parts is not None else (encode_part(text, "plain"), encode_part(html, "html"))
         body = b"".join((
-            b"--", b, CRLF, encode_part(text, "plain"),
-            b"--", b, CRLF, encode_part(html, "html"),
+            b"--", b, CRLF, text_part,
+            b"--", b, CRLF, html_part,
             b"--", b, b"--", CRLF,
         ))
         return headers, body

@@ -17,13 +17,20 @@ class Missing(Undefined):
     __slots__ = ()
 
 
-def _make_env(autoescape: bool, strict: bool) -> ImmutableSandboxedEnvironment:
+def _blank_none(value: object) -> object:
+    return "" if value is None else value
+
+
+def _make_env(autoescape: bool, strict: bool, newline: str = "\n") -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         autoescape=autoescape,
+        newline_sequence=newline,
         undefined=StrictUndefined if strict else Missing,
         keep_trailing_newline=True,
         auto_reload=False,
         cache_size=0,
+        # An empty field reads as nothing, not "None".
+        finalize=_blank_none,
     )
     return env
 
@@ -38,3 +45,9 @@ def html_env(strict: bool = False) -> ImmutableSandboxedEnvironment:
 def text_env(strict: bool = False) -> ImmutableSandboxedEnvironment:
     """Environment for subjects and plain-text bodies: no escaping."""
     return _make_env(False, strict)
+
+
+@lru_cache(maxsize=2)
+def wire_env() -> ImmutableSandboxedEnvironment:
+    """Environment for pre-encoded (quoted-printable) bodies: CRLF line ends kept, values encoded by _qp."""
+    return _make_env(False, False, "\r\n")

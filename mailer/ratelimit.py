@@ -6,7 +6,7 @@ A limit of L sends per W seconds means that no interval of length W may contain 
 numbered in the order Redis serialises them, so a request for n more is allowed exactly when the grant that
 would become the (L+1)-th most recent has already left the window. That grant lives in ring slot
 ``(count + n - 1) % L``, so each decision reads one 8-byte slot and writes n of them: O(1) time and 8*L bytes
-per window (100,000/hour costs ~800 KB, where a sorted-set log of the same window costs ~10 MB).
+per window (100,000/hour costs 800 KB in Redis, where a sorted-set log of it measured ~10 MB).
 
 Why not GCRA/token bucket: with a burst of L it lets up to 2*L-1 sends through in the first window after an
 idle period, which breaks hourly caps that relays enforce as rolling windows. Why not a sorted-set log: it
@@ -73,6 +73,10 @@ local stamp = struct.pack('<d', now)
 for i, key in ipairs(KEYS) do
   local limit = tonumber(ARGV[1 + 2 * i])
   local window = tonumber(ARGV[2 + 2 * i])
+  if counts[i] == 0 then
+    -- Size a new ring exactly in one go; growing it by SETRANGE would over-allocate up to twofold.
+    redis.call('SETRANGE', key, 7 + limit * 8, string.char(0))
+  end
   local first = counts[i] % limit
   local run = math.min(n, limit - first)
   redis.call('SETRANGE', key, 8 + first * 8, string.rep(stamp, run))

@@ -226,7 +226,8 @@ class _ConnectionLost(Exception):
     def failure(self) -> TemporaryFailure:
         """Turn into the public error."""
         text = self.text
-        if self.committed:
+        if self.committed and self.code is None:
+            # No reply at all to the end of DATA: the relay may or may not have taken responsibility for it.
             text += " (after the message was sent; it may have been delivered)"
         return TemporaryFailure(text, self.code, stage=self.stage)
 
@@ -249,13 +250,14 @@ class _Connection:
 
 
 _EOL = re.compile(rb"\r\n|\r|\n")
+_BARE_CR = re.compile(rb"\r(?!\n)")
 
 
 def _data_payload(message: bytes) -> bytes:
     """Return the DATA payload: CRLF line endings, dot-stuffed and terminated with CRLF.CRLF."""
-    # Three C-speed counts confirm the usual all-CRLF input, so the regex only runs on malformed messages.
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+    # If every CR is followed by LF and there are as many CRs as LFs, every LF has its CR: the message is
+    # already all CRLF. These scans are ~10x cheaper than the rewriting regex, which only bad input pays for.
+    if message.count(b"\r") != message.count(b"\n") or _BARE_CR.search(message):
         message = _EOL.sub(b"\r\n", message)
     payload = message.replace(b"\r\n.", b"\r\n..")
     if payload.startswith(b"."):

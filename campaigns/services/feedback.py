@@ -1,21 +1,29 @@
-"""What recipients do flows back into the contact list: opens, clicks, unsubscribes, preference changes."""
+"""What recipients decide flows back into the contact list: unsubscribes, the preference center, click targets.
+
+Opens and clicks are recorded by campaigns.services.engagement; bounces and complaints by .ingest.
+Every change of consent is an event with a timestamp (the consent history shown in the preference center).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from campaigns.errors import NotFound
+from campaigns.errors import NotFound, ValidationError
 from campaigns.models import (
     Campaign,
+    CampaignKind,
     Contact,
     ContactStatus,
     Event,
     EventType,
+    Frequency,
     Link,
     Send,
     Subscription,
@@ -68,62 +76,122 @@ def unsubscribe(session: Session, scope: UnsubscribeScope, *, everything: bool, 
                           type=EventType.UNSUBSCRIBE,
                           data={"scope": "all" if everything or not scope.topics else "topics",
                                 "topics": [t.name for t in scope.topics], "source": source}))
+        logger.info("contact %s unsubscribed (%s, campaign_id=%s)", contact.id, source,
+                    scope.campaign.id if scope.campaign else None)
     session.commit()
     return changed
 
 
+PAUSE_WEEKS = (2, 4, 8, 12)
+FREQUENCY_LABELS = {Frequency.EVERY: "Every mail", Frequency.WEEKLY: "A weekly digest at most",
+                    Frequency.MONTHLY: "A monthly digest at most"}
+FREQUENCY_GAP = {Frequency.WEEKLY: dt.timedelta(days=7), Frequency.MONTHLY: dt.timedelta(days=30)}
+
+
+def is_paused(contact: Contact, now: dt.datetime | None = None) -> bool:
+    """Whether the contact asked for a break from non-transactional mail that has not ended yet."""
+    return contact.paused_until is not None and contact.paused_until > (now or utcnow())
+
+
+def frequency_allows(contact: Contact, now: dt.datetime | None = None) -> bool:
+    """Whether the contact's chosen frequency allows another non-transactional message now (by last_sent_at)."""
+    gap = FREQUENCY_GAP.get(Frequency(contact.frequency or Frequency.EVERY))
+    if gap is None or contact.last_sent_at is None:
+        return True
+    return (now or utcnow()) - contact.last_sent_at >= gap
+
+
+def may_receive(contact: Contact, kind: str, now: dt.datetime | None = None) -> bool:
+    """The preference-center part of eligibility: pause and frequency (transactional mail ignores both)."""
+    if kind == CampaignKind.TRANSACTIONAL:
+        return True
+    return not is_paused(contact, now) and frequency_allows(contact, now)
+
+
 def update_preferences(session: Session, contact: Contact, *, topic_ids: Iterable[int], first_name: str,
-                       last_name: str, resubscribe: bool) -> None:
-    """Apply the preference center form and keep a consent event."""
-    public = set(session.scalars(select(Topic.id).where(Topic.public.is_(True))))
-    chosen = set(topic_ids) & public
-    hidden = {s.topic_id for s in contact.subscriptions if s.subscribed and s.topic_id not in public}
+                       last_name: str, resubscribe: bool = False, frequency: str | None = None,
+                       pause_weeks: int | None = None, now: dt.datetime | None = None) -> list[str]:
+    """Apply the preference center form, keep a consent event, commit; returns what changed, in words.
+
+    pause_weeks: None keeps the current pause, 0 ends it, N pauses for N weeks from now.
+    """
+    now = now or utcnow()
+    if frequency is not None and frequency not in set(Frequency):
+        raise ValidationError("choose how often you want mail", field="frequency")
+    if pause_weeks is not None and pause_weeks not in (0, *PAUSE_WEEKS):
+        raise ValidationError("choose a pause of 2, 4, 8 or 12 weeks", field="pause")
+    public = {t.id: t.name for t in session.scalars(select(Topic).where(Topic.public.is_(True)))}
+    chosen = set(topic_ids) & set(public)
+    before = {s.topic_id for s in contact.subscriptions if s.subscribed}
+    hidden = {t for t in before if t not in public}
     set_subscriptions(session, contact, chosen | hidden)
-    contact.first_name = first_name.strip()[:200]
-    contact.last_name = last_name.strip()[:200]
+    changes: list[str] = []
+    data: dict = {"source": "preference center"}
+    added, removed = sorted(chosen - before), sorted((before & set(public)) - chosen)
+    if added:
+        data["topics_on"] = [public[t] for t in added]
+        changes.append("You now receive " + ", ".join(public[t] for t in added) + ".")
+    if removed:
+        data["topics_off"] = [public[t] for t in removed]
+        changes.append("You no longer receive " + ", ".join(public[t] for t in removed) + ".")
+    first, last = first_name.strip()[:200], last_name.strip()[:200]
+    if (first, last) != (contact.first_name, contact.last_name):
+        contact.first_name, contact.last_name = first, last
+        data["name"] = True
+        changes.append("Your name is saved.")
+    if frequency is not None and frequency != contact.frequency:
+        data["frequency"] = [str(contact.frequency), frequency]
+        contact.frequency = Frequency(frequency)
+        changes.append(f"How often: {FREQUENCY_LABELS[Frequency(frequency)].lower()}.")
+    if pause_weeks == 0 and is_paused(contact, now):
+        contact.paused_until = None
+        data["paused_until"] = None
+        changes.append("Your pause has ended: mail resumes.")
+    elif pause_weeks:
+        contact.paused_until = now + dt.timedelta(weeks=pause_weeks)
+        data["paused_until"] = contact.paused_until.isoformat()
+        changes.append(f"No mail until {contact.paused_until:%d %B %Y}.")
     if resubscribe and contact.status == ContactStatus.UNSUBSCRIBED:
         contact.status = ContactStatus.SUBSCRIBED
         contact.consent_source = "preference center"
-        contact.consent_at = utcnow()
-    session.add(Event(contact_id=contact.id, type=EventType.PREFERENCES,
-                      data={"topics": sorted(chosen), "resubscribed": resubscribe}))
+        contact.consent_at = now
+        session.add(Event(contact_id=contact.id, type=EventType.RESUBSCRIBE, occurred_at=now,
+                          data={"source": "preference center"}))
+        changes.append("You are subscribed again.")
+    if len(data) > 1:
+        session.add(Event(contact_id=contact.id, type=EventType.PREFERENCES, occurred_at=now, data=data))
     session.commit()
+    return changes or ["Nothing changed."]
 
 
-def _send(session: Session, send_id: int) -> Send | None:
-    return session.get(Send, send_id) if send_id else None
+CONSENT_EVENTS = (EventType.SUBSCRIBE, EventType.UNSUBSCRIBE, EventType.RESUBSCRIBE, EventType.PREFERENCES,
+                  EventType.COMPLAINT)
 
 
-def record_open(session: Session, send_id: int, user_agent: str) -> None:
-    """Record an open of a real send (test sends have id 0 and record nothing)."""
-    send = _send(session, send_id)
-    if send is None:
-        return
-    now = utcnow()
-    session.add(Event(contact_id=send.contact_id, campaign_id=send.campaign_id, send_id=send.id,
-                      type=EventType.OPEN, occurred_at=now, data={"ua": user_agent[:300]}))
-    session.execute(update(Contact).where(Contact.id == send.contact_id).values(last_opened_at=now))
-    session.commit()
+def consent_history(session: Session, contact_id: int, limit: int = 20) -> list[Event]:
+    """The contact's latest consent events, newest first."""
+    return list(session.scalars(select(Event).where(Event.contact_id == contact_id,
+                                                    Event.type.in_([str(t) for t in CONSENT_EVENTS]))
+                                .order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit)))
 
 
-def click_target(session: Session, send_id: int, link_id: int) -> tuple[str, Send | None]:
+# Link URLs never change once a campaign is sent; drafts may edit them, so entries live only a short while.
+_LINK_TTL = 30.0
+_links: dict[int, tuple[float, int, str]] = {}
+
+
+def click_target(session: Session, send_id: int, link_id: int) -> str:
     """The stored URL of link_id, only if the link belongs to the send's campaign; NotFound otherwise."""
-    link = session.get(Link, link_id)
-    if link is None:
-        raise NotFound("unknown link")
-    send = _send(session, send_id)
-    if send_id and (send is None or send.campaign_id != link.campaign_id):
-        raise NotFound("link does not belong to this message")
-    return link.url, send
-
-
-def record_click(session: Session, send: Send | None, link_id: int, url: str, user_agent: str) -> None:
-    """Record a click (and the open it implies)."""
-    if send is None:
-        return
-    now = utcnow()
-    session.add(Event(contact_id=send.contact_id, campaign_id=send.campaign_id, send_id=send.id,
-                      type=EventType.CLICK, occurred_at=now, data={"link_id": link_id, "url": url[:500],
-                                                                   "ua": user_agent[:300]}))
-    session.execute(update(Contact).where(Contact.id == send.contact_id).values(last_clicked_at=now))
-    session.commit()
+    cached = _links.get(link_id)
+    if cached is None or cached[0] < time.monotonic():
+        row = session.execute(select(Link.campaign_id, Link.url).where(Link.id == link_id)).first()
+        if row is None:
+            raise NotFound("unknown link")
+        if len(_links) > 10_000:
+            _links.clear()
+        cached = _links[link_id] = (time.monotonic() + _LINK_TTL, row[0], row[1])
+    if send_id:
+        campaign_id = session.scalar(select(Send.campaign_id).where(Send.id == send_id))
+        if campaign_id != cached[1]:
+            raise NotFound("link does not belong to this message")
+    return cached[2]

@@ -245,13 +245,13 @@ class CampaignMailer:
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, contact_id)}",
         }
-        rendered = self.compiled.render(ctx, click, f"{base}/o/{seal(Purpose.OPEN, send_id)}")
+        subject, text_part, html_part = self.compiled.render_mime(
+            ctx, click, f"{base}/o/{seal(Purpose.OPEN, send_id)}")
         msg_token = seal(Purpose.MESSAGE, send_id)
         domain = self.rt.settings.dkim_domain
         headers, body = self.template.build(
-            to_name=to_name, to_email=to_email, subject=subject_prefix + rendered.subject,
-            message_id=f"<{msg_token}@{domain}>", date=format_date(time.time()),
-            html=rendered.html, text=rendered.text,
+            to_name=to_name, to_email=to_email, subject=subject_prefix + subject,
+            message_id=f"<{msg_token}@{domain}>", date=format_date(time.time()), parts=(text_part, html_part),
             list_unsubscribe=(unsubscribe_url, f"mailto:unsubscribe+{unsub_token}@{self.envelope_domain}")
             if self.kind != "transactional" else (),
             extra=(("X-Rapport-ID", msg_token),),

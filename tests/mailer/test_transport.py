@@ -103,6 +103,8 @@ class Recorder:
             return "550 5.7.1 Content rejected"
         if b"DEFER-ME" in envelope.content:
             return "451 4.3.0 Try again later"
+        if b"CLOSE-ME" in envelope.content:
+            return "421 4.3.2 Shutting down"
         self.messages.append(
             {
                 "from": envelope.mail_from,
@@ -242,6 +244,8 @@ def test_delivers_bytes_intact(server: tuple[Recorder, int]) -> None:
         (b"Subject: x\n\nbare\nnewlines\n", b"Subject: x\r\n\r\nbare\r\nnewlines\r\n"),
         (b"Subject: x\r\n\r\nmixed\rendings\n.dot\r\n", b"Subject: x\r\n\r\nmixed\r\nendings\r\n.dot\r\n"),
         (b"Subject: x\r\n\r\nno final newline", b"Subject: x\r\n\r\nno final newline\r\n"),
+        # As many CRs as LFs, but paired the wrong way round.
+        (b"Subject: x\r\n\r\nLF then CR\n\rhere\r\n", b"Subject: x\r\n\r\nLF then CR\r\n\r\nhere\r\n"),
         (b"Subject: x\r\n\r\nends in a dot\r\n.", b"Subject: x\r\n\r\nends in a dot\r\n.\r\n"),
         (b".Subject-less message starting with a dot\r\n", b".Subject-less message starting with a dot\r\n"),
     ],
@@ -457,6 +461,17 @@ def test_connection_lost_after_the_message_is_not_resent(server: tuple[Recorder,
     assert info.value.stage == "message"
     assert "may have been delivered" in str(info.value)
     assert [m["content"] for m in handler.messages].count(message("maybe delivered")) == 1
+
+
+def test_421_to_the_message_is_temporary_and_retires_the_connection(server: tuple[Recorder, int]) -> None:
+    handler, port = server
+    with SMTPPool(relay(port)) as pool:
+        with pytest.raises(TemporaryFailure) as info:
+            pool.send(SENDER, ["a@example.com"], message("CLOSE-ME"))
+        pool.send(SENDER, ["a@example.com"], message())
+    assert (info.value.smtp_code, info.value.stage) == (421, "message")
+    assert "may have been delivered" not in str(info.value)
+    assert len(handler.protocols) == 2 and len(handler.messages) == 1
 
 
 def test_stale_idle_connections_are_replaced_without_a_round_trip(server: tuple[Recorder, int]) -> None:

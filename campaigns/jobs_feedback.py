@@ -1,0 +1,37 @@
+"""RQ entry points of the feedback loop: drain tracking hits, poll a bounce mailbox, decay engagement scores."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from campaigns import runtime
+from campaigns.services import engagement, hits
+
+logger = logging.getLogger(__name__)
+
+
+def drain_hits() -> int:
+    """Write queued opens and clicks to the database in bulk."""
+    rt = runtime.current()
+
+    def write(batch: Sequence[hits.Hit], replay: bool) -> int:
+        with rt.session_factory() as session:
+            return engagement.record_hits(session, batch, replay)
+
+    return hits.drain(rt, write)
+
+
+def poll_bounces(url: str) -> int:
+    """Read and apply every message waiting in the bounce mailbox at url (imap[s]:// or pop3[s]://)."""
+    from campaigns.services import ingest
+
+    rt = runtime.current()
+    return ingest.poll_mailbox(rt, url)
+
+
+def decay_scores() -> int:
+    """Rewrite every contact's engagement score as of now (run nightly)."""
+    rt = runtime.current()
+    with rt.session_factory() as session:
+        return engagement.decay_scores(session)
