@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     # In-process by default: the SMTP pool, the DKIM key and compiled campaigns stay warm across batch jobs.
     worker_class = Worker if args.fork else SimpleWorker
     worker = worker_class([rt.queue], connection=rt.redis, name=args.name)
-    worker.work(burst=args.burst, logging_level="INFO", with_scheduler=False)
+    # The scheduler runs delayed jobs: retries of deferred sends (4xx replies) at their next attempt time.
+    worker.work(burst=args.burst, logging_level="INFO", with_scheduler=True)
     rt.close()
     return 0
 

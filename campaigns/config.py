@@ -50,7 +50,10 @@ class Settings:
     sender_email: str = "news@rapport.test"
     postal_address: str = "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany"
     batch_size: int = 500                     # recipients per send_batch job
-    claim_size: int = 50                      # rows claimed (and status-flushed) at a time inside a batch
+    claim_size: int = 100                     # rows claimed (and status-flushed) at a time inside a batch
+    max_attempts: int = 6                     # temporary failures are retried this often, then the send fails
+    retry_delays: tuple[int, ...] = (60, 300, 900, 3600, 10800)   # seconds before attempt 2, 3, …
+    max_consecutive_failures: int = 10        # a batch pauses its campaign after this many failures in a row
     queue_name: str = "rapport"
     policy: PolicySettings = field(default_factory=PolicySettings)
     testing: bool = False

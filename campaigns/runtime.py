@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.config import Settings, from_env
 from campaigns.db import make_engine, make_session_factory
 from mailer.dkim import DKIMKey, DKIMSigner
+from mailer.ratelimit import relay_limiter_factory
 from mailer.tracking import TokenCodec
 from mailer.transport import RelayConfig, RelayRouter
 
@@ -86,7 +87,8 @@ class Runtime:
     def relays(self) -> RelayRouter:
         configs = [RelayConfig.from_url(url, name="default" if i == 0 else f"relay{i}")
                    for i, url in enumerate(self.settings.relay_urls)]
-        return RelayRouter(configs)
+        # Relays with rate_per_second / rate_per_hour share one sliding window across all workers, in Redis.
+        return RelayRouter(configs, limiter_factory=relay_limiter_factory(self.redis))
 
     def close(self) -> None:
         """Close pooled SMTP connections and the engine."""

@@ -172,6 +172,7 @@ class DeliveryError(Exception):
         *,
         stage: str = "",
         refused: Mapping[str, tuple[int, str]] | None = None,
+        maybe_delivered: bool = False,
     ) -> None:
         super().__init__(smtp_message)
         self.smtp_code = smtp_code
@@ -179,6 +180,13 @@ class DeliveryError(Exception):
         # Step that failed: ratelimit, connect, helo, starttls, auth, mail, rcpt, data, message (end of DATA).
         self.stage = stage
         self.refused: dict[str, tuple[int, str]] = dict(refused or {})
+        # The whole message was written but no reply came: the relay may have accepted it. Never resend.
+        self.maybe_delivered = maybe_delivered
+
+    @property
+    def relay_problem(self) -> bool:
+        """The relay refused the session or the sender, not this recipient (wrong password, TLS required…)."""
+        return self.stage in ("connect", "helo", "starttls", "auth", "mail")
 
     def __str__(self) -> str:
         code = "" if self.smtp_code is None else f"{self.smtp_code} "
@@ -187,7 +195,7 @@ class DeliveryError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only state is not in self.args, so pickling (e.g. across processes) needs it spelled out.
-        state = {"stage": self.stage, "refused": self.refused}
+        state = {"stage": self.stage, "refused": self.refused, "maybe_delivered": self.maybe_delivered}
         return (type(self), (self.smtp_message, self.smtp_code), state)
 
 
@@ -229,7 +237,8 @@ class _ConnectionLost(Exception):
         if self.committed and self.code is None:
             # No reply at all to the end of DATA: the relay may or may not have taken responsibility for it.
             text += " (after the message was sent; it may have been delivered)"
-        return TemporaryFailure(text, self.code, stage=self.stage)
+        return TemporaryFailure(text, self.code, stage=self.stage,
+                                maybe_delivered=self.committed and self.code is None)
 
 
 class _Connection:

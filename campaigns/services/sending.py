@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, func, literal, select, update
+from sqlalchemy import and_, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.errors import InvalidState, ValidationError
@@ -33,6 +33,8 @@ from campaigns.models import (
 from campaigns.runtime import Runtime
 from campaigns.services import campaigns as campaign_service
 from campaigns.services.contacts import normalize_email, personalization
+from campaigns.services.feedback import is_paused
+from campaigns.services.ingest import record_smtp_rejection
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
@@ -200,6 +202,7 @@ class CampaignMailer:
     sender: dict[str, str]
     topic_ids: frozenset[int] = field(default_factory=frozenset)
     all_contacts: bool = False
+    relay: str = ""
 
     @classmethod
     def for_campaign(cls, rt: Runtime, session: Session, campaign: Campaign) -> CampaignMailer:
@@ -220,7 +223,8 @@ class CampaignMailer:
                    template=template, envelope_domain=s.return_domain,
                    sender={"name": campaign.from_name or s.sender_name, "email": from_email,
                            "postal_address": s.postal_address},
-                   topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts)
+                   topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts,
+                   relay=campaign.relay)
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
                 contact_vars: dict, *, subject_prefix: str = "") -> tuple[str, bytes]:
@@ -270,40 +274,55 @@ class BatchResult:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
+    deferred: int = 0
     stopped: str = ""
+    retry_at: dt.datetime | None = None
 
 
 def _claim(session: Session, campaign_id: int, lo: int, hi: int, n: int) -> list[tuple[int, int]]:
+    now = utcnow()
     pick = (select(Send.id).where(Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED,
-                                  Send.contact_id.between(lo, hi))
+                                  Send.contact_id.between(lo, hi),
+                                  or_(Send.next_attempt_at.is_(None), Send.next_attempt_at <= now))
             .order_by(Send.contact_id).limit(n))
     if session.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     rows = session.execute(
         update(Send).where(Send.id.in_(pick.scalar_subquery()))
-        .values(status=SendStatus.SENDING, claimed_at=utcnow(), attempts=Send.attempts + 1)
-        .returning(Send.id, Send.contact_id)
+        .values(status=SendStatus.SENDING, claimed_at=now, attempts=Send.attempts + 1)
+        .returning(Send.id, Send.contact_id, Send.attempts)
         .execution_options(synchronize_session=False)
     ).all()
     session.commit()
-    return sorted((r[0], r[1]) for r in rows)
+    return sorted((r[0], r[1], r[2]) for r in rows)
 
 
 def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Contact]) -> set[int]:
     """Contacts who may still get this campaign now (status and topic choice re-checked at send time)."""
     ok = set()
+    now = utcnow()
     for cid, contact in contacts.items():
         if mailer.kind == CampaignKind.TRANSACTIONAL:
             if contact.status not in (*UNSENDABLE, ContactStatus.PENDING):
                 ok.add(cid)
-        elif contact.status == ContactStatus.SUBSCRIBED:
+        elif contact.status == ContactStatus.SUBSCRIBED and not is_paused(contact, now):
             ok.add(cid)
-    if mailer.all_contacts or not ok:
+    if mailer.all_contacts or not ok or mailer.kind == CampaignKind.TRANSACTIONAL:
         return ok
     subscribed = set(session.scalars(select(Subscription.contact_id).where(
         Subscription.contact_id.in_(ok), Subscription.topic_id.in_(mailer.topic_ids),
         Subscription.subscribed.is_(True))))
     return ok & subscribed
+
+
+def _skip_reason(contact: Contact | None, now: dt.datetime) -> str:
+    if contact is None:
+        return "contact deleted"
+    if contact.status != ContactStatus.SUBSCRIBED:
+        return f"contact is {contact.status}"
+    if is_paused(contact, now):
+        return "contact paused their mail"
+    return "unsubscribed from this topic"
 
 
 def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
@@ -320,8 +339,8 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
             pause(session, campaign, f"template error: {exc}")
             result.stopped = "template error"
             return result
-    pool = rt.relays.pool(None)
-    while True:
+    delivery = _Delivery(rt, mailer, rt.relays.pool(mailer.relay or None), result)
+    while not result.stopped:
         with rt.session_factory() as session:
             status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
             if status != CampaignStatus.RUNNING:
@@ -330,7 +349,7 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
             claimed = _claim(session, campaign_id, lo, hi, rt.settings.claim_size)
             if not claimed:
                 break
-            ids = [c for _, c in claimed]
+            ids = [c for _, c, _ in claimed]
             contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
             interests: dict[int, list[str]] = {}
             for cid, interest in session.execute(
@@ -338,68 +357,136 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
                     .where(ContactInterest.contact_id.in_(ids))):
                 interests.setdefault(cid, []).append(interest)
             eligible = _eligible(session, mailer, contacts)
-            updates, sent_contacts = _deliver(mailer, pool, claimed, contacts, interests, eligible, result)
-            _record(session, campaign_id, updates, sent_contacts)
+            delivery.run(claimed, contacts, interests, eligible)
+            delivery.record(session, campaign_id)
+            if delivery.pause_reason:
+                session.execute(update(Campaign).where(Campaign.id == campaign_id,
+                                                       Campaign.status == CampaignStatus.RUNNING)
+                                .values(status=CampaignStatus.PAUSED, status_reason=delivery.pause_reason))
+                session.commit()
+                logger.warning("campaign %s paused: %s", campaign_id, delivery.pause_reason)
+                result.stopped = "paused"
     with rt.session_factory() as session:
+        if result.deferred and not result.stopped:
+            result.retry_at = session.scalar(select(func.min(Send.next_attempt_at)).where(
+                Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED,
+                Send.contact_id.between(lo, hi)))
         maybe_finish(session, campaign_id)
+    if result.retry_at is not None:
+        delay = max(result.retry_at - utcnow(), dt.timedelta(seconds=1))
+        rt.queue.enqueue_in(delay, "campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=BATCH_JOB_TIMEOUT)
     logger.info("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)
     return result
 
 
-def _deliver(mailer: CampaignMailer, pool, claimed: Sequence[tuple[int, int]],  # noqa: ANN001
-             contacts: dict[int, Contact], interests: dict[int, list[str]], eligible: set[int],
-             result: BatchResult) -> tuple[list[dict], list[int]]:
-    updates: list[dict] = []
-    sent_contacts: list[int] = []
-    for send_id, contact_id in claimed:
-        contact = contacts.get(contact_id)
-        if contact is None or contact_id not in eligible:
-            reason = "contact deleted" if contact is None else (
-                f"contact is {contact.status}" if contact.status != ContactStatus.SUBSCRIBED
-                else "unsubscribed from this topic")
-            updates.append({"id": send_id, "status": SendStatus.SKIPPED, "last_error": reason})
-            result.skipped += 1
-            continue
-        try:
-            envelope_from, data = mailer.message(
-                send_id, contact_id, contact.full_name, contact.email,
-                personalization(contact, interests.get(contact_id, ())))
-            pool.send(envelope_from, [contact.email], data)
-        except TemplateError as exc:
-            updates.append({"id": send_id, "status": SendStatus.FAILED, "last_error": f"template: {exc}"[:1000]})
-            result.failed += 1
-            continue
-        except DeliveryError as exc:
-            kind = "rejected" if isinstance(exc, PermanentFailure) else "temporary failure"
-            code = f"{exc.smtp_code} " if getattr(exc, "smtp_code", None) else ""
-            updates.append({"id": send_id, "status": SendStatus.FAILED,
-                            "last_error": f"{kind}: {code}{exc.smtp_message or exc}"[:1000]})
-            result.failed += 1
-            continue
+class _Delivery:
+    """Sends claimed rows one by one and collects their outcomes for one bulk write per claim."""
+
+    def __init__(self, rt: Runtime, mailer: CampaignMailer, pool, result: BatchResult) -> None:  # noqa: ANN001
+        self.rt = rt
+        self.mailer = mailer
+        self.pool = pool
+        self.result = result
+        self.updates: list[dict] = []
+        self.sent_contacts: list[int] = []
+        self.rejections: list[tuple[int, int, int | None, str]] = []
+        self.consecutive_failures = 0
+        self.pause_reason = ""
+        self.attempts = 0
+
+    def run(self, claimed: Sequence[tuple[int, int, int]], contacts: dict[int, Contact],
+            interests: dict[int, list[str]], eligible: set[int]) -> None:
         now = utcnow()
-        updates.append({"id": send_id, "status": SendStatus.SENT, "sent_at": now, "last_error": ""})
-        sent_contacts.append(contact_id)
-        result.sent += 1
-    return updates, sent_contacts
+        for index, (send_id, contact_id, attempts) in enumerate(claimed):
+            if self.pause_reason:
+                # Stop at once; the rest of the claim goes back to the queue untouched.
+                for sid, _cid, att in claimed[index:]:
+                    self.attempts = att - 1
+                    self._add(sid, SendStatus.QUEUED, "")
+                return
+            self.attempts = attempts
+            contact = contacts.get(contact_id)
+            if contact is None or contact_id not in eligible:
+                self._done(send_id, SendStatus.SKIPPED, _skip_reason(contact, now))
+                continue
+            try:
+                envelope_from, data = self.mailer.message(
+                    send_id, contact_id, contact.full_name, contact.email,
+                    personalization(contact, interests.get(contact_id, ())))
+            except TemplateError as exc:
+                self._done(send_id, SendStatus.FAILED, f"template: {exc}"[:1000])
+                continue
+            try:
+                self.pool.send(envelope_from, [contact.email], data)
+            except DeliveryError as exc:
+                self._failed(send_id, contact_id, attempts, exc)
+                continue
+            self.consecutive_failures = 0
+            self._add(send_id, SendStatus.SENT, "", sent_at=utcnow(), smtp_code=250)
+            self.sent_contacts.append(contact_id)
+            self.result.sent += 1
 
+    def _add(self, send_id: int, status: SendStatus, reason: str, **extra: object) -> None:
+        row = {"id": send_id, "status": status, "last_error": reason[:1000], "attempts": self.attempts,
+               "sent_at": None, "smtp_code": None, "next_attempt_at": None}
+        row.update(extra)
+        self.updates.append(row)
 
-def _record(session: Session, campaign_id: int, updates: list[dict], sent_contacts: list[int]) -> None:
-    """Write a claim's outcomes in bulk: send rows, contacts' last_sent_at, campaign counters."""
-    if not updates:
-        return
-    now = utcnow()
-    for row in updates:
-        row.setdefault("sent_at", None)
-    session.execute(update(Send), updates)
-    if sent_contacts:
-        session.execute(update(Contact).where(Contact.id.in_(sent_contacts)).values(last_sent_at=now))
-    counts = {SendStatus.SENT: 0, SendStatus.FAILED: 0, SendStatus.SKIPPED: 0}
-    for row in updates:
-        counts[row["status"]] += 1
-    session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
-        sent=Campaign.sent + counts[SendStatus.SENT], failed=Campaign.failed + counts[SendStatus.FAILED],
-        skipped=Campaign.skipped + counts[SendStatus.SKIPPED]))
-    session.commit()
+    def _done(self, send_id: int, status: SendStatus, reason: str) -> None:
+        self._add(send_id, status, reason)
+        if status == SendStatus.SKIPPED:
+            self.result.skipped += 1
+        else:
+            self.result.failed += 1
+
+    def _failed(self, send_id: int, contact_id: int, attempts: int, exc: DeliveryError) -> None:
+        s = self.rt.settings
+        code = exc.smtp_code
+        self.consecutive_failures += 1
+        if exc.relay_problem and isinstance(exc, PermanentFailure):
+            # The relay refused us (bad password, TLS required, sender rejected): no recipient is at fault.
+            self._add(send_id, SendStatus.QUEUED, f"relay refused: {exc}", attempts=attempts - 1, smtp_code=code)
+            self.pause_reason = f"the mail relay refused to send: {exc}"
+            return
+        if isinstance(exc, PermanentFailure):
+            self._add(send_id, SendStatus.FAILED, f"rejected: {exc}", smtp_code=code)
+            self.rejections.append((send_id, contact_id, code, exc.smtp_message))
+            self.result.failed += 1
+        elif exc.maybe_delivered:
+            # At-most-once: the relay may already have it, so it is not sent again.
+            self._add(send_id, SendStatus.FAILED, f"outcome unknown, not resent: {exc}", smtp_code=code)
+            self.result.failed += 1
+        elif attempts >= s.max_attempts:
+            self._add(send_id, SendStatus.FAILED, f"gave up after {attempts} attempts: {exc}", smtp_code=code)
+            self.result.failed += 1
+        else:
+            delay = s.retry_delays[min(attempts - 1, len(s.retry_delays) - 1)]
+            self._add(send_id, SendStatus.QUEUED, f"temporary failure, retrying: {exc}", smtp_code=code,
+                      next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
+            self.result.deferred += 1
+        if self.consecutive_failures >= s.max_consecutive_failures:
+            self.pause_reason = f"paused after {self.consecutive_failures} failed deliveries in a row; last: {exc}"
+
+    def record(self, session: Session, campaign_id: int) -> None:
+        """Write this claim's outcomes in bulk: send rows, contacts' last_sent_at, counters, rejections."""
+        updates, self.updates = self.updates, []
+        sent_contacts, self.sent_contacts = self.sent_contacts, []
+        rejections, self.rejections = self.rejections, []
+        if not updates:
+            return
+        session.execute(update(Send), updates)   # one executemany: every row has the same keys
+        if sent_contacts:
+            session.execute(update(Contact).where(Contact.id.in_(sent_contacts)).values(last_sent_at=utcnow()))
+        counts = {status: 0 for status in SendStatus}
+        for row in updates:
+            counts[row["status"]] += 1
+        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
+            sent=Campaign.sent + counts[SendStatus.SENT], failed=Campaign.failed + counts[SendStatus.FAILED],
+            skipped=Campaign.skipped + counts[SendStatus.SKIPPED]))
+        for send_id, contact_id, code, message in rejections:
+            record_smtp_rejection(session, send_id=send_id, contact_id=contact_id, campaign_id=campaign_id,
+                                  code=code, message=message)
+        session.commit()
 
 
 # ---------------------------------------------------------------- test sends

@@ -1,0 +1,164 @@
+"""Delivery semantics against a scripted SMTP server: 4xx retry with backoff, 5xx rejection, relay problems,
+auto-pause, give-up, and nothing sent twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from sqlalchemy import select, update
+
+from campaigns.models import Campaign, CampaignStatus, Contact, ContactStatus, Send, SendStatus
+from campaigns.services import sending
+
+
+class Scripted:
+    """Accepts mail except for addresses given a scripted RCPT reply."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, str] = {}
+        self.received: list[str] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
+        if address in self.replies:
+            return self.replies[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+        self.received.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def scripted(runtime):  # noqa: ANN001, ANN201
+    handler = Scripted()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="sink.test")
+    controller.start()
+    use_relay(runtime, f"smtp://127.0.0.1:{port}")
+    yield handler
+    controller.stop()
+
+
+def use_relay(runtime, url: str) -> None:  # noqa: ANN001
+    runtime.settings = runtime.settings.with_overrides({"smtp_urls": (url,)})
+    if "relays" in runtime.__dict__:
+        runtime.relays.close()
+        del runtime.__dict__["relays"]
+
+
+def rows(db_session) -> dict[str, Send]:  # noqa: ANN001
+    db_session.rollback()
+    db_session.expire_all()
+    return {c.email: s for s, c in db_session.execute(select(Send, Contact).join(Contact, Contact.id == Send.contact_id))}
+
+
+def test_4xx_is_retried_later_with_backoff_and_then_delivered(runtime, db_session, make_contacts, make_campaign,
+                                                              scripted, run_worker) -> None:  # noqa: ANN001
+    topic, contacts = make_contacts(4)
+    greylisted = contacts[1].email
+    scripted.replies[greylisted] = "451 4.7.1 Greylisted, try again later"
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    state = rows(db_session)
+    assert sorted(scripted.received) == sorted(c.email for c in contacts if c.email != greylisted)
+    row = state[greylisted]
+    assert row.status == SendStatus.QUEUED and row.attempts == 1 and row.smtp_code == 451
+    assert "Greylisted" in row.last_error
+    wait = row.next_attempt_at - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(seconds=30) < wait <= dt.timedelta(seconds=60)   # first retry delay
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.RUNNING     # not finished: one waits
+    assert len(runtime.queue.scheduled_job_registry.get_job_ids()) == 1                # the retry is scheduled
+
+    # The retry time arrives and the server now accepts.
+    del scripted.replies[greylisted]
+    db_session.execute(update(Send).values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    db_session.commit()
+    sending.send_batch(runtime, campaign.id, 0, 10**9)
+    state = rows(db_session)
+    assert state[greylisted].status == SendStatus.SENT and state[greylisted].attempts == 2
+    assert scripted.received.count(greylisted) == 1 and len(scripted.received) == 4
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
+
+
+def test_5xx_fails_with_the_reply_and_suppresses_the_address(runtime, db_session, make_contacts, make_campaign,
+                                                             scripted, run_worker) -> None:  # noqa: ANN001
+    topic, contacts = make_contacts(3)
+    scripted.replies[contacts[0].email] = "550 5.1.1 No such user here"
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    row = rows(db_session)[contacts[0].email]
+    assert row.status == SendStatus.FAILED and row.smtp_code == 550 and "No such user" in row.last_error
+    assert db_session.get(Contact, contacts[0].id).status == ContactStatus.BOUNCED
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
+    assert db_session.get(Campaign, campaign.id).failed == 1
+
+
+def test_max_attempts_then_failed(runtime, db_session, make_contacts, make_campaign, scripted) -> None:  # noqa: ANN001
+    runtime.settings = runtime.settings.with_overrides({"max_attempts": 2})
+    topic, contacts = make_contacts(1)
+    scripted.replies[contacts[0].email] = "452 4.2.2 Mailbox full"
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    sending.dispatch(runtime, campaign.id)
+    for _ in range(2):
+        db_session.execute(update(Send).values(next_attempt_at=None))
+        db_session.commit()
+        sending.send_batch(runtime, campaign.id, 0, 10**9)
+    row = rows(db_session)[contacts[0].email]
+    assert row.status == SendStatus.FAILED and row.attempts == 2 and "gave up after 2 attempts" in row.last_error
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
+
+
+def test_relay_refusing_login_pauses_campaign_and_blames_no_recipient(runtime, db_session, make_contacts,
+                                                                      make_campaign) -> None:  # noqa: ANN001
+    port = free_port()
+
+    def deny(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+        return AuthResult(success=False, handled=False)
+
+    controller = Controller(Scripted(), hostname="127.0.0.1", port=port, authenticator=deny,
+                            auth_require_tls=False, server_hostname="sink.test")
+    controller.start()
+    try:
+        use_relay(runtime, f"smtp://user:wrong@127.0.0.1:{port}")
+        topic, contacts = make_contacts(5)
+        campaign = make_campaign([topic])
+        sending.start(db_session, runtime, campaign)
+        sending.dispatch(runtime, campaign.id)
+        result = sending.send_batch(runtime, campaign.id, 0, 10**9)
+    finally:
+        controller.stop()
+    assert result.stopped == "paused"
+    state = rows(db_session)
+    c = db_session.get(Campaign, campaign.id)
+    assert c.status == CampaignStatus.PAUSED and "relay refused" in c.status_reason and "535" in c.status_reason
+    assert all(s.status == SendStatus.QUEUED and s.attempts == 0 for s in state.values())
+    assert all(db_session.get(Contact, x.id).status == ContactStatus.SUBSCRIBED for x in contacts)
+
+
+def test_unreachable_relay_auto_pauses_after_consecutive_failures(runtime, db_session, make_contacts,
+                                                                  make_campaign, run_worker) -> None:  # noqa: ANN001
+    use_relay(runtime, f"smtp://127.0.0.1:{free_port()}")     # nothing listens there
+    runtime.settings = runtime.settings.with_overrides({"max_consecutive_failures": 4})
+    topic, _ = make_contacts(9)
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    run_worker()                                              # no job crashes: the worker keeps running
+    state = rows(db_session).values()
+    c = db_session.get(Campaign, campaign.id)
+    assert c.status == CampaignStatus.PAUSED and "4 failed deliveries in a row" in c.status_reason
+    assert all(s.status == SendStatus.QUEUED for s in state)   # nobody lost, nobody failed for the relay's fault
+    assert sum(1 for s in state if "temporary failure" in s.last_error) == 4
