@@ -6,9 +6,7 @@ TOPICS = [
     ("What to sow this month", "sowing-calendar"), ("The ten-minute soil test", "soil-jar-test"),
     ("Pruning fruit trees", "pruning"), ("Compost that does not smell", "compost"),
     ("Watering: less, but deeper", "watering"), ("Bees on the balcony", "balcony-bees"),
-    ("Tomatoes from seed", "tomatoes"), ("Tools worth repairing", "tool-repair"),
-    ("Herbs for shade", "shade-herbs"), ("Mulch explained", "mulch"),
-    ("Rain barrels", "rain-barrels"), ("Winter protection for roses", "roses-winter"),
+    ("Tomatoes from seed", "tomatoes"),
 ]
 PARA = ("Our gardeners tested this over three seasons in beds of clay, sand and loam, and wrote down what worked "
         "and what did not. Start small, keep notes, and remember that most plants forgive a late start far more "

@@ -25,8 +25,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
-    """Create an engine; SQLite gets WAL and a busy timeout so the web app and workers can share the file."""
+def make_engine(url: str, *, immediate: bool = True, **kwargs: object) -> Engine:
+    """Create an engine; SQLite gets WAL and a busy timeout so the web app and workers can share the file.
+
+    immediate=False leaves SQLite transactions deferred: for an observer that only reads (tests, reports).
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -44,7 +47,10 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN")
+            # IMMEDIATE takes the write lock up front and waits for it (busy_timeout). A deferred transaction
+            # that reads and later writes fails at once with "database is locked" if another process committed
+            # in between, whatever the timeout: the web app and the workers share this file.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)

@@ -29,8 +29,9 @@ from mailer.tracking import distinct_links, rewrite_links, trackable
 logger = logging.getLogger(__name__)
 
 COMPILER_VERSION = "2"
-_QP_HTML = qp.value_encoder(html=True)
-_QP_TEXT = qp.value_encoder(html=False)
+_LINK_HTML = qp.value_encoder(html=True, cache=False)
+_LINK_TEXT = qp.value_encoder(html=False, cache=False)
+_SPACE_RUN = re.compile(r"[ \t]{2,}|\t")
 BASE64_THRESHOLD = 1 / 6     # non-ASCII share of static text above which base64 is shorter than QP
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _PLACEHOLDER = re.compile(r"rjx(\d+)x")
@@ -106,11 +107,12 @@ class CompiledCampaign:
         if self.html_wire is None or self.text_wire is None:
             rendered = self.render(context, click, open_url)
             return rendered.subject, encode_part(rendered.text, "plain"), encode_part(rendered.html, "html")
-        ctx = dict(context, _click=click, _open_url=open_url)
+        links = LinkURLs(len(self.links), click)
+        ctx = dict(context, _links=links, _open_url=open_url)
         try:
             subject = " ".join(self.subject.render(ctx).split())
-            html = self.html_wire.render(dict(ctx, _qp=_QP_HTML))
-            text = self.text_wire.render(dict(ctx, _qp=_QP_TEXT))
+            html = self.html_wire.render(dict(ctx, _qlinks=EncodedLinks(links, _LINK_HTML)))
+            text = self.text_wire.render(dict(ctx, _qlinks=EncodedLinks(links, _LINK_TEXT)))
         except SecurityError as exc:
             raise TemplateError(f"template tried something not allowed: {exc}") from None
         except JinjaTemplateError as exc:
@@ -121,7 +123,7 @@ class CompiledCampaign:
 
     def render(self, context: Mapping[str, Any], click: Callable[[int], str], open_url: str) -> Rendered:
         """Render for one recipient; click(i) gives the tracked URL of links[i]."""
-        ctx = dict(context, _click=click, _open_url=open_url)
+        ctx = dict(context, _links=LinkURLs(len(self.links), click), _open_url=open_url)
         try:
             subject = " ".join(self.subject.render(ctx).split())
             return Rendered(subject, self.html.render(ctx), self.text.render(ctx))
@@ -131,6 +133,42 @@ class CompiledCampaign:
             raise TemplateError(str(exc), getattr(exc, "lineno", None)) from None
         except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
             raise TemplateError(f"template failed: {exc}") from None
+
+
+class LinkURLs:
+    """The tracked URL of each campaign link for one recipient, made on first use (templates index it)."""
+
+    __slots__ = ("_cache", "_make")
+
+    def __init__(self, count: int, make: Callable[[int], str]) -> None:
+        self._cache: list[str | None] = [None] * count
+        self._make = make
+
+    def __getitem__(self, index: int) -> str:
+        url = self._cache[index]
+        if url is None:
+            url = self._cache[index] = self._make(index)
+        return url
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+class EncodedLinks:
+    """The same URLs already escaped and quoted-printable encoded, for the wire templates."""
+
+    __slots__ = ("_cache", "_encode", "_links")
+
+    def __init__(self, links: LinkURLs, encode: Callable[[object], str]) -> None:
+        self._links = links
+        self._encode = encode
+        self._cache: dict[int, str] = {}
+
+    def __getitem__(self, index: int) -> str:
+        value = self._cache.get(index)
+        if value is None:
+            value = self._cache[index] = self._encode(self._links[index])
+        return value
 
 
 class _MJMLStructure(HTMLParser):
@@ -294,6 +332,15 @@ def html_to_text(html: str) -> str:
     return "\n".join(out).strip() + "\n"
 
 
+def _collapse_spaces(html: str) -> str:
+    """Runs of spaces and tabs (MJML's indentation) to one space: the same HTML, smaller, and DKIM's relaxed
+    body canonicalization then has nothing to rewrite. Left alone where whitespace is content."""
+    lowered = html.lower()
+    if "<pre" in lowered or "<textarea" in lowered or "white-space:pre" in lowered.replace(" ", ""):
+        return html
+    return _SPACE_RUN.sub(" ", html)
+
+
 def compile_campaign(src: CampaignSource) -> CompiledCampaign:
     """Compile once per campaign content; raises TemplateError for invalid MJML or template code."""
     _check_jinja(src.subject, "subject")
@@ -305,11 +352,11 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
     _MJMLStructure().check(src.mjml)
     if src.text_body:
         _check_jinja(src.text_body, "plain-text part")
-    html = mjml_to_html(_with_footer_and_preheader(src.mjml, src.preheader))
+    html = _collapse_spaces(mjml_to_html(_with_footer_and_preheader(src.mjml, src.preheader)))
     links = distinct_links(html)
     index = {url: i for i, url in enumerate(links)}
     html = rewrite_links(
-        html, lambda url: f"{{{{ _click({index[html_unescape(url.strip())]}) }}}}" if trackable(url) else None
+        html, lambda url: f"{{{{ _links[{index[html_unescape(url.strip())]}] }}}}" if trackable(url) else None
     )
     idx = html.lower().rfind("</body>")
     html = html[:idx] + _OPEN_PIXEL + html[idx:] if idx >= 0 else html + _OPEN_PIXEL
@@ -321,18 +368,18 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
             html=html_env().from_string(html),
             text=text_env().from_string(text_source),
             links=tuple(links),
-            html_wire=_wire_template(html),
-            text_wire=_wire_template(text_source),
+            html_wire=_wire_template(html, html=True),
+            text_wire=_wire_template(text_source, html=False),
         )
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message, exc.lineno) from None
 
 
-def _wire_template(source: str) -> Template | None:
+def _wire_template(source: str, *, html: bool) -> Template | None:
     """A template rendering the QP-encoded part, or None when per-message encoding is the better choice."""
     if qp.non_ascii_share(source) > BASE64_THRESHOLD:
         return None          # mostly non-Latin text: base64 is shorter, chosen per message by encode_part
     try:
-        return wire_env().from_string(qp.compile_source(source))
+        return wire_env(html).from_string(qp.compile_source(source))
     except qp.Unsupported:
         return None

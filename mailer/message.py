@@ -12,7 +12,6 @@ import email.utils
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.header import Header
 
 Headers = list[tuple[str, str]]
 CRLF = b"\r\n"
@@ -42,12 +41,32 @@ def fold_ascii(name: str, value: str, limit: int = 78) -> str:
     return "\r\n ".join(lines)
 
 
+def encoded_words(text: str) -> str:
+    """RFC 2047 base64 encoded-words for text, each at most 75 characters, never splitting a character."""
+    words = []
+    piece: list[str] = []
+    size = 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        if size + n > _WORD_BYTES:
+            words.append(piece)
+            piece, size = [], 0
+        piece.append(ch)
+        size += n
+    words.append(piece)
+    return "\r\n ".join("=?utf-8?b?" + base64.b64encode("".join(p).encode("utf-8")).decode("ascii") + "?="
+                         for p in words)
+
+
+_WORD_BYTES = 45    # 45 bytes -> 60 base64 chars + 12 for "=?utf-8?b?" and "?=" = 72 <= 75
+
+
 def encode_header(name: str, value: str) -> str:
     """Header value ready for the wire: RFC 2047 encoded when not ASCII, folded when long."""
     value = " ".join(value.replace("\r", " ").replace("\n", " ").split()) if "\n" in value or "\r" in value else value
     if _is_ascii(value):
         return fold_ascii(name, value)
-    return Header(value, "utf-8", maxlinelen=76, header_name=name).encode(linesep="\r\n")
+    return encoded_words(value)
 
 
 def format_address(name: str, address: str) -> str:
@@ -55,7 +74,9 @@ def format_address(name: str, address: str) -> str:
     name = " ".join(name.split())
     if not name:
         return address
-    return email.utils.formataddr((name, address), charset="utf-8")
+    if not name.isascii():
+        return f"{encoded_words(name)} <{address}>"
+    return email.utils.formataddr((name, address))
 
 
 def encode_part(content: str, subtype: str) -> bytes:

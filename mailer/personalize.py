@@ -48,6 +48,14 @@ def text_env(strict: bool = False) -> ImmutableSandboxedEnvironment:
 
 
 @lru_cache(maxsize=2)
-def wire_env() -> ImmutableSandboxedEnvironment:
-    """Environment for pre-encoded (quoted-printable) bodies: CRLF line ends kept, values encoded by _qp."""
-    return _make_env(False, False, "\r\n")
+def wire_env(html: bool = False) -> ImmutableSandboxedEnvironment:
+    """Environment for pre-encoded (quoted-printable) bodies: CRLF line ends kept, values encoded by |qp.
+
+    The encoder is a filter, not a context function: Jinja binds filters when compiling, so each use is a
+    direct call instead of a sandboxed call() with its safety checks.
+    """
+    from mailer.qp import value_encoder
+
+    env = _make_env(False, False, "\r\n")
+    env.filters["qp"] = value_encoder(html)
+    return env

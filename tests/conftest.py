@@ -135,9 +135,15 @@ def runtime(settings: Settings, redis_server) -> Iterator[Runtime]:  # noqa: ANN
 
 @pytest.fixture()
 def db_session(runtime: Runtime):  # noqa: ANN201
-    session = runtime.session_factory()
+    """The test's own session. On SQLite its transactions are deferred, so a test that has read something does not
+    hold the write lock the app and the worker under test need (they use BEGIN IMMEDIATE)."""
+    from campaigns.db import make_engine, make_session_factory
+
+    engine = make_engine(runtime.settings.database_url, immediate=False)
+    session = make_session_factory(engine)()
     yield session
     session.close()
+    engine.dispose()
 
 
 @pytest.fixture()

@@ -232,14 +232,10 @@ class CampaignMailer:
         tokens = self.rt.tokens
         base = self.rt.settings.base_url
         seal = tokens.seal
-        cache: dict[int, str] = {}
         link_ids = self.link_ids
 
-        def click(i: int) -> str:
-            url = cache.get(i)
-            if url is None:
-                url = cache[i] = f"{base}/c/{seal(Purpose.CLICK, send_id, link_ids[i])}"
-            return url
+        def click(i: int) -> str:   # called at most once per link and recipient (see mailer.compose.LinkURLs)
+            return f"{base}/c/{seal(Purpose.CLICK, send_id, link_ids[i])}"
 
         unsub_token = seal(Purpose.UNSUBSCRIBE, contact_id, self.campaign_id)
         unsubscribe_url = f"{base}/u/{unsub_token}"
@@ -357,6 +353,7 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
                     .where(ContactInterest.contact_id.in_(ids))):
                 interests.setdefault(cid, []).append(interest)
             eligible = _eligible(session, mailer, contacts)
+            session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
             delivery.run(claimed, contacts, interests, eligible)
             delivery.record(session, campaign_id)
             if delivery.pause_reason:
@@ -503,11 +500,13 @@ def send_test(rt: Runtime, session: Session, campaign: Campaign, addresses: Sequ
     campaign_service.ensure_links(session, campaign, result)
     session.commit()
     mailer = CampaignMailer.for_campaign(rt, session, campaign)
-    pool = rt.relays.pool(None)
+    variables_of = personalization(as_contact, [i.interest for i in as_contact.interests]) if as_contact else None
+    session.commit()    # no transaction held while talking to the relay
+    pool = rt.relays.pool(mailer.relay or None)
     for email in emails:
         if as_contact is not None:
             name, cid = as_contact.full_name, as_contact.id
-            variables = personalization(as_contact, [i.interest for i in as_contact.interests])
+            variables = variables_of
         else:
             name, cid = "", 0
             variables = {"email": email, "first_name": "", "last_name": "", "full_name": ""}

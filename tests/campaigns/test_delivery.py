@@ -60,7 +60,8 @@ def use_relay(runtime, url: str) -> None:  # noqa: ANN001
 def rows(db_session) -> dict[str, Send]:  # noqa: ANN001
     db_session.rollback()
     db_session.expire_all()
-    return {c.email: s for s, c in db_session.execute(select(Send, Contact).join(Contact, Contact.id == Send.contact_id))}
+    joined = select(Send, Contact).join(Contact, Contact.id == Send.contact_id)
+    return {c.email: s for s, c in db_session.execute(joined)}
 
 
 def test_4xx_is_retried_later_with_backoff_and_then_delivered(runtime, db_session, make_contacts, make_campaign,
