@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, exists, func, literal, or_, select, update
@@ -336,6 +338,18 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
             result.stopped = "template error"
             return result
     delivery = _Delivery(rt, mailer, rt.relays.pool(mailer.relay or None), result)
+    try:
+        _deliver_claims(rt, campaign_id, lo, hi, mailer, delivery, result)
+    finally:
+        delivery.close()
+    _finish_batch(rt, campaign_id, lo, hi, result)
+    logger.info("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)
+    return result
+
+
+def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: CampaignMailer,
+                    delivery: _Delivery, result: BatchResult) -> None:
+    """Claim, send and record in rounds of claim_size until nothing is left, or the campaign stops."""
     while not result.stopped:
         with rt.session_factory() as session:
             status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
@@ -363,6 +377,10 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
                 session.commit()
                 logger.warning("campaign %s paused: %s", campaign_id, delivery.pause_reason)
                 result.stopped = "paused"
+
+
+def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: BatchResult) -> None:
+    """Schedule the retry of deferred sends, and finish the campaign when nothing is left."""
     with rt.session_factory() as session:
         if result.deferred and not result.stopped:
             result.retry_at = session.scalar(select(func.min(Send.next_attempt_at)).where(
@@ -372,12 +390,17 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
     if result.retry_at is not None:
         delay = max(result.retry_at - utcnow(), dt.timedelta(seconds=1))
         rt.queue.enqueue_in(delay, "campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=BATCH_JOB_TIMEOUT)
-    logger.info("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)
-    return result
 
 
 class _Delivery:
-    """Sends claimed rows one by one and collects their outcomes for one bulk write per claim."""
+    """Sends claimed rows and collects their outcomes for one bulk write per claim.
+
+    Messages are rendered and signed in this thread while one sender thread talks SMTP: the relay's replies
+    (and a full socket buffer) no longer stall the CPU work. At most IN_FLIGHT messages wait for the relay, and
+    outcomes are settled in order, so pausing and at-most-once behave as with one thread.
+    """
+
+    IN_FLIGHT = 2
 
     def __init__(self, rt: Runtime, mailer: CampaignMailer, pool, result: BatchResult) -> None:  # noqa: ANN001
         self.rt = rt
@@ -390,17 +413,23 @@ class _Delivery:
         self.consecutive_failures = 0
         self.pause_reason = ""
         self.attempts = 0
+        self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtp-sender")
+
+    def close(self) -> None:
+        """Stop the sender thread (after the messages it holds)."""
+        self.sender.shutdown(wait=True)
 
     def run(self, claimed: Sequence[tuple[int, int, int]], contacts: dict[int, Contact],
             interests: dict[int, list[str]], eligible: set[int]) -> None:
         now = utcnow()
+        in_flight: deque[tuple[int, int, int, Future]] = deque()
         for index, (send_id, contact_id, attempts) in enumerate(claimed):
             if self.pause_reason:
                 # Stop at once; the rest of the claim goes back to the queue untouched.
                 for sid, _cid, att in claimed[index:]:
                     self.attempts = att - 1
                     self._add(sid, SendStatus.QUEUED, "")
-                return
+                break
             self.attempts = attempts
             contact = contacts.get(contact_id)
             if contact is None or contact_id not in eligible:
@@ -413,15 +442,24 @@ class _Delivery:
             except TemplateError as exc:
                 self._done(send_id, SendStatus.FAILED, f"template: {exc}"[:1000])
                 continue
-            try:
-                self.pool.send(envelope_from, [contact.email], data)
-            except DeliveryError as exc:
-                self._failed(send_id, contact_id, attempts, exc)
-                continue
-            self.consecutive_failures = 0
-            self._add(send_id, SendStatus.SENT, "", sent_at=utcnow(), smtp_code=250)
-            self.sent_contacts.append(contact_id)
-            self.result.sent += 1
+            in_flight.append((send_id, contact_id, attempts,
+                              self.sender.submit(self.pool.send, envelope_from, [contact.email], data)))
+            while len(in_flight) >= self.IN_FLIGHT:
+                self._settle(*in_flight.popleft())
+        while in_flight:
+            self._settle(*in_flight.popleft())
+
+    def _settle(self, send_id: int, contact_id: int, attempts: int, outcome: Future) -> None:
+        self.attempts = attempts
+        try:
+            outcome.result()
+        except DeliveryError as exc:
+            self._failed(send_id, contact_id, attempts, exc)
+            return
+        self.consecutive_failures = 0
+        self._add(send_id, SendStatus.SENT, "", sent_at=utcnow(), smtp_code=250)
+        self.sent_contacts.append(contact_id)
+        self.result.sent += 1
 
     def _add(self, send_id: int, status: SendStatus, reason: str, **extra: object) -> None:
         row = {"id": send_id, "status": status, "last_error": reason[:1000], "attempts": self.attempts,
@@ -461,8 +499,8 @@ class _Delivery:
             self._add(send_id, SendStatus.QUEUED, f"temporary failure, retrying: {exc}", smtp_code=code,
                       next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
             self.result.deferred += 1
-        if self.consecutive_failures >= s.max_consecutive_failures:
-            self.pause_reason = f"paused after {self.consecutive_failures} failed deliveries in a row; last: {exc}"
+        if self.consecutive_failures >= s.max_consecutive_failures and not self.pause_reason:
+            self.pause_reason = f"paused after {s.max_consecutive_failures} failed deliveries in a row; last: {exc}"
 
     def record(self, session: Session, campaign_id: int) -> None:
         """Write this claim's outcomes in bulk: send rows, contacts' last_sent_at, counters, rejections."""

@@ -162,4 +162,5 @@ def test_unreachable_relay_auto_pauses_after_consecutive_failures(runtime, db_se
     c = db_session.get(Campaign, campaign.id)
     assert c.status == CampaignStatus.PAUSED and "4 failed deliveries in a row" in c.status_reason
     assert all(s.status == SendStatus.QUEUED for s in state)   # nobody lost, nobody failed for the relay's fault
-    assert sum(1 for s in state if "temporary failure" in s.last_error) == 4
+    # The pause comes after the 4th failure; a message already handed to the sender thread may fail too.
+    assert 4 <= sum(1 for s in state if "temporary failure" in s.last_error) <= 4 + sending._Delivery.IN_FLIGHT - 1
