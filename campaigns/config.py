@@ -63,8 +63,21 @@ class Settings:
         return f"smtp://127.0.0.1:{self.smtp_capture_port}"
 
     @property
-    def relay_urls(self) -> tuple[str, ...]:
-        return self.smtp_urls or (self.smtp_capture_url,)
+    def relays(self) -> tuple[tuple[str, str], ...]:
+        """(name, url) of each SMTP relay; the first is the default. SMTP_URL entries may be `name=url`."""
+        if not self.smtp_urls:
+            return (("default", self.smtp_capture_url),)
+        out = []
+        for i, entry in enumerate(self.smtp_urls):
+            name, sep, url = entry.partition("=")
+            if not sep or "://" in name:
+                name, url = ("default" if i == 0 else f"relay{i}"), entry
+            out.append((name.strip(), url.strip()))
+        return tuple(out)
+
+    @property
+    def relay_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _url in self.relays)
 
     @property
     def uses_capture(self) -> bool:
@@ -118,8 +131,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     if redis_url:
         _check_url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
     smtp_urls = tuple(u.strip() for u in env.get("SMTP_URL", "").split(",") if u.strip())
-    for url in smtp_urls:
-        _check_url("SMTP_URL", url, ("smtp", "smtps", "smtp+starttls"))
+    for entry in smtp_urls:
+        name, sep, url = entry.partition("=")
+        _check_url("SMTP_URL", url if sep and "://" not in name else entry, ("smtp", "smtps", "smtp+starttls"))
     base_url = env.get("BASE_URL", "").rstrip("/")
     port = _int(env, "PORT", 5000)
     key_path = env.get("DKIM_PRIVATE_KEY_PATH", "")

@@ -85,8 +85,7 @@ class Runtime:
 
     @cached_property
     def relays(self) -> RelayRouter:
-        configs = [RelayConfig.from_url(url, name="default" if i == 0 else f"relay{i}")
-                   for i, url in enumerate(self.settings.relay_urls)]
+        configs = [RelayConfig.from_url(url, name=name) for name, url in self.settings.relays]
         # Relays with rate_per_second / rate_per_hour share one sliding window across all workers, in Redis.
         return RelayRouter(configs, limiter_factory=relay_limiter_factory(self.redis))
 

@@ -178,13 +178,15 @@ def campaign_edit(campaign_id: int | None = None):  # noqa: ANN201
     if request.method == "POST":
         try:
             saved = campaign_service.save_campaign(
-                session, request.form, obj, [int(t) for t in request.form.getlist("topics") if t.isdigit()])
+                session, request.form, obj, [int(t) for t in request.form.getlist("topics") if t.isdigit()],
+                relay_names=rt().settings.relay_names)
             session.commit()
         except RapportError as exc:
             session.rollback()
             flash(str(exc), "error")
             return render_template("admin/campaign_edit.html", campaign=obj, topics=topics, form=request.form,
-                                   kinds=list(CampaignKind), errors=[str(exc)]), 400
+                                   kinds=list(CampaignKind), errors=[str(exc)],
+                                   relays=rt().settings.relay_names), 400
         try:
             campaign_service.validate(saved)
             flash("Campaign saved.", "info")
@@ -192,7 +194,7 @@ def campaign_edit(campaign_id: int | None = None):  # noqa: ANN201
             flash(f"Saved, but it cannot be sent yet: {exc}", "error")
         return redirect(url_for("admin.campaign", campaign_id=saved.id))
     return render_template("admin/campaign_edit.html", campaign=obj, topics=topics, form=None,
-                           kinds=list(CampaignKind), errors=errors)
+                           kinds=list(CampaignKind), errors=errors, relays=rt().settings.relay_names)
 
 
 @bp.get("/campaigns/<int:campaign_id>")
@@ -323,3 +325,4 @@ def _escape(text: str) -> str:
 def status_class(status: str) -> str:
     return {CampaignStatus.RUNNING: "ok", CampaignStatus.FINISHED: "done", CampaignStatus.PAUSED: "warn",
             CampaignStatus.CANCELLED: "muted"}.get(status, "")
+from campaigns.admin import reports  # noqa: E402, F401  (the report page registers on bp)

@@ -52,7 +52,7 @@ def compiled(campaign: Campaign) -> CompiledCampaign:
 
 
 def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign | None = None,
-                  topic_ids: Iterable[int] = ()) -> Campaign:
+                  topic_ids: Iterable[int] = (), relay_names: Iterable[str] = ()) -> Campaign:
     """Create or update a draft from form-like data; invalid templates are saved but reported (with line)."""
     if campaign is not None and campaign.status not in EDITABLE_STATUSES:
         raise InvalidState(f"a {campaign.status} campaign can no longer be edited")
@@ -69,9 +69,15 @@ def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign 
     reply_to = str(data.get("reply_to", "") or "").strip()
     from_email = normalize_email(from_email, own_address=True) if from_email else ""
     reply_to = normalize_email(reply_to, own_address=True) if reply_to else ""
+    relay = str(data.get("relay", "") or "").strip()
+    known_relays = list(relay_names)
+    if relay and known_relays and relay not in known_relays:
+        raise ValidationError(f"there is no relay called {relay!r}; configured: {', '.join(known_relays)}",
+                              field="relay")
     if campaign is None:
         campaign = Campaign(status=CampaignStatus.DRAFT)
         session.add(campaign)
+    campaign.relay = "" if relay == (known_relays[0] if known_relays else "") else relay
     campaign.name = name
     campaign.subject = subject
     campaign.kind = CampaignKind(kind)

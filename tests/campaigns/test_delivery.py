@@ -164,3 +164,35 @@ def test_unreachable_relay_auto_pauses_after_consecutive_failures(runtime, db_se
     assert all(s.status == SendStatus.QUEUED for s in state)   # nobody lost, nobody failed for the relay's fault
     # The pause comes after the 4th failure; a message already handed to the sender thread may fail too.
     assert 4 <= sum(1 for s in state if "temporary failure" in s.last_error) <= 4 + sending._Delivery.IN_FLIGHT - 1
+
+
+def test_campaign_goes_through_its_chosen_relay(runtime, db_session, make_contacts, make_campaign) -> None:  # noqa: ANN001
+    from campaigns.errors import ValidationError
+    from campaigns.services.campaigns import save_campaign
+
+    first, second = Scripted(), Scripted()
+    ports = [free_port(), free_port()]
+    controllers = [Controller(h, hostname="127.0.0.1", port=p, server_hostname="sink.test")
+                   for h, p in zip((first, second), ports, strict=True)]
+    for c in controllers:
+        c.start()
+    try:
+        runtime.settings = runtime.settings.with_overrides(
+            {"smtp_urls": (f"smtp://127.0.0.1:{ports[0]}", f"transactional=smtp://127.0.0.1:{ports[1]}")})
+        runtime.__dict__.pop("relays", None)
+        assert runtime.settings.relay_names == ("default", "transactional")
+        topic, contacts = make_contacts(2)
+        campaign = make_campaign([topic])
+        with pytest.raises(ValidationError, match="no relay called"):
+            save_campaign(db_session, {"name": "x", "subject": "s", "mjml": "m", "relay": "nope"}, campaign,
+                          relay_names=runtime.settings.relay_names)
+        db_session.rollback()
+        campaign.relay = "transactional"
+        db_session.commit()
+        sending.start(db_session, runtime, campaign)
+        sending.dispatch(runtime, campaign.id)
+        sending.send_batch(runtime, campaign.id, 0, 10**9)
+    finally:
+        for c in controllers:
+            c.stop()
+    assert first.received == [] and sorted(second.received) == sorted(c.email for c in contacts)
