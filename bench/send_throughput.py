@@ -238,9 +238,12 @@ def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipien
     from campaigns.models import Send
 
     profile = os.environ.get("BENCH_PROFILE")   # a path: cProfile the (first) worker into it
+    Path(env["RAPPORT_INSTANCE"]).mkdir(parents=True, exist_ok=True)
     procs = [subprocess.Popen([sys.executable, *(["-m", "cProfile", "-o", profile] if profile and i == 0 else []),
                                str(ROOT / "worker.py"), "--name", f"bench-{campaign_id}-{i}"],
-                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              # a file, not a pipe: nobody reads a pipe until the end, and a full one blocks
+                              stderr=open(Path(env["RAPPORT_INSTANCE"]) / f"worker-{campaign_id}-{i}.log", "wb"))
              for i in range(workers)]
     watched = [psutil.Process(p.pid) for p in procs]
     time.sleep(1.5)        # let the workers import and connect before the clock starts
@@ -279,7 +282,8 @@ def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipien
         except subprocess.TimeoutExpired:
             p.kill()
         if p.returncode not in (0, -signal.SIGTERM):
-            errors.append(p.stderr.read().decode(errors="replace")[-2000:])
+            log = Path(env["RAPPORT_INSTANCE"]) / f"worker-{campaign_id}-{procs.index(p)}.log"
+            errors.append(log.read_text(errors="replace")[-2000:])
     with rt.session_factory() as session:
         by_status = dict(session.execute(select(Send.status, func.count()).where(Send.campaign_id == campaign_id)
                                          .group_by(Send.status)).all())

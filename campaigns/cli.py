@@ -167,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     p_admin.add_argument("--password", default=None, help="omit to be asked (or set RAPPORT_ADMIN_PASSWORD)")
     p_demo = sub.add_parser("demo", help="run web app, worker, embedded Redis and capture SMTP with demo data")
     p_demo.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    p_ingest = sub.add_parser("ingest", help="apply one bounce/complaint/unsubscribe message from stdin")
+    p_ingest.add_argument("--recipient", default=None, help="envelope recipient, e.g. Postfix ${recipient}")
+    p_poll = sub.add_parser("poll-bounces", help="apply and delete the messages in a bounce mailbox")
+    p_poll.add_argument("url", nargs="?", default=os.environ.get("BOUNCE_MAILBOX_URL", ""),
+                        help="imap[s]://user:pass@host/INBOX or pop3[s]://… (default: $BOUNCE_MAILBOX_URL)")
+    sub.add_parser("drain-hits", help="write queued opens and clicks to the database now")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = from_env()
@@ -185,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         password = args.password or os.environ.get("RAPPORT_ADMIN_PASSWORD") or getpass.getpass("Password: ")
         create_admin(settings, args.email, args.name, password, args.role)
         print(f"Admin {args.email} is ready.")
+    elif args.command in ("ingest", "poll-bounces", "drain-hits"):
+        from campaigns.services.feedback_cli import run
+
+        return run(settings, args)
     elif args.command == "demo":
         if "BASE_URL" not in os.environ:
             settings = settings.with_overrides({"base_url": f"http://127.0.0.1:{args.port}"})

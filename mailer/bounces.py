@@ -44,9 +44,13 @@ __all__ = [
 BOUNCE_PREFIX = "bounces"
 UNSUBSCRIBE_PREFIX = "unsubscribe"
 
-# Reports put their machine-readable parts before the returned original, so past the first MiB there is only
-# attachment bulk; cutting there keeps a 50 MB bounce from costing a worker seconds of parsing and memory.
-MAX_PARSE_BYTES = 1024 * 1024
+# Reports put their machine-readable parts (and the original's headers) in the first few KiB; past this
+# there is only attachment bulk. The stdlib parser spends microseconds per MIME object, so the cap is low
+# enough that crafted input made of tiny parts still parses in a fraction of a second.
+MAX_PARSE_BYTES = 256 * 1024
+# Each boundary line, and each blank line inside a delivery-status part, costs the parser an object. Real
+# reports have a handful of boundaries and a few dozen blank lines before the parts that matter.
+MAX_STRUCTURE_LINES = 2000
 # Decoded text inspected per message (all human-readable parts together) and per report part.
 MAX_TEXT_BYTES = 256 * 1024
 MAX_PARTS = 64
@@ -111,13 +115,18 @@ _ADDR_RE = re.compile(
 )
 # qmail and Postfix start each failed recipient on a line of its own: "<user@example.net>:".
 _ANGLE_RECIPIENT_RE = re.compile(r"(?m)^[ \t]{0,16}<([^<>\s@]{1,64}@[^<>\s@]{1,255})>:")
-_TEXT_RAPPORT_ID_RE = re.compile(r"(?im)^[ \t>]{0,16}X-Rapport-ID:[ \t]{0,16}(" + _TOKEN_PATTERN + r")[ \t]*$")
+_TEXT_RAPPORT_ID_RE = re.compile(
+    r"(?im)^[ \t>]{0,16}X-Rapport-ID:[ \t]{0,16}(" + _TOKEN_PATTERN + r")[ \t]*$"
+)
 _TEXT_MESSAGE_ID_RE = re.compile(r"(?im)^[ \t>]{0,16}Message-ID:[ \t]{0,16}(<[^<>\s]{1,996}>)")
 _HTML_TAG_RE = re.compile(r"<[^<>]*>")
+_BLANK_RUN_RE = re.compile(rb"\n{3,}")
+_STRUCTURE_LINE_RE = re.compile(rb"\n(?:\n|--)")
 # Where a text bounce starts quoting the returned message; codes and addresses after it are the newsletter's.
 _ORIGINAL_MARKER_RE = re.compile(
-    r"(?im)^[ \t]{0,16}(?:-{2,20}[ \t]*[^\n]{0,40}?(?:copy of the message|original message|(?:message|mail) follows|"
-    r"headers follow|returned message|unsent message)|original message headers:?[ \t]*$)"
+    r"(?im)^[ \t]{0,16}(?:-{2,20}[ \t]*[^\n]{0,40}?(?:copy of the message|original message"
+    r"|(?:message|mail) follows|headers follow|returned message|unsent message)"
+    r"|original message headers:?[ \t]*$)"
 )
 
 # The address itself is bad; decisive even under a 5.7.x code some servers misuse for unknown users.
@@ -306,9 +315,7 @@ def _analyse(raw: object, envelope_recipient: object, found: _Findings) -> Feedb
     data = _as_bytes(raw)
     if data is None:
         return FeedbackKind.UNKNOWN
-    if len(data) > MAX_PARSE_BYTES:
-        logger.debug("inbound message of %d bytes cut to %d before parsing", len(data), MAX_PARSE_BYTES)
-        data = data[:MAX_PARSE_BYTES]
+    data = _parse_budget(data)
     try:
         msg = BytesParser(policy=compat32).parsebytes(data)
     except RecursionError:
@@ -361,7 +368,7 @@ def _analyse(raw: object, envelope_recipient: object, found: _Findings) -> Feedb
             found.offer(recipient=sender)
         elif (from_daemon or failed_header or _BOUNCE_SUBJECT_RE.search(subject)
               or _BOUNCE_BODY_RE.search(head)):
-            kind = _analyse_text_bounce(msg, subject, head, failed_header, found)
+            kind = _analyse_text_bounce(msg, subject, head, failed_header, original, found)
         elif _auto_submitted(msg):
             # Bounces carry Auto-Submitted too, so this weak signal only counts after the bounce checks.
             kind = FeedbackKind.AUTO_REPLY
@@ -458,7 +465,12 @@ def _analyse_arf(parts: _Parts, found: _Findings) -> FeedbackKind:
 
 
 def _analyse_text_bounce(
-    msg: Message, subject: str, head: str, failed_header: str | None, found: _Findings
+    msg: Message,
+    subject: str,
+    head: str,
+    failed_header: str | None,
+    original: Message | None,
+    found: _Findings,
 ) -> FeedbackKind:
     """Non-standard bounce: read recipient and codes from the notice text, before any quoted original."""
     # Some MTAs print DSN-style fields inline in the text.
@@ -474,6 +486,8 @@ def _analyse_text_bounce(
         or _clean_address(inline.get("original-recipient"))
         or _clean_address(inline.get("final-recipient"))
         or (_clean_address(angle.group(1)) if angle else None)
+        # Rapport sends one recipient per message, so a returned original's To beats guessing from prose.
+        or (_first_address(original, ("to",)) if original is not None else None)
         or _first_recipient_candidate(head, excluded)
     )
     inline_diagnostic = _strip_address_type(inline.get("diagnostic-code", ""))
@@ -553,11 +567,14 @@ def _collect_parts(msg: Message) -> _Parts:
         part, depth = stack.pop()
         seen += 1
         ctype = _content_type(part)
+        # `is None` rather than `or`: a Message with no headers is falsy.
         if ctype in _STATUS_TYPES:
-            found.status = found.status or part
+            if found.status is None:
+                found.status = part
             continue
         if ctype in _FEEDBACK_TYPES:
-            found.feedback = found.feedback or part
+            if found.feedback is None:
+                found.feedback = part
             continue
         if ctype in _MDN_TYPES:
             found.mdn = True
@@ -660,8 +677,24 @@ def _as_bytes(raw: object) -> bytes | None:
     if isinstance(raw, bytearray | memoryview):
         return bytes(raw[:MAX_PARSE_BYTES])
     if isinstance(raw, str):
-        return raw[:MAX_PARSE_BYTES].encode("utf-8", "surrogateescape")
+        return raw[:MAX_PARSE_BYTES].encode("utf-8", "surrogatepass")
     return None
+
+
+def _parse_budget(data: bytes) -> bytes:
+    """Cut input down to what the stdlib parser can handle quickly whatever its shape."""
+    if len(data) > MAX_PARSE_BYTES:
+        logger.debug("inbound message of %d bytes cut to %d before parsing", len(data), MAX_PARSE_BYTES)
+        data = data[:MAX_PARSE_BYTES]
+    # The parser takes a lone CR as a line break too; one convention makes the line counts below hold.
+    data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    # Runs of blank lines mean nothing to classification, but inside message/delivery-status each one opens
+    # a new block object.
+    data = _BLANK_RUN_RE.sub(b"\n\n", data)
+    for count, match in enumerate(_STRUCTURE_LINE_RE.finditer(data)):
+        if count >= MAX_STRUCTURE_LINES:
+            return data[: match.start() + 1]
+    return data
 
 
 def _payload(part: Message) -> object:
@@ -847,9 +880,8 @@ def _clean_message_id(value: str | None) -> str | None:
 
 
 def _find_status(text: str) -> str | None:
-    match = _first_failure(_STATUS_RE, text)
-    if match is None:
-        match = _STATUS_RE.search(text)
+    """First enhanced status in a single reply or field; transcripts go through _first_failure instead."""
+    match = _STATUS_RE.search(text)
     return _normalise_status(*match.groups()) if match else None
 
 

@@ -35,14 +35,19 @@ def _limit_body() -> None:
     request.max_content_length = MAX_WEBHOOK_BODY if request.path.startswith("/webhooks/") else MAX_BODY
 
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+}
+
+
 @bp.after_request
 def _headers(resp: Response) -> Response:
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("Referrer-Policy", "no-referrer")
-    resp.headers.setdefault("X-Frame-Options", "DENY")
-    resp.headers.setdefault("Content-Security-Policy",
-                            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-                            "frame-ancestors 'none'; base-uri 'none'")
+    for name, value in SECURITY_HEADERS.items():
+        resp.headers.setdefault(name, value)
     return resp
 
 

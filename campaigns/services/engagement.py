@@ -144,9 +144,16 @@ class _Row:
 
 def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> int:
     """Write a batch of tracking hits as events, classify machines and update contacts; commits; returns events."""
-    if replay and hits:
-        seen = set(session.scalars(select(Event.dedupe_key).where(Event.dedupe_key.in_([h.key for h in hits]))))
-        hits = [h for h in hits if h.key not in seen]
+    # Replays (an interrupted drain, a relay retrying its webhook) must not count twice.
+    seen = set(session.scalars(select(Event.dedupe_key).where(Event.dedupe_key.in_([h.key for h in hits]))))
+    if seen and not replay:
+        logger.info("%d tracking hits were already recorded", len(seen))
+    unique: list[Hit] = []
+    for h in hits:
+        if h.key and h.key not in seen:
+            seen.add(h.key)
+            unique.append(h)
+    hits = unique
     if not hits:
         return 0
     sends = {r[0]: tuple(r) for r in session.execute(
@@ -233,6 +240,7 @@ def _flag_link_sweeps(session: Session, clicks: list[_Row], links: dict[int, tup
             Event.send_id.in_(by_send), Event.type == EventType.CLICK, Event.occurred_at >= lo)):
         earlier[send_id].append((at, int((data or {}).get("link_id", 0))))
     link_counts: dict[int, int] = {}
+    swept: list[int] = []
     for send_id, rows in by_send.items():
         campaign_id = rows[0].send[1]
         if campaign_id not in link_counts:
@@ -244,10 +252,13 @@ def _flag_link_sweeps(session: Session, clicks: list[_Row], links: dict[int, tup
             near = {link for at, link in seen if abs((at - r.at).total_seconds()) <= SCANNER_CLICK_WINDOW.seconds}
             if len(near) >= needed:
                 r.reason = r.reason or "all links clicked at once"
-        if any(r.reason == "all links clicked at once" for r in rows):
-            session.execute(update(Event).where(
-                Event.send_id == send_id, Event.type == EventType.CLICK, Event.occurred_at >= lo,
-                Event.machine.is_(False)).values(machine=True))
+        if any(r.reason == "all links clicked at once" for r in rows) and earlier[send_id]:
+            swept.append(send_id)
+    if swept:
+        # Clicks written by an earlier batch were part of the sweep too.
+        session.execute(update(Event).where(
+            Event.send_id.in_(swept), Event.type == EventType.CLICK, Event.occurred_at >= lo,
+            Event.machine.is_(False)).values(machine=True))
 
 
 def _implied_opens(session: Session, clicks: list[_Row], opens: list[_Row]) -> list[dict]:
@@ -266,7 +277,7 @@ def _implied_opens(session: Session, clicks: list[_Row], opens: list[_Row]) -> l
         if send_id not in opened:
             ev = _event(r, EventType.OPEN)
             ev["data"] = {"implied_by": "click", "ua": r.hit.user_agent[:300]}
-            ev["dedupe_key"] = f"{r.hit.key}:open"
+            ev["dedupe_key"] = f"{r.hit.key[:58]}:open"   # the column holds 64
             out.append(ev)
     return out
 

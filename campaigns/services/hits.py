@@ -6,8 +6,10 @@ list. A drain killed in between leaves the hits in the processing list; the next
 ones whose event already exists (every hit carries a unique id, stored as the event's dedupe_key). So a hit the
 endpoint answered becomes exactly one event, also across a worker restart.
 
-Scheduling: the endpoint sets a short-lived "scheduled" flag with SET NX and enqueues one drain job only when it
-set the flag; the drain clears the flag before its final emptiness check, so no hit is left waiting.
+Scheduling: RPUSH answers the queue's new length; the endpoint enqueues a drain job when it was the first hit of an
+empty queue (and every ENQUEUE_EVERY hits, in case a drain died). A drain runs until the queue is empty and looks
+once more after releasing its lock, so no hit is left waiting. `python -m campaigns drain-hits` from cron (every
+minute) is a cheap safety net for a drain killed while traffic is quiet.
 """
 
 from __future__ import annotations
@@ -29,10 +31,9 @@ logger = logging.getLogger(__name__)
 
 QUEUE_KEY = "rapport:hits"
 PROCESSING_KEY = "rapport:hits:processing"
-SCHEDULED_KEY = "rapport:hits:scheduled"
 LOCK_KEY = "rapport:hits:lock"
-SCHEDULED_TTL = 30          # seconds; a lost drain job is re-enqueued by the first hit after this
-LOCK_TTL = 300
+ENQUEUE_EVERY = 1000
+LOCK_TTL = 30               # refreshed after every batch; a killed drain blocks others this long at most
 BATCH = 1000
 DRAIN_JOB = "campaigns.jobs_feedback.drain_hits"
 
@@ -90,13 +91,12 @@ def new_key() -> str:
 
 
 def push(rt: Runtime, hit: Hit) -> None:
-    """Queue a hit (one Redis round trip) and make sure a drain job is coming."""
-    pipe = rt.redis.pipeline(transaction=False)
-    pipe.rpush(QUEUE_KEY, hit.dumps())
-    pipe.set(SCHEDULED_KEY, b"1", nx=True, ex=SCHEDULED_TTL)
-    _, scheduled = pipe.execute()
-    if scheduled:
-        rt.queue.enqueue(DRAIN_JOB, job_timeout=LOCK_TTL, result_ttl=0)
+    """Queue a hit (one Redis command) and enqueue a drain job when the queue was empty or grew by ENQUEUE_EVERY."""
+    length = rt.redis.rpush(QUEUE_KEY, hit.dumps())
+    # A running drain empties the queue before it stops, so "was empty" is when none is running; every
+    # ENQUEUE_EVERY hits another is queued in case a drain died (it returns at once while one holds the lock).
+    if length == 1 or length % ENQUEUE_EVERY == 0:
+        rt.queue.enqueue(DRAIN_JOB, job_timeout=LOCK_TTL * 10, result_ttl=0)
 
 
 def pending(redis: Redis) -> int:
@@ -129,10 +129,7 @@ def drain(rt: Runtime, write: Writer, *, batch: int = BATCH) -> int:
             while True:
                 raw = move(keys=[QUEUE_KEY, PROCESSING_KEY], args=[batch])
                 if not raw:
-                    redis.delete(SCHEDULED_KEY)
-                    if not redis.llen(QUEUE_KEY):
-                        break
-                    continue
+                    break
                 done += _write(write, raw, replay=False)
                 redis.delete(PROCESSING_KEY)
                 redis.expire(LOCK_KEY, LOCK_TTL)

@@ -38,8 +38,10 @@ def test_one_click_post_unsubscribes_at_once_without_cookie_or_csrf(client, db_s
     db_session.rollback()   # end the read snapshot...
     db_session.expire_all()  # ...and forget loaded rows
     assert db_session.get(Contact, contacts[0].id).status == ContactStatus.UNSUBSCRIBED
+    db_session.rollback()   # hold no SQLite lock while the app writes
     assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200   # idempotent
     assert db_session.scalar(select(Event).where(Event.type == "unsubscribe")).data["source"] == "one-click"
+    db_session.rollback()
     # multipart/form-data works too
     url2 = unsubscribe_url(by_rcpt[contacts[1].email])
     r = client.post(url2, data={"List-Unsubscribe": "One-Click"}, content_type="multipart/form-data")
@@ -57,6 +59,7 @@ def test_get_changes_nothing_and_offers_topic_or_all(client, db_session, deliver
     db_session.rollback()   # end the read snapshot...
     db_session.expire_all()  # ...and forget loaded rows
     assert db_session.get(Contact, contacts[0].id).status == ContactStatus.SUBSCRIBED
+    db_session.rollback()
     r = client.post(url, data={"scope": "topics"})
     assert "no longer receive Newsletter" in r.get_data(as_text=True)
     db_session.rollback()   # end the read snapshot...
@@ -89,12 +92,14 @@ def unsubscribe_url_for(runtime, contact_id: int) -> str:  # noqa: ANN001
     return "/u/" + runtime.tokens.seal(Purpose.UNSUBSCRIBE, contact_id, 0)
 
 
-def test_click_goes_only_to_the_stored_url_and_is_recorded(runtime, client, db_session, delivered) -> None:  # noqa: ANN001
+def test_click_goes_only_to_the_stored_url_and_is_recorded(runtime, client, db_session, delivered,  # noqa: ANN001
+                                                           run_worker) -> None:
     campaign, _topic, contacts, by_rcpt = delivered
     html = by_rcpt[contacts[0].email].html
     click = path_of(re.search(r'href="(https://mail\.shop\.test/c/[^"]+)"', html).group(1))
     r = client.get(click)
     assert r.status_code == 302 and r.headers["Location"] == "https://shop.test/guide?a=1&b=2"
+    run_worker()
     event = db_session.scalar(select(Event).where(Event.type == "click"))
     assert event.contact_id == contacts[0].id and event.campaign_id == campaign.id
     # A click token naming a link of another campaign is refused.
@@ -104,11 +109,12 @@ def test_click_goes_only_to_the_stored_url_and_is_recorded(runtime, client, db_s
     assert foreign.url not in client.get(click).headers["Location"]
 
 
-def test_open_pixel_records_and_never_caches(client, db_session, delivered) -> None:  # noqa: ANN001
+def test_open_pixel_records_and_never_caches(client, db_session, delivered, run_worker) -> None:  # noqa: ANN001
     _campaign, _topic, contacts, by_rcpt = delivered
     pixel = path_of(re.search(r'src="(https://mail\.shop\.test/o/[^"]+)"', by_rcpt[contacts[1].email].html).group(1))
     r = client.get(pixel, headers={"User-Agent": "Mozilla/5.0"})
     assert r.status_code == 200 and r.mimetype == "image/gif" and "no-store" in r.headers["Cache-Control"]
+    run_worker()
     assert db_session.scalar(select(Event).where(Event.type == "open")).contact_id == contacts[1].id
     assert client.get("/o/forged-token-forged-token-1234").status_code == 200   # still a GIF, records nothing
 
