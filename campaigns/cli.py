@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p_ingest = sub.add_parser("ingest", help="apply one bounce/complaint/unsubscribe message from stdin")
     p_ingest.add_argument("--recipient", default=None, help="envelope recipient, e.g. Postfix ${recipient}")
     p_poll = sub.add_parser("poll-bounces", help="apply and delete the messages in a bounce mailbox")
-    p_poll.add_argument("url", nargs="?", default=os.environ.get("BOUNCE_MAILBOX_URL", ""),
+    p_poll.add_argument("url", nargs="?", default="",
                         help="imap[s]://user:pass@host/INBOX or pop3[s]://… (default: $BOUNCE_MAILBOX_URL)")
     sub.add_parser("drain-hits", help="write queued opens and clicks to the database now")
     args = parser.parse_args(argv)

@@ -56,6 +56,10 @@ class Settings:
     max_consecutive_failures: int = 10        # a batch pauses its campaign after this many failures in a row
     queue_name: str = "rapport"
     policy: PolicySettings = field(default_factory=PolicySettings)
+    webhook_secret: str = ""                  # shared secret of POST /webhooks/relay (empty: endpoint off)
+    soft_bounce_limit: int = 3                # soft bounces within the window that suppress an address
+    soft_bounce_window_days: int = 30
+    bounce_mailbox_url: str = ""              # imap[s]:// or pop3[s]:// mailbox that `poll-bounces` reads
     testing: bool = False
 
     @property
@@ -159,6 +163,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         postal_address=env.get("POSTAL_ADDRESS", "")
         or "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany",
         batch_size=_int(env, "RAPPORT_BATCH_SIZE", 500),
+        webhook_secret=env.get("RAPPORT_WEBHOOK_SECRET", ""),
+        soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
+        soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),
+        bounce_mailbox_url=env.get("BOUNCE_MAILBOX_URL", ""),
         queue_name=env.get("RAPPORT_QUEUE", "") or "rapport",
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 
 from flask import abort, current_app, jsonify, request
 
@@ -18,9 +17,8 @@ MAX_EVENTS = 1000
 
 
 def webhook_secret() -> str:
-    """The shared secret: Settings.webhook_secret, the WEBHOOK_SECRET app config, or RAPPORT_WEBHOOK_SECRET."""
-    return (getattr(rt().settings, "webhook_secret", "") or current_app.config.get("WEBHOOK_SECRET", "")
-            or os.environ.get("RAPPORT_WEBHOOK_SECRET", ""))
+    """The shared secret: Settings.webhook_secret (RAPPORT_WEBHOOK_SECRET), or the WEBHOOK_SECRET app config."""
+    return rt().settings.webhook_secret or current_app.config.get("WEBHOOK_SECRET", "")
 
 
 def _authenticated(secret: str, body: bytes) -> bool:

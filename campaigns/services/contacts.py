@@ -13,7 +13,16 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.errors import NotFound, ValidationError
-from campaigns.models import Contact, ContactInterest, ContactStatus, Subscription, Topic, utcnow
+from campaigns.models import (
+    Contact,
+    ContactInterest,
+    ContactStatus,
+    Subscription,
+    Suppression,
+    SuppressionReason,
+    Topic,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +42,17 @@ def normalize_email(raw: str, *, own_address: bool = False) -> str:
     except EmailNotValidError as exc:
         raise ValidationError(f"{raw!r} is not a valid email address: {exc}", field="email") from None
     return result.normalized.lower()
+
+
+def suppressed_status(session: Session, email: str) -> ContactStatus | None:
+    """The status a suppressed address keeps when it is added again (bounced, complained, unsubscribed), else None."""
+    from campaigns.services.ingest import email_hash  # ingest builds on this module
+
+    row = session.get(Suppression, email_hash(email))
+    if row is None:
+        return None
+    return {SuppressionReason.COMPLAINT: ContactStatus.COMPLAINED,
+            SuppressionReason.MANUAL: ContactStatus.UNSUBSCRIBED}.get(row.reason, ContactStatus.BOUNCED)
 
 
 def get_contact(session: Session, contact_id: int) -> Contact:
@@ -67,8 +87,8 @@ def save_contact(session: Session, data: Mapping[str, Any], contact: Contact | N
     if country and (len(country) != 2 or not country.isalpha()):
         raise ValidationError("country must be a two-letter code such as DE or US", field="country")
     if contact is None:
-        contact = Contact(email=email, status=ContactStatus.SUBSCRIBED, consent_source=consent_source,
-                          consent_at=utcnow(), attributes={})
+        contact = Contact(email=email, status=suppressed_status(session, email) or ContactStatus.SUBSCRIBED,
+                          consent_source=consent_source, consent_at=utcnow(), attributes={})
         session.add(contact)
     contact.email = email
     for name in EDITABLE_FIELDS:

@@ -26,12 +26,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             try:
                 with rt.session_factory() as session:
                     outcome = ingest.ingest_message(session, rt.tokens, raw, envelope_recipient=args.recipient,
-                                                    policy=ingest.BouncePolicy.from_env())
+                                                    policy=ingest.BouncePolicy.from_settings(settings))
             except Exception:
                 logger.exception("could not apply the message; asking the MTA to retry")
                 return EX_TEMPFAIL
             print(outcome.kind)
         elif args.command == "poll-bounces":
+            args.url = args.url or settings.bounce_mailbox_url
             if not args.url:
                 raise SystemExit("give a mailbox URL or set BOUNCE_MAILBOX_URL")
             print(f"{ingest.poll_mailbox(rt, args.url)} messages applied")

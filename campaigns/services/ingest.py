@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import imaplib
 import logging
-import os
 import poplib
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns.config import Settings
 from campaigns.models import (
     Contact,
     ContactStatus,
@@ -77,13 +77,10 @@ class BouncePolicy:
     window: dt.timedelta = dt.timedelta(days=30)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> BouncePolicy:
-        """RAPPORT_SOFT_BOUNCE_LIMIT (default 3) and RAPPORT_SOFT_BOUNCE_WINDOW_DAYS (default 30)."""
-        env = os.environ if env is None else env
-        limit = env.get("RAPPORT_SOFT_BOUNCE_LIMIT", "")
-        days = env.get("RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", "")
-        return cls(soft_limit=int(limit) if limit.isdigit() and int(limit) > 0 else 3,
-                   window=dt.timedelta(days=int(days) if days.isdigit() and int(days) > 0 else 30))
+    def from_settings(cls, settings: Settings) -> BouncePolicy:
+        """RAPPORT_SOFT_BOUNCE_LIMIT and RAPPORT_SOFT_BOUNCE_WINDOW_DAYS, via Settings."""
+        return cls(soft_limit=settings.soft_bounce_limit,
+                   window=dt.timedelta(days=settings.soft_bounce_window_days))
 
 
 # ---------------------------------------------------------------- applying outcomes
@@ -326,7 +323,7 @@ def poll_mailbox(rt: Runtime, url: str, *, policy: BouncePolicy | None = None, l
         messages = _pop3_messages(url, limit)
     else:
         raise ValueError(f"mailbox URL must start with imap://, imaps://, pop3:// or pop3s://, not {scheme}://")
-    policy = policy or BouncePolicy.from_env()
+    policy = policy or BouncePolicy.from_settings(rt.settings)
     done = 0
     for raw, ack in messages:
         with rt.session_factory() as session:

@@ -35,8 +35,8 @@ from campaigns.models import (
 from campaigns.runtime import Runtime
 from campaigns.services import campaigns as campaign_service
 from campaigns.services.contacts import normalize_email, personalization
-from campaigns.services.feedback import is_paused
-from campaigns.services.ingest import record_smtp_rejection
+from campaigns.services.feedback import frequency_allows, is_paused, may_receive
+from campaigns.services.ingest import BouncePolicy, record_smtp_rejection
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
@@ -303,7 +303,7 @@ def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Cont
         if mailer.kind == CampaignKind.TRANSACTIONAL:
             if contact.status not in (*UNSENDABLE, ContactStatus.PENDING):
                 ok.add(cid)
-        elif contact.status == ContactStatus.SUBSCRIBED and not is_paused(contact, now):
+        elif contact.status == ContactStatus.SUBSCRIBED and may_receive(contact, mailer.kind, now):
             ok.add(cid)
     if mailer.all_contacts or not ok or mailer.kind == CampaignKind.TRANSACTIONAL:
         return ok
@@ -319,7 +319,9 @@ def _skip_reason(contact: Contact | None, now: dt.datetime) -> str:
     if contact.status != ContactStatus.SUBSCRIBED:
         return f"contact is {contact.status}"
     if is_paused(contact, now):
-        return "contact paused their mail"
+        return f"contact paused their mail until {contact.paused_until:%Y-%m-%d}"
+    if not frequency_allows(contact, now):
+        return f"contact chose {contact.frequency} mail and got one on {contact.last_sent_at:%Y-%m-%d}"
     return "unsubscribed from this topic"
 
 
@@ -518,9 +520,10 @@ class _Delivery:
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
             sent=Campaign.sent + counts[SendStatus.SENT], failed=Campaign.failed + counts[SendStatus.FAILED],
             skipped=Campaign.skipped + counts[SendStatus.SKIPPED]))
+        policy = BouncePolicy.from_settings(self.rt.settings)
         for send_id, contact_id, code, message in rejections:
             record_smtp_rejection(session, send_id=send_id, contact_id=contact_id, campaign_id=campaign_id,
-                                  code=code, message=message)
+                                  code=code, message=message, policy=policy)
         session.commit()
 
 

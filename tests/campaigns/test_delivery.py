@@ -196,3 +196,25 @@ def test_campaign_goes_through_its_chosen_relay(runtime, db_session, make_contac
         for c in controllers:
             c.stop()
     assert first.received == [] and sorted(second.received) == sorted(c.email for c in contacts)
+
+
+def test_a_suppressed_address_added_again_stays_suppressed(runtime, db_session, make_contacts, make_campaign,
+                                                           scripted, run_worker) -> None:  # noqa: ANN001
+    from campaigns.services.contacts import save_contact
+
+    topic, contacts = make_contacts(2)
+    scripted.replies[contacts[0].email] = "550 5.1.1 No such user here"
+    sending.start(db_session, runtime, make_campaign([topic]))
+    run_worker()
+    db_session.rollback()
+    gone = db_session.get(Contact, contacts[0].id)
+    email = gone.email
+    db_session.delete(gone)                  # the marketer deletes the contact…
+    db_session.commit()
+    again = save_contact(db_session, {"email": email.upper(), "first_name": "Back"}, topic_ids=[topic.id])
+    db_session.commit()                      # …and adds it again later
+    assert again.status == ContactStatus.BOUNCED
+    scripted.received.clear()
+    sending.start(db_session, runtime, make_campaign([topic]))
+    run_worker()
+    assert scripted.received == [contacts[1].email]
