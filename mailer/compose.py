@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html import unescape as html_unescape
 from html.parser import HTMLParser
@@ -97,7 +98,7 @@ class CompiledCampaign:
     subject: Template
     html: Template
     text: Template
-    links: tuple[str, ...]          # trackable URLs; index i is rendered by _click(i)
+    links: tuple[str, ...]          # trackable URLs; the templates render links[i] as {{ _links[i] }}
     html_wire: Template | None = None   # renders the quoted-printable HTML part directly (None: encode per message)
     text_wire: Template | None = None
 
@@ -109,30 +110,31 @@ class CompiledCampaign:
             return rendered.subject, encode_part(rendered.text, "plain"), encode_part(rendered.html, "html")
         links = LinkURLs(len(self.links), click)
         ctx = dict(context, _links=links, _open_url=open_url)
-        try:
+        with _template_errors():
             subject = " ".join(self.subject.render(ctx).split())
             html = self.html_wire.render(dict(ctx, _qlinks=EncodedLinks(links, _LINK_HTML)))
             text = self.text_wire.render(dict(ctx, _qlinks=EncodedLinks(links, _LINK_TEXT)))
-        except SecurityError as exc:
-            raise TemplateError(f"template tried something not allowed: {exc}") from None
-        except JinjaTemplateError as exc:
-            raise TemplateError(str(exc), getattr(exc, "lineno", None)) from None
-        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
-            raise TemplateError(f"template failed: {exc}") from None
         return subject, qp_part(text, "plain"), qp_part(html, "html")
 
     def render(self, context: Mapping[str, Any], click: Callable[[int], str], open_url: str) -> Rendered:
         """Render for one recipient; click(i) gives the tracked URL of links[i]."""
         ctx = dict(context, _links=LinkURLs(len(self.links), click), _open_url=open_url)
-        try:
+        with _template_errors():
             subject = " ".join(self.subject.render(ctx).split())
             return Rendered(subject, self.html.render(ctx), self.text.render(ctx))
-        except SecurityError as exc:
-            raise TemplateError(f"template tried something not allowed: {exc}") from None
-        except JinjaTemplateError as exc:
-            raise TemplateError(str(exc), getattr(exc, "lineno", None)) from None
-        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
-            raise TemplateError(f"template failed: {exc}") from None
+
+
+@contextmanager
+def _template_errors() -> Iterator[None]:
+    """Whatever a marketer's template does wrong while rendering becomes a TemplateError naming it."""
+    try:
+        yield
+    except SecurityError as exc:
+        raise TemplateError(f"template tried something not allowed: {exc}") from None
+    except JinjaTemplateError as exc:
+        raise TemplateError(str(exc), getattr(exc, "lineno", None)) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        raise TemplateError(f"template failed: {exc}") from None
 
 
 class LinkURLs:
