@@ -325,4 +325,5 @@ def _escape(text: str) -> str:
 def status_class(status: str) -> str:
     return {CampaignStatus.RUNNING: "ok", CampaignStatus.FINISHED: "done", CampaignStatus.PAUSED: "warn",
             CampaignStatus.CANCELLED: "muted"}.get(status, "")
-from campaigns.admin import reports  # noqa: E402, F401  (the report page registers on bp)
+# Pages in their own modules register on bp; imported last because they import bp from here.
+from campaigns.admin import contacts_io, reports  # noqa: E402, F401, I001

@@ -1,0 +1,159 @@
+"""Admin: CSV import (upload, map, progress, error report), CSV export, GDPR export and erasure of a contact."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from campaigns.admin import bp, db, editor_required, rt
+from campaigns.errors import NotFound, RapportError, ValidationError
+from campaigns.models import ContactStatus, Topic
+from campaigns.services import exports, imports
+from campaigns.services.contacts import get_contact
+
+logger = logging.getLogger(__name__)
+
+TARGET_LABELS = {"email": "Email", "first_name": "First name", "last_name": "Last name", "phone": "Phone",
+                 "address_line1": "Address", "address_line2": "Address (line 2)", "city": "City",
+                 "region": "Region", "postal_code": "Postal code", "country": "Country (2 letters)",
+                 "timezone": "Time zone", "locale": "Language", "birthday": "Birthday",
+                 "interests": "Interests (list)", "topics": "Topics (names → subscribe)",
+                 "attribute": "Custom attribute…", "ignore": "Ignore"}
+
+
+@bp.route("/contacts/import", methods=["GET", "POST"])
+@editor_required
+def contact_import():  # noqa: ANN201
+    if request.method == "POST":
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            flash("Choose a CSV file to upload.", "error")
+            return render_template("admin/import.html"), 400
+        try:
+            saved = imports.save_upload(rt().redis, rt().settings.instance_path, upload.stream, upload.filename)
+        except ValidationError as exc:
+            flash(str(exc), "error")
+            return render_template("admin/import.html"), 400
+        return redirect(url_for("admin.contact_import_map", import_id=saved.id))
+    return render_template("admin/import.html")
+
+
+@bp.route("/contacts/import/<import_id>", methods=["GET", "POST"])
+@editor_required
+def contact_import_map(import_id: str):  # noqa: ANN201
+    try:
+        upload = imports.load_upload(rt().redis, rt().settings.instance_path, import_id)
+    except (NotFound, ValidationError) as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.contact_import"))
+    mapping, mode = upload.guesses, request.form.get("mode", imports.Mode.SKIP)
+    if request.method == "POST":
+        try:
+            mapping = imports.parse_mapping(request.form, len(upload.header))
+            imports.start(rt().redis, import_id, mapping, mode)
+        except ValidationError as exc:
+            flash(str(exc), "error")
+            return render_template("admin/import_map.html", upload=upload, mapping=mapping, mode=mode,
+                                   labels=TARGET_LABELS), 400
+        rt().queue.enqueue("campaigns.jobs_imports.import_contacts", import_id, job_timeout=3 * 3600)
+        return redirect(url_for("admin.contact_import_status", import_id=import_id))
+    return render_template("admin/import_map.html", upload=upload, mapping=mapping, mode=mode,
+                           labels=TARGET_LABELS)
+
+
+@bp.get("/contacts/import/<import_id>/status")
+@editor_required
+def contact_import_status(import_id: str):  # noqa: ANN201
+    try:
+        state = imports.progress(rt().redis, import_id)
+    except NotFound as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.contact_import"))
+    return render_template("admin/import_status.html", import_id=import_id, p=state)
+
+
+@bp.get("/contacts/import/<import_id>/progress")
+@editor_required
+def contact_import_progress(import_id: str) -> Response:
+    try:
+        return jsonify(imports.progress(rt().redis, import_id))
+    except NotFound:
+        abort(404)
+
+
+@bp.get("/contacts/import/<import_id>/errors.csv")
+@editor_required
+def contact_import_errors(import_id: str) -> Response:
+    try:
+        path = imports.errors_path(rt().settings.instance_path, import_id)
+    except NotFound:
+        abort(404)
+    if not path.exists():
+        abort(404)
+    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=f"import-errors-{import_id}.csv")
+
+
+@bp.get("/contacts/export.csv")
+@editor_required
+def contact_export() -> Response:
+    status = request.args.get("status", "")
+    if status and status not in set(ContactStatus):
+        status = ""
+    topic = request.args.get("topic", "")
+    topic_id = int(topic) if topic.isdigit() and db().get(Topic, int(topic)) else None
+    session = rt().session_factory()
+
+    def generate():  # noqa: ANN202
+        try:
+            for chunk in exports.export_csv(session, status=status, topic_id=topic_id):
+                yield chunk.encode("utf-8")
+        finally:
+            session.close()
+
+    return Response(generate(), mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": "attachment; filename=contacts.csv"})
+
+
+@bp.get("/contacts/export")
+@editor_required
+def contact_export_form():  # noqa: ANN201
+    topics = list(db().scalars(select(Topic).order_by(Topic.name)))
+    return render_template("admin/export.html", topics=topics, statuses=list(ContactStatus))
+
+
+@bp.get("/contacts/<int:contact_id>/gdpr.json")
+@editor_required
+def contact_gdpr_export(contact_id: int) -> Response:
+    try:
+        data = exports.gdpr_export(db(), contact_id)
+    except NotFound:
+        abort(404)
+    return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
+                    headers={"Content-Disposition": f"attachment; filename=contact-{contact_id}.json"})
+
+
+@bp.route("/contacts/<int:contact_id>/erase", methods=["GET", "POST"])
+@editor_required
+def contact_erase(contact_id: int):  # noqa: ANN201
+    session = db()
+    try:
+        contact = get_contact(session, contact_id)
+    except NotFound:
+        abort(404)
+    if request.method == "POST":
+        if request.form.get("confirm", "").strip().lower() != contact.email:
+            flash("Type the contact's email address to confirm the erasure.", "error")
+            return render_template("admin/contact_erase.html", contact=contact), 400
+        try:
+            exports.erase_contact(session, contact_id, by=current_user.email)
+        except RapportError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for("admin.contact", contact_id=contact_id))
+        flash("The contact was erased; only a suppression hash of the address is kept.", "info")
+        return redirect(url_for("admin.contacts"))
+    return render_template("admin/contact_erase.html", contact=contact)

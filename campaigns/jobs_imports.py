@@ -1,0 +1,19 @@
+"""RQ entry point for CSV imports: take the import id, use the process runtime, call the import service."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from campaigns import runtime
+from campaigns.services import imports
+
+logger = logging.getLogger(__name__)
+
+
+def import_contacts(import_id: str) -> dict:
+    """Import one uploaded and mapped CSV file."""
+    rt = runtime.current()
+    logger.info("import %s", import_id)
+    with rt.session_factory() as session:
+        return asdict(imports.run_import(session, rt.redis, rt.settings.instance_path, import_id))
