@@ -14,6 +14,7 @@ Prints rows/s and seconds for each, then one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -21,7 +22,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,32 +60,19 @@ def baseline(path: Path) -> float:
 
 def database(url: str | None, tmp: Path) -> tuple[str, callable]:
     """A fresh migrated database and a function that drops it."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
 
     from campaigns.cli import migrate
     from campaigns.config import Settings
+    from campaigns.db import scratch_database
 
     if not url:
         db_url = f"sqlite:///{tmp / 'bench.db'}"
         migrate(Settings(database_url=db_url))
         return db_url, lambda: None
-    if url.startswith("postgresql://"):
-        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    server = make_url(url)
-    name = f"rapport_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db_url = server.set(database=name).render_as_string(hide_password=False)
+    stack = contextlib.ExitStack()
+    db_url = stack.enter_context(scratch_database(url, "rapport_bench"))
     migrate(Settings(database_url=db_url))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return db_url, drop
+    return db_url, stack.close
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from the application. The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -34,12 +35,13 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, insert, select, text  # noqa: E402
+from sqlalchemy import insert, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.campaign import newsletter_mjml  # noqa: E402
 from campaigns.cli import migrate  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
+from campaigns.db import scratch_database  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Subscription, Topic  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
 from campaigns.services import sending  # noqa: E402
@@ -179,20 +181,11 @@ class Sink:
 # ------------------------------------------------------------------ data
 
 
-def make_database(url: str | None, work: Path) -> tuple[str, callable]:
+def make_database(url: str | None, work: Path, stack: contextlib.ExitStack) -> str:
+    """SQLite under work/, or a scratch database on the PostgreSQL server of url (dropped at exit)."""
     if not url:
-        return f"sqlite:///{work / 'bench.db'}", lambda: None
-    u = make_url(url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url)
-    name = f"rapport_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(u, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return u.set(database=name).render_as_string(hide_password=False), drop
+        return f"sqlite:///{work / 'bench.db'}"
+    return stack.enter_context(scratch_database(url, "rapport_bench"))
 
 
 def seed_contacts(rt: Runtime, n: int) -> int:
@@ -388,7 +381,8 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     n = args.recipients
     work = Path(tempfile.mkdtemp(prefix="rapport-bench-"))
-    db_url, drop_db = make_database(args.database_url, work)
+    stack = contextlib.ExitStack()
+    db_url = make_database(args.database_url, work, stack)
     sink = Sink(args.smtp or None)
     redis_conn = None
     try:
@@ -439,7 +433,7 @@ def main() -> int:
         sink.close()
         if redis_conn is not None:
             redis_conn.shutdown(nosave=True) if False else None
-        drop_db()
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
 
     def rate(name: str) -> float | None:

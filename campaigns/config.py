@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from campaigns.db import normalize_url
+
 ROOT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE = ROOT_DIR / "instance"
 
@@ -126,11 +128,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     instance = Path(env.get("RAPPORT_INSTANCE", "") or DEFAULT_INSTANCE).resolve()
     database_url = env.get("DATABASE_URL", "") or f"sqlite:///{instance / 'rapport.db'}"
-    if database_url.startswith("postgres://"):
-        # Heroku-style URLs; SQLAlchemy wants an explicit driver.
-        database_url = "postgresql+psycopg://" + database_url[len("postgres://"):]
-    elif database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+    database_url = normalize_url(database_url)
     redis_url = env.get("REDIS_URL", "")
     if redis_url:
         _check_url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))

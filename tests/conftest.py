@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from campaigns.cli import migrate
 from campaigns.config import Settings
-from campaigns.db import Base
+from campaigns.db import Base, scratch_database
 from campaigns.runtime import Runtime, install
 from mailer.capture import CaptureServer, Outbox
 from mailer.dkim import generate_private_key_pem
@@ -27,18 +26,9 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh, migrated database for the test session."""
     if TEST_DATABASE_URL:
-        url = make_url(TEST_DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-                       if TEST_DATABASE_URL.startswith("postgresql://") else TEST_DATABASE_URL)
-        name = f"rapport_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        admin = create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        test_url = url.set(database=name).render_as_string(hide_password=False)
-        migrate(Settings(database_url=test_url))
-        yield test_url
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        with scratch_database(TEST_DATABASE_URL, "rapport_test") as test_url:
+            migrate(Settings(database_url=test_url))
+            yield test_url
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'rapport.db'}"
         migrate(Settings(database_url=url))
