@@ -326,4 +326,6 @@ def status_class(status: str) -> str:
     return {CampaignStatus.RUNNING: "ok", CampaignStatus.FINISHED: "done", CampaignStatus.PAUSED: "warn",
             CampaignStatus.CANCELLED: "muted"}.get(status, "")
 # Pages in their own modules register on bp; imported last because they import bp from here.
-from campaigns.admin import contacts_io, reports  # noqa: E402, F401, I001
+from campaigns.admin import (  # noqa: E402, F401, I001
+    automations, contacts_io, coupons, policy, reports, segments, settings, signups, surveys,
+)

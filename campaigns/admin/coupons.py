@@ -1,0 +1,5 @@
+"""Admin pages: coupons."""
+
+from __future__ import annotations
+
+from campaigns.admin import bp  # noqa: F401

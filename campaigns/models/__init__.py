@@ -1,0 +1,11 @@
+"""Database models, one module per area. Import them from here: `from campaigns.models import Contact`."""
+
+# ruff: noqa: F401, F403
+from campaigns.models.automations import *
+from campaigns.models.core import *
+from campaigns.models.coupons import *
+from campaigns.models.policy import *
+from campaigns.models.segments import *
+from campaigns.models.settings import *
+from campaigns.models.signup import *
+from campaigns.models.surveys import *

@@ -1,0 +1,3 @@
+"""Saved segments: dynamic contact filters."""
+
+from __future__ import annotations
