@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/tracking.py [SECONDS_PER_PHASE]      (needs wrk: apt-get install wrk)
      BENCH_GUNICORN_OPTS="" for sync workers (default: --worker-class gthread --threads 4)
 
-Sets up a throw-away instance (SQLite + embedded Redis unless BENCH_DATABASE_URL / BENCH_REDIS_URL are given) with
+Sets up a throw-away instance (SQLite + embedded Redis; BENCH_DATABASE_URL names a PostgreSQL server to create a
+scratch database on, dropped afterwards, and BENCH_REDIS_URL a Redis server) with
 a campaign sent to 2,000 contacts, starts `gunicorn -w 2` on the real app (plus a bare 204 route on the same app
 and config) and drives the bare, open and click URLs with wrk on loopback in interleaved rounds. Meanwhile the hits
 wait in Redis (absorbing bursts is the queue's job); the drain rate is measured on its own afterwards. Then an
@@ -33,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from campaigns.db import scratch_database  # noqa: E402
 
 CONTACTS = 2000
 EXACT_REQUESTS = 6000
@@ -205,6 +208,14 @@ def _wait_http(port: int, deadline: float = 30) -> None:
 
 
 def main(argv: list[str]) -> int:
+    with contextlib.ExitStack() as stack:
+        server_url = os.environ.get("BENCH_DATABASE_URL", "")
+        # A PostgreSQL server gets a scratch database of its own, dropped afterwards.
+        db_url = stack.enter_context(scratch_database(server_url, "rapport_bench")) if server_url else ""
+        return _run(argv, db_url)
+
+
+def _run(argv: list[str], db_url: str) -> int:
     seconds = int(argv[1]) if len(argv) > 1 else 10
     tmp = Path(tempfile.mkdtemp(prefix="rapport-bench-"))
     instance = tmp / "instance"
@@ -218,7 +229,7 @@ def main(argv: list[str]) -> int:
         redis_url = f"unix://{redis_server.socket_file}"
     port = _free_port()
     env = dict(os.environ, RAPPORT_INSTANCE=str(instance), REDIS_URL=redis_url, SECRET_KEY="bench-" + "k" * 40,
-               DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{instance / 'rapport.db'}"),
+               DATABASE_URL=db_url or f"sqlite:///{instance / 'rapport.db'}",
                BASE_URL=f"http://127.0.0.1:{port}", RAPPORT_QUEUE="rapport-bench", PYTHONPATH=str(ROOT))
     opens, clicks = _setup(env)
     py = sys.executable
