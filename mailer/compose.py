@@ -259,7 +259,8 @@ def _with_footer_and_preheader(source: str, preheader: str) -> str:
 
 def mjml_to_html(source: str) -> str:
     """MJML to HTML with inlined CSS; raises TemplateError with a line number when it can."""
-    protected, saved = _protect(source)
+    # Browsers submit textarea line breaks as CRLF, which mjml-python refuses.
+    protected, saved = _protect(source.replace("\r\n", "\n").replace("\r", "\n"))
     try:
         html = mjml.mjml2html(protected)
     except ValueError as exc:

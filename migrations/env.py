@@ -35,12 +35,23 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:  # noqa: ANN001
-    # render_as_batch lets later migrations alter tables on SQLite too.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                      compare_type=True)
-    with context.begin_transaction():
-        context.run_migrations()
-
+    # render_as_batch lets later migrations alter tables on SQLite too. A batch alteration copies the table and
+    # drops the old one; with foreign keys enforced that DROP would cascade-delete every referencing row (send rows
+    # of a rebuilt campaign table), so SQLite migrates with them off. The pragma is a no-op inside a transaction,
+    # hence set before Alembic begins.
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.commit()   # end any transaction already begun: SQLite ignores the pragma inside one
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite:
+            connection.commit()
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 if context.is_offline_mode():
     run_migrations_offline()
