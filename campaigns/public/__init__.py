@@ -37,7 +37,9 @@ def _limit_body() -> None:
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Same-origin referrers only: recipient URLs carry tokens that must not leak to other sites, but Flask-WTF
+    # checks the Referer of form posts over HTTPS (preferences, surveys, sign-up), so it must reach us.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",

@@ -112,3 +112,19 @@ def test_pause_and_frequency_rules_for_the_send_path(db_session, make_contacts) 
     assert feedback.may_receive(c, "nurture", now + dt.timedelta(days=4))
     c.frequency = Frequency.MONTHLY
     assert not feedback.may_receive(c, "nurture", now + dt.timedelta(days=20))
+
+
+def test_saving_over_https_as_a_browser_would(client, db_session, prefs) -> None:  # noqa: ANN001
+    """Over HTTPS the CSRF check wants a same-origin Referer; the page's Referrer-Policy must let browsers send it."""
+    url, contact, topic, tips = prefs
+    r = client.get(url, base_url="https://rapport.example")
+    assert r.headers["Referrer-Policy"] in ("same-origin", "strict-origin", "strict-origin-when-cross-origin")
+    data = {"csrf_token": csrf_of(r.get_data(as_text=True)), "topics": [str(tips.id)], "frequency": "every",
+            "pause": "0", "first_name": "Ada", "last_name": ""}
+    # A browser under that policy sends the page's own URL as Referer to the same origin.
+    ok = client.post(url, base_url="https://rapport.example", data=data,
+                     headers={"Referer": f"https://rapport.example{url}"})
+    assert ok.status_code == 200 and "Saved" in ok.get_data(as_text=True)
+    # Without it (what "no-referrer" made browsers do) the post is refused, kindly.
+    refused = client.post(url, base_url="https://rapport.example", data=data)
+    assert refused.status_code == 400 and "Traceback" not in refused.get_data(as_text=True)
