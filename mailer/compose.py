@@ -217,7 +217,7 @@ class _MJMLStructure(HTMLParser):
 
 def _check_jinja(source: str, what: str, line_offset: int = 0) -> None:
     try:
-        text_env().parse(source)
+        text_env().compile(source)   # compiling also finds unknown filters and tests
     except TemplateSyntaxError as exc:
         line = (exc.lineno or 1) + line_offset
         raise TemplateError(f"{what}: {exc.message}", line) from None

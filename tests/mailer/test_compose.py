@@ -91,3 +91,16 @@ def test_content_hash_changes_with_content() -> None:
 def test_html_to_text_handles_lists_and_breaks() -> None:
     text = html_to_text("<html><body><h1>Title</h1><ul><li>one</li><li>two</li></ul>a<br>b</body></html>")
     assert "Title" in text and "- one" in text and "- two" in text and "a\nb" in text
+
+
+def test_unknown_filter_is_reported_on_the_marketers_line() -> None:
+    from mailer.compose import CampaignSource, TemplateError, compile_campaign
+
+    mjml = "<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n<mj-text>{{ contact.first_name|shout }}</mj-text>\n" \
+           "</mj-column>\n</mj-section>\n</mj-body>\n</mjml>"
+    try:
+        compile_campaign(CampaignSource(subject="Hi", mjml=mjml))
+    except TemplateError as exc:
+        assert exc.line == 5 and "shout" in str(exc)
+    else:
+        raise AssertionError("an unknown filter must be refused")
