@@ -1,13 +1,18 @@
 """Send throughput: the full Rapport send path against the raw SMTP ceiling, measured in the same run.
 
     .venv/bin/python bench/send_throughput.py [--recipients 20000] [--database-url postgresql://…]
-                                             [--redis-url redis://…] [--smtp host:port]
+                                             [--redis-url redis://…] [--smtp host:port] [--policy off|on|both]
 
 Phases, all into the same sink (Postfix's smtp-sink on loopback unless --smtp is given):
   raw          smtplib on one connection sending prebuilt, signed messages of the same size
   one_worker   start the campaign; one `worker.py` process runs dispatch and every batch (render, track, sign, send)
   two_workers  the same with two worker processes
   naive        per message: email.message.EmailMessage + dkimpy's dkim.sign, smtplib on one connection
+--policy (default off) runs the worker phases with the contact policy's caps switched off or on; `both` runs each
+selected worker phase with the policy off and on, in the order off, on, on, off (--policy-rounds 2; the warm-up
+drift of a shared machine hits both alike) and prints the mean of each and their ratio. With the policy on every
+check runs (per-contact lock, ledger counts, ledger rows) but the caps are set wide enough that every message
+passes, since each phase mails the same contacts again.
 Delivered messages and duplicates are counted at the sink by Message-ID (grouped by Feedback-ID), not taken
 from the application. The last line printed is one JSON object.
 """
@@ -23,6 +28,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +50,7 @@ from campaigns.config import Settings  # noqa: E402
 from campaigns.db import scratch_database  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Subscription, Topic  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
+from campaigns.services import policy as policy_service  # noqa: E402
 from campaigns.services import sending  # noqa: E402
 from campaigns.services.campaigns import save_campaign  # noqa: E402
 from mailer.dkim import generate_private_key_pem  # noqa: E402
@@ -224,6 +231,15 @@ def new_campaign(rt: Runtime, topic_id: int, name: str) -> int:
 # ------------------------------------------------------------------ phases
 
 
+def set_policy(rt: Runtime, enabled: bool) -> None:
+    """Store the policy the workers load: caps on or off; on, they are wide enough for every message to pass."""
+    with rt.session_factory() as session:
+        policy_service.save(session, {"enabled": "1" if enabled else "", "window_days": "30", "ratio_marketing": "1",
+                                      "ratio_nurture": "3", "min_nurture_before_marketing": "3",
+                                      "marketing_per_week": "100", "messages_per_day": "100", "hold_days": "14"},
+                            updated_by="bench")
+
+
 def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipients: int, sink: Sink) -> dict:
     """Long-running workers, as in production, stopped (warm shutdown) once the campaign is finished."""
     from sqlalchemy import func
@@ -292,7 +308,18 @@ def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipien
                   file=sys.stderr)
     print(f"  {elapsed:.1f} s wall; worker CPU seconds {cpu}; sink {sink.cpu_seconds()}", flush=True)
     return {"rate": recipients / elapsed, "seconds": elapsed, "peak_rss_mb": peak / 2**20,
+            "worker_cpu_s": sum(c for c in cpu if c is not None),
             "delivered": delivered, "duplicates": delivered - unique, "status": str(status), "sends": by_status}
+
+
+def _mean(runs: list[dict]) -> dict:
+    """One phase's figures over several runs: mean rate and seconds, totals of deliveries, worst peak memory."""
+    return {"rate": statistics.mean(r["rate"] for r in runs), "seconds": statistics.mean(r["seconds"] for r in runs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "delivered": min(r["delivered"] for r in runs),
+            "duplicates": sum(r["duplicates"] for r in runs), "status": ",".join(r["status"] for r in runs),
+            "runs": [round(r["rate"], 1) for r in runs],
+            "cpu_runs": [r["worker_cpu_s"] for r in runs],
+            "worker_cpu_s": statistics.mean(r["worker_cpu_s"] for r in runs)}
 
 
 def prebuilt_messages(rt: Runtime, campaign_id: int, count: int) -> list[tuple[bytes, bytes]]:
@@ -377,6 +404,9 @@ def main() -> int:
     p.add_argument("--raw-count", type=int, default=0, help="messages in the raw phase (default: recipients)")
     p.add_argument("--naive-count", type=int, default=2000, help="messages in the naive phase (it is slow)")
     p.add_argument("--skip", default="", help="comma-separated phases to skip: raw,one,two,naive")
+    p.add_argument("--policy", choices=("off", "on", "both"), default="off",
+                   help="the contact policy's caps during the worker phases; both: measure each with and without")
+    p.add_argument("--policy-rounds", type=int, default=2, help="with --policy both: off/on pairs (ABBA order)")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     n = args.recipients
@@ -419,12 +449,22 @@ def main() -> int:
             print(f"raw: smtplib, one connection, {args.raw_count or n:,} prebuilt messages of ~{size / 1024:.0f} KB …",
                   flush=True)
             results["raw"] = run_raw(sink, messages, args.raw_count or n)
-        if "one" not in skip:
-            print("one_worker …", flush=True)
-            results["one_worker"] = run_workers(rt, env, new_campaign(rt, topic_id, "one"), 1, n, sink)
-        if "two" not in skip:
-            print("two_workers …", flush=True)
-            results["two_workers"] = run_workers(rt, env, new_campaign(rt, topic_id, "two"), 2, n, sink)
+        for phase, workers in (("one", 1), ("two", 2)):
+            if phase in skip:
+                continue
+            name = f"{phase}_worker{'s' if workers > 1 else ''}"
+            settings_order = {"off": [False], "on": [True]}.get(args.policy) or \
+                ([False, True, True, False] * args.policy_rounds)[:2 * args.policy_rounds]
+            runs: dict[bool, list[dict]] = {False: [], True: []}
+            for enabled in settings_order:
+                set_policy(rt, enabled)
+                label = f"{name}{'_policy' if enabled and args.policy == 'both' else ''}"
+                print(f"{label} (policy {'on' if enabled else 'off'}) …", flush=True)
+                runs[enabled].append(run_workers(rt, env, new_campaign(rt, topic_id, label), workers, n, sink))
+            for enabled, got in runs.items():
+                if got:
+                    label = f"{name}{'_policy' if enabled and args.policy == 'both' else ''}"
+                    results[label] = _mean(got)
         if "naive" not in skip:
             print(f"naive: EmailMessage + dkimpy, {min(args.naive_count, n):,} messages …", flush=True)
             results["naive"] = run_naive(rt, sink, sample_campaign, min(args.naive_count, n), key.read_bytes())
@@ -440,11 +480,12 @@ def main() -> int:
         return round(results[name]["rate"], 1) if name in results else None
 
     print()
-    print(f"{'phase':<12} {'msgs/s':>9} {'seconds':>9} {'delivered':>10} {'duplicates':>10} {'peak RSS MB':>12}")
+    print(f"{'phase':<18} {'msgs/s':>9} {'seconds':>9} {'delivered':>10} {'duplicates':>10} {'peak RSS MB':>12}")
     for name, r in results.items():
-        print(f"{name:<12} {r['rate']:>9.1f} {r['seconds']:>9.1f} {r['delivered']:>10} {r['duplicates']:>10} "
+        print(f"{name:<18} {r['rate']:>9.1f} {r['seconds']:>9.1f} {r['delivered']:>10} {r['duplicates']:>10} "
               f"{r.get('peak_rss_mb', 0):>12.1f}")
-    pipeline = [results[k] for k in ("one_worker", "two_workers") if k in results]
+    pipeline = [results[k] for k in ("one_worker", "two_workers", "one_worker_policy", "two_workers_policy")
+                if k in results]
     summary = {
         "recipients": n, "message_kb": round(size / 1024, 1) if size else None,
         "database": make_url(db_url).get_backend_name(),
@@ -457,6 +498,18 @@ def main() -> int:
         "delivered": min((r["delivered"] for r in pipeline), default=None),
         "duplicates": sum(r["duplicates"] for r in pipeline) if pipeline else None,
     }
+    if args.policy == "both":
+        for name in ("one_worker", "two_workers"):
+            if rate(name) and rate(f"{name}_policy"):
+                summary[f"{name}_policy"] = rate(f"{name}_policy")
+                summary[f"{name}_policy_vs_off"] = round(rate(f"{name}_policy") / rate(name), 3)
+                summary[f"{name}_runs"] = results[name]["runs"]
+                summary[f"{name}_policy_runs"] = results[f"{name}_policy"]["runs"]
+                # Worker CPU per message is steadier than wall-clock rate on a machine shared with other jobs.
+                off_cpu, on_cpu = results[name]["worker_cpu_s"], results[f"{name}_policy"]["worker_cpu_s"]
+                summary[f"{name}_cpu_ms_per_msg"] = round(1000 * off_cpu / n, 3)
+                summary[f"{name}_policy_cpu_ms_per_msg"] = round(1000 * on_cpu / n, 3)
+                summary[f"{name}_policy_cpu_vs_off"] = round(on_cpu / off_cpu, 3) if off_cpu else None
     print(json.dumps(summary))
     return 0
 

@@ -21,13 +21,24 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PolicySettings:
-    """Defaults of the marketing-to-nurture policy (editable later in the admin)."""
+    """The marketing-to-nurture policy (docs/policy.md). These are the defaults; the admin stores its own values.
 
-    window_days: int = 30
-    ratio: float = 1 / 3
-    min_nurture_before_marketing: int = 1
-    marketing_per_week: int = 1
-    messages_per_day: int = 1
+    The ratio is kept as two integers (ratio_marketing per ratio_nurture) so the check is exact integer arithmetic in
+    Python and SQL alike: a marketing mail may go out if (marketing + 1) * ratio_nurture <= ratio_marketing * nurture.
+    """
+
+    enabled: bool = True                      # off: only the contact's own pause and frequency choice apply
+    window_days: int = 30                     # rolling window W of the ratio cap
+    ratio_marketing: int = 1                  # R = ratio_marketing / ratio_nurture (default 1/3)
+    ratio_nurture: int = 3
+    min_nurture_before_marketing: int = 3     # a new contact needs this many nurture mails in W before a promotion
+    marketing_per_week: int = 1               # M: marketing mails per rolling 7 days
+    messages_per_day: int = 1                 # T: non-transactional mails per rolling 24 hours
+    hold_days: int = 14                       # held sends of a campaign without "valid until" are retried this long
+
+    @property
+    def ratio(self) -> float:
+        return self.ratio_marketing / self.ratio_nurture
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,9 @@ class Settings:
     retry_delays: tuple[int, ...] = (60, 300, 900, 3600, 10800)   # seconds before attempt 2, 3, …
     max_consecutive_failures: int = 10        # a batch pauses its campaign after this many failures in a row
     queue_name: str = "rapport"
+    # Reverse proxies in front of the web app (nginx, a load balancer): how many X-Forwarded-* hops to trust, so
+    # rate limits and consent records see the visitor's address, not the proxy's. 0: no proxy (the default).
+    trusted_proxies: int = 0
     policy: PolicySettings = field(default_factory=PolicySettings)
     webhook_secret: str = ""                  # shared secret of POST /webhooks/relay (empty: endpoint off)
     soft_bounce_limit: int = 3                # soft bounces within the window that suppress an address
@@ -166,6 +180,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),
         bounce_mailbox_url=env.get("BOUNCE_MAILBOX_URL", ""),
         queue_name=env.get("RAPPORT_QUEUE", "") or "rapport",
+        trusted_proxies=max(0, _int(env, "TRUSTED_PROXIES", 0)),
     )
 
 

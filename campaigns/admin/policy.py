@@ -1,5 +1,97 @@
-"""Admin pages: policy."""
+"""Admin pages: the contact policy (settings page, campaign forecast panel, contact outlook, release of held sends)."""
 
 from __future__ import annotations
 
-from campaigns.admin import bp  # noqa: F401
+import logging
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from campaigns.admin import bp, editor_required
+from campaigns.app import db, rt
+from campaigns.errors import ValidationError
+from campaigns.models import AdminRole, Campaign, CampaignStatus, Contact
+from campaigns.services import campaigns as campaign_service
+from campaigns.services import policy as policy_service
+
+logger = logging.getLogger(__name__)
+
+REASON_LABELS = {
+    "paused": "paused by the contact",
+    "preference": "the contact's chosen frequency",
+    "ratio": "ratio: not enough nurture mail yet",
+    "weekly-marketing": "weekly marketing limit",
+    "daily-total": "daily limit",
+    "suppressed": "bounced or complained",
+    "unsubscribed": "unsubscribed",
+    "topic": "left the campaign's topic",
+    "deleted": "contact deleted",
+    "expired": "expired (validity ended)",
+    "other": "other",
+}
+
+
+@bp.app_template_filter("policy_reason")
+def policy_reason(code: str) -> str:
+    """A reason code in words."""
+    return REASON_LABELS.get(code, code)
+
+
+def _policy():  # noqa: ANN202
+    return policy_service.load(db(), rt().settings.policy)
+
+
+@bp.app_template_global("policy_panel")
+def policy_panel(campaign: Campaign) -> dict:
+    """What the campaign page shows: the forecast before sending, held and skipped sends by reason after."""
+    session = db()
+    policy = _policy()
+    out: dict = {"policy": policy, "deadline": policy_service.deadline(campaign, policy),
+                 "reasons": policy_service.send_reasons(session, campaign.id), "forecast": None}
+    if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED) or request.args.get("forecast") == "1":
+        out["forecast"] = policy_service.forecast(session, campaign, policy)
+    return out
+
+
+@bp.app_template_global("policy_outlook")
+def policy_outlook(contact: Contact) -> policy_service.Outlook:
+    """What the contact page shows: recent mail by kind and what the policy allows next."""
+    return policy_service.outlook(db(), contact, _policy())
+
+
+@bp.route("/settings/policy", methods=["GET", "POST"])
+@login_required
+def policy_settings():  # noqa: ANN201
+    """View and (administrators) edit the ratio cap and frequency caps."""
+    session = db()
+    if request.method == "POST":
+        if current_user.role != AdminRole.ADMIN:
+            abort(403)
+        try:
+            policy_service.save(session, request.form, updated_by=current_user.email)
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return render_template("admin/policy/settings.html", policy=_policy(), form=request.form,
+                                   limits=policy_service.LIMITS, error_field=exc.field), 400
+        flash("Policy saved. It applies to every message sent from now on.", "info")
+        return redirect(url_for("admin.policy_settings"))
+    from campaigns.models import PolicyConfig
+
+    return render_template("admin/policy/settings.html", policy=_policy(), form=None, limits=policy_service.LIMITS,
+                           error_field="", saved=session.get(PolicyConfig, 1))
+
+
+@bp.post("/campaigns/<int:campaign_id>/release-held")
+@editor_required
+def campaign_release_held(campaign_id: int):  # noqa: ANN201
+    """Re-check held sends now (the scheduler also does this periodically)."""
+    campaign = campaign_service.get_campaign(db(), campaign_id)
+    db().commit()
+    released = policy_service.release_held(rt())
+    if campaign.status != CampaignStatus.RUNNING:
+        flash("Held sends are only retried while the campaign is running.", "error")
+    else:
+        flash(f"{released} held send(s) re-queued." if released else
+              "No held contact is eligible yet; they are checked again automatically.", "info")
+    return redirect(url_for("admin.campaign", campaign_id=campaign_id))
