@@ -1,5 +1,69 @@
-"""Recipient pages: surveys."""
+"""The survey page: a one-click answer from the mail is recorded, the page shows it and asks the rest.
+
+Links are sealed tokens (Purpose.SURVEY); a forged or altered one gets the friendly 404 before the database is read.
+Security scanners that follow links (by user agent) and HEAD requests see the page but record nothing.
+"""
 
 from __future__ import annotations
 
-from campaigns.public import bp  # noqa: F401
+import logging
+
+from flask import render_template, request
+
+from campaigns.app import csrf, db
+from campaigns.errors import NotFound, ValidationError
+from campaigns.public import bp, open_token
+from campaigns.services import surveys as survey_service
+from campaigns.services.engagement import machine_agent
+from mailer.tracking import Purpose
+
+logger = logging.getLogger(__name__)
+
+
+def _unavailable(message: str):  # noqa: ANN202
+    return render_template("public/error.html", code=404, title="This survey is not available",
+                           message=message), 404
+
+
+@bp.route("/s/<token>", methods=["GET", "HEAD", "POST"])
+@csrf.exempt   # the sealed token is the credential (no cookie needed; browsers send no Referer to this page)
+def survey(token: str):  # noqa: ANN201
+    send_id, question, code = open_token(Purpose.SURVEY, token)
+    if send_id == 0:
+        return render_template("public/survey_done.html", test=True, thanks=""), 200
+    session = db()
+    try:
+        response = survey_service.open_response(session, send_id)
+    except NotFound as exc:
+        return _unavailable(f"Sorry: {exc}. Thank you for wanting to answer.")
+    questions = response.survey.questions
+    if question >= len(questions):
+        return _unavailable("Sorry: this survey has changed since the mail was sent.")
+    error = ""
+    chosen: dict[int, str] = dict(response.answers)
+    if request.method == "POST":
+        try:
+            answers = survey_service.parse_answers(response.survey, request.form)
+        except ValidationError as exc:
+            error = str(exc)
+            chosen.update({int(k[1:]): str(v)[:survey_service.MAX_TEXT] for k, v in request.form.items()
+                           if k[:1] == "q" and k[1:].isdigit() and len(k) < 4})
+        else:
+            if not answers:
+                error = "Please answer at least one question."
+            else:
+                survey_service.record_answers(session, response, answers, source="page")
+                return render_template("public/survey_done.html", test=False, thanks=response.survey.thanks)
+    else:
+        clicked = survey_service.answer_of_code(questions[question], code)
+        if clicked is not None:
+            chosen[question] = clicked
+            # Link scanners open every link of a mail; only a person's browser records the answer.
+            is_person = request.method == "GET" and not machine_agent(request.headers.get("User-Agent", ""),
+                                                                      request.remote_addr or "")
+            if is_person:
+                survey_service.record_answers(session, response, {question: clicked}, source="mail")
+    status = 422 if error else 200
+    return render_template("public/survey.html", survey=response.survey, chosen=chosen, error=error,
+                           recorded=question if code and not error and request.method != "POST" else None,
+                           options=survey_service.options, token=token), status
