@@ -21,3 +21,35 @@ def send_batch(campaign_id: int, lo: int, hi: int) -> dict:
     """Deliver one batch of a campaign (contacts lo..hi)."""
     result = sending.send_batch(runtime.current(), campaign_id, lo, hi)
     return asdict(result)
+
+
+def run_automations() -> dict:
+    """Send what active automations have due now (a periodic task, see campaigns.scheduler)."""
+    from campaigns.services import automations
+
+    return automations.run_due(runtime.current())
+
+
+def release_held() -> int:
+    """Re-queue held sends that may go now and expire old ones (a periodic task, see campaigns.scheduler)."""
+    from campaigns.services import policy
+
+    return policy.release_held(runtime.current())
+
+
+def signup_request(request: dict) -> bool:
+    """Apply a double opt-in sign-up from a public form and mail its confirmation link when one is due."""
+    from campaigns.services import signup
+
+    rt = runtime.current()
+    with rt.session_factory() as session:
+        signup_id = signup.request_signup(session, request)
+        return signup_id is not None and signup.send_confirmation(rt, session, signup_id)
+
+
+def expire_signups() -> int:
+    """Expire unconfirmed sign-ups (run hourly or daily from the scheduler)."""
+    from campaigns.services import signup
+
+    with runtime.current().session_factory() as session:
+        return signup.expire_pending(session)

@@ -1,0 +1,116 @@
+"""Personal apology mail from a contact's page: sent at once from a named person, with a refund note and an
+optional coupon, logged on the timeline, never to bounced or suppressed addresses, never interpreted as template."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import re
+from email import policy
+
+import pytest
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from campaigns.models import AdminUser, Campaign, CampaignKind, Contact, Event, EventType, Sender, Suppression
+from campaigns.services import coupons as coupon_service
+from campaigns.services.contacts import save_contact
+from campaigns.services.ingest import email_hash
+
+
+def csrf(client, url: str) -> str:  # noqa: ANN001
+    html = client.get(url).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+@pytest.fixture()
+def editor(client, db_session):  # noqa: ANN001, ANN201
+    db_session.add(AdminUser(email="mara@shop.test", name="Mara Klein", role="editor",
+                             password_hash=generate_password_hash("correct horse battery")))
+    db_session.commit()
+    token = csrf(client, "/admin/login")
+    client.post("/admin/login", data={"email": "mara@shop.test", "password": "correct horse battery",
+                                      "csrf_token": token})
+    return client
+
+
+@pytest.fixture()
+def anna(db_session) -> Sender:  # noqa: ANN001
+    s = Sender(name="Anna Becker", email="anna@shop.test", title="Customer care", reply_to="care@shop.test")
+    db_session.add(s)
+    db_session.commit()
+    return s
+
+
+def _message(outbox):  # noqa: ANN001, ANN202
+    (entry,) = outbox.list()
+    return entry, email.message_from_bytes(outbox.get(entry.key).raw, policy=policy.default)
+
+
+def test_apology_is_sent_at_once_from_the_person_with_refund_and_coupon(
+        editor, db_session, anna, run_worker, outbox) -> None:  # noqa: ANN001
+    contact = save_contact(db_session, {"email": "upset@example.com", "first_name": "Jonas"})
+    contact.status = "unsubscribed"     # transactional: an unsubscribe from newsletters does not stop it
+    db_session.commit()
+    pool = coupon_service.save_pool(db_session, {"name": "Sorry", "value_description": "20% off",
+                                                 "expires_on": dt.date.today() + dt.timedelta(days=60)})
+    db_session.commit()
+    coupon_service.import_codes(db_session, pool.id, b"code\nSORRY-0001\n")
+    db_session.commit()
+    url = f"/admin/contacts/{contact.id}/personal-mail"
+    page = editor.get(url).get_data(as_text=True)
+    assert "I&#39;m sorry, Jonas" in page and "Anna Becker" in page
+    token = csrf(editor, url)
+    r = editor.post(url, data={"csrf_token": token, "sender_id": str(anna.id), "subject": "Sorry about order 1001",
+                               "message": "Your parcel arrived broken.\n\nWe {{ will }} make it right {% now %}.",
+                               "refund_note": "We refunded 24.90 EUR <today>.", "coupon_pool_id": str(pool.id)})
+    assert r.status_code == 302, re.findall(r"flash error[^>]*>([^<]*)", r.get_data(as_text=True))
+    assert r.location.endswith(f"/admin/contacts/{contact.id}#timeline")
+    run_worker()
+    entry, msg = _message(outbox)
+    assert list(entry.recipients) == ["upset@example.com"]
+    assert msg["From"].addresses[0].addr_spec == "anna@shop.test" and "Anna Becker" in msg["From"]
+    assert msg["Reply-To"].addresses[0].addr_spec == "care@shop.test"
+    assert msg["Subject"] == "Sorry about order 1001"
+    assert msg["List-Unsubscribe"] is None            # transactional
+    html = msg.get_body(("html",)).get_content()
+    assert "Dear Jonas" in html and "Your parcel arrived broken." in html
+    assert "{{ will }}" in msg.get_body(("plain",)).get_content()     # the marketer's words, verbatim
+    assert "24.90 EUR &lt;today&gt;" in html and "SORRY-0001" in html and "Customer care" in html
+    db_session.commit()
+    event = db_session.scalar(select(Event).where(Event.contact_id == contact.id,
+                                                  Event.type == EventType.PERSONAL_MAIL))
+    assert event is not None and event.data["subject"] == "Sorry about order 1001"
+    timeline = editor.get(f"/admin/contacts/{contact.id}").get_data(as_text=True)
+    assert "personal mail" in timeline and "Anna Becker, written by Mara Klein" in timeline
+    campaign = db_session.get(Campaign, event.campaign_id)
+    assert campaign.kind == CampaignKind.TRANSACTIONAL and campaign.sent == 1
+
+
+def test_bounced_suppressed_and_bad_input_are_refused_clearly(editor, db_session, anna, outbox) -> None:  # noqa: ANN001
+    bounced = save_contact(db_session, {"email": "gone@example.com"})
+    bounced.status = "bounced"
+    listed = save_contact(db_session, {"email": "listed@example.com"})
+    db_session.add(Suppression(email_hash=email_hash("listed@example.com"), reason="manual"))
+    ok = save_contact(db_session, {"email": "ok@example.com"})
+    db_session.commit()
+    for contact, text in ((bounced, "is bounced"), (listed, "suppression list")):
+        url = f"/admin/contacts/{contact.id}/personal-mail"
+        assert text in editor.get(url).get_data(as_text=True)
+        r = editor.post(url, data={"csrf_token": csrf(editor, url), "sender_id": str(anna.id), "subject": "Sorry",
+                                   "message": "Hello"})
+        assert r.status_code == 400 and text in r.get_data(as_text=True)
+    url = f"/admin/contacts/{ok.id}/personal-mail"
+    for data, text in (({"sender_id": "", "subject": "x", "message": "y"}, "who the message comes from"),
+                       ({"sender_id": str(anna.id), "subject": "", "message": "y"}, "write a subject"),
+                       ({"sender_id": str(anna.id), "subject": "x", "message": " "}, "write the message"),
+                       ({"sender_id": str(anna.id), "subject": "x", "message": "y", "coupon_pool_id": "99"},
+                        "does not exist"),
+                       ({"sender_id": "9" * 40, "subject": "x", "message": "y" * 20000}, "who the message")):
+        r = editor.post(url, data={"csrf_token": csrf(editor, url), **data})
+        assert r.status_code == 400 and text in r.get_data(as_text=True), text
+    assert editor.get("/admin/contacts/999999/personal-mail").status_code == 404
+    db_session.commit()
+    assert db_session.scalar(select(Event).where(Event.type == EventType.PERSONAL_MAIL)) is None
+    assert outbox.list() == []
+    assert db_session.scalar(select(Contact.status).where(Contact.id == ok.id)) == "subscribed"
