@@ -14,7 +14,9 @@ Engagement score (human events only), a sum that halves every 30 days::
 
 It is stored as ``contact.engagement_score`` exact as of ``contact.engagement_at`` and updated incrementally;
 :func:`current_score` decays it to any later moment and :func:`decay_scores` rewrites it for everyone.
-``contact.last_opened_at`` and ``last_clicked_at`` are human events only too.
+``contact.last_opened_at`` and ``last_clicked_at`` are human events only too. When events already folded in are
+reclassified as machine events later (a crowd of opens turns out to be one prefetching proxy, a scanner's link sweep
+spans two drains), :func:`recompute_engagement` rebuilds those contacts' columns from their remaining human events.
 """
 
 from __future__ import annotations
@@ -180,13 +182,15 @@ def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> 
             clicks.append(row)
         else:
             opens.append(row)
-    _flag_crowds(session, opens)
-    _flag_link_sweeps(session, clicks, links)
+    reclassified = _flag_crowds(session, opens) | _flag_link_sweeps(session, clicks, links)
     events = [_event(r, EventType.OPEN) for r in opens] + [_event(r, EventType.CLICK) for r in clicks]
     events += _implied_opens(session, clicks, opens)
     if events:
         session.execute(insert(Event), events)
     _update_contacts(session, events)
+    if reclassified:
+        session.flush()
+        recompute_engagement(session, reclassified)
     session.commit()
     return len(events)
 
@@ -204,8 +208,12 @@ def _event(row: _Row, type_: EventType) -> dict:
             "dedupe_key": row.hit.key}
 
 
-def _flag_crowds(session: Session, opens: list[_Row]) -> None:
-    """One fetcher opening for many recipients right after delivery is a prefetching proxy or scanner."""
+def _flag_crowds(session: Session, opens: list[_Row]) -> set[int]:
+    """One fetcher opening for many recipients right after delivery is a prefetching proxy or scanner.
+
+    Returns the contacts whose already recorded human opens were reclassified as machine opens.
+    """
+    affected: set[int] = set()
     groups: dict[tuple[int, str], list[_Row]] = defaultdict(list)
     for r in opens:
         sent_at = r.send[3]
@@ -222,18 +230,24 @@ def _flag_crowds(session: Session, opens: list[_Row]) -> None:
         for r in rows:
             r.reason = "prefetch by one fetcher for many recipients"
         # The first few of the crowd were recorded as human before the crowd showed; correct them.
-        session.execute(update(Event).where(
-            Event.campaign_id == campaign_id, Event.type == EventType.OPEN, Event.fetcher == fetcher,
-            Event.occurred_at.between(lo, hi), Event.machine.is_(False)).values(machine=True))
+        earlier_human = (Event.campaign_id == campaign_id, Event.type == EventType.OPEN, Event.fetcher == fetcher,
+                         Event.occurred_at.between(lo, hi), Event.machine.is_(False))
+        affected.update(c for c in session.scalars(select(Event.contact_id).where(*earlier_human).distinct())
+                        if c is not None)
+        session.execute(update(Event).where(*earlier_human).values(machine=True))
+    return affected
 
 
-def _flag_link_sweeps(session: Session, clicks: list[_Row], links: dict[int, tuple[int, str]]) -> None:
-    """Several links of one message clicked within two seconds (all of them, or three or more) is a scanner."""
+def _flag_link_sweeps(session: Session, clicks: list[_Row], links: dict[int, tuple[int, str]]) -> set[int]:
+    """Several links of one message clicked within two seconds (all of them, or three or more) is a scanner.
+
+    Returns the contacts whose already recorded human clicks (and the opens they implied) became machine events.
+    """
     by_send: dict[int, list[_Row]] = defaultdict(list)
     for r in clicks:
         by_send[r.send[0]].append(r)
     if not by_send:
-        return
+        return set()
     earlier: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)
     lo = min(r.at for r in clicks) - SCANNER_CLICK_WINDOW
     for send_id, at, data in session.execute(select(Event.send_id, Event.occurred_at, Event.data).where(
@@ -254,11 +268,18 @@ def _flag_link_sweeps(session: Session, clicks: list[_Row], links: dict[int, tup
                 r.reason = r.reason or "all links clicked at once"
         if any(r.reason == "all links clicked at once" for r in rows) and earlier[send_id]:
             swept.append(send_id)
-    if swept:
-        # Clicks written by an earlier batch were part of the sweep too.
-        session.execute(update(Event).where(
-            Event.send_id.in_(swept), Event.type == EventType.CLICK, Event.occurred_at >= lo,
-            Event.machine.is_(False)).values(machine=True))
+    if not swept:
+        return set()
+    # Clicks written by an earlier batch were part of the sweep too, and so were the opens they implied.
+    earlier_clicks = (Event.send_id.in_(swept), Event.type == EventType.CLICK, Event.occurred_at >= lo,
+                      Event.machine.is_(False))
+    implied_opens = (Event.send_id.in_(swept), Event.type == EventType.OPEN, Event.occurred_at >= lo,
+                     Event.machine.is_(False), Event.dedupe_key.like("%:open"))
+    affected = {c for c in session.scalars(select(Event.contact_id).where(*earlier_clicks).distinct())
+                if c is not None}
+    session.execute(update(Event).where(*earlier_clicks).values(machine=True))
+    session.execute(update(Event).where(*implied_opens).values(machine=True))
+    return affected
 
 
 def _implied_opens(session: Session, clicks: list[_Row], opens: list[_Row]) -> list[dict]:
@@ -298,6 +319,39 @@ def _update_contacts(session: Session, events: list[dict]) -> None:
         else:
             c.last_clicked_at = max(c.last_clicked_at or at, at)
         add_to_score(c, WEIGHTS[e["type"]], at)
+
+
+def recompute_engagement(session: Session, contact_ids: set[int] | Sequence[int], *, page: int = 500) -> int:
+    """Rebuild last_opened_at, last_clicked_at and the score of these contacts from their human events alone.
+
+    Used when events already folded in are reclassified as machine events: an incremental score cannot subtract
+    them exactly (it decayed since), so it is recomputed, a page of contacts per query and per bulk update.
+    The score is stored exact as of the contact's latest human event. Does not commit.
+    """
+    ids = sorted(set(contact_ids))
+    for start in range(0, len(ids), page):
+        chunk = ids[start:start + page]
+        state: dict[int, dict] = {cid: {"id": cid, "last_opened_at": None, "last_clicked_at": None,
+                                        "engagement_score": 0.0, "engagement_at": None} for cid in chunk}
+        timeline: dict[int, list[tuple[dt.datetime, float]]] = defaultdict(list)
+        for cid, type_, at in session.execute(select(Event.contact_id, Event.type, Event.occurred_at).where(
+                Event.contact_id.in_(chunk), Event.machine.is_(False),
+                Event.type.in_([str(EventType.OPEN), str(EventType.CLICK)]))):
+            row = state[cid]
+            column = "last_opened_at" if type_ == EventType.OPEN else "last_clicked_at"
+            row[column] = max(row[column] or at, at)
+            timeline[cid].append((at, WEIGHTS[EventType(type_)]))
+        for cid, moments in timeline.items():
+            ref = max(at for at, _w in moments)
+            state[cid]["engagement_at"] = ref
+            state[cid]["engagement_score"] = round(sum(w * 0.5 ** ((ref - at) / HALF_LIFE) for at, w in moments), 6)
+        session.execute(update(Contact), list(state.values()))
+    # Contacts loaded in this session must not keep the values from before.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Contact) and obj.id in contact_ids:
+            session.expire(obj)
+    logger.info("recomputed engagement of %d contacts after reclassifying machine events", len(ids))
+    return len(ids)
 
 
 # ---------------------------------------------------------------- segments

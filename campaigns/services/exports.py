@@ -39,8 +39,13 @@ def safe_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def export_csv(session: Session, *, status: str = "", topic_id: int | None = None) -> Iterator[str]:
+def export_csv(session: Session, *, status: str = "", topic_id: int | None = None,
+               segment_definition: dict[str, Any] | None = None) -> Iterator[str]:
     """The contact list as CSV text chunks (UTF-8 BOM first, for Excel), read in keyset pages."""
+    if segment_definition is not None:   # validated by the caller; compiled once, evaluated per page
+        from campaigns.services.segments import condition
+
+        in_segment = condition(session, segment_definition)
     buf = io.StringIO()
     writer = csv.writer(buf)
     yield "\ufeff"
@@ -50,6 +55,8 @@ def export_csv(session: Session, *, status: str = "", topic_id: int | None = Non
         stmt = select(Contact).where(Contact.id > after).order_by(Contact.id).limit(PAGE)
         if status:
             stmt = stmt.where(Contact.status == status)
+        if segment_definition is not None:
+            stmt = stmt.where(in_segment)
         if topic_id is not None:
             stmt = stmt.where(Contact.id.in_(select(Subscription.contact_id).where(
                 Subscription.topic_id == topic_id, Subscription.subscribed.is_(True))))
@@ -105,7 +112,15 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
                    for e in session.scalars(select(Event).where(Event.contact_id == c.id).order_by(Event.id))],
         "sends": [_plain(s, ("id", "campaign_id", "status", "attempts", "created_at", "sent_at", "last_error"))
                   for s in session.scalars(select(Send).where(Send.contact_id == c.id).order_by(Send.id))],
+        "signups": _signup_consent(session, c.id),
     }
+
+
+def _signup_consent(session: Session, contact_id: int) -> list[dict[str, Any]]:
+    """Double opt-in sign-ups with their consent proof (campaigns.services.signup)."""
+    from campaigns.services.signup import consent_records  # signup builds on contacts, as this module does
+
+    return consent_records(session, contact_id)
 
 
 def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:

@@ -1,4 +1,5 @@
-"""What recipients decide flows back into the contact list: unsubscribes, the preference center, click targets.
+"""What recipients decide flows back into the contact list: unsubscribes, the preference center, click targets,
+and relays' native webhook payloads translated to the normalized relay events.
 
 Opens and clicks are recorded by campaigns.services.engagement; bounces and complaints by .ingest.
 Every change of consent is an event with a timestamp (the consent history shown in the preference center).
@@ -11,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.engine import Engine
@@ -228,3 +230,210 @@ def click_target(engine: Engine, send_id: int, link_id: int) -> str:
         if row is None or row[0] != cached[1]:
             raise NotFound("link does not belong to this message")
     return cached[2]
+
+
+# ---------------------------------------------------------------- relays' native webhook payloads
+#
+# Each relay reports bounces, complaints, deliveries, opens and clicks in its own JSON. These functions translate
+# one relay's payload into events of Rapport's normalized format (docs/webhooks.md), which
+# campaigns.services.ingest.apply_relay_event applies, so every relay ends in the same service calls.
+# Authentication is the endpoint's job (campaigns.public.webhooks); this part only reads the JSON.
+
+RELAY_FORMATS = ("ses", "postmark", "mailgun", "sendgrid")
+
+
+class BadPayload(ValueError):
+    """The body is not a payload of the relay it was posted for."""
+
+
+def _brackets(message_id: object) -> str | None:
+    """A Message-ID with angle brackets (relays report it with or without)."""
+    if not isinstance(message_id, str) or not message_id.strip() or len(message_id) > 990:
+        return None
+    value = message_id.strip()
+    return value if value.startswith("<") else f"<{value}>"
+
+
+def _smtp_code(text: object) -> int | None:
+    """The SMTP reply code at the start of a diagnostic ('smtp; 550 5.1.1 …', '550 unknown user')."""
+    if not isinstance(text, str):
+        return None
+    for word in text.replace(";", " ").split()[:3]:
+        if len(word) == 3 and word.isdigit() and 200 <= int(word) <= 599:
+            return int(word)
+    return None
+
+
+def _short(value: object, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _clean(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def relay_events(relay: str, payload: Any) -> list[dict[str, Any]]:
+    """Normalized events (docs/webhooks.md) from one relay's native webhook payload; raises BadPayload.
+
+    An event Rapport has no use for becomes {"ignored": "<why>"}, so the answer still lists it.
+    """
+    if relay == "ses":
+        return _ses(payload)
+    if relay == "postmark":
+        return [_postmark(payload)]
+    if relay == "mailgun":
+        return [_mailgun(payload)]
+    if relay == "sendgrid":
+        if not isinstance(payload, list):
+            raise BadPayload("SendGrid posts a JSON list of events")
+        return [_sendgrid(e) for e in payload]
+    raise BadPayload(f"unknown relay {relay!r}")
+
+
+def _ses(message: Any) -> list[dict[str, Any]]:
+    """An SES notification (the Message of an SNS notification): notificationType or eventType publishing."""
+    if not isinstance(message, dict) or not isinstance(message.get("mail"), dict):
+        raise BadPayload("not an Amazon SES notification")
+    kind = message.get("notificationType") or message.get("eventType")
+    mail = message["mail"]
+    common = _dict(mail.get("commonHeaders"))
+    headers = {str(h.get("name", "")).lower(): h.get("value") for h in _list(mail.get("headers"))
+               if isinstance(h, dict)}
+    base = {"rapport_id": _short(headers.get("x-rapport-id"), 200),
+            "message_id": _brackets(common.get("messageId") or headers.get("message-id"))}
+    ses_id = str(mail.get("messageId", ""))[:100]
+    if kind == "Bounce":
+        bounce = _dict(message.get("bounce"))
+        hard = bounce.get("bounceType") == "Permanent"
+        out = []
+        for r in _list(bounce.get("bouncedRecipients")):
+            if not isinstance(r, dict):
+                continue
+            diagnostic = r.get("diagnosticCode")
+            out.append(_clean({**base, "type": "bounce", "bounce_type": "hard" if hard else "soft",
+                               "recipient": _short(r.get("emailAddress"), 320),
+                               "id": f"ses:{bounce.get('feedbackId', ses_id)}:{r.get('emailAddress', '')}"[:200],
+                               "timestamp": bounce.get("timestamp"), "status": _short(r.get("status"), 11),
+                               "smtp_code": _smtp_code(diagnostic), "diagnostic": _short(diagnostic, 1000)}))
+        return out or [{"ignored": "bounce without recipients"}]
+    if kind == "Complaint":
+        complaint = _dict(message.get("complaint"))
+        return [_clean({**base, "type": "complaint", "recipient": _short(r.get("emailAddress"), 320),
+                        "id": f"ses:{complaint.get('feedbackId', ses_id)}:{r.get('emailAddress', '')}"[:200],
+                        "timestamp": complaint.get("timestamp"),
+                        "feedback_type": _short(complaint.get("complaintFeedbackType"), 64)})
+                for r in _list(complaint.get("complainedRecipients")) if isinstance(r, dict)] \
+            or [{"ignored": "complaint without recipients"}]
+    if kind == "Delivery":
+        delivery = _dict(message.get("delivery"))
+        return [_clean({**base, "type": "delivered", "recipient": _short(r, 320),
+                        "id": f"ses:delivery:{ses_id}:{r}"[:200], "timestamp": delivery.get("timestamp")})
+                for r in _list(delivery.get("recipients")) if isinstance(r, str)] \
+            or [{"ignored": "delivery without recipients"}]
+    if kind in ("Open", "Click"):
+        detail = _dict(message.get(kind.lower()))
+        return [_clean({**base, "type": kind.lower(), "id": f"ses:{kind}:{ses_id}:{detail.get('timestamp', '')}",
+                        "timestamp": detail.get("timestamp"), "url": _short(detail.get("link"), 2000),
+                        "user_agent": _short(detail.get("userAgent"), 300),
+                        "ip": _short(detail.get("ipAddress"), 64)})]
+    return [{"ignored": f"SES {str(kind)[:40]} notifications are not used"}]
+
+
+_POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated"}
+_POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "Blocked"}
+_POSTMARK_COMPLAINT = {"SpamComplaint", "SpamNotification"}
+
+
+def _postmark(event: Any) -> dict[str, Any]:
+    """One Postmark webhook (RecordType Bounce, SpamComplaint, Delivery, Open or Click)."""
+    if not isinstance(event, dict) or not isinstance(event.get("RecordType"), str):
+        raise BadPayload("not a Postmark webhook (no RecordType)")
+    record = event["RecordType"]
+    metadata = event.get("Metadata") if isinstance(event.get("Metadata"), dict) else {}
+    base = {"rapport_id": _short(metadata.get("rapport_id") or metadata.get("rapport-id"), 200),
+            "recipient": _short(event.get("Email") or event.get("Recipient"), 320)}
+    pm_id = str(event.get("ID") or event.get("MessageID") or "")[:100]
+    if record in ("Bounce", "SpamComplaint"):
+        kind = str(event.get("Type", ""))
+        details = _short(event.get("Details") or event.get("Description"), 1000)
+        if kind in _POSTMARK_COMPLAINT or record == "SpamComplaint":
+            return _clean({**base, "type": "complaint", "id": f"postmark:{pm_id}:complaint",
+                           "timestamp": event.get("BouncedAt")})
+        if kind not in _POSTMARK_HARD | _POSTMARK_SOFT:
+            return {"ignored": f"Postmark bounce type {kind[:40]} is not a delivery failure"}
+        return _clean({**base, "type": "bounce", "bounce_type": "hard" if kind in _POSTMARK_HARD else "soft",
+                       "id": f"postmark:{pm_id}:bounce", "timestamp": event.get("BouncedAt"),
+                       "smtp_code": _smtp_code(details), "diagnostic": details})
+    if record == "Delivery":
+        return _clean({**base, "type": "delivered", "id": f"postmark:{pm_id}:delivery",
+                       "timestamp": event.get("DeliveredAt")})
+    if record in ("Open", "Click"):
+        geo = event.get("Geo") if isinstance(event.get("Geo"), dict) else {}
+        return _clean({**base, "type": record.lower(), "id": f"postmark:{pm_id}:{record}:{event.get('ReceivedAt')}",
+                       "timestamp": event.get("ReceivedAt"), "url": _short(event.get("OriginalLink"), 2000),
+                       "user_agent": _short(event.get("UserAgent"), 300), "ip": _short(geo.get("IP"), 64)})
+    return {"ignored": f"Postmark {record[:40]} webhooks are not used"}
+
+
+def _mailgun(payload: Any) -> dict[str, Any]:
+    """One Mailgun webhook: {"signature": {...}, "event-data": {...}} (failed, complained, delivered, opened…)."""
+    data = payload.get("event-data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        raise BadPayload("not a Mailgun webhook (no event-data)")
+    message = data.get("message") if isinstance(data.get("message"), dict) else {}
+    headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
+    variables = data.get("user-variables") if isinstance(data.get("user-variables"), dict) else {}
+    base = {"rapport_id": _short(variables.get("rapport_id"), 200),
+            "message_id": _brackets(headers.get("message-id")), "recipient": _short(data.get("recipient"), 320),
+            "id": f"mailgun:{str(data.get('id', ''))[:100]}" if data.get("id") else None,
+            "timestamp": data.get("timestamp")}
+    event = data["event"]
+    if event == "failed":
+        status = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
+        code = status.get("code")
+        return _clean({**base, "type": "bounce",
+                       "bounce_type": "hard" if data.get("severity") == "permanent" else "soft",
+                       "smtp_code": code if isinstance(code, int) and 200 <= code <= 599 else None,
+                       "status": _short(status.get("enhanced-code"), 11),
+                       "diagnostic": _short(status.get("message") or status.get("description"), 1000)})
+    if event == "complained":
+        return _clean({**base, "type": "complaint"})
+    if event == "delivered":
+        return _clean({**base, "type": "delivered"})
+    if event in ("opened", "clicked"):
+        client = data.get("client-info") if isinstance(data.get("client-info"), dict) else {}
+        return _clean({**base, "type": "open" if event == "opened" else "click", "url": _short(data.get("url"), 2000),
+                       "user_agent": _short(client.get("user-agent"), 300), "ip": _short(data.get("ip"), 64)})
+    return {"ignored": f"Mailgun {event[:40]} events are not used"}
+
+
+def _sendgrid(event: Any) -> dict[str, Any]:
+    """One event of a SendGrid Event Webhook batch (bounce, spamreport, delivered, open, click…)."""
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        return {"ignored": "not a SendGrid event"}
+    kind = event["event"]
+    base = {"rapport_id": _short(event.get("rapport_id"), 200), "message_id": _brackets(event.get("smtp-id")),
+            "recipient": _short(event.get("email"), 320),
+            "id": f"sendgrid:{str(event['sg_event_id'])[:100]}" if event.get("sg_event_id") else None,
+            "timestamp": event.get("timestamp")}
+    if kind == "bounce":
+        reason = _short(event.get("reason"), 1000)
+        return _clean({**base, "type": "bounce", "bounce_type": "soft" if event.get("type") == "blocked" else "hard",
+                       "status": _short(event.get("status"), 11), "smtp_code": _smtp_code(reason),
+                       "diagnostic": reason})
+    if kind == "spamreport":
+        return _clean({**base, "type": "complaint"})
+    if kind == "delivered":
+        return _clean({**base, "type": "delivered"})
+    if kind in ("open", "click"):
+        return _clean({**base, "type": kind, "url": _short(event.get("url"), 2000),
+                       "user_agent": _short(event.get("useragent"), 300), "ip": _short(event.get("ip"), 64)})
+    return {"ignored": f"SendGrid {kind[:40]} events are not used"}

@@ -114,6 +114,46 @@ def test_one_fetcher_opening_for_many_right_after_delivery_is_prefetch(client, d
     assert campaign_report(db_session, campaign.id)["opens_human"] == 0
 
 
+def test_a_crowd_reclassified_as_machine_no_longer_counts_as_engagement(client, db_session, sent, work) -> None:  # noqa: ANN001
+    _campaign, contacts, urls = sent
+    a, b = contacts[:2]
+    # Two opens through one fetcher look human at first and move the contacts' engagement; a also clicks.
+    for c in (a, b):
+        client.get(urls[c.email][0], headers={"User-Agent": MAIL_APP}, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    work()
+    client.get(urls[a.email][1][0], headers={"User-Agent": BROWSER}, environ_base={"REMOTE_ADDR": "203.0.113.5"})
+    work()
+    assert fresh(db_session).get(Contact, a.id).engagement_score == pytest.approx(4.0)
+    assert db_session.get(Contact, b.id).last_opened_at is not None
+    # Then the same fetcher opens for four more recipients: it was a prefetching proxy all along.
+    for c in contacts[2:]:
+        client.get(urls[c.email][0], headers={"User-Agent": MAIL_APP}, environ_base={"REMOTE_ADDR": "198.51.100.9"})
+    work()
+    fresh(db_session)
+    ca, cb = db_session.get(Contact, a.id), db_session.get(Contact, b.id)
+    assert cb.last_opened_at is None and cb.engagement_score == 0 and cb.engagement_at is None
+    # a keeps exactly the human click (weight 3) and no open.
+    assert ca.last_opened_at is None and ca.last_clicked_at is not None
+    assert ca.engagement_score == pytest.approx(3.0) and ca.engagement_at == ca.last_clicked_at
+    assert all(db_session.get(Contact, c.id).engagement_score == 0 for c in contacts[2:])
+
+
+def test_a_link_sweep_spread_over_two_drains_undoes_the_first_clicks_engagement(client, db_session, sent,  # noqa: ANN001
+                                                                               work) -> None:
+    _campaign, contacts, urls = sent
+    age_sends(db_session)
+    first, second = urls[contacts[1].email][1]
+    client.get(first, headers={"User-Agent": BROWSER})
+    work()
+    contact = fresh(db_session).get(Contact, contacts[1].id)
+    assert contact.engagement_score == pytest.approx(4.0) and contact.last_clicked_at is not None
+    client.get(second, headers={"User-Agent": BROWSER})   # the rest of the message's links within two seconds
+    work()
+    contact = fresh(db_session).get(Contact, contacts[1].id)
+    assert contact.engagement_score == 0 and contact.last_clicked_at is None and contact.last_opened_at is None
+    assert all(e.machine for e in events(db_session, "click") + events(db_session, "open"))
+
+
 def test_click_redirects_to_stored_url_counts_as_open_and_scores(client, db_session, sent, work) -> None:  # noqa: ANN001
     campaign, contacts, urls = sent
     age_sends(db_session)
