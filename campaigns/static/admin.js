@@ -1,29 +1,55 @@
-// Live sending progress: polls the JSON endpoint while a campaign runs (no inline script, so the CSP stays strict).
+// Admin behaviour shared by every page (no inline script, so the CSP stays strict):
+// confirmation of destructive forms, and the live sending progress bar of a campaign page.
 (function () {
   "use strict";
+
+  // Forms with data-confirm ask before they submit (send now, cancel…).
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+
+  // ---------------------------------------------------------------- live sending progress
   const box = document.querySelector("[data-progress-url]");
   if (!box) return;
   const bar = box.querySelector(".bar");
-  const fill = box.querySelector(".bar span");
-  const text = document.getElementById("progress-text");
   const badge = document.getElementById("status");
+  const KEYS = ["sent", "held", "failed", "skipped"];
+  let shownStatus = badge ? badge.textContent.trim() : "";
+
   function render(p) {
-    const done = p.sent + p.failed + p.skipped + p.held;
-    const pct = p.recipients ? Math.round((100 * done) / p.recipients) : (p.status === "finished" ? 100 : 0);
-    fill.style.width = pct + "%";
+    const done = KEYS.reduce((n, k) => n + (p[k] || 0), 0);
+    const total = p.recipients || 0;
+    const pct = total ? Math.min(100, Math.round((100 * done) / total)) : (p.status === "finished" ? 100 : 0);
+    KEYS.forEach((k) => {
+      const seg = bar.querySelector(`[data-seg="${k}"]`);
+      if (seg) seg.style.width = (total ? (100 * (p[k] || 0)) / total : 0) + "%";
+    });
     bar.setAttribute("aria-valuenow", String(pct));
-    text.textContent = `${p.sent} sent · ${p.failed} failed · ${p.skipped} skipped · ${p.remaining} remaining of ${p.recipients}`;
-    if (badge) badge.textContent = p.status;
-    return p.status === "running";
+    const counts = Object.assign({}, p, { percent: pct });
+    box.querySelectorAll("[data-count]").forEach((el) => {
+      const v = counts[el.dataset.count];
+      if (v !== undefined) el.textContent = String(v);
+    });
+    if (badge && p.status !== shownStatus) {
+      badge.textContent = p.status;
+      badge.className = "badge " + ({ running: "ok", finished: "done", paused: "warn", cancelled: "muted" }[p.status] || "");
+    }
+    const wasRunning = shownStatus === "running";
+    shownStatus = p.status;
+    // The page's buttons depend on the status: reload once when a run ends (finished, paused by a relay…).
+    if (wasRunning && p.status !== "running") window.setTimeout(() => window.location.reload(), 800);
+    return p.status === "running" || p.status === "scheduled";
   }
+
   async function tick() {
+    let again = true;
     try {
       const r = await fetch(box.dataset.progressUrl, { headers: { Accept: "application/json" } });
-      if (r.ok && render(await r.json())) setTimeout(tick, 1000);
-      else if (r.ok && badge && badge.textContent !== "running") return;
-    } catch (e) {
-      setTimeout(tick, 3000);
-    }
+      if (r.ok) again = render(await r.json());
+    } catch (e) { /* offline for a moment: try again */ }
+    if (again) window.setTimeout(tick, shownStatus === "scheduled" ? 10000 : 1000);
   }
   tick();
 })();

@@ -127,3 +127,11 @@ def test_viewer_cannot_change_campaigns(client, db_session) -> None:  # noqa: AN
     client.post("/admin/login", data={"email": "v@shop.test", "password": "viewer password", "csrf_token": token})
     assert client.get("/admin/contacts").status_code == 200
     assert client.get("/admin/campaigns/new").status_code == 403
+    token = csrf(client, "/admin/contacts")
+    assert client.post("/admin/campaigns/preview", data={"mjml": "x", "csrf_token": token}).status_code == 403
+    campaign = Campaign(name="Seen", subject="S", mjml="<mjml><mj-body></mj-body></mjml>")
+    db_session.add(campaign)
+    db_session.commit()
+    page = client.get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
+    assert "Seen" in page and "Send test" not in page and "Send now" not in page      # reports, not buttons
+    assert client.post(f"/admin/campaigns/{campaign.id}/send", data={"csrf_token": token}).status_code == 403
