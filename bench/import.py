@@ -8,7 +8,8 @@ a custom attribute) into a temp file, then measures, in the same run:
   - baseline: parsing the file with csv.reader and nothing else;
   - import: campaigns.services.imports (save the upload, guessed mapping, run_import) into a fresh, migrated
     database: a temp SQLite file by default, or a throw-away database created on the --database-url server.
-Prints rows/s and seconds for each, then one JSON line.
+Prints rows/s and seconds for each, then one JSON line; `target_met` (≤ 60 s) is in it only for the full
+1,000,000-row run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+TARGET_ROWS, TARGET_SECONDS = 1_000_000, 60.0
 sys.path.insert(0, str(ROOT))
 
 FIRST = ["Anna", "Ben", "Jürgen", "Zoë", "Çağla", "Émile", "Li", "Maria", "Oğuz", "Sven", "Ingrid", "Paul"]
@@ -110,7 +112,7 @@ def main() -> None:
             t = time.perf_counter()
             with source.open("rb") as fh:
                 upload = imports.save_upload(redis, tmp, fh, "bench.csv")
-            imports.start(redis, upload.id, upload.guesses, imports.Mode.UPDATE)
+            imports.start(redis, tmp, upload.id, upload.guesses, imports.Mode.UPDATE)
             with make_session_factory(engine)() as session:
                 result = imports.run_import(session, redis, tmp, upload.id)
                 contacts = session.scalar(select(func.count()).select_from(Contact))
@@ -122,10 +124,13 @@ def main() -> None:
         finally:
             engine.dispose()
             drop()
-    print(json.dumps({"rows": args.rows, "database": engine.dialect.name, "baseline_parse_s": round(parse_s, 2),
-                      "import_s": round(import_s, 2), "import_rows_per_s": round(args.rows / import_s),
-                      "ratio_to_parse": round(import_s / parse_s, 1), "created": result.created,
-                      "failed": result.failed, "target_met": import_s <= 60 * args.rows / 1_000_000}))
+    figures = {"rows": args.rows, "database": engine.dialect.name, "baseline_parse_s": round(parse_s, 2),
+               "import_s": round(import_s, 2), "import_rows_per_s": round(args.rows / import_s),
+               "ratio_to_parse": round(import_s / parse_s, 1), "created": result.created, "failed": result.failed}
+    if args.rows == TARGET_ROWS:
+        # The target is for the full run only: a smaller file does not scale linearly (indexes grow).
+        figures["target_met"] = import_s <= TARGET_SECONDS
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -46,41 +46,64 @@ def ensure_dkim_key(settings: Settings) -> Path | None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(generate_private_key_pem("rsa", 2048))
+        from campaigns.services.dkim_keys import zone_record
+
         key = DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector, path.read_bytes())
-        (path.parent / f"{settings.dkim_selector}.dns.txt").write_text(
-            f"{key.dns_record_name()}. IN TXT \"{key.dns_txt_value()}\"\n")
+        (path.parent / f"{settings.dkim_selector}.dns.txt").write_text(zone_record(key) + "\n")
         print(f"Generated a DKIM key: {path}")
     return path
 
 
 def dkim_record(settings: Settings) -> str:
-    """The DNS TXT record to publish for the configured DKIM key."""
-    from mailer.dkim import DKIMKey
+    """The DNS TXT records to publish for the DKIM keys that sign (chosen in the admin, else configured)."""
+    from sqlalchemy.exc import SQLAlchemyError
 
-    if settings.dkim_private_key_path is None or not settings.dkim_private_key_path.exists():
+    from campaigns.db import make_engine, make_session_factory
+    from campaigns.services.dkim_keys import dkim_overview
+
+    engine = make_engine(settings.database_url, immediate=False)
+    try:
+        with make_session_factory(engine)() as session:
+            keys, pending = dkim_overview(session, settings)
+    except SQLAlchemyError:          # no database yet: the configured key
+        from campaigns.services.dkim_keys import zone_record
+        from mailer.dkim import DKIMKey
+
+        if settings.dkim_private_key_path is None or not settings.dkim_private_key_path.exists():
+            raise SystemExit("no DKIM key yet: run `python -m campaigns init`") from None
+        return zone_record(DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector,
+                                            settings.dkim_private_key_path.read_bytes()))
+    finally:
+        engine.dispose()
+    if not keys and not pending:
         raise SystemExit("no DKIM key yet: run `python -m campaigns init`")
-    key = DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key_path.read_bytes())
-    return f'{key.dns_record_name()}. IN TXT "{key.dns_txt_value()}"'
+    lines = [k.zone_line for k in keys]
+    if pending:
+        lines.append(f"; new key, not signing yet — publish it, then activate it in Settings → DKIM:\n"
+                     f"{pending.zone_line}")
+    return "\n".join(lines)
 
 
 def create_admin(settings: Settings, email: str, name: str, password: str, role: str = "admin") -> None:
     """Create (or reset the password of) an admin user."""
-    from werkzeug.security import generate_password_hash
-
     from campaigns.db import make_engine, make_session_factory, session_scope
+    from campaigns.errors import ValidationError
     from campaigns.models import AdminRole, AdminUser
+    from campaigns.services.accounts import check_password_rules, hash_password
     from campaigns.services.contacts import normalize_email
 
-    if len(password) < 10:
-        raise SystemExit("the password needs at least 10 characters")
-    email = normalize_email(email)
+    try:
+        email = normalize_email(email, own_address=True)
+        check_password_rules(password, email)
+    except ValidationError as exc:
+        raise SystemExit(str(exc)) from None
     engine = make_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         user = session.scalar(select(AdminUser).where(AdminUser.email == email))
         if user is None:
             user = AdminUser(email=email, name=name or email.split("@")[0])
             session.add(user)
-        user.password_hash = generate_password_hash(password)
+        user.password_hash = hash_password(password)
         user.role = AdminRole(role)
         user.active = True
     engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import asdict
 
@@ -17,3 +18,10 @@ def import_contacts(import_id: str) -> dict:
     logger.info("import %s", import_id)
     with rt.session_factory() as session:
         return asdict(imports.run_import(session, rt.redis, rt.settings.instance_path, import_id))
+
+
+def cleanup_import_files(days: int = 7) -> int:
+    """Delete import uploads and error reports untouched for `days` (for the scheduler, e.g. daily)."""
+    removed = imports.cleanup_imports(runtime.current().settings, dt.timedelta(days=days))
+    logger.info("import cleanup: %d files removed", removed)
+    return removed

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from functools import cached_property
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.config import Settings, from_env
 from campaigns.db import make_engine, make_session_factory
-from mailer.dkim import DKIMKey, DKIMSigner
+from mailer.dkim import DKIMSigner
 from mailer.ratelimit import relay_limiter_factory
 from mailer.tracking import TokenCodec
 from mailer.transport import RelayConfig, RelayRouter
@@ -25,6 +26,7 @@ from mailer.transport import RelayConfig, RelayRouter
 logger = logging.getLogger(__name__)
 
 _current: Runtime | None = None
+SIGNER_RECHECK = 30.0       # seconds between checks for a DKIM key activated in the admin
 
 
 def embedded_redis(instance_path: Path) -> Redis:
@@ -47,6 +49,9 @@ class Runtime:
         self.engine = make_engine(settings.database_url)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
         self._redis: Redis | None = None
+        self._signer: DKIMSigner | None = None
+        self._signer_source: tuple | None = None
+        self._signer_due = 0.0
 
     @property
     def redis(self) -> Redis:
@@ -69,19 +74,25 @@ class Runtime:
     def tokens(self) -> TokenCodec:
         return TokenCodec(self.settings.secret_key, self.settings.old_secret_keys)
 
-    @cached_property
+    @property
     def signer(self) -> DKIMSigner | None:
-        """The DKIM signer, or None (with a warning) when no key is configured."""
-        s = self.settings
-        keys = []
-        if s.dkim_private_key_path and Path(s.dkim_private_key_path).exists():
-            keys.append(DKIMKey.from_pem(s.dkim_domain, s.dkim_selector, Path(s.dkim_private_key_path).read_bytes()))
-        if s.dkim_ed25519_selector and s.dkim_ed25519_key_path:
-            keys.append(DKIMKey.from_pem(s.dkim_domain, s.dkim_ed25519_selector, s.dkim_ed25519_key_path.read_bytes()))
-        if not keys:
-            logger.warning("no DKIM key at %s: mail goes out unsigned", s.dkim_private_key_path)
-            return None
-        return DKIMSigner(keys)
+        """The DKIM signer for the keys chosen in the admin (else the configured ones), or None without a key.
+
+        Re-checked every SIGNER_RECHECK seconds (one primary-key read), so workers pick up a key activated in
+        the admin without a restart; reload_signer() re-checks at once.
+        """
+        now = time.monotonic()
+        if now >= self._signer_due:
+            from campaigns.services.dkim_keys import signer_for_runtime  # services build on this module
+
+            self._signer_due = now + SIGNER_RECHECK
+            self._signer_source, self._signer = signer_for_runtime(
+                self.engine, self.settings, self._signer_source, self._signer)
+        return self._signer
+
+    def reload_signer(self) -> None:
+        """Re-read the active DKIM keys on the next signature (after the admin activated a key)."""
+        self._signer_due = 0.0
 
     @cached_property
     def relays(self) -> RelayRouter:

@@ -54,7 +54,10 @@ def contact_import_map(import_id: str):  # noqa: ANN201
     if request.method == "POST":
         try:
             mapping = imports.parse_mapping(request.form, len(upload.header))
-            imports.start(rt().redis, import_id, mapping, mode)
+            imports.start(rt().redis, rt().settings.instance_path, import_id, mapping, mode)
+        except NotFound as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("admin.contact_import"))
         except ValidationError as exc:
             flash(str(exc), "error")
             return render_template("admin/import_map.html", upload=upload, mapping=mapping, mode=mode,
@@ -105,11 +108,24 @@ def contact_export() -> Response:
         status = ""
     topic = request.args.get("topic", "")
     topic_id = int(topic) if topic.isdigit() and db().get(Topic, int(topic)) else None
+    segment_definition = None
+    if request.args.get("segment", ""):
+        from campaigns.services import segments
+
+        try:   # refuse a segment that is gone or cannot be evaluated before streaming starts
+            raw = request.args["segment"]
+            segment = segments.get_segment(db(), int(raw) if raw.isdigit() and len(raw) < 12 else 0)
+            segment_definition = segments.parse_definition(segment.definition)
+            segments.condition(db(), segment_definition)
+        except RapportError as exc:
+            flash(f"Cannot export that segment: {exc}", "error")
+            return redirect(url_for("admin.contact_export_form"))
     session = rt().session_factory()
 
     def generate():  # noqa: ANN202
         try:
-            for chunk in exports.export_csv(session, status=status, topic_id=topic_id):
+            for chunk in exports.export_csv(session, status=status, topic_id=topic_id,
+                                            segment_definition=segment_definition):
                 yield chunk.encode("utf-8")
         finally:
             session.close()
@@ -122,7 +138,8 @@ def contact_export() -> Response:
 @editor_required
 def contact_export_form():  # noqa: ANN201
     topics = list(db().scalars(select(Topic).order_by(Topic.name)))
-    return render_template("admin/export.html", topics=topics, statuses=list(ContactStatus))
+    return render_template("admin/export.html", topics=topics, statuses=list(ContactStatus),
+                           chosen_segment=request.args.get("segment", ""))
 
 
 @bp.get("/contacts/<int:contact_id>/gdpr.json")

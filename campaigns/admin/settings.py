@@ -1,5 +1,240 @@
-"""Admin pages: settings."""
+"""Admin pages: settings (admins only) — sender identities, DKIM keys, postal address, SMTP relays, users."""
 
 from __future__ import annotations
 
-from campaigns.admin import bp  # noqa: F401
+import logging
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from campaigns.admin import admin_required, bp
+from campaigns.app import db, rt
+from campaigns.errors import NotFound, RapportError, ValidationError
+from campaigns.models import AdminRole
+from campaigns.services import accounts, dkim_keys
+from campaigns.services import settings as settings_service
+
+logger = logging.getLogger(__name__)
+
+POLICY_PATH = "/admin/settings/policy"
+
+
+@bp.app_template_global("settings_policy_url")
+def _policy_url() -> str | None:
+    """The policy page's URL when that page is installed (it has its own module)."""
+    return POLICY_PATH if any(r.rule == POLICY_PATH for r in current_app.url_map.iter_rules()) else None
+
+
+@bp.get("/settings")
+@admin_required
+def settings_home():  # noqa: ANN201
+    session = db()
+    s = rt().settings
+    keys, pending = dkim_keys.dkim_overview(session, s)
+    return render_template("admin/settings/index.html", senders=len(settings_service.list_senders(session)),
+                           keys=keys, pending=pending, postal=settings_service.postal_address(session, s),
+                           relays=settings_service.relays(s), users=accounts.list_users(session),
+                           policy_url=_policy_url())
+
+
+# ------------------------------------------------------------------ sender identities
+
+@bp.route("/settings/senders", methods=["GET", "POST"])
+@admin_required
+def settings_senders():  # noqa: ANN201
+    session = db()
+    if request.method == "POST":
+        try:
+            sender = settings_service.save_sender(session, request.form)
+            session.commit()
+            flash(f"Sender {sender.name} <{sender.email}> added.", "info")
+            return redirect(url_for("admin.settings_senders"))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return render_template("admin/settings/senders.html", rows=settings_service.list_senders(session),
+                                   form=request.form, error_field=exc.field), 400
+    return render_template("admin/settings/senders.html", rows=settings_service.list_senders(session), form={},
+                           error_field=None)
+
+
+@bp.route("/settings/senders/<int:sender_id>", methods=["GET", "POST"])
+@admin_required
+def settings_sender(sender_id: int):  # noqa: ANN201
+    session = db()
+    try:
+        sender = settings_service.get_sender(session, sender_id)
+    except NotFound as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.settings_senders"))
+    if request.method == "POST":
+        try:
+            settings_service.save_sender(session, request.form, sender)
+            session.commit()
+            flash("Sender saved.", "info")
+            return redirect(url_for("admin.settings_senders"))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return render_template("admin/settings/sender.html", sender=sender, form=request.form,
+                                   error_field=exc.field), 400
+    form = {"name": sender.name, "email": sender.email, "reply_to": sender.reply_to or "",
+            "title": sender.title or ""}
+    return render_template("admin/settings/sender.html", sender=sender, form=form, error_field=None)
+
+
+@bp.post("/settings/senders/<int:sender_id>/delete")
+@admin_required
+def settings_sender_delete(sender_id: int):  # noqa: ANN201
+    session = db()
+    try:
+        name = settings_service.delete_sender(session, sender_id)
+        session.commit()
+        flash(f"Sender {name} deleted; the contacts they owned have no account owner now.", "info")
+    except NotFound as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("admin.settings_senders"))
+
+
+# ------------------------------------------------------------------ DKIM
+
+@bp.route("/settings/dkim", methods=["GET", "POST"])
+@admin_required
+def settings_dkim():  # noqa: ANN201
+    session = db()
+    s = rt().settings
+    if request.method == "POST":
+        action = request.form.get("action", "")
+        try:
+            if action == "generate":
+                info = dkim_keys.generate_dkim_key(session, s, request.form.get("kind", ""),
+                                                          request.form.get("selector", ""), current_user.email)
+                session.commit()
+                flash(f"New key {info.selector} generated. Publish its DNS record, then activate it.", "info")
+            elif action == "activate":
+                info = dkim_keys.activate_pending_key(session, s, current_user.email)
+                session.commit()
+                rt().reload_signer()
+                flash(f"Mail is now signed with the key {info.selector}. Other workers switch within a minute.",
+                      "info")
+            elif action == "check":
+                keys, pending = dkim_keys.dkim_overview(session, s)
+                selector = request.form.get("selector", "")
+                info = next((k for k in [*keys, *([pending] if pending else [])] if k.selector == selector), None)
+                if info is None:
+                    raise ValidationError("There is no key with that selector.", field="selector")
+                result = dkim_keys.check_dns(info, current_app.config.get("RAPPORT_DNS_TXT_RESOLVER"))
+                flash(result.message, "info" if result.ok else "warn")
+            elif action == "discard":
+                dkim_keys.discard_pending_key(session, s, current_user.email)
+                session.commit()
+                flash("The new key was discarded.", "info")
+            else:
+                flash("Unknown action.", "error")
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            keys, pending = dkim_keys.dkim_overview(session, s)
+            return render_template("admin/settings/dkim.html", keys=keys, pending=pending, domain=s.dkim_domain,
+                                   form=request.form, error_field=exc.field), 400
+        return redirect(url_for("admin.settings_dkim"))
+    keys, pending = dkim_keys.dkim_overview(session, s)
+    return render_template("admin/settings/dkim.html", keys=keys, pending=pending, domain=s.dkim_domain,
+                           form={}, error_field=None)
+
+
+# ------------------------------------------------------------------ postal address
+
+@bp.route("/settings/postal-address", methods=["GET", "POST"])
+@admin_required
+def settings_postal():  # noqa: ANN201
+    session = db()
+    s = rt().settings
+    if request.method == "POST":
+        try:
+            value = settings_service.save_postal_address(session, request.form.get("postal_address", ""),
+                                                         current_user.email)
+            session.commit()
+            flash("Postal address saved." if value else
+                  "Postal address cleared: the default from POSTAL_ADDRESS applies.", "info")
+            return redirect(url_for("admin.settings_postal"))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return render_template("admin/settings/postal.html", value=request.form.get("postal_address", ""),
+                                   default=s.postal_address, error=True), 400
+    stored = settings_service.get_value(session, settings_service.POSTAL) or ""
+    return render_template("admin/settings/postal.html", value=stored, default=s.postal_address, error=False)
+
+
+# ------------------------------------------------------------------ SMTP relays
+
+@bp.route("/settings/relays", methods=["GET", "POST"])
+@admin_required
+def settings_relays():  # noqa: ANN201
+    s = rt().settings
+    outcome, tested = None, ""
+    status = 200
+    if request.method == "POST":
+        tested = request.form.get("relay", "")
+        try:
+            outcome = settings_service.send_relay_test(s, rt().signer, tested, request.form.get("to", ""),
+                                                       s.sender_email, current_user.email)
+            logger.info("relay test %s by %s: %s %s", tested, current_user.email, outcome.summary, outcome.detail)
+            if not outcome.ok:
+                status = 502
+        except ValidationError as exc:
+            flash(str(exc), "error")
+            status = 400
+    return render_template("admin/settings/relays.html", relays=settings_service.relays(s), outcome=outcome,
+                           tested=tested, to=request.form.get("to", current_user.email),
+                           capture=s.uses_capture), status
+
+
+# ------------------------------------------------------------------ users
+
+@bp.route("/settings/users", methods=["GET", "POST"])
+@admin_required
+def settings_users():  # noqa: ANN201
+    session = db()
+    if request.method == "POST":
+        form = accounts.UserForm(email=request.form.get("email", ""), name=request.form.get("name", ""),
+                                 role=request.form.get("role", ""), password=request.form.get("password", ""))
+        try:
+            user = accounts.create_user(session, form)
+            session.commit()
+            flash(f"User {user.email} created as {user.role}. Give them their password in person or by phone.",
+                  "info")
+            return redirect(url_for("admin.settings_users"))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return render_template("admin/settings/users.html", users=accounts.list_users(session),
+                                   roles=list(AdminRole), form=request.form, error_field=exc.field), 400
+    return render_template("admin/settings/users.html", users=accounts.list_users(session), roles=list(AdminRole),
+                           form={"role": AdminRole.EDITOR.value}, error_field=None)
+
+
+@bp.post("/settings/users/<int:user_id>")
+@admin_required
+def settings_user_change(user_id: int):  # noqa: ANN201
+    session = db()
+    action = request.form.get("action", "")
+    try:
+        if action == "role":
+            user = accounts.change_user(session, user_id, role=request.form.get("role", ""))
+            message = f"{user.email} is now {user.role}."
+        elif action in ("deactivate", "activate"):
+            user = accounts.change_user(session, user_id, active=action == "activate")
+            message = f"{user.email} is {'active again' if user.active else 'deactivated and cannot log in'}."
+        elif action == "password":
+            user = accounts.change_user(session, user_id, password=request.form.get("password", ""))
+            message = f"New password set for {user.email}."
+        else:
+            raise ValidationError("Unknown action.")
+        session.commit()
+        flash(message, "info")
+    except RapportError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for("admin.settings_users"))

@@ -187,3 +187,86 @@ def test_progress_page_polls_from_a_static_script(logged_in) -> None:  # noqa: A
     assert "import.js" in page and "data-import-url" in page and "<script>" not in page
     assert logged_in.get(r.headers["Location"].replace("/status", "/progress")).get_json()["state"] == "queued"
     assert logged_in.get("/admin/contacts/import/not-a-uuid/progress").status_code == 404
+
+
+def test_the_upload_is_deleted_when_the_import_finishes_and_the_report_stays(logged_in, run_worker, runtime) -> None:  # noqa: ANN001
+    folder = runtime.settings.instance_path / "imports"
+    p = import_file(logged_in, run_worker, b"email\nok@example.com\nbroken\n")
+    assert (p["created"], p["failed"]) == (1, 1)
+    assert [f.name.endswith(".errors.csv") for f in folder.iterdir()] == [True]
+    assert logged_in.get(p["url"].replace("/status", "/errors.csv")).status_code == 200
+
+
+def test_cleanup_removes_old_import_files_only(runtime) -> None:  # noqa: ANN001
+    import datetime as dt
+    import os
+    import time
+
+    from campaigns.services.imports import cleanup_imports
+
+    assert cleanup_imports(runtime.settings, dt.timedelta(days=1)) == 0       # no folder yet: nothing to do
+    folder = runtime.settings.instance_path / "imports"
+    folder.mkdir(parents=True)
+    old, new = folder / "old.csv", folder / "new.errors.csv"
+    old.write_text("email\n")
+    new.write_text("email,error\n")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    assert cleanup_imports(runtime.settings, dt.timedelta(days=1)) == 1
+    assert not old.exists() and new.exists()
+
+
+def test_an_upload_cleaned_up_before_it_was_started_asks_for_the_file_again(logged_in, runtime) -> None:  # noqa: ANN001
+    r = upload(logged_in, b"email\na@example.com\n")
+    location = r.headers["Location"]
+    for path in (runtime.settings.instance_path / "imports").iterdir():
+        path.unlink()
+    r = logged_in.get(location, follow_redirects=True)
+    assert "upload it again" in r.get_data(as_text=True)
+
+
+def test_large_uploads_are_allowed_on_the_import_route_only_up_to_its_limit(app, logged_in) -> None:  # noqa: ANN001
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    app.config["RAPPORT_IMPORT_MAX_BYTES"] = 50_000
+    data = b"email\n" + b"".join(b"user%d@example.com\n" % i for i in range(1000))      # ~20 KB
+    assert upload(logged_in, data).status_code == 302                  # above the general limit: fine here
+    r = upload(logged_in, data * 4)
+    assert r.status_code == 413 and "at most 49 KB" in r.get_data(as_text=True)
+    token = csrf(logged_in, "/admin/topics")
+    r = logged_in.post("/admin/topics", data={"csrf_token": token, "name": "x" * 2000})
+    assert r.status_code == 413                                        # other forms keep the general limit
+
+
+def test_update_adds_interests_and_topics_but_keeps_an_unsubscribe(logged_in, run_worker, db_session) -> None:  # noqa: ANN001
+    news, tips = Topic(name="Newsletter"), Topic(name="Tips")
+    db_session.add_all([news, tips])
+    db_session.commit()
+    anna = save_contact(db_session, {"email": "anna@example.com"}, topic_ids=[news.id],
+                        interests=["roses"])
+    db_session.commit()
+    sub = db_session.scalar(select(Subscription).where(Subscription.contact_id == anna.id))
+    sub.subscribed = False
+    db_session.commit()
+    data = b"email,interests,topics\nanna@example.com,roses;herbs,Newsletter;Tips\nnew@example.com,herbs,Tips\n"
+    p = import_file(logged_in, run_worker, data, mode="update")
+    assert (p["created"], p["updated"]) == (1, 1)
+    db_session.rollback()
+    subs = {(s.contact_id, s.topic_id): s.subscribed for s in db_session.scalars(select(Subscription))}
+    new_id = db_session.scalar(select(Contact.id).where(Contact.email == "new@example.com"))
+    assert subs == {(anna.id, news.id): False, (anna.id, tips.id): True, (new_id, tips.id): True}
+    interests = set(db_session.execute(select(ContactInterest.contact_id, ContactInterest.interest)).all())
+    assert interests == {(anna.id, "roses"), (anna.id, "herbs"), (new_id, "herbs")}
+
+
+def test_many_rows_span_several_chunks(logged_in, run_worker, db_session, monkeypatch) -> None:  # noqa: ANN001
+    from campaigns.services import imports
+
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 7)
+    rows = [f"p{i}@example.com,Name{i},{'x' if i % 10 == 3 else 'DE'}" for i in range(50)]
+    rows.append("p5@example.com,Again,DE")                          # a duplicate in a later chunk
+    data = ("email,first_name,country\n" + "\n".join(rows) + "\n").encode()
+    p = import_file(logged_in, run_worker, data, mode="update")
+    assert (p["read"], p["created"], p["updated"], p["failed"]) == (51, 45, 1, 5)
+    assert p["percent"] == 100
+    db_session.rollback()
+    assert db_session.scalar(select(Contact.first_name).where(Contact.email == "p5@example.com")) == "Again"

@@ -1,0 +1,254 @@
+"""CSV import, the files and the state: save an upload to instance/imports/ in blocks, preview it, keep the
+import's state (file name, encoding, mapping, progress) in a Redis hash, and clean old files up.
+
+The file is never held in memory: the upload is copied in blocks and read back with csv.reader over a text wrapper.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from redis import Redis
+
+from campaigns.config import Settings
+from campaigns.errors import NotFound, ValidationError
+from campaigns.services.imports_mapping import Column, Mode, guess
+
+logger = logging.getLogger(__name__)
+
+MAX_COLUMNS = 200
+MAX_CELL = 2 * 1024 * 1024          # csv's field limit: a 1 MB cell parses and then fails its row with a message
+PREVIEW_ROWS = 5
+BLOCK = 1 << 16
+TTL = 7 * 24 * 3600
+
+
+@dataclass
+class Upload:
+    """A saved upload, ready to be mapped."""
+
+    id: str
+    filename: str
+    encoding: str
+    header: list[str]
+    rows: list[list[str]]
+    guesses: list[Column]
+    note: str = ""
+
+
+@dataclass
+class Progress:
+    """What the import has done so far (stored in a Redis hash)."""
+
+    state: str = "queued"     # queued / running / finished / failed
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    failed: int = 0
+    percent: int = 0
+    message: str = ""
+    errors: int = 0           # rows in the error report (failed + skipped with a reason)
+
+
+def imports_dir(instance_path: Path) -> Path:
+    """instance/imports/, created on first use."""
+    path = Path(instance_path) / "imports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def state_key(import_id: str) -> str:
+    """The Redis hash holding one import's state."""
+    return f"rapport:import:{import_id}"
+
+
+def _check_id(import_id: str) -> str:
+    try:
+        return str(uuid.UUID(import_id))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound("no such import") from None
+
+
+def csv_path(instance_path: Path, import_id: str) -> Path:
+    """Where the uploaded file of an import is kept (NotFound for an id that is not a UUID)."""
+    return imports_dir(instance_path) / f"{_check_id(import_id)}.csv"
+
+
+def errors_path(instance_path: Path, import_id: str) -> Path:
+    """Where the error report of an import is written."""
+    return imports_dir(instance_path) / f"{_check_id(import_id)}.errors.csv"
+
+
+def _detect_encoding(path: Path) -> tuple[str, str]:
+    """utf-8-sig when every byte decodes as UTF-8 (checked in blocks), else latin-1 with a note saying so."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as fh:
+        try:
+            while block := fh.read(BLOCK):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "latin-1", ("The file is not valid UTF-8; it was read as Latin-1 (ISO-8859-1). "
+                               "Check accented letters.")
+    return "utf-8-sig", ""
+
+
+def reader(fh: IO[str]) -> Iterator[list[str]]:
+    """A csv.reader that accepts cells up to MAX_CELL (longer rows then fail on their own)."""
+    csv.field_size_limit(MAX_CELL)
+    return csv.reader(fh)
+
+
+def save_upload(redis: Redis, instance_path: Path, stream: IO[bytes], filename: str) -> Upload:
+    """Copy an uploaded file to instance/imports/ in blocks, check it is a CSV and return its preview."""
+    import_id = str(uuid.uuid4())
+    path = csv_path(instance_path, import_id)
+    size = 0
+    with path.open("wb") as out:
+        while block := stream.read(BLOCK):
+            if size == 0 and b"\x00" in block[:8192]:
+                out.close()
+                path.unlink(missing_ok=True)
+                raise ValidationError("This is not a CSV file (it contains binary data). Export it as CSV first.",
+                                      field="file")
+            out.write(block)
+            size += len(block)
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise ValidationError("The file is empty.", field="file")
+    filename = Path(filename or "upload.csv").name[:150]
+    encoding, note = _detect_encoding(path)
+    try:
+        upload = _preview(path, import_id, filename, encoding, note)
+    except ValidationError:
+        path.unlink(missing_ok=True)
+        raise
+    redis.hset(state_key(import_id), mapping={"filename": filename, "encoding": encoding, "size": size,
+                                         "state": "uploaded", "note": note})
+    redis.expire(state_key(import_id), TTL)
+    return upload
+
+
+def _preview(path: Path, import_id: str, filename: str, encoding: str, note: str) -> Upload:
+    with path.open(encoding=encoding, newline="") as fh:
+        rows_in = reader(fh)
+        try:
+            header = next(rows_in, None)
+            if not header or not any(h.strip() for h in header):
+                raise ValidationError("The first line has no column names. The first line must name the columns.",
+                                      field="file")
+            if len(header) > MAX_COLUMNS:
+                raise ValidationError(f"The first line has {len(header):,} columns; at most {MAX_COLUMNS} are "
+                                      "supported. Is this the right file?", field="file")
+            rows = []
+            for row in rows_in:
+                rows.append([cell[:200] for cell in row[:MAX_COLUMNS]])
+                if len(rows) == PREVIEW_ROWS:
+                    break
+        except csv.Error as exc:
+            raise ValidationError(f"This file cannot be read as CSV: {exc}.", field="file") from None
+    header = [h.strip()[:200] for h in header]
+    return Upload(import_id, filename, encoding, header, rows, [guess(h) for h in header], note)
+
+
+def load_upload(redis: Redis, instance_path: Path, import_id: str) -> Upload:
+    """The preview of an upload saved earlier."""
+    state = meta(redis, import_id)
+    path = csv_path(instance_path, import_id)
+    if not path.exists():
+        raise NotFound("The uploaded file is no longer there (old uploads are cleaned up). Please upload it again.")
+    return _preview(path, import_id, state["filename"], state["encoding"], state.get("note", ""))
+
+
+def meta(redis: Redis, import_id: str) -> dict[str, str]:
+    """The import's state hash as strings; NotFound when unknown or expired."""
+    raw = redis.hgetall(state_key(_check_id(import_id)))
+    if not raw:
+        raise NotFound("This import is unknown or has expired. Please upload the file again.")
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def start(redis: Redis, instance_path: Path, import_id: str, mapping: list[Column], mode: str) -> None:
+    """Record the mapping and mark the import queued (the caller enqueues the job)."""
+    if mode not in (Mode.UPDATE, Mode.SKIP):
+        raise ValidationError("Choose whether existing contacts are updated or skipped.", field="mode")
+    state = meta(redis, import_id)
+    if state.get("state") not in ("uploaded",):
+        raise ValidationError("This import has already been started.", field="mode")
+    path = csv_path(instance_path, import_id)
+    try:
+        os.utime(path)          # a fresh mtime: cleanup_imports never removes a file an import is about to read
+    except FileNotFoundError:
+        raise NotFound("The uploaded file is no longer there (old uploads are cleaned up). "
+                       "Please upload it again.") from None
+    redis.hset(state_key(import_id), mapping={
+        "state": "queued", "mode": mode,
+        "mapping": json.dumps([[c.target, c.key] for c in mapping])})
+
+
+def progress(redis: Redis, import_id: str) -> dict[str, Any]:
+    """The import's progress as a JSON-friendly dict."""
+    state = meta(redis, import_id)
+    result: dict[str, Any] = {"state": state.get("state", ""), "filename": state.get("filename", ""),
+                              "message": state.get("message", ""), "note": state.get("note", "")}
+    for name in ("read", "created", "updated", "skipped", "failed", "percent", "errors"):
+        result[name] = int(state.get(name, 0))
+    return result
+
+
+class ErrorReport:
+    """The downloadable error report: the original row plus an error column; opened on the first bad row."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path, self.header, self._fh, self._writer = path, header, None, None
+        self._lock = threading.Lock()     # the parser and the chunk writer both report rows
+
+    def add(self, row: list[str], error: str) -> None:
+        """Append one refused row with the reason."""
+        padded = row + [""] * (len(self.header) - len(row))
+        with self._lock:
+            if self._writer is None:
+                self._fh = self.path.open("w", encoding="utf-8-sig", newline="")
+                self._writer = csv.writer(self._fh)
+                self._writer.writerow([*self.header, "error"])
+            self._writer.writerow([*padded, error])
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def cleanup_imports(settings: Settings, older_than: dt.timedelta) -> int:
+    """Delete uploads and error reports under instance/imports/ not touched for older_than; returns how many.
+
+    Run periodically (the scheduler): uploads that were never started and error reports nobody downloaded
+    would otherwise pile up. A finished import deletes its own upload at once.
+    """
+    folder = Path(settings.instance_path) / "imports"
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in folder.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue            # removed meanwhile by a finishing import or another cleaner
+    if removed:
+        logger.info("removed %d old import files from %s", removed, folder)
+    return removed
