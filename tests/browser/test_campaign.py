@@ -1,0 +1,111 @@
+"""A campaign in a real browser: preview it at desktop and mobile width, send a test and find it in the Outbox,
+send it, watch the progress bar reach 100% while the real worker sends, and open its report."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.flows import LiveServer, frame, frame_eval, screenshot, viewport_width
+
+pytestmark = pytest.mark.browser
+
+
+def open_campaign(page: Page, name: str) -> int:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns").click()
+    page.get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(name)
+    return int(re.search(r"/campaigns/(\d+)", page.url).group(1))
+
+
+def test_preview_at_desktop_and_mobile_width(admin_page: Page, demo_data: LiveServer) -> None:
+    page = admin_page
+    open_campaign(page, "March newsletter")
+    # The email is laid out at the widths a reader sees: 600 px on a desktop client, 375 px on a phone.
+    assert viewport_width(page, "Desktop preview") == 600
+    assert viewport_width(page, "Mobile preview") == 375
+    for title in ("Desktop preview", "Mobile preview"):
+        body = frame(page, title).locator("body")
+        expect(body).to_contain_text("what to sow")
+        # Personalized like a real recipient's copy, with the footer every marketing mail must carry.
+        expect(body).not_to_contain_text("{{")
+        expect(body).to_contain_text("Lindenstraße 1")
+    # MJML's columns stack on the phone: the mobile layout is no wider than its frame.
+    assert frame_eval(page, "Mobile preview", "e => e.scrollWidth") <= 375
+    screenshot(page, "campaign-preview")
+
+
+def test_test_send_arrives_in_the_outbox(admin_page: Page, demo_data: LiveServer) -> None:
+    page = admin_page
+    open_campaign(page, "March newsletter")
+    page.get_by_label(re.compile("^Send to")).fill("not an address")
+    page.get_by_role("button", name="Send test").click()
+    expect(page.locator(".flash.error")).to_be_visible()          # refused with a message, nothing sent
+    page.get_by_label(re.compile("^Send to")).fill("proof@example.com, boss@example.com")
+    page.get_by_role("button", name="Send test").click()
+    expect(page.get_by_text("Test sent to proof@example.com, boss@example.com.")).to_be_visible()
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Outbox").click()
+    expect(page.get_by_role("heading", name=re.compile("Outbox"))).to_contain_text("2 captured")
+    screenshot(page, "outbox")
+    page.get_by_role("row", name=re.compile("proof@example.com")).get_by_role("link", name=re.compile(r"^\[Test\]")) \
+        .click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("what to sow this month")
+    expect(frame(page, "Message").locator("body")).to_contain_text("Lindenstraße 1")
+    headers = page.get_by_role("table").filter(has_text="DKIM-Signature")
+    expect(headers).to_contain_text("List-Unsubscribe-Post")
+    expect(headers).to_contain_text(f"{demo_data.url}/")           # recipient links point at this server
+    screenshot(page, "outbox-message")
+
+
+def test_send_watch_progress_reach_100_and_open_the_report(admin_page: Page, demo_data: LiveServer,
+                                                           worker) -> None:  # noqa: ANN001
+    page = admin_page
+    campaign_id = open_campaign(page, "March newsletter")
+    audience = int(re.search(r"\((\d+) now\)", page.locator("main").inner_text()).group(1))
+    assert audience > 10
+    page.on("dialog", lambda dialog: dialog.accept())               # "Send … to N contacts now?" — yes
+    page.get_by_role("button", name="Send now").click()
+    expect(page.get_by_text("Sending started.")).to_be_visible()
+    bar = page.get_by_role("progressbar", name="Sending progress")
+    expect(bar).to_have_attribute("aria-valuenow", "0")             # no worker yet: nothing has gone out
+    page.evaluate("window.__sameDocument = true")
+    worker.start()
+    expect(bar).to_have_attribute("aria-valuenow", "100")
+    progress = page.locator("#progress-text")
+    expect(progress).to_contain_text(re.compile(rf"\b{audience} sent\b"))
+    expect(progress).to_contain_text(re.compile(r"\b0 remaining\b"))
+    expect(page.locator("#status")).to_have_text("finished")
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded instead of updating itself"
+    screenshot(page, "campaign-sent")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Outbox").click()
+    expect(page.get_by_role("heading", name=re.compile("Outbox"))).to_contain_text(f"{audience} captured")
+
+    page.go_back()
+    page.get_by_role("link", name="Report").click()
+    expect(page).to_have_url(demo_data.path(f"/admin/campaigns/{campaign_id}/report"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Report: March newsletter")
+    expect(page.get_by_role("row", name=re.compile(r"^Recipients"))).to_contain_text(str(audience))
+    expect(page.get_by_role("row", name=re.compile(r"^Delivered"))).to_contain_text(f"{audience} of {audience} sent")
+    # Every chart is a canvas drawn by the chart library served by the app (no CDN), with its accessible name.
+    # (Charts with nothing to show, like "Held and skipped, by rule" here, say so in a sentence instead.)
+    for name in ("Opens and clicks over time", "Clicks per link", "Delivery"):
+        expect(page.get_by_role("img", name=name)).to_be_visible()
+    charts = page.locator("canvas[data-chart]:visible")
+    assert charts.count() >= 3
+    for chart in charts.all():
+        name = chart.get_attribute("data-chart")
+        chart.evaluate("""c => new Promise((resolve, reject) => {
+            const until = Date.now() + 15000;
+            (function check() {
+              const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+              for (let i = 3; i < d.length; i += 4) if (d[i]) return resolve(true);
+              if (Date.now() > until) return reject(new Error("the chart stayed blank"));
+              requestAnimationFrame(check);
+            })();
+        })""")
+        assert chart.evaluate("c => !!window.Chart && !!window.Chart.getChart(c)"), f"{name}: not a Chart.js chart"
+    screenshot(page, "report")
