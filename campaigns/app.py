@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, redirect, render_template, url_for
+from flask import Flask, g, redirect, render_template, request, url_for
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from campaigns.config import Settings, from_env
 from campaigns.models import AdminUser
@@ -20,6 +21,8 @@ from campaigns.runtime import Runtime
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 csrf = CSRFProtect()
+# Endpoints that accept large uploads (streamed to disk by werkzeug, never held in memory).
+UPLOAD_ENDPOINTS = frozenset({"admin.contact_import"})
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -36,13 +39,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
-        PERMANENT_SESSION_LIFETIME=8 * 3600,
+        # Admin sessions end after 2 hours without a request (idle) and 12 hours after login (absolute).
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=2),
+        RAPPORT_SESSION_MAX_AGE=12 * 3600,
         MAX_CONTENT_LENGTH=50 * 1024 * 1024,
+        # A CSV of a million contacts is ~100 MB; the import route streams it to disk, so it may be this large.
+        RAPPORT_IMPORT_MAX_BYTES=512 * 1024 * 1024,
         WTF_CSRF_TIME_LIMIT=None,
     )
     app.config.update(config)
     runtime = Runtime(settings)
     app.extensions["rapport"] = runtime
+
+    @app.before_request
+    def upload_limit() -> None:
+        # Registered before CSRFProtect, whose check is the first thing to read (and so parse) the form.
+        if request.endpoint in UPLOAD_ENDPOINTS:
+            request.max_content_length = app.config["RAPPORT_IMPORT_MAX_BYTES"]
 
     csrf.init_app(app)
     login = LoginManager(app)
@@ -75,6 +88,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return render_template("public/error.html", code=400, title="This form has expired",
                                message="Please go back, reload the page and try again."), 400
 
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):  # noqa: ANN202
+        limit = request.max_content_length or 0
+        size = f"{limit / 2**20:,.0f} MB" if limit >= 2**20 else f"{limit / 1024:,.0f} KB"
+        return render_template("public/error.html", code=413, title="This file is too large",
+                               message=f"Uploads may be at most {size}. Split the file into smaller parts and "
+                                       "upload them one after the other."), 413
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # noqa: ANN202
         titles = {404: "Page not found", 405: "Not allowed", 413: "Too large", 400: "Bad request"}
@@ -88,6 +109,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return render_template("public/error.html", code=500, title="Something went wrong",
                                message="We could not finish this request. It has been logged."), 500
 
+    if settings.trusted_proxies:   # outermost, so every layer (the tracking fast path too) sees the visitor
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     return app
 
 

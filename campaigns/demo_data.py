@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from campaigns.config import Settings
 from campaigns.db import make_engine, make_session_factory, session_scope
+from campaigns.demo_reports import seed_history
 from campaigns.models import (
     AdminRole,
     AdminUser,
@@ -118,3 +119,115 @@ def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
                       mjml=(STARTERS / "coupon.mjml").read_text())
     coupon.topics = [topics[2]]
     session.add_all([newsletter, coupon])
+    _seed_coupons_and_survey(session, coupon, topics[0], owner, settings)
+    _seed_segments(session)
+    _seed_signup_form(session, topics)
+    _seed_automations(session, owner, settings)
+    seed_history(session, rng, owner, topics[0])   # sent campaigns: reports and dashboard charts
+
+
+def _seed_signup_form(session, topics: list[Topic]) -> None:  # noqa: ANN001
+    """A double opt-in sign-up form for the newsletter and tips (hosted page and embeddable snippet)."""
+    from campaigns.services.signup import save_form
+
+    save_form(session, {"name": "Website footer", "title": "Get the Green Thumb newsletter",
+                        "intro": "Monthly notes on what to sow, short guides and garden events. No spam, ever.",
+                        "consent_text": "I would like to receive the Green Thumb newsletters I ticked above by "
+                                        "email. I can unsubscribe at any time with the link in every mail. My "
+                                        "address is used for nothing else."},
+              [topics[0].id, topics[1].id])
+
+
+def _seed_segments(session) -> None:  # noqa: ANN001
+    """Two saved segments a marketer would start from (dynamic: evaluated whenever they are used)."""
+    from campaigns.models import Segment
+
+    session.add_all([
+        Segment(name="Loyal customers", description="Spent 150 or more, or ordered at least three times",
+                definition={"match": "any", "rules": [
+                    {"field": "lifetime_value", "op": "gte", "value": "150"},
+                    {"field": "order_count", "op": "gte", "value": "3"}]}),
+        Segment(name="Rose and fruit growers in Germany", description="For the spring pruning workshop",
+                definition={"match": "all", "rules": [
+                    {"field": "country", "op": "is", "value": "DE"},
+                    {"match": "any", "rules": [{"field": "interest", "op": "has", "value": "roses"},
+                                               {"field": "interest", "op": "has", "value": "fruit trees"}]}]}),
+    ])
+
+
+def _seed_coupons_and_survey(session, coupon: Campaign, newsletter_topic: Topic, owner: Sender,  # noqa: ANN001
+                             settings: Settings) -> None:
+    """A coupon pool the coupon mailing draws from (one code per recipient), and a survey in a short mailing."""
+    import secrets
+
+    from campaigns.models import CouponCode, CouponPool
+    from campaigns.services.coupons import ALPHABET
+    from campaigns.services.surveys import save_survey
+
+    pool = CouponPool(name="Autumn thank-you 15%", value_description="15% off your next order",
+                      expires_on=dt.date.today() + dt.timedelta(days=45))
+    session.add(pool)
+    session.flush()
+    codes = {"GT-" + "".join(secrets.choice(ALPHABET) for _ in range(8)) for _ in range(400)}
+    session.add_all(CouponCode(pool_id=pool.id, code=code) for code in sorted(codes))
+    coupon.coupon_pool_id = pool.id
+    coupon.mjml = (coupon.mjml.replace(">AUTUMN15<", ">{{ coupon.code }}<")
+                   .replace("code=AUTUMN15", "code={{ coupon.code }}")
+                   .replace("Valid until the end of the month", "{{ coupon.value }}, valid until {{ coupon.expires }}"))
+    survey = save_survey(session, {"name": "How was your last order?", "intro": "Three quick questions, one minute.",
+                                   "thanks": "Thank you! Anna reads every answer."}, [
+        {"prompt": "How happy are you with your last order?", "kind": "rating"},
+        {"prompt": "Did everything arrive in good shape?", "kind": "yes_no"},
+        {"prompt": "What would you like to hear more about?", "kind": "choice",
+         "choices": ["Sowing and planting", "Roses", "Tools", "Events near me"]},
+        {"prompt": "Anything we could do better?", "kind": "text"},
+    ])
+    check_in = Campaign(name="How was your order? (survey)", kind=CampaignKind.NURTURE,
+                        subject="{{ contact.first_name|default('Hello', true) }}, one quick question",
+                        preheader="One click is enough", from_name=owner.name, from_email=settings.sender_email,
+                        survey_id=survey.id, mjml=SURVEY_MJML)
+    check_in.topics = [newsletter_topic]
+    session.add(check_in)
+
+
+SURVEY_MJML = """<mjml>
+  <mj-body background-color="#f0fdf4">
+    <mj-section background-color="#ffffff" padding="28px 24px">
+      <mj-column>
+        <mj-text font-size="22px" font-weight="700">
+          {{ contact.first_name|default("Hello", true) }}, how did we do?</mj-text>
+        <mj-text font-size="16px" line-height="24px">You ordered from us recently. One click below tells us how it
+          went; the page it opens has two more short questions, if you have a minute.</mj-text>
+        <mj-text font-size="16px">{{ survey_block() }}</mj-text>
+        <mj-text font-size="14px" color="#6b7280">Thank you, {{ sender.name }}</mj-text>
+      </mj-column>
+    </mj-section>
+  </mj-body>
+</mjml>
+"""
+
+
+def _seed_automations(session, owner: Sender, settings: Settings) -> None:  # noqa: ANN001
+    """A birthday automation (switched on): a greeting with a small present from its own coupon pool, at 09:00 in
+    each contact's time zone. Its template is a draft campaign, editable like any other."""
+    import secrets
+
+    from campaigns.models import Automation, AutomationStep, AutomationTrigger, CouponCode, CouponPool
+    from campaigns.services.coupons import ALPHABET
+
+    pool = CouponPool(name="Birthday present 10%", value_description="10% off one order",
+                      expires_on=dt.date.today() + dt.timedelta(days=365))
+    session.add(pool)
+    session.flush()
+    codes = {"BDAY-" + "".join(secrets.choice(ALPHABET) for _ in range(8)) for _ in range(300)}
+    session.add_all(CouponCode(pool_id=pool.id, code=code) for code in sorted(codes))
+    greeting = Campaign(name="Birthday greeting (automation template)", kind=CampaignKind.NURTURE,
+                        subject="Happy birthday, {{ contact.first_name|default('friend', true) }}!",
+                        preheader="A small present from all of us", from_name=owner.name,
+                        from_email=settings.sender_email, all_contacts=True, coupon_pool_id=pool.id,
+                        mjml=(STARTERS / "birthday.mjml").read_text())
+    session.add(greeting)
+    session.flush()
+    session.add(Automation(name="Birthday greeting", trigger=AutomationTrigger.DATE, date_field="birthday",
+                           days_before=0, send_minute=9 * 60, active=True, activated_at=utcnow(),
+                           steps=[AutomationStep(position=0, delay_days=0, template_id=greeting.id)]))

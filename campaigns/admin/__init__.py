@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from functools import wraps
 
-from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
-from werkzeug.security import check_password_hash
 
 from campaigns.app import db, rt
-from campaigns.errors import RapportError, ValidationError
-from campaigns.models import AdminRole, AdminUser, Campaign, CampaignKind, CampaignStatus, Contact, Topic, utcnow
-from campaigns.services import campaigns as campaign_service
-from campaigns.services import contacts as contact_service
-from campaigns.services import sending
+from campaigns.errors import ValidationError
+from campaigns.models import AdminRole, CampaignStatus, Topic
+from campaigns.services import accounts
 from mailer.capture import Outbox
-from mailer.compose import TemplateError
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__)
@@ -51,83 +48,93 @@ def editor_required(view):  # noqa: ANN001, ANN201
     return wrapped
 
 
+def admin_required(view):  # noqa: ANN001, ANN201
+    """Settings and users: admins only."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(*args, **kwargs):  # noqa: ANN202
+        if current_user.role != AdminRole.ADMIN:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+# Requests that change nothing; everything else needs at least the editor role (see _access_checks).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+OPEN_TO_VIEWERS = frozenset({"admin.login", "admin.logout"})
+
+
+@bp.before_request
+def _access_checks():  # noqa: ANN202
+    """End idle or too old sessions, and refuse every state-changing request from a viewer.
+
+    Session times live in the signed session cookie: login_at (absolute limit RAPPORT_SESSION_MAX_AGE) and seen_at
+    (idle limit PERMANENT_SESSION_LIFETIME, which Flask also enforces on the cookie itself).
+    """
+    if not current_user.is_authenticated:
+        return None
+    config = current_app.config
+    now = int(time.time())
+    idle = int(config["PERMANENT_SESSION_LIFETIME"].total_seconds())
+    if (now - session.get("login_at", 0) > config["RAPPORT_SESSION_MAX_AGE"]
+            or now - session.get("seen_at", 0) > idle):
+        logout_user()
+        session.clear()
+        flash("Your session has expired. Please log in again.", "info")
+        target = request.full_path if request.method == "GET" else None
+        return redirect(url_for("admin.login", next=target))
+    if now - session.get("seen_at", 0) > 30:
+        session["seen_at"] = now
+    if (request.method not in SAFE_METHODS and current_user.role == AdminRole.VIEWER
+            and request.endpoint not in OPEN_TO_VIEWERS):
+        abort(403)
+    return None
+
+
 # ------------------------------------------------------------------ auth
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():  # noqa: ANN201
     if request.method == "POST":
-        email = request.form.get("email", "").strip().lower()
-        user = db().scalar(select(AdminUser).where(AdminUser.email == email))
-        if user and user.active and check_password_hash(user.password_hash, request.form.get("password", "")):
-            login_user(user)
-            user.last_login_at = utcnow()
-            db().commit()
-            target = request.args.get("next", "")
-            # Only local paths: never let a crafted link send a fresh login elsewhere.
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("admin.dashboard")
-            return redirect(target)
-        flash("Wrong email or password.", "error")
-    return render_template("admin/login.html")
+        email = request.form.get("email", "")
+        try:
+            user = accounts.authenticate(db(), email, request.form.get("password", ""), request.remote_addr or "")
+        except accounts.LoginThrottled as exc:
+            flash(str(exc), "error")
+            return render_template("admin/login.html", email=email[:320]), 429, {"Retry-After": str(exc.retry_after)}
+        except ValidationError as exc:
+            flash(str(exc), "error")
+            return render_template("admin/login.html", email=email[:320]), 401
+        db().commit()
+        session.clear()                 # nothing from before the login survives it
+        session.permanent = True
+        login_user(user)
+        session["login_at"] = session["seen_at"] = int(time.time())
+        target = request.args.get("next", "")
+        # Only local paths: never let a crafted link send a fresh login elsewhere.
+        if not target.startswith("/") or target.startswith("//") or target.startswith("/\\"):
+            target = url_for("admin.dashboard")
+        return redirect(target)
+    if current_user.is_authenticated:
+        return redirect(url_for("admin.dashboard"))
+    return render_template("admin/login.html", email="")
 
 
 @bp.post("/logout")
 @login_required
 def logout():  # noqa: ANN201
     logout_user()
+    session.clear()
     flash("You are logged out.", "info")
     return redirect(url_for("admin.login"))
 
 
-# ------------------------------------------------------------------ dashboard
-
-@bp.get("/")
-@login_required
-def dashboard():  # noqa: ANN201
-    session = db()
-    campaigns = list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(20)))
-    counts = contact_service.count_contacts(session)
-    return render_template("admin/dashboard.html", campaigns=campaigns, counts=counts,
-                           total=sum(counts.values()))
+# Dashboard and reports: campaigns/admin/reports.py
 
 
-# ------------------------------------------------------------------ contacts
-
-@bp.get("/contacts")
-@login_required
-def contacts():  # noqa: ANN201
-    q = request.args.get("q", "")[:200]
-    after = request.args.get("after", "0")
-    page = contact_service.list_contacts(db(), query=q, after=int(after) if after.isdigit() else 0)
-    return render_template("admin/contacts.html", page=page, q=q)
-
-
-@bp.route("/contacts/new", methods=["GET", "POST"])
-@bp.route("/contacts/<int:contact_id>", methods=["GET", "POST"])
-@login_required
-def contact(contact_id: int | None = None):  # noqa: ANN201
-    session = db()
-    obj = contact_service.get_contact(session, contact_id) if contact_id else None
-    topics = list(session.scalars(select(Topic).order_by(Topic.name)))
-    if request.method == "POST":
-        if current_user.role == AdminRole.VIEWER:
-            abort(403)
-        try:
-            saved = contact_service.save_contact(
-                session, request.form, obj,
-                topic_ids=[int(t) for t in request.form.getlist("topics") if t.isdigit()],
-                interests=request.form.get("interests", "").split(","))
-            session.commit()
-            flash("Contact saved.", "info")
-            return redirect(url_for("admin.contact", contact_id=saved.id))
-        except ValidationError as exc:
-            session.rollback()
-            flash(str(exc), "error")
-            obj = contact_service.get_contact(session, contact_id) if contact_id else None
-            return render_template("admin/contact.html", contact=obj, topics=topics, form=request.form,
-                                   subscribed={int(t) for t in request.form.getlist("topics") if t.isdigit()}), 400
-    subscribed = {s.topic_id for s in obj.subscriptions if s.subscribed} if obj else set()
-    return render_template("admin/contact.html", contact=obj, topics=topics, form=None, subscribed=subscribed)
+# Contacts list and contact page: campaigns/admin/contacts.py
 
 
 # ------------------------------------------------------------------ topics
@@ -158,121 +165,7 @@ def topics():  # noqa: ANN201
     return render_template("admin/topics.html", rows=rows)
 
 
-# ------------------------------------------------------------------ campaigns
-
-@bp.get("/campaigns")
-@login_required
-def campaigns():  # noqa: ANN201
-    rows = list(db().scalars(select(Campaign).order_by(Campaign.id.desc())))
-    return render_template("admin/campaigns.html", campaigns=rows)
-
-
-@bp.route("/campaigns/new", methods=["GET", "POST"])
-@bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
-@editor_required
-def campaign_edit(campaign_id: int | None = None):  # noqa: ANN201
-    session = db()
-    obj = campaign_service.get_campaign(session, campaign_id) if campaign_id else None
-    topics = list(session.scalars(select(Topic).order_by(Topic.name)))
-    errors: list[str] = []
-    if request.method == "POST":
-        try:
-            saved = campaign_service.save_campaign(
-                session, request.form, obj, [int(t) for t in request.form.getlist("topics") if t.isdigit()],
-                relay_names=rt().settings.relay_names)
-            session.commit()
-        except RapportError as exc:
-            session.rollback()
-            flash(str(exc), "error")
-            return render_template("admin/campaign_edit.html", campaign=obj, topics=topics, form=request.form,
-                                   kinds=list(CampaignKind), errors=[str(exc)],
-                                   relays=rt().settings.relay_names), 400
-        try:
-            campaign_service.validate(saved)
-            flash("Campaign saved.", "info")
-        except ValidationError as exc:
-            flash(f"Saved, but it cannot be sent yet: {exc}", "error")
-        return redirect(url_for("admin.campaign", campaign_id=saved.id))
-    return render_template("admin/campaign_edit.html", campaign=obj, topics=topics, form=None,
-                           kinds=list(CampaignKind), errors=errors, relays=rt().settings.relay_names)
-
-
-@bp.get("/campaigns/<int:campaign_id>")
-@login_required
-def campaign(campaign_id: int):  # noqa: ANN201
-    session = db()
-    obj = campaign_service.get_campaign(session, campaign_id)
-    error = ""
-    try:
-        campaign_service.validate(obj)
-    except ValidationError as exc:
-        error = str(exc)
-    return render_template("admin/campaign.html", campaign=obj, error=error,
-                           audience=sending.audience_count(session, obj),
-                           progress=sending.progress(session, campaign_id))
-
-
-@bp.get("/campaigns/<int:campaign_id>/preview")
-@login_required
-def campaign_preview(campaign_id: int) -> Response:
-    """The rendered HTML for the preview iframe, personalized as a chosen (or the first) contact."""
-    session = db()
-    obj = campaign_service.get_campaign(session, campaign_id)
-    contact_id = request.args.get("contact", "")
-    contact = session.get(Contact, int(contact_id)) if contact_id.isdigit() else None
-    if contact is None:
-        contact = session.scalar(select(Contact).order_by(Contact.id).limit(1))
-    try:
-        mailer = sending.CampaignMailer.for_campaign(rt(), session, obj)
-        variables = contact_service.personalization(contact, [i.interest for i in contact.interests]) \
-            if contact else {"first_name": "", "email": "preview@example.com"}
-        html = mailer.compiled.render(
-            {"contact": variables, "sender": mailer.sender, "unsubscribe_url": "#unsubscribe",
-             "preferences_url": "#preferences"}, lambda i: mailer.compiled.links[i], "").html
-    except (RapportError, TemplateError) as exc:
-        html = f"<p style='font-family:sans-serif;color:#b91c1c'>Cannot preview: {_escape(str(exc))}</p>"
-    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": PREVIEW_CSP})
-
-
-@bp.post("/campaigns/<int:campaign_id>/test")
-@editor_required
-def campaign_test(campaign_id: int):  # noqa: ANN201
-    session = db()
-    obj = campaign_service.get_campaign(session, campaign_id)
-    addresses = request.form.get("addresses", "").replace(";", ",").replace("\n", ",").split(",")
-    try:
-        sent = sending.send_test(rt(), session, obj, addresses)
-        flash(f"Test sent to {', '.join(sent)}.", "info")
-    except RapportError as exc:
-        flash(str(exc), "error")
-    return redirect(url_for("admin.campaign", campaign_id=campaign_id))
-
-
-@bp.post("/campaigns/<int:campaign_id>/<any(send, pause, cancel):action>")
-@editor_required
-def campaign_action(campaign_id: int, action: str):  # noqa: ANN201
-    session = db()
-    obj = campaign_service.get_campaign(session, campaign_id)
-    try:
-        if action == "send":
-            sending.start(session, rt(), obj)
-            flash("Sending started.", "info")
-        elif action == "pause":
-            sending.pause(session, obj, f"paused by {current_user.name}")
-            flash("Paused. Press Send to resume.", "info")
-        else:
-            sending.cancel(session, obj)
-            flash("Cancelled.", "info")
-    except RapportError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-    return redirect(url_for("admin.campaign", campaign_id=campaign_id))
-
-
-@bp.get("/campaigns/<int:campaign_id>/progress")
-@login_required
-def campaign_progress(campaign_id: int) -> Response:
-    return jsonify(sending.progress(db(), campaign_id))
+# Campaigns (list, composer, preview, test, schedule, send, progress): campaigns/admin/campaigns.py
 
 
 # ------------------------------------------------------------------ outbox
@@ -327,5 +220,6 @@ def status_class(status: str) -> str:
             CampaignStatus.CANCELLED: "muted"}.get(status, "")
 # Pages in their own modules register on bp; imported last because they import bp from here.
 from campaigns.admin import (  # noqa: E402, F401, I001
-    automations, contacts_io, coupons, policy, reports, segments, settings, signups, surveys,
+    automations, campaigns, contacts, contacts_io, coupons, policy, reports, segments, settings, signups,
+    surveys,
 )

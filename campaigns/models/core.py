@@ -101,6 +101,8 @@ class EventType(StrEnum):
     PREFERENCES = "preferences"
     SUBSCRIBE = "subscribe"
     DELIVERED = "delivered"     # a relay's webhook confirmed delivery
+    SURVEY_ANSWER = "survey_answer"   # data: survey_id, question (0-based), answer
+    PERSONAL_MAIL = "personal_mail"   # an apology or follow-up written on the contact's page (services.apology)
 
 
 class Frequency(StrEnum):
@@ -294,6 +296,13 @@ class Campaign(Base):
     held: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     relay: Mapped[str] = mapped_column(String(50), default="", server_default="")   # SMTP relay name; "" = default
+    # Each recipient gets one code of this pool (campaigns.services.coupons); and this survey (services.surveys).
+    coupon_pool_id: Mapped[int | None] = mapped_column(ForeignKey("coupon_pool.id", ondelete="SET NULL"))
+    survey_id: Mapped[int | None] = mapped_column(ForeignKey("survey.id", ondelete="SET NULL"))
+    # A saved segment narrowing the audience (ANDed with the topics); evaluated when the campaign is dispatched.
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segment.id", ondelete="SET NULL"))
+    # Held sends are retried until then and expire after; no send goes out later (e.g. the coupon's expiry).
+    valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     topics: Mapped[list[Topic]] = relationship(secondary=campaign_topic)
     links: Mapped[list[Link]] = relationship(back_populates="campaign", cascade="all, delete-orphan")
@@ -330,6 +339,7 @@ class Send(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     smtp_code: Mapped[int | None] = mapped_column(Integer)   # last SMTP reply code
+    reason: Mapped[str] = mapped_column(String(20), default="", server_default="")   # SendReason of held/skipped
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),

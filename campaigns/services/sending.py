@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from campaigns.config import PolicySettings
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import (
     Campaign,
@@ -27,6 +28,7 @@ from campaigns.models import (
     ContactInterest,
     ContactStatus,
     Send,
+    SendReason,
     SendStatus,
     Subscription,
     campaign_topic,
@@ -34,9 +36,11 @@ from campaigns.models import (
 )
 from campaigns.runtime import Runtime
 from campaigns.services import campaigns as campaign_service
+from campaigns.services import policy as policy_service
 from campaigns.services.contacts import normalize_email, personalization
-from campaigns.services.feedback import frequency_allows, is_paused, may_receive
+from campaigns.services.coupons import BatchCoupons
 from campaigns.services.ingest import BouncePolicy, record_smtp_rejection
+from campaigns.services.surveys import SurveyLinks
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
@@ -57,11 +61,15 @@ def audience_conditions(campaign: Campaign) -> list:
         conds = [Contact.status.not_in([s.value for s in (*UNSENDABLE, ContactStatus.PENDING)])]
     else:
         conds = [Contact.status == ContactStatus.SUBSCRIBED]
-    if not campaign.all_contacts:
+    if not campaign.all_contacts and (campaign.segment_id is None or campaign.topics):
         topic_ids = select(campaign_topic.c.topic_id).where(campaign_topic.c.campaign_id == campaign.id)
         conds.append(exists().where(Subscription.contact_id == Contact.id,
                                     Subscription.topic_id.in_(topic_ids),
                                     Subscription.subscribed.is_(True)))
+    if campaign.segment_id is not None:   # topics and/or a segment: the segment narrows, evaluated now
+        from campaigns.services.segments import campaign_condition
+
+        conds.append(campaign_condition(campaign))
     return conds
 
 
@@ -74,10 +82,24 @@ def audience_count(session: Session, campaign: Campaign) -> int:
 
 def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
     """Validate, freeze the link table, mark running and enqueue the dispatch job (also resumes a paused one)."""
+    from campaigns.models import AutomationRun
+
+    if session.scalar(select(AutomationRun.id).where(AutomationRun.campaign_id == campaign.id).limit(1)):
+        # An automation's run mails only its occurrence's contacts; dispatching would walk the whole audience.
+        if campaign.status != CampaignStatus.PAUSED:
+            raise InvalidState("this campaign is an automation's run: its automation starts it")
+        from campaigns.services import automations
+
+        automations.resume_run(rt, session, campaign.id)
+        return
     if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED):
         raise InvalidState(f"a {campaign.status} campaign cannot be sent")
-    if not campaign.all_contacts and not campaign.topics:
-        raise ValidationError("choose at least one topic, or send to all subscribed contacts", field="topics")
+    if not campaign.all_contacts and not campaign.topics and campaign.segment_id is None:
+        raise ValidationError("choose at least one topic or a segment, or send to all subscribed contacts",
+                              field="topics")
+    if campaign.valid_until is not None and campaign.valid_until <= utcnow():
+        raise ValidationError(f"this campaign was valid until {campaign.valid_until:%Y-%m-%d %H:%M} UTC; "
+                              "change or clear that date first", field="valid_until")
     result = campaign_service.validate(campaign)
     campaign_service.ensure_links(session, campaign, result)
     campaign.content_hash = result.content_hash
@@ -109,14 +131,22 @@ def cancel(session: Session, campaign: Campaign) -> None:
         update(Send).where(Send.campaign_id == campaign.id, Send.status == SendStatus.QUEUED)
         .values(status=SendStatus.SKIPPED, last_error="campaign cancelled")
     ).rowcount
-    campaign.skipped += skipped or 0
+    held = session.execute(
+        update(Send).where(Send.campaign_id == campaign.id, Send.status == SendStatus.HELD)
+        .values(status=SendStatus.SKIPPED, last_error="campaign cancelled while held")
+    ).rowcount
+    campaign.skipped += (skipped or 0) + (held or 0)
+    campaign.held -= held or 0
     session.commit()
 
 
 def maybe_finish(session: Session, campaign_id: int) -> bool:
-    """Mark the campaign finished when dispatch is done and no row is waiting or in flight (one atomic UPDATE)."""
+    """Mark the campaign finished when dispatch is done and no row is waiting, held or in flight (one atomic UPDATE).
+
+    Held sends keep a campaign running until they are released and sent, or expire (policy.release_held).
+    """
     pending = exists().where(Send.campaign_id == campaign_id,
-                             Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING]))
+                             Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING, SendStatus.HELD]))
     done = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.RUNNING,
@@ -205,6 +235,14 @@ class CampaignMailer:
     topic_ids: frozenset[int] = field(default_factory=frozenset)
     all_contacts: bool = False
     relay: str = ""
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    valid_until: dt.datetime | None = None
+    # "From the contact's account owner": From/Reply-To headers and {{ sender }} per owner (Sender.id).
+    owners: dict[int, tuple[MessageTemplate, dict[str, str]]] = field(default_factory=dict)
+    # A coupon pool and a survey (campaigns.services.coupons / surveys): per-recipient template values.
+    coupons: BatchCoupons | None = None
+    coupon_of: dict[int, dict[str, str]] = field(default_factory=dict)   # contact id -> coupon, set per claim
+    survey: SurveyLinks | None = None
 
     @classmethod
     def for_campaign(cls, rt: Runtime, session: Session, campaign: Campaign) -> CampaignMailer:
@@ -215,22 +253,37 @@ class CampaignMailer:
         if len(ids) != len(result.links):
             ids = campaign_service.ensure_links(session, campaign, result)
             session.commit()
-        from_email = campaign.from_email or s.sender_email
-        template = MessageTemplate.create(
-            from_name=campaign.from_name or s.sender_name, from_email=from_email,
-            reply_to=campaign.reply_to, feedback_id=f"{campaign.id}:{campaign.kind}:rapport",
-            list_id=f"{s.sender_name} <{campaign.kind}.{s.dkim_domain}>" if campaign.kind != "transactional" else "",
-        )
+        from_name, from_email = campaign_service.from_identity(campaign, s)
+
+        def headers_from(name: str, email: str, reply_to: str) -> MessageTemplate:
+            return MessageTemplate.create(
+                from_name=name, from_email=email,
+                reply_to=reply_to, feedback_id=f"{campaign.id}:{campaign.kind}:rapport",
+                list_id=f"{s.sender_name} <{campaign.kind}.{s.dkim_domain}>" if campaign.kind != "transactional"
+                else "",
+            )
+
+        template = headers_from(from_name, from_email, campaign.reply_to)
+        postal = campaign_service.postal_address(session, s)
+        sender = campaign_service.sender_context(from_name, from_email, postal)
+        owners = {o.id: (headers_from(o.name, o.email, campaign.reply_to or o.reply_to or ""),
+                         campaign_service.sender_context(o.name, o.email, postal, o.title or ""))
+                  for o in campaign_service.owner_senders(session, campaign)}
+        campaign_service.check_compliance(   # marketing: postal address and unsubscribe link, or no mail
+            campaign.kind, result, sender, campaign_service.sample_extras(
+                session, campaign.coupon_pool_id, campaign.survey_id, s.base_url, rt.tokens))
         return cls(rt=rt, campaign_id=campaign.id, kind=str(campaign.kind), compiled=result, link_ids=ids,
-                   template=template, envelope_domain=s.return_domain,
-                   sender={"name": campaign.from_name or s.sender_name, "email": from_email,
-                           "postal_address": s.postal_address},
+                   template=template, envelope_domain=s.return_domain, sender=sender, owners=owners,
                    topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts,
-                   relay=campaign.relay)
+                   relay=campaign.relay, policy=policy_service.load(session, s.policy),
+                   valid_until=campaign.valid_until, coupons=BatchCoupons.for_campaign(session, campaign),
+                   survey=SurveyLinks.for_campaign(session, campaign, base_url=s.base_url, tokens=rt.tokens))
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
-                contact_vars: dict, *, subject_prefix: str = "") -> tuple[str, bytes]:
-        """Envelope sender and signed message bytes for one recipient."""
+                contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, bytes]:
+        """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode)."""
+        template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
+            (self.template, self.sender)
         tokens = self.rt.tokens
         base = self.rt.settings.base_url
         seal = tokens.seal
@@ -243,15 +296,19 @@ class CampaignMailer:
         unsubscribe_url = f"{base}/u/{unsub_token}"
         ctx = {
             "contact": contact_vars,
-            "sender": self.sender,
+            "sender": sender,
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, contact_id)}",
         }
+        if self.coupons is not None:
+            ctx["coupon"] = self.coupons.vars_for(self.coupon_of, send_id, contact_id)
+        if self.survey is not None:
+            ctx.update(self.survey.context(send_id))
         subject, text_part, html_part = self.compiled.render_mime(
             ctx, click, f"{base}/o/{seal(Purpose.OPEN, send_id)}")
         msg_token = seal(Purpose.MESSAGE, send_id)
         domain = self.rt.settings.dkim_domain
-        headers, body = self.template.build(
+        headers, body = template.build(
             to_name=to_name, to_email=to_email, subject=subject_prefix + subject,
             message_id=f"<{msg_token}@{domain}>", date=format_date(time.time()), parts=(text_part, html_part),
             list_unsubscribe=(unsubscribe_url, f"mailto:unsubscribe+{unsub_token}@{self.envelope_domain}")
@@ -272,6 +329,7 @@ class BatchResult:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
+    held: int = 0
     deferred: int = 0
     stopped: str = ""
     retry_at: dt.datetime | None = None
@@ -296,14 +354,16 @@ def _claim(session: Session, campaign_id: int, lo: int, hi: int, n: int) -> list
 
 
 def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Contact]) -> set[int]:
-    """Contacts who may still get this campaign now (status and topic choice re-checked at send time)."""
+    """Contacts who may still get this campaign at all (status and topic choice re-checked at send time).
+
+    Whether they may get it *now* (pause, frequency, ratio and caps) is policy.decide's part: those are held.
+    """
     ok = set()
-    now = utcnow()
     for cid, contact in contacts.items():
         if mailer.kind == CampaignKind.TRANSACTIONAL:
             if contact.status not in (*UNSENDABLE, ContactStatus.PENDING):
                 ok.add(cid)
-        elif contact.status == ContactStatus.SUBSCRIBED and may_receive(contact, mailer.kind, now):
+        elif contact.status == ContactStatus.SUBSCRIBED:
             ok.add(cid)
     if mailer.all_contacts or not ok or mailer.kind == CampaignKind.TRANSACTIONAL:
         return ok
@@ -313,16 +373,14 @@ def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Cont
     return ok & subscribed
 
 
-def _skip_reason(contact: Contact | None, now: dt.datetime) -> str:
+def _skip_reason(contact: Contact | None) -> tuple[SendReason, str]:
     if contact is None:
-        return "contact deleted"
+        return SendReason.DELETED, "contact deleted"
+    if contact.status in UNSENDABLE:
+        return SendReason.SUPPRESSED, f"contact is {contact.status}"
     if contact.status != ContactStatus.SUBSCRIBED:
-        return f"contact is {contact.status}"
-    if is_paused(contact, now):
-        return f"contact paused their mail until {contact.paused_until:%Y-%m-%d}"
-    if not frequency_allows(contact, now):
-        return f"contact chose {contact.frequency} mail and got one on {contact.last_sent_at:%Y-%m-%d}"
-    return "unsubscribed from this topic"
+        return SendReason.UNSUBSCRIBED, f"contact is {contact.status}"
+    return SendReason.TOPIC, "unsubscribed from this topic"
 
 
 def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
@@ -344,7 +402,7 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
         _deliver_claims(rt, campaign_id, lo, hi, mailer, delivery, result)
     finally:
         delivery.close()
-    _finish_batch(rt, campaign_id, lo, hi, result)
+    _finish_batch(rt, campaign_id, lo, hi, result, mailer)
     logger.info("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)
     return result
 
@@ -368,9 +426,17 @@ def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Cam
                     select(ContactInterest.contact_id, ContactInterest.interest)
                     .where(ContactInterest.contact_id.in_(ids))):
                 interests.setdefault(cid, []).append(interest)
-            eligible = _eligible(session, mailer, contacts)
+            now = utcnow()
+            expired = mailer.valid_until is not None and mailer.valid_until <= now
+            eligible = set() if expired else _eligible(session, mailer, contacts)
+            # The policy decision and its ledger rows commit together with nothing else in between: atomic per
+            # contact across workers (see campaigns.services.policy).
+            held = policy_service.decide(session, mailer.kind, mailer.policy,
+                                         {c: s for s, c, _a in claimed if c in eligible}, contacts, now)
+            if mailer.coupons is not None:   # codes before rendering; pauses the campaign when the pool runs dry
+                mailer.coupon_of, claimed = mailer.coupons.assign_claim(session, claimed, eligible, held)
             session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
-            delivery.run(claimed, contacts, interests, eligible)
+            delivery.run(claimed, contacts, interests, eligible, held, expired=expired)
             delivery.record(session, campaign_id)
             if delivery.pause_reason:
                 session.execute(update(Campaign).where(Campaign.id == campaign_id,
@@ -381,14 +447,25 @@ def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Cam
                 result.stopped = "paused"
 
 
-def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: BatchResult) -> None:
-    """Schedule the retry of deferred sends, and finish the campaign when nothing is left."""
+def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: BatchResult,
+                  mailer: CampaignMailer) -> None:
+    """Schedule the retry of deferred sends, and finish the campaign when nothing is left.
+
+    Held sends expire here once the campaign's validity has ended; after nurture mail went out, held sends of
+    other campaigns to these contacts are re-checked at once (the ratio may allow them now).
+    """
     with rt.session_factory() as session:
         if result.deferred and not result.stopped:
             result.retry_at = session.scalar(select(func.min(Send.next_attempt_at)).where(
                 Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED,
                 Send.contact_id.between(lo, hi)))
+        if mailer.valid_until is not None and mailer.valid_until <= utcnow():
+            policy_service.expire_held(session, campaign_id,
+                                       f"expired: the campaign was valid until {mailer.valid_until:%Y-%m-%d %H:%M} UTC")
+            session.commit()
         maybe_finish(session, campaign_id)
+    if mailer.kind == CampaignKind.NURTURE and result.sent and mailer.policy.enabled:
+        policy_service.release_held(rt, contact_range=(lo, hi))
     if result.retry_at is not None:
         delay = max(result.retry_at - utcnow(), dt.timedelta(seconds=1))
         rt.queue.enqueue_in(delay, "campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=BATCH_JOB_TIMEOUT)
@@ -422,8 +499,8 @@ class _Delivery:
         self.sender.shutdown(wait=True)
 
     def run(self, claimed: Sequence[tuple[int, int, int]], contacts: dict[int, Contact],
-            interests: dict[int, list[str]], eligible: set[int]) -> None:
-        now = utcnow()
+            interests: dict[int, list[str]], eligible: set[int], held: dict[int, str], *,
+            expired: bool = False) -> None:
         in_flight: deque[tuple[int, int, int, Future]] = deque()
         for index, (send_id, contact_id, attempts) in enumerate(claimed):
             if self.pause_reason:
@@ -434,13 +511,23 @@ class _Delivery:
                 break
             self.attempts = attempts
             contact = contacts.get(contact_id)
+            if expired:
+                self._done(send_id, SendStatus.SKIPPED, "expired: the campaign's validity ended before sending",
+                           SendReason.EXPIRED)
+                continue
             if contact is None or contact_id not in eligible:
-                self._done(send_id, SendStatus.SKIPPED, _skip_reason(contact, now))
+                code, why = _skip_reason(contact)
+                self._done(send_id, SendStatus.SKIPPED, why, code)
+                continue
+            if contact_id in held:
+                reason = held[contact_id]
+                self._done(send_id, SendStatus.HELD, policy_service.explain(reason, contact, self.mailer.policy),
+                           reason)
                 continue
             try:
                 envelope_from, data = self.mailer.message(
                     send_id, contact_id, contact.full_name, contact.email,
-                    personalization(contact, interests.get(contact_id, ())))
+                    personalization(contact, interests.get(contact_id, ())), owner_id=contact.owner_id)
             except TemplateError as exc:
                 self._done(send_id, SendStatus.FAILED, f"template: {exc}"[:1000])
                 continue
@@ -463,14 +550,19 @@ class _Delivery:
         self.sent_contacts.append(contact_id)
         self.result.sent += 1
 
-    def _add(self, send_id: int, status: SendStatus, reason: str, **extra: object) -> None:
-        row = {"id": send_id, "status": status, "last_error": reason[:1000], "attempts": self.attempts,
-               "sent_at": None, "smtp_code": None, "next_attempt_at": None}
+    def _add(self, send_id: int, status: SendStatus, error: str, **extra: object) -> None:
+        row = {"id": send_id, "status": status, "last_error": error[:1000], "attempts": self.attempts,
+               "sent_at": None, "smtp_code": None, "next_attempt_at": None, "reason": ""}
         row.update(extra)
         self.updates.append(row)
 
-    def _done(self, send_id: int, status: SendStatus, reason: str) -> None:
-        self._add(send_id, status, reason)
+    def _done(self, send_id: int, status: SendStatus, reason: str, code: str = "") -> None:
+        if status == SendStatus.HELD:
+            # Not an attempt: the send goes back to waiting, and is claimed again when released.
+            self._add(send_id, status, reason, reason=code, attempts=self.attempts - 1)
+            self.result.held += 1
+            return
+        self._add(send_id, status, reason, reason=code)
         if status == SendStatus.SKIPPED:
             self.result.skipped += 1
         else:
@@ -514,12 +606,16 @@ class _Delivery:
         session.execute(update(Send), updates)   # one executemany: every row has the same keys
         if sent_contacts:
             session.execute(update(Contact).where(Contact.id.in_(sent_contacts)).values(last_sent_at=utcnow()))
+        if self.mailer.kind != CampaignKind.TRANSACTIONAL:
+            # Sends that passed the policy but did not go out (failed, deferred, handed back) no longer count.
+            policy_service.unreserve(session, [row["id"] for row in updates
+                                               if row["status"] in (SendStatus.FAILED, SendStatus.QUEUED)])
         counts = {status: 0 for status in SendStatus}
         for row in updates:
             counts[row["status"]] += 1
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
             sent=Campaign.sent + counts[SendStatus.SENT], failed=Campaign.failed + counts[SendStatus.FAILED],
-            skipped=Campaign.skipped + counts[SendStatus.SKIPPED]))
+            skipped=Campaign.skipped + counts[SendStatus.SKIPPED], held=Campaign.held + counts[SendStatus.HELD]))
         policy = BouncePolicy.from_settings(self.rt.settings)
         for send_id, contact_id, code, message in rejections:
             record_smtp_rejection(session, send_id=send_id, contact_id=contact_id, campaign_id=campaign_id,
@@ -552,7 +648,8 @@ def send_test(rt: Runtime, session: Session, campaign: Campaign, addresses: Sequ
             name, cid = "", 0
             variables = {"email": email, "first_name": "", "last_name": "", "full_name": ""}
         # send id 0: tracking links of a test message work but record nothing.
-        envelope_from, data = mailer.message(0, cid, name, email, variables, subject_prefix="[Test] ")
+        envelope_from, data = mailer.message(0, cid, name, email, variables, subject_prefix="[Test] ",
+                                             owner_id=as_contact.owner_id if as_contact is not None else None)
         try:
             pool.send(envelope_from, [email], data)
         except DeliveryError as exc:
@@ -568,3 +665,59 @@ def progress(session: Session, campaign_id: int) -> dict[str, int | str]:
     return {"status": str(c.status), "reason": c.status_reason, "recipients": c.recipients, "sent": c.sent,
             "failed": c.failed, "held": c.held, "skipped": c.skipped, "remaining": remaining}
 
+
+
+# ---------------------------------------------------------------- dispatch to a fixed list (automations, personal mail)
+
+def dispatch_to(rt: Runtime, campaign_id: int, contact_ids: Sequence[int]) -> int:
+    """Queue the campaign for exactly these contacts and enqueue their batch jobs; returns new send rows.
+
+    Send rows are inserted ON CONFLICT DO NOTHING, so calling it again (a retried tick, a repair) never gives a
+    contact the campaign twice. A draft is validated and started, a finished campaign runs again for the newcomers;
+    a paused one keeps the rows for when it resumes, a cancelled one takes nobody. Eligibility (status, topics,
+    suppression) and the sending policy are checked at send time by send_batch, as for any campaign.
+    """
+    ids = sorted({int(c) for c in contact_ids})
+    if not ids:
+        return 0
+    created = 0
+    with rt.session_factory() as session:
+        campaign = campaign_service.get_campaign(session, campaign_id)
+        if campaign.status == CampaignStatus.CANCELLED:
+            logger.info("campaign %s is cancelled: nobody added", campaign_id)
+            return 0
+        if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+            result = campaign_service.validate(campaign)
+            campaign_service.ensure_links(session, campaign, result)
+            campaign.content_hash = result.content_hash
+            campaign.status = CampaignStatus.RUNNING
+            campaign.status_reason = ""
+            campaign.started_at = campaign.started_at or utcnow()
+            campaign.dispatched_at = campaign.dispatched_at or utcnow()   # the list is the audience: nothing to walk
+            session.commit()
+        page = rt.settings.batch_size
+        for i in range(0, len(ids), page):
+            chunk = ids[i:i + page]
+            rows = select(literal(campaign_id), Contact.id, literal(SendStatus.QUEUED.value), literal(0),
+                          literal(""), literal(utcnow())).where(Contact.id.in_(chunk))
+            inserted = len(session.execute(_insert_ignore(session, rows).returning(Send.__table__.c.id)).all())
+            if not inserted:
+                session.commit()
+                continue
+            # A finished campaign runs again for the newcomers (one UPDATE: no window for maybe_finish).
+            running = session.execute(
+                update(Campaign).where(Campaign.id == campaign_id,
+                                       Campaign.status.in_([CampaignStatus.RUNNING, CampaignStatus.FINISHED]))
+                .values(status=CampaignStatus.RUNNING, finished_at=None,
+                        recipients=Campaign.recipients + inserted)).rowcount
+            if not running:
+                session.execute(update(Campaign).where(Campaign.id == campaign_id)
+                                .values(recipients=Campaign.recipients + inserted))
+            session.commit()
+            created += inserted
+            if running:
+                rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, chunk[0], chunk[-1],
+                                 job_timeout=BATCH_JOB_TIMEOUT)
+        maybe_finish(session, campaign_id)
+    logger.info("campaign %s: %d send rows for a list of %d contacts", campaign_id, created, len(ids))
+    return created

@@ -133,3 +133,17 @@ def test_preference_center_updates_topics_and_name(client, db_session, runtime, 
     assert contact.first_name == "Renamed"
     assert db_session.get(Subscription, (contact.id, topic.id)).subscribed is False
     assert client.post(url, data={"first_name": "No CSRF"}).status_code == 400
+
+
+def test_behind_a_trusted_proxy_the_visitors_address_is_used(settings) -> None:  # noqa: ANN001
+    from flask import request
+
+    from campaigns.app import create_app
+
+    seen = []
+    for proxies in (0, 1):
+        app = create_app({"SETTINGS": settings.with_overrides({"trusted_proxies": proxies}), "TESTING": True})
+        app.add_url_rule("/_ip", "ip", lambda: seen.append(request.remote_addr) or "ok")
+        app.test_client().get("/_ip", headers={"X-Forwarded-For": "203.0.113.9"},
+                               environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    assert seen == ["10.0.0.2", "203.0.113.9"]
