@@ -62,6 +62,15 @@ class Runtime:
                 self._redis = embedded_redis(self.settings.instance_path)
         return self._redis
 
+    @cached_property
+    def read_session_factory(self) -> sessionmaker[Session]:
+        """Sessions for long reads (streamed exports): on SQLite their transactions are deferred, so a slow download
+        never holds the write lock the workers and the app need. Same engine as writes on PostgreSQL."""
+        if self.engine.dialect.name != "sqlite":
+            return self.session_factory
+        self._read_engine = make_engine(self.settings.database_url, immediate=False)
+        return make_session_factory(self._read_engine)
+
     def use_redis(self, redis: Redis) -> None:
         """Share an already-open Redis connection (tests, the demo launcher)."""
         self._redis = redis
@@ -105,6 +114,8 @@ class Runtime:
         if "relays" in self.__dict__:
             self.relays.close()
         self.engine.dispose()
+        if getattr(self, "_read_engine", None) is not None:
+            self._read_engine.dispose()
 
 
 def install(runtime: Runtime) -> Runtime:

@@ -120,7 +120,7 @@ def contact_export() -> Response:
         except RapportError as exc:
             flash(f"Cannot export that segment: {exc}", "error")
             return redirect(url_for("admin.contact_export_form"))
-    session = rt().session_factory()
+    session = rt().read_session_factory()
 
     def generate():  # noqa: ANN202
         try:

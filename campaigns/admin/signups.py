@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from campaigns.admin import bp, editor_required
@@ -86,5 +86,15 @@ def signup_form_detail(form_id: int):  # noqa: ANN201
 def signup_form_export(form_id: int) -> Response:
     form = _form_or_404(form_id)
     filename = "".join(ch if ch.isalnum() else "-" for ch in form.name.lower())[:60] or "signup-form"
-    return Response(stream_with_context(signup_service.export_csv(db(), form.id)), mimetype="text/csv",
+    form_id = form.id
+    db().rollback()   # let go of the request's (write-locking on SQLite) transaction before a long download
+    session = rt().read_session_factory()
+
+    def generate():  # noqa: ANN202
+        try:
+            yield from signup_service.export_csv(session, form_id)
+        finally:
+            session.close()
+
+    return Response(generate(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}-consent.csv"'})

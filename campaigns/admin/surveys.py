@@ -81,7 +81,7 @@ def survey_results(survey_id: int):  # noqa: ANN201
 def survey_export(survey_id: int) -> Response:
     survey = _survey_or_404(survey_id)
     filename = "".join(ch if ch.isalnum() else "-" for ch in survey.name.lower())[:60] or "survey"
-    session = rt().session_factory()   # its own session: the request's is closed when the view returns
+    session = rt().read_session_factory()   # its own session: the request's is closed when the view returns
 
     def generate():  # noqa: ANN202
         try:

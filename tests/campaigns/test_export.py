@@ -113,3 +113,26 @@ def test_erase_needs_confirmation_and_leaves_only_the_suppression(logged_in, db_
     row = db_session.get(Suppression, email_hash(email))
     assert email not in (row.source or "")                                          # only the hash is kept
     assert db_session.scalar(select(Topic.name)) == "Newsletter"
+
+
+def test_a_download_in_progress_does_not_block_sending(logged_in, runtime, db_session, make_contacts) -> None:  # noqa: ANN001
+    """A slow client streaming an export must not hold SQLite's write lock from the workers and the app."""
+    from sqlalchemy import event, text, update
+
+    from campaigns.db import make_engine
+
+    make_contacts(1500)
+    r = logged_in.get("/admin/contacts/export.csv", buffered=False)
+    stream = iter(r.response)
+    first = next(stream) + next(stream)               # the download has started and is now waiting on its client
+    assert first.startswith("\ufeff".encode())
+    writer = make_engine(runtime.settings.database_url)
+    if writer.dialect.name == "sqlite":   # fail fast instead of waiting out the 30 s busy timeout
+        event.listen(writer, "connect", lambda dbapi, _rec: dbapi.execute("PRAGMA busy_timeout=2000"))
+    with writer.begin() as conn:                      # a worker's write, meanwhile: no "database is locked"
+        conn.execute(update(Contact).where(Contact.email == "person0@example.com").values(city="Bonn"))
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    writer.dispose()
+    rest = b"".join(stream)
+    r.close()
+    assert len((first + rest).decode("utf-8-sig").splitlines()) == 1501
