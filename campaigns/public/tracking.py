@@ -55,7 +55,7 @@ def click(token: str) -> Response:
     """Redirect to the campaign's stored URL for this link; nothing in the request can choose the target."""
     send_id, link_id = open_token(Purpose.CLICK, token)
     try:
-        url = feedback.click_target(rt().engine, send_id, link_id)
+        url = feedback.click_target(rt().engine, link_id)
     except NotFound:
         abort(404)
     if send_id:   # HEAD is recorded too, flagged as a machine by the writer
@@ -97,7 +97,7 @@ class TrackingFastPath:
                 return [PIXEL] if method == "GET" else []
             try:
                 send_id, link_id = runtime.tokens.open(Purpose.CLICK, token)
-                url = feedback.click_target(runtime.engine, send_id, link_id)
+                url = feedback.click_target(runtime.engine, link_id)
             except (InvalidToken, NotFound):
                 return self.wsgi_app(environ, start_response)   # Flask renders the friendly 404
             if send_id:
