@@ -31,12 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-FIRST = ["Anna", "Ben", "Jürgen", "Zoë", "Çağla", "Émile", "Li", "Maria", "Oğuz", "Sven", "Ingrid", "Paul"]
-LAST = ["Becker", "Otto", "Müller", "Schmidt", "Dubois", "Rossi", "Nowak", "Jensen", "García", "Smith"]
-CITIES = [("Berlin", "10115", "DE"), ("Wien", "1010", "AT"), ("Zürich", "8001", "CH"), ("Paris", "75001", "FR"),
-          ("München", "80331", "DE"), ("Hamburg", "20095", "DE"), ("Lyon", "69001", "FR"), ("Graz", "8010", "AT")]
-INTERESTS = ["gardening", "running", "cooking", "roses", "tools", "books", "travel", "wine"]
-DOMAINS = ["example.com", "mail.de", "web.de", "gmx.net", "example.org", "posteo.de"]
+from bench.people import person  # noqa: E402
+
 CONTACT_COLS = ("id", "email", "first_name", "last_name", "phone", "address_line1", "address_line2", "city",
                 "region", "postal_code", "country", "birthday", "timezone", "locale", "attributes", "status",
                 "consent_source", "created_at", "updated_at", "last_sent_at", "engagement_score", "frequency")
@@ -48,18 +44,15 @@ def rows(n: int, now: dt.datetime):  # noqa: ANN201
     contacts, interests, orders, events = [], [], [], []
     start = now - dt.timedelta(days=1500)
     for i in range(1, n + 1):
-        first, last = rnd.choice(FIRST), rnd.choice(LAST)
-        city, postal, country = rnd.choice(CITIES)
+        p = person(rnd, i)
         created = start + dt.timedelta(seconds=i * 1500 * 86400 // n)
         status = "subscribed" if rnd.random() < 0.9 else "unsubscribed"
         sent = now - dt.timedelta(days=rnd.randrange(1, 200)) if rnd.random() < 0.7 else None
-        contacts.append((i, f"user{i}.{last.lower()[:3]}@{DOMAINS[i % len(DOMAINS)]}", first, last,
-                         f"+49 30 {rnd.randrange(1000000, 9999999)}", "Lindenstraße 1", "", city, "", postal,
-                         country, dt.date(rnd.randrange(1940, 2006), rnd.randrange(1, 13), rnd.randrange(1, 29)),
-                         "Europe/Berlin", "de", json.dumps({"customer": f"C{100000 + i}",
-                                                            "visits": str(rnd.randrange(0, 50))}),
+        contacts.append((i, p.email, p.first, p.last, p.phone, "Lindenstraße 1", "", p.city, "", p.postal,
+                         p.country, p.birthday, "Europe/Berlin", "de",
+                         json.dumps({"customer": p.customer, "visits": str(rnd.randrange(0, 50))}),
                          status, "bench", created, created, sent, 0.0, "every"))
-        for interest in rnd.sample(INTERESTS, rnd.randrange(0, 3)):
+        for interest in p.interests:
             interests.append((i, interest))
         for _ in range(rnd.choice((0, 0, 0, 1, 1, 2))):
             orders.append((i, now - dt.timedelta(days=rnd.randrange(1, 900)), rnd.randrange(500, 30000) / 100,

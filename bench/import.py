@@ -29,12 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_ROWS, TARGET_SECONDS = 1_000_000, 60.0
 sys.path.insert(0, str(ROOT))
 
-FIRST = ["Anna", "Ben", "Jürgen", "Zoë", "Çağla", "Émile", "Li", "Maria", "Oğuz", "Sven", "Ingrid", "Paul"]
-LAST = ["Becker", "Otto", "Müller", "Schmidt", "Dubois", "Rossi", "Nowak", "Jensen", "García", "Smith"]
-CITIES = [("Berlin", "10115", "DE"), ("Wien", "1010", "AT"), ("Zürich", "8001", "CH"), ("Paris", "75001", "FR"),
-          ("München", "80331", "DE"), ("Hamburg", "20095", "DE"), ("Lyon", "69001", "FR"), ("Graz", "8010", "AT")]
-INTERESTS = ["gardening", "running", "cooking", "roses", "tools", "books", "travel", "wine"]
-DOMAINS = ["example.com", "mail.de", "web.de", "gmx.net", "example.org", "posteo.de"]
+from bench.people import person  # noqa: E402
 
 
 def generate(path: Path, rows: int) -> None:
@@ -44,12 +39,9 @@ def generate(path: Path, rows: int) -> None:
         w.writerow(["Email", "First name", "Last name", "Phone", "City", "Postal code", "Country", "Birthday",
                     "Interests", "Customer number"])
         for i in range(rows):
-            first, last = rnd.choice(FIRST), rnd.choice(LAST)
-            city, postal, country = rnd.choice(CITIES)
-            w.writerow([f"user{i}.{last.lower()[:3]}@{DOMAINS[i % len(DOMAINS)]}", first, last,
-                        f"+49 30 {rnd.randrange(1000000, 9999999)}", city, postal, country,
-                        f"{rnd.randrange(1940, 2006)}-{rnd.randrange(1, 13):02d}-{rnd.randrange(1, 29):02d}",
-                        ";".join(rnd.sample(INTERESTS, rnd.randrange(0, 3))), f"C{100000 + i}"])
+            p = person(rnd, i)
+            w.writerow([p.email, p.first, p.last, p.phone, p.city, p.postal, p.country, p.birthday.isoformat(),
+                        ";".join(p.interests), p.customer])
 
 
 def baseline(path: Path) -> float:

@@ -154,6 +154,17 @@ def client(app):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture()
+def work(db_session, run_worker):  # noqa: ANN001, ANN201
+    """Run the worker once this test's session holds no transaction (SQLite writers wait for readers' locks)."""
+
+    def run() -> None:
+        db_session.rollback()
+        run_worker()
+
+    return run
+
+
+@pytest.fixture()
 def run_worker(runtime: Runtime):  # noqa: ANN201
     """Run the queue to completion in this process (RQ burst mode): no sleeps, no polling."""
     from rq import SimpleWorker

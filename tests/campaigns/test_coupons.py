@@ -13,6 +13,7 @@ from campaigns.errors import ValidationError
 from campaigns.models import AdminUser, Campaign, CampaignStatus, CouponCode, CouponPool, Send, SendStatus
 from campaigns.services import coupons as coupon_service
 from campaigns.services import sending
+from tests.helpers import fresh
 
 COUPON_MJML = """<mjml><mj-body><mj-section><mj-column>
 <mj-text>Hello {{ contact.first_name }}, your code: <b>CODE[{{ coupon.code }}]</b> worth {{ coupon.value }},
@@ -51,10 +52,6 @@ def codes_in(outbox) -> dict[str, str]:  # noqa: ANN001
         out[msg.recipients[0]] = html_code
     return out
 
-
-def fresh(db_session) -> None:  # noqa: ANN001
-    db_session.rollback()
-    db_session.expire_all()
 
 
 # ------------------------------------------------------------------ import and generate

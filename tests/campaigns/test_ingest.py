@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from campaigns.models import Contact, ContactStatus, Event, Send, Suppression
 from campaigns.services import ingest, sending
 from campaigns.services.reports import campaign_report
+from tests.helpers import fresh
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "mailer" / "fixtures" / "bounces"
@@ -35,11 +36,6 @@ def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
     by_rcpt = {m.recipients[0]: (m, outbox.get(m.key)) for m in outbox.list()}
     return campaign, contacts, by_rcpt
 
-
-def fresh(db_session):  # noqa: ANN001, ANN201
-    db_session.rollback()
-    db_session.expire_all()
-    return db_session
 
 
 def dsn_for(entry, msg, *, status: str = "5.1.1", action: str = "failed",  # noqa: ANN001

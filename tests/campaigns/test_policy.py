@@ -24,6 +24,7 @@ from campaigns.models import (
     utcnow,
 )
 from campaigns.services import policy, sending
+from tests.helpers import fresh
 
 DEFAULTS = {f: getattr(PolicySettings(), f) for f in ("window_days", "ratio_marketing", "ratio_nurture",
                                                        "min_nurture_before_marketing", "marketing_per_week",
@@ -57,11 +58,6 @@ def history(session, contact: Contact, kind: str, *ages: dt.timedelta) -> None: 
 def days(*n: float) -> list[dt.timedelta]:
     return [dt.timedelta(days=x) for x in n]
 
-
-def fresh(session):  # noqa: ANN001, ANN201
-    session.rollback()
-    session.expire_all()
-    return session
 
 
 def sends_of(session, campaign_id: int) -> dict[int, tuple[str, str]]:  # noqa: ANN001

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from campaigns.models import Contact, ContactStatus, Event, Frequency, Subscription, Topic
 from campaigns.services import feedback
 from mailer.tracking import Purpose
+from tests.helpers import fresh
 
 
 @pytest.fixture()
@@ -27,11 +28,6 @@ def prefs(runtime, client, db_session, make_contacts):  # noqa: ANN001, ANN201
 def csrf_of(page: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
-
-def fresh(db_session):  # noqa: ANN001, ANN201
-    db_session.rollback()
-    db_session.expire_all()
-    return db_session
 
 
 def test_page_is_accessible_and_mobile_friendly(client, prefs) -> None:  # noqa: ANN001

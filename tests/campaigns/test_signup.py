@@ -16,6 +16,7 @@ from campaigns.models import AdminUser, Contact, ContactStatus, Event, Signup, S
 from campaigns.services import signup as signup_service
 from campaigns.services.ingest import suppress
 from mailer.tracking import Purpose
+from tests.helpers import fresh
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 CONSENT = "Yes, send me the newsletters I ticked. I can unsubscribe at any time."
@@ -33,19 +34,7 @@ def form(db_session):  # noqa: ANN001, ANN201
     return f
 
 
-@pytest.fixture()
-def work(db_session, run_worker):  # noqa: ANN001, ANN201
-    def run() -> None:
-        db_session.rollback()
-        run_worker()
 
-    return run
-
-
-def fresh(db_session):  # noqa: ANN001, ANN201
-    db_session.rollback()
-    db_session.expire_all()
-    return db_session
 
 
 def post(client, form, ip: str = "203.0.113.10", **fields):  # noqa: ANN001, ANN201

@@ -12,6 +12,7 @@ from campaigns.models import Contact, Event, Link, Send
 from campaigns.services import engagement, hits, sending
 from campaigns.services.reports import campaign_report
 from mailer.tracking import Purpose
+from tests.helpers import fresh
 
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 MAIL_APP = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko)"
@@ -37,21 +38,7 @@ def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
     return campaign, contacts, urls
 
 
-@pytest.fixture()
-def work(db_session, run_worker):  # noqa: ANN001, ANN201
-    """Run the worker once this test's session holds no transaction (SQLite writers wait for readers' locks)."""
 
-    def run() -> None:
-        db_session.rollback()
-        run_worker()
-
-    return run
-
-
-def fresh(db_session):  # noqa: ANN001, ANN201
-    db_session.rollback()
-    db_session.expire_all()
-    return db_session
 
 
 def age_sends(db_session, hours: int = 2) -> None:  # noqa: ANN001

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from campaigns.models import Contact, ContactStatus, Event
 from campaigns.services import ingest, sending
 from campaigns.services.reports import campaign_report
+from tests.helpers import fresh
 
 SECRET = "relay-shared-secret-0123456789"
 
@@ -47,11 +48,6 @@ def post(client, payload, *, secret: str = SECRET, sign: bool = False):  # noqa:
         headers["Authorization"] = f"Bearer {secret}"
     return client.post("/webhooks/relay", data=body, headers=headers)
 
-
-def fresh(db_session):  # noqa: ANN001, ANN201
-    db_session.rollback()
-    db_session.expire_all()
-    return db_session
 
 
 def test_unauthenticated_or_unconfigured_calls_change_nothing(app, client, db_session, sent) -> None:  # noqa: ANN001

@@ -1,0 +1,13 @@
+"""Small helpers shared by tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+
+def fresh(session: Session) -> Session:
+    """End the test session's transaction and forget loaded rows, so the next read sees what the app and the
+    worker committed (and, on SQLite, the test holds no lock they wait for)."""
+    session.rollback()
+    session.expire_all()
+    return session
