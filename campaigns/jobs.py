@@ -53,3 +53,10 @@ def expire_signups() -> int:
 
     with runtime.current().session_factory() as session:
         return signup.expire_pending(session)
+
+
+def send_digests() -> dict:
+    """Send due weekly/monthly readers their digest of held nurture mail (a periodic task, see campaigns.scheduler)."""
+    from campaigns.services import digest
+
+    return asdict(digest.run(runtime.current()))

@@ -103,6 +103,9 @@ register(PeriodicTask("signup-expiry", "campaigns.jobs.expire_signups",
 register(PeriodicTask("import-cleanup", "campaigns.jobs_imports.cleanup_import_files",
                       "delete uploaded CSV files and error reports older than 7 days",
                       at=dt.time(3, 45)))
+register(PeriodicTask("digest", "campaigns.jobs.send_digests",
+                      "send weekly/monthly readers one digest of the nurture mail held for them",
+                      at=dt.time(7, 0)))
 
 
 def _key(rt: Runtime, suffix: str) -> str:

@@ -27,6 +27,7 @@ REASON_LABELS = {
     "topic": "left the campaign's topic",
     "deleted": "contact deleted",
     "expired": "expired (validity ended)",
+    "digest": "sent in the contact's weekly or monthly digest",
     "other": "other",
 }
 

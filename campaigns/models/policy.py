@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from campaigns.db import Base
 from campaigns.models.core import BigId, UTCDateTime, utcnow
 
-__all__ = ["HOLD_REASONS", "PolicyConfig", "PolicyLedger", "SendReason"]
+__all__ = ["HOLD_REASONS", "DigestItem", "DigestRun", "PolicyConfig", "PolicyLedger", "SendReason"]
 
 
 class SendReason(StrEnum):
@@ -27,6 +27,7 @@ class SendReason(StrEnum):
     TOPIC = "topic"                        # unsubscribed from the campaign's topics
     DELETED = "deleted"                    # the contact was deleted
     EXPIRED = "expired"                    # the campaign's validity ended before the send could go out
+    DIGEST = "digest"                      # went out as an item of the contact's weekly/monthly digest
 
 
 HOLD_REASONS = (SendReason.PAUSED, SendReason.PREFERENCE, SendReason.RATIO, SendReason.WEEKLY_MARKETING,
@@ -66,3 +67,26 @@ class PolicyConfig(Base):
     hold_days: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str] = mapped_column(String(320), default="")
+
+
+class DigestRun(Base):
+    """One run of the weekly/monthly digest: its per-run nurture campaign (campaigns.services.digest)."""
+
+    __tablename__ = "digest_run"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DigestItem(Base):
+    """A held send that went into a contact's digest instead of going out on its own (now skipped/digest)."""
+
+    __tablename__ = "digest_item"
+
+    send_id: Mapped[int] = mapped_column(BigId, ForeignKey("send.id", ondelete="CASCADE"), primary_key=True)
+    digest_campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(BigId)
+
+    __table_args__ = (Index("ix_digest_item_campaign_contact", "digest_campaign_id", "contact_id"),)

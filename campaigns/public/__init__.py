@@ -53,4 +53,4 @@ def _headers(resp: Response) -> Response:
     return resp
 
 
-from campaigns.public import pages, signup, surveys, tracking, webhooks  # noqa: E402, F401  (register the views on bp)
+from campaigns.public import digest, pages, signup, surveys, tracking, webhooks  # noqa: E402, F401  (register the views on bp)

@@ -432,8 +432,8 @@ _STARTERS = (
             "automation; draws a coupon pool).", "nurture",
             "Happy birthday, {{ contact.first_name|default('friend', true) }}!", "A small present from all of us"),
 )
-# Starters used by one feature only, not offered in the composer's chooser (the personal apology mail).
-_FEATURE_STARTERS = frozenset({"apology"})
+# Starters used by one feature only, not offered in the composer's chooser (the personal apology mail, the digest).
+_FEATURE_STARTERS = frozenset({"apology", "digest"})
 
 
 def starters() -> list[Starter]:

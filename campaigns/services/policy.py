@@ -33,6 +33,7 @@ from campaigns.models import (
     CampaignStatus,
     Contact,
     ContactStatus,
+    DigestRun,
     Frequency,
     PolicyConfig,
     PolicyLedger,
@@ -282,6 +283,12 @@ def _release_campaign(session: Session, campaign_id: int, kind: str, policy: Pol
                     hold_reason(kind, policy, now, stats).is_(None)))
     if contact_range is not None:
         ready = ready.where(Send.contact_id.between(*contact_range))
+    if kind == CampaignKind.NURTURE:
+        # A weekly/monthly reader's nurture mail held for that choice waits for their digest (services.digest);
+        # a digest itself, and whoever switched back to every mail, are released as usual.
+        ready = ready.where(or_(Send.reason != SendReason.PREFERENCE.value,
+                                Contact.frequency.not_in([Frequency.WEEKLY.value, Frequency.MONTHLY.value]),
+                                exists().where(DigestRun.campaign_id == campaign_id)))
     rows = session.execute(
         # status again in the outer WHERE: a concurrent release that got there first is re-checked, not repeated.
         update(Send).where(Send.id.in_(ready.scalar_subquery()), Send.status == SendStatus.HELD)

@@ -39,6 +39,7 @@ from campaigns.services import campaigns as campaign_service
 from campaigns.services import policy as policy_service
 from campaigns.services.contacts import normalize_email, personalization
 from campaigns.services.coupons import BatchCoupons
+from campaigns.services.digest import DigestItems
 from campaigns.services.ingest import BouncePolicy, record_smtp_rejection
 from campaigns.services.surveys import SurveyLinks
 from mailer.compose import CompiledCampaign, TemplateError
@@ -91,6 +92,14 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
         from campaigns.services import automations
 
         automations.resume_run(rt, session, campaign.id)
+        return
+    from campaigns.services import digest
+
+    if digest.is_digest(session, campaign.id):
+        # A digest mails only the contacts it was built for; dispatching would walk every subscribed contact.
+        if campaign.status != CampaignStatus.PAUSED:
+            raise InvalidState("this campaign is a digest: the daily digest run sends it")
+        digest.resume(rt, session, campaign.id)
         return
     if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED):
         raise InvalidState(f"a {campaign.status} campaign cannot be sent")
@@ -243,6 +252,7 @@ class CampaignMailer:
     coupons: BatchCoupons | None = None
     coupon_of: dict[int, dict[str, str]] = field(default_factory=dict)   # contact id -> coupon, set per claim
     survey: SurveyLinks | None = None
+    digest: DigestItems | None = None   # a digest campaign's per-recipient items (campaigns.services.digest)
 
     @classmethod
     def for_campaign(cls, rt: Runtime, session: Session, campaign: Campaign) -> CampaignMailer:
@@ -277,7 +287,8 @@ class CampaignMailer:
                    topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts,
                    relay=campaign.relay, policy=policy_service.load(session, s.policy),
                    valid_until=campaign.valid_until, coupons=BatchCoupons.for_campaign(session, campaign),
-                   survey=SurveyLinks.for_campaign(session, campaign, base_url=s.base_url, tokens=rt.tokens))
+                   survey=SurveyLinks.for_campaign(session, campaign, base_url=s.base_url, tokens=rt.tokens),
+                   digest=DigestItems.for_campaign(rt, session, campaign))
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
                 contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, bytes]:
@@ -304,6 +315,8 @@ class CampaignMailer:
             ctx["coupon"] = self.coupons.vars_for(self.coupon_of, send_id, contact_id)
         if self.survey is not None:
             ctx.update(self.survey.context(send_id))
+        if self.digest is not None:
+            ctx["digest_items"] = self.digest.items_for(contact_id, ctx)
         subject, text_part, html_part = self.compiled.render_mime(
             ctx, click, f"{base}/o/{seal(Purpose.OPEN, send_id)}")
         msg_token = seal(Purpose.MESSAGE, send_id)
