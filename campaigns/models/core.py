@@ -296,6 +296,9 @@ class Campaign(Base):
     held: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     relay: Mapped[str] = mapped_column(String(50), default="", server_default="")   # SMTP relay name; "" = default
+    # Sent to a fixed list of contacts given by sending.dispatch_to (an automation's run, a digest), never to an
+    # audience: resuming it re-queues only its own send rows.
+    recipients_listed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Each recipient gets one code of this pool (campaigns.services.coupons); and this survey (services.surveys).
     coupon_pool_id: Mapped[int | None] = mapped_column(ForeignKey("coupon_pool.id", ondelete="SET NULL"))
     survey_id: Mapped[int | None] = mapped_column(ForeignKey("survey.id", ondelete="SET NULL"))

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -338,16 +338,7 @@ def resume_run(rt: Runtime, session: Session, campaign_id: int) -> int:
     if campaign.status != CampaignStatus.PAUSED:
         raise ValidationError(f"only a paused run can be resumed (this one is {campaign.status})")
     campaign_service.validate(campaign)
-    lo, hi, n = session.execute(select(func.min(Send.contact_id), func.max(Send.contact_id), func.count())
-                                .where(Send.campaign_id == campaign_id, Send.status == "queued")).one()
-    session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.PAUSED)
-                    .values(status=CampaignStatus.RUNNING, status_reason=""))
-    session.commit()
-    if n:
-        rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=sending.BATCH_JOB_TIMEOUT)
-    else:
-        sending.maybe_finish(session, campaign_id)
-    return n
+    return sending.resume_listed(rt, session, campaign_id)
 
 
 # ---------------------------------------------------------------- what the admin shows

@@ -20,7 +20,7 @@ from typing import Any
 
 from jinja2 import Template
 from jinja2.exceptions import TemplateError as JinjaTemplateError
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.config import PolicySettings
@@ -193,28 +193,6 @@ def run(rt: Runtime, now: dt.datetime | None = None) -> DigestResult:
         dispatch_to(rt, campaign_id, contacts)
         result.campaign_id, result.contacts, result.items = campaign_id, len(contacts), items
     return result
-
-
-def is_digest(session: Session, campaign_id: int) -> bool:
-    """Whether the campaign is a digest run's (sent only to its own contacts, never to an audience)."""
-    return session.get(DigestRun, campaign_id) is not None
-
-
-def resume(rt: Runtime, session: Session, campaign_id: int) -> int:
-    """Resume a paused digest for the contacts it already has; returns how many sends are queued again."""
-    from campaigns.services.sending import BATCH_JOB_TIMEOUT, maybe_finish  # sending imports this module
-
-    lo, hi, n = session.execute(select(func.min(Send.contact_id), func.max(Send.contact_id), func.count())
-                                .where(Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED)).one()
-    session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.PAUSED)
-                    .values(status=CampaignStatus.RUNNING, status_reason=""))
-    session.commit()
-    if n:
-        rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=BATCH_JOB_TIMEOUT)
-    else:
-        maybe_finish(session, campaign_id)
-    logger.info("digest campaign_id=%s resumed: %d queued sends", campaign_id, n)
-    return n
 
 
 # ------------------------------------------------------------------ rendering the digest's items

@@ -83,23 +83,12 @@ def audience_count(session: Session, campaign: Campaign) -> int:
 
 def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
     """Validate, freeze the link table, mark running and enqueue the dispatch job (also resumes a paused one)."""
-    from campaigns.models import AutomationRun
-
-    if session.scalar(select(AutomationRun.id).where(AutomationRun.campaign_id == campaign.id).limit(1)):
-        # An automation's run mails only its occurrence's contacts; dispatching would walk the whole audience.
+    if campaign.recipients_listed:
+        # An automation's run or a digest mails only the contacts it was given; dispatching would walk an audience.
         if campaign.status != CampaignStatus.PAUSED:
-            raise InvalidState("this campaign is an automation's run: its automation starts it")
-        from campaigns.services import automations
-
-        automations.resume_run(rt, session, campaign.id)
-        return
-    from campaigns.services import digest
-
-    if digest.is_digest(session, campaign.id):
-        # A digest mails only the contacts it was built for; dispatching would walk every subscribed contact.
-        if campaign.status != CampaignStatus.PAUSED:
-            raise InvalidState("this campaign is a digest: the daily digest run sends it")
-        digest.resume(rt, session, campaign.id)
+            raise InvalidState("this campaign mails a fixed list of contacts (an automation's run or a digest); "
+                               "it is started for them, not from here")
+        resume_listed(rt, session, campaign.id)
         return
     if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED):
         raise InvalidState(f"a {campaign.status} campaign cannot be sent")
@@ -707,7 +696,8 @@ def dispatch_to(rt: Runtime, campaign_id: int, contact_ids: Sequence[int]) -> in
             campaign.status_reason = ""
             campaign.started_at = campaign.started_at or utcnow()
             campaign.dispatched_at = campaign.dispatched_at or utcnow()   # the list is the audience: nothing to walk
-            session.commit()
+        campaign.recipients_listed = True
+        session.commit()
         page = rt.settings.batch_size
         for i in range(0, len(ids), page):
             chunk = ids[i:i + page]
@@ -734,3 +724,21 @@ def dispatch_to(rt: Runtime, campaign_id: int, contact_ids: Sequence[int]) -> in
         maybe_finish(session, campaign_id)
     logger.info("campaign %s: %d send rows for a list of %d contacts", campaign_id, created, len(ids))
     return created
+
+
+def resume_listed(rt: Runtime, session: Session, campaign_id: int) -> int:
+    """Resume a paused campaign of listed recipients (see dispatch_to) over its own queued send rows only.
+
+    Returns how many sends wait to go again.
+    """
+    lo, hi, n = session.execute(select(func.min(Send.contact_id), func.max(Send.contact_id), func.count())
+                                .where(Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED)).one()
+    session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.PAUSED)
+                    .values(status=CampaignStatus.RUNNING, status_reason=""))
+    session.commit()
+    if n:
+        rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=BATCH_JOB_TIMEOUT)
+    else:
+        maybe_finish(session, campaign_id)
+    logger.info("campaign %s resumed for its listed recipients: %d queued sends", campaign_id, n)
+    return n
