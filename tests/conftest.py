@@ -154,6 +154,23 @@ def client(app):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture()
+def editor(client, db_session):  # noqa: ANN001, ANN201
+    """The test client, logged in to the admin as an editor (Mara Klein)."""
+    from werkzeug.security import generate_password_hash
+
+    from campaigns.models import AdminUser
+    from tests.helpers import csrf
+
+    db_session.add(AdminUser(email="mara@shop.test", name="Mara Klein", role="editor",
+                             password_hash=generate_password_hash("correct horse battery")))
+    db_session.commit()
+    r = client.post("/admin/login", data={"email": "mara@shop.test", "password": "correct horse battery",
+                                          "csrf_token": csrf(client, "/admin/login")})
+    assert r.status_code == 302
+    return client
+
+
+@pytest.fixture()
 def work(db_session, run_worker):  # noqa: ANN001, ANN201
     """Run the worker once this test's session holds no transaction (SQLite writers wait for readers' locks)."""
 

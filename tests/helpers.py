@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 
@@ -11,3 +14,9 @@ def fresh(session: Session) -> Session:
     session.rollback()
     session.expire_all()
     return session
+
+
+def csrf(client: FlaskClient, url: str) -> str:
+    """The CSRF token of the form on the admin page at url."""
+    html = client.get(url).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)

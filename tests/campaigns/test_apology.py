@@ -10,28 +10,12 @@ from email import policy
 
 import pytest
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
-from campaigns.models import AdminUser, Campaign, CampaignKind, Contact, Event, EventType, Sender, Suppression
+from campaigns.models import Campaign, CampaignKind, Contact, Event, EventType, Sender, Suppression
 from campaigns.services import coupons as coupon_service
 from campaigns.services.contacts import save_contact
 from campaigns.services.ingest import email_hash
-
-
-def csrf(client, url: str) -> str:  # noqa: ANN001
-    html = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-@pytest.fixture()
-def editor(client, db_session):  # noqa: ANN001, ANN201
-    db_session.add(AdminUser(email="mara@shop.test", name="Mara Klein", role="editor",
-                             password_hash=generate_password_hash("correct horse battery")))
-    db_session.commit()
-    token = csrf(client, "/admin/login")
-    client.post("/admin/login", data={"email": "mara@shop.test", "password": "correct horse battery",
-                                      "csrf_token": token})
-    return client
+from tests.helpers import csrf
 
 
 @pytest.fixture()

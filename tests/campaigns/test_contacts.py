@@ -9,9 +9,8 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
-from campaigns.models import AdminUser, Campaign, Contact, Event, EventType, Order, Topic, utcnow
+from campaigns.models import Campaign, Contact, Event, EventType, Order, Topic, utcnow
 from campaigns.services import contacts as contact_service
 from campaigns.services.contacts import save_contact
 
@@ -69,15 +68,6 @@ def test_search_by_email_prefix_name_prefix_and_full_name(db_session, crowd) -> 
     assert len(find("   ")) == 23
 
 
-@pytest.fixture()
-def editor(client, db_session):  # noqa: ANN001, ANN201
-    db_session.add(AdminUser(email="ed@shop.test", name="Ed", role="editor",
-                             password_hash=generate_password_hash("pw-for-ed-123")))
-    db_session.commit()
-    r = client.post("/admin/login", data={"email": "ed@shop.test", "password": "pw-for-ed-123",
-                                          "csrf_token": _csrf(client, "/admin/login")})
-    assert r.status_code == 302
-    return client
 
 
 def _csrf(client, url: str) -> str:  # noqa: ANN001

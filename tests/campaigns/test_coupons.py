@@ -7,13 +7,12 @@ import re
 
 import pytest
 from sqlalchemy import func, select
-from werkzeug.security import generate_password_hash
 
 from campaigns.errors import ValidationError
-from campaigns.models import AdminUser, Campaign, CampaignStatus, CouponCode, CouponPool, Send, SendStatus
+from campaigns.models import Campaign, CampaignStatus, CouponCode, CouponPool, Send, SendStatus
 from campaigns.services import coupons as coupon_service
 from campaigns.services import sending
-from tests.helpers import fresh
+from tests.helpers import csrf, fresh
 
 COUPON_MJML = """<mjml><mj-body><mj-section><mj-column>
 <mj-text>Hello {{ contact.first_name }}, your code: <b>CODE[{{ coupon.code }}]</b> worth {{ coupon.value }},
@@ -180,20 +179,8 @@ def test_content_with_a_coupon_needs_a_pool(db_session, make_contacts) -> None: 
 
 # ------------------------------------------------------------------ redemption
 
-@pytest.fixture()
-def editor(client, db_session):  # noqa: ANN001, ANN201
-    db_session.add(AdminUser(email="mara@shop.test", name="Mara", role="editor",
-                             password_hash=generate_password_hash("correct horse battery")))
-    db_session.commit()
-    token = csrf(client, "/admin/login")
-    client.post("/admin/login", data={"email": "mara@shop.test", "password": "correct horse battery",
-                                      "csrf_token": token})
-    return client
 
 
-def csrf(client, url: str) -> str:  # noqa: ANN001
-    html = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def test_shop_api_redeems_once_with_a_valid_token_and_clear_errors(client, db_session) -> None:  # noqa: ANN001

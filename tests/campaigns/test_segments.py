@@ -13,11 +13,9 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import (
-    AdminUser,
     Campaign,
     Contact,
     ContactStatus,
@@ -244,15 +242,6 @@ def test_saved_segments_validate_names_topics_and_cannot_be_deleted_while_in_use
 
 # ---------------------------------------------------------------- through the admin
 
-@pytest.fixture()
-def editor(client, db_session):  # noqa: ANN001, ANN201
-    db_session.add(AdminUser(email="ed@shop.test", name="Ed", role="editor",
-                             password_hash=generate_password_hash("pw-for-ed-123")))
-    db_session.commit()
-    token = _csrf(client, "/admin/login")
-    r = client.post("/admin/login", data={"email": "ed@shop.test", "password": "pw-for-ed-123", "csrf_token": token})
-    assert r.status_code == 302
-    return client
 
 
 def _csrf(client, url: str) -> str:  # noqa: ANN001

@@ -6,10 +6,9 @@ import re
 
 import pytest
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
 from campaigns.errors import InvalidState, ValidationError
-from campaigns.models import AdminUser, Contact, Event, EventType, SurveyAnswer
+from campaigns.models import Contact, Event, EventType, SurveyAnswer
 from campaigns.services import sending
 from campaigns.services import surveys as survey_service
 from mailer.tracking import Purpose
@@ -190,15 +189,6 @@ def test_questions_lock_once_answered_and_content_needs_a_survey(db_session, mak
         survey_service.save_survey(db_session, {"name": "Short"}, QUESTIONS[:1], survey)
 
 
-@pytest.fixture()
-def editor(client, db_session):  # noqa: ANN001, ANN201
-    db_session.add(AdminUser(email="mara@shop.test", name="Mara", role="editor",
-                             password_hash=generate_password_hash("correct horse battery")))
-    db_session.commit()
-    token = csrf_of(client.get("/admin/login").get_data(as_text=True))
-    client.post("/admin/login", data={"email": "mara@shop.test", "password": "correct horse battery",
-                                      "csrf_token": token})
-    return client
 
 
 def test_admin_writes_a_survey_sees_results_and_exports_safe_csv(editor, db_session, make_contacts) -> None:  # noqa: ANN001
