@@ -258,6 +258,7 @@ def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipien
     time.sleep(1.5)        # let the workers import and connect before the clock starts
     with rt.session_factory() as session:
         campaign = session.get(Campaign, campaign_id)
+        machine0 = psutil.cpu_times()
         t0 = time.perf_counter()
         sending.start(session, rt, campaign)
     peak = 0
@@ -275,6 +276,10 @@ def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipien
             break
         time.sleep(0.05)
     elapsed = time.perf_counter() - t0
+    machine1 = psutil.cpu_times()
+    # How busy the whole machine was (every process: workers, sink, counter, database, Redis, this script).
+    idle = (machine1.idle + getattr(machine1, "iowait", 0)) - (machine0.idle + getattr(machine0, "iowait", 0))
+    busy_cores = (sum(machine1) - sum(machine0) - idle) / elapsed
     cpu = []
     for w in watched:
         try:
@@ -306,9 +311,11 @@ def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipien
         for job_id in failed.get_job_ids()[:3]:
             print(f"  failed job {job_id}: {rt.queue.fetch_job(job_id).latest_result().exc_string[-1500:]}",
                   file=sys.stderr)
-    print(f"  {elapsed:.1f} s wall; worker CPU seconds {cpu}; sink {sink.cpu_seconds()}", flush=True)
+    print(f"  {elapsed:.1f} s wall; worker CPU seconds {cpu}; sink {sink.cpu_seconds()}; "
+          f"machine busy {busy_cores:.2f} of {psutil.cpu_count()} cores", flush=True)
     return {"rate": recipients / elapsed, "seconds": elapsed, "peak_rss_mb": peak / 2**20,
-            "worker_cpu_s": sum(c for c in cpu if c is not None),
+            "worker_cpu_s": sum(c for c in cpu if c is not None), "busy_cores": busy_cores,
+            "machine_cpu_ms_per_msg": 1000 * busy_cores * elapsed / recipients,
             "delivered": delivered, "duplicates": delivered - unique, "status": str(status), "sends": by_status}
 
 
@@ -319,6 +326,8 @@ def _mean(runs: list[dict]) -> dict:
             "duplicates": sum(r["duplicates"] for r in runs), "status": ",".join(r["status"] for r in runs),
             "runs": [round(r["rate"], 1) for r in runs],
             "cpu_runs": [r["worker_cpu_s"] for r in runs],
+            "busy_cores": statistics.mean(r["busy_cores"] for r in runs),
+            "machine_cpu_ms_per_msg": statistics.mean(r["machine_cpu_ms_per_msg"] for r in runs),
             "worker_cpu_s": statistics.mean(r["worker_cpu_s"] for r in runs)}
 
 
@@ -498,6 +507,18 @@ def main() -> int:
         "delivered": min((r["delivered"] for r in pipeline), default=None),
         "duplicates": sum(r["duplicates"] for r in pipeline) if pipeline else None,
     }
+    # Where the two-worker phase stands against this machine: CPU per message over every process, how many
+    # cores were busy, and the rate all cores would give at that cost (sink and database share them).
+    for name in ("one_worker", "two_workers"):
+        if name in results:
+            r = results[name]
+            summary[f"{name}_worker_cpu_ms_per_msg"] = round(1000 * r["worker_cpu_s"] / n, 3)
+            summary[f"{name}_machine_cpu_ms_per_msg"] = round(r["machine_cpu_ms_per_msg"], 3)
+            summary[f"{name}_busy_cores"] = round(r["busy_cores"], 2)
+    if "two_workers" in results:
+        ceiling = 1000 * psutil.cpu_count() / results["two_workers"]["machine_cpu_ms_per_msg"]
+        summary["cpu_bound_ceiling"] = round(ceiling, 1)
+        summary["two_workers_vs_ceiling"] = round(results["two_workers"]["rate"] / ceiling, 3)
     if args.policy == "both":
         for name in ("one_worker", "two_workers"):
             if rate(name) and rate(f"{name}_policy"):

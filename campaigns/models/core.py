@@ -346,7 +346,8 @@ class Send(Base):
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
-        Index("ix_send_campaign_status", "campaign_id", "status"),
+        # Claims walk one status of one campaign in contact order, within a batch's contact range.
+        Index("ix_send_campaign_status_contact", "campaign_id", "status", "contact_id"),
     )
 
 

@@ -43,7 +43,7 @@ from campaigns.services.digest import DigestItems
 from campaigns.services.ingest import BouncePolicy, record_smtp_rejection
 from campaigns.services.surveys import SurveyLinks
 from mailer.compose import CompiledCampaign, TemplateError
-from mailer.message import MessageTemplate, format_date, serialize
+from mailer.message import Headers, MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
 from mailer.transport import DeliveryError, PermanentFailure
 
@@ -282,6 +282,18 @@ class CampaignMailer:
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
                 contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, bytes]:
         """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode)."""
+        envelope_from, headers, body = self.compose(send_id, contact_id, to_name, to_email, contact_vars,
+                                                    subject_prefix=subject_prefix, owner_id=owner_id)
+        return envelope_from, self.wire(headers, body)
+
+    def wire(self, headers: Headers, body: bytes) -> bytes:
+        """DKIM-sign composed headers and body into wire bytes (thread-safe; the RSA work releases the GIL)."""
+        signer = self.rt.signer
+        return serialize(headers, body, signer.sign(headers, body) if signer is not None else b"")
+
+    def compose(self, send_id: int, contact_id: int, to_name: str, to_email: str, contact_vars: dict, *,
+                subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, Headers, bytes]:
+        """Envelope sender, headers and body of one recipient's message, not yet signed (see wire())."""
         template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
             (self.template, self.sender)
         tokens = self.rt.tokens
@@ -317,9 +329,7 @@ class CampaignMailer:
             if self.kind != "transactional" else (),
             extra=(("X-Rapport-ID", msg_token),),
         )
-        signer = self.rt.signer
-        prefix = signer.sign(headers, body) if signer is not None else b""
-        return f"bounces+{msg_token}@{self.envelope_domain}", serialize(headers, body, prefix)
+        return f"bounces+{msg_token}@{self.envelope_domain}", headers, body
 
 
 # ---------------------------------------------------------------- batch delivery
@@ -479,9 +489,12 @@ class _Delivery:
     Messages are rendered and signed in this thread while one sender thread talks SMTP: the relay's replies
     (and a full socket buffer) no longer stall the CPU work. At most IN_FLIGHT messages wait for the relay, and
     outcomes are settled in order, so pausing and at-most-once behave as with one thread.
+
+    Measured and rejected: signing in a thread of its own. OpenSSL releases the GIL for the RSA signature, but
+    the three threads' Python work then convoys on the GIL and one worker got ~15 % slower, not faster.
     """
 
-    IN_FLIGHT = 2
+    IN_FLIGHT = 8
 
     def __init__(self, rt: Runtime, mailer: CampaignMailer, pool, result: BatchResult) -> None:  # noqa: ANN001
         self.rt = rt
@@ -494,7 +507,9 @@ class _Delivery:
         self.consecutive_failures = 0
         self.pause_reason = ""
         self.attempts = 0
-        self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtp-sender")
+        # Two connections, so one message's round trips to the relay overlap the next one's.
+        self.sender = ThreadPoolExecutor(max_workers=min(2, pool.relay.max_connections),
+                                         thread_name_prefix="smtp-sender")
 
     def close(self) -> None:
         """Stop the sender thread (after the messages it holds)."""
@@ -527,12 +542,13 @@ class _Delivery:
                            reason)
                 continue
             try:
-                envelope_from, data = self.mailer.message(
+                envelope_from, headers, body = self.mailer.compose(
                     send_id, contact_id, contact.full_name, contact.email,
                     personalization(contact, interests.get(contact_id, ())), owner_id=contact.owner_id)
             except TemplateError as exc:
                 self._done(send_id, SendStatus.FAILED, f"template: {exc}"[:1000])
                 continue
+            data = self.mailer.wire(headers, body)
             in_flight.append((send_id, contact_id, attempts,
                               self.sender.submit(self.pool.send, envelope_from, [contact.email], data)))
             while len(in_flight) >= self.IN_FLIGHT:
@@ -548,7 +564,7 @@ class _Delivery:
             self._failed(send_id, contact_id, attempts, exc)
             return
         self.consecutive_failures = 0
-        self._add(send_id, SendStatus.SENT, "", sent_at=utcnow(), smtp_code=250)
+        self._add(send_id, SendStatus.SENT, "", smtp_code=250)   # sent_at: when recorded (see record())
         self.sent_contacts.append(contact_id)
         self.result.sent += 1
 
@@ -605,9 +621,19 @@ class _Delivery:
         rejections, self.rejections = self.rejections, []
         if not updates:
             return
-        session.execute(update(Send), updates)   # one executemany: every row has the same keys
+        # Rows with the same outcome get one UPDATE … WHERE id IN (…): a claim is mostly "sent", so this is one
+        # statement instead of one per row. Sent rows carry the time of this write (within a claim of sending).
+        now = utcnow()
+        groups: dict[tuple, list[int]] = {}
+        for row in updates:
+            if row["status"] == SendStatus.SENT:
+                row["sent_at"] = now
+            groups.setdefault(tuple((k, v) for k, v in row.items() if k != "id"), []).append(row["id"])
+        for values, ids in groups.items():
+            session.execute(update(Send).where(Send.id.in_(ids)).values(dict(values))
+                            .execution_options(synchronize_session=False))
         if sent_contacts:
-            session.execute(update(Contact).where(Contact.id.in_(sent_contacts)).values(last_sent_at=utcnow()))
+            session.execute(update(Contact).where(Contact.id.in_(sent_contacts)).values(last_sent_at=now))
         if self.mailer.kind != CampaignKind.TRANSACTIONAL:
             # Sends that passed the policy but did not go out (failed, deferred, handed back) no longer count.
             policy_service.unreserve(session, [row["id"] for row in updates
