@@ -107,6 +107,36 @@ def test_5xx_fails_with_the_reply_and_suppresses_the_address(runtime, db_session
     assert db_session.get(Campaign, campaign.id).failed == 1
 
 
+def test_mixed_outcomes_of_one_claim_are_each_recorded(runtime, db_session, make_contacts, make_campaign,
+                                                       scripted, run_worker) -> None:  # noqa: ANN001
+    """A claim's outcomes are written grouped by outcome: each row still gets exactly its own status and reply."""
+    topic, contacts = make_contacts(12)
+    rejected = {contacts[1].email, contacts[5].email, contacts[9].email}
+    deferred = {contacts[3].email}
+    for email in rejected:
+        scripted.replies[email] = "550 5.1.1 No such user here"
+    for email in deferred:
+        scripted.replies[email] = "451 4.3.0 Try again later"
+    campaign = make_campaign([topic])
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=1)
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    got = rows(db_session)
+    for email, row in got.items():
+        if email in rejected:
+            assert (row.status, row.smtp_code, row.sent_at) == (SendStatus.FAILED, 550, None)
+            assert "No such user" in row.last_error
+        elif email in deferred:
+            assert (row.status, row.smtp_code, row.sent_at) == (SendStatus.QUEUED, 451, None)
+            assert row.next_attempt_at is not None and row.attempts == 1
+        else:
+            assert (row.status, row.smtp_code, row.last_error) == (SendStatus.SENT, 250, "")
+            assert row.sent_at is not None and row.sent_at.replace(tzinfo=None) >= before
+    assert sorted(scripted.received) == sorted(e for e in got if e not in rejected | deferred)
+    campaign = db_session.get(Campaign, campaign.id)
+    assert (campaign.sent, campaign.failed) == (8, 3)
+
+
 def test_max_attempts_then_failed(runtime, db_session, make_contacts, make_campaign, scripted) -> None:  # noqa: ANN001
     runtime.settings = runtime.settings.with_overrides({"max_attempts": 2})
     topic, contacts = make_contacts(1)
