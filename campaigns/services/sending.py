@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.config import PolicySettings
@@ -685,13 +685,26 @@ def send_test(rt: Runtime, session: Session, campaign: Campaign, addresses: Sequ
     return emails
 
 
-def progress(session: Session, campaign_id: int) -> dict[str, int | str]:
-    """Live counters for the progress bar."""
+def progress(session: Session, campaign_id: int, policy: PolicySettings | None = None) -> dict[str, int | str]:
+    """Live counters for the progress bar, and what a running campaign with nothing left to send waits for."""
     c = campaign_service.get_campaign(session, campaign_id)
-    remaining = session.scalar(select(func.count()).select_from(Send).where(
-        and_(Send.campaign_id == campaign_id, Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING])))) or 0
+    by_status = dict(session.execute(
+        select(Send.status, func.count()).where(
+            Send.campaign_id == campaign_id,
+            Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING, SendStatus.HELD]))
+        .group_by(Send.status)).all())
+    remaining = by_status.get(SendStatus.QUEUED, 0) + by_status.get(SendStatus.SENDING, 0)
+    held_now = by_status.get(SendStatus.HELD, 0)
+    waiting = ""
+    if c.status == CampaignStatus.RUNNING and c.dispatched_at is not None and not remaining and held_now:
+        until = policy_service.deadline(c, policy) if policy is not None else None
+        waiting = (f"Everyone who may get it now has it. {held_now} recipient{'s are' if held_now != 1 else ' is'} "
+                   "held by the contact policy and retried as their nurture mail allows"
+                   + (f", until {until:%Y-%m-%d %H:%M} UTC" if until else "")
+                   + "; the campaign finishes then. Cancel it to stop waiting.")
     return {"status": str(c.status), "reason": c.status_reason, "recipients": c.recipients, "sent": c.sent,
-            "failed": c.failed, "held": c.held, "skipped": c.skipped, "remaining": remaining}
+            "failed": c.failed, "held": c.held, "skipped": c.skipped, "remaining": remaining,
+            "held_now": held_now, "waiting": waiting}
 
 
 

@@ -32,6 +32,8 @@
       const v = counts[el.dataset.count];
       if (v !== undefined) el.textContent = String(v);
     });
+    const waiting = box.querySelector('[data-count="waiting"]');
+    if (waiting) waiting.hidden = !p.waiting;
     if (badge && p.status !== shownStatus) {
       badge.textContent = p.status;
       badge.className = "badge " + ({ running: "ok", finished: "done", paused: "warn", cancelled: "muted" }[p.status] || "");

@@ -423,3 +423,28 @@ def test_valid_until_on_the_campaign_form(admin_client, db_session, make_contact
     assert f'value="{when}"' in edit
     admin_client.post(f"/admin/campaigns/{saved.id}/edit", data={**form, "valid_until": ""})
     assert fresh(db_session).get(Campaign, saved.id).valid_until is None
+
+
+def test_a_campaign_waiting_only_on_held_sends_says_so_and_until_when(runtime, db_session, make_contacts,
+                                                                       make_campaign, run_worker, editor) -> None:  # noqa: ANN001
+    topic, _ = make_contacts(3)
+    set_policy(db_session, hold_days=9)
+    coupon = make_campaign([topic], kind="marketing")
+    sending.start(db_session, runtime, coupon)
+    run_worker()
+    db_session.expire_all()
+    coupon = db_session.get(Campaign, coupon.id)
+    assert coupon.status == CampaignStatus.RUNNING     # held sends are retried: not finished yet
+    until = coupon.started_at + dt.timedelta(days=9)
+    got = editor.get(f"/admin/campaigns/{coupon.id}/progress").get_json()
+    assert (got["remaining"], got["held_now"]) == (0, 3)
+    assert "3 recipients are held by the contact policy" in got["waiting"]
+    assert f"until {until:%Y-%m-%d %H:%M} UTC" in got["waiting"]
+    page = editor.get(f"/admin/campaigns/{coupon.id}").get_data(as_text=True)
+    assert 'data-count="waiting" >Everyone who may get it now has it. 3 recipients' in page
+    # A nurture campaign with nothing held has nothing to wait for.
+    news = make_campaign([topic])
+    sending.start(db_session, runtime, news)
+    run_worker()
+    done = editor.get(f"/admin/campaigns/{news.id}/progress").get_json()
+    assert (done["status"], done["held_now"], done["waiting"]) == ("finished", 0, "")
