@@ -50,8 +50,8 @@ from campaigns.config import Settings  # noqa: E402
 from campaigns.db import scratch_database  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Subscription, Topic  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
+from campaigns.services import delivery, sending  # noqa: E402
 from campaigns.services import policy as policy_service  # noqa: E402
-from campaigns.services import sending  # noqa: E402
 from campaigns.services.campaigns import save_campaign  # noqa: E402
 from mailer.dkim import generate_private_key_pem  # noqa: E402
 
@@ -338,7 +338,7 @@ def prebuilt_messages(rt: Runtime, campaign_id: int, count: int) -> list[tuple[b
     out = []
     with rt.session_factory() as session:
         campaign = session.get(Campaign, campaign_id)
-        mailer = sending.CampaignMailer.for_campaign(rt, session, campaign)
+        mailer = delivery.CampaignMailer.for_campaign(rt, session, campaign)
         mailer.template = type(mailer.template)(**{**mailer.template.__dict__, "feedback_id": "raw"})
         contacts = session.scalars(select(Contact).limit(count)).all()
         for i, c in enumerate(contacts):

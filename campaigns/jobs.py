@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict
 
 from campaigns import runtime
-from campaigns.services import sending
+from campaigns.services import delivery, sending
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def dispatch_campaign(campaign_id: int) -> int:
 
 def send_batch(campaign_id: int, lo: int, hi: int) -> dict:
     """Deliver one batch of a campaign (contacts lo..hi)."""
-    result = sending.send_batch(runtime.current(), campaign_id, lo, hi)
+    result = delivery.send_batch(runtime.current(), campaign_id, lo, hi)
     return asdict(result)
 
 

@@ -19,8 +19,8 @@ from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.services import campaigns as campaign_service
 from campaigns.services import contacts as contact_service
+from campaigns.services import delivery, scheduling, sending
 from campaigns.services import policy as policy_service
-from campaigns.services import scheduling, sending
 from mailer.compose import CampaignSource, TemplateError
 
 PREVIEW_TTL = 900          # seconds a live preview stays fetchable
@@ -200,7 +200,7 @@ def campaign_preview(campaign_id: int) -> Response:
     if contact is None:
         contact = session.scalar(select(Contact).order_by(Contact.id).limit(1))
     try:
-        mailer = sending.CampaignMailer.for_campaign(rt(), session, obj)
+        mailer = delivery.CampaignMailer.for_campaign(rt(), session, obj)
         owner = mailer.owners.get(contact.owner_id) if contact is not None and contact.owner_id else None
         extras = campaign_service.sample_extras(session, obj.coupon_pool_id, obj.survey_id, rt().settings.base_url,
                                                 rt().tokens)
@@ -226,7 +226,7 @@ def campaign_test(campaign_id: int):  # noqa: ANN201
         flash(f"There is no contact {as_value}; pick one from the suggestions or leave it empty.", "error")
         return redirect(url_for("admin.campaign", campaign_id=campaign_id))
     try:
-        sent = sending.send_test(rt(), session, obj, addresses, as_contact=as_contact)
+        sent = delivery.send_test(rt(), session, obj, addresses, as_contact=as_contact)
         who = f" as {as_contact.email}" if as_contact else ""
         flash(f"Test sent to {', '.join(sent)}{who}.", "info")
     except (RapportError, TemplateError) as exc:

@@ -96,7 +96,7 @@ def _held_items():  # noqa: ANN202
                    Campaign.id.not_in(select(DigestRun.campaign_id)),
                    Contact.status == ContactStatus.SUBSCRIBED,
                    Contact.frequency.in_([Frequency.WEEKLY.value, Frequency.MONTHLY.value]),
-                   # still in one of the campaign's topics, as the send path re-checks (sending._eligible)
+                   # still in one of the campaign's topics, as the send path re-checks (delivery._eligible)
                    Campaign.all_contacts.is_(True) | exists().where(
                        Subscription.contact_id == Send.contact_id, Subscription.subscribed.is_(True),
                        Subscription.topic_id.in_(select(campaign_topic.c.topic_id)
@@ -264,7 +264,7 @@ def _render(template: Template, context: Mapping[str, Any]) -> str:
 def web_version(rt: Runtime, session: Session, send_id: int) -> str:
     """The HTML of a send's message as its contact got (or would have got) it, with tracked links; NotFound if gone."""
     from campaigns.services.contacts import personalization
-    from campaigns.services.sending import CampaignMailer  # sending imports this module
+    from campaigns.services.delivery import CampaignMailer  # delivery imports this module
     from mailer.compose import TemplateError
 
     send = session.get(Send, send_id)

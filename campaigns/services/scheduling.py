@@ -19,7 +19,7 @@ from campaigns.errors import InvalidState, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignStatus, utcnow
 from campaigns.runtime import Runtime
 from campaigns.services import campaigns as campaign_service
-from campaigns.services import sending
+from campaigns.services import delivery, sending
 from mailer.compose import TemplateError
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def ready_to_send(session: Session, rt: Runtime, campaign: Campaign) -> None:
     """Raise ValidationError when the campaign cannot go out: template errors (with line) or compliance."""
     campaign_service.validate(campaign)
     try:
-        sending.CampaignMailer.for_campaign(rt, session, campaign)
+        delivery.CampaignMailer.for_campaign(rt, session, campaign)
     except TemplateError as exc:
         raise ValidationError(str(exc), field="mjml") from None
 

@@ -144,7 +144,7 @@ def test_marketing_is_refused_without_a_configured_postal_address(runtime, db_se
     from dataclasses import replace
 
     from campaigns.services import scheduling
-    from campaigns.services.sending import CampaignMailer  # noqa: F401 - the check runs where the mailer is built
+    from campaigns.services.delivery import CampaignMailer  # noqa: F401 - the check runs where the mailer is built
 
     topic, _ = make_contacts(1)
     campaign = campaign_service.save_campaign(db_session, {"name": "Sale", "kind": "marketing", "subject": "Sale",

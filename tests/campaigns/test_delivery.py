@@ -12,7 +12,7 @@ from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select, update
 
 from campaigns.models import Campaign, CampaignStatus, Contact, ContactStatus, Send, SendStatus
-from campaigns.services import sending
+from campaigns.services import delivery, sending
 
 
 class Scripted:
@@ -86,7 +86,7 @@ def test_4xx_is_retried_later_with_backoff_and_then_delivered(runtime, db_sessio
     del scripted.replies[greylisted]
     db_session.execute(update(Send).values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
     db_session.commit()
-    sending.send_batch(runtime, campaign.id, 0, 10**9)
+    delivery.send_batch(runtime, campaign.id, 0, 10**9)
     state = rows(db_session)
     assert state[greylisted].status == SendStatus.SENT and state[greylisted].attempts == 2
     assert scripted.received.count(greylisted) == 1 and len(scripted.received) == 4
@@ -147,7 +147,7 @@ def test_max_attempts_then_failed(runtime, db_session, make_contacts, make_campa
     for _ in range(2):
         db_session.execute(update(Send).values(next_attempt_at=None))
         db_session.commit()
-        sending.send_batch(runtime, campaign.id, 0, 10**9)
+        delivery.send_batch(runtime, campaign.id, 0, 10**9)
     row = rows(db_session)[contacts[0].email]
     assert row.status == SendStatus.FAILED and row.attempts == 2 and "gave up after 2 attempts" in row.last_error
     assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
@@ -169,7 +169,7 @@ def test_relay_refusing_login_pauses_campaign_and_blames_no_recipient(runtime, d
         campaign = make_campaign([topic])
         sending.start(db_session, runtime, campaign)
         sending.dispatch(runtime, campaign.id)
-        result = sending.send_batch(runtime, campaign.id, 0, 10**9)
+        result = delivery.send_batch(runtime, campaign.id, 0, 10**9)
     finally:
         controller.stop()
     assert result.stopped == "paused"
@@ -193,7 +193,7 @@ def test_unreachable_relay_auto_pauses_after_consecutive_failures(runtime, db_se
     assert c.status == CampaignStatus.PAUSED and "4 failed deliveries in a row" in c.status_reason
     assert all(s.status == SendStatus.QUEUED for s in state)   # nobody lost, nobody failed for the relay's fault
     # The pause comes after the 4th failure; a message already handed to the sender thread may fail too.
-    assert 4 <= sum(1 for s in state if "temporary failure" in s.last_error) <= 4 + sending._Delivery.IN_FLIGHT - 1
+    assert 4 <= sum(1 for s in state if "temporary failure" in s.last_error) <= 4 + delivery._Delivery.IN_FLIGHT - 1
 
 
 def test_campaign_goes_through_its_chosen_relay(runtime, db_session, make_contacts, make_campaign) -> None:  # noqa: ANN001
@@ -221,7 +221,7 @@ def test_campaign_goes_through_its_chosen_relay(runtime, db_session, make_contac
         db_session.commit()
         sending.start(db_session, runtime, campaign)
         sending.dispatch(runtime, campaign.id)
-        sending.send_batch(runtime, campaign.id, 0, 10**9)
+        delivery.send_batch(runtime, campaign.id, 0, 10**9)
     finally:
         for c in controllers:
             c.stop()

@@ -23,7 +23,7 @@ from campaigns.models import (
     SendStatus,
     utcnow,
 )
-from campaigns.services import policy, sending
+from campaigns.services import delivery, policy, sending
 from tests.helpers import fresh
 
 DEFAULTS = {f: getattr(PolicySettings(), f) for f in ("window_days", "ratio_marketing", "ratio_nurture",
@@ -148,7 +148,7 @@ def test_transactional_mail_is_exempt_but_never_goes_to_bounced_or_complained(
     # After the send rows exist, one address complains: the worker re-checks at send time.
     fresh(db_session).get(Contact, p["fresh"].id).status = ContactStatus.COMPLAINED
     db_session.commit()
-    sending.send_batch(runtime, receipt.id, 0, 10**9)
+    delivery.send_batch(runtime, receipt.id, 0, 10**9)
     got = sends_of(db_session, receipt.id)
     assert got.pop(p["fresh"].id) == ("skipped", "suppressed")
     assert set(got.values()) == {("sent", "")} and outbox.count() == 9     # paused, capped, weekly: all get it
@@ -229,7 +229,7 @@ def test_a_campaign_past_its_validity_cannot_start_and_sends_nothing_late(
     runtime.queue.empty()
     fresh(db_session).get(Campaign, coupon.id).valid_until = utcnow() - dt.timedelta(seconds=1)
     db_session.commit()
-    sending.send_batch(runtime, coupon.id, 0, 10**9)
+    delivery.send_batch(runtime, coupon.id, 0, 10**9)
     assert set(sends_of(db_session, coupon.id).values()) == {("skipped", "expired")} and outbox.count() == 0
     other = make_campaign([topic], kind="marketing")
     other.valid_until = utcnow() - dt.timedelta(days=1)

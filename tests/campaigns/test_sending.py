@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns.models import Campaign, CampaignStatus, Contact, ContactStatus, Send, SendStatus, Subscription
-from campaigns.services import sending
+from campaigns.services import delivery, sending
 from mailer.dkim import DKIMKey
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def test_status_is_rechecked_at_send_time(runtime, db_session, make_contacts, ma
     db_session.get(Subscription, (contacts[1].id, topic.id)).subscribed = False
     db_session.commit()
     runtime.queue.empty()
-    sending.send_batch(runtime, campaign.id, 0, 10**9)
+    delivery.send_batch(runtime, campaign.id, 0, 10**9)
     rcpts = {m.recipients[0] for m in messages(outbox)}
     assert contacts[0].email not in rcpts and contacts[1].email not in rcpts and len(rcpts) == 8
     skipped = {s.contact_id: s.last_error for s in db_session.scalars(select(Send).where(Send.status == "skipped"))}
@@ -106,7 +106,7 @@ def test_pause_and_cancel_stop_between_claims(runtime, db_session, make_contacts
     sending.dispatch(runtime, campaign.id)
     runtime.queue.empty()
     sending.pause(db_session, campaign)
-    result = sending.send_batch(runtime, campaign.id, 0, 10**9)
+    result = delivery.send_batch(runtime, campaign.id, 0, 10**9)
     assert result.stopped == "paused" and outbox.count() == 0
     sending.start(db_session, runtime, campaign)   # resume
     run_worker()

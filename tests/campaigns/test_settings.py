@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from campaigns.models import AdminUser, Contact, Sender
 from campaigns.runtime import Runtime
-from campaigns.services import sending
+from campaigns.services import delivery
 from campaigns.services.campaigns import get_campaign
 from tests.campaigns.test_access import PASSWORD, add_user, csrf, login, reread
 
@@ -91,7 +91,7 @@ def test_postal_address_from_the_admin_is_in_the_footer_of_sent_mail(admin, app,
     campaign = make_campaign([topic])
     runtime = app.extensions["rapport"]
     with runtime.session_factory() as session:
-        sending.send_test(runtime, session, get_campaign(session, campaign.id), ["check@example.com"])
+        delivery.send_test(runtime, session, get_campaign(session, campaign.id), ["check@example.com"])
     message = outbox.get(outbox.list()[0].key)
     assert "Gartenweg 7, 80331 München" in message.text
     assert "Lindenstraße 1" not in message.text                         # the POSTAL_ADDRESS default is overridden
@@ -133,7 +133,7 @@ def test_dkim_key_generation_publish_record_and_activation(admin, app, db_sessio
 
     def signed_selector() -> str:
         with runtime.session_factory() as session:
-            sending.send_test(runtime, session, get_campaign(session, campaign.id), ["check@example.com"])
+            delivery.send_test(runtime, session, get_campaign(session, campaign.id), ["check@example.com"])
         raw = outbox.get(outbox.list()[0].key).raw
         return re.search(rb"DKIM-Signature:.*?\bs=([\w-]+)", raw, re.S).group(1).decode()
 
