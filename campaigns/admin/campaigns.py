@@ -10,17 +10,15 @@ from zoneinfo import ZoneInfo
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from campaigns.admin import PREVIEW_CSP, _escape, bp, editor_required
+from campaigns.admin.policy import current_policy
 from campaigns.app import db, rt
-from campaigns.config import PolicySettings
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.services import campaigns as campaign_service
 from campaigns.services import contacts as contact_service
 from campaigns.services import delivery, scheduling, sending
-from campaigns.services import policy as policy_service
 from mailer.compose import CampaignSource, TemplateError
 
 PREVIEW_TTL = 900          # seconds a live preview stays fetchable
@@ -185,7 +183,7 @@ def campaign(campaign_id: int):  # noqa: ANN201
     name, email = campaign_service.from_identity(obj, rt().settings)
     return render_template("admin/campaign.html", campaign=obj, error=error,
                            audience=sending.audience_count(session, obj),
-                           progress=sending.progress(session, campaign_id, _policy(session)),
+                           progress=sending.progress(session, campaign_id, current_policy()),
                            from_owner=obj.from_email == campaign_service.FROM_OWNER, from_line=f"{name} <{email}>",
                            timezones=scheduling.timezones())
 
@@ -285,9 +283,5 @@ def campaign_action(campaign_id: int, action: str):  # noqa: ANN201
 def campaign_progress(campaign_id: int) -> Response:
     """Live counters for the progress bar (sent, held, failed, skipped, remaining)."""
     _campaign_or_404(campaign_id)
-    return jsonify(sending.progress(db(), campaign_id, _policy(db())))
+    return jsonify(sending.progress(db(), campaign_id, current_policy()))
 
-
-def _policy(session: Session) -> PolicySettings:
-    """The contact policy in force (Settings page values over the configured defaults)."""
-    return policy_service.load(session, rt().settings.policy)

@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 
 from campaigns.admin import bp, editor_required
 from campaigns.app import db, rt
+from campaigns.config import PolicySettings
 from campaigns.errors import ValidationError
 from campaigns.models import AdminRole, Campaign, CampaignStatus, Contact
 from campaigns.services import campaigns as campaign_service
@@ -38,7 +39,8 @@ def policy_reason(code: str) -> str:
     return REASON_LABELS.get(code, code)
 
 
-def _policy():  # noqa: ANN202
+def current_policy() -> PolicySettings:
+    """The contact policy in force: the Settings page's values over the configured defaults."""
     return policy_service.load(db(), rt().settings.policy)
 
 
@@ -46,7 +48,7 @@ def _policy():  # noqa: ANN202
 def policy_panel(campaign: Campaign) -> dict:
     """What the campaign page shows: the forecast before sending, held and skipped sends by reason after."""
     session = db()
-    policy = _policy()
+    policy = current_policy()
     out: dict = {"policy": policy, "deadline": policy_service.deadline(campaign, policy),
                  "reasons": policy_service.send_reasons(session, campaign.id), "forecast": None}
     if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED) or request.args.get("forecast") == "1":
@@ -57,7 +59,7 @@ def policy_panel(campaign: Campaign) -> dict:
 @bp.app_template_global("policy_outlook")
 def policy_outlook(contact: Contact) -> policy_service.Outlook:
     """What the contact page shows: recent mail by kind and what the policy allows next."""
-    return policy_service.outlook(db(), contact, _policy())
+    return policy_service.outlook(db(), contact, current_policy())
 
 
 @bp.route("/settings/policy", methods=["GET", "POST"])
@@ -73,13 +75,14 @@ def policy_settings():  # noqa: ANN201
         except ValidationError as exc:
             session.rollback()
             flash(str(exc), "error")
-            return render_template("admin/policy/settings.html", policy=_policy(), form=request.form,
+            return render_template("admin/policy/settings.html", policy=current_policy(), form=request.form,
                                    limits=policy_service.LIMITS, error_field=exc.field), 400
         flash("Policy saved. It applies to every message sent from now on.", "info")
         return redirect(url_for("admin.policy_settings"))
     from campaigns.models import PolicyConfig
 
-    return render_template("admin/policy/settings.html", policy=_policy(), form=None, limits=policy_service.LIMITS,
+    return render_template("admin/policy/settings.html", policy=current_policy(), form=None,
+                           limits=policy_service.LIMITS,
                            error_field="", saved=session.get(PolicyConfig, 1))
 
 

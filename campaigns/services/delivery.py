@@ -44,7 +44,7 @@ from campaigns.services.ingest import BouncePolicy, record_smtp_rejection
 from campaigns.services.sending import BATCH_JOB_TIMEOUT, UNSENDABLE, maybe_finish, pause
 from campaigns.services.surveys import SurveyLinks
 from mailer.compose import CompiledCampaign, TemplateError
-from mailer.message import Headers, MessageTemplate, format_date, serialize
+from mailer.message import MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
 from mailer.transport import DeliveryError, PermanentFailure
 
@@ -117,18 +117,6 @@ class CampaignMailer:
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
                 contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, bytes]:
         """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode)."""
-        envelope_from, headers, body = self.compose(send_id, contact_id, to_name, to_email, contact_vars,
-                                                    subject_prefix=subject_prefix, owner_id=owner_id)
-        return envelope_from, self.wire(headers, body)
-
-    def wire(self, headers: Headers, body: bytes) -> bytes:
-        """DKIM-sign composed headers and body into wire bytes (thread-safe; the RSA work releases the GIL)."""
-        signer = self.rt.signer
-        return serialize(headers, body, signer.sign(headers, body) if signer is not None else b"")
-
-    def compose(self, send_id: int, contact_id: int, to_name: str, to_email: str, contact_vars: dict, *,
-                subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, Headers, bytes]:
-        """Envelope sender, headers and body of one recipient's message, not yet signed (see wire())."""
         template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
             (self.template, self.sender)
         tokens = self.rt.tokens
@@ -164,7 +152,9 @@ class CampaignMailer:
             if self.kind != "transactional" else (),
             extra=(("X-Rapport-ID", msg_token),),
         )
-        return f"bounces+{msg_token}@{self.envelope_domain}", headers, body
+        signer = self.rt.signer
+        prefix = signer.sign(headers, body) if signer is not None else b""
+        return f"bounces+{msg_token}@{self.envelope_domain}", serialize(headers, body, prefix)
 
 
 # ---------------------------------------------------------------- batch delivery
@@ -377,13 +367,12 @@ class _Delivery:
                            reason)
                 continue
             try:
-                envelope_from, headers, body = self.mailer.compose(
+                envelope_from, data = self.mailer.message(
                     send_id, contact_id, contact.full_name, contact.email,
                     personalization(contact, interests.get(contact_id, ())), owner_id=contact.owner_id)
             except TemplateError as exc:
                 self._done(send_id, SendStatus.FAILED, f"template: {exc}"[:1000])
                 continue
-            data = self.mailer.wire(headers, body)
             in_flight.append((send_id, contact_id, attempts,
                               self.sender.submit(self.pool.send, envelope_from, [contact.email], data)))
             while len(in_flight) >= self.IN_FLIGHT:
