@@ -16,14 +16,14 @@ from mailer.tracking import Purpose
 @bp.route("/u/<token>", methods=["GET", "POST"])
 @csrf.exempt   # RFC 8058: mail clients POST without cookies; the sealed token is the credential
 def unsubscribe(token: str):  # noqa: ANN201
-    """GET shows a page and changes nothing (scanners follow links); POST unsubscribes at once."""
+    """GET and HEAD show a page and change nothing (scanners follow links); only POST unsubscribes, at once."""
     contact_id, campaign_id = open_token(Purpose.UNSUBSCRIBE, token)
     prefs_token = rt().tokens.seal(Purpose.PREFERENCES, contact_id) if contact_id else ""
     try:
         scope = feedback.resolve_unsubscribe(db(), contact_id, campaign_id)
     except NotFound:
         return render_template("public/unsubscribe_done.html", test=True, everything=True, topics=[]), 200
-    if request.method == "GET":
+    if request.method != "POST":   # HEAD too: link checkers send it to every link of a mail
         return render_template("public/unsubscribe.html", token=token, scope=scope, prefs_token=prefs_token)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     # One-click (from the mail client's button) stops all mail: that is what the person pressing it expects.

@@ -1,7 +1,7 @@
-"""The survey page: a one-click answer from the mail is recorded, the page shows it and asks the rest.
+"""The survey page: the answer clicked in the mail is preselected; the page asks the rest and records on POST.
 
 Links are sealed tokens (Purpose.SURVEY); a forged or altered one gets the friendly 404 before the database is read.
-Security scanners that follow links (by user agent) and HEAD requests see the page but record nothing.
+GET and HEAD never record anything (security scanners and link checkers open every link of a mail).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from campaigns.app import csrf, db
 from campaigns.errors import NotFound, ValidationError
 from campaigns.public import bp, open_token
 from campaigns.services import surveys as survey_service
-from campaigns.services.engagement import machine_agent
 from mailer.tracking import Purpose
 
 logger = logging.getLogger(__name__)
@@ -41,6 +40,7 @@ def survey(token: str):  # noqa: ANN201
         return _unavailable("Sorry: this survey has changed since the mail was sent.")
     error = ""
     chosen: dict[int, str] = dict(response.answers)
+    clicked: int | None = None
     if request.method == "POST":
         try:
             answers = survey_service.parse_answers(response.survey, request.form)
@@ -55,15 +55,13 @@ def survey(token: str):  # noqa: ANN201
                 survey_service.record_answers(session, response, answers, source="page")
                 return render_template("public/survey_done.html", test=False, thanks=response.survey.thanks)
     else:
-        clicked = survey_service.answer_of_code(questions[question], code)
-        if clicked is not None:
-            chosen[question] = clicked
-            # Link scanners open every link of a mail; only a person's browser records the answer.
-            is_person = request.method == "GET" and not machine_agent(request.headers.get("User-Agent", ""),
-                                                                      request.remote_addr or "")
-            if is_person:
-                survey_service.record_answers(session, response, {question: clicked}, source="mail")
+        # Only the page's POST records: mail scanners and link checkers open every link of a mail (GET or HEAD),
+        # so the answer clicked in the mail is preselected here and recorded when the person sends the form.
+        answer = survey_service.answer_of_code(questions[question], code)
+        if answer is not None:
+            chosen[question] = answer
+            clicked = question
     status = 422 if error else 200
     return render_template("public/survey.html", survey=response.survey, chosen=chosen, error=error,
-                           recorded=question if code and not error and request.method != "POST" else None,
+                           clicked=clicked,
                            options=survey_service.options, token=token), status

@@ -93,9 +93,13 @@ def test_one_click_answer_in_the_mail_then_the_page_holds_it_and_asks_the_rest(
     page = client.get(four, headers=BROWSER)
     html = page.get_data(as_text=True)
     assert page.status_code == 200
-    assert "we noted your answer “4”" in html
+    assert "Your answer “4” is selected below" in html
     assert re.search(r'name="q0" value="4" checked', html)
     assert "Would you recommend us?" in html and "What do you grow most?" in html
+    db_session.rollback()
+    # Opening the link records nothing (scanners open every link); the page's POST does.
+    assert db_session.scalar(select(SurveyAnswer).where(SurveyAnswer.contact_id == anna.id)) is None
+    assert client.post(four, data={"q0": "4"}, headers=BROWSER).status_code == 200
     db_session.rollback()
     answer = db_session.scalar(select(SurveyAnswer).where(SurveyAnswer.contact_id == anna.id))
     assert (answer.position, answer.value, answer.campaign_id) == (0, "4", campaign.id)
@@ -118,7 +122,7 @@ def test_one_click_answer_in_the_mail_then_the_page_holds_it_and_asks_the_rest(
     events = [e.data for e in db_session.scalars(select(Event).where(
         Event.contact_id == anna.id, Event.type == EventType.SURVEY_ANSWER).order_by(Event.id))]
     assert [(e["question"], e["answer"], e["source"]) for e in events] == [
-        (0, "4", "mail"), (0, "5", "page"), (1, "no", "page"), (2, "Roses", "page"),
+        (0, "4", "page"), (0, "5", "page"), (1, "no", "page"), (2, "Roses", "page"),
         (3, "=HYPERLINK(\"http://evil\")", "page")]
 
     # Segments: "answered 'no' to question 2".
@@ -138,6 +142,9 @@ def test_one_click_answer_in_the_mail_then_the_page_holds_it_and_asks_the_rest(
     db_session.rollback()
     assert db_session.scalar(select(SurveyAnswer).where(SurveyAnswer.contact_id == bob.id)) is None
     client.get(bob_link, headers=BROWSER)
+    db_session.rollback()
+    assert db_session.scalar(select(SurveyAnswer).where(SurveyAnswer.contact_id == bob.id)) is None
+    client.post(bob_link, data={"q0": "1"}, headers=BROWSER)
     db_session.rollback()
 
     results = survey_service.results(db_session, survey.id)
