@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from functools import wraps
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -95,6 +96,26 @@ def _access_checks():  # noqa: ANN202
 
 # ------------------------------------------------------------------ auth
 
+# Encoded slashes, backslashes and control characters: a later decoding step could turn them into a host.
+_ENCODED_TRICKS = ("%2f", "%5c", "%00", "%09", "%0a", "%0d")
+
+
+def local_path(raw: str) -> str | None:
+    """raw if it is plainly a path on this site, else None: whatever a browser or Werkzeug would strip or
+    reinterpret first (control and invisible characters, backslashes, encoded slashes) disqualifies it."""
+    if not raw or len(raw) > 2000 or not raw.isprintable() or "\\" in raw:
+        return None
+    if raw[0] != "/" or raw[1:2] == "/":
+        return None
+    lowered = raw.lower()
+    if any(code in lowered for code in _ENCODED_TRICKS):
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme or parts.netloc:
+        return None
+    return raw
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():  # noqa: ANN201
     if request.method == "POST":
@@ -112,11 +133,8 @@ def login():  # noqa: ANN201
         session.permanent = True
         login_user(user)
         session["login_at"] = session["seen_at"] = int(time.time())
-        target = request.args.get("next", "")
         # Only local paths: never let a crafted link send a fresh login elsewhere.
-        if not target.startswith("/") or target.startswith("//") or target.startswith("/\\"):
-            target = url_for("admin.dashboard")
-        return redirect(target)
+        return redirect(local_path(request.args.get("next", "")) or url_for("admin.dashboard"))
     if current_user.is_authenticated:
         return redirect(url_for("admin.dashboard"))
     return render_template("admin/login.html", email="")
