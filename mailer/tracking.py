@@ -5,6 +5,7 @@ sealed with AES-SIV (deterministic authenticated encryption, RFC 5297) with the 
 token is short, reveals no sequential id, cannot be forged or altered, and cannot be replayed for another purpose.
 Determinism is deliberate: the same send always gets the same Message-ID and the same links.
 The first byte is a key id, so keys can rotate: new tokens use the current key, old ones still verify.
+A token is unpadded URL-safe base64 and opens only in exactly the spelling seal() made (docs/security.md).
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ class TokenCodec:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (ValueError, TypeError):
             raise InvalidToken("not base64") from None
+        # The decoder skips characters outside the alphabet and ignores unused trailing bits: only the one
+        # spelling seal() produces is a token, so an altered link never opens anything.
+        if base64.urlsafe_b64encode(raw).rstrip(b"=") != token.encode("ascii", "replace"):
+            raise InvalidToken("not in canonical form")
         if len(raw) < 18:
             raise InvalidToken("too short")
         for cipher in self._by_kid.get(raw[0], ()):

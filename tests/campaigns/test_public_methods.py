@@ -117,3 +117,15 @@ def test_a_survey_answer_clicked_in_the_mail_is_recorded_only_by_the_pages_post(
     assert client.post(url, data={"q0": "4"}, headers=BROWSER).status_code == 200
     assert len(dump(db_session)["survey_answer"]) == 1
 
+
+
+def test_other_spellings_of_a_valid_token_get_the_404(client, db_session, world) -> None:  # noqa: ANN001
+    args, _contact_id = world
+    for endpoint, prefix in (("public.unsubscribe", "/u/"), ("public.preferences", "/p/"), ("public.click", "/c/"),
+                             ("public.survey", "/s/"), ("public.web_version", "/m/")):
+        token = args[endpoint]()["token"]
+        assert client.get(prefix + token, headers=BROWSER).status_code in (200, 302)
+        for spelling in (token + "=", token + ".", token + "~", token + "%00", token + "%0a",
+                         token.replace("-", "+").replace("_", "/") if ("-" in token or "_" in token) else None):
+            if spelling is not None:
+                assert client.get(prefix + spelling, headers=BROWSER).status_code == 404, (endpoint, spelling)

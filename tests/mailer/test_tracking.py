@@ -55,3 +55,50 @@ def test_links_are_decoded_deduplicated_and_rewritten() -> None:
     assert distinct_links(html) == ["https://x.test/a?b=1&c=2", "https://x.test/z"]
     out = rewrite_links(html, lambda url: "T" if url.startswith("https") else None)
     assert out.count('"T"') == 2 and out.count("'T'") == 1 and "mailto:x@y" in out
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _flip_unused_bits(token: str) -> str:
+    """The same bytes spelled differently: the last character's bits past the data set to other values."""
+    unused = {2: 4, 3: 2}.get(len(token) % 4, 0)
+    if not unused:
+        return token
+    value = _ALPHABET.index(token[-1])
+    return token[:-1] + _ALPHABET[value ^ ((1 << unused) - 1)]
+
+
+_MUTATIONS = [
+    lambda t, i: t + "=", lambda t, i: t + "==", lambda t, i: t + ".", lambda t, i: t + "~",
+    lambda t, i: t + "%00", lambda t, i: t + "\x00", lambda t, i: t + "%0a", lambda t, i: t + "\n",
+    lambda t, i: t[:i] + "=" + t[i:], lambda t, i: t[:i] + " " + t[i:], lambda t, i: t[:i] + "\t" + t[i:],
+    lambda t, i: t[:i] + "." + t[i:], lambda t, i: t[:i] + "!" + t[i:], lambda t, i: t[:i] + "é" + t[i:],
+    lambda t, i: t.replace("-", "+"), lambda t, i: t.replace("_", "/"),
+    lambda t, i: t.replace("-", "+").replace("_", "/"), lambda t, i: _flip_unused_bits(t),
+    lambda t, i: t[:i] + t[i].swapcase() + t[i + 1:], lambda t, i: t[:i] + t[i + 1:],
+]
+
+
+@given(st.sampled_from(list(Purpose)), st.lists(st.integers(0, 2**40), min_size=3, max_size=3),
+       st.integers(0, len(_MUTATIONS) - 1), st.integers(0, 200))
+def test_only_the_exact_spelling_of_a_token_opens(purpose: Purpose, ids: list[int], which: int, where: int) -> None:
+    from mailer.tracking import ARITY
+
+    ids = ids[:ARITY[purpose]]
+    token = codec.seal(purpose, *ids)
+    assert codec.open(purpose, token) == tuple(ids)
+    mutated = _MUTATIONS[which](token, where % len(token))
+    if mutated == token:
+        return               # this mutation does not apply to this token (no - or _, no unused bits, ...)
+    with pytest.raises(InvalidToken):
+        codec.open(purpose, mutated)
+
+
+def test_unused_trailing_bits_are_a_different_token() -> None:
+    tokens = [codec.seal(Purpose.OPEN, n) for n in range(200)]
+    flippable = [t for t in tokens if _flip_unused_bits(t) != t]
+    assert flippable                       # some token lengths leave unused bits: the test has something to do
+    for token in flippable:
+        with pytest.raises(InvalidToken):
+            codec.open(Purpose.OPEN, _flip_unused_bits(token))
