@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +20,7 @@ from campaigns.models import (
     Topic,
 )
 from campaigns.services.contacts import get_contact
+from campaigns.services.csvfiles import CsvChunks
 from campaigns.services.ingest import suppress
 
 logger = logging.getLogger(__name__)
@@ -30,13 +29,6 @@ CSV_FIELDS = ("email", "first_name", "last_name", "phone", "address_line1", "add
               "region", "country", "birthday", "timezone", "locale", "status", "consent_source", "consent_at",
               "created_at")
 PAGE = 1000
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value: Any) -> str:
-    """A cell a spreadsheet will not run as a formula: text starting with = + - @ tab or CR gets an apostrophe."""
-    text = "" if value is None else value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def export_csv(session: Session, *, status: str = "", topic_id: int | None = None,
@@ -46,10 +38,9 @@ def export_csv(session: Session, *, status: str = "", topic_id: int | None = Non
         from campaigns.services.segments import condition
 
         in_segment = condition(session, segment_definition)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
+    out = CsvChunks()
     yield "\ufeff"
-    writer.writerow([*CSV_FIELDS, "interests", "topics", "attributes"])
+    out.writerow([*CSV_FIELDS, "interests", "topics", "attributes"])
     after = 0
     while True:
         stmt = select(Contact).where(Contact.id > after).order_by(Contact.id).limit(PAGE)
@@ -74,12 +65,9 @@ def export_csv(session: Session, *, status: str = "", topic_id: int | None = Non
             topics.setdefault(cid, []).append(name)
         for c in contacts:
             attrs = "; ".join(f"{k}={v}" for k, v in sorted((c.attributes or {}).items()))
-            writer.writerow([safe_cell(getattr(c, f)) for f in CSV_FIELDS]
-                            + [safe_cell(", ".join(sorted(interests.get(c.id, [])))),
-                               safe_cell(", ".join(sorted(topics.get(c.id, [])))), safe_cell(attrs)])
-        yield buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
+            out.writerow([*(getattr(c, f) for f in CSV_FIELDS), ", ".join(sorted(interests.get(c.id, []))),
+                          ", ".join(sorted(topics.get(c.id, []))), attrs])
+        yield out.take()
         after = contacts[-1].id
         session.expunge_all()
 

@@ -24,6 +24,7 @@ from redis import Redis
 
 from campaigns.config import Settings
 from campaigns.errors import NotFound, ValidationError
+from campaigns.services.csvfiles import SafeWriter
 from campaigns.services.imports_mapping import Column, Mode, guess
 
 logger = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ class ErrorReport:
         with self._lock:
             if self._writer is None:
                 self._fh = self.path.open("w", encoding="utf-8-sig", newline="")
-                self._writer = csv.writer(self._fh)
+                self._writer = SafeWriter(self._fh)
                 self._writer.writerow([*self.header, "error"])
             self._writer.writerow([*padded, error])
 

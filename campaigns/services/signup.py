@@ -16,11 +16,9 @@ addresses get the same answer in the same time. Whether a mail goes out is decid
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import html
-import io
 import logging
 import secrets
 import time
@@ -46,6 +44,7 @@ from campaigns.models import (
 )
 from campaigns.runtime import Runtime
 from campaigns.services.contacts import normalize_email, set_subscriptions, suppressed_status
+from campaigns.services.csvfiles import CsvChunks
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.ratelimit import RateLimited, RateLimiter
 from mailer.tracking import Purpose
@@ -512,20 +511,10 @@ def recent_signups(session: Session, form_id: int, limit: int = 50) -> list[tupl
 
 def export_csv(session: Session, form_id: int, *, page: int = 1000) -> Iterator[str]:
     """The form's consent records as CSV (one row per signup), streamed; safe against formula injection."""
-    from campaigns.services.exports import safe_cell
-
     form = get_form(session, form_id)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-
-    def flush() -> str:
-        out = buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
-        return out
-
-    writer.writerow(PROOF_COLUMNS)
-    yield flush()
+    out = CsvChunks()
+    out.writerow(PROOF_COLUMNS)
+    yield out.take()
     last = 0
     while True:
         rows = session.execute(select(Signup, Contact.email).join(Contact, Contact.id == Signup.contact_id)
@@ -536,8 +525,8 @@ def export_csv(session: Session, form_id: int, *, page: int = 1000) -> Iterator[
         for signup, email in rows:
             record = _record(signup, email, form.name)
             record["topics"] = "; ".join(record["topics"])
-            writer.writerow([safe_cell(record[c]) for c in PROOF_COLUMNS])
+            out.writerow(record[c] for c in PROOF_COLUMNS)
         last = rows[-1][0].id
-        yield flush()
+        yield out.take()
     session.rollback()   # end the read transaction now, not when the streamed response is closed
 

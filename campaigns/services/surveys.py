@@ -6,8 +6,6 @@ positions in the question's options (rating 1-5, yes/no, the choices); 0 opens t
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from campaigns.models import (
     SurveyQuestion,
     utcnow,
 )
-from campaigns.services.exports import safe_cell
+from campaigns.services.csvfiles import CsvChunks
 from mailer.tracking import Purpose, TokenCodec
 
 logger = logging.getLogger(__name__)
@@ -406,11 +404,10 @@ def export_csv(session: Session, survey_id: int) -> Iterator[str]:
     """All answers as CSV (one row per person and question), safe against spreadsheet formula injection."""
     survey = get_survey(session, survey_id)
     prompts = {q.position: q.prompt for q in survey.questions}
-    buf = io.StringIO()
-    writer = csv.writer(buf)
+    out = CsvChunks()
     yield "\ufeff"
-    writer.writerow(["answered_at", "email", "first_name", "last_name", "campaign", "question_number",
-                     "question", "answer"])
+    out.writerow(["answered_at", "email", "first_name", "last_name", "campaign", "question_number",
+                  "question", "answer"])
     after = 0
     while True:
         rows = session.execute(
@@ -422,11 +419,9 @@ def export_csv(session: Session, survey_id: int) -> Iterator[str]:
         if not rows:
             break
         for a, email, first, last, campaign in rows:
-            writer.writerow([safe_cell(v) for v in (a.answered_at, email, first, last, campaign or "",
-                                                    a.position + 1, prompts.get(a.position, ""), a.value)])
-        yield buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
+            out.writerow((a.answered_at, email, first, last, campaign or "", a.position + 1,
+                          prompts.get(a.position, ""), a.value))
+        yield out.take()
         after = rows[-1][0].id
 
 

@@ -24,7 +24,8 @@ logged_in = test_admin.logged_in
 def test_csv_export_escapes_formulas_and_has_a_bom(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
     make_contacts(3)
     save_contact(db_session, {"email": "evil@example.com", "first_name": "=HYPERLINK(\"http://x\")",
-                              "last_name": "+1", "city": "@SUM(A1)", "attributes": {"note": "-2"}},
+                              "last_name": "+1+cmd|' /C calc'!A0", "city": "@SUM(A1)",
+                              "phone": "+49 152 1234567", "attributes": {"note": "-2"}},
                  interests=["gardening"])
     db_session.commit()
     r = logged_in.get("/admin/contacts/export.csv")
@@ -35,7 +36,9 @@ def test_csv_export_escapes_formulas_and_has_a_bom(logged_in, db_session, make_c
     assert len(rows) == 4
     evil = next(row for row in rows if row["email"] == "evil@example.com")
     assert evil["first_name"] == "'=HYPERLINK(\"http://x\")"
-    assert (evil["last_name"], evil["city"], evil["interests"]) == ("'+1", "'@SUM(A1)", "gardening")
+    assert (evil["last_name"], evil["city"], evil["interests"]) == ("'+1+cmd|' /C calc'!A0", "'@SUM(A1)",
+                                                                    "gardening")
+    assert evil["phone"] == "+49 152 1234567"         # plainly data: kept as it is
     assert evil["attributes"] == "note=-2"
 
 
