@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from campaigns.config import Settings, from_env
 from campaigns.models import AdminUser
+from campaigns.request_body import ChunkedBodyGuard
 from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return render_template("public/error.html", code=500, title="Something went wrong",
                                message="We could not finish this request. It has been logged."), 500
 
+    app.wsgi_app = ChunkedBodyGuard(app.wsgi_app)
     if settings.trusted_proxies:   # outermost, so every layer (the tracking fast path too) sees the visitor
         from werkzeug.middleware.proxy_fix import ProxyFix
 

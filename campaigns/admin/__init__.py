@@ -23,8 +23,11 @@ bp = Blueprint("admin", __name__)
 # The preview and outbox bodies are marketer/sender HTML: shown only inside a sandboxed iframe, and served with a
 # CSP that forbids scripts, forms and plugins even if opened directly.
 PREVIEW_CSP = ("sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; img-src * data:; "
-               "style-src 'unsafe-inline' *; font-src * data:")
-ADMIN_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'"
+               "style-src 'unsafe-inline' *; font-src * data:; base-uri 'none'; form-action 'none'")
+# base-uri and form-action do not fall back to default-src: without them an injected <base> or <form> could send
+# relative links, scripts or a form (with its CSRF token) to another site.
+ADMIN_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "
+             "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
 
 
 @bp.after_request

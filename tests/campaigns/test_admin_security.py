@@ -37,3 +37,10 @@ def test_login_returns_to_a_local_page(client, admin_user, raw: str) -> None:  #
     location = login_with_next(client, quote(raw, safe="/"))
     parts = urlsplit(location)
     assert not parts.scheme and not parts.netloc and location == raw
+
+
+def test_admin_pages_pin_base_uri_and_form_targets(client, admin_user) -> None:  # noqa: ANN001, F811
+    for url in ("/admin/login", "/admin/contacts"):
+        csp = {part.split()[0]: part.split()[1:] for part in
+               client.get(url).headers["Content-Security-Policy"].split("; ")}
+        assert csp["base-uri"] == ["'none'"] and csp["form-action"] == ["'self'"], url
