@@ -206,6 +206,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         or "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany",
         batch_size=_int(env, "RAPPORT_BATCH_SIZE", 500),
         **_retry_settings(env),
+        claim_lease=max(10, _int(env, "RAPPORT_CLAIM_LEASE", 120)),
+        sweep_seconds=float(max(1, _int(env, "RAPPORT_SWEEP_SECONDS", 5))),
         webhook_secret=env.get("RAPPORT_WEBHOOK_SECRET", ""),
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),

@@ -25,7 +25,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from campaigns.models import Send, SendStatus, utcnow
+from campaigns.models import Campaign, Contact, Send, SendStatus, utcnow
 from campaigns.runtime import Runtime
 from campaigns.services import policy as policy_service
 from campaigns.services import stops
@@ -59,6 +59,10 @@ def _key(rt: Runtime, *parts: object) -> str:
 
 def handed_key(rt: Runtime, owner: str) -> str:
     return _key(rt, "handed", owner)
+
+
+def delivered_key(rt: Runtime, owner: str) -> str:
+    return _key(rt, "delivered", owner)
 
 
 def revoked_key(rt: Runtime, owner: str) -> str:
@@ -105,7 +109,10 @@ class Lessee:
             self._live.difference_update(ids)
         if forget_handed and ids:
             try:
-                self.rt.redis.srem(handed_key(self.rt, owner or self.owner), *ids)
+                pipe = self.rt.redis.pipeline(transaction=False)
+                pipe.srem(handed_key(self.rt, owner or self.owner), *ids)
+                pipe.srem(delivered_key(self.rt, owner or self.owner), *ids)
+                pipe.execute()
             except RedisError:
                 logger.warning("could not clear %d hand-off records (they expire by themselves)", len(ids))
 
@@ -133,6 +140,13 @@ class Lessee:
         if got == -1:
             raise ClaimRevoked(owner)
         return got == 1
+
+    def delivered(self, owner: str, send_id: int) -> None:
+        """The relay accepted the message (250): a crash from now on leaves the row sent, not unknown."""
+        pipe = self.rt.redis.pipeline(transaction=False)
+        pipe.smove(handed_key(self.rt, owner), delivered_key(self.rt, owner), send_id)
+        pipe.expire(delivered_key(self.rt, owner), HANDED_TTL)
+        pipe.execute()
 
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -199,7 +213,10 @@ def claim(session: Session, rt: Runtime, campaign_id: int, lo: int, hi: int, n: 
 
 
 def recover(rt: Runtime, session: Session, campaign_id: int, now: dt.datetime | None = None) -> tuple[int, int]:
-    """Settle the campaign's claims whose lease ran out; returns (re-queued, unknown)."""
+    """Settle the campaign's claims whose lease ran out; returns (re-queued, unknown).
+
+    Rows the relay accepted become sent, rows handed over without a reply unknown, the rest queued again.
+    """
     now = now or utcnow()
     expired = (Send.campaign_id == campaign_id, Send.status == SendStatus.SENDING,
                or_(Send.lease_until < now, Send.lease_until.is_(None)))
@@ -210,15 +227,20 @@ def recover(rt: Runtime, session: Session, campaign_id: int, now: dt.datetime | 
     requeued = unknown = 0
     for owner, ids in dead.items():
         handed: set[int] = set()
+        accepted: set[int] = set()
         if owner:
-            # Revoke first: once the flag is set no hand-off of this owner can be recorded, so the set read next
-            # is complete, and a worker that was only blocked stops before giving any of these rows to SMTP.
+            # Revoke first: once the flag is set no hand-off of this owner can be recorded, so the sets read next
+            # are complete, and a worker that was only blocked stops before giving any of these rows to SMTP.
             pipe = rt.redis.pipeline()
             pipe.set(revoked_key(rt, owner), 1, ex=HANDED_TTL)
             pipe.smembers(handed_key(rt, owner))
-            _, members = pipe.execute()
-            handed = {int(m) for m in members} & set(ids)
-        back = [i for i in ids if i not in handed]
+            pipe.smembers(delivered_key(rt, owner))
+            _, members, done = pipe.execute()
+            accepted = {int(m) for m in done} & set(ids)
+            handed = ({int(m) for m in members} & set(ids)) - accepted
+        if accepted:
+            _record_accepted(session, campaign_id, accepted, expired, now)
+        back = [i for i in ids if i not in handed and i not in accepted]
         if handed:
             unknown += session.execute(
                 update(Send).where(Send.id.in_(handed), *expired)
@@ -235,12 +257,27 @@ def recover(rt: Runtime, session: Session, campaign_id: int, now: dt.datetime | 
             requeued += n
             policy_service.unreserve(session, back)
         session.commit()
-        if handed:
+        if handed or accepted:
             try:
-                rt.redis.srem(handed_key(rt, owner), *handed)
+                pipe = rt.redis.pipeline(transaction=False)
+                for k, members in ((handed_key(rt, owner), handed), (delivered_key(rt, owner), accepted)):
+                    if members:
+                        pipe.srem(k, *members)
+                pipe.execute()
             except RedisError:
                 pass
     if requeued or unknown:
         logger.warning("campaign_id=%s: recovered dead claims: %d back to the queue, %d outcome unknown",
                        campaign_id, requeued, unknown)
     return requeued, unknown
+
+
+def _record_accepted(session: Session, campaign_id: int, ids: set[int], expired: tuple, now: dt.datetime) -> None:
+    """Rows the relay had accepted (250) before their worker died: sent, as the worker would have written."""
+    rows = session.execute(
+        update(Send).where(Send.id.in_(ids), *expired)
+        .values(status=SendStatus.SENT, smtp_code=250, sent_at=now, last_error="", lease_until=None)
+        .returning(Send.contact_id).execution_options(synchronize_session=False)).all()
+    if rows:
+        session.execute(update(Contact).where(Contact.id.in_([r[0] for r in rows])).values(last_sent_at=now))
+        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(sent=Campaign.sent + len(rows)))

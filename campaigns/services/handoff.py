@@ -95,6 +95,11 @@ class Handoff:
         if not handed:
             raise _Stopped()
         self.pool.send(envelope_from, to, data)
+        try:
+            self.lessee.delivered(self.owner, send_id)
+        except RedisError:
+            # Only the crash case loses by it: the row would read "unknown" instead of sent.
+            logger.warning("could not record the relay's acceptance of send %s", send_id)
 
     def run(self, claimed: Sequence[tuple[int, int, int]], contacts: dict[int, Contact],
             interests: dict[int, list[str]], eligible: set[int], held: dict[int, str], *,

@@ -246,16 +246,19 @@ def resend_unknown(rt: Runtime, session: Session, campaign: Campaign) -> int:
     """
     if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
         raise InvalidState(f"a {campaign.status} campaign sends nothing")
-    n = session.execute(
+    ids = [r[0] for r in session.execute(
         update(Send).where(Send.campaign_id == campaign.id, Send.status == SendStatus.UNKNOWN)
         .values(status=SendStatus.QUEUED, next_attempt_at=None, claimed_by=None, lease_until=None,
                 last_error="outcome was unknown; resent on request with the same Message-ID")
-        .execution_options(synchronize_session=False)).rowcount or 0
-    if n and campaign.status == CampaignStatus.FINISHED:
+        .returning(Send.id).execution_options(synchronize_session=False))]
+    n = len(ids)
+    policy_service.unreserve(session, ids)   # the claim reserves them again
+    status = campaign.status
+    if n and status == CampaignStatus.FINISHED:
         session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.FINISHED)
                         .values(status=CampaignStatus.RUNNING, finished_at=None))
     session.commit()
-    if n and campaign.status == CampaignStatus.RUNNING:
+    if n and status in (CampaignStatus.RUNNING, CampaignStatus.FINISHED):
         sweeper.ensure_job(rt, "send", campaign.id)
     logger.info("campaign %s: %d sends of unknown outcome queued again", campaign.id, n)
     return n
