@@ -66,7 +66,12 @@ class Settings:
     claim_size: int = 100                     # rows claimed (and status-flushed) at a time inside a batch
     max_attempts: int = 6                     # temporary failures are retried this often, then the send fails
     retry_delays: tuple[int, ...] = (60, 300, 900, 3600, 10800)   # seconds before attempt 2, 3, …
+    retry_max_age: int = 86400                # no retry starts later than this after the send row was created
     max_consecutive_failures: int = 10        # a batch pauses its campaign after this many failures in a row
+    max_template_failures: int = 10           # … and after this many recipients in a row its template failed for
+    claim_lease: int = 120                    # seconds a claim lives without a heartbeat (> a 60 s infra blip)
+    heartbeat_seconds: float = 5.0            # how often a working process renews its claims' lease
+    sweep_seconds: float = 5.0                # how often the elected sweeper runs (campaigns.services.sweeper)
     queue_name: str = "rapport"
     # Reverse proxies in front of the web app (nginx, a load balancer): how many X-Forwarded-* hops to trust, so
     # rate limits and consent records see the visitor's address, not the proxy's. 0: no proxy (the default).
@@ -130,6 +135,31 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _retry_settings(env: Mapping[str, str]) -> dict[str, object]:
+    """RAPPORT_RETRY_DELAYS (comma-separated seconds) and RAPPORT_RETRY_MAX_AGE (seconds), when set."""
+    out: dict[str, object] = {}
+    raw = env.get("RAPPORT_RETRY_DELAYS", "").strip()
+    if raw:
+        out["retry_delays"] = parse_delays(raw, "RAPPORT_RETRY_DELAYS")
+        out["max_attempts"] = len(out["retry_delays"]) + 1   # type: ignore[arg-type]
+    if env.get("RAPPORT_RETRY_MAX_AGE", "").strip():
+        out["retry_max_age"] = _int(env, "RAPPORT_RETRY_MAX_AGE", 86400)
+        if out["retry_max_age"] < 1:   # type: ignore[operator]
+            raise ConfigError("RAPPORT_RETRY_MAX_AGE must be a positive number of seconds")
+    return out
+
+
+def parse_delays(raw: str, name: str = "retry delays") -> tuple[int, ...]:
+    """Parse '60,300,900' into (60, 300, 900): at least one whole, positive number of seconds."""
+    try:
+        delays = tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated whole seconds, e.g. 60,300,900; got {raw!r}") from None
+    if not delays or min(delays) < 1:
+        raise ConfigError(f"{name} needs at least one delay, each at least 1 second; got {raw!r}")
+    return delays
+
+
 def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
     scheme = urlsplit(url).scheme
     if scheme not in schemes:
@@ -175,6 +205,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         postal_address=env.get("POSTAL_ADDRESS", "")
         or "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany",
         batch_size=_int(env, "RAPPORT_BATCH_SIZE", 500),
+        **_retry_settings(env),
+        claim_lease=max(10, _int(env, "RAPPORT_CLAIM_LEASE", 120)),
+        sweep_seconds=float(max(1, _int(env, "RAPPORT_SWEEP_SECONDS", 5))),
         webhook_secret=env.get("RAPPORT_WEBHOOK_SECRET", ""),
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),

@@ -6,21 +6,36 @@ import logging
 from dataclasses import asdict
 
 from campaigns import runtime
-from campaigns.services import delivery, sending
+from campaigns.services import delivery, sending, sweeper
 
 logger = logging.getLogger(__name__)
 
 
 def dispatch_campaign(campaign_id: int) -> int:
-    """Create the campaign's send rows and enqueue its batches."""
+    """Create the campaign's send rows and enqueue its batches (resumes from the campaign's cursor)."""
     logger.info("dispatch campaign_id=%s", campaign_id)
-    return sending.dispatch(runtime.current(), campaign_id)
+    rt = runtime.current()
+    key = sweeper.working(rt, "dispatch", campaign_id)
+    try:
+        return sending.dispatch(rt, campaign_id)
+    finally:
+        sweeper.done(rt, key)
 
 
 def send_batch(campaign_id: int, lo: int, hi: int) -> dict:
     """Deliver one batch of a campaign (contacts lo..hi)."""
     result = delivery.send_batch(runtime.current(), campaign_id, lo, hi)
     return asdict(result)
+
+
+def send_campaign(campaign_id: int) -> dict:
+    """Deliver every due send of a campaign (the sweeper's job: retries, and whatever a lost job left)."""
+    rt = runtime.current()
+    key = sweeper.working(rt, "send", campaign_id)
+    try:
+        return asdict(delivery.send_batch(rt, campaign_id, *sweeper.WHOLE))
+    finally:
+        sweeper.done(rt, key)
 
 
 def run_automations() -> dict:

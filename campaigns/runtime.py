@@ -56,6 +56,11 @@ class Runtime:
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        from campaigns.services import stops  # services build on this module
+
+        # Every session of this runtime records contacts who stop (unsubscribe, bounce…) in Redis at flush time,
+        # so a sender that claimed them a moment ago still sees it before the hand-off (services.stops).
+        self.session_factory.configure(info={stops.RECORDER: stops.recorder(lambda: self.redis, settings.queue_name)})
         self._redis: Redis | None = None
         self._signer: DKIMSigner | None = None
         self._signer_source: tuple | None = None

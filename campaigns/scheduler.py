@@ -16,6 +16,7 @@ import math
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -130,6 +131,19 @@ def tick(rt: Runtime, now: dt.datetime | None = None, *, owner: str = "") -> lis
     return enqueued
 
 
+def sweep_tick(rt: Runtime, now: dt.datetime | None = None, *, owner: str = "") -> bool:
+    """Run the delivery sweeper here if nobody has run it in the current sweep slot (a few seconds long)."""
+    from campaigns.services import sweeper  # services build on this package; imported when first used
+
+    now = now or utcnow()
+    slot = math.floor(now.timestamp() / rt.settings.sweep_seconds)
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+    if not rt.redis.set(_key(rt, f"sweep:{slot}"), owner, nx=True, ex=60):
+        return False
+    sweeper.sweep(rt, now)
+    return True
+
+
 @dataclass(frozen=True)
 class TaskStatus:
     task: PeriodicTask
@@ -151,7 +165,8 @@ def status(rt: Runtime, now: dt.datetime | None = None) -> tuple[list[TaskStatus
 
 
 class Ticker(threading.Thread):
-    """A daemon thread that calls tick() every TICK_SECONDS until stop(); errors are logged, never fatal."""
+    """A daemon thread that calls tick() every TICK_SECONDS and sweep_tick() every sweep_seconds until stop();
+    errors (Redis or the database away for a moment) are logged, never fatal."""
 
     def __init__(self, rt: Runtime, interval: float = TICK_SECONDS) -> None:
         super().__init__(name="rapport-scheduler", daemon=True)
@@ -161,12 +176,20 @@ class Ticker(threading.Thread):
 
     def run(self) -> None:
         logger.info("scheduler ticker started (%d tasks, every %.0fs)", len(TASKS), self.interval)
+        step = min(self.interval, self.rt.settings.sweep_seconds)
+        next_tick = 0.0
         while not self._stop_event.is_set():
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self.interval
+                try:
+                    tick(self.rt)
+                except Exception:   # Redis away for a moment: try again next tick
+                    logger.exception("scheduler tick failed")
             try:
-                tick(self.rt)
-            except Exception:   # Redis away for a moment: try again next tick
-                logger.exception("scheduler tick failed")
-            self._stop_event.wait(self.interval)
+                sweep_tick(self.rt)
+            except Exception:
+                logger.exception("delivery sweep failed")
+            self._stop_event.wait(step)
 
     def stop(self) -> None:
         self._stop_event.set()

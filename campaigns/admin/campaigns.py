@@ -184,6 +184,8 @@ def campaign(campaign_id: int):  # noqa: ANN201
     return render_template("admin/campaign.html", campaign=obj, error=error,
                            audience=sending.audience_count(session, obj),
                            progress=sending.progress(session, campaign_id, current_policy()),
+                           can_resend_unknown=current_user.role in ("admin", "editor")
+                           and obj.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED),
                            from_owner=obj.from_email == campaign_service.FROM_OWNER, from_line=f"{name} <{email}>",
                            timezones=scheduling.timezones())
 
@@ -272,6 +274,22 @@ def campaign_action(campaign_id: int, action: str):  # noqa: ANN201
         else:
             sending.cancel(session, obj)
             flash("Cancelled.", "info")
+    except RapportError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for("admin.campaign", campaign_id=campaign_id))
+
+
+@bp.post("/campaigns/<int:campaign_id>/resend-unknown")
+@editor_required
+def campaign_resend_unknown(campaign_id: int):  # noqa: ANN201
+    """Queue the sends whose outcome is unknown again, with their own Message-IDs (a person's decision)."""
+    session = db()
+    obj = _campaign_or_404(campaign_id)
+    try:
+        n = sending.resend_unknown(rt(), session, obj)
+        flash(f"{n} message{'s' if n != 1 else ''} queued again with the same Message-ID." if n
+              else "Nothing to resend: no outcome is unknown.", "info")
     except RapportError as exc:
         session.rollback()
         flash(str(exc), "error")

@@ -88,6 +88,9 @@ class SendStatus(StrEnum):
     FAILED = "failed"
     HELD = "held"
     SKIPPED = "skipped"
+    # The whole message was handed to the relay but no reply was recorded (a dropped connection after the final
+    # dot, a worker killed mid-send): the relay may or may not have it. Final until a person chooses to resend.
+    UNKNOWN = "unknown"
 
 
 class EventType(StrEnum):
@@ -306,6 +309,9 @@ class Campaign(Base):
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segment.id", ondelete="SET NULL"))
     # Held sends are retried until then and expire after; no send goes out later (e.g. the coupon's expiry).
     valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Dispatch inserts send rows in contact-id order and records the last contact id done, so a killed dispatch
+    # resumes there (campaigns.services.sending.dispatch).
+    dispatch_cursor: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
 
     topics: Mapped[list[Topic]] = relationship(secondary=campaign_topic)
     links: Mapped[list[Link]] = relationship(back_populates="campaign", cascade="all, delete-orphan")
@@ -339,6 +345,10 @@ class Send(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The worker process holding the claim and until when; the worker renews the lease while it works, so an
+    # expired lease means a dead (or long-blocked) worker and the sweeper recovers the row.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     smtp_code: Mapped[int | None] = mapped_column(Integer)   # last SMTP reply code

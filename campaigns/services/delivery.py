@@ -1,9 +1,11 @@
 """Delivery: a campaign's messages composed per recipient (CampaignMailer), batch jobs that claim, send and record
 them (send_batch), and test sends. Starting, dispatching and finishing campaigns is campaigns.services.sending.
 
-Delivery is at-most-once: a batch claims rows (queued -> sending) and commits *before* talking SMTP, and writes the
-outcome after. A worker killed in between leaves rows in `sending`; they are never retried automatically (the relay
-may already have accepted them) but marked failed as "interrupted" once their claim is older than sending.CLAIM_LEASE.
+A batch claims rows (queued -> sending, with this process as owner and a short lease, campaigns.services.claims)
+and commits *before* talking SMTP; each message's hand-off is recorded in Redis right before it goes to the relay
+(campaigns.services.handoff), and the outcomes are written after. A worker killed in between leaves its rows
+claimed; once their lease runs out the sweeper puts the ones never handed over back in the queue and marks the
+others `unknown` (the relay may have them): nothing is sent twice by itself, nothing is silently lost.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from campaigns.config import PolicySettings
@@ -28,27 +29,30 @@ from campaigns.models import (
     Contact,
     ContactInterest,
     ContactStatus,
-    Send,
-    SendReason,
     SendStatus,
     Subscription,
     utcnow,
 )
 from campaigns.runtime import Runtime
 from campaigns.services import campaigns as campaign_service
+from campaigns.services import claims
 from campaigns.services import policy as policy_service
 from campaigns.services.contacts import normalize_email, personalization
 from campaigns.services.coupons import BatchCoupons
 from campaigns.services.digest import DigestItems
-from campaigns.services.ingest import BouncePolicy, record_smtp_rejection
-from campaigns.services.sending import BATCH_JOB_TIMEOUT, UNSENDABLE, maybe_finish, pause
+from campaigns.services.handoff import Handoff
+from campaigns.services.sending import UNSENDABLE, maybe_finish, pause
 from campaigns.services.surveys import SurveyLinks
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
-from mailer.transport import DeliveryError, PermanentFailure
+from mailer.transport import DeliveryError
 
 logger = logging.getLogger(__name__)
+
+DATABASE_PATIENCE = 300.0   # seconds a batch waits for an unreachable database before giving up (the sweeper
+                            # then settles its claims and queues the work again)
+_Delivery = Handoff         # the per-claim sender's former name
 
 
 # ---------------------------------------------------------------- per-message composition
@@ -169,25 +173,6 @@ class BatchResult:
     held: int = 0
     deferred: int = 0
     stopped: str = ""
-    retry_at: dt.datetime | None = None
-
-
-def _claim(session: Session, campaign_id: int, lo: int, hi: int, n: int) -> list[tuple[int, int]]:
-    now = utcnow()
-    pick = (select(Send.id).where(Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED,
-                                  Send.contact_id.between(lo, hi),
-                                  or_(Send.next_attempt_at.is_(None), Send.next_attempt_at <= now))
-            .order_by(Send.contact_id).limit(n))
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    rows = session.execute(
-        update(Send).where(Send.id.in_(pick.scalar_subquery()))
-        .values(status=SendStatus.SENDING, claimed_at=now, attempts=Send.attempts + 1)
-        .returning(Send.id, Send.contact_id, Send.attempts)
-        .execution_options(synchronize_session=False)
-    ).all()
-    session.commit()
-    return sorted((r[0], r[1], r[2]) for r in rows)
 
 
 def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Contact]) -> set[int]:
@@ -210,18 +195,8 @@ def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Cont
     return ok & subscribed
 
 
-def _skip_reason(contact: Contact | None) -> tuple[SendReason, str]:
-    if contact is None:
-        return SendReason.DELETED, "contact deleted"
-    if contact.status in UNSENDABLE:
-        return SendReason.SUPPRESSED, f"contact is {contact.status}"
-    if contact.status != ContactStatus.SUBSCRIBED:
-        return SendReason.UNSUBSCRIBED, f"contact is {contact.status}"
-    return SendReason.TOPIC, "unsubscribed from this topic"
-
-
 def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
-    """Deliver the queued sends of a campaign whose contact ids lie in [lo, hi]."""
+    """Deliver the due queued sends of a campaign whose contact ids lie in [lo, hi], claim by claim."""
     result = BatchResult()
     with rt.session_factory() as session:
         campaign = campaign_service.get_campaign(session, campaign_id)
@@ -234,68 +209,110 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
             pause(session, campaign, f"template error: {exc}")
             result.stopped = "template error"
             return result
-    delivery = _Delivery(rt, mailer, rt.relays.pool(mailer.relay or None), result)
+    sender = Handoff(rt, mailer, rt.relays.pool(mailer.relay or None), result)
     try:
-        _deliver_claims(rt, campaign_id, lo, hi, mailer, delivery, result)
+        _deliver_claims(rt, campaign_id, lo, hi, mailer, sender, result)
     finally:
-        delivery.close()
+        sender.close()
+        # Rows whose outcome could not be written stay claimed until their lease runs out; the sweeper settles
+        # them (handed: unknown, the rest: queued again).
+        sender.lessee.release(list(sender.holding), forget_handed=False)
     _finish_batch(rt, campaign_id, lo, hi, result, mailer)
     logger.info("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)
     return result
 
 
 def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: CampaignMailer,
-                    delivery: _Delivery, result: BatchResult) -> None:
-    """Claim, send and record in rounds of claim_size until nothing is left, or the campaign stops."""
+                    sender: Handoff, result: BatchResult) -> None:
+    """Claim, send and record in rounds of claim_size until nothing is due, or the campaign stops.
+
+    A database that goes away is waited for (with backoff, up to DATABASE_PATIENCE): outcomes already obtained
+    stay in memory and are written when it is back.
+    """
+    waited = 0.0
     while not result.stopped:
-        with rt.session_factory() as session:
-            status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
-            if status != CampaignStatus.RUNNING:
-                result.stopped = str(status)
-                break
-            claimed = _claim(session, campaign_id, lo, hi, rt.settings.claim_size)
-            if not claimed:
-                break
-            ids = [c for _, c, _ in claimed]
-            contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
-            interests: dict[int, list[str]] = {}
-            for cid, interest in session.execute(
-                    select(ContactInterest.contact_id, ContactInterest.interest)
-                    .where(ContactInterest.contact_id.in_(ids))):
-                interests.setdefault(cid, []).append(interest)
-            now = utcnow()
-            expired = mailer.valid_until is not None and mailer.valid_until <= now
-            eligible = set() if expired else _eligible(session, mailer, contacts)
-            # The policy decision and its ledger rows commit together with nothing else in between: atomic per
-            # contact across workers (see campaigns.services.policy).
-            held = policy_service.decide(session, mailer.kind, mailer.policy,
-                                         {c: s for s, c, _a in claimed if c in eligible}, contacts, now)
-            if mailer.coupons is not None:   # codes before rendering; pauses the campaign when the pool runs dry
-                mailer.coupon_of, claimed = mailer.coupons.assign_claim(session, claimed, eligible, held)
-            session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
-            delivery.run(claimed, contacts, interests, eligible, held, expired=expired)
-            delivery.record(session, campaign_id)
-            if delivery.pause_reason:
-                session.execute(update(Campaign).where(Campaign.id == campaign_id,
-                                                       Campaign.status == CampaignStatus.RUNNING)
-                                .values(status=CampaignStatus.PAUSED, status_reason=delivery.pause_reason))
-                session.commit()
-                logger.warning("campaign %s paused: %s", campaign_id, delivery.pause_reason)
-                result.stopped = "paused"
+        try:
+            if sender.updates:      # outcomes of a round whose write failed
+                with rt.session_factory() as session:
+                    sender.record(session, campaign_id)
+            with rt.session_factory() as session:
+                if not _claim_round(rt, session, campaign_id, lo, hi, mailer, sender, result):
+                    break
+            waited = 0.0
+        except OperationalError as exc:
+            if waited >= DATABASE_PATIENCE:
+                raise
+            pause_s = min(2.0 ** max(1, waited // 5), 10.0)
+            logger.warning("campaign_id=%s: database unavailable (%s); retrying in %.0fs", campaign_id,
+                           str(exc).splitlines()[0], pause_s)
+            time.sleep(pause_s)
+            waited += pause_s
+
+
+def _claim_round(rt: Runtime, session: Session, campaign_id: int, lo: int, hi: int, mailer: CampaignMailer,
+                 sender: Handoff, result: BatchResult) -> bool:
+    """One claim: check, send, record. False when there was nothing to claim."""
+    status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+    if status != CampaignStatus.RUNNING:
+        result.stopped = str(status)
+        return False
+    claimed, created = claims.claim(session, rt, campaign_id, lo, hi, rt.settings.claim_size, sender.owner)
+    if not claimed:
+        return False
+    sender.lessee.hold(created)
+    sender.holding.update(created)
+    sender.created = created
+    try:
+        ids = [c for _, c, _ in claimed]
+        checked_at = time.time()
+        contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
+        interests: dict[int, list[str]] = {}
+        for cid, interest in session.execute(
+                select(ContactInterest.contact_id, ContactInterest.interest)
+                .where(ContactInterest.contact_id.in_(ids))):
+            interests.setdefault(cid, []).append(interest)
+        now = utcnow()
+        expired = mailer.valid_until is not None and mailer.valid_until <= now
+        eligible = set() if expired else _eligible(session, mailer, contacts)
+        # The policy decision and its ledger rows commit together with nothing else in between: atomic per
+        # contact across workers (see campaigns.services.policy).
+        held = policy_service.decide(session, mailer.kind, mailer.policy,
+                                     {c: s for s, c, _a in claimed if c in eligible}, contacts, now)
+        if mailer.coupons is not None:   # codes before rendering; pauses the campaign when the pool runs dry
+            all_claimed = claimed
+            mailer.coupon_of, claimed = mailer.coupons.assign_claim(session, claimed, eligible, held)
+            kept = {row[0] for row in claimed}
+            dropped = [row[0] for row in all_claimed if row[0] not in kept]
+            sender.lessee.release(dropped, forget_handed=False)
+            sender.holding.difference_update(dropped)
+        session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
+    except OperationalError:
+        session.rollback()
+        # Nothing of this claim was sent: it goes back to the queue when the database is back.
+        for sid, _cid, att in claimed:
+            sender.attempts = att - 1
+            sender._add(sid, SendStatus.QUEUED, "")
+        raise
+    sender.run(claimed, contacts, interests, eligible, held, expired=expired, checked_at=checked_at)
+    sender.record(session, campaign_id)
+    if sender.pause_reason:
+        session.execute(update(Campaign).where(Campaign.id == campaign_id,
+                                               Campaign.status == CampaignStatus.RUNNING)
+                        .values(status=CampaignStatus.PAUSED, status_reason=sender.pause_reason))
+        session.commit()
+        logger.warning("campaign %s paused: %s", campaign_id, sender.pause_reason)
+        result.stopped = "paused"
+    return True
 
 
 def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: BatchResult,
                   mailer: CampaignMailer) -> None:
-    """Schedule the retry of deferred sends, and finish the campaign when nothing is left.
+    """Finish the campaign when nothing is left (deferred sends are picked up by the sweeper at their time).
 
     Held sends expire here once the campaign's validity has ended; after nurture mail went out, held sends of
     other campaigns to these contacts are re-checked at once (the ratio may allow them now).
     """
     with rt.session_factory() as session:
-        if result.deferred and not result.stopped:
-            result.retry_at = session.scalar(select(func.min(Send.next_attempt_at)).where(
-                Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED,
-                Send.contact_id.between(lo, hi)))
         if mailer.valid_until is not None and mailer.valid_until <= utcnow():
             policy_service.expire_held(session, campaign_id,
                                        f"expired: the campaign was valid until {mailer.valid_until:%Y-%m-%d %H:%M} UTC")
@@ -303,176 +320,6 @@ def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: Batch
         maybe_finish(session, campaign_id)
     if mailer.kind == CampaignKind.NURTURE and result.sent and mailer.policy.enabled:
         policy_service.release_held(rt, contact_range=(lo, hi))
-    if result.retry_at is not None:
-        delay = max(result.retry_at - utcnow(), dt.timedelta(seconds=1))
-        rt.queue.enqueue_in(delay, "campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=BATCH_JOB_TIMEOUT)
-
-
-class _Delivery:
-    """Sends claimed rows and collects their outcomes for one bulk write per claim.
-
-    Messages are rendered and signed in this thread while one sender thread talks SMTP: the relay's replies
-    (and a full socket buffer) no longer stall the CPU work. At most IN_FLIGHT messages wait for the relay, and
-    outcomes are settled in order, so pausing and at-most-once behave as with one thread.
-
-    Measured and rejected: signing in a thread of its own. OpenSSL releases the GIL for the RSA signature, but
-    the three threads' Python work then convoys on the GIL and one worker got ~15 % slower, not faster.
-    """
-
-    IN_FLIGHT = 8
-
-    def __init__(self, rt: Runtime, mailer: CampaignMailer, pool, result: BatchResult) -> None:  # noqa: ANN001
-        self.rt = rt
-        self.mailer = mailer
-        self.pool = pool
-        self.result = result
-        self.updates: list[dict] = []
-        self.sent_contacts: list[int] = []
-        self.rejections: list[tuple[int, int, int | None, str]] = []
-        self.consecutive_failures = 0
-        self.pause_reason = ""
-        self.attempts = 0
-        # Two connections, so one message's round trips to the relay overlap the next one's.
-        self.sender = ThreadPoolExecutor(max_workers=min(2, pool.relay.max_connections),
-                                         thread_name_prefix="smtp-sender")
-
-    def close(self) -> None:
-        """Stop the sender thread (after the messages it holds)."""
-        self.sender.shutdown(wait=True)
-
-    def run(self, claimed: Sequence[tuple[int, int, int]], contacts: dict[int, Contact],
-            interests: dict[int, list[str]], eligible: set[int], held: dict[int, str], *,
-            expired: bool = False) -> None:
-        in_flight: deque[tuple[int, int, int, Future]] = deque()
-        for index, (send_id, contact_id, attempts) in enumerate(claimed):
-            if self.pause_reason:
-                # Stop at once; the rest of the claim goes back to the queue untouched.
-                for sid, _cid, att in claimed[index:]:
-                    self.attempts = att - 1
-                    self._add(sid, SendStatus.QUEUED, "")
-                break
-            self.attempts = attempts
-            contact = contacts.get(contact_id)
-            if expired:
-                self._done(send_id, SendStatus.SKIPPED, "expired: the campaign's validity ended before sending",
-                           SendReason.EXPIRED)
-                continue
-            if contact is None or contact_id not in eligible:
-                code, why = _skip_reason(contact)
-                self._done(send_id, SendStatus.SKIPPED, why, code)
-                continue
-            if contact_id in held:
-                reason = held[contact_id]
-                self._done(send_id, SendStatus.HELD, policy_service.explain(reason, contact, self.mailer.policy),
-                           reason)
-                continue
-            try:
-                envelope_from, data = self.mailer.message(
-                    send_id, contact_id, contact.full_name, contact.email,
-                    personalization(contact, interests.get(contact_id, ())), owner_id=contact.owner_id)
-            except TemplateError as exc:
-                self._done(send_id, SendStatus.FAILED, f"template: {exc}"[:1000])
-                continue
-            in_flight.append((send_id, contact_id, attempts,
-                              self.sender.submit(self.pool.send, envelope_from, [contact.email], data)))
-            while len(in_flight) >= self.IN_FLIGHT:
-                self._settle(*in_flight.popleft())
-        while in_flight:
-            self._settle(*in_flight.popleft())
-
-    def _settle(self, send_id: int, contact_id: int, attempts: int, outcome: Future) -> None:
-        self.attempts = attempts
-        try:
-            outcome.result()
-        except DeliveryError as exc:
-            self._failed(send_id, contact_id, attempts, exc)
-            return
-        self.consecutive_failures = 0
-        self._add(send_id, SendStatus.SENT, "", smtp_code=250)   # sent_at: when recorded (see record())
-        self.sent_contacts.append(contact_id)
-        self.result.sent += 1
-
-    def _add(self, send_id: int, status: SendStatus, error: str, **extra: object) -> None:
-        row = {"id": send_id, "status": status, "last_error": error[:1000], "attempts": self.attempts,
-               "sent_at": None, "smtp_code": None, "next_attempt_at": None, "reason": ""}
-        row.update(extra)
-        self.updates.append(row)
-
-    def _done(self, send_id: int, status: SendStatus, reason: str, code: str = "") -> None:
-        if status == SendStatus.HELD:
-            # Not an attempt: the send goes back to waiting, and is claimed again when released.
-            self._add(send_id, status, reason, reason=code, attempts=self.attempts - 1)
-            self.result.held += 1
-            return
-        self._add(send_id, status, reason, reason=code)
-        if status == SendStatus.SKIPPED:
-            self.result.skipped += 1
-        else:
-            self.result.failed += 1
-
-    def _failed(self, send_id: int, contact_id: int, attempts: int, exc: DeliveryError) -> None:
-        s = self.rt.settings
-        code = exc.smtp_code
-        self.consecutive_failures += 1
-        if exc.relay_problem and isinstance(exc, PermanentFailure):
-            # The relay refused us (bad password, TLS required, sender rejected): no recipient is at fault.
-            self._add(send_id, SendStatus.QUEUED, f"relay refused: {exc}", attempts=attempts - 1, smtp_code=code)
-            self.pause_reason = f"the mail relay refused to send: {exc}"
-            return
-        if isinstance(exc, PermanentFailure):
-            self._add(send_id, SendStatus.FAILED, f"rejected: {exc}", smtp_code=code)
-            self.rejections.append((send_id, contact_id, code, exc.smtp_message))
-            self.result.failed += 1
-        elif exc.maybe_delivered:
-            # At-most-once: the relay may already have it, so it is not sent again.
-            self._add(send_id, SendStatus.FAILED, f"outcome unknown, not resent: {exc}", smtp_code=code)
-            self.result.failed += 1
-        elif attempts >= s.max_attempts:
-            self._add(send_id, SendStatus.FAILED, f"gave up after {attempts} attempts: {exc}", smtp_code=code)
-            self.result.failed += 1
-        else:
-            delay = s.retry_delays[min(attempts - 1, len(s.retry_delays) - 1)]
-            self._add(send_id, SendStatus.QUEUED, f"temporary failure, retrying: {exc}", smtp_code=code,
-                      next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
-            self.result.deferred += 1
-        if self.consecutive_failures >= s.max_consecutive_failures and not self.pause_reason:
-            self.pause_reason = f"paused after {s.max_consecutive_failures} failed deliveries in a row; last: {exc}"
-
-    def record(self, session: Session, campaign_id: int) -> None:
-        """Write this claim's outcomes in bulk: send rows, contacts' last_sent_at, counters, rejections."""
-        updates, self.updates = self.updates, []
-        sent_contacts, self.sent_contacts = self.sent_contacts, []
-        rejections, self.rejections = self.rejections, []
-        if not updates:
-            return
-        # Rows with the same outcome get one UPDATE … WHERE id IN (…): a claim is mostly "sent", so this is one
-        # statement instead of one per row. Sent rows carry the time of this write (within a claim of sending).
-        now = utcnow()
-        groups: dict[tuple, list[int]] = {}
-        for row in updates:
-            if row["status"] == SendStatus.SENT:
-                row["sent_at"] = now
-            groups.setdefault(tuple((k, v) for k, v in row.items() if k != "id"), []).append(row["id"])
-        for values, ids in groups.items():
-            session.execute(update(Send).where(Send.id.in_(ids)).values(dict(values))
-                            .execution_options(synchronize_session=False))
-        if sent_contacts:
-            session.execute(update(Contact).where(Contact.id.in_(sent_contacts)).values(last_sent_at=now))
-        if self.mailer.kind != CampaignKind.TRANSACTIONAL:
-            # Sends that passed the policy but did not go out (failed, deferred, handed back) no longer count.
-            policy_service.unreserve(session, [row["id"] for row in updates
-                                               if row["status"] in (SendStatus.FAILED, SendStatus.QUEUED)])
-        counts = {status: 0 for status in SendStatus}
-        for row in updates:
-            counts[row["status"]] += 1
-        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
-            sent=Campaign.sent + counts[SendStatus.SENT], failed=Campaign.failed + counts[SendStatus.FAILED],
-            skipped=Campaign.skipped + counts[SendStatus.SKIPPED], held=Campaign.held + counts[SendStatus.HELD]))
-        policy = BouncePolicy.from_settings(self.rt.settings)
-        for send_id, contact_id, code, message in rejections:
-            record_smtp_rejection(session, send_id=send_id, contact_id=contact_id, campaign_id=campaign_id,
-                                  code=code, message=message, policy=policy)
-        session.commit()
 
 
 # ---------------------------------------------------------------- test sends

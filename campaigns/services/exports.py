@@ -19,6 +19,7 @@ from campaigns.models import (
     SuppressionReason,
     Topic,
 )
+from campaigns.services import stops
 from campaigns.services.contacts import get_contact
 from campaigns.services.csvfiles import CsvChunks
 from campaigns.services.ingest import suppress
@@ -115,6 +116,7 @@ def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
     """Delete the contact and everything about it, keeping only the suppression hash so it is never mailed again."""
     c = get_contact(session, contact_id)
     suppress(session, c.email, SuppressionReason.MANUAL, f"erased (GDPR){' by ' + by if by else ''}")
+    stops.note(session, [f"s:{c.id}"])   # bulk deletes below: tell running sends first (services.stops)
     # Explicit deletes: SQLite only cascades when foreign keys are enforced.
     for model in (Event, Send, Order, ContactInterest, Subscription):
         session.execute(delete(model).where(model.contact_id == c.id))

@@ -32,6 +32,7 @@ from campaigns.models import (
     campaign_topic,
     utcnow,
 )
+from campaigns.services import stops
 from campaigns.services.contacts import set_subscriptions
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def unsubscribe(session: Session, scope: UnsubscribeScope, *, everything: bool, 
             update(Subscription).where(Subscription.contact_id == contact.id,
                                        Subscription.topic_id.in_(topic_ids), Subscription.subscribed.is_(True))
             .values(subscribed=False, updated_at=utcnow())).rowcount)
+        if changed:   # a bulk UPDATE: tell running sends before the commit (see campaigns.services.stops)
+            stops.note(session, [f"t:{contact.id}:{t}" for t in topic_ids])
     if changed:
         session.add(Event(contact_id=contact.id, campaign_id=scope.campaign.id if scope.campaign else None,
                           type=EventType.UNSUBSCRIBE,

@@ -5,10 +5,10 @@ recording each message, at most once — are campaigns.services.delivery.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Sequence
 
+from rq import Queue
 from sqlalchemy import exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
@@ -29,11 +29,12 @@ from campaigns.models import (
 from campaigns.runtime import Runtime
 from campaigns.services import campaigns as campaign_service
 from campaigns.services import policy as policy_service
+from campaigns.services import sweeper
 
 logger = logging.getLogger(__name__)
 
-CLAIM_LEASE = dt.timedelta(minutes=15)
 BATCH_JOB_TIMEOUT = 3600
+DISPATCH_CHUNK = 50_000    # contacts per INSERT … SELECT of dispatch (one statement and one commit each)
 UNSENDABLE = (ContactStatus.BOUNCED, ContactStatus.COMPLAINED)
 
 
@@ -87,8 +88,12 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
     campaign.status = CampaignStatus.RUNNING
     campaign.status_reason = ""
     campaign.started_at = campaign.started_at or utcnow()
-    campaign.dispatched_at = None
+    # Walk the audience again (who joined meanwhile gets it too). A statement, not attributes: the session's copy
+    # may be stale (dispatch wrote these in its own session), and an unchanged attribute is never written.
+    session.execute(update(Campaign).where(Campaign.id == campaign.id).values(dispatched_at=None, dispatch_cursor=0))
     session.commit()
+    # Only a hint: if this job is lost, the sweeper sees the campaign undispatched and enqueues it again.
+    rt.redis.set(sweeper.marker(rt, "dispatch", campaign.id), "queued", ex=sweeper.QUEUED_TTL)
     rt.queue.enqueue("campaigns.jobs.dispatch_campaign", campaign.id, job_timeout=BATCH_JOB_TIMEOUT)
     logger.info("campaign %s started", campaign.id)
 
@@ -141,39 +146,60 @@ def maybe_finish(session: Session, campaign_id: int) -> bool:
 # ---------------------------------------------------------------- dispatch
 
 def dispatch(rt: Runtime, campaign_id: int) -> int:
-    """Walk the audience by keyset pages, insert send rows in bulk and enqueue one batch job per page."""
-    page = rt.settings.batch_size
+    """Walk the audience in contact-id chunks, insert their send rows with one INSERT … SELECT per chunk and
+    enqueue batch jobs over them; the cursor after each chunk is committed with it, so a killed dispatch resumes
+    where it stopped (the sweeper enqueues it again). Returns how many send rows it created."""
     created = 0
     with rt.session_factory() as session:
         campaign = campaign_service.get_campaign(session, campaign_id)
         if campaign.status != CampaignStatus.RUNNING:
             logger.info("campaign %s is %s: nothing to dispatch", campaign_id, campaign.status)
             return 0
-        _expire_interrupted(session, campaign_id)
+        if campaign.dispatched_at is not None:
+            return 0
         conds = audience_conditions(campaign)
-        last = 0
+        last = campaign.dispatch_cursor or 0
+        resumed = campaign.recipients > 0   # rows of an earlier walk (a resume) wait too, in no new job's range
+        session.commit()
         while True:
-            ids = list(session.scalars(
-                select(Contact.id).where(Contact.id > last, *conds).order_by(Contact.id).limit(page)))
-            if not ids:
+            # The chunk's last contact id: an index-only walk of the contact ids (no rows are fetched).
+            hi = session.scalar(select(func.max(select(Contact.id).where(Contact.id > last, *conds)
+                                                .order_by(Contact.id).limit(DISPATCH_CHUNK).subquery().c.id)))
+            if hi is None:
                 break
-            lo, hi = ids[0], ids[-1]
             rows = select(literal(campaign_id), Contact.id, literal(SendStatus.QUEUED.value), literal(0),
-                          literal(""), literal(utcnow())).where(Contact.id.between(lo, hi), *conds)
-            # RETURNING counts reliably on every driver (rowcount of INSERT … SELECT is -1 on some).
-            inserted = len(session.execute(_insert_ignore(session, rows).returning(Send.__table__.c.id)).all())
-            if inserted:
-                session.execute(update(Campaign).where(Campaign.id == campaign_id)
-                                .values(recipients=Campaign.recipients + inserted))
+                          literal(""), literal(utcnow())).where(Contact.id > last, Contact.id <= hi, *conds)
+            inserted = max(session.execute(_insert_ignore(session, rows)).rowcount or 0, 0)
+            # One UPDATE: the cursor and the count move with the rows, in the same transaction.
+            session.execute(update(Campaign).where(Campaign.id == campaign_id)
+                            .values(recipients=Campaign.recipients + inserted, dispatch_cursor=hi))
             session.commit()
             created += inserted
-            rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=BATCH_JOB_TIMEOUT)
+            _enqueue_batches(rt, campaign_id, last + 1, hi, inserted)
             last = hi
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(dispatched_at=utcnow()))
         session.commit()
+        if resumed:
+            sweeper.ensure_job(rt, "send", campaign_id)
         maybe_finish(session, campaign_id)
     logger.info("campaign %s dispatched: %d new send rows", campaign_id, created)
     return created
+
+
+def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int) -> None:
+    """Split contact ids lo..hi into about rows / batch_size equal ranges, one batch job each (in one pipeline).
+
+    Ranges split the id space, not the rows: a sparse range just makes a shorter job. Rows a job misses (none
+    should) are still claimed by the sweeper's campaign-wide job.
+    """
+    if rows <= 0:
+        return
+    parts = max(1, -(-rows // rt.settings.batch_size))
+    step = -(-(hi - lo + 1) // parts)
+    rt.queue.enqueue_many([
+        Queue.prepare_data("campaigns.jobs.send_batch", (campaign_id, start_id, min(start_id + step - 1, hi)),
+                           timeout=BATCH_JOB_TIMEOUT)
+        for start_id in range(lo, hi + 1, step)])
 
 
 def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
@@ -186,29 +212,20 @@ def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
     return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
 
 
-def _expire_interrupted(session: Session, campaign_id: int) -> None:
-    n = session.execute(
-        update(Send).where(Send.campaign_id == campaign_id, Send.status == SendStatus.SENDING,
-                           Send.claimed_at < utcnow() - CLAIM_LEASE)
-        .values(status=SendStatus.FAILED,
-                last_error="interrupted while sending; not retried so nobody gets it twice")
-    ).rowcount
-    if n:
-        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(failed=Campaign.failed + n))
-        logger.warning("campaign %s: %d interrupted sends marked failed", campaign_id, n)
-    session.commit()
-
-
 def progress(session: Session, campaign_id: int, policy: PolicySettings | None = None) -> dict[str, int | str]:
     """Live counters for the progress bar, and what a running campaign with nothing left to send waits for."""
     c = campaign_service.get_campaign(session, campaign_id)
     by_status = dict(session.execute(
         select(Send.status, func.count()).where(
             Send.campaign_id == campaign_id,
-            Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING, SendStatus.HELD]))
+            Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING, SendStatus.HELD, SendStatus.UNKNOWN]))
         .group_by(Send.status)).all())
     remaining = by_status.get(SendStatus.QUEUED, 0) + by_status.get(SendStatus.SENDING, 0)
     held_now = by_status.get(SendStatus.HELD, 0)
+    unknown = by_status.get(SendStatus.UNKNOWN, 0)
+    retrying = session.scalar(select(func.count()).where(
+        Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED, Send.next_attempt_at > utcnow())) \
+        if remaining else 0
     waiting = ""
     if c.status == CampaignStatus.RUNNING and c.dispatched_at is not None and not remaining and held_now:
         until = policy_service.deadline(c, policy) if policy is not None else None
@@ -218,7 +235,33 @@ def progress(session: Session, campaign_id: int, policy: PolicySettings | None =
                    + "; the campaign finishes then. Cancel it to stop waiting.")
     return {"status": str(c.status), "reason": c.status_reason, "recipients": c.recipients, "sent": c.sent,
             "failed": c.failed, "held": c.held, "skipped": c.skipped, "remaining": remaining,
-            "held_now": held_now, "waiting": waiting}
+            "held_now": held_now, "waiting": waiting, "unknown": unknown, "retrying": retrying}
+
+
+def resend_unknown(rt: Runtime, session: Session, campaign: Campaign) -> int:
+    """Queue the campaign's sends of unknown outcome again (a person chose to); returns how many.
+
+    They keep their send id and so their Message-ID: a receiver that de-duplicates drops the second copy.
+    A finished campaign runs again until they are settled.
+    """
+    if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        raise InvalidState(f"a {campaign.status} campaign sends nothing")
+    ids = [r[0] for r in session.execute(
+        update(Send).where(Send.campaign_id == campaign.id, Send.status == SendStatus.UNKNOWN)
+        .values(status=SendStatus.QUEUED, next_attempt_at=None, claimed_by=None, lease_until=None,
+                last_error="outcome was unknown; resent on request with the same Message-ID")
+        .returning(Send.id).execution_options(synchronize_session=False))]
+    n = len(ids)
+    policy_service.unreserve(session, ids)   # the claim reserves them again
+    status = campaign.status
+    if n and status == CampaignStatus.FINISHED:
+        session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.FINISHED)
+                        .values(status=CampaignStatus.RUNNING, finished_at=None))
+    session.commit()
+    if n and status in (CampaignStatus.RUNNING, CampaignStatus.FINISHED):
+        sweeper.ensure_job(rt, "send", campaign.id)
+    logger.info("campaign %s: %d sends of unknown outcome queued again", campaign.id, n)
+    return n
 
 
 

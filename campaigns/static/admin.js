@@ -15,7 +15,7 @@
   if (!box) return;
   const bar = box.querySelector(".bar");
   const badge = document.getElementById("status");
-  const KEYS = ["sent", "held", "failed", "skipped"];
+  const KEYS = ["sent", "held", "failed", "unknown", "skipped"];
   let shownStatus = badge ? badge.textContent.trim() : "";
 
   function render(p) {
@@ -34,6 +34,8 @@
     });
     const waiting = box.querySelector('[data-count="waiting"]');
     if (waiting) waiting.hidden = !p.waiting;
+    const retrying = box.querySelector("[data-retrying]");
+    if (retrying) retrying.hidden = !p.retrying;
     if (badge && p.status !== shownStatus) {
       badge.textContent = p.status;
       badge.className = "badge " + ({ running: "ok", finished: "done", paused: "warn", cancelled: "muted" }[p.status] || "");

@@ -12,7 +12,7 @@ from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select, update
 
 from campaigns.models import Campaign, CampaignStatus, Contact, ContactStatus, Send, SendStatus
-from campaigns.services import delivery, sending
+from campaigns.services import delivery, sending, sweeper
 
 
 class Scripted:
@@ -80,13 +80,16 @@ def test_4xx_is_retried_later_with_backoff_and_then_delivered(runtime, db_sessio
     wait = row.next_attempt_at - dt.datetime.now(dt.UTC)
     assert dt.timedelta(seconds=30) < wait <= dt.timedelta(seconds=60)   # first retry delay
     assert db_session.get(Campaign, campaign.id).status == CampaignStatus.RUNNING     # not finished: one waits
-    assert len(runtime.queue.scheduled_job_registry.get_job_ids()) == 1                # the retry is scheduled
+    assert runtime.queue.count == 0 and not runtime.queue.scheduled_job_registry.get_job_ids()   # no job left
+    assert sweeper.sweep(runtime)["send"] == 0        # not due yet: the sweeper leaves it alone
 
-    # The retry time arrives and the server now accepts.
+    # The retry time arrives and the server now accepts: the sweeper (not a job of the batch) picks it up.
     del scripted.replies[greylisted]
     db_session.execute(update(Send).values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
     db_session.commit()
-    delivery.send_batch(runtime, campaign.id, 0, 10**9)
+    assert sweeper.sweep(runtime)["send"] == 1
+    assert sweeper.sweep(runtime)["send"] == 0        # its job is marked: no second one
+    run_worker()
     state = rows(db_session)
     assert state[greylisted].status == SendStatus.SENT and state[greylisted].attempts == 2
     assert scripted.received.count(greylisted) == 1 and len(scripted.received) == 4

@@ -1,0 +1,218 @@
+"""The send state machine under faults, counted at a real SMTP server: a SIGKILLed worker process, a contact who
+unsubscribes while their message waits in a claim, unknown outcomes and their resend, dispatch resumed from its
+cursor."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus
+from campaigns.services import sending, sweeper
+from mailer.tracking import Purpose
+from tests.campaigns.test_delivery import free_port, use_relay
+from tests.helpers import fresh
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Ledger:
+    """An SMTP server's ground truth: every message it answered 250, with its Message-ID and recipient."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.accepted: list[tuple[str, str]] = []    # (recipient, Message-ID)
+        self.drop_after_dot: set[str] = set()        # close the connection instead of answering the final dot
+        self.on_data = None                          # called with the recipient before answering
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+        if self.delay:
+            time.sleep(self.delay)     # a slow relay: the worker has messages in flight for a while
+        rcpt = envelope.rcpt_tos[0]
+        if self.on_data is not None:
+            self.on_data(rcpt)
+        if rcpt in self.drop_after_dot:
+            self.drop_after_dot.discard(rcpt)
+            server.transport.close()   # the whole message arrived; the reply never does
+            return "250 OK"
+        with self.lock:
+            self.accepted.append((rcpt, message_from_bytes(envelope.content)["Message-ID"]))
+        return "250 OK"
+
+    def count(self, rcpt: str) -> int:
+        return sum(1 for r, _ in self.accepted if r == rcpt)
+
+
+@pytest.fixture()
+def ledger(runtime):  # noqa: ANN001, ANN201
+    handler = Ledger()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="relay.test")
+    controller.start()
+    use_relay(runtime, f"smtp://127.0.0.1:{port}")
+    yield handler
+    controller.stop()
+
+
+def worker_env(runtime, **extra: str) -> dict[str, str]:  # noqa: ANN001
+    s = runtime.settings
+    return dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
+                SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,
+                DKIM_SELECTOR=s.dkim_selector, DKIM_PRIVATE_KEY_PATH=str(s.dkim_private_key_path),
+                RAPPORT_QUEUE=s.queue_name, RAPPORT_INSTANCE=str(s.instance_path), **extra)
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
+    """Poll a condition about another process (a real worker) until it holds."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def by_status(db_session, campaign_id: int) -> dict[str, int]:  # noqa: ANN001
+    fresh(db_session)
+    return dict(db_session.execute(select(Send.status, func.count()).where(Send.campaign_id == campaign_id)
+                                   .group_by(Send.status)).all())
+
+
+def test_a_sigkilled_worker_loses_only_what_was_in_flight_and_the_campaign_finishes_by_itself(
+        runtime, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:  # noqa: ANN001
+    topic, contacts = make_contacts(60)
+    ledger.delay = 0.03
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--burst"], cwd=ROOT,
+                            env=worker_env(runtime, RAPPORT_BATCH_SIZE="60"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(ledger.accepted) >= 10)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = len(ledger.accepted)
+    assert 10 <= killed_at < 60
+    assert by_status(db_session, campaign.id).get(SendStatus.SENDING, 0) > 0   # a claim the dead worker held
+
+    # Before its lease runs out the claim is left alone (its worker might only be slow) …
+    assert sweeper.sweep(runtime)["requeued"] == 0
+    # … after it, the sweeper settles it: accepted -> sent, handed without a reply -> unknown, the rest queued.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=runtime.settings.claim_lease + 1)
+    did = sweeper.sweep(runtime, later)
+    assert did["requeued"] > 0 and did["send"] == 1
+    run_worker()
+    sweeper.sweep(runtime)
+
+    state = by_status(db_session, campaign.id)
+    unknown = state.get(SendStatus.UNKNOWN, 0)
+    assert unknown <= 2          # at most one message per SMTP connection was between hand-off and reply
+    assert state.get(SendStatus.SENT, 0) + unknown == 60
+    emails = [c.email for c in contacts]
+    assert all(ledger.count(e) == 1 for e in emails if ledger.count(e) > 0)   # nobody got it twice
+    unknown_emails = set(db_session.scalars(select(Contact.email).join(Send, Send.contact_id == Contact.id)
+                                            .where(Send.status == SendStatus.UNKNOWN)))
+    assert {e for e in emails if ledger.count(e) == 0} <= unknown_emails     # nobody missing unless unknown
+    c = db_session.get(Campaign, campaign.id)
+    assert c.status == CampaignStatus.FINISHED and c.sent == state[SendStatus.SENT]
+
+
+def test_a_contact_who_unsubscribes_while_their_message_waits_in_a_claim_gets_nothing(
+        runtime, app, client, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:  # noqa: ANN001
+    topic, contacts = make_contacts(6)     # one claim (claim_size 7): all eligible when it is checked
+    campaign = make_campaign([topic])
+    leaver = contacts[4]
+    token = runtime.tokens.seal(Purpose.UNSUBSCRIBE, leaver.id, campaign.id)
+
+    def unsubscribe_on_first(rcpt: str) -> None:
+        if ledger.on_data is not None:
+            ledger.on_data = None
+            r = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+            assert r.status_code == 200
+
+    ledger.on_data = unsubscribe_on_first
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    assert ledger.count(leaver.email) == 0
+    assert all(ledger.count(c.email) == 1 for c in contacts if c is not leaver)
+    fresh(db_session)
+    row = db_session.scalar(select(Send).where(Send.contact_id == leaver.id))
+    assert row.status == SendStatus.SKIPPED and row.reason == "unsubscribed"
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
+
+
+def test_a_drop_after_the_final_dot_is_unknown_and_a_person_can_resend_it_with_the_same_message_id(
+        runtime, editor, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:  # noqa: ANN001
+    from tests.helpers import csrf
+
+    topic, contacts = make_contacts(5)
+    dropped = contacts[2].email
+    ledger.drop_after_dot.add(dropped)
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    state = by_status(db_session, campaign.id)
+    assert state == {SendStatus.SENT: 4, SendStatus.UNKNOWN: 1}
+    c = db_session.get(Campaign, campaign.id)
+    assert c.status == CampaignStatus.FINISHED and c.failed == 0     # final until a person decides
+
+    page = editor.get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
+    assert "outcome unknown" in page.lower() and "Resend to these 1" in page
+    r = editor.post(f"/admin/campaigns/{campaign.id}/resend-unknown",
+                    data={"csrf_token": csrf(editor, f"/admin/campaigns/{campaign.id}")})
+    assert r.status_code == 302
+    run_worker()
+    row = db_session.scalar(select(Send).join(Contact, Contact.id == Send.contact_id).where(Contact.email == dropped))
+    fresh(db_session)
+    assert db_session.get(Send, row.id).status == SendStatus.SENT
+    [(rcpt, message_id)] = [a for a in ledger.accepted if a[0] == dropped]
+    token = runtime.tokens.seal(Purpose.MESSAGE, row.id)
+    assert message_id == f"<{token}@{runtime.settings.dkim_domain}>"    # the Message-ID the first copy had
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
+
+
+def test_a_killed_dispatch_resumes_from_its_cursor(runtime, db_session, make_contacts, make_campaign, ledger,
+                                                   run_worker, monkeypatch) -> None:  # noqa: ANN001
+    topic, contacts = make_contacts(25)
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    runtime.queue.empty()
+    monkeypatch.setattr(sending, "DISPATCH_CHUNK", 10)
+    # The first chunk is dispatched, then the process dies (simulated: the cursor and rows are what it left).
+    calls = {"n": 0}
+    real = sending._enqueue_batches
+
+    def dies_after_first_chunk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        real(*args, **kwargs)
+        if calls["n"] == 1:
+            raise SystemExit("killed")
+
+    monkeypatch.setattr(sending, "_enqueue_batches", dies_after_first_chunk)
+    with pytest.raises(SystemExit):
+        sending.dispatch(runtime, campaign.id)
+    fresh(db_session)
+    c = db_session.get(Campaign, campaign.id)
+    assert c.dispatched_at is None and c.recipients == 10 and c.dispatch_cursor == contacts[9].id
+    monkeypatch.setattr(sending, "_enqueue_batches", real)
+    runtime.redis.delete(sweeper.marker(runtime, "dispatch", campaign.id))   # the dead job's marker expired
+    assert sweeper.sweep(runtime)["dispatch"] == 1
+    run_worker()
+    sweeper.sweep(runtime)
+    fresh(db_session)
+    c = db_session.get(Campaign, campaign.id)
+    assert c.recipients == 25 and c.status == CampaignStatus.FINISHED
+    assert sorted(r for r, _ in ledger.accepted) == sorted(x.email for x in contacts)
