@@ -68,10 +68,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return user if user is not None and user.active else None
 
     from campaigns.admin import bp as admin_bp
+    from campaigns.probes import bp as probes_bp
     from campaigns.public import bp as public_bp
 
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(public_bp)
+    app.register_blueprint(probes_bp)
 
     @app.get("/")
     def index():  # noqa: ANN202

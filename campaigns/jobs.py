@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict
 
-from campaigns import runtime
+from campaigns import metrics, runtime
 from campaigns.services import delivery, sending
 
 logger = logging.getLogger(__name__)
@@ -19,8 +20,26 @@ def dispatch_campaign(campaign_id: int) -> int:
 
 def send_batch(campaign_id: int, lo: int, hi: int) -> dict:
     """Deliver one batch of a campaign (contacts lo..hi)."""
-    result = delivery.send_batch(runtime.current(), campaign_id, lo, hi)
+    rt = runtime.current()
+    started = time.monotonic()
+    result = delivery.send_batch(rt, campaign_id, lo, hi)
+    # Until delivery's record step calls metrics.record_batch itself (with per-relay outcomes and holds by rule).
+    relay, kind = _relay_and_kind(rt, campaign_id)
+    metrics.record_batch(rt.redis, relay, kind, sent=result.sent, failed=result.failed, deferred=result.deferred,
+                         seconds=time.monotonic() - started)
     return asdict(result)
+
+
+def _relay_and_kind(rt: runtime.Runtime, campaign_id: int) -> tuple[str, str]:
+    """The campaign's relay name (the default relay's when it names none) and kind, the labels of its metrics."""
+    from sqlalchemy import select
+
+    from campaigns.models import Campaign
+
+    with rt.session_factory() as session:
+        row = session.execute(select(Campaign.relay, Campaign.kind).where(Campaign.id == campaign_id)).first()
+    relay, kind = row if row is not None else ("", "unknown")
+    return relay or rt.settings.relay_names[0], str(kind)
 
 
 def run_automations() -> dict:
