@@ -14,6 +14,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from campaigns import logs
 from campaigns.config import Settings, from_env
 from campaigns.models import AdminUser
 from campaigns.runtime import Runtime
@@ -48,6 +49,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
     )
     app.config.update(config)
+    if not app.testing:             # gunicorn configures only its own loggers; the app's go through this
+        logs.configure(settings)
     runtime = Runtime(settings)
     app.extensions["rapport"] = runtime
 
