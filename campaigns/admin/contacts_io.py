@@ -9,6 +9,7 @@ from flask import Response, abort, flash, jsonify, redirect, render_template, re
 from flask_login import current_user
 from sqlalchemy import select
 
+from campaigns import storage
 from campaigns.admin import bp, db, editor_required, rt
 from campaigns.admin.audit import Action, audit
 from campaigns.errors import NotFound, RapportError, ValidationError
@@ -35,7 +36,8 @@ def contact_import():  # noqa: ANN201
             flash("Choose a CSV file to upload.", "error")
             return render_template("admin/import.html"), 400
         try:
-            saved = imports.save_upload(rt().redis, rt().settings.instance_path, upload.stream, upload.filename)
+            saved = imports.save_upload(rt().redis, storage.for_settings(rt().settings), upload.stream,
+                                         upload.filename)
         except ValidationError as exc:
             flash(str(exc), "error")
             return render_template("admin/import.html"), 400
@@ -47,7 +49,7 @@ def contact_import():  # noqa: ANN201
 @editor_required
 def contact_import_map(import_id: str):  # noqa: ANN201
     try:
-        upload = imports.load_upload(rt().redis, rt().settings.instance_path, import_id)
+        upload = imports.load_upload(rt().redis, storage.for_settings(rt().settings), import_id)
     except (NotFound, ValidationError) as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.contact_import"))
@@ -55,7 +57,7 @@ def contact_import_map(import_id: str):  # noqa: ANN201
     if request.method == "POST":
         try:
             mapping = imports.parse_mapping(request.form, len(upload.header))
-            imports.start(rt().redis, rt().settings.instance_path, import_id, mapping, mode)
+            imports.start(rt().redis, storage.for_settings(rt().settings), import_id, mapping, mode)
         except NotFound as exc:
             flash(str(exc), "error")
             return redirect(url_for("admin.contact_import"))
@@ -94,12 +96,10 @@ def contact_import_progress(import_id: str) -> Response:
 @editor_required
 def contact_import_errors(import_id: str) -> Response:
     try:
-        path = imports.errors_path(rt().settings.instance_path, import_id)
-    except NotFound:
+        report = storage.for_settings(rt().settings).open(imports.errors_key(import_id))
+    except (NotFound, FileNotFoundError):
         abort(404)
-    if not path.exists():
-        abort(404)
-    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=f"import-errors-{import_id}.csv")
+    return send_file(report, mimetype="text/csv", as_attachment=True, download_name=f"import-errors-{import_id}.csv")
 
 
 @bp.get("/contacts/export.csv")
