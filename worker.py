@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from rq import SimpleWorker, Worker
-
+from campaigns import logs
 from campaigns.config import from_env
 from campaigns.runtime import Runtime, install
 from campaigns.scheduler import Ticker
@@ -22,10 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scheduler", action="store_true",
                         help="do not run the periodic-task ticker in this worker (campaigns.scheduler)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rt = install(Runtime(from_env()))
+    settings = from_env()
+    logs.configure(settings)
+    rt = install(Runtime(settings))
     # In-process by default: the SMTP pool, the DKIM key and compiled campaigns stay warm across batch jobs.
-    worker_class = Worker if args.fork else SimpleWorker
+    worker_class = logs.worker_class(fork=args.fork)
     worker = worker_class([rt.queue], connection=rt.redis, name=args.name)
     # Periodic tasks (automations, nightly decay…): every worker ticks; Redis elects one per slot.
     ticker = None if args.burst or args.no_scheduler else Ticker(rt)
@@ -33,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         ticker.start()
     # The scheduler runs delayed jobs: retries of deferred sends (4xx replies) at their next attempt time.
     try:
-        worker.work(burst=args.burst, logging_level="INFO", with_scheduler=True)
+        worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=True)
     finally:
         if ticker is not None:
             ticker.stop()

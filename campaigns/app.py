@@ -14,6 +14,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from campaigns import logs
 from campaigns.config import Settings, from_env
 from campaigns.models import AdminUser
 from campaigns.request_body import ChunkedBodyGuard
@@ -49,6 +50,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
     )
     app.config.update(config)
+    if not app.testing:             # gunicorn configures only its own loggers; the app's go through this
+        logs.configure(settings)
     runtime = Runtime(settings)
     app.extensions["rapport"] = runtime
 
@@ -69,10 +72,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return user if user is not None and user.active else None
 
     from campaigns.admin import bp as admin_bp
+    from campaigns.probes import bp as probes_bp
     from campaigns.public import bp as public_bp
 
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(public_bp)
+    app.register_blueprint(probes_bp)
 
     @app.get("/")
     def index():  # noqa: ANN202

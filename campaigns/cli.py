@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p_poll.add_argument("url", nargs="?", default="",
                         help="imap[s]://user:pass@host/INBOX or pop3[s]://… (default: $BOUNCE_MAILBOX_URL)")
     sub.add_parser("drain-hits", help="write queued opens and clicks to the database now")
+    sub.add_parser("check", help="exit 1 unless the database, Redis, a live worker and the scheduler are fine")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = from_env()
@@ -218,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         from campaigns.services.feedback_cli import run
 
         return run(settings, args)
+    elif args.command == "check":
+        from campaigns.check import check
+
+        return check(settings)
     elif args.command == "demo":
         if "BASE_URL" not in os.environ:
             settings = settings.with_overrides({"base_url": f"http://127.0.0.1:{args.port}"})

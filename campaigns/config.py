@@ -81,6 +81,11 @@ class Settings:
     soft_bounce_limit: int = 3                # soft bounces within the window that suppress an address
     soft_bounce_window_days: int = 30
     bounce_mailbox_url: str = ""              # imap[s]:// or pop3[s]:// mailbox that `poll-bounces` reads
+    storage_url: str = ""                     # empty: files under instance/; s3://bucket/prefix?endpoint=… to share
+    metrics_token: str = ""                   # bearer token /metrics requires (empty: open, keep it off the internet)
+    log_format: str = "text"                  # text or json
+    log_level: str = "INFO"
+    sentry_dsn: str = ""                      # errors go to Sentry when set and sentry-sdk is installed
     testing: bool = False
 
     @property
@@ -214,7 +219,29 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         bounce_mailbox_url=env.get("BOUNCE_MAILBOX_URL", ""),
         queue_name=env.get("RAPPORT_QUEUE", "") or "rapport",
         trusted_proxies=max(0, _int(env, "TRUSTED_PROXIES", 0)),
+        storage_url=_storage_url(env.get("STORAGE_URL", "")),
+        metrics_token=env.get("METRICS_TOKEN", ""),
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+        log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR")),
+        sentry_dsn=env.get("SENTRY_DSN", ""),
     )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """The variable's value if it is one of choices (case-insensitive), else the first choice when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return choices[0]
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {raw!r}")
+
+
+def _storage_url(url: str) -> str:
+    if url:
+        _check_url("STORAGE_URL", url, ("s3", "file"))
+    return url
 
 
 def _instance_secret(instance: Path) -> str:

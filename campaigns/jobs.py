@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict
 
-from campaigns import runtime
+from campaigns import metrics, runtime
 from campaigns.services import delivery, sending, sweeper
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,10 @@ def dispatch_campaign(campaign_id: int) -> int:
 
 def send_batch(campaign_id: int, lo: int, hi: int) -> dict:
     """Deliver one batch of a campaign (contacts lo..hi)."""
-    result = delivery.send_batch(runtime.current(), campaign_id, lo, hi)
+    rt = runtime.current()
+    started = time.monotonic()
+    result = delivery.send_batch(rt, campaign_id, lo, hi)
+    _record_metrics(rt, campaign_id, result, started)
     return asdict(result)
 
 
@@ -32,10 +36,32 @@ def send_campaign(campaign_id: int) -> dict:
     """Deliver every due send of a campaign (the sweeper's job: retries, and whatever a lost job left)."""
     rt = runtime.current()
     key = sweeper.working(rt, "send", campaign_id)
+    started = time.monotonic()
     try:
-        return asdict(delivery.send_batch(rt, campaign_id, *sweeper.WHOLE))
+        result = delivery.send_batch(rt, campaign_id, *sweeper.WHOLE)
     finally:
         sweeper.done(rt, key)
+    _record_metrics(rt, campaign_id, result, started)
+    return asdict(result)
+
+
+def _record_metrics(rt: runtime.Runtime, campaign_id: int, result: delivery.BatchResult, started: float) -> None:
+    """Count a batch's outcomes for /metrics (shared through Redis across workers)."""
+    relay, kind = _relay_and_kind(rt, campaign_id)
+    metrics.record_batch(rt.redis, relay, kind, sent=result.sent, failed=result.failed, deferred=result.deferred,
+                         seconds=time.monotonic() - started)
+
+
+def _relay_and_kind(rt: runtime.Runtime, campaign_id: int) -> tuple[str, str]:
+    """The campaign's relay name (the default relay's when it names none) and kind, the labels of its metrics."""
+    from sqlalchemy import select
+
+    from campaigns.models import Campaign
+
+    with rt.session_factory() as session:
+        row = session.execute(select(Campaign.relay, Campaign.kind).where(Campaign.id == campaign_id)).first()
+    relay, kind = row if row is not None else ("", "unknown")
+    return relay or rt.settings.relay_names[0], str(kind)
 
 
 def run_automations() -> dict:

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from dataclasses import asdict
 
-from campaigns import runtime
+from campaigns import runtime, storage
 from campaigns.services import imports
 
 logger = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ def import_contacts(import_id: str) -> dict:
     rt = runtime.current()
     logger.info("import %s", import_id)
     with rt.session_factory() as session:
-        return asdict(imports.run_import(session, rt.redis, rt.settings.instance_path, import_id))
+        return asdict(imports.run_import(session, rt.redis, storage.for_settings(rt.settings), import_id))
 
 
 def cleanup_import_files(days: int = 7) -> int:

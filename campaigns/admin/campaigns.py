@@ -12,6 +12,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from campaigns.admin import PREVIEW_CSP, _escape, bp, editor_required
+from campaigns.admin.audit import Action, audit
 from campaigns.admin.policy import current_policy
 from campaigns.app import db, rt
 from campaigns.errors import NotFound, RapportError, ValidationError
@@ -228,6 +229,7 @@ def campaign_test(campaign_id: int):  # noqa: ANN201
     try:
         sent = delivery.send_test(rt(), session, obj, addresses, as_contact=as_contact)
         who = f" as {as_contact.email}" if as_contact else ""
+        audit(Action.CAMPAIGN_TEST, f"campaign {obj.id}", f"to {', '.join(sent)}{who}")
         flash(f"Test sent to {', '.join(sent)}{who}.", "info")
     except (RapportError, TemplateError) as exc:
         session.rollback()
@@ -247,6 +249,7 @@ def campaign_schedule(campaign_id: int):  # noqa: ANN201
         local = when.astimezone(ZoneInfo(tz.strip()))
         label = f"scheduled for {local:%Y-%m-%d %H:%M} {tz} by {current_user.name}"
         scheduling.schedule(session, rt(), obj, when, label)
+        audit(Action.CAMPAIGN_SCHEDULE, f"campaign {obj.id}", f"{obj.name}: for {local:%Y-%m-%d %H:%M} {tz}")
         flash(f"Scheduled for {local:%A %d %B %Y, %H:%M} ({tz}).", "info")
     except RapportError as exc:
         session.rollback()
@@ -274,6 +277,7 @@ def campaign_action(campaign_id: int, action: str):  # noqa: ANN201
         else:
             sending.cancel(session, obj)
             flash("Cancelled.", "info")
+        audit(Action(f"campaign.{action}"), f"campaign {obj.id}", obj.name)
     except RapportError as exc:
         session.rollback()
         flash(str(exc), "error")

@@ -9,7 +9,9 @@ from flask import Response, abort, flash, jsonify, redirect, render_template, re
 from flask_login import current_user
 from sqlalchemy import select
 
+from campaigns import storage
 from campaigns.admin import bp, db, editor_required, rt
+from campaigns.admin.audit import Action, audit
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import ContactStatus, Topic
 from campaigns.services import exports, imports
@@ -34,7 +36,8 @@ def contact_import():  # noqa: ANN201
             flash("Choose a CSV file to upload.", "error")
             return render_template("admin/import.html"), 400
         try:
-            saved = imports.save_upload(rt().redis, rt().settings.instance_path, upload.stream, upload.filename)
+            saved = imports.save_upload(rt().redis, storage.for_settings(rt().settings), upload.stream,
+                                         upload.filename)
         except ValidationError as exc:
             flash(str(exc), "error")
             return render_template("admin/import.html"), 400
@@ -46,7 +49,7 @@ def contact_import():  # noqa: ANN201
 @editor_required
 def contact_import_map(import_id: str):  # noqa: ANN201
     try:
-        upload = imports.load_upload(rt().redis, rt().settings.instance_path, import_id)
+        upload = imports.load_upload(rt().redis, storage.for_settings(rt().settings), import_id)
     except (NotFound, ValidationError) as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.contact_import"))
@@ -54,7 +57,7 @@ def contact_import_map(import_id: str):  # noqa: ANN201
     if request.method == "POST":
         try:
             mapping = imports.parse_mapping(request.form, len(upload.header))
-            imports.start(rt().redis, rt().settings.instance_path, import_id, mapping, mode)
+            imports.start(rt().redis, storage.for_settings(rt().settings), import_id, mapping, mode)
         except NotFound as exc:
             flash(str(exc), "error")
             return redirect(url_for("admin.contact_import"))
@@ -63,6 +66,7 @@ def contact_import_map(import_id: str):  # noqa: ANN201
             return render_template("admin/import_map.html", upload=upload, mapping=mapping, mode=mode,
                                    labels=TARGET_LABELS), 400
         rt().queue.enqueue("campaigns.jobs_imports.import_contacts", import_id, job_timeout=3 * 3600)
+        audit(Action.IMPORT_START, f"import {import_id}", f"{upload.filename} ({mode})")
         return redirect(url_for("admin.contact_import_status", import_id=import_id))
     return render_template("admin/import_map.html", upload=upload, mapping=mapping, mode=mode,
                            labels=TARGET_LABELS)
@@ -92,12 +96,10 @@ def contact_import_progress(import_id: str) -> Response:
 @editor_required
 def contact_import_errors(import_id: str) -> Response:
     try:
-        path = imports.errors_path(rt().settings.instance_path, import_id)
-    except NotFound:
+        report = storage.for_settings(rt().settings).open(imports.errors_key(import_id))
+    except (NotFound, FileNotFoundError):
         abort(404)
-    if not path.exists():
-        abort(404)
-    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=f"import-errors-{import_id}.csv")
+    return send_file(report, mimetype="text/csv", as_attachment=True, download_name=f"import-errors-{import_id}.csv")
 
 
 @bp.get("/contacts/export.csv")
@@ -120,6 +122,8 @@ def contact_export() -> Response:
         except RapportError as exc:
             flash(f"Cannot export that segment: {exc}", "error")
             return redirect(url_for("admin.contact_export_form"))
+    audit(Action.CONTACTS_EXPORT, "contacts", f"status={status or 'any'} topic={topic_id or 'any'} "
+                                              f"segment={request.args.get('segment', '') or 'none'}")
     session = rt().read_session_factory()
 
     def generate():  # noqa: ANN202
@@ -149,6 +153,7 @@ def contact_gdpr_export(contact_id: int) -> Response:
         data = exports.gdpr_export(db(), contact_id)
     except NotFound:
         abort(404)
+    audit(Action.CONTACT_GDPR_EXPORT, f"contact {contact_id}")
     return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
                     headers={"Content-Disposition": f"attachment; filename=contact-{contact_id}.json"})
 
@@ -167,6 +172,7 @@ def contact_erase(contact_id: int):  # noqa: ANN201
             return render_template("admin/contact_erase.html", contact=contact), 400
         try:
             exports.erase_contact(session, contact_id, by=current_user.email)
+            audit(Action.CONTACT_ERASE, f"contact {contact_id}")   # the address itself is gone: only the id
         except RapportError as exc:
             session.rollback()
             flash(str(exc), "error")

@@ -8,6 +8,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from campaigns.admin import bp, editor_required
+from campaigns.admin.audit import Action, audit
 from campaigns.app import db, rt
 from campaigns.config import PolicySettings
 from campaigns.errors import ValidationError
@@ -77,6 +78,8 @@ def policy_settings():  # noqa: ANN201
             flash(str(exc), "error")
             return render_template("admin/policy/settings.html", policy=current_policy(), form=request.form,
                                    limits=policy_service.LIMITS, error_field=exc.field), 400
+        audit(Action.POLICY, "sending policy", ", ".join(f"{k}={v}" for k, v in sorted(request.form.items())
+                                                         if k != "csrf_token")[:1000])
         flash("Policy saved. It applies to every message sent from now on.", "info")
         return redirect(url_for("admin.policy_settings"))
     from campaigns.models import PolicyConfig

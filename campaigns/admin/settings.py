@@ -8,6 +8,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_login import current_user
 
 from campaigns.admin import admin_required, bp
+from campaigns.admin.audit import Action, audit
 from campaigns.app import db, rt
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import AdminRole
@@ -47,6 +48,7 @@ def settings_senders():  # noqa: ANN201
         try:
             sender = settings_service.save_sender(session, request.form)
             session.commit()
+            audit(Action.SENDER_ADD, f"sender {sender.id}", f"{sender.name} <{sender.email}>")
             flash(f"Sender {sender.name} <{sender.email}> added.", "info")
             return redirect(url_for("admin.settings_senders"))
         except ValidationError as exc:
@@ -71,6 +73,7 @@ def settings_sender(sender_id: int):  # noqa: ANN201
         try:
             settings_service.save_sender(session, request.form, sender)
             session.commit()
+            audit(Action.SENDER_EDIT, f"sender {sender.id}", f"{sender.name} <{sender.email}>")
             flash("Sender saved.", "info")
             return redirect(url_for("admin.settings_senders"))
         except ValidationError as exc:
@@ -90,6 +93,7 @@ def settings_sender_delete(sender_id: int):  # noqa: ANN201
     try:
         name = settings_service.delete_sender(session, sender_id)
         session.commit()
+        audit(Action.SENDER_DELETE, f"sender {sender_id}", name)
         flash(f"Sender {name} deleted; the contacts they owned have no account owner now.", "info")
     except NotFound as exc:
         flash(str(exc), "error")
@@ -110,10 +114,12 @@ def settings_dkim():  # noqa: ANN201
                 info = dkim_keys.generate_dkim_key(session, s, request.form.get("kind", ""),
                                                           request.form.get("selector", ""), current_user.email)
                 session.commit()
+                audit(Action.DKIM_GENERATE, f"dkim {info.selector}", info.kind)
                 flash(f"New key {info.selector} generated. Publish its DNS record, then activate it.", "info")
             elif action == "activate":
                 info = dkim_keys.activate_pending_key(session, s, current_user.email)
                 session.commit()
+                audit(Action.DKIM_ACTIVATE, f"dkim {info.selector}", info.kind)
                 rt().reload_signer()
                 flash(f"Mail is now signed with the key {info.selector}. Other workers switch within a minute.",
                       "info")
@@ -128,6 +134,7 @@ def settings_dkim():  # noqa: ANN201
             elif action == "discard":
                 dkim_keys.discard_pending_key(session, s, current_user.email)
                 session.commit()
+                audit(Action.DKIM_DISCARD, "dkim pending key")
                 flash("The new key was discarded.", "info")
             else:
                 flash("Unknown action.", "error")
@@ -155,6 +162,7 @@ def settings_postal():  # noqa: ANN201
             value = settings_service.save_postal_address(session, request.form.get("postal_address", ""),
                                                          current_user.email)
             session.commit()
+            audit(Action.POSTAL_ADDRESS, "postal address", value or "cleared (the POSTAL_ADDRESS default applies)")
             flash("Postal address saved." if value else
                   "Postal address cleared: the default from POSTAL_ADDRESS applies.", "info")
             return redirect(url_for("admin.settings_postal"))
@@ -181,6 +189,7 @@ def settings_relays():  # noqa: ANN201
             outcome = settings_service.send_relay_test(s, rt().signer, tested, request.form.get("to", ""),
                                                        s.sender_email, current_user.email)
             logger.info("relay test %s by %s: %s %s", tested, current_user.email, outcome.summary, outcome.detail)
+            audit(Action.RELAY_TEST, f"relay {tested}", outcome.summary)
             if not outcome.ok:
                 status = 502
         except ValidationError as exc:
@@ -203,6 +212,7 @@ def settings_users():  # noqa: ANN201
         try:
             user = accounts.create_user(session, form)
             session.commit()
+            audit(Action.USER_CREATE, f"user {user.id}", f"{user.email} as {user.role}")
             flash(f"User {user.email} created as {user.role}. Give them their password in person or by phone.",
                   "info")
             return redirect(url_for("admin.settings_users"))
@@ -233,6 +243,7 @@ def settings_user_change(user_id: int):  # noqa: ANN201
         else:
             raise ValidationError("Unknown action.")
         session.commit()
+        audit(Action(f"user.{action}"), f"user {user.id}", message)
         flash(message, "info")
     except RapportError as exc:
         session.rollback()

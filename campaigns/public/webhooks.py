@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from flask import Response, abort, current_app, jsonify, request
 
+from campaigns import metrics
 from campaigns.app import csrf, db, rt
 from campaigns.public import bp
 from campaigns.services import feedback, ingest
@@ -86,6 +87,9 @@ def _apply(events: list) -> Response:
             session.rollback()
             results.append({"index": i, "result": "rejected", "detail": str(exc)})
     accepted = sum(r["result"] not in ("rejected", "ignored") for r in results)
+    # The relay name in the URL was checked against the known formats before this point (bounded labels).
+    metrics.record_webhook(rt().redis, (request.view_args or {}).get("relay", "normalized"),
+                           [r["result"] for r in results])
     return jsonify({"accepted": accepted, "results": results})
 
 

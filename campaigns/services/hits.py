@@ -14,6 +14,7 @@ minute) is a cheap safety net for a drain killed while traffic is quiet.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import secrets
@@ -25,6 +26,7 @@ from typing import Any
 
 from redis import Redis
 
+from campaigns import metrics
 from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -124,13 +126,13 @@ def drain(rt: Runtime, write: Writer, *, batch: int = BATCH) -> int:
             leftover = redis.lrange(PROCESSING_KEY, 0, -1)
             if leftover:
                 logger.warning("replaying %d tracking hits of an interrupted drain", len(leftover))
-                done += _write(write, leftover, replay=True)
+                done += _write(write, leftover, replay=True, redis=redis)
                 redis.delete(PROCESSING_KEY)
             while True:
                 raw = move(keys=[QUEUE_KEY, PROCESSING_KEY], args=[batch])
                 if not raw:
                     break
-                done += _write(write, raw, replay=False)
+                done += _write(write, raw, replay=False, redis=redis)
                 redis.delete(PROCESSING_KEY)
                 redis.expire(LOCK_KEY, LOCK_TTL)
         finally:
@@ -140,11 +142,12 @@ def drain(rt: Runtime, write: Writer, *, batch: int = BATCH) -> int:
             return done
 
 
-def _write(write: Writer, raw: list[Any], *, replay: bool) -> int:
+def _write(write: Writer, raw: list[Any], *, replay: bool, redis: Redis) -> int:
     hits = [h for h in (Hit.loads(r) for r in raw) if h is not None]
     if len(hits) != len(raw):
         logger.warning("dropped %d malformed tracking hits", len(raw) - len(hits))
     started = time.monotonic()
     n = write(hits, replay)
     logger.info("recorded %d tracking hits in %.0f ms", n, (time.monotonic() - started) * 1000)
+    metrics.record_hits(redis, collections.Counter(h.kind for h in hits))
     return len(hits)

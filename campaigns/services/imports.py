@@ -26,8 +26,8 @@ from campaigns.services.imports_upload import (
     Progress,
     Upload,
     cleanup_imports,
-    csv_path,
-    errors_path,
+    csv_key,
+    errors_key,
     load_upload,
     meta,
     progress,
@@ -37,8 +37,9 @@ from campaigns.services.imports_upload import (
     state_key,
 )
 from campaigns.services.imports_writer import ChunkWriter, Counts
+from campaigns.storage import Storage, as_storage
 
-__all__ = ["TARGETS", "Column", "Mode", "Progress", "Upload", "cleanup_imports", "csv_path", "errors_path", "guess",
+__all__ = ["TARGETS", "Column", "Mode", "Progress", "Upload", "cleanup_imports", "csv_key", "errors_key", "guess",
            "load_upload", "parse_mapping", "progress", "run_import", "save_upload", "start"]
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 CHUNK_ROWS = 10_000      # rows per transaction; SQLite allows 32,766 parameters in one IN list
 
 
-def run_import(session: Session, redis: Redis, instance_path: Path, import_id: str) -> Progress:
+def run_import(session: Session, redis: Redis, storage: Storage | Path, import_id: str) -> Progress:
     """Import an uploaded, mapped CSV: validate every row, write valid ones in chunks, report the others.
 
     The uploaded file is deleted when the import finishes; the error report stays for download until
@@ -57,8 +58,9 @@ def run_import(session: Session, redis: Redis, instance_path: Path, import_id: s
     mapping = [Column(t, k) for t, k in json.loads(state["mapping"])]
     mode, filename, encoding = state["mode"], state["filename"], state["encoding"]
     size = max(int(state.get("size", 1)), 1)
-    path = csv_path(instance_path, import_id)
-    if not path.exists():
+    storage = as_storage(storage)
+    upload_key = csv_key(import_id)
+    if not storage.exists(upload_key):
         message = "The uploaded file is no longer there. Please upload it again."
         redis.hset(key, mapping={"state": "failed", "message": message})
         raise NotFound(message)
@@ -66,7 +68,7 @@ def run_import(session: Session, redis: Redis, instance_path: Path, import_id: s
     topic_ids = {name.lower(): tid for tid, name in session.execute(select(Topic.id, Topic.name))}
     session.commit()              # end the read: on SQLite each chunk takes the write lock for itself only
     counts = Counts()
-    report = ErrorReport(errors_path(instance_path, import_id), [])
+    report = ErrorReport(storage, errors_key(import_id), [])
     # The writes get a session pinned to one connection, so per-connection settings hold for the whole import.
     connection = session.get_bind().connect()
     writes = Session(bind=connection, expire_on_commit=False)
@@ -78,7 +80,7 @@ def run_import(session: Session, redis: Redis, instance_path: Path, import_id: s
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{import_id[:8]}")
     pending: Future | None = None
     try:
-        with path.open("rb") as raw:
+        with storage.open(upload_key) as raw:
             text = io.TextIOWrapper(raw, encoding=encoding, newline="")
             rows_in = reader(text)
             report.header = next(rows_in)
@@ -122,7 +124,7 @@ def run_import(session: Session, redis: Redis, instance_path: Path, import_id: s
         writes.close()
         connection.close()
     report.close()
-    path.unlink(missing_ok=True)
+    storage.delete(upload_key)
     _publish(redis, key, counts, 100, state="finished")
     logger.info("import %s finished: %s", import_id, counts)
     return Progress("finished", counts.read, counts.created, counts.updated, counts.skipped, counts.failed, 100,

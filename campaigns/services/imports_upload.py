@@ -1,7 +1,8 @@
-"""CSV import, the files and the state: save an upload to instance/imports/ in blocks, preview it, keep the
-import's state (file name, encoding, mapping, progress) in a Redis hash, and clean old files up.
+"""CSV import, the files and the state: save an upload to storage (`imports/<id>.csv`) in blocks, preview it, keep
+the import's state (file name, encoding, mapping, progress) in a Redis hash, and clean old files up.
 
 The file is never held in memory: the upload is copied in blocks and read back with csv.reader over a text wrapper.
+Files go through campaigns.storage, so a worker on another machine reads what the web app saved (with S3 storage).
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import io
 import json
 import logging
-import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from campaigns.config import Settings
 from campaigns.errors import NotFound, ValidationError
 from campaigns.services.csvfiles import SafeWriter
 from campaigns.services.imports_mapping import Column, Mode, guess
+from campaigns.storage import Storage, as_storage, for_settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,7 @@ class Progress:
     errors: int = 0           # rows in the error report (failed + skipped with a reason)
 
 
-def imports_dir(instance_path: Path) -> Path:
-    """instance/imports/, created on first use."""
-    path = Path(instance_path) / "imports"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+FOLDER = "imports"
 
 
 def state_key(import_id: str) -> str:
@@ -83,28 +80,36 @@ def _check_id(import_id: str) -> str:
         raise NotFound("no such import") from None
 
 
-def csv_path(instance_path: Path, import_id: str) -> Path:
-    """Where the uploaded file of an import is kept (NotFound for an id that is not a UUID)."""
-    return imports_dir(instance_path) / f"{_check_id(import_id)}.csv"
+def csv_key(import_id: str) -> str:
+    """The storage key of an import's uploaded file (NotFound for an id that is not a UUID)."""
+    return f"{FOLDER}/{_check_id(import_id)}.csv"
 
 
-def errors_path(instance_path: Path, import_id: str) -> Path:
-    """Where the error report of an import is written."""
-    return imports_dir(instance_path) / f"{_check_id(import_id)}.errors.csv"
+def errors_key(import_id: str) -> str:
+    """The storage key of an import's error report."""
+    return f"{FOLDER}/{_check_id(import_id)}.errors.csv"
 
 
-def _detect_encoding(path: Path) -> tuple[str, str]:
-    """utf-8-sig when every byte decodes as UTF-8 (checked in blocks), else latin-1 with a note saying so."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with path.open("rb") as fh:
-        try:
-            while block := fh.read(BLOCK):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return "latin-1", ("The file is not valid UTF-8; it was read as Latin-1 (ISO-8859-1). "
-                               "Check accented letters.")
-    return "utf-8-sig", ""
+class _EncodingCheck:
+    """Fed each block as it is copied: is the whole file UTF-8? (No second pass over a large upload.)"""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.utf8 = True
+
+    def feed(self, block: bytes, final: bool = False) -> None:
+        if self.utf8:
+            try:
+                self._decoder.decode(block, final=final)
+            except UnicodeDecodeError:
+                self.utf8 = False
+
+    @property
+    def result(self) -> tuple[str, str]:
+        """utf-8-sig when every byte decoded as UTF-8, else latin-1 with a note saying so."""
+        if self.utf8:
+            return "utf-8-sig", ""
+        return "latin-1", "The file is not valid UTF-8; it was read as Latin-1 (ISO-8859-1). Check accented letters."
 
 
 def reader(fh: IO[str]) -> Iterator[list[str]]:
@@ -113,29 +118,33 @@ def reader(fh: IO[str]) -> Iterator[list[str]]:
     return csv.reader(fh)
 
 
-def save_upload(redis: Redis, instance_path: Path, stream: IO[bytes], filename: str) -> Upload:
-    """Copy an uploaded file to instance/imports/ in blocks, check it is a CSV and return its preview."""
+def save_upload(redis: Redis, storage: Storage | Path, stream: IO[bytes], filename: str) -> Upload:
+    """Copy an uploaded file to storage in blocks, check it is a CSV and return its preview."""
+    storage = as_storage(storage)
     import_id = str(uuid.uuid4())
-    path = csv_path(instance_path, import_id)
+    key = csv_key(import_id)
     size = 0
-    with path.open("wb") as out:
-        while block := stream.read(BLOCK):
-            if size == 0 and b"\x00" in block[:8192]:
-                out.close()
-                path.unlink(missing_ok=True)
-                raise ValidationError("This is not a CSV file (it contains binary data). Export it as CSV first.",
-                                      field="file")
+    check = _EncodingCheck()
+    first = stream.read(BLOCK)
+    if b"\x00" in first[:8192]:
+        raise ValidationError("This is not a CSV file (it contains binary data). Export it as CSV first.",
+                              field="file")
+    if not first:
+        raise ValidationError("The file is empty.", field="file")
+    with storage.create(key) as out:
+        block = first
+        while block:
+            check.feed(block)
             out.write(block)
             size += len(block)
-    if size == 0:
-        path.unlink(missing_ok=True)
-        raise ValidationError("The file is empty.", field="file")
+            block = stream.read(BLOCK)
+        check.feed(b"", final=True)
     filename = Path(filename or "upload.csv").name[:150]
-    encoding, note = _detect_encoding(path)
+    encoding, note = check.result
     try:
-        upload = _preview(path, import_id, filename, encoding, note)
+        upload = _preview(storage, key, import_id, filename, encoding, note)
     except ValidationError:
-        path.unlink(missing_ok=True)
+        storage.delete(key)
         raise
     redis.hset(state_key(import_id), mapping={"filename": filename, "encoding": encoding, "size": size,
                                          "state": "uploaded", "note": note})
@@ -143,8 +152,9 @@ def save_upload(redis: Redis, instance_path: Path, stream: IO[bytes], filename: 
     return upload
 
 
-def _preview(path: Path, import_id: str, filename: str, encoding: str, note: str) -> Upload:
-    with path.open(encoding=encoding, newline="") as fh:
+def _preview(storage: Storage, key: str, import_id: str, filename: str, encoding: str, note: str) -> Upload:
+    # Only the first rows are read: from S3 the rest of the object is never downloaded.
+    with storage.open(key) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
         rows_in = reader(fh)
         try:
             header = next(rows_in, None)
@@ -165,13 +175,16 @@ def _preview(path: Path, import_id: str, filename: str, encoding: str, note: str
     return Upload(import_id, filename, encoding, header, rows, [guess(h) for h in header], note)
 
 
-def load_upload(redis: Redis, instance_path: Path, import_id: str) -> Upload:
+def load_upload(redis: Redis, storage: Storage | Path, import_id: str) -> Upload:
     """The preview of an upload saved earlier."""
+    storage = as_storage(storage)
     state = meta(redis, import_id)
-    path = csv_path(instance_path, import_id)
-    if not path.exists():
-        raise NotFound("The uploaded file is no longer there (old uploads are cleaned up). Please upload it again.")
-    return _preview(path, import_id, state["filename"], state["encoding"], state.get("note", ""))
+    try:
+        return _preview(storage, csv_key(import_id), import_id, state["filename"], state["encoding"],
+                        state.get("note", ""))
+    except FileNotFoundError:
+        raise NotFound("The uploaded file is no longer there (old uploads are cleaned up). "
+                       "Please upload it again.") from None
 
 
 def meta(redis: Redis, import_id: str) -> dict[str, str]:
@@ -182,16 +195,16 @@ def meta(redis: Redis, import_id: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-def start(redis: Redis, instance_path: Path, import_id: str, mapping: list[Column], mode: str) -> None:
+def start(redis: Redis, storage: Storage | Path, import_id: str, mapping: list[Column], mode: str) -> None:
     """Record the mapping and mark the import queued (the caller enqueues the job)."""
     if mode not in (Mode.UPDATE, Mode.SKIP):
         raise ValidationError("Choose whether existing contacts are updated or skipped.", field="mode")
     state = meta(redis, import_id)
     if state.get("state") not in ("uploaded",):
         raise ValidationError("This import has already been started.", field="mode")
-    path = csv_path(instance_path, import_id)
     try:
-        os.utime(path)          # a fresh mtime: cleanup_imports never removes a file an import is about to read
+        # A fresh modification time: cleanup_imports never removes a file an import is about to read.
+        as_storage(storage).touch(csv_key(import_id))
     except FileNotFoundError:
         raise NotFound("The uploaded file is no longer there (old uploads are cleaned up). "
                        "Please upload it again.") from None
@@ -211,10 +224,11 @@ def progress(redis: Redis, import_id: str) -> dict[str, Any]:
 
 
 class ErrorReport:
-    """The downloadable error report: the original row plus an error column; opened on the first bad row."""
+    """The downloadable error report: the original row plus an error column; created in storage on the first bad row
+    and published there when closed."""
 
-    def __init__(self, path: Path, header: list[str]) -> None:
-        self.path, self.header, self._fh, self._writer = path, header, None, None
+    def __init__(self, storage: Storage, key: str, header: list[str]) -> None:
+        self.storage, self.key, self.header, self._fh, self._writer = storage, key, header, None, None
         self._lock = threading.Lock()     # the parser and the chunk writer both report rows
 
     def add(self, row: list[str], error: str) -> None:
@@ -222,7 +236,7 @@ class ErrorReport:
         padded = row + [""] * (len(self.header) - len(row))
         with self._lock:
             if self._writer is None:
-                self._fh = self.path.open("w", encoding="utf-8-sig", newline="")
+                self._fh = io.TextIOWrapper(self.storage.create(self.key), encoding="utf-8-sig", newline="")
                 self._writer = SafeWriter(self._fh)
                 self._writer.writerow([*self.header, "error"])
             self._writer.writerow([*padded, error])
@@ -233,23 +247,16 @@ class ErrorReport:
 
 
 def cleanup_imports(settings: Settings, older_than: dt.timedelta) -> int:
-    """Delete uploads and error reports under instance/imports/ not touched for older_than; returns how many.
+    """Delete uploads and error reports in storage's imports/ not touched for older_than; returns how many.
 
     Run periodically (the scheduler): uploads that were never started and error reports nobody downloaded
     would otherwise pile up. A finished import deletes its own upload at once.
     """
-    folder = Path(settings.instance_path) / "imports"
-    if not folder.is_dir():
-        return 0
-    cutoff = time.time() - older_than.total_seconds()
-    removed = 0
-    for path in folder.iterdir():
-        try:
-            if path.is_file() and path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-        except FileNotFoundError:
-            continue            # removed meanwhile by a finishing import or another cleaner
-    if removed:
-        logger.info("removed %d old import files from %s", removed, folder)
-    return removed
+    storage = for_settings(settings)
+    cutoff = dt.datetime.now(dt.UTC) - older_than
+    old = [key for key, modified in storage.list(f"{FOLDER}/") if modified < cutoff]
+    for key in old:
+        storage.delete(key)     # gone meanwhile (a finishing import, another cleaner) is fine
+    if old:
+        logger.info("removed %d old import files", len(old))
+    return len(old)

@@ -1,0 +1,85 @@
+"""Is anyone working? RQ worker heartbeats, the queue's depth and oldest job, and the scheduler ticker's last tick.
+
+Read by `python -m campaigns check` (exit code for cron/systemd/monitoring), the admin's System page and /metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from rq import Worker
+from rq.defaults import DEFAULT_WORKER_TTL
+
+from campaigns import scheduler
+from campaigns.metrics import age
+from campaigns.runtime import Runtime
+
+# An idle RQ worker heartbeats every worker_ttl - 15 s (it blocks on the queue that long); one that missed a beat
+# by this margin is gone (killed without a chance to unregister, host down).
+ALIVE_WITHIN = dt.timedelta(seconds=DEFAULT_WORKER_TTL + 60)
+# The oldest waiting job may be this old before the queue counts as stuck (batches queue behind each other).
+STUCK_AFTER = dt.timedelta(minutes=10)
+# Every ticker ticks each scheduler.TICK_SECONDS; a few missed ticks mean no worker runs the scheduler.
+TICKER_LATE = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One registered RQ worker."""
+
+    name: str
+    hostname: str
+    state: str
+    last_heartbeat: dt.datetime | None
+    current_job: str
+    alive: bool
+
+
+@dataclass
+class QueueState:
+    """What the queue and its workers look like now."""
+
+    now: dt.datetime
+    workers: list[WorkerInfo]
+    jobs: dict[str, int]                       # queued, started, scheduled, deferred, failed
+    oldest_age: dt.timedelta | None            # of the oldest job waiting (None: nothing waits)
+    scheduler_tick: dt.datetime | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def queue_state(rt: Runtime, now: dt.datetime | None = None) -> QueueState:
+    """Read workers, registries and the scheduler heartbeat from Redis (RedisError propagates)."""
+    now = now or dt.datetime.now(dt.UTC)
+    queue = rt.queue
+    workers = []
+    for w in Worker.all(queue=queue):
+        beat_age = age(w.last_heartbeat, now)
+        workers.append(WorkerInfo(w.name, w.hostname or "", str(w.get_state()), w.last_heartbeat,
+                                  w.get_current_job_id() or "", beat_age is not None and beat_age <= ALIVE_WITHIN))
+    jobs = {"queued": queue.count, "started": queue.started_job_registry.count,
+            "scheduled": queue.scheduled_job_registry.count, "deferred": queue.deferred_job_registry.count,
+            "failed": queue.failed_job_registry.count}
+    oldest = None
+    first = queue.get_job_ids(0, 1)
+    if first:
+        job = queue.fetch_job(first[0])
+        oldest = age(job.enqueued_at if job is not None else None, now)
+    _rows, tick = scheduler.status(rt, now)
+    state = QueueState(now, workers, jobs, oldest, tick)
+    alive = [w for w in workers if w.alive]
+    if not alive:
+        state.problems.append("no worker is alive (no RQ heartbeat in the last "
+                              f"{int(ALIVE_WITHIN.total_seconds())} s)")
+    if oldest is not None and oldest > STUCK_AFTER:
+        state.problems.append(f"the queue is stuck: its oldest job has waited {int(oldest.total_seconds())} s "
+                              f"({jobs['queued']} jobs waiting)")
+    tick_age = age(tick, now)
+    if tick_age is None or tick_age > TICKER_LATE:
+        when = "never" if tick_age is None else f"{int(tick_age.total_seconds())} s ago"
+        state.problems.append(f"no scheduler is ticking (last tick: {when}); periodic tasks do not run")
+    return state

@@ -1,0 +1,92 @@
+"""Logging configured in one place: timestamps, levels, JSON on request, and job fields on every job line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from campaigns import logs
+from campaigns.services import sending
+from tests.campaigns.test_liveness import worker_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def restore_logging():  # noqa: ANN201
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_worker_job_lines_carry_campaign_batch_and_job_id_as_json(runtime, db_session, make_contacts,  # noqa: ANN001
+                                                                   make_campaign, outbox) -> None:
+    topic, _ = make_contacts(25)
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    env = dict(worker_env(runtime.settings), LOG_FORMAT="json", DKIM_DOMAIN=runtime.settings.dkim_domain,
+               DKIM_SELECTOR=runtime.settings.dkim_selector, RAPPORT_BATCH_SIZE="20")
+    proc = subprocess.run([sys.executable, str(ROOT / "worker.py"), "--burst"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert outbox.count() == 25
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]   # every line is JSON
+    assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    assert all(line["ts"].endswith("Z") for line in lines)
+    batches = [line for line in lines if line["logger"] == "campaigns.services.delivery"
+               and line["message"].startswith(f"campaign {campaign.id} batch")]
+    assert len(batches) == 2                     # 25 contacts, batches of 20
+    for line in batches:
+        assert line["campaign_id"] == campaign.id
+        lo, hi = line["batch"].split("-")
+        assert line["message"].startswith(f"campaign {campaign.id} batch {lo}-{hi}:")
+        assert line["job_id"]
+    assert len({line["job_id"] for line in batches}) == 2
+    dispatch = [line for line in lines if line["logger"] == "campaigns.services.sending"
+                and "dispatched" in line["message"]]
+    assert dispatch and dispatch[0]["campaign_id"] == campaign.id and "batch" not in dispatch[0]
+    # RQ's own lines outside a job carry no job fields
+    assert any(line["logger"].startswith("rq.") and "job_id" not in line for line in lines)
+
+
+def test_text_format_has_timestamp_level_logger_and_fields(settings, capsys, restore_logging) -> None:  # noqa: ANN001
+    logs.configure(settings)
+    log = logging.getLogger("campaigns.somewhere")
+    with logs.job_context(job_id="j-1", campaign_id=7, batch="1-500"):
+        log.warning("about to %s", "send")
+    log.info("outside")
+    err = capsys.readouterr().err.splitlines()
+    inside = next(line for line in err if "about to send" in line)
+    assert inside.split()[1:3] == ["WARNING", "campaigns.somewhere:"]
+    assert inside.split()[0].endswith("Z") and inside.split()[0][:2] == "20"
+    assert inside.endswith("[campaign_id=7 batch=1-500 job_id=j-1]")
+    assert next(line for line in err if "outside" in line).endswith("campaigns.somewhere: outside")
+
+
+def test_the_web_app_configures_logging(settings, capsys, restore_logging) -> None:  # noqa: ANN001
+    from campaigns.app import create_app
+
+    app = create_app({"SETTINGS": settings.with_overrides({"log_format": "json"})})   # as under gunicorn
+
+    @app.get("/boom")
+    def boom():  # noqa: ANN202
+        raise RuntimeError("kaput")
+
+    assert app.test_client().get("/boom").status_code == 500
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    error = next(line for line in lines if line["message"] == "unhandled error")
+    assert error["level"] == "ERROR" and "RuntimeError: kaput" in error["exc"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sentry_sdk") is not None, reason="sentry-sdk is installed")
+def test_sentry_dsn_without_sentry_sdk_is_a_warning(settings, capsys, restore_logging) -> None:  # noqa: ANN001
+    logs.configure(settings.with_overrides({"sentry_dsn": "https://key@sentry.example/1"}))
+    assert "sentry-sdk is not installed" in capsys.readouterr().err
