@@ -1,4 +1,4 @@
-"""Start an RQ worker for Rapport's queue: `python worker.py [--burst]`. Configuration comes from the environment."""
+"""Start an RQ worker for Rapport's queue: `rapport-worker [--burst]`. Configuration comes from the environment."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import sys
 
 from campaigns import logs
-from campaigns.config import from_env
+from campaigns.config import ConfigError, load_settings
 from campaigns.runtime import Runtime, install
 from campaigns.scheduler import Ticker
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="rapport-worker", description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--fork", action="store_true",
                         help="run each job in a forked child (isolation) instead of in-process (speed)")
@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scheduler", action="store_true",
                         help="do not run the periodic-task ticker in this worker (campaigns.scheduler)")
     args = parser.parse_args(argv)
-    settings = from_env()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        parser.exit(2, f"rapport-worker: {exc}\n")
     logs.configure(settings)
     rt = install(Runtime(settings))
     # In-process by default: the SMTP pool, the DKIM key and compiled campaigns stay warm across batch jobs.

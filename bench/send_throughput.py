@@ -448,7 +448,7 @@ def main() -> int:
                    SECRET_KEY=settings.secret_key, BASE_URL=settings.base_url, DKIM_DOMAIN="bench.test",
                    DKIM_SELECTOR="bench", DKIM_PRIVATE_KEY_PATH=str(key), RAPPORT_QUEUE="bench",
                    RAPPORT_INSTANCE=str(settings.instance_path), POSTAL_ADDRESS=settings.postal_address,
-                   SENDER_EMAIL="news@bench.test")
+                   SENDER_EMAIL="news@bench.test", RAPPORT_ALLOW_INSECURE="1")   # a loopback relay and test keys
         results: dict[str, dict] = {}
         sample_campaign = new_campaign(rt, topic_id, "sample")
         size = 0

@@ -230,7 +230,8 @@ def _run(argv: list[str], db_url: str) -> int:
     port = _free_port()
     env = dict(os.environ, RAPPORT_INSTANCE=str(instance), REDIS_URL=redis_url, SECRET_KEY="bench-" + "k" * 40,
                DATABASE_URL=db_url or f"sqlite:///{instance / 'rapport.db'}",
-               BASE_URL=f"http://127.0.0.1:{port}", RAPPORT_QUEUE="rapport-bench", PYTHONPATH=str(ROOT))
+               BASE_URL=f"http://127.0.0.1:{port}", RAPPORT_QUEUE="rapport-bench", PYTHONPATH=str(ROOT),
+               RAPPORT_ALLOW_INSECURE="1")   # plain http on loopback
     opens, clicks = _setup(env)
     py = sys.executable
     gunicorn = subprocess.Popen([py, "-m", "gunicorn", "-w", "2", *GUNICORN_OPTS, "-b", f"127.0.0.1:{port}",

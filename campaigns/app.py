@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, redirect, render_template, request, url_for
@@ -15,13 +14,13 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from campaigns import logs
-from campaigns.config import Settings, from_env
+from campaigns.config import Settings, load_settings
 from campaigns.models import AdminUser
 from campaigns.request_body import ChunkedBodyGuard
+from campaigns.resources import templates_dir
 from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parent.parent
 csrf = CSRFProtect()
 # Endpoints that accept large uploads (streamed to disk by werkzeug, never held in memory).
 UPLOAD_ENDPOINTS = frozenset({"admin.contact_import"})
@@ -30,11 +29,11 @@ UPLOAD_ENDPOINTS = frozenset({"admin.contact_import"})
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the web app. config may hold SETTINGS (a Settings), lower-case Settings overrides, or Flask keys."""
     config = dict(config or {})
-    settings: Settings = config.pop("SETTINGS", None) or from_env()
+    settings: Settings = config.pop("SETTINGS", None) or load_settings()
     overrides = {k: config.pop(k) for k in list(config) if k.islower()}
     if overrides:
         settings = settings.with_overrides(overrides)
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder="static",
+    app = Flask(__name__, template_folder=str(templates_dir()), static_folder="static",
                 instance_path=str(settings.instance_path))
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -116,6 +115,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                                message="We could not finish this request. It has been logged."), 500
 
     app.wsgi_app = ChunkedBodyGuard(app.wsgi_app)
+    if settings.base_url.startswith("https://"):
+        @app.after_request
+        def strict_transport(response):  # noqa: ANN001, ANN202
+            # Browsers that have seen the site over https never try http again (no downgrade on a hostile network).
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+            return response
+
     if settings.trusted_proxies:   # outermost, so every layer (the tracking fast path too) sees the visitor
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -1,4 +1,4 @@
-"""Command line: init (migrate + keys), seed, create-admin, dkim-record, demo (everything at once)."""
+"""The `rapport` command (also `python -m campaigns`): init, create-admin, dkim-record, web, check, demo, feedback."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from campaigns.config import ROOT_DIR, Settings, from_env
+from campaigns.config import ConfigError, Settings, from_env, load_settings, unsafe_settings
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +23,10 @@ logger = logging.getLogger(__name__)
 def migrate(settings: Settings) -> None:
     """Bring the database to the newest schema (alembic upgrade head)."""
     from alembic import command
-    from alembic.config import Config
 
-    cfg = Config(str(ROOT_DIR / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT_DIR / "migrations"))
-    cfg.attributes["database_url"] = settings.database_url
-    cfg.attributes["skip_logging"] = True
+    from campaigns.resources import alembic_config
+
+    cfg = alembic_config(settings.database_url)
     if settings.database_url.startswith("sqlite:///"):
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(cfg, "head")
@@ -70,13 +68,13 @@ def dkim_record(settings: Settings) -> str:
         from mailer.dkim import DKIMKey
 
         if settings.dkim_private_key_path is None or not settings.dkim_private_key_path.exists():
-            raise SystemExit("no DKIM key yet: run `python -m campaigns init`") from None
+            raise SystemExit("no DKIM key yet: run `rapport init`") from None
         return zone_record(DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector,
                                             settings.dkim_private_key_path.read_bytes()))
     finally:
         engine.dispose()
     if not keys and not pending:
-        raise SystemExit("no DKIM key yet: run `python -m campaigns init`")
+        raise SystemExit("no DKIM key yet: run `rapport init`")
     lines = [k.zone_line for k in keys]
     if pending:
         lines.append(f"; new key, not signing yet — publish it, then activate it in Settings → DKIM:\n"
@@ -119,8 +117,9 @@ def demo(settings: Settings, port: int) -> int:
     migrate(settings)
     ensure_dkim_key(settings)
     seeded = demo_data.seed(settings)
+    # RAPPORT_DEMO exempts the children from the production checks (an http BASE_URL, a generated key).
     env = dict(os.environ, RAPPORT_INSTANCE=str(settings.instance_path), PORT=str(port),
-               BASE_URL=settings.base_url, SECRET_KEY=settings.secret_key)
+               BASE_URL=settings.base_url, SECRET_KEY=settings.secret_key, RAPPORT_DEMO="1")
     redis = None
     if not settings.redis_url:
         redis = embedded_redis(settings.instance_path)
@@ -130,10 +129,9 @@ def demo(settings: Settings, port: int) -> int:
         capture = CaptureServer(Outbox(settings.outbox_path), port=settings.smtp_capture_port)
         capture.start()
     children = [
-        subprocess.Popen([sys.executable, str(ROOT_DIR / "worker.py"), "--name", f"demo-{os.getpid()}"],
-                         env=env, cwd=ROOT_DIR),
-        subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "run", "--host", "127.0.0.1",
-                          "--port", str(port), "--no-reload"], env=env, cwd=ROOT_DIR),
+        subprocess.Popen([sys.executable, "-m", "worker", "--name", f"demo-{os.getpid()}"], env=env),
+        subprocess.Popen([sys.executable, "-m", "flask", "--app", "campaigns.app:create_app()", "run",
+                          "--host", "127.0.0.1", "--port", str(port), "--no-reload"], env=env),
     ]
     print(
         "\n  Rapport is running.\n"
@@ -177,10 +175,35 @@ def demo(settings: Settings, port: int) -> int:
     return code
 
 
+def web(gunicorn_args: list[str]) -> None:
+    """Replace this process with gunicorn serving the app under the shipped settings (campaigns/gunicorn_conf.py)."""
+    # exec, not a child: the process supervisor's signals (graceful stop, reload) reach gunicorn itself.
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", "python:campaigns.gunicorn_conf",
+                              *gunicorn_args, "campaigns.app:create_app()"])
+
+
+def check_config(env: os._Environ | dict[str, str]) -> int:
+    """Print whether the environment is fit for production; 1 when it is not."""
+    problems = unsafe_settings(env)
+    for problem in problems:
+        print(f"configuration: {problem}")
+    if not problems:
+        print("configuration: fit for production")
+    return 1 if problems else 0
+
+
+# Commands that run the product for real: they refuse an unsafe configuration (campaigns.config.load_settings).
+GUARDED = frozenset({"init", "web"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m campaigns", description="Rapport administration")
+    parser = argparse.ArgumentParser(prog="rapport", description="Rapport administration")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="create/upgrade the database and the DKIM key")
+    sub.add_parser("web", help="serve the web app with gunicorn; further options go to gunicorn (e.g. --workers 8)")
+    p_check = sub.add_parser("check", help="exit 1 unless the configuration is fit for production and the database, "
+                             "Redis, a live worker and the scheduler are fine")
+    p_check.add_argument("--config", action="store_true", help="check only the configuration (before anything runs)")
     sub.add_parser("seed", help="load demo data into an empty database")
     sub.add_parser("dkim-record", help="print the DNS TXT record for the DKIM key")
     p_admin = sub.add_parser("create-admin", help="create the first admin user (or reset a password)")
@@ -196,11 +219,24 @@ def main(argv: list[str] | None = None) -> int:
     p_poll.add_argument("url", nargs="?", default="",
                         help="imap[s]://user:pass@host/INBOX or pop3[s]://… (default: $BOUNCE_MAILBOX_URL)")
     sub.add_parser("drain-hits", help="write queued opens and clicks to the database now")
-    sub.add_parser("check", help="exit 1 unless the database, Redis, a live worker and the scheduler are fine")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "web":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    settings = from_env()
-    if args.command == "init":
+    if args.command == "check":
+        status = check_config(os.environ)
+        if args.config:
+            return status
+        from campaigns.check import check
+
+        return check(from_env()) or status
+    try:
+        settings = load_settings() if args.command in GUARDED else from_env()
+    except ConfigError as exc:
+        parser.exit(2, f"rapport {args.command}: {exc}\n")
+    if args.command == "web":
+        web(extra)
+    elif args.command == "init":
         migrate(settings)
         ensure_dkim_key(settings)
         print("Database is up to date.")
@@ -219,10 +255,6 @@ def main(argv: list[str] | None = None) -> int:
         from campaigns.services.feedback_cli import run
 
         return run(settings, args)
-    elif args.command == "check":
-        from campaigns.check import check
-
-        return check(settings)
     elif args.command == "demo":
         if "BASE_URL" not in os.environ:
             settings = settings.with_overrides({"base_url": f"http://127.0.0.1:{args.port}"})

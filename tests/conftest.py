@@ -20,6 +20,9 @@ from mailer.dkim import generate_private_key_pem
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+# Worker and CLI processes started by tests run on loopback (http BASE_URL, test keys): a local trial, not production.
+# Tests of the production checks pass their own environment (tests/campaigns/test_production_config.py).
+os.environ.setdefault("RAPPORT_ALLOW_INSECURE", "1")
 
 
 @pytest.fixture(scope="session")

@@ -103,6 +103,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         DKIM_PRIVATE_KEY_PATH=str(settings.dkim_private_key_path), SENDER_NAME=settings.sender_name,
         SENDER_EMAIL=settings.sender_email, POSTAL_ADDRESS=settings.postal_address,
         RAPPORT_BATCH_SIZE=str(settings.batch_size), RAPPORT_QUEUE=settings.queue_name, PYTHONUNBUFFERED="1",
+        RAPPORT_ALLOW_INSECURE="1",   # the live server is plain http on loopback
     )
     return env
 

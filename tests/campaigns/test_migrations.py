@@ -17,18 +17,13 @@ def test_upgrading_keeps_existing_rows(tmp_path, database_url) -> None:  # noqa:
     import datetime as dt
 
     from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
-    from campaigns.cli import ROOT_DIR
     from campaigns.db import make_engine, scratch_database
+    from campaigns.resources import alembic_config
 
     def upgrade(url: str, rev: str) -> None:
-        cfg = Config(str(ROOT_DIR / "alembic.ini"))
-        cfg.set_main_option("script_location", str(ROOT_DIR / "migrations"))
-        cfg.attributes["database_url"] = url
-        cfg.attributes["skip_logging"] = True
-        command.upgrade(cfg, rev)
+        command.upgrade(alembic_config(url), rev)
 
     def check(url: str) -> None:
         upgrade(url, "0002")

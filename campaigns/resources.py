@@ -1,0 +1,39 @@
+"""Files that ship inside the package: templates, migrations, the gunicorn config — found through the package."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+# Where a checkout keeps them: the fallback for an editable install made before they were packaged, or none at all.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _package_dir(package: str, checkout_name: str) -> Path:
+    """The folder of a data package (campaigns.templates, campaigns.migrations) in the installed package."""
+    try:
+        return Path(str(importlib.resources.files(package)))
+    except ModuleNotFoundError:
+        return _CHECKOUT / checkout_name
+
+
+def templates_dir() -> Path:
+    """The Jinja templates of the admin and the recipient pages."""
+    return _package_dir("campaigns.templates", "templates")
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory (env.py, versions/)."""
+    return _package_dir("campaigns.migrations", "migrations")
+
+
+def alembic_config(database_url: str):  # noqa: ANN201 - alembic is imported late
+    """An Alembic Config for this database, built in code so an installed package needs no alembic.ini."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["database_url"] = database_url
+    cfg.attributes["skip_logging"] = True
+    return cfg

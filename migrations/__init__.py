@@ -1,0 +1,1 @@
+"""Alembic migrations; shipped in the wheel as campaigns.migrations (see campaigns.resources)."""
