@@ -11,12 +11,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from campaigns.config import ROOT_DIR
+from campaigns.resources import migrations_dir
 from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS = ROOT_DIR / "migrations"
+MIGRATIONS = migrations_dir()
 TIMEOUT = 2.0        # seconds: a load balancer's probe must not hang on a dead server
 
 
