@@ -18,7 +18,7 @@ from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.services import campaigns as campaign_service
 from campaigns.services import contacts as contact_service
-from campaigns.services import delivery, scheduling, sending
+from campaigns.services import delivery, sample, scheduling, sending
 from mailer.compose import CampaignSource, TemplateError
 
 PREVIEW_TTL = 900          # seconds a live preview stays fetchable
@@ -136,9 +136,9 @@ def campaign_live_preview() -> Response:
     source = CampaignSource(mjml=campaign_service.form_text(form.get("mjml")), subject=form.get("subject", "").strip(),
                             preheader=form.get("preheader", "").strip(),
                             text_body=campaign_service.form_text(form.get("text_body")))
-    extras = campaign_service.sample_extras(session, _form_id(form.get("coupon_pool_id")), _form_id(
-        form.get("survey_id")), rt().settings.base_url, rt().tokens)
-    result = campaign_service.preview(source, kind, sender, _contact_vars(contact), extras)
+    found = sample.attachments(session, _form_id(form.get("coupon_pool_id")), _form_id(form.get("survey_id")),
+                               base_url=rt().settings.base_url, tokens=rt().tokens)
+    result = campaign_service.preview(source, kind, sender, _contact_vars(contact), found.extras, found)
     out = result.as_json()
     out["errors"] = sender_errors + out["errors"]
     out["ok"] = not out["errors"]
