@@ -165,11 +165,9 @@ def contact_apology(contact_id: int):  # noqa: ANN201
             session.rollback()
             flash(str(exc), "error")
             form = request.form
-    pools = [p for p in coupon_service.list_pools(session)]
-    counts = coupon_service.pool_counts(session, [p.id for p in pools])
     return render_template(
         "admin/automations/apology.html", contact=contact, form=form, blocked=blocked,
-        senders=apology_service.senders(session), pools=pools, counts=counts,
+        senders=apology_service.senders(session), pools=coupon_service.usable_pools(session),
         default_subject=apology_service.default_subject(contact), default_message=apology_service.DEFAULT_MESSAGE,
         owner_id=contact.owner_id,
     ), 400 if form is not None else 200

@@ -135,7 +135,8 @@ def campaign_live_preview() -> Response:
     kind = form.get("kind", CampaignKind.NURTURE)
     source = CampaignSource(mjml=campaign_service.form_text(form.get("mjml")), subject=form.get("subject", "").strip(),
                             preheader=form.get("preheader", "").strip(),
-                            text_body=campaign_service.form_text(form.get("text_body")))
+                            text_body=campaign_service.form_text(form.get("text_body")),
+                            transactional=form.get("kind") == CampaignKind.TRANSACTIONAL)
     found = sample.attachments(session, _form_id(form.get("coupon_pool_id")), _form_id(form.get("survey_id")),
                                base_url=rt().settings.base_url, tokens=rt().tokens)
     result = campaign_service.preview(source, kind, sender, _contact_vars(contact), found.extras, found)

@@ -44,7 +44,7 @@ def get_campaign(session: Session, campaign_id: int) -> Campaign:
 def source_of(campaign: Campaign) -> CampaignSource:
     """The parts of a campaign that determine its compiled form."""
     return CampaignSource(mjml=campaign.mjml, subject=campaign.subject, preheader=campaign.preheader,
-                          text_body=campaign.text_body)
+                          text_body=campaign.text_body, transactional=campaign.kind == CampaignKind.TRANSACTIONAL)
 
 
 def compiled(campaign: Campaign) -> CompiledCampaign:
