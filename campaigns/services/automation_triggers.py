@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 from sqlalchemy import and_, exists, extract, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.errors import ValidationError
 from campaigns.models import (
@@ -25,6 +26,8 @@ from campaigns.models import (
     Campaign,
     Contact,
     Order,
+    Send,
+    SendStatus,
     utcnow,
 )
 from campaigns.services import sending
@@ -40,6 +43,16 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+def quiet_since(cutoff: dt.datetime) -> list[ColumnElement[bool]]:
+    """Conditions on Contact: not mailed since cutoff (nor added since, when never mailed).
+
+    Last mailed is the latest sent message in the send table, or last_sent_at when that is later (mail from before
+    the contact's sends were recorded here, e.g. an import): a contact the send table shows as mailed is never quiet.
+    """
+    mailed = exists().where(Send.contact_id == Contact.id, Send.status == SendStatus.SENT, Send.sent_at >= cutoff)
+    return [func.coalesce(Contact.last_sent_at, Contact.created_at) < cutoff, ~mailed]
 
 
 def yearly_date(month: int, day: int, year: int) -> dt.date:
@@ -167,8 +180,7 @@ def due_now(session: Session, automation: Automation, step: AutomationStep, temp
             recent = exists().where(
                 AutomationOccurrence.automation_id == automation.id, AutomationOccurrence.contact_id == Contact.id,
                 AutomationOccurrence.occurrence_date > today - dt.timedelta(days=automation.inactive_days))
-            due[today].extend(session.scalars(select(Contact.id).where(
-                *conds, func.coalesce(Contact.last_sent_at, Contact.created_at) < cutoff, ~recent)))
+            due[today].extend(session.scalars(select(Contact.id).where(*conds, *quiet_since(cutoff), ~recent)))
     return due
 
 

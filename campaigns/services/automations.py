@@ -43,6 +43,7 @@ from campaigns.services.automation_triggers import (  # noqa: F401 - re-exported
     due_now,
     month_days,
     next_run,
+    quiet_since,
     validate_cron,
     yearly_date,
     zone,
@@ -397,7 +398,7 @@ def not_contacted(session: Session, days: int = 30, *, after: int | None = None,
     if not 1 <= days <= 3650:
         raise ValidationError("days must be from 1 to 3650", field="days")
     cutoff = (now or utcnow()) - dt.timedelta(days=days)
-    conds = [Contact.status == "subscribed", func.coalesce(Contact.last_sent_at, Contact.created_at) < cutoff]
+    conds = [Contact.status == "subscribed", *quiet_since(cutoff)]
     total = session.scalar(select(func.count()).select_from(Contact).where(*conds)) or 0
     stmt = select(Contact).where(*conds).order_by(Contact.id).limit(limit + 1)
     if after is not None:
