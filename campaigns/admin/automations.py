@@ -50,7 +50,7 @@ def automations():  # noqa: ANN201
     session = db()
     tasks, beat = scheduler.status(rt())
     return render_template("admin/automations/index.html", rows=auto.overview(session), describe=auto.describe,
-                           next_run=auto.next_run, tasks=tasks, heartbeat=beat)
+                           tasks=tasks, heartbeat=beat)
 
 
 @bp.route("/automations/new", methods=["GET", "POST"])
@@ -80,7 +80,8 @@ def automation_edit(automation_id: int | None = None):  # noqa: ANN201
     return render_template(
         "admin/automations/edit.html", automation=obj, form=form, steps=steps, templates=templates,
         triggers=TRIGGERS, date_fields=auto.DATE_FIELDS, max_steps=auto.MAX_STEPS,
-        runs=auto.runs_of(session, obj.id) if obj else [], describe=auto.describe, next_run=auto.next_run,
+        runs=auto.runs_of(session, obj.id) if obj else [], describe=auto.describe,
+        next_run=auto.next_run(obj, zones=auto.audience_zones(session, obj)) if obj and obj.active else "",
     ), 400 if form is not None else 200
 
 
