@@ -18,7 +18,9 @@ from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.services import campaigns as campaign_service
 from campaigns.services import contacts as contact_service
+from campaigns.services import coupons as coupon_service
 from campaigns.services import delivery, sample, scheduling, sending
+from campaigns.services import surveys as survey_service
 from mailer.compose import CampaignSource, TemplateError
 
 PREVIEW_TTL = 900          # seconds a live preview stays fetchable
@@ -132,6 +134,12 @@ def campaign_live_preview() -> Response:
     except ValidationError as exc:
         sender_errors.append({"line": None, "message": str(exc)})
         sender = campaign_service.preview_sender(session, rt().settings, {"sender": "default"}, contact)
+    content = "\n".join(str(form.get(k, "")) for k in ("subject", "mjml", "text_body"))
+    for chosen in (coupon_service.chosen_pool, survey_service.chosen_survey):
+        try:   # content showing a coupon or survey names the missing choice, as saving would
+            chosen(session, form, None, content)
+        except ValidationError as exc:
+            sender_errors.append({"line": None, "message": str(exc)})
     kind = form.get("kind", CampaignKind.NURTURE)
     source = CampaignSource(mjml=campaign_service.form_text(form.get("mjml")), subject=form.get("subject", "").strip(),
                             preheader=form.get("preheader", "").strip(),

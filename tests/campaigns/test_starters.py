@@ -60,6 +60,11 @@ def test_every_starter_sent_as_a_test_renders_the_pool_and_survey_it_supports(
     topic, _ = make_contacts(1)
     pool, survey = make_pool(db_session), make_survey(db_session)
     uses_pool, uses_survey = "coupon." in starter.mjml, "survey_" in starter.mjml
+    # Fresh from the chooser nothing is attached yet: the composer names what to choose.
+    out = editor.post("/admin/campaigns/preview", data=composer_form(editor, starter, topic.id)).get_json()
+    messages = " ".join(e["message"] for e in out["errors"])
+    assert ("no coupon pool is chosen: choose the pool" in messages) == uses_pool, messages
+    assert ("no survey is chosen: choose the survey" in messages) == uses_survey, messages
     fields = {"coupon_pool_id": str(pool.id) if uses_pool else "", "survey_id": str(survey.id) if uses_survey else ""}
     campaign_id, page = save(editor, composer_form(editor, starter, topic.id, **fields))
     assert "cannot be sent yet" not in page, page
