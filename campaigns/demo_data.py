@@ -26,6 +26,7 @@ from campaigns.models import (
     Topic,
     utcnow,
 )
+from campaigns.services import campaigns as campaign_service
 
 DEMO_EMAIL = "demo@rapport.test"
 DEMO_PASSWORD = "rapport-demo"
@@ -113,10 +114,10 @@ def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
                           from_name=owner.name, from_email=settings.sender_email,
                           mjml=(STARTERS / "newsletter.mjml").read_text())
     newsletter.topics = [topics[0]]
-    coupon = Campaign(name="Autumn thank-you coupon", kind=CampaignKind.MARKETING,
-                      subject="A thank-you: 15% off your next order", preheader="Code inside, valid this month",
-                      from_name=settings.sender_name, from_email=settings.sender_email,
-                      mjml=(STARTERS / "coupon.mjml").read_text())
+    coupon_starter = campaign_service.starter("coupon")
+    coupon = Campaign(name="Autumn thank-you coupon", kind=CampaignKind.MARKETING, subject=coupon_starter.subject,
+                      preheader=coupon_starter.preheader, from_name=settings.sender_name,
+                      from_email=settings.sender_email, mjml=coupon_starter.mjml)
     coupon.topics = [topics[2]]
     session.add_all([newsletter, coupon])
     _seed_coupons_and_survey(session, coupon, topics[0], owner, settings)
@@ -170,10 +171,7 @@ def _seed_coupons_and_survey(session, coupon: Campaign, newsletter_topic: Topic,
     session.flush()
     codes = {"GT-" + "".join(secrets.choice(ALPHABET) for _ in range(8)) for _ in range(400)}
     session.add_all(CouponCode(pool_id=pool.id, code=code) for code in sorted(codes))
-    coupon.coupon_pool_id = pool.id
-    coupon.mjml = (coupon.mjml.replace(">AUTUMN15<", ">{{ coupon.code }}<")
-                   .replace("code=AUTUMN15", "code={{ coupon.code }}")
-                   .replace("Valid until the end of the month", "{{ coupon.value }}, valid until {{ coupon.expires }}"))
+    coupon.coupon_pool_id = pool.id     # the coupon starter shows the pool's code, value and expiry
     survey = save_survey(session, {"name": "How was your last order?", "intro": "Three quick questions, one minute.",
                                    "thanks": "Thank you! Anna reads every answer."}, [
         {"prompt": "How happy are you with your last order?", "kind": "rating"},

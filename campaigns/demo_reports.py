@@ -83,6 +83,9 @@ def _sends_and_events(session: Session, rng: random.Random, campaign: Campaign, 
         session.flush()
         # What the sending policy counts (see campaigns.services.policy): these mails earned the coupon.
         session.add(PolicyLedger(send_id=send.id, contact_id=contact.id, kind=campaign.kind, sent_at=send.sent_at))
+        # As the send path does (delivery records last_sent_at with each sent row): the contact page, segments
+        # ("Last mailed") and the frequency choice read it.
+        contact.last_sent_at = max(contact.last_sent_at or send.sent_at, send.sent_at)
         campaign.recipients += 1
         campaign.sent += 1
 

@@ -52,6 +52,18 @@ DEFAULT_FOOTER = """
   </mj-column>
 </mj-section>
 """
+# Transactional mail (an order note, a personal apology) has no List-Unsubscribe header and cannot be unsubscribed
+# from: its footer offers the preferences page only, so it never shows a link that would do nothing for it.
+TRANSACTIONAL_FOOTER = """
+<mj-section padding="16px 0">
+  <mj-column>
+    <mj-text align="center" font-size="12px" line-height="18px" color="#6b7280">
+      {{ sender.postal_address }}<br>
+      <a href="{{ preferences_url }}" style="color:#6b7280">Manage your mail preferences</a>
+    </mj-text>
+  </mj-column>
+</mj-section>
+"""
 
 
 class TemplateError(ValueError):
@@ -71,6 +83,7 @@ class CampaignSource:
     subject: str
     preheader: str = ""
     text_body: str = ""          # empty: derived from the HTML
+    transactional: bool = False  # the footer Rapport adds offers preferences only (no unsubscribe)
 
     def content_hash(self) -> str:
         """A stable digest of the source and the compiler version."""
@@ -78,6 +91,8 @@ class CampaignSource:
         for part in (self.mjml, self.subject, self.preheader, self.text_body):
             h.update(b"\0")
             h.update(part.encode())
+        if self.transactional:      # only then: the hashes of every other campaign stay as they were
+            h.update(b"\0transactional")
         return h.hexdigest()
 
 
@@ -238,12 +253,13 @@ def _restore(html: str, saved: list[str]) -> str:
     return _PLACEHOLDER.sub(lambda m: saved[int(m.group(1))], html)
 
 
-def _with_footer_and_preheader(source: str, preheader: str) -> str:
-    if "unsubscribe_url" not in source:
+def _with_footer_and_preheader(source: str, preheader: str, transactional: bool = False) -> str:
+    own_footer = "preferences_url" in source if transactional else "unsubscribe_url" in source
+    if not own_footer:
         idx = source.lower().rfind("</mj-body>")
         if idx < 0:
             raise TemplateError("<mj-body> is missing: an MJML document needs <mjml><mj-body>…</mj-body></mjml>")
-        source = source[:idx] + DEFAULT_FOOTER + source[idx:]
+        source = source[:idx] + (TRANSACTIONAL_FOOTER if transactional else DEFAULT_FOOTER) + source[idx:]
     if preheader:
         preview = f"<mj-preview>{preheader}</mj-preview>"
         lower = source.lower()
@@ -355,7 +371,7 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
     _MJMLStructure().check(src.mjml)
     if src.text_body:
         _check_jinja(src.text_body, "plain-text part")
-    html = _collapse_spaces(mjml_to_html(_with_footer_and_preheader(src.mjml, src.preheader)))
+    html = _collapse_spaces(mjml_to_html(_with_footer_and_preheader(src.mjml, src.preheader, src.transactional)))
     links = distinct_links(html)
     index = {url: i for i, url in enumerate(links)}
     html = rewrite_links(

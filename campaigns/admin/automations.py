@@ -50,7 +50,7 @@ def automations():  # noqa: ANN201
     session = db()
     tasks, beat = scheduler.status(rt())
     return render_template("admin/automations/index.html", rows=auto.overview(session), describe=auto.describe,
-                           next_run=auto.next_run, tasks=tasks, heartbeat=beat)
+                           tasks=tasks, heartbeat=beat)
 
 
 @bp.route("/automations/new", methods=["GET", "POST"])
@@ -80,7 +80,8 @@ def automation_edit(automation_id: int | None = None):  # noqa: ANN201
     return render_template(
         "admin/automations/edit.html", automation=obj, form=form, steps=steps, templates=templates,
         triggers=TRIGGERS, date_fields=auto.DATE_FIELDS, max_steps=auto.MAX_STEPS,
-        runs=auto.runs_of(session, obj.id) if obj else [], describe=auto.describe, next_run=auto.next_run,
+        runs=auto.runs_of(session, obj.id) if obj else [], describe=auto.describe,
+        next_run=auto.next_run(obj, zones=auto.audience_zones(session, obj)) if obj and obj.active else "",
     ), 400 if form is not None else 200
 
 
@@ -165,11 +166,9 @@ def contact_apology(contact_id: int):  # noqa: ANN201
             session.rollback()
             flash(str(exc), "error")
             form = request.form
-    pools = [p for p in coupon_service.list_pools(session)]
-    counts = coupon_service.pool_counts(session, [p.id for p in pools])
     return render_template(
         "admin/automations/apology.html", contact=contact, form=form, blocked=blocked,
-        senders=apology_service.senders(session), pools=pools, counts=counts,
+        senders=apology_service.senders(session), pools=coupon_service.usable_pools(session),
         default_subject=apology_service.default_subject(contact), default_message=apology_service.DEFAULT_MESSAGE,
         owner_id=contact.owner_id,
     ), 400 if form is not None else 200

@@ -19,7 +19,9 @@ from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.services import campaigns as campaign_service
 from campaigns.services import contacts as contact_service
-from campaigns.services import delivery, scheduling, sending
+from campaigns.services import coupons as coupon_service
+from campaigns.services import delivery, sample, scheduling, sending
+from campaigns.services import surveys as survey_service
 from mailer.compose import CampaignSource, TemplateError
 
 PREVIEW_TTL = 900          # seconds a live preview stays fetchable
@@ -133,13 +135,20 @@ def campaign_live_preview() -> Response:
     except ValidationError as exc:
         sender_errors.append({"line": None, "message": str(exc)})
         sender = campaign_service.preview_sender(session, rt().settings, {"sender": "default"}, contact)
+    content = "\n".join(str(form.get(k, "")) for k in ("subject", "mjml", "text_body"))
+    for chosen in (coupon_service.chosen_pool, survey_service.chosen_survey):
+        try:   # content showing a coupon or survey names the missing choice, as saving would
+            chosen(session, form, None, content)
+        except ValidationError as exc:
+            sender_errors.append({"line": None, "message": str(exc)})
     kind = form.get("kind", CampaignKind.NURTURE)
     source = CampaignSource(mjml=campaign_service.form_text(form.get("mjml")), subject=form.get("subject", "").strip(),
                             preheader=form.get("preheader", "").strip(),
-                            text_body=campaign_service.form_text(form.get("text_body")))
-    extras = campaign_service.sample_extras(session, _form_id(form.get("coupon_pool_id")), _form_id(
-        form.get("survey_id")), rt().settings.base_url, rt().tokens)
-    result = campaign_service.preview(source, kind, sender, _contact_vars(contact), extras)
+                            text_body=campaign_service.form_text(form.get("text_body")),
+                            transactional=form.get("kind") == CampaignKind.TRANSACTIONAL)
+    found = sample.attachments(session, _form_id(form.get("coupon_pool_id")), _form_id(form.get("survey_id")),
+                               base_url=rt().settings.base_url, tokens=rt().tokens)
+    result = campaign_service.preview(source, kind, sender, _contact_vars(contact), found.extras, found)
     out = result.as_json()
     out["errors"] = sender_errors + out["errors"]
     out["ok"] = not out["errors"]

@@ -14,6 +14,7 @@ from campaigns.config import PolicySettings
 from campaigns.errors import ValidationError
 from campaigns.models import AdminRole, Campaign, CampaignStatus, Contact
 from campaigns.services import campaigns as campaign_service
+from campaigns.services import holds as hold_service
 from campaigns.services import policy as policy_service
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ REASON_LABELS = {
     "expired": "expired (validity ended)",
     "digest": "sent in the contact's weekly or monthly digest",
     "other": "other",
+    "ready": "no longer held: goes at the next re-check",
 }
 
 
@@ -47,11 +49,14 @@ def current_policy() -> PolicySettings:
 
 @bp.app_template_global("policy_panel")
 def policy_panel(campaign: Campaign) -> dict:
-    """What the campaign page shows: the forecast before sending, held and skipped sends by reason after."""
+    """What the campaign page shows: the forecast before sending; after, held sends by the rule that holds them
+    *now* (recomputed, with when they can go) and skipped sends by reason."""
     session = db()
     policy = current_policy()
     out: dict = {"policy": policy, "deadline": policy_service.deadline(campaign, policy),
-                 "reasons": policy_service.send_reasons(session, campaign.id), "forecast": None}
+                 "reasons": policy_service.send_reasons(session, campaign.id), "forecast": None, "holds": []}
+    if out["reasons"]["held"]:
+        out["holds"] = hold_service.campaign_holds(session, campaign, policy)
     if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED) or request.args.get("forecast") == "1":
         out["forecast"] = policy_service.forecast(session, campaign, policy)
     return out
@@ -59,8 +64,13 @@ def policy_panel(campaign: Campaign) -> dict:
 
 @bp.app_template_global("policy_outlook")
 def policy_outlook(contact: Contact) -> policy_service.Outlook:
-    """What the contact page shows: recent mail by kind and what the policy allows next."""
-    return policy_service.outlook(db(), contact, current_policy())
+    """What the contact page shows: recent mail by kind, what the policy allows next, and each held send with the
+    rule that holds it now and when it can go."""
+    policy = current_policy()
+    found = policy_service.outlook(db(), contact, policy)
+    if found.held:
+        found.held = hold_service.contact_holds(db(), contact, policy)
+    return found
 
 
 @bp.route("/settings/policy", methods=["GET", "POST"])

@@ -22,6 +22,11 @@ class CouponPool(Base):
     expires_on: Mapped[dt.date] = mapped_column(Date)                  # last day a code is valid
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
+    @property
+    def expired(self) -> bool:
+        """Whether the last valid day has passed (codes are refused by the shop API from the next day)."""
+        return self.expires_on < dt.date.today()
+
 
 class CouponCode(Base):
     """One code. Free while campaign_id and contact_id are empty; (campaign, contact) gets at most one code."""

@@ -140,7 +140,7 @@ def send_apology(rt: Runtime, session: Session, contact_id: int, data: Mapping[s
         from_name=sender.name, from_email=sender.email, reply_to=sender.reply_to or sender.email,
         mjml=compose_mjml(message, note, sender.title or ""), coupon_pool_id=pool.id if pool else None,
         status_reason=f"written by {written_by} on the contact's page")
-    campaign_service.validate(campaign)   # the starter is ours, but a broken file should say so here
+    campaign_service.validate(campaign, session)   # the starter is ours, but a broken file should say so here
     session.add(campaign)
     session.flush()
     session.add(Event(contact_id=contact.id, campaign_id=campaign.id, type=EventType.PERSONAL_MAIL, data={

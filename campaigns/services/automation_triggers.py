@@ -9,12 +9,14 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Sequence
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 from sqlalchemy import and_, exists, extract, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.errors import ValidationError
 from campaigns.models import (
@@ -25,6 +27,8 @@ from campaigns.models import (
     Campaign,
     Contact,
     Order,
+    Send,
+    SendStatus,
     utcnow,
 )
 from campaigns.services import sending
@@ -40,6 +44,16 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+def quiet_since(cutoff: dt.datetime) -> list[ColumnElement[bool]]:
+    """Conditions on Contact: not mailed since cutoff (nor added since, when never mailed).
+
+    Last mailed is the latest sent message in the send table, or last_sent_at when that is later (mail from before
+    the contact's sends were recorded here, e.g. an import): a contact the send table shows as mailed is never quiet.
+    """
+    mailed = exists().where(Send.contact_id == Contact.id, Send.status == SendStatus.SENT, Send.sent_at >= cutoff)
+    return [func.coalesce(Contact.last_sent_at, Contact.created_at) < cutoff, ~mailed]
 
 
 def yearly_date(month: int, day: int, year: int) -> dt.date:
@@ -85,6 +99,13 @@ def validate_cron(expr: str, now: dt.datetime | None = None) -> str:
 
 def _zones(session: Session, conds: list) -> list[str]:
     return list(session.scalars(select(Contact.timezone).where(*conds).distinct()))
+
+
+def audience_zones(session: Session, automation: Automation) -> list[str]:
+    """The time zones of the contacts the automation's (first) template reaches."""
+    step = automation.steps[0] if automation.steps else None
+    conds = sending.audience_conditions(step.template) if step is not None and step.template is not None else []
+    return _zones(session, conds) or ["UTC"]
 
 
 def _date_field_due(session: Session, automation: Automation, conds: list, target: dt.date,
@@ -167,8 +188,7 @@ def due_now(session: Session, automation: Automation, step: AutomationStep, temp
             recent = exists().where(
                 AutomationOccurrence.automation_id == automation.id, AutomationOccurrence.contact_id == Contact.id,
                 AutomationOccurrence.occurrence_date > today - dt.timedelta(days=automation.inactive_days))
-            due[today].extend(session.scalars(select(Contact.id).where(
-                *conds, func.coalesce(Contact.last_sent_at, Contact.created_at) < cutoff, ~recent)))
+            due[today].extend(session.scalars(select(Contact.id).where(*conds, *quiet_since(cutoff), ~recent)))
     return due
 
 
@@ -196,22 +216,64 @@ def describe(automation: Automation) -> str:
     return f"after subscribing: {days}"
 
 
-def next_run(automation: Automation, now: dt.datetime | None = None) -> str:
-    """When the automation next sends, in words (contacts' local times differ, so this names the local time)."""
+def _firings(automation: Automation, tz: ZoneInfo, now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+    """(last, next) moment the automation fires in a time zone, as aware local times; None for welcome series."""
+    local = now.astimezone(tz)
+    at = dt.time(automation.send_minute // 60, automation.send_minute % 60)
+    trig = automation.trigger
+
+    def on(day: dt.date, when: dt.time = at) -> dt.datetime:
+        return dt.datetime.combine(day, when, tz)
+
+    if trig in (AutomationTrigger.DATE, AutomationTrigger.CADENCE):     # checked daily at the send time
+        today = on(local.date())
+        return (today, today + dt.timedelta(days=1)) if local >= today else (today - dt.timedelta(days=1), today)
+    if trig == AutomationTrigger.YEARLY and automation.month and automation.day:
+        def year(y: int) -> dt.datetime:
+            return on(yearly_date(automation.month, automation.day, y))
+        this = year(local.year)
+        return (this, year(local.year + 1)) if local >= this else (year(local.year - 1), this)
+    if trig == AutomationTrigger.CRON:
+        naive = local.replace(tzinfo=None)
+        it = croniter(automation.cron, naive + dt.timedelta(seconds=1))
+        last = it.get_prev(dt.datetime)
+        upcoming = croniter(automation.cron, naive).get_next(dt.datetime)
+        return last.replace(tzinfo=tz), upcoming.replace(tzinfo=tz)
+    return None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def next_run(automation: Automation, now: dt.datetime | None = None, zones: Sequence[str] = ("UTC",)) -> str:
+    """When the automation next sends, in words, over the time zones of its contacts.
+
+    An occurrence fires at the local send time in each zone, so it runs for up to a day: while it has gone out in
+    some zones and not yet in others this says "running now", with the next zone and the occurrence after it.
+    """
     now = now or utcnow()
     if not automation.active:
         return "paused"
-    trig = automation.trigger
-    local = now.replace(tzinfo=None)
-    at = dt.time(automation.send_minute // 60, automation.send_minute % 60)
-    if trig == AutomationTrigger.YEARLY and automation.month and automation.day:
-        day = yearly_date(automation.month, automation.day, local.year)
-        if dt.datetime.combine(day, at) < local - dt.timedelta(hours=14):
-            day = yearly_date(automation.month, automation.day, local.year + 1)
-        return f"{day.isoformat()} at {at:%H:%M} local time"
-    if trig == AutomationTrigger.CRON:
-        fire = croniter(automation.cron, local).get_next(dt.datetime)
-        return f"{fire:%a %Y-%m-%d %H:%M} local time"
-    if trig == AutomationTrigger.WELCOME:
+    if automation.trigger == AutomationTrigger.WELCOME:
         return "within a minute of each step falling due"
-    return f"daily at {at:%H:%M} local time"
+    names = sorted({zone(z).key for z in zones} or {"UTC"})
+    firings = {name: _firings(automation, zone(name), now) for name in names}
+    if any(f is None for f in firings.values()):
+        return "not set up yet"
+    soonest = min(names, key=lambda n: firings[n][1])
+    upcoming = firings[soonest][1]
+    day = upcoming.date()
+    done = [n for n in names if firings[n][0].date() >= day]
+    left = [n for n in names if firings[n][1].date() == day]
+    where = f" in {soonest}" if len(names) > 1 or soonest != "UTC" else ""
+    utc = upcoming.astimezone(dt.UTC)
+    daily = f"daily at {upcoming:%H:%M} local time; " if automation.trigger in (AutomationTrigger.DATE,
+                                                                                 AutomationTrigger.CADENCE) else ""
+    if not done:
+        return f"{daily}next on {upcoming:%a %Y-%m-%d} at {upcoming:%H:%M} local time (first{where}: " \
+               f"{utc:%a %Y-%m-%d %H:%M} UTC)"
+    after = _firings(automation, zone(soonest), upcoming + dt.timedelta(seconds=1))[1]
+    return (f"{daily}running now: out in {len(done)} of {_plural(len(names), 'time zone')}, {len(left)} to go "
+            f"(next{where} at {upcoming:%H:%M} local time, {utc:%a %Y-%m-%d %H:%M} UTC); "
+            f"next on {after:%a %Y-%m-%d} at {after:%H:%M} local time")

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,6 @@ from campaigns.models import (
     AutomationTrigger,
     Campaign,
     CampaignStatus,
-    Contact,
     Send,
     utcnow,
 )
@@ -39,10 +38,12 @@ from campaigns.services import campaigns as campaign_service
 from campaigns.services import sending
 from campaigns.services.automation_triggers import (  # noqa: F401 - re-exported: the admin and tests use them here
     DATE_FIELDS,
+    audience_zones,
     describe,
     due_now,
     month_days,
     next_run,
+    quiet_since,
     validate_cron,
     yearly_date,
     zone,
@@ -341,67 +342,12 @@ def resume_run(rt: Runtime, session: Session, campaign_id: int) -> int:
     return sending.resume_listed(rt, session, campaign_id)
 
 
-# ---------------------------------------------------------------- what the admin shows
-# ---------------------------------------------------------------- what the admin shows
-
-@dataclass(frozen=True)
-class AutomationSummary:
-    automation: Automation
-    occurrences: int
-    runs: int
-    last_sent: dt.date | None
-
-
-def overview(session: Session) -> list[AutomationSummary]:
-    """Every automation with how many occurrences it sent and its last occurrence date."""
-    counts = dict(session.execute(select(AutomationOccurrence.automation_id, func.count())
-                                  .group_by(AutomationOccurrence.automation_id)).all())
-    runs = {a: (n, last) for a, n, last in session.execute(
-        select(AutomationRun.automation_id, func.count(), func.max(AutomationRun.occurrence_date))
-        .group_by(AutomationRun.automation_id)).all()}
-    return [AutomationSummary(a, counts.get(a.id, 0), runs.get(a.id, (0, None))[0], runs.get(a.id, (0, None))[1])
-            for a in session.scalars(select(Automation).order_by(Automation.name))]
-
-
-@dataclass(frozen=True)
-class RunRow:
-    run: AutomationRun
-    campaign: Campaign | None
-    occurrences: int
-
-
-def runs_of(session: Session, automation_id: int, limit: int = 50) -> list[RunRow]:
-    """The automation's runs, newest first, with their campaign and number of occurrences."""
-    counts = func.count(AutomationOccurrence.id)
-    rows = session.execute(
-        select(AutomationRun, Campaign, counts)
-        .outerjoin(Campaign, Campaign.id == AutomationRun.campaign_id)
-        .outerjoin(AutomationOccurrence, AutomationOccurrence.run_id == AutomationRun.id)
-        .where(AutomationRun.automation_id == automation_id)
-        .group_by(AutomationRun.id, Campaign.id)
-        .order_by(AutomationRun.occurrence_date.desc(), AutomationRun.id.desc()).limit(limit)).all()
-    return [RunRow(r, c, n) for r, c, n in rows]
-
-
-@dataclass(frozen=True)
-class CadencePage:
-    days: int
-    total: int
-    contacts: list[Contact]
-    next_after: int | None
-
-
-def not_contacted(session: Session, days: int = 30, *, after: int | None = None, limit: int = 50,
-                  now: dt.datetime | None = None) -> CadencePage:
-    """Subscribed contacts not mailed in `days` days (never mailed: added longer ago than that), by id."""
-    if not 1 <= days <= 3650:
-        raise ValidationError("days must be from 1 to 3650", field="days")
-    cutoff = (now or utcnow()) - dt.timedelta(days=days)
-    conds = [Contact.status == "subscribed", func.coalesce(Contact.last_sent_at, Contact.created_at) < cutoff]
-    total = session.scalar(select(func.count()).select_from(Contact).where(*conds)) or 0
-    stmt = select(Contact).where(*conds).order_by(Contact.id).limit(limit + 1)
-    if after is not None:
-        stmt = stmt.where(Contact.id > after)
-    rows = list(session.scalars(stmt))
-    more = len(rows) > limit
-    return CadencePage(days, total, rows[:limit], rows[limit - 1].id if more else None)
+# What the admin shows lives in automation_overview; re-exported here, where the admin and the tests look for it.
+from campaigns.services.automation_overview import (  # noqa: E402, F401
+    AutomationSummary,
+    CadencePage,
+    RunRow,
+    not_contacted,
+    overview,
+    runs_of,
+)

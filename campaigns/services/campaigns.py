@@ -12,12 +12,13 @@ from typing import Any
 
 from markupsafe import escape
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from campaigns.config import Settings
 from campaigns.errors import InvalidState, NotFound, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Link, Sender, Topic
 from campaigns.services import coupons as coupon_service
+from campaigns.services import sample
 from campaigns.services import surveys as survey_service
 from campaigns.services.contacts import normalize_email
 from mailer.compose import CampaignSource, CompiledCampaign, TemplateError, compile_campaign
@@ -43,7 +44,7 @@ def get_campaign(session: Session, campaign_id: int) -> Campaign:
 def source_of(campaign: Campaign) -> CampaignSource:
     """The parts of a campaign that determine its compiled form."""
     return CampaignSource(mjml=campaign.mjml, subject=campaign.subject, preheader=campaign.preheader,
-                          text_body=campaign.text_body)
+                          text_body=campaign.text_body, transactional=campaign.kind == CampaignKind.TRANSACTIONAL)
 
 
 def compiled(campaign: Campaign) -> CompiledCampaign:
@@ -150,14 +151,17 @@ def form_text(value: object) -> str:
     return str(value or "").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def validate(campaign: Campaign) -> CompiledCampaign:
-    """Compile, raising ValidationError with the line number on MJML or template errors."""
+def validate(campaign: Campaign, session: Session | None = None) -> CompiledCampaign:
+    """Compile and render for the sample contact (sample.check), raising ValidationError with the line number on
+    MJML or template errors and with the fix when a coupon pool or survey the campaign carries is not shown."""
     if not campaign.mjml.strip():
         raise ValidationError("the campaign has no content yet", field="mjml")
     try:
-        return compiled(campaign)
+        result = compiled(campaign)
+        sample.check(session if session is not None else object_session(campaign), campaign, result)
     except TemplateError as exc:
         raise ValidationError(str(exc), field="mjml") from None
+    return result
 
 
 def ensure_links(session: Session, campaign: Campaign, result: CompiledCampaign) -> list[int]:
@@ -260,8 +264,7 @@ def preview_sender(session: Session, settings: Settings, data: Mapping[str, Any]
 
 # ---------------------------------------------------------------- compliance
 
-SAMPLE_CONTACT = {"email": "sample@example.com", "first_name": "", "last_name": "", "full_name": "",
-                  "city": "", "country": "", "interests": []}
+SAMPLE_CONTACT = sample.SAMPLE_CONTACT
 _UNSUBSCRIBE_PROBE = "https://unsubscribe.invalid/rapport-check"
 
 
@@ -269,15 +272,7 @@ def sample_extras(session: Session, coupon_pool_id: int | None, survey_id: int |
                   tokens: Any) -> dict[str, Any]:  # noqa: ANN401 - mailer.tracking.TokenCodec
     """Per-recipient template values besides contact and sender, as a test message gets them: a sample coupon
     (no real code used up) and the survey's links (recording nothing). For previews and the compliance check."""
-    from campaigns.models import CouponPool
-
-    pool = session.get(CouponPool, coupon_pool_id) if coupon_pool_id else None
-    extras: dict[str, Any] = {"coupon": coupon_service.sample_vars(pool)}
-    links = survey_service.SurveyLinks.for_campaign(session, Campaign(survey_id=survey_id), base_url=base_url,
-                                                    tokens=tokens) if survey_id else None
-    if links is not None:
-        extras.update(links.context(0))
-    return extras
+    return sample.attachments(session, coupon_pool_id, survey_id, base_url=base_url, tokens=tokens).extras
 
 
 def check_compliance(kind: str, result: CompiledCampaign, sender: Mapping[str, str],
@@ -319,8 +314,10 @@ class Preview:
 
 
 def preview(source: CampaignSource, kind: str, sender: Mapping[str, str], contact_vars: Mapping[str, Any],
-            extras: Mapping[str, Any] | None = None) -> Preview:
-    """Compile unsaved content and render it for one contact; problems come back with their MJML line."""
+            extras: Mapping[str, Any] | None = None, found: sample.SampleAttachments | None = None) -> Preview:
+    """Compile unsaved content and render it for one contact; problems come back with their MJML line.
+
+    With found (the chosen pool and survey), content that does not show them is a problem too."""
     out = Preview(errors=[])
     if not source.mjml.strip():
         out.errors.append({"line": None, "message": "the campaign has no content yet"})
@@ -347,6 +344,9 @@ def preview(source: CampaignSource, kind: str, sender: Mapping[str, str], contac
                                                     f"{exc.message}"})
         return out
     out.html, out.text, out.subject = rendered.html, rendered.text, rendered.subject
+    if found is not None:
+        out.errors.extend({"line": None, "message": m} for m in found.problems(rendered,
+                                                                              own_text=bool(source.text_body.strip())))
     return out
 
 
@@ -418,12 +418,14 @@ _STARTERS = (
     Starter("newsletter", "Newsletter", "Monthly notes: a hero, three short articles and an event.", "nurture",
             "{{ contact.first_name|default('Hello', true) }}, what's new this month",
             "What to sow now, a soil test and a workshop"),
-    Starter("coupon", "Coupon", "A thank-you with a discount code and one clear button.", "marketing",
-            "A thank-you: 15% off your next order", "Code inside, valid this month"),
+    Starter("coupon", "Coupon", "A thank-you with each recipient's own code from a coupon pool (choose the pool "
+            "below) and one clear button.", "marketing", "A thank-you: {{ coupon.value }}",
+            "Your personal code, valid until {{ coupon.expires }}"),
     Starter("event", "Event invitation", "Date, place, agenda and a reply button; calendar-friendly details.",
             "nurture", "{{ contact.first_name|default('Friend', true) }}, you're invited: a spring planting evening",
             "Thursday 18:30 in the shop, free, places limited"),
-    Starter("survey", "Survey", "One question answered with a single click, and a link to tell more.", "nurture",
+    Starter("survey", "Survey", "The first question of a survey (choose it below), answered with a single click; "
+            "the page it opens has the rest.", "nurture",
             "Quick question, {{ contact.first_name|default('friend', true) }}: how are we doing?",
             "One click, no form"),
     Starter("holiday", "Holiday greeting", "Warm seasonal wishes from the team, opening hours, no selling.",

@@ -102,6 +102,10 @@ def save_pool(session: Session, data: Mapping[str, Any], pool: CouponPool | None
         raise ValidationError("describe what a code is worth, e.g. “15% off your next order”",
                               field="value_description")
     expires = _parse_date(data.get("expires_on"))
+    # A pool that has expired since keeps its date on edit; a new or changed date must still be valid.
+    if expires < dt.date.today() and (pool is None or expires != pool.expires_on):
+        raise ValidationError(f"valid until {expires}: that day has passed, so every code would be expired at "
+                              "once; choose today or a later day", field="expires_on")
     clash = session.scalar(select(CouponPool.id).where(func.lower(CouponPool.name) == name.lower()))
     if clash is not None and (pool is None or clash != pool.id):
         raise ValidationError(f"there is already a pool called {name}", field="name")
@@ -125,6 +129,13 @@ def pool_counts(session: Session, pool_ids: Iterable[int] | None = None) -> dict
         stmt = stmt.where(CouponCode.pool_id.in_(list(pool_ids)))
     return {pid: {"total": total, "free": int(free or 0), "issued": int(issued or 0), "redeemed": int(red or 0)}
             for pid, total, free, issued, red in session.execute(stmt)}
+
+
+def usable_pools(session: Session) -> list[tuple[CouponPool, int]]:
+    """(pool, free codes) of the pools a single code can come from now: not expired, not empty."""
+    pools = [p for p in list_pools(session) if not p.expired]
+    counts = pool_counts(session, [p.id for p in pools])
+    return [(p, counts[p.id]["free"]) for p in pools if counts.get(p.id, {}).get("free")]
 
 
 def free_count(session: Session, pool_id: int) -> int:

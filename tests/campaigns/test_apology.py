@@ -98,3 +98,57 @@ def test_bounced_suppressed_and_bad_input_are_refused_clearly(editor, db_session
     assert db_session.scalar(select(Event).where(Event.type == EventType.PERSONAL_MAIL)) is None
     assert outbox.list() == []
     assert db_session.scalar(select(Contact.status).where(Contact.id == ok.id)) == "subscribed"
+
+
+def test_pickers_leave_out_expired_and_empty_pools_and_a_past_valid_until_is_refused(
+        editor, db_session, anna) -> None:  # noqa: ANN001
+    contact = save_contact(db_session, {"email": "upset@example.com", "first_name": "Jonas"})
+    db_session.commit()
+    url = "/admin/coupons"
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    r = editor.post(url, data={"csrf_token": csrf(editor, url), "name": "Too late", "value_description": "5% off",
+                               "expires_on": yesterday.isoformat()})
+    assert r.status_code == 400 and "that day has passed" in r.get_data(as_text=True)
+    assert db_session.scalar(select(coupon_service.CouponPool).where(
+        coupon_service.CouponPool.name == "Too late")) is None
+
+    def pool(name: str, codes: int) -> coupon_service.CouponPool:
+        made = coupon_service.save_pool(db_session, {"name": name, "value_description": "10% off",
+                                                     "expires_on": dt.date.today() + dt.timedelta(days=9)})
+        db_session.commit()
+        if codes:
+            coupon_service.import_codes(db_session, made.id, ("code\n" + "\n".join(
+                f"{name.upper()}-{i:03d}" for i in range(codes))).encode())
+        return made
+
+    usable, empty, expired = pool("Usable", 2), pool("Empty", 0), pool("Lapsed", 2)
+    expired.expires_on = yesterday          # expired since it was made: editing it keeps its date
+    db_session.commit()
+    r = editor.post(f"/admin/coupons/{expired.id}", data={
+        "csrf_token": csrf(editor, f"/admin/coupons/{expired.id}"), "name": "Lapsed", "value_description": "12% off",
+        "expires_on": yesterday.isoformat()})
+    assert r.status_code == 302
+    page = editor.get(f"/admin/contacts/{contact.id}/personal-mail").get_data(as_text=True)
+    picker = page[page.index('id="coupon_pool_id"'):page.index("</select>", page.index('id="coupon_pool_id"'))]
+    assert f'value="{usable.id}"' in picker
+    assert f'value="{empty.id}"' not in picker and f'value="{expired.id}"' not in picker
+    assert "expired" in editor.get("/admin/coupons").get_data(as_text=True)
+    composer = editor.get("/admin/campaigns/new?starter=coupon").get_data(as_text=True)
+    assert "Lapsed — EXPIRED on" in composer and "Empty — 0 free (empty)" in composer
+
+
+def test_transactional_mail_offers_preferences_but_no_unsubscribe_link(
+        editor, db_session, anna, run_worker, outbox) -> None:  # noqa: ANN001
+    contact = save_contact(db_session, {"email": "upset@example.com", "first_name": "Jonas"})
+    db_session.commit()
+    url = f"/admin/contacts/{contact.id}/personal-mail"
+    r = editor.post(url, data={"csrf_token": csrf(editor, url), "sender_id": str(anna.id), "subject": "Sorry",
+                               "message": "Your parcel arrived broken."})
+    assert r.status_code == 302
+    run_worker()
+    _entry, msg = _message(outbox)
+    assert msg["List-Unsubscribe"] is None
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    assert "Manage your mail preferences" in html and "Manage your mail preferences" in text
+    assert "/p/" in html and "unsubscribe" not in html.lower() and "unsubscribe" not in text.lower()

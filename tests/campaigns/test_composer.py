@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from campaigns.models import Campaign, CampaignStatus, Contact, Sender
 from campaigns.services import campaigns as campaign_service
+from campaigns.services import coupons as coupon_service
 from mailer.compose import CampaignSource, compile_campaign
 from tests.campaigns import test_admin
 
@@ -43,13 +44,17 @@ def test_every_starter_compiles_to_a_compliant_marketing_mail_with_the_footer() 
     sender = campaign_service.sender_context("Anna Becker", "anna@shop.test", "Green Thumb, Lindenstraße 1, Berlin")
     keys = [s.key for s in campaign_service.starters()]
     assert {"blank", "newsletter", "coupon", "event", "survey", "holiday"} <= set(keys)
+    # What the coupon and survey starters are attached to (a pool, a survey), as a test message gets them.
+    extras = {"coupon": dict(coupon_service.SAMPLE, value="10% off", expires="1 January 2030"),
+              "survey_block": lambda: "How are we doing?"}
     for starter in campaign_service.starters():
         result = compile_campaign(CampaignSource(mjml=starter.mjml, subject=starter.subject or "Hi",
                                                  preheader=starter.preheader))
-        campaign_service.check_compliance("marketing", result, sender)   # raises when not compliant
+        campaign_service.check_compliance("marketing", result, sender, extras)   # raises when not compliant
         links = result.links
-        html = result.render({"contact": {"first_name": "Ana"}, "sender": sender, "unsubscribe_url": "https://u/x",
-                              "preferences_url": "https://p/x"}, lambda i, links=links: links[i], "").html
+        html = result.render({**extras, "contact": {"first_name": "Ana"}, "sender": sender,
+                              "unsubscribe_url": "https://u/x", "preferences_url": "https://p/x"},
+                             lambda i, links=links: links[i], "").html
         assert "Lindenstraße 1" in html and 'href="https://u/x"' in html, starter.key
         assert "Ana" in html, starter.key
 
@@ -148,7 +153,7 @@ def test_marketing_is_refused_without_a_configured_postal_address(runtime, db_se
 
     topic, _ = make_contacts(1)
     campaign = campaign_service.save_campaign(db_session, {"name": "Sale", "kind": "marketing", "subject": "Sale",
-                                                           "mjml": (campaign_service.STARTER_DIR / "coupon.mjml")
+                                                           "mjml": (campaign_service.STARTER_DIR / "holiday.mjml")
                                                            .read_text()}, topic_ids=[topic.id])
     db_session.commit()
     runtime.settings = replace(runtime.settings, postal_address="")
@@ -169,8 +174,8 @@ def test_survey_and_coupon_campaigns_preview_and_pass_the_marketing_check(
     pool = CouponPool(name="Spring", value_description="10% off", expires_on=dt.date.today() + dt.timedelta(days=30))
     db_session.add_all([survey, pool])
     db_session.commit()
-    mjml = campaign_service.BLANK_MJML.replace("Write your message here.",
-                                               "{{ survey_block() }} Code {{ coupon.code }}")
+    mjml = campaign_service.BLANK_MJML.replace(
+        "Write your message here.", "{{ survey_block() }} Code {{ coupon.code }}, valid until {{ coupon.expires }}")
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     out = logged_in.post("/admin/campaigns/preview", data=form(token, kind="marketing", mjml=mjml, survey_id=str(
         survey.id), coupon_pool_id=str(pool.id))).get_json()
