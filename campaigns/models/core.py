@@ -207,8 +207,8 @@ class Contact(Base):
     status: Mapped[ContactStatus] = mapped_column(String(20), default=ContactStatus.SUBSCRIBED, index=True)
     consent_source: Mapped[str] = mapped_column(String(200), default="")
     consent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    owner_id: Mapped[int | None] = mapped_column(ForeignKey("sender.id", ondelete="SET NULL"))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("sender.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)   # list growth
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     last_sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -253,7 +253,8 @@ class ContactInterest(Base):
     __tablename__ = "contact_interest"
 
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True)
-    interest: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # Indexed on its own for the segment builder's picker, which jumps from one distinct interest to the next.
+    interest: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
 
 
 class Order(Base):
