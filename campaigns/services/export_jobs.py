@@ -1,14 +1,14 @@
 """Contact exports as background jobs: a CSV file (optionally gzip) under instance/exports, written by a worker with
 progress, downloaded from the admin when done, and deleted after Settings.export_keep_hours.
 
-PostgreSQL writes the rows with one COPY (SELECT …) TO STDOUT; SQLite reads keyset pages of plain rows. Both give the
-same columns and cell format as the contacts list's CSV (exports.CSV_FIELDS), safe against spreadsheet formulas.
+PostgreSQL writes the rows with one COPY (SELECT …) TO STDOUT; SQLite streams one SELECT of text cells. Both format
+the cells in SQL (exports.CSV_FIELDS, then interests, topics and attributes) and make them safe against spreadsheet
+formulas, so no ORM object is built per contact.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import gzip
 import io
 import json
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.errors import NotFound, ValidationError
-from campaigns.models import Contact, ContactInterest, ContactStatus, Subscription, Topic
+from campaigns.models import Contact, ContactStatus, Subscription, Topic
 from campaigns.services.exports import CSV_FIELDS, safe_cell
 
 if TYPE_CHECKING:
@@ -154,56 +154,13 @@ def _conditions(session: Session, state: dict[str, Any]) -> list[ColumnElement[b
     return conds
 
 
-# ---------------------------------------------------------------- SQLite: keyset pages of plain rows
+# ---------------------------------------------------------------- the cells, as SQL text expressions
 
-def _text(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="microseconds")
-    return value
-
-
-def _write_pages(session: Session, conds: list, out: IO[bytes], progress) -> int:  # noqa: ANN001
-    cols = [getattr(Contact, f) for f in CSV_FIELDS]
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-    writer = csv.writer(text, lineterminator="\n")
-    after, rows = 0, 0
-    while True:
-        page = session.execute(select(Contact.id, Contact.attributes, *cols).where(Contact.id > after, *conds)
-                               .order_by(Contact.id).limit(PAGE)).all()
-        if not page:
-            break
-        lo, hi = page[0][0], page[-1][0]
-        interests = _grouped(session, select(ContactInterest.contact_id, ContactInterest.interest)
-                             .where(ContactInterest.contact_id.between(lo, hi)))
-        topics = _grouped(session, select(Subscription.contact_id, Topic.name).join(Topic).where(
-            Subscription.contact_id.between(lo, hi), Subscription.subscribed.is_(True)))
-        for cid, attributes, *values in page:
-            attrs = "; ".join(f"{k}={v}" for k, v in sorted((attributes or {}).items()))
-            writer.writerow([safe_cell(_text(v)) for v in values]
-                            + [safe_cell(", ".join(sorted(interests.get(cid, [])))),
-                               safe_cell(", ".join(sorted(topics.get(cid, [])))), safe_cell(attrs)])
-        rows += len(page)
-        after = hi
-        progress(rows)
-    text.flush()
-    text.detach()
-    return rows
-
-
-def _grouped(session: Session, stmt) -> dict[int, list[str]]:  # noqa: ANN001
-    out: dict[int, list[str]] = {}
-    for cid, value in session.execute(stmt):
-        out.setdefault(cid, []).append(value)
-    return out
-
-
-# ---------------------------------------------------------------- PostgreSQL: one COPY
-
-_FORMULA_CHARS = "'=', '+', '-', '@', chr(9), chr(13)"
-_PG_CELLS = {
-    "birthday": "to_char(contact.birthday, 'YYYY-MM-DD')",
-    "consent_at": "to_char(contact.consent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
-    "created_at": "to_char(contact.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
+_FORMULA_CHARS = {"postgresql": "'=', '+', '-', '@', chr(9), chr(13)",
+                  "sqlite": "'=', '+', '-', '@', char(9), char(13)"}
+_UTC_TEXT = {  # the text of datetime.isoformat(timespec="microseconds") of a stored UTC time
+    "postgresql": "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
+    "sqlite": "replace({}, ' ', 'T') || '+00:00'",      # SQLite keeps it as 'YYYY-MM-DD HH:MM:SS.ffffff'
 }
 _PG_EXTRA = {
     "interests": "(SELECT string_agg(i.interest, ', ' ORDER BY i.interest) FROM contact_interest i "
@@ -214,21 +171,75 @@ _PG_EXTRA = {
                   "FROM json_each_text(CASE WHEN json_typeof(contact.attributes::json) = 'object' "
                   "THEN contact.attributes::json ELSE '{}'::json END) a)",
 }
+# SQLite 3.40 has no ORDER BY inside group_concat: items come joined by a unit separator and are sorted in Python.
+_SEP = "\x1f"
+_SQLITE_EXTRA = {
+    "interests": "(SELECT group_concat(i.interest, char(31)) FROM contact_interest i WHERE i.contact_id = contact.id)",
+    "topics": "(SELECT group_concat(t.name, char(31)) FROM subscription s JOIN topic t ON t.id = s.topic_id "
+              "WHERE s.contact_id = contact.id AND s.subscribed)",
+    "attributes": "(SELECT group_concat(a.key || '=' || a.value, char(31)) FROM json_each(contact.attributes) a "
+                  "WHERE a.key IS NOT NULL)",
+}
 
 
-def _safe_sql(expr: str) -> str:
+def _safe_sql(expr: str, dialect: str) -> str:
     """The cell as text, '' for NULL, with an apostrophe before a leading formula character (as safe_cell)."""
-    t = f"coalesce(({expr})::text, '')"
-    return f"CASE WHEN left({t}, 1) IN ({_FORMULA_CHARS}) THEN '''' || {t} ELSE {t} END"
+    t = f"coalesce(CAST(({expr}) AS TEXT), '')"
+    return f"CASE WHEN substr({t}, 1, 1) IN ({_FORMULA_CHARS[dialect]}) THEN '''' || {t} ELSE {t} END"
 
+
+def _profile_exprs(dialect: str) -> list[str]:
+    exprs = []
+    for f in CSV_FIELDS:
+        column = f"contact.{f}"
+        if f in ("consent_at", "created_at"):
+            column = _UTC_TEXT[dialect].format(column)
+        elif f == "birthday" and dialect == "postgresql":
+            column = "to_char(contact.birthday, 'YYYY-MM-DD')"
+        exprs.append(column)
+    return exprs
+
+
+def _joined(value: str | None, sep: str, key=None) -> str:  # noqa: ANN001
+    return safe_cell(sep.join(sorted(value.split(_SEP), key=key))) if value else ""
+
+
+def _attribute_key(item: str) -> str:
+    return item.split("=", 1)[0]
+
+
+# ---------------------------------------------------------------- SQLite: one streamed SELECT
+
+def _write_pages(session: Session, conds: list, out: IO[bytes], progress) -> int:  # noqa: ANN001
+    extra = [literal_column(_SQLITE_EXTRA[f]) for f in ("interests", "topics", "attributes")]
+    stmt = select(*(literal_column(_safe_sql(c, "sqlite")) for c in _profile_exprs("sqlite")), *extra) \
+        .select_from(Contact.__table__).where(*conds).order_by(Contact.id)
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+    writer = csv.writer(text, lineterminator="\n")
+    rows = 0
+    n = len(CSV_FIELDS)
+    for part in session.execute(stmt).yield_per(PAGE).partitions():
+        writer.writerows([*row[:n], _joined(row[n], ", "), _joined(row[n + 1], ", "),
+                          _joined(row[n + 2], "; ", _attribute_key)] for row in part)
+        rows += len(part)
+        progress(rows)
+    text.flush()
+    text.detach()
+    return rows
+
+
+# ---------------------------------------------------------------- PostgreSQL: one COPY
 
 def _copy_postgresql(session: Session, conds: list, out: IO[bytes], progress) -> int:  # noqa: ANN001
     import psycopg
 
-    cells = [_safe_sql(_PG_CELLS.get(f, f"contact.{f}")) for f in CSV_FIELDS]
-    cells += [_safe_sql(_PG_EXTRA[f]) for f in ("interests", "topics", "attributes")]
-    stmt = select(*(literal_column(c) for c in cells)).select_from(Contact.__table__).where(*conds) \
-        .order_by(Contact.id)
+    exprs = _profile_exprs("postgresql") + [_PG_EXTRA[f] for f in ("interests", "topics", "attributes")]
+    # Each cell is computed once in the inner query (OFFSET 0 keeps the planner from inlining it, which would run
+    # the correlated sub-selects once per mention in the formula guard), then guarded in the outer one.
+    inner = select(Contact.id.label("cid"), *(literal_column(e).label(f"c{i}") for i, e in enumerate(exprs))) \
+        .select_from(Contact.__table__).where(*conds).order_by(Contact.id).offset(0).subquery("q")
+    stmt = select(*(literal_column(_safe_sql(f"q.c{i}", "postgresql")) for i in range(len(exprs)))) \
+        .select_from(inner).order_by(inner.c.cid)
     compiled = stmt.compile(dialect=session.get_bind().dialect)
     connection = session.connection().connection.driver_connection
     written = 0
