@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -203,7 +204,8 @@ class Contact(Base):
     birthday: Mapped[dt.date | None] = mapped_column(Date)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     locale: Mapped[str] = mapped_column(String(16), default="en")
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # jsonb on PostgreSQL: segment rules read keys of a million rows without re-parsing each document.
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"), default=dict)
     status: Mapped[ContactStatus] = mapped_column(String(20), default=ContactStatus.SUBSCRIBED, index=True)
     consent_source: Mapped[str] = mapped_column(String(200), default="")
     consent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
