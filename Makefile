@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench-send bench-tracking bench-dkim clean-demo
+.PHONY: demo test lint bench-send bench-tracking bench-dkim bench-admin clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Rapport needs Python 3.11 or newer" if sys.version_info < (3, 11) else 0)'
@@ -37,6 +37,9 @@ bench-send: $(VENV)/.test-installed
 
 bench-tracking: $(VENV)/.test-installed
 	$(BIN)/python bench/tracking.py $(BENCH_ARGS)
+
+bench-admin: $(VENV)/.test-installed
+	$(BIN)/python bench/admin_scale.py $(BENCH_ARGS)
 
 clean-demo:
 	rm -rf instance

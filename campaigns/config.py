@@ -68,6 +68,10 @@ class Settings:
     sender_email: str = "news@rapport.test"
     postal_address: str = "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany"
     batch_size: int = 500                     # recipients per send_batch job
+    # Above this many contacts, costly admin figures come from a background job, shown with their age
+    # (campaigns.services.summaries); exports keep their files this many hours.
+    live_count_limit: int = 20_000
+    export_keep_hours: int = 24
     claim_size: int = 100                     # rows claimed (and status-flushed) at a time inside a batch
     max_attempts: int = 6                     # temporary failures are retried this often, then the send fails
     retry_delays: tuple[int, ...] = (60, 300, 900, 3600, 10800)   # seconds before attempt 2, 3, …
@@ -218,6 +222,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         **_retry_settings(env),
         claim_lease=max(10, _int(env, "RAPPORT_CLAIM_LEASE", 120)),
         sweep_seconds=float(max(1, _int(env, "RAPPORT_SWEEP_SECONDS", 5))),
+        live_count_limit=max(0, _int(env, "RAPPORT_LIVE_COUNT_LIMIT", 20_000)),
+        export_keep_hours=max(1, _int(env, "RAPPORT_EXPORT_KEEP_HOURS", 24)),
         webhook_secret=env.get("RAPPORT_WEBHOOK_SECRET", ""),
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),

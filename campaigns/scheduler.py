@@ -107,6 +107,7 @@ register(PeriodicTask("import-cleanup", "campaigns.jobs_imports.cleanup_import_f
 register(PeriodicTask("digest", "campaigns.jobs.send_digests",
                       "send weekly/monthly readers one digest of the nurture mail held for them",
                       at=dt.time(7, 0)))
+register(PeriodicTask("export-cleanup", "campaigns.jobs_admin.cleanup_exports", "delete contact export files older than RAPPORT_EXPORT_KEEP_HOURS", every=dt.timedelta(hours=1)))  # noqa: E501
 
 
 def _key(rt: Runtime, suffix: str) -> str:

@@ -177,13 +177,13 @@ def topics():  # noqa: ANN201
             session.commit()
             flash(f"Topic {name} created.", "info")
             return redirect(url_for("admin.topics"))
-    from campaigns.models import Subscription
+    from campaigns.services import summaries
 
-    rows = session.execute(
-        select(Topic, func.count(Subscription.contact_id))
-        .outerjoin(Subscription, (Subscription.topic_id == Topic.id) & Subscription.subscribed.is_(True))
-        .group_by(Topic.id).order_by(Topic.name)).all()
-    return render_template("admin/topics.html", rows=rows)
+    sizes = summaries.get(rt(), session, "topics", max_age=300)
+    known = sizes.value or {}
+    rows = [(topic, known.get(str(topic.id), 0 if sizes.value is not None else None))
+            for topic in session.scalars(select(Topic).order_by(Topic.name))]
+    return render_template("admin/topics.html", rows=rows, sizes=sizes)
 
 
 # Campaigns (list, composer, preview, test, schedule, send, progress): campaigns/admin/campaigns.py

@@ -7,7 +7,7 @@ import json
 import secrets
 from zoneinfo import ZoneInfo
 
-from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Response, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -20,12 +20,13 @@ from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Se
 from campaigns.services import campaigns as campaign_service
 from campaigns.services import contacts as contact_service
 from campaigns.services import coupons as coupon_service
-from campaigns.services import delivery, sample, scheduling, sending
+from campaigns.services import delivery, sample, scheduling, sending, summaries
 from campaigns.services import surveys as survey_service
 from mailer.compose import CampaignSource, TemplateError
 
 PREVIEW_TTL = 900          # seconds a live preview stays fetchable
 PREVIEW_KEY = "rapport:preview:{}"
+AUDIENCE_MAX_AGE = 600     # seconds before a big list's audience and forecast are counted again
 
 
 def _campaign_or_404(campaign_id: int) -> Campaign:
@@ -191,13 +192,26 @@ def campaign(campaign_id: int):  # noqa: ANN201
         except ValidationError as exc:
             error = str(exc)
     name, email = campaign_service.from_identity(obj, rt().settings)
-    return render_template("admin/campaign.html", campaign=obj, error=error,
-                           audience=sending.audience_count(session, obj),
+    g.audience = _audience(obj)
+    return render_template("admin/campaign.html", campaign=obj, error=error, audience=g.audience,
                            progress=sending.progress(session, campaign_id, current_policy()),
                            can_resend_unknown=current_user.role in ("admin", "editor")
                            and obj.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED),
                            from_owner=obj.from_email == campaign_service.FROM_OWNER, from_line=f"{name} <{email}>",
                            timezones=scheduling.timezones())
+
+
+def _audience(obj: Campaign) -> summaries.Summary:
+    """The audience count and policy forecast: live on a small list, else from a job (refreshed when the campaign's
+    choices changed, or on "Forecast the audience as of now")."""
+    session = db()
+    max_age = 60 if request.args.get("forecast") == "1" else AUDIENCE_MAX_AGE
+    summary = summaries.get(rt(), session, "audience", obj.id, max_age=max_age)
+    if summary.value is not None and summary.value["fingerprint"] != summaries.audience_fingerprint(session, obj):
+        summaries.forget(rt(), "audience", obj.id)      # figures of another audience: never shown
+        summaries.request(rt(), "audience", obj.id)
+        return summaries.Summary(None, None, refreshing=True)
+    return summary
 
 
 @bp.get("/campaigns/<int:campaign_id>/preview")

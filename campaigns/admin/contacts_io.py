@@ -14,7 +14,7 @@ from campaigns.admin import bp, db, editor_required, rt
 from campaigns.admin.audit import Action, audit
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import ContactStatus, Topic
-from campaigns.services import exports, imports
+from campaigns.services import export_jobs, exports, imports
 from campaigns.services.contacts import get_contact
 
 logger = logging.getLogger(__name__)
@@ -102,40 +102,19 @@ def contact_import_errors(import_id: str) -> Response:
     return send_file(report, mimetype="text/csv", as_attachment=True, download_name=f"import-errors-{import_id}.csv")
 
 
+@bp.app_template_filter("export_time")
+def export_time(epoch: int) -> str:
+    """An export's time stamp, in UTC."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 @bp.get("/contacts/export.csv")
 @editor_required
 def contact_export() -> Response:
-    status = request.args.get("status", "")
-    if status and status not in set(ContactStatus):
-        status = ""
-    topic = request.args.get("topic", "")
-    topic_id = int(topic) if topic.isdigit() and db().get(Topic, int(topic)) else None
-    segment_definition = None
-    if request.args.get("segment", ""):
-        from campaigns.services import segments
-
-        try:   # refuse a segment that is gone or cannot be evaluated before streaming starts
-            raw = request.args["segment"]
-            segment = segments.get_segment(db(), int(raw) if raw.isdigit() and len(raw) < 12 else 0)
-            segment_definition = segments.parse_definition(segment.definition)
-            segments.condition(db(), segment_definition)
-        except RapportError as exc:
-            flash(f"Cannot export that segment: {exc}", "error")
-            return redirect(url_for("admin.contact_export_form"))
-    audit(Action.CONTACTS_EXPORT, "contacts", f"status={status or 'any'} topic={topic_id or 'any'} "
-                                              f"segment={request.args.get('segment', '') or 'none'}")
-    session = rt().read_session_factory()
-
-    def generate():  # noqa: ANN202
-        try:
-            for chunk in exports.export_csv(session, status=status, topic_id=topic_id,
-                                            segment_definition=segment_definition):
-                yield chunk.encode("utf-8")
-        finally:
-            session.close()
-
-    return Response(generate(), mimetype="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": "attachment; filename=contacts.csv"})
+    """Exports run as background jobs now: old links land on the export form with their filters."""
+    return redirect(url_for("admin.contact_export_form", **request.args.to_dict()))
 
 
 @bp.get("/contacts/export")
@@ -143,7 +122,66 @@ def contact_export() -> Response:
 def contact_export_form():  # noqa: ANN201
     topics = list(db().scalars(select(Topic).order_by(Topic.name)))
     return render_template("admin/export.html", topics=topics, statuses=list(ContactStatus),
-                           chosen_segment=request.args.get("segment", ""))
+                           chosen_segment=request.args.get("segment", ""),
+                           chosen_status=request.args.get("status", ""), chosen_topic=request.args.get("topic", ""),
+                           recent=list(export_jobs.states(rt())))
+
+
+def _form_int(name: str) -> int | None:
+    raw = request.form.get(name, "").strip()
+    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+
+
+@bp.post("/contacts/exports")
+@editor_required
+def contact_export_start():  # noqa: ANN201
+    """Queue an export of the chosen contacts; the worker writes the file, this page follows it."""
+    try:
+        export_id = export_jobs.start(rt(), db(), status=request.form.get("status", "")[:20],
+                                      topic_id=_form_int("topic"), segment_id=_form_int("segment"),
+                                      gzipped=request.form.get("gzip") == "1", requested_by=current_user.email)
+    except RapportError as exc:
+        flash(f"Cannot export: {exc}", "error")
+        return redirect(url_for("admin.contact_export_form"))
+    audit(Action.CONTACTS_EXPORT, "contacts", f"export {export_id}: status={request.form.get('status', '') or 'any'} "
+                                              f"topic={request.form.get('topic', '') or 'any'} "
+                                              f"segment={request.form.get('segment', '') or 'none'}")
+    return redirect(url_for("admin.contact_export_status", export_id=export_id), 303)
+
+
+@bp.get("/contacts/exports/<export_id>")
+@editor_required
+def contact_export_status(export_id: str):  # noqa: ANN201
+    try:
+        state = export_jobs.get(rt(), export_id)
+    except NotFound as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.contact_export_form"))
+    return render_template("admin/export_status.html", e=state, keep_hours=rt().settings.export_keep_hours)
+
+
+@bp.get("/contacts/exports/<export_id>/status")
+@editor_required
+def contact_export_progress(export_id: str) -> Response:
+    try:
+        state = export_jobs.get(rt(), export_id)
+    except NotFound:
+        abort(404)
+    if state["state"] == "finished":
+        state["download_url"] = url_for("admin.contact_export_download", export_id=export_id)
+    return jsonify(state)
+
+
+@bp.get("/contacts/exports/<export_id>/download")
+@editor_required
+def contact_export_download(export_id: str) -> Response:
+    try:
+        path = export_jobs.file_of(rt(), export_id)
+    except NotFound:
+        abort(404)
+    name = "contacts.csv.gz" if path.suffix == ".gz" else "contacts.csv"
+    return send_file(path, mimetype="application/gzip" if path.suffix == ".gz" else "text/csv",
+                     as_attachment=True, download_name=name)
 
 
 @bp.get("/contacts/<int:contact_id>/gdpr.json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from campaigns.admin import bp, editor_required
@@ -58,7 +58,16 @@ def policy_panel(campaign: Campaign) -> dict:
     if out["reasons"]["held"]:
         out["holds"] = hold_service.campaign_holds(session, campaign, policy)
     if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED) or request.args.get("forecast") == "1":
-        out["forecast"] = policy_service.forecast(session, campaign, policy)
+        # Computed with the audience count (admin.campaigns._audience): live on a small list, else by a job.
+        audience = g.get("audience")
+        if audience is not None and audience.value is None:
+            out["forecast_pending"] = True
+        elif audience is not None and audience.value["forecast"] is not None:
+            f = audience.value["forecast"]
+            out["forecast"] = policy_service.Forecast(f["audience"], f["send"], f["held"])
+            out["forecast_age"] = audience.age()
+        elif audience is None:
+            out["forecast"] = policy_service.forecast(session, campaign, policy)
     return out
 
 

@@ -4,16 +4,20 @@ Charts are drawn by the vendored Chart.js (campaigns/static/vendor) from JSON en
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Response, abort, jsonify, render_template
 from flask_login import login_required
 from sqlalchemy import select
 
 from campaigns.admin import bp
-from campaigns.app import db
+from campaigns.app import db, rt
 from campaigns.errors import NotFound
-from campaigns.models import Campaign
-from campaigns.services import contacts as contact_service
-from campaigns.services import reports
+from campaigns.models import Campaign, utcnow
+from campaigns.services import summaries
+
+DASHBOARD_MAX_AGE = 600                      # seconds before a big list's dashboard is counted again
+REPORT_MAX_AGE = {True: 60, False: 900}      # recent campaign (sending, or finished in the last 2 days), older
 
 
 @bp.get("/")
@@ -22,36 +26,52 @@ def dashboard():  # noqa: ANN201
     """Recent campaigns, contact counts, and the charts (data from dashboard_data)."""
     session = db()
     campaigns = list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(10)))
-    counts = contact_service.count_contacts(session)
-    return render_template("admin/dashboard.html", campaigns=campaigns, counts=counts,
+    summary = summaries.get(rt(), session, "dashboard", max_age=DASHBOARD_MAX_AGE)
+    counts = summary.value["counts"] if summary.value else {}
+    return render_template("admin/dashboard.html", campaigns=campaigns, counts=counts, summary=summary,
                            total=sum(counts.values()))
 
 
 @bp.get("/dashboard.json")
 @login_required
 def dashboard_data() -> Response:
-    """Weekly list growth and engagement for the dashboard charts."""
-    return jsonify(reports.dashboard(db()))
+    """Weekly list growth and engagement for the dashboard charts ({"pending": true} while being counted)."""
+    summary = summaries.get(rt(), db(), "dashboard", max_age=DASHBOARD_MAX_AGE)
+    if summary.value is None:
+        return jsonify(pending=True)
+    return jsonify({**summary.value["charts"], "as_of": summary.age()})
+
+
+def _report(campaign_id: int) -> summaries.Summary:
+    """The campaign's report and chart data, computed once for both the page and its JSON."""
+    campaign = db().get(Campaign, campaign_id)
+    if campaign is None:
+        abort(404)
+    # Figures of a campaign still sending or just sent move quickly; older ones change only with late hits.
+    recent = campaign.finished_at is None or utcnow() - campaign.finished_at < dt.timedelta(days=2)
+    try:
+        return summaries.get(rt(), db(), "report", campaign_id, max_age=REPORT_MAX_AGE[recent])
+    except NotFound:
+        abort(404)
 
 
 @bp.get("/campaigns/<int:campaign_id>/report")
 @login_required
 def campaign_report_page(campaign_id: int):  # noqa: ANN201
     """The recipient report of one campaign."""
-    try:
-        report = reports.campaign_report(db(), campaign_id)
-        charts = reports.campaign_charts(db(), campaign_id, report=report)
-    except NotFound:
-        abort(404)
-    return render_template("admin/report.html", report=report, charts=charts,
-                           campaign=db().get(Campaign, campaign_id))
+    summary = _report(campaign_id)
+    campaign = db().get(Campaign, campaign_id)
+    if summary.value is None:
+        return render_template("admin/report_pending.html", campaign=campaign, summary=summary)
+    return render_template("admin/report.html", report=summary.value["report"], charts=summary.value["charts"],
+                           campaign=campaign, summary=summary)
 
 
 @bp.get("/campaigns/<int:campaign_id>/report.json")
 @login_required
 def campaign_report_data(campaign_id: int) -> Response:
-    """Chart data of one campaign's report."""
-    try:
-        return jsonify(reports.campaign_charts(db(), campaign_id))
-    except NotFound:
-        abort(404)
+    """Chart data of one campaign's report ({"pending": true} while being counted)."""
+    summary = _report(campaign_id)
+    if summary.value is None:
+        return jsonify(pending=True)
+    return jsonify({**summary.value["charts"], "as_of": summary.age()})

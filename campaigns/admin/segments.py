@@ -10,12 +10,14 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from campaigns.admin import bp, editor_required
-from campaigns.app import db
+from campaigns.app import db, rt
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import AdminRole, Campaign, Segment, Topic
 from campaigns.services import segments as segment_service
+from campaigns.services import summaries
 
 logger = logging.getLogger(__name__)
+SEGMENT_MAX_AGE = 600      # seconds before a big list's saved segment is counted again
 
 
 @bp.app_template_global()
@@ -105,11 +107,13 @@ def segment_count() -> tuple[Response, int] | Response:
     session = db()
     try:
         definition = segment_service.parse_definition(payload.get("definition"))
-        n = segment_service.count(session, definition)
+        size = segment_service.estimate(session, definition, rt().settings.live_count_limit)
         found = segment_service.sample(session, definition)
     except ValidationError as exc:
         return jsonify(error=str(exc)), 400
-    return jsonify(count=n, summary=segment_service.describe(definition, _topic_names()),
+    # On a big list the builder's count while editing is an estimate from a sample, and says so.
+    return jsonify(count=size.count, exact=size.exact, sampled=size.sampled,
+                   summary=segment_service.describe(definition, _topic_names()),
                    sample=[{"id": c.id, "email": c.email, "name": c.full_name,
                             "url": url_for("admin.contact", contact_id=c.id)} for c in found])
 
@@ -119,10 +123,18 @@ def segment_count() -> tuple[Response, int] | Response:
 def segment_saved_count(segment_id: int) -> tuple[Response, int] | Response:
     """The current count of a saved segment (the list page fills its counts from here)."""
     segment = _get(segment_id)
-    try:
-        return jsonify(count=segment_service.count(db(), segment.definition))
-    except ValidationError as exc:
-        return jsonify(error=str(exc)), 400
+    summary = summaries.get(rt(), db(), "segment", segment_id, max_age=SEGMENT_MAX_AGE)
+    if summary.value is not None and summary.value["definition"] != segment.definition:
+        summaries.forget(rt(), "segment", segment_id)     # counted before an edit: never shown
+        summaries.request(rt(), "segment", segment_id)
+        return jsonify(pending=True)
+    if summary.value is None:
+        return jsonify(pending=True)
+    if summary.value["count"] is None:
+        return jsonify(error=summary.value["error"]), 400
+    if summary.live:
+        return jsonify(count=summary.value["count"])
+    return jsonify(count=summary.value["count"], as_of=summary.age())
 
 
 def _get(segment_id: int) -> Segment:

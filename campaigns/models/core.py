@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -206,12 +207,13 @@ class Contact(Base):
     birthday: Mapped[dt.date | None] = mapped_column(Date)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     locale: Mapped[str] = mapped_column(String(16), default="en")
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # jsonb on PostgreSQL: segment rules read keys of a million rows without re-parsing each document.
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"), default=dict)
     status: Mapped[ContactStatus] = mapped_column(String(20), default=ContactStatus.SUBSCRIBED, index=True)
     consent_source: Mapped[str] = mapped_column(String(200), default="")
     consent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    owner_id: Mapped[int | None] = mapped_column(ForeignKey("sender.id", ondelete="SET NULL"))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("sender.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)   # list growth
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     last_sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -256,7 +258,8 @@ class ContactInterest(Base):
     __tablename__ = "contact_interest"
 
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True)
-    interest: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # Indexed on its own for the segment builder's picker, which jumps from one distinct interest to the next.
+    interest: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
 
 
 class Order(Base):

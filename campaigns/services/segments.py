@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, select, true
+from sqlalchemy import ColumnElement, false, func, literal, or_, select, true
 from sqlalchemy.orm import Session, object_session
 
 from campaigns.errors import InvalidState, NotFound, ValidationError
@@ -61,6 +62,43 @@ def count(session: Session, definition: Mapping[str, Any] | str | None) -> int:
     """How many contacts match right now."""
     cond = condition(session, definition)
     return session.scalar(select(func.count()).select_from(Contact).where(cond)) or 0
+
+
+SAMPLE_BLOCKS = 20        # an estimate counts this many runs of consecutive contact ids, spread over the list,
+SAMPLE_RUN = 1000         # of this many ids each
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A segment size: exact, or estimated from a sample of `sampled` contacts (rounded to 2 significant digits)."""
+
+    count: int
+    exact: bool
+    sampled: int = 0
+
+
+def estimate(session: Session, definition: Mapping[str, Any] | str | None, live_limit: int) -> Estimate:
+    """The exact count on a list of up to live_limit contacts, else an estimate from evenly spread runs of ids."""
+    cond = condition(session, definition)
+    top = session.scalar(select(func.max(Contact.id))) or 0
+    if top <= max(live_limit, 2 * SAMPLE_BLOCKS * SAMPLE_RUN):
+        return Estimate(session.scalar(select(func.count()).select_from(Contact).where(cond)) or 0, True)
+    step = top // SAMPLE_BLOCKS
+    runs = or_(*(Contact.id.between(k * step + 1, k * step + SAMPLE_RUN) for k in range(SAMPLE_BLOCKS)))
+    matched, seen = session.execute(select(func.count().filter(cond), func.count()).where(runs)).one()
+    if not seen:
+        return Estimate(0, False, 0)
+    # Ids are dense enough that the sampled runs stand for top / (runs × run length) of the list each.
+    raw = matched * top / (SAMPLE_BLOCKS * SAMPLE_RUN)
+    return Estimate(_two_digits(raw), False, seen)
+
+
+def _two_digits(x: float) -> int:
+    """Round to two significant digits (an estimate should not look more precise than it is)."""
+    if x < 100:
+        return round(x)
+    scale = 10 ** (len(str(int(x))) - 2)
+    return round(x / scale) * scale
 
 
 def sample(session: Session, definition: Mapping[str, Any] | str | None, limit: int = 5) -> list[Contact]:
@@ -122,10 +160,22 @@ def delete_segment(session: Session, segment: Segment) -> None:
     session.flush()
 
 
+def known_interests(session: Session, limit: int = 200) -> list[str]:
+    """The first `limit` distinct interests in order, jumping from one to the next in the interest index: one index
+    probe per interest instead of a DISTINCT over every contact's interests."""
+    interest = ContactInterest.__table__.c.interest
+    seed = select(select(func.min(interest)).scalar_subquery().label("interest"), literal(1).label("n"))
+    walk = seed.cte("known_interest", recursive=True)
+    step = select(select(func.min(interest)).where(interest > walk.c.interest).scalar_subquery(), walk.c.n + 1) \
+        .where(walk.c.interest.is_not(None), walk.c.n < limit)
+    walk = walk.union_all(step)
+    return list(session.scalars(select(walk.c.interest).where(walk.c.interest.is_not(None))
+                                .order_by(walk.c.interest)))
+
+
 def builder_schema(session: Session) -> dict[str, Any]:
     """What the builder offers: fields, operators, statuses, months, topics and known interests (for segments.js)."""
-    interests = list(session.scalars(select(ContactInterest.interest).distinct()
-                                     .order_by(ContactInterest.interest).limit(200)))
+    interests = known_interests(session)
     survey = surveys_available()
     return {
         "surveys": _surveys(session) if survey else [],

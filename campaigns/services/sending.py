@@ -212,19 +212,28 @@ def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
     return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
 
 
+PROGRESS_EXACT = 5000      # send rows a progress poll counts one by one (index only); beyond, the counters answer
+
+
+def _count_upto(session: Session, campaign_id: int, statuses: tuple[SendStatus, ...], *conds) -> int:  # noqa: ANN002
+    """Send rows of the campaign in these statuses, counted up to PROGRESS_EXACT (a bounded index-only scan)."""
+    rows = (select(Send.contact_id).where(Send.campaign_id == campaign_id, Send.status.in_(statuses), *conds)
+            .limit(PROGRESS_EXACT).subquery())
+    return session.scalar(select(func.count()).select_from(rows)) or 0
+
+
 def progress(session: Session, campaign_id: int, policy: PolicySettings | None = None) -> dict[str, int | str]:
     """Live counters for the progress bar, and what a running campaign with nothing left to send waits for."""
     c = campaign_service.get_campaign(session, campaign_id)
-    by_status = dict(session.execute(
-        select(Send.status, func.count()).where(
-            Send.campaign_id == campaign_id,
-            Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING, SendStatus.HELD, SendStatus.UNKNOWN]))
-        .group_by(Send.status)).all())
-    remaining = by_status.get(SendStatus.QUEUED, 0) + by_status.get(SendStatus.SENDING, 0)
-    held_now = by_status.get(SendStatus.HELD, 0)
-    unknown = by_status.get(SendStatus.UNKNOWN, 0)
-    retrying = session.scalar(select(func.count()).where(
-        Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED, Send.next_attempt_at > utcnow())) \
+    remaining = _count_upto(session, campaign_id, (SendStatus.QUEUED, SendStatus.SENDING))
+    if remaining == PROGRESS_EXACT:
+        # Many left: the campaign's counters (kept with every batch) say how many, never fewer than were seen.
+        remaining = max(remaining, c.recipients - c.sent - c.failed - c.skipped - c.held)
+    held_now = _count_upto(session, campaign_id, (SendStatus.HELD,))
+    if held_now == PROGRESS_EXACT:
+        held_now = max(held_now, c.held)
+    unknown = _count_upto(session, campaign_id, (SendStatus.UNKNOWN,))
+    retrying = _count_upto(session, campaign_id, (SendStatus.QUEUED,), Send.next_attempt_at > utcnow()) \
         if remaining else 0
     waiting = ""
     if c.status == CampaignStatus.RUNNING and c.dispatched_at is not None and not remaining and held_now:

@@ -138,18 +138,26 @@
     });
   };
 
-  fetch(root.dataset.chartsSrc, { headers: { Accept: "application/json" } })
-    .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
-    .then((data) => {
-      draw[root.dataset.chartsKind](data);
-      root.setAttribute("data-charts-ready", "true");
-    })
-    .catch(() => {
-      root.querySelectorAll("canvas[data-chart]").forEach((el) => {
-        const p = document.createElement("p");
-        p.className = "flash error";
-        p.textContent = "The chart data could not be loaded. Reload the page to try again.";
-        el.replaceWith(p);
+  // On a big list the figures are counted by a background job: {"pending": true} until then, so ask again.
+  function load(tries) {
+    fetch(root.dataset.chartsSrc, { headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+      .then((data) => {
+        if (data.pending) {
+          if (tries > 0) { setTimeout(() => load(tries - 1), 3000); return; }
+          throw new Error("still being counted");
+        }
+        draw[root.dataset.chartsKind](data);
+        root.setAttribute("data-charts-ready", "true");
+      })
+      .catch(() => {
+        root.querySelectorAll("canvas[data-chart]").forEach((el) => {
+          const p = document.createElement("p");
+          p.className = "flash error";
+          p.textContent = "The chart data could not be loaded. Reload the page to try again.";
+          el.replaceWith(p);
+        });
       });
-    });
+  }
+  load(100);
 })();

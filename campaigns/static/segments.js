@@ -4,16 +4,23 @@
   "use strict";
 
   // Saved segment counts on the list page.
-  document.querySelectorAll("[data-segment-count-url]").forEach(async (el) => {
+  // On a big list they are counted by a background job ({"pending": true} until then) and carry their age.
+  async function savedCount(el, tries) {
     try {
       const r = await fetch(el.dataset.segmentCountUrl, { headers: { Accept: "application/json" } });
       const data = await r.json();
-      el.textContent = r.ok ? data.count.toLocaleString() : "—";
+      if (r.ok && data.pending) {
+        el.textContent = "counting…";
+        if (tries > 0) setTimeout(() => savedCount(el, tries - 1), 3000);
+        return;
+      }
+      el.textContent = r.ok ? data.count.toLocaleString() + (data.as_of ? ` (${data.as_of})` : "") : "—";
       if (!r.ok) el.title = data.error || "";
     } catch (e) {
       el.textContent = "—";
     }
-  });
+  }
+  document.querySelectorAll("[data-segment-count-url]").forEach((el) => savedCount(el, 100));
 
   const root = document.getElementById("segment-builder");
   if (!root) return;
@@ -242,7 +249,13 @@
         countEl.classList.add("error");
         return;
       }
-      countEl.textContent = `${data.count.toLocaleString()} ${data.count === 1 ? "contact matches" : "contacts match"} now: ${data.summary}`;
+      if (data.exact === false) {
+        countEl.textContent = `About ${data.count.toLocaleString()} contacts match (an estimate from a sample of ` +
+          `${data.sampled.toLocaleString()} contacts; the list is too big to count on every change — the saved ` +
+          `segment is counted exactly on the segments page): ${data.summary}`;
+      } else {
+        countEl.textContent = `${data.count.toLocaleString()} ${data.count === 1 ? "contact matches" : "contacts match"} now: ${data.summary}`;
+      }
       for (const c of data.sample) {
         sampleEl.append(el("li", {}, el("a", { href: c.url, text: c.email }), c.name ? ` (${c.name})` : ""));
       }

@@ -15,24 +15,23 @@ from campaigns.services.contacts import save_contact
 from campaigns.services.ingest import email_hash, is_suppressed
 from tests.campaigns import test_admin
 from tests.campaigns.test_admin import csrf
+from tests.helpers import export_contacts
 
 # The admin login fixtures, shared with the admin tests.
 admin_user = test_admin.admin_user
 logged_in = test_admin.logged_in
 
 
-def test_csv_export_escapes_formulas_and_has_a_bom(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_csv_export_escapes_formulas_and_has_a_bom(logged_in, db_session, make_contacts, work) -> None:  # noqa: ANN001
     make_contacts(3)
     save_contact(db_session, {"email": "evil@example.com", "first_name": "=HYPERLINK(\"http://x\")",
                               "last_name": "+1+cmd|' /C calc'!A0", "city": "@SUM(A1)",
                               "phone": "+49 152 1234567", "attributes": {"note": "-2"}},
                  interests=["gardening"])
     db_session.commit()
-    r = logged_in.get("/admin/contacts/export.csv")
-    assert r.status_code == 200 and r.mimetype == "text/csv"
-    body = r.get_data()
-    assert body.startswith("\ufeff".encode())
-    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+    body, state = export_contacts(logged_in, work)
+    assert body.startswith("\ufeff") and state["rows"] == 4
+    rows = list(csv.DictReader(io.StringIO(body.removeprefix("\ufeff"))))
     assert len(rows) == 4
     evil = next(row for row in rows if row["email"] == "evil@example.com")
     assert evil["first_name"] == "'=HYPERLINK(\"http://x\")"
@@ -42,17 +41,19 @@ def test_csv_export_escapes_formulas_and_has_a_bom(logged_in, db_session, make_c
     assert evil["attributes"] == "note=-2"
 
 
-def test_csv_export_filters_by_topic_and_status(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_csv_export_filters_by_topic_and_status(logged_in, db_session, make_contacts, work) -> None:  # noqa: ANN001
     topic, people = make_contacts(2)
     make_contacts(2, topic_name="Offers", prefix="other")
     people[0].status = "unsubscribed"
     db_session.commit()
-    by_topic = logged_in.get(f"/admin/contacts/export.csv?topic={topic.id}").get_data().decode("utf-8-sig")
-    assert sorted(r["email"] for r in csv.DictReader(io.StringIO(by_topic))) == ["person0@example.com",
-                                                                                 "person1@example.com"]
-    by_status = logged_in.get("/admin/contacts/export.csv?status=unsubscribed").get_data().decode("utf-8-sig")
-    assert [r["email"] for r in csv.DictReader(io.StringIO(by_status))] == ["person0@example.com"]
-    assert "Download CSV" in logged_in.get("/admin/contacts/export").get_data(as_text=True)
+    by_topic, _ = export_contacts(logged_in, work, topic=str(topic.id))
+    assert sorted(r["email"] for r in csv.DictReader(io.StringIO(by_topic.removeprefix("\ufeff")))) == [
+        "person0@example.com", "person1@example.com"]
+    by_status, _ = export_contacts(logged_in, work, status="unsubscribed", gzip="1")
+    assert [r["email"] for r in csv.DictReader(io.StringIO(by_status.removeprefix("\ufeff")))] == [
+        "person0@example.com"]
+    page = logged_in.get("/admin/contacts/export").get_data(as_text=True)
+    assert "Export CSV" in page and "Recent exports" in page
 
 
 def _contact_with_history(db_session, make_contacts, make_campaign) -> Contact:  # noqa: ANN001
@@ -118,24 +119,34 @@ def test_erase_needs_confirmation_and_leaves_only_the_suppression(logged_in, db_
     assert db_session.scalar(select(Topic.name)) == "Newsletter"
 
 
-def test_a_download_in_progress_does_not_block_sending(logged_in, runtime, db_session, make_contacts) -> None:  # noqa: ANN001
-    """A slow client streaming an export must not hold SQLite's write lock from the workers and the app."""
+def test_an_export_in_progress_does_not_block_sending(logged_in, runtime, db_session, make_contacts, work,  # noqa: ANN001
+                                                     monkeypatch) -> None:
+    """The export job reads for a while: meanwhile a worker's write must not wait for SQLite's write lock."""
     from sqlalchemy import event, text, update
 
     from campaigns.db import make_engine
+    from campaigns.services import export_jobs
 
     make_contacts(1500)
-    r = logged_in.get("/admin/contacts/export.csv", buffered=False)
-    stream = iter(r.response)
-    first = next(stream) + next(stream)               # the download has started and is now waiting on its client
-    assert first.startswith("\ufeff".encode())
-    writer = make_engine(runtime.settings.database_url)
-    if writer.dialect.name == "sqlite":   # fail fast instead of waiting out the 30 s busy timeout
-        event.listen(writer, "connect", lambda dbapi, _rec: dbapi.execute("PRAGMA busy_timeout=2000"))
-    with writer.begin() as conn:                      # a worker's write, meanwhile: no "database is locked"
-        conn.execute(update(Contact).where(Contact.email == "person0@example.com").values(city="Bonn"))
-        assert conn.execute(text("SELECT 1")).scalar() == 1
-    writer.dispose()
-    rest = b"".join(stream)
-    r.close()
-    assert len((first + rest).decode("utf-8-sig").splitlines()) == 1501
+    monkeypatch.setattr(export_jobs, "PAGE", 100)
+    monkeypatch.setattr(export_jobs, "PROGRESS_EVERY", 0)
+    writes: list[int] = []
+    save = export_jobs._save
+
+    def save_and_write(rt, state) -> None:  # noqa: ANN001 - the job is between two pages of its read
+        save(rt, state)
+        if state["state"] == "running" and state["rows"] and not writes:
+            writer = make_engine(runtime.settings.database_url)
+            if writer.dialect.name == "sqlite":   # fail fast instead of waiting out the 30 s busy timeout
+                event.listen(writer, "connect", lambda dbapi, _rec: dbapi.execute("PRAGMA busy_timeout=2000"))
+            with writer.begin() as conn:      # a worker's write, meanwhile: no "database is locked"
+                conn.execute(update(Contact).where(Contact.email == "person0@example.com").values(city="Bonn"))
+                assert conn.execute(text("SELECT 1")).scalar() == 1
+            writer.dispose()
+            writes.append(state["rows"])
+
+    monkeypatch.setattr(export_jobs, "_save", save_and_write)
+    body, state = export_contacts(logged_in, work)
+    assert writes and writes[0] < 1500 and state["rows"] == 1500
+    assert len(body.removeprefix("\ufeff").splitlines()) == 1501
+    assert db_session.scalar(select(Contact.city).where(Contact.email == "person0@example.com")) == "Bonn"
