@@ -191,7 +191,8 @@ def send_relay_test(settings: Settings, signer: DKIMSigner | None, relay_name: s
         raw = signer.sign_message(raw)
     started = time.monotonic()
     try:
-        relay = RelayConfig.from_url(urls[relay_name], name=relay_name)
+        relay = RelayConfig.from_url(urls[relay_name], name=relay_name,
+                                      default_hostname=settings.dkim_domain)
     except ValueError as exc:
         return TestOutcome(False, "The relay URL is not valid.", str(exc), 0.0)
     # The admin waits for the answer: an unreachable relay should not hold the page for the usual 30 s.
