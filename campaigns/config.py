@@ -62,6 +62,7 @@ class Settings:
     sender_name: str = "Rapport Demo Shop"
     sender_email: str = "news@rapport.test"
     postal_address: str = "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany"
+    default_language: str = "en"              # of new campaigns (mail lang/dir); Settings → Brand overrides it
     batch_size: int = 500                     # recipients per send_batch job
     claim_size: int = 100                     # rows claimed (and status-flushed) at a time inside a batch
     max_attempts: int = 6                     # temporary failures are retried this often, then the send fails
@@ -174,6 +175,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sender_email=env.get("SENDER_EMAIL", "") or f"news@{dkim_domain}",
         postal_address=env.get("POSTAL_ADDRESS", "")
         or "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany",
+        default_language=env.get("DEFAULT_LANGUAGE", "").strip() or "en",
         batch_size=_int(env, "RAPPORT_BATCH_SIZE", 500),
         webhook_secret=env.get("RAPPORT_WEBHOOK_SECRET", ""),
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
