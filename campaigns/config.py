@@ -67,6 +67,7 @@ class Settings:
     sender_name: str = "Rapport Demo Shop"
     sender_email: str = "news@rapport.test"
     postal_address: str = "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany"
+    default_language: str = "en"              # of new campaigns (mail lang/dir); Settings → Brand overrides it
     batch_size: int = 500                     # recipients per send_batch job
     # Above this many contacts, costly admin figures come from a background job, shown with their age
     # (campaigns.services.summaries); exports keep their files this many hours.
@@ -218,6 +219,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sender_email=env.get("SENDER_EMAIL", "") or f"news@{dkim_domain}",
         postal_address=env.get("POSTAL_ADDRESS", "")
         or "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany",
+        default_language=env.get("DEFAULT_LANGUAGE", "").strip() or "en",
         batch_size=_int(env, "RAPPORT_BATCH_SIZE", 500),
         **_retry_settings(env),
         claim_lease=max(10, _int(env, "RAPPORT_CLAIM_LEASE", 120)),

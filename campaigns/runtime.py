@@ -118,7 +118,10 @@ class Runtime:
 
     @cached_property
     def relays(self) -> RelayRouter:
-        configs = [RelayConfig.from_url(url, name=name) for name, url in self.settings.relays]
+        # EHLO names the sending domain unless a relay URL sets local_hostname: a host without an FQDN would
+        # otherwise greet with an address literal, which receivers score as spam.
+        configs = [RelayConfig.from_url(url, name=name, default_hostname=self.settings.dkim_domain)
+                   for name, url in self.settings.relays]
         # Relays with rate_per_second / rate_per_hour share one sliding window across all workers, in Redis.
         return RelayRouter(configs, limiter_factory=relay_limiter_factory(self.redis))
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from html import escape as html_escape
 from html import unescape as html_unescape
 from html.parser import HTMLParser
 from typing import Any
@@ -29,7 +30,7 @@ from mailer.tracking import distinct_links, rewrite_links, trackable
 
 logger = logging.getLogger(__name__)
 
-COMPILER_VERSION = "2"
+COMPILER_VERSION = "3"
 _LINK_HTML = qp.value_encoder(html=True, cache=False)
 _LINK_TEXT = qp.value_encoder(html=False, cache=False)
 _SPACE_RUN = re.compile(r"[ \t]{2,}|\t")
@@ -84,11 +85,12 @@ class CampaignSource:
     preheader: str = ""
     text_body: str = ""          # empty: derived from the HTML
     transactional: bool = False  # the footer Rapport adds offers preferences only (no unsubscribe)
+    lang: str = ""               # BCP 47 tag for <html lang>; empty: "und" (MJML's default), unless the MJML sets one
 
     def content_hash(self) -> str:
         """A stable digest of the source and the compiler version."""
         h = hashlib.sha256(COMPILER_VERSION.encode())
-        for part in (self.mjml, self.subject, self.preheader, self.text_body):
+        for part in (self.mjml, self.subject, self.preheader, self.text_body, self.lang):
             h.update(b"\0")
             h.update(part.encode())
         if self.transactional:      # only then: the hashes of every other campaign stay as they were
@@ -253,24 +255,78 @@ def _restore(html: str, saved: list[str]) -> str:
     return _PLACEHOLDER.sub(lambda m: saved[int(m.group(1))], html)
 
 
-def _with_footer_and_preheader(source: str, preheader: str, transactional: bool = False) -> str:
+def _with_footer(source: str, transactional: bool = False) -> str:
     own_footer = "preferences_url" in source if transactional else "unsubscribe_url" in source
     if not own_footer:
         idx = source.lower().rfind("</mj-body>")
         if idx < 0:
             raise TemplateError("<mj-body> is missing: an MJML document needs <mjml><mj-body>…</mj-body></mjml>")
         source = source[:idx] + (TRANSACTIONAL_FOOTER if transactional else DEFAULT_FOOTER) + source[idx:]
-    if preheader:
-        preview = f"<mj-preview>{preheader}</mj-preview>"
-        lower = source.lower()
-        if "<mj-head>" in lower:
-            idx = lower.index("<mj-head>") + len("<mj-head>")
-            source = source[:idx] + preview + source[idx:]
-        else:
-            idx = lower.index("<mjml")
-            idx = source.index(">", idx) + 1
-            source = source[:idx] + f"<mj-head>{preview}</mj-head>" + source[idx:]
     return source
+
+
+# Scripts written right to left; the mail's dir follows its language.
+_RTL_LANGUAGES = {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ps", "sd", "ug", "ur", "yi"}
+_LANG_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+_MJML_OPEN = re.compile(r"<mjml\b[^>]*>", re.IGNORECASE)
+
+
+def text_direction(lang: str) -> str:
+    """ "rtl" for languages written right to left, else "ltr"."""
+    return "rtl" if lang.split("-")[0].lower() in _RTL_LANGUAGES else "ltr"
+
+
+def valid_language(lang: str) -> bool:
+    """Whether lang looks like a BCP 47 language tag ("de", "pt-BR")."""
+    return bool(_LANG_TAG.fullmatch(lang))
+
+
+def _with_language(source: str, lang: str) -> str:
+    """Set lang and dir on <mjml> from the campaign's language unless the marketer's MJML already does."""
+    if not lang or not valid_language(lang):
+        return source
+    match = _MJML_OPEN.search(source)
+    if match is None or re.search(r"\slang\s*=", match.group(0)):
+        return source
+    attrs = f' lang="{lang}"'
+    if not re.search(r"\sdir\s*=", match.group(0)):
+        attrs += f' dir="{text_direction(lang)}"'
+    end = match.start() + len("<mjml")
+    return source[:end] + attrs + source[end:]
+
+
+# Mailbox-safe hiding: no colour (a white-on-tint colour is what spam filters score as hidden text), zero size,
+# and mso-hide for Outlook. Padding after the text keeps clients from filling the preview with the body's first words.
+_PREHEADER = ('<div style="display:none;font-size:0;line-height:0;max-height:0;max-width:0;opacity:0;'
+              'overflow:hidden;mso-hide:all" aria-hidden="true">{text}' + "&#847;&zwnj;&nbsp;" * 30 + "</div>")
+_BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def _with_preheader(html: str, preheader: str) -> str:
+    """Put the hidden preview text first in the body; its template code stays, static text is escaped."""
+    if not preheader.strip():
+        return html
+    protected, saved = _protect(preheader)
+    text = _restore(html_escape(protected, quote=False), saved)
+    match = _BODY_OPEN.search(html)
+    at = match.end() if match else 0
+    return html[:at] + _PREHEADER.format(text=text) + html[at:]
+
+
+_FONT_LINK = re.compile(r"<link\b[^>]*\bhref=\"([^\"]*)\"[^>]*>", re.IGNORECASE)
+_FONT_IMPORT = re.compile(r"@import url\(([^)]*)\);?")
+_EMPTY_STYLE = re.compile(r'<style type="text/css">\s*</style>')
+_EMPTY_IF = re.compile(r"<!--\[if !mso\]><!-->\s*<!--<!\[endif\]-->")
+_MJ_FONT_HREF = re.compile(r"<mj-font\b[^>]*\bhref\s*=\s*[\"']([^\"']+)", re.IGNORECASE)
+
+
+def _without_unasked_fonts(html: str, source: str) -> str:
+    """Drop the web fonts MJML adds by itself (Google Fonts for its default Ubuntu): every open would tell a
+    third party who read the mail. Fonts the marketer declares with <mj-font> stay."""
+    wanted = {m.group(1).strip() for m in _MJ_FONT_HREF.finditer(source)}
+    html = _FONT_LINK.sub(lambda m: m.group(0) if m.group(1) in wanted or "stylesheet" not in m.group(0) else "", html)
+    html = _FONT_IMPORT.sub(lambda m: m.group(0) if m.group(1) in wanted else "", html)
+    return _EMPTY_IF.sub("", _EMPTY_STYLE.sub("", html))
 
 
 def mjml_to_html(source: str) -> str:
@@ -371,7 +427,9 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
     _MJMLStructure().check(src.mjml)
     if src.text_body:
         _check_jinja(src.text_body, "plain-text part")
-    html = _collapse_spaces(mjml_to_html(_with_footer_and_preheader(src.mjml, src.preheader, src.transactional)))
+    source = _with_language(_with_footer(src.mjml, src.transactional), src.lang)
+    html = _without_unasked_fonts(mjml_to_html(source), source)
+    html = _collapse_spaces(_with_preheader(html, src.preheader))
     links = distinct_links(html)
     index = {url: i for i, url in enumerate(links)}
     html = rewrite_links(

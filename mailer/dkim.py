@@ -30,6 +30,7 @@ DEFAULT_SIGNED_HEADERS: tuple[str, ...] = (
     "message-id",
     "list-unsubscribe",
     "list-unsubscribe-post",
+    "list-id",
     "mime-version",
     "content-type",
     "feedback-id",
@@ -37,8 +38,20 @@ DEFAULT_SIGNED_HEADERS: tuple[str, ...] = (
     "cc",
 )
 # Listed once more in h= than they occur, so a verifier hashes an empty instance for the extra entry and
-# any header of that name added in transit (a second From above ours) breaks the signature.
-OVERSIGNED_HEADERS: tuple[str, ...] = ("from",)
+# any header of that name added in transit (a second From or Subject above ours, a Reply-To or Cc the
+# message never had) breaks the signature. These are the headers a reader sees or a client acts on.
+OVERSIGNED_HEADERS: tuple[str, ...] = (
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "reply-to",
+    "cc",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "list-id",
+)
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
@@ -216,7 +229,7 @@ class DKIMSigner:
     def __init__(
         self, keys: Sequence[DKIMKey], signed_headers: Sequence[str] = DEFAULT_SIGNED_HEADERS
     ) -> None:
-        """Prepare per-key constants; signed_headers are signed when present, From always (oversigned)."""
+        """Prepare per-key constants; signed_headers are signed when present, From always; see OVERSIGNED_HEADERS."""
         if not keys:
             raise ValueError("DKIMSigner needs at least one key")
         names: list[str] = []

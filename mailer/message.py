@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import email.utils
 import hashlib
 from collections.abc import Sequence
@@ -41,16 +42,21 @@ def fold_ascii(name: str, value: str, limit: int = 78) -> str:
     return "\r\n ".join(lines)
 
 
-def encoded_words(text: str) -> str:
-    """RFC 2047 base64 encoded-words for text, each at most 75 characters, never splitting a character."""
+def encoded_words(text: str, first_room: int = 75) -> str:
+    """RFC 2047 base64 encoded-words for text, each at most 75 characters, never splitting a character.
+
+    first_room: characters left on the first line after the header name, so that line stays within 78 too.
+    """
     words = []
     piece: list[str] = []
     size = 0
+    # Each 3 bytes become 4 base64 characters; 12 characters go to "=?utf-8?b?" and "?=".
+    limit = max(3, min(_WORD_BYTES, (first_room - 12) // 4 * 3))
     for ch in text:
         n = len(ch.encode("utf-8"))
-        if size + n > _WORD_BYTES:
+        if size + n > limit and piece:
             words.append(piece)
-            piece, size = [], 0
+            piece, size, limit = [], 0, _WORD_BYTES
         piece.append(ch)
         size += n
     words.append(piece)
@@ -66,7 +72,7 @@ def encode_header(name: str, value: str) -> str:
     value = " ".join(value.replace("\r", " ").replace("\n", " ").split()) if "\n" in value or "\r" in value else value
     if _is_ascii(value):
         return fold_ascii(name, value)
-    return encoded_words(value)
+    return encoded_words(value, first_room=78 - len(name) - 2)
 
 
 def format_address(name: str, address: str) -> str:
@@ -177,5 +183,5 @@ def serialize(headers: Headers, body: bytes, prefix: bytes = b"") -> bytes:
 
 
 def format_date(timestamp: float) -> str:
-    """RFC 5322 date in UTC."""
-    return email.utils.formatdate(timestamp, usegmt=True)
+    """RFC 5322 date in UTC with a numeric zone ("+0000"; "GMT" is obsolete syntax, RFC 5322 4.3)."""
+    return email.utils.format_datetime(datetime.datetime.fromtimestamp(timestamp, datetime.UTC))

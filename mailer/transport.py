@@ -89,8 +89,11 @@ class RelayConfig:
             raise ValueError("a relay password needs a username")
 
     @classmethod
-    def from_url(cls, url: str, name: str = "default") -> "RelayConfig":
-        """Parse smtp://, smtp+starttls:// or smtps://[user[:pass]@]host[:port][?option=value...]."""
+    def from_url(cls, url: str, name: str = "default", *, default_hostname: str | None = None) -> "RelayConfig":
+        """Parse smtp://, smtp+starttls:// or smtps://[user[:pass]@]host[:port][?option=value...].
+
+        default_hostname: the EHLO name when the URL sets no local_hostname (the sending domain, typically).
+        """
         try:
             parts = urlsplit(url.strip())
         except ValueError as exc:  # e.g. an unbalanced IPv6 bracket
@@ -121,6 +124,8 @@ class RelayConfig:
             raise ValueError(f"relay {name!r}: malformed query string {parts.query!r}") from None
         for key, value in query:
             options[key] = _parse_option(name, key, value)
+        if not options.get("local_hostname") and default_hostname:
+            options["local_hostname"] = default_hostname
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password is not None else None
         try:
@@ -293,7 +298,7 @@ def _envelope_address(address: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _default_helo_name() -> str:
-    """Work out the EHLO name once per process; getfqdn can block on slow DNS."""
+    """The host's FQDN, else an address literal (receivers distrust both: prefer local_hostname)."""
     fqdn = socket.getfqdn()
     if "." in fqdn:
         return fqdn

@@ -19,8 +19,8 @@ from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.services import campaigns as campaign_service
 from campaigns.services import contacts as contact_service
+from campaigns.services import brand, delivery, sample, scheduling, sending, summaries
 from campaigns.services import coupons as coupon_service
-from campaigns.services import delivery, sample, scheduling, sending, summaries
 from campaigns.services import surveys as survey_service
 from mailer.compose import CampaignSource, TemplateError
 
@@ -70,6 +70,7 @@ def _render_editor(obj: Campaign | None, form, errors: list[str], status: int = 
         topics=list(session.scalars(select(Topic).order_by(Topic.name))), kinds=list(CampaignKind),
         relays=rt().settings.relay_names, senders=senders, sender_choice=choice,
         default_sender=(rt().settings.sender_name, rt().settings.sender_email),
+        default_language=brand.brand(session, rt().settings).language,
         first_contact=session.scalar(select(Contact).order_by(Contact.id).limit(1)),
     ), status
 

@@ -12,7 +12,7 @@ from campaigns.admin.audit import Action, audit
 from campaigns.app import db, rt
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import AdminRole
-from campaigns.services import accounts, dkim_keys
+from campaigns.services import accounts, alignment, brand, dkim_keys
 from campaigns.services import settings as settings_service
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,12 @@ POLICY_PATH = "/admin/settings/policy"
 def _policy_url() -> str | None:
     """The policy page's URL when that page is installed (it has its own module)."""
     return POLICY_PATH if any(r.rule == POLICY_PATH for r in current_app.url_map.iter_rules()) else None
+
+
+@bp.app_template_global("dkim_domain")
+def _dkim_domain() -> str:
+    """The domain every message is DKIM-signed for (DKIM_DOMAIN)."""
+    return rt().settings.dkim_domain
 
 
 @bp.get("/settings")
@@ -46,10 +52,11 @@ def settings_senders():  # noqa: ANN201
     session = db()
     if request.method == "POST":
         try:
-            sender = settings_service.save_sender(session, request.form)
+            sender = settings_service.save_sender(session, request.form, settings=rt().settings)
             session.commit()
             audit(Action.SENDER_ADD, f"sender {sender.id}", f"{sender.name} <{sender.email}>")
             flash(f"Sender {sender.name} <{sender.email}> added.", "info")
+            _warn_unaligned(sender.email)
             return redirect(url_for("admin.settings_senders"))
         except ValidationError as exc:
             session.rollback()
@@ -71,10 +78,11 @@ def settings_sender(sender_id: int):  # noqa: ANN201
         return redirect(url_for("admin.settings_senders"))
     if request.method == "POST":
         try:
-            settings_service.save_sender(session, request.form, sender)
+            settings_service.save_sender(session, request.form, sender, settings=rt().settings)
             session.commit()
             audit(Action.SENDER_EDIT, f"sender {sender.id}", f"{sender.name} <{sender.email}>")
             flash("Sender saved.", "info")
+            _warn_unaligned(sender.email)
             return redirect(url_for("admin.settings_senders"))
         except ValidationError as exc:
             session.rollback()
@@ -82,8 +90,15 @@ def settings_sender(sender_id: int):  # noqa: ANN201
             return render_template("admin/settings/sender.html", sender=sender, form=request.form,
                                    error_field=exc.field), 400
     form = {"name": sender.name, "email": sender.email, "reply_to": sender.reply_to or "",
-            "title": sender.title or ""}
+            "title": sender.title or "", "allow_unaligned": "1" if sender.allow_unaligned else ""}
     return render_template("admin/settings/sender.html", sender=sender, form=form, error_field=None)
+
+
+def _warn_unaligned(address: str) -> None:
+    """Flash the DMARC warning for an address saved with the override."""
+    warning = alignment.check_from(address, rt().settings, override=True)
+    if warning:
+        flash(f"Warning: {warning}", "warn")
 
 
 @bp.post("/settings/senders/<int:sender_id>/delete")
@@ -173,6 +188,42 @@ def settings_postal():  # noqa: ANN201
                                    default=s.postal_address, error=True), 400
     stored = settings_service.get_value(session, settings_service.POSTAL) or ""
     return render_template("admin/settings/postal.html", value=stored, default=s.postal_address, error=False)
+
+
+# ------------------------------------------------------------------ brand
+
+@bp.route("/settings/brand", methods=["GET", "POST"])
+@admin_required
+def settings_brand():  # noqa: ANN201
+    session = db()
+    s = rt().settings
+    if request.method == "POST":
+        try:
+            brand.save_brand(session, request.form, current_user.email)
+            session.commit()
+            flash("Brand saved.", "info")
+            return redirect(url_for("admin.settings_brand"))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return render_template("admin/settings/brand.html", form=request.form, settings=s,
+                                   error_field=exc.field), 400
+    stored = settings_service.get_value(session, brand.BRAND) or {}
+    return render_template("admin/settings/brand.html", form=stored, settings=s, error_field=None)
+
+
+# ------------------------------------------------------------------ sending domains
+
+@bp.get("/settings/domains")
+@admin_required
+def settings_domains():  # noqa: ANN201
+    session = db()
+    s = rt().settings
+    keys, _pending = dkim_keys.dkim_overview(session, s)
+    resolve = current_app.config.get("RAPPORT_DNS_TXT_RESOLVER") or dkim_keys.resolve_txt
+    reports = alignment.domain_reports(alignment.sending_domains(session, s), s,
+                                       [(k.record_name, k.txt_value) for k in keys], resolve)
+    return render_template("admin/settings/domains.html", reports=reports, settings=s)
 
 
 # ------------------------------------------------------------------ SMTP relays

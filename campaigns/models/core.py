@@ -177,6 +177,8 @@ class Sender(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     reply_to: Mapped[str | None] = mapped_column(String(320))
     title: Mapped[str | None] = mapped_column(String(200))
+    # Its domain is not one the DKIM key signs for, and an admin chose to send as it anyway (DMARC may fail).
+    allow_unaligned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Topic(Base):
@@ -315,6 +317,10 @@ class Campaign(Base):
     # Dispatch inserts send rows in contact-id order and records the last contact id done, so a killed dispatch
     # resumes there (campaigns.services.sending.dispatch).
     dispatch_cursor: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
+    # BCP 47 tag of the mail's language (<html lang>, dir); new campaigns take the default from Settings.
+    language: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
+    # The From domain is not one the DKIM key signs for, and the marketer chose to send anyway (DMARC may fail).
+    allow_unaligned_from: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     topics: Mapped[list[Topic]] = relationship(secondary=campaign_topic)
     links: Mapped[list[Link]] = relationship(back_populates="campaign", cascade="all, delete-orphan")

@@ -7,8 +7,9 @@ Tracking endpoints only push a compact hit onto Redis (campaigns.services.hits);
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, g, request
 
 from campaigns.app import rt
 from mailer.tracking import MAX_TOKEN_LENGTH, InvalidToken, Purpose
@@ -46,10 +47,36 @@ SECURITY_HEADERS = {
 }
 
 
+@bp.context_processor
+def _brand() -> dict[str, object]:
+    """Who the page is from: the brand name and logo from Settings, and the postal address, on every page."""
+    from campaigns.app import db
+    from campaigns.services.brand import Brand, brand
+    from campaigns.services.settings import postal_address
+
+    settings = rt().settings
+    session = db()
+    try:
+        found, postal = brand(session, settings), postal_address(session, settings)
+    except Exception:  # noqa: BLE001 - an error page must render even when the database is what failed
+        session.rollback()
+        logger.warning("brand settings unavailable; recipient page shows the configured defaults", exc_info=True)
+        found, postal = Brand(settings.sender_name, "", settings.default_language), settings.postal_address
+    if found.logo_url:
+        parts = urlsplit(found.logo_url)
+        g.logo_origin = f"{parts.scheme}://{parts.netloc}"
+    return {"brand": found, "postal_address": postal}
+
+
 @bp.after_request
 def _headers(resp: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         resp.headers.setdefault(name, value)
+    origin = g.get("logo_origin")
+    if origin and "img-src 'self' data:;" in resp.headers.get("Content-Security-Policy", ""):
+        # The logo set in Settings is the one image a recipient page loads from elsewhere.
+        resp.headers["Content-Security-Policy"] = resp.headers["Content-Security-Policy"].replace(
+            "img-src 'self' data:;", f"img-src 'self' data: {origin};")
     return resp
 
 

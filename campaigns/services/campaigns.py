@@ -21,7 +21,7 @@ from campaigns.services import coupons as coupon_service
 from campaigns.services import sample
 from campaigns.services import surveys as survey_service
 from campaigns.services.contacts import normalize_email
-from mailer.compose import CampaignSource, CompiledCampaign, TemplateError, compile_campaign
+from mailer.compose import CampaignSource, CompiledCampaign, TemplateError, compile_campaign, valid_language
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def get_campaign(session: Session, campaign_id: int) -> Campaign:
 def source_of(campaign: Campaign) -> CampaignSource:
     """The parts of a campaign that determine its compiled form."""
     return CampaignSource(mjml=campaign.mjml, subject=campaign.subject, preheader=campaign.preheader,
-                          text_body=campaign.text_body, transactional=campaign.kind == CampaignKind.TRANSACTIONAL)
+                          text_body=campaign.text_body, transactional=campaign.kind == CampaignKind.TRANSACTIONAL,
+                          lang=campaign.language or "")
 
 
 def compiled(campaign: Campaign) -> CompiledCampaign:
@@ -80,6 +81,9 @@ def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign 
     if kind not in CampaignKind.__members__.values():
         raise ValidationError(f"unknown kind {kind!r}", field="kind")
     from_name, from_email, reply_to = _sender_fields(session, data)
+    language = str(data.get("language", "") or "").strip()
+    if "language" in data and not valid_language(language):
+        raise ValidationError("the language is a code such as en, de or pt-BR", field="language")
     if len(str(data.get("mjml", "") or "")) > MAX_SOURCE_CHARS:
         raise ValidationError(f"the content is longer than {MAX_SOURCE_CHARS:,} characters", field="mjml")
     relay = str(data.get("relay", "") or "").strip()
@@ -102,6 +106,9 @@ def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign 
     campaign.from_name = from_name
     campaign.from_email = from_email
     campaign.reply_to = reply_to
+    campaign.allow_unaligned_from = bool(data.get("allow_unaligned_from"))
+    if "language" in data:
+        campaign.language = language
     campaign.mjml = form_text(data.get("mjml"))
     campaign.text_body = form_text(data.get("text_body"))
     campaign.all_contacts = bool(data.get("all_contacts"))

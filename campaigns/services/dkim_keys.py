@@ -221,7 +221,7 @@ class DNSCheck:
 def check_dns(info: KeyInfo, resolve: Any = None) -> DNSCheck:
     """Look up the key's TXT record and say whether it matches (resolve is injectable for tests)."""
     if resolve is None:
-        resolve = _resolve_txt
+        resolve = resolve_txt
     try:
         records = resolve(info.record_name)
     except Exception as exc:  # noqa: BLE001 - NXDOMAIN, timeouts, no network: all mean "not visible yet"
@@ -244,7 +244,8 @@ def _tags(value: str) -> dict[str, str]:
     return tags
 
 
-def _resolve_txt(name: str) -> list[str]:
+def resolve_txt(name: str) -> list[str]:
+    """TXT strings at name from the system's resolver (raises when there are none)."""
     import dns.resolver
 
     resolver = dns.resolver.Resolver()

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from campaigns.errors import InvalidState, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignStatus, utcnow
 from campaigns.runtime import Runtime
+from campaigns.services import alignment, delivery, sending
 from campaigns.services import campaigns as campaign_service
-from campaigns.services import delivery, sending
 from mailer.compose import TemplateError
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def unschedule(session: Session, campaign: Campaign) -> None:
 def ready_to_send(session: Session, rt: Runtime, campaign: Campaign) -> None:
     """Raise ValidationError when the campaign cannot go out: template errors (with line) or compliance."""
     campaign_service.validate(campaign)
+    alignment.check_campaign_from(session, campaign, rt.settings)
     try:
         delivery.CampaignMailer.for_campaign(rt, session, campaign)
     except TemplateError as exc:

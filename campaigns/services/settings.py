@@ -89,8 +89,11 @@ def get_sender(session: Session, sender_id: int) -> Sender:
     return sender
 
 
-def save_sender(session: Session, form: Mapping[str, str], sender: Sender | None = None) -> Sender:
-    """Create or change a sender identity from form fields name, email, reply_to, title (caller commits)."""
+def save_sender(session: Session, form: Mapping[str, str], sender: Sender | None = None, *,
+                settings: Settings) -> Sender:
+    """Create or change a sender identity from form fields name, email, reply_to, title, allow_unaligned
+    (caller commits); an address DKIM does not align with is refused unless allow_unaligned is set."""
+    from campaigns.services.alignment import check_from
     name = (form.get("name") or "").strip()
     if not name:
         raise ValidationError("A sender needs a name: it is what recipients see in the From line.", field="name")
@@ -100,6 +103,8 @@ def save_sender(session: Session, form: Mapping[str, str], sender: Sender | None
     email = _own_address(form.get("email") or "", "email")
     reply_to = _own_address(form.get("reply_to") or "", "reply_to") if (form.get("reply_to") or "").strip() else None
     title = (form.get("title") or "").strip()[:200] or None
+    allow_unaligned = bool(form.get("allow_unaligned"))
+    check_from(email, settings, override=allow_unaligned, field_name="email")
     clash = session.scalar(select(Sender.id).where(Sender.email == email))
     if clash is not None and (sender is None or clash != sender.id):
         raise ValidationError(f"There is already a sender with the address {email}.", field="email")
@@ -107,6 +112,7 @@ def save_sender(session: Session, form: Mapping[str, str], sender: Sender | None
         sender = Sender(name=name, email=email)
         session.add(sender)
     sender.name, sender.email, sender.reply_to, sender.title = name, email, reply_to, title
+    sender.allow_unaligned = allow_unaligned
     session.flush()
     return sender
 
@@ -191,7 +197,8 @@ def send_relay_test(settings: Settings, signer: DKIMSigner | None, relay_name: s
         raw = signer.sign_message(raw)
     started = time.monotonic()
     try:
-        relay = RelayConfig.from_url(urls[relay_name], name=relay_name)
+        relay = RelayConfig.from_url(urls[relay_name], name=relay_name,
+                                      default_hostname=settings.dkim_domain)
     except ValueError as exc:
         return TestOutcome(False, "The relay URL is not valid.", str(exc), 0.0)
     # The admin waits for the answer: an unreachable relay should not hold the page for the usual 30 s.

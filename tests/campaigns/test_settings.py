@@ -307,3 +307,14 @@ def test_check_dns_compares_the_published_record_with_the_key(admin, app) -> Non
     r = post(admin, "/admin/settings/dkim", {"action": "check", "selector": "nope"})
     assert r.status_code == 400 and "no key with that selector" in r.get_data(as_text=True)
 
+
+
+def test_workers_greet_relays_with_the_sending_domain(runtime) -> None:  # noqa: ANN001
+    # A host without an FQDN would otherwise say EHLO [10.0.0.5], which receivers score as spam.
+    assert runtime.relays.pool().relay.local_hostname == runtime.settings.dkim_domain == "shop.test"
+    named = runtime.settings.with_overrides({"smtp_urls": ("smtp://127.0.0.1:25?local_hostname=mx.shop.test",)})
+    other = Runtime(named)
+    try:
+        assert other.relays.pool().relay.local_hostname == "mx.shop.test"
+    finally:
+        other.close()

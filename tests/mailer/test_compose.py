@@ -104,3 +104,51 @@ def test_unknown_filter_is_reported_on_the_marketers_line() -> None:
         assert exc.line == 5 and "shout" in str(exc)
     else:
         raise AssertionError("an unknown filter must be refused")
+
+
+TINTED = """<mjml><mj-body background-color="#f4f1ea"><mj-section><mj-column>
+<mj-text>Our autumn picks are here.</mj-text>
+</mj-column></mj-section></mj-body></mjml>"""
+
+
+def test_preheader_is_hidden_without_a_text_colour_and_stays_out_of_the_text_part() -> None:
+    import lxml.html
+
+    _c, out = render(CampaignSource(mjml=TINTED, subject="s", preheader="20 % for {{ contact.first_name }} & you"))
+    root = lxml.html.document_fromstring(out.html)
+    first = root.body[0]
+    assert first.text_content().startswith("20 % for Zoë <script> & you")
+    style = first.get("style").replace(" ", "")
+    # White (or any) colour on the tinted background is what SpamAssassin scores as HTML_FONT_LOW_CONTRAST.
+    assert "color" not in style and "display:none" in style and "mso-hide:all" in style
+    assert first.get("aria-hidden") == "true"
+    assert not [el for el in root.iter() if "color:#ffffff" in (el.get("style") or "").replace(" ", "").lower()]
+    assert "20 %" not in out.text
+
+
+def test_no_remote_fonts_unless_the_marketer_adds_them() -> None:
+    _c, out = render(CampaignSource(mjml=TINTED, subject="s"))
+    assert "fonts.googleapis.com" not in out.html and "<link" not in out.html and "@import" not in out.html
+    own = TINTED.replace("<mjml>", '<mjml><mj-head><mj-font name="Lato" href="https://fonts.shop.test/lato.css"/>'
+                         '</mj-head>').replace("<mj-text>", '<mj-text font-family="Lato, Arial">')
+    _c, out = render(CampaignSource(mjml=own, subject="s"))
+    assert '<link href="https://fonts.shop.test/lato.css"' in out.html
+    assert "fonts.googleapis.com" not in out.html
+
+
+@pytest.mark.parametrize(("lang", "expected"), [("", ('und', 'auto')), ("de", ("de", "ltr")),
+                                                ("pt-BR", ("pt-BR", "ltr")), ("ar", ("ar", "rtl")),
+                                                ('x" onload="y', ("und", "auto"))])
+def test_mail_language_and_direction_come_from_the_campaign(lang: str, expected: tuple[str, str]) -> None:
+    import lxml.html
+
+    _c, out = render(CampaignSource(mjml=TINTED, subject="s", lang=lang))
+    root = lxml.html.document_fromstring(out.html)
+    assert (root.get("lang"), root.get("dir")) == expected
+    article = root.body.xpath(".//div[@role='article']")[0]
+    assert (article.get("lang"), article.get("dir")) == expected
+
+
+def test_a_language_set_in_the_mjml_wins() -> None:
+    _c, out = render(CampaignSource(mjml=TINTED.replace("<mjml>", '<mjml lang="fr">'), subject="s", lang="de"))
+    assert out.html.startswith('<html lang="fr"')

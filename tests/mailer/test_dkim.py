@@ -272,18 +272,31 @@ def test_signature_header_shape(signer, case, rsa_key, ed_key) -> None:
         assert all(line[:1] in (b" ", b"\t") for line in lines[1:])
 
 
-def test_h_tag_oversigns_from_and_lists_present_headers(signer) -> None:
+def test_h_tag_oversigns_what_readers_see_and_lists_present_headers(signer) -> None:
     headers, body = case_long_folded_headers()
     block = signer.sign(headers, body, timestamp=TIMESTAMP)
+    present = {name.lower() for name, _ in headers}
     for sig in split_signatures(block):
         h = tag(sig, "h").split(":")
-        assert h.count("from") == 2
+        for name in OVERSIGNED_HEADERS:
+            # One entry per instance, plus the empty one that makes an added instance break the signature.
+            assert h.count(name) == (name in present) + 1, name
         assert "list-unsubscribe" in h and "list-unsubscribe-post" in h
-        assert set(h) == {name.lower() for name, _ in headers} & set(DEFAULT_SIGNED_HEADERS)
+        assert set(h) == (present & set(DEFAULT_SIGNED_HEADERS)) | set(OVERSIGNED_HEADERS)
         # This h= is too long for one line, so the verifier tests also cover FWS inside the h= list.
         assert re.search(rb"h=[a-z:-]+:\r\n [a-z]", sig)
     plain_h = tag(signer.sign(*case_plain(), timestamp=TIMESTAMP), "h").split(":")
-    assert "cc" not in plain_h and "list-unsubscribe" not in plain_h  # absent headers are not listed
+    assert "feedback-id" not in plain_h  # absent headers that are not oversigned are not listed
+    assert plain_h.count("cc") == 1 and plain_h.count("list-id") == 1  # absent but oversigned: once, empty
+
+
+def test_list_id_is_signed(signer, dkimpy_verify) -> None:
+    headers, body = case_multipart_qp()
+    headers.append(("List-Id", f"Weekly news <weekly.{DOMAIN}>"))
+    message = signer.sign(headers, body, timestamp=TIMESTAMP) + wire(headers, body)
+    assert tag(message, "h").split(":").count("list-id") == 2
+    assert dkimpy_verify(message, 0) and dkimpy_verify(message, 1)
+    assert not dkimpy_verify(message.replace(b"<weekly.", b"<other."), 0)
 
 
 def _retitle(message: bytes) -> bytes:
@@ -303,7 +316,28 @@ def _move_unsubscribe(message: bytes) -> bytes:
     return message.replace(f"<https://{DOMAIN}/u/abc>".encode(), b"<https://evil.example/u>")
 
 
-@pytest.mark.parametrize("tamper", [_retitle, _second_from, _alter_body, _move_unsubscribe])
+def _add_reply_to(message: bytes) -> bytes:
+    # The message had no Reply-To: one added in transit would send the reader's answers elsewhere.
+    return message.replace(b"\r\n\r\n", b"\r\nReply-To: attacker@evil.example\r\n\r\n", 1)
+
+
+def _second_subject(message: bytes) -> bytes:
+    return message.replace(b"Subject: ", b"Subject: Your account is locked\r\nSubject: ", 1)
+
+
+def _add_header(name: bytes) -> Callable[[bytes], bytes]:
+    def add(message: bytes) -> bytes:
+        return message.replace(b"\r\n\r\n", b"\r\n" + name + b": x@evil.example\r\n\r\n", 1)
+
+    add.__name__ = f"_add_{name.decode().lower()}"
+    return add
+
+
+@pytest.mark.parametrize("tamper", [
+    _retitle, _second_from, _alter_body, _move_unsubscribe, _add_reply_to, _second_subject,
+    _add_header(b"Cc"), _add_header(b"To"), _add_header(b"List-Id"), _add_header(b"Message-ID"),
+    _add_header(b"Date"), _add_header(b"List-Unsubscribe-Post"),
+])
 def test_tampering_breaks_verification(signer, dkimpy_verify, tamper) -> None:
     headers, body = case_multipart_qp()
     message = signer.sign(headers, body, timestamp=TIMESTAMP) + wire(headers, body)
@@ -516,6 +550,7 @@ def test_opendkim_verifies(single_key_signer, case, opendkim_verify) -> None:
         (_alter_body, b"bad signature"),
         # libopendkim refuses a second From as malformed before it even looks at the signature.
         (_second_from, b"syntax error"),
+        (_add_reply_to, b"bad signature"),
     ],
 )
 def test_opendkim_rejects_tampering(single_key_signer, opendkim_verify, tamper, complaint) -> None:

@@ -50,3 +50,29 @@ def test_base64_is_chosen_when_shorter() -> None:
 def test_long_lines_are_wrapped() -> None:
     raw = build(html="<p>" + "x" * 5000 + "</p>", subject="word " * 80)
     assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+
+
+def test_date_header_uses_a_numeric_zone() -> None:
+    raw = build()
+    date_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"Date: "))
+    assert date_line == b"Date: Thu, 01 Jan 1970 00:00:00 +0000"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "S")), min_size=1, max_size=200)
+       .filter(lambda s: not s.isascii()))
+def test_encoded_subject_lines_stay_within_78_octets(subject: str) -> None:
+    raw = build(subject=subject)
+    subject_lines = raw.split(b"\r\nDate: ", 1)[0].split(b"Subject: ", 1)[1].split(b"\r\n")
+    assert len(b"Subject: " + subject_lines[0]) <= 78
+    assert max(len(line) for line in subject_lines) <= 78
+    assert email.message_from_bytes(raw, policy=email.policy.default)["Subject"] == subject
+
+
+def test_first_subject_line_of_a_long_accented_subject() -> None:
+    subject = "Grüße aus Köln — unsere Herbstauswahl ist da, mit 20 % auf alles bis Sonntag"
+    head = build(subject=subject).split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    first = next(line for line in head if line.startswith(b"Subject: "))
+    assert len(first) <= 78
+    msg = email.message_from_bytes(build(subject=subject), policy=email.policy.default)
+    assert msg["Subject"] == subject

@@ -113,6 +113,7 @@ class Recorder:
                 "content": envelope.content,
                 "tls": session.ssl is not None,
                 "auth": session.auth_data,
+                "helo": session.host_name,
                 "protocol": server,
             }
         )
@@ -713,6 +714,20 @@ def test_from_url_full() -> None:
         verify_tls=False,
     )
     assert "p:ss/w rd" not in repr(config)
+
+
+def test_ehlo_defaults_to_the_sending_domain_unless_the_url_names_one(server: tuple[Recorder, int]) -> None:
+    recorder, port = server
+    url = f"smtp://127.0.0.1:{port}/?timeout=10"
+    for config, expected in ((RelayConfig.from_url(url, default_hostname="news.shop.example"), "news.shop.example"),
+                             (RelayConfig.from_url(url + "&local_hostname=mx1.shop.example",
+                                                   default_hostname="news.shop.example"), "mx1.shop.example")):
+        pool = SMTPPool(config)
+        try:
+            pool.send("bounces@shop.example", ["reader@example.org"], b"Subject: hi\r\n\r\nhi\r\n")
+        finally:
+            pool.close()
+        assert recorder.messages[-1]["helo"] == expected
 
 
 @pytest.mark.parametrize(
