@@ -17,9 +17,9 @@ from campaigns.admin.policy import current_policy
 from campaigns.app import db, rt
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
+from campaigns.services import brand, delivery, sample, scheduling, sending, summaries
 from campaigns.services import campaigns as campaign_service
 from campaigns.services import contacts as contact_service
-from campaigns.services import brand, delivery, sample, scheduling, sending, summaries
 from campaigns.services import coupons as coupon_service
 from campaigns.services import surveys as survey_service
 from mailer.compose import CampaignSource, TemplateError

@@ -8,7 +8,6 @@ formulas, so no ORM object is built per contact.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import json
@@ -25,7 +24,9 @@ from sqlalchemy.orm import Session
 from campaigns.config import Settings
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import Contact, ContactStatus, Subscription, Topic
-from campaigns.services.exports import CSV_FIELDS, safe_cell
+from campaigns.services import csvfiles
+from campaigns.services.csvfiles import safe_cell
+from campaigns.services.exports import CSV_FIELDS
 
 if TYPE_CHECKING:
     from campaigns.runtime import Runtime
@@ -136,7 +137,7 @@ def _open(path: Path, gzipped: bool) -> IO[bytes]:
 
 def _line(cells: list[str]) -> bytes:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(cells)
+    csvfiles.SqlSafeWriter(buf).writerow([safe_cell(c) for c in cells])
     return buf.getvalue().encode()
 
 
@@ -156,8 +157,6 @@ def _conditions(session: Session, state: dict[str, Any]) -> list[ColumnElement[b
 
 # ---------------------------------------------------------------- the cells, as SQL text expressions
 
-_FORMULA_CHARS = {"postgresql": "'=', '+', '-', '@', chr(9), chr(13)",
-                  "sqlite": "'=', '+', '-', '@', char(9), char(13)"}
 _UTC_TEXT = {  # the text of datetime.isoformat(timespec="microseconds") of a stored UTC time
     "postgresql": "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
     "sqlite": "replace({}, ' ', 'T') || '+00:00'",      # SQLite keeps it as 'YYYY-MM-DD HH:MM:SS.ffffff'
@@ -180,12 +179,6 @@ _SQLITE_EXTRA = {
     "attributes": "(SELECT group_concat(a.key || '=' || a.value, char(31)) FROM json_each(contact.attributes) a "
                   "WHERE a.key IS NOT NULL)",
 }
-
-
-def _safe_sql(expr: str, dialect: str) -> str:
-    """The cell as text, '' for NULL, with an apostrophe before a leading formula character (as safe_cell)."""
-    t = f"coalesce(CAST(({expr}) AS TEXT), '')"
-    return f"CASE WHEN substr({t}, 1, 1) IN ({_FORMULA_CHARS[dialect]}) THEN '''' || {t} ELSE {t} END"
 
 
 def _profile_exprs(dialect: str) -> list[str]:
@@ -212,10 +205,11 @@ def _attribute_key(item: str) -> str:
 
 def _write_pages(session: Session, conds: list, out: IO[bytes], progress) -> int:  # noqa: ANN001
     extra = [literal_column(_SQLITE_EXTRA[f]) for f in ("interests", "topics", "attributes")]
-    stmt = select(*(literal_column(_safe_sql(c, "sqlite")) for c in _profile_exprs("sqlite")), *extra) \
+    stmt = select(*(literal_column(csvfiles.safe_sql(c, "sqlite")) for c in _profile_exprs("sqlite")), *extra) \
         .select_from(Contact.__table__).where(*conds).order_by(Contact.id)
+    csvfiles.register_sqlite(session.connection().connection.driver_connection)
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-    writer = csv.writer(text, lineterminator="\n")
+    writer = csvfiles.SqlSafeWriter(text)
     rows = 0
     n = len(CSV_FIELDS)
     for part in session.execute(stmt).yield_per(PAGE).partitions():
@@ -238,7 +232,7 @@ def _copy_postgresql(session: Session, conds: list, out: IO[bytes], progress) ->
     # the correlated sub-selects once per mention in the formula guard), then guarded in the outer one.
     inner = select(Contact.id.label("cid"), *(literal_column(e).label(f"c{i}") for i, e in enumerate(exprs))) \
         .select_from(Contact.__table__).where(*conds).order_by(Contact.id).offset(0).subquery("q")
-    stmt = select(*(literal_column(_safe_sql(f"q.c{i}", "postgresql")) for i in range(len(exprs)))) \
+    stmt = select(*(literal_column(csvfiles.safe_sql(f"q.c{i}", "postgresql")) for i in range(len(exprs)))) \
         .select_from(inner).order_by(inner.c.cid)
     compiled = stmt.compile(dialect=session.get_bind().dialect)
     connection = session.connection().connection.driver_connection
