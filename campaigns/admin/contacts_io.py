@@ -176,12 +176,11 @@ def contact_export_progress(export_id: str) -> Response:
 @editor_required
 def contact_export_download(export_id: str) -> Response:
     try:
-        path = export_jobs.file_of(rt(), export_id)
+        stream, gzipped = export_jobs.file_of(rt(), export_id)
     except NotFound:
         abort(404)
-    name = "contacts.csv.gz" if path.suffix == ".gz" else "contacts.csv"
-    return send_file(path, mimetype="application/gzip" if path.suffix == ".gz" else "text/csv",
-                     as_attachment=True, download_name=name)
+    return send_file(stream, mimetype="application/gzip" if gzipped else "text/csv", as_attachment=True,
+                     download_name="contacts.csv.gz" if gzipped else "contacts.csv")
 
 
 @bp.get("/contacts/<int:contact_id>/gdpr.json")

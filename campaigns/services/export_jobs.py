@@ -1,5 +1,6 @@
-"""Contact exports as background jobs: a CSV file (optionally gzip) under instance/exports, written by a worker with
-progress, downloaded from the admin when done, and deleted after Settings.export_keep_hours.
+"""Contact exports as background jobs: a CSV file (optionally gzip) in the shared storage (campaigns.storage, key
+exports/…, so web and workers on different machines see it), written by a worker with progress, downloaded from the
+admin when done, and deleted after Settings.export_keep_hours.
 
 PostgreSQL writes the rows with one COPY (SELECT …) TO STDOUT; SQLite streams one SELECT of text cells. Both format
 the cells in SQL (exports.CSV_FIELDS, then interests, topics and attributes) and make them safe against spreadsheet
@@ -8,6 +9,8 @@ formulas, so no ORM object is built per contact.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import gzip
 import io
 import json
@@ -15,13 +18,12 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, literal_column, select
 from sqlalchemy.orm import Session
 
-from campaigns.config import Settings
+from campaigns import storage
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import Contact, ContactStatus, Subscription, Topic
 from campaigns.services import csvfiles
@@ -39,11 +41,12 @@ PROGRESS_EVERY = 0.5        # seconds between progress updates in Redis
 HEADER = [*CSV_FIELDS, "interests", "topics", "attributes"]
 
 
-def export_path(settings: Settings, export_id: str, gzipped: bool) -> Path:
-    """Where an export's file lives: the one place that knows (to be switched to a storage interface)."""
-    folder = settings.instance_path / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{export_id}.csv{'.gz' if gzipped else ''}"
+FOLDER = "exports/"
+
+
+def export_key(export_id: str, gzipped: bool) -> str:
+    """The storage key of an export's file (campaigns.storage: shared by web and workers on any machine)."""
+    return f"{FOLDER}{export_id}.csv{'.gz' if gzipped else ''}"
 
 
 def _valid_id(export_id: str) -> bool:
@@ -79,13 +82,15 @@ def get(rt: Runtime, export_id: str) -> dict[str, Any]:
     return json.loads(raw)
 
 
-def file_of(rt: Runtime, export_id: str) -> Path:
-    """The finished export's file."""
+def file_of(rt: Runtime, export_id: str) -> tuple[IO[bytes], bool]:
+    """The finished export's file, opened from the shared storage, and whether it is gzip."""
     state = get(rt, export_id)
-    path = export_path(rt.settings, export_id, state["gzip"])
-    if state["state"] != "finished" or not path.exists():
+    if state["state"] != "finished":
         raise NotFound("this export has no file (not finished yet, or deleted)")
-    return path
+    try:
+        return storage.for_settings(rt.settings).open(export_key(export_id, state["gzip"])), state["gzip"]
+    except FileNotFoundError:
+        raise NotFound("this export has no file (deleted after a while)") from None
 
 
 def _save(rt: Runtime, state: dict[str, Any]) -> None:
@@ -97,8 +102,8 @@ def run(rt: Runtime, export_id: str) -> dict[str, Any]:
     state = get(rt, export_id)
     state.update(state="running", started_at=time.time())
     _save(rt, state)
-    path = export_path(rt.settings, export_id, state["gzip"])
-    partial = path.with_name(path.name + ".part")
+    files = storage.for_settings(rt.settings)
+    key = export_key(export_id, state["gzip"])
     last = [time.monotonic()]
 
     def progress(rows: int) -> None:
@@ -110,16 +115,15 @@ def run(rt: Runtime, export_id: str) -> dict[str, Any]:
     try:
         with rt.read_session_factory() as session:
             conds = _conditions(session, state)
-            with _open(partial, state["gzip"]) as out:
+            with files.create(key) as raw, _compressed(raw, state["gzip"]) as out:
                 out.write("\ufeff".encode())       # for Excel
                 out.write(_line(HEADER))
                 if session.get_bind().dialect.name == "postgresql":
                     rows = _copy_postgresql(session, conds, out, progress)
                 else:
                     rows = _write_pages(session, conds, out, progress)
-        partial.replace(path)
     except Exception as exc:
-        partial.unlink(missing_ok=True)
+        files.delete(key)       # a partial file is never offered (the state says failed too)
         state.update(state="failed", error=str(exc)[:500], finished_at=time.time())
         _save(rt, state)
         logger.exception("export %s failed", export_id)
@@ -130,9 +134,14 @@ def run(rt: Runtime, export_id: str) -> dict[str, Any]:
     return state
 
 
-def _open(path: Path, gzipped: bool) -> IO[bytes]:
+@contextlib.contextmanager
+def _compressed(raw: IO[bytes], gzipped: bool) -> Iterator[IO[bytes]]:
+    if not gzipped:
+        yield raw
+        return
     # Level 1: most of gzip's size gain at a fraction of its time.
-    return gzip.open(path, "wb", compresslevel=1) if gzipped else path.open("wb")
+    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out:
+        yield out
 
 
 def _line(cells: list[str]) -> bytes:
@@ -250,16 +259,12 @@ def _copy_postgresql(session: Session, conds: list, out: IO[bytes], progress) ->
 
 def cleanup(rt: Runtime, now: float | None = None) -> int:
     """Delete export files older than Settings.export_keep_hours; returns how many."""
-    folder = rt.settings.instance_path / "exports"
-    if not folder.is_dir():
-        return 0
-    limit = (now or time.time()) - rt.settings.export_keep_hours * 3600
-    removed = 0
-    for path in folder.iterdir():
-        if path.is_file() and path.stat().st_mtime < limit:
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    files = storage.for_settings(rt.settings)
+    limit = dt.datetime.fromtimestamp((now or time.time()) - rt.settings.export_keep_hours * 3600, dt.UTC)
+    old = [key for key, modified in files.list(FOLDER) if modified < limit]
+    for key in old:
+        files.delete(key)
+    return len(old)
 
 
 def states(rt: Runtime, limit: int = 20) -> Iterator[dict[str, Any]]:

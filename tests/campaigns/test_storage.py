@@ -164,3 +164,25 @@ def test_without_shared_storage_the_other_machine_cannot_read_the_upload(runtime
     assert progress["state"] == "failed" and "no longer there" in progress["message"]
     assert fresh(db_session).scalar(select(func.count()).select_from(Contact)) == 0
     worker_rt.close()
+
+
+def test_export_written_by_a_worker_on_another_machine_downloads_from_the_web(runtime, db_session, s3_url,  # noqa: ANN001
+                                                                               make_contacts, tmp_path: Path) -> None:
+    """Export files go through the shared storage too: a worker elsewhere writes it, the web app serves it."""
+    make_contacts(3)
+    app, worker_rt = two_machines(runtime, tmp_path, s3_url)
+    client = app.test_client()
+    add_user(db_session, "ed@shop.test", "editor")
+    assert login(client, "ed@shop.test").status_code == 302
+    token = client.get("/admin/contacts/export").get_data(as_text=True).split('name="csrf_token" value="')[1]
+    r = client.post("/admin/contacts/exports", data={"csrf_token": token.split('"')[0], "status": ""})
+    assert r.status_code == 303
+    export_id = r.headers["Location"].rstrip("/").rsplit("/", 1)[1]
+    run_worker_on(worker_rt, runtime)
+    assert worker_rt.queue.failed_job_registry.count == 0
+    download = client.get(f"/admin/contacts/exports/{export_id}/download")
+    assert download.status_code == 200
+    assert download.get_data(as_text=True).lstrip("\ufeff").count("\n") == 4    # header + 3 contacts
+    assert not (tmp_path / "web-a" / "exports").exists() and not (tmp_path / "worker-b" / "exports").exists()
+    assert [k for k, _ in S3Storage(s3_url).list("exports/")] == [f"exports/{export_id}.csv"]
+    worker_rt.close()
