@@ -135,12 +135,23 @@ def runtime_of(app: Flask) -> Runtime:
     return app.extensions["rapport"]
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def db() -> Session:
-    """The request's database session (one per request, closed on teardown)."""
-    from flask import current_app
+    """The request's database session (one per request, closed on teardown).
+
+    On SQLite, GET, HEAD and OPTIONS requests (which change nothing) get deferred transactions and never take the
+    write lock, so a slow admin page cannot make a recipient's unsubscribe or a worker wait. Other methods take it
+    up front (BEGIN IMMEDIATE): a deferred transaction that reads and then writes fails at once with "database is
+    locked" when another writer committed in between.
+    """
+    from flask import current_app, has_request_context
 
     if "db" not in g:
-        g.db = runtime_of(current_app).session_factory()
+        runtime = runtime_of(current_app)
+        reads_only = has_request_context() and request.method in READ_METHODS
+        g.db = (runtime.read_session_factory if reads_only else runtime.session_factory)()
     return g.db
 
 

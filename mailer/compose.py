@@ -8,9 +8,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from html import escape as html_escape
 from html import unescape as html_unescape
 from html.parser import HTMLParser
@@ -26,6 +25,8 @@ from premailer import Premailer
 from mailer import qp
 from mailer.message import encode_part, qp_part
 from mailer.personalize import html_env, text_env, wire_env
+from mailer.sandbox import LimitExceeded, render_budget
+from mailer.sourcemap import JINJA_TAG, error_line, mark_lines, source_line
 from mailer.tracking import distinct_links, rewrite_links, trackable
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ _LINK_HTML = qp.value_encoder(html=True, cache=False)
 _LINK_TEXT = qp.value_encoder(html=False, cache=False)
 _SPACE_RUN = re.compile(r"[ \t]{2,}|\t")
 BASE64_THRESHOLD = 1 / 6     # non-ASCII share of static text above which base64 is shorter than QP
-_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _PLACEHOLDER = re.compile(r"rjx(\d+)x")
 _OPEN_PIXEL = (
     '<img src="{{ _open_url }}" width="1" height="1" alt="" '
@@ -118,6 +118,9 @@ class CompiledCampaign:
     links: tuple[str, ...]          # trackable URLs; the templates render links[i] as {{ _links[i] }}
     html_wire: Template | None = None   # renders the quoted-printable HTML part directly (None: encode per message)
     text_wire: Template | None = None
+    # The marketer's MJML and each template's source, to name the editor line of an error while rendering.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    html_lines: Mapping[int, int] = field(default_factory=dict, compare=False, repr=False)   # html line -> MJML
 
     def render_mime(self, context: Mapping[str, Any], click: Callable[[int], str],
                     open_url: str) -> tuple[str, bytes, bytes]:
@@ -127,31 +130,38 @@ class CompiledCampaign:
             return rendered.subject, encode_part(rendered.text, "plain"), encode_part(rendered.html, "html")
         links = LinkURLs(len(self.links), click)
         ctx = dict(context, _links=links, _open_url=open_url)
-        with _template_errors():
-            subject = " ".join(self.subject.render(ctx).split())
-            html = self.html_wire.render(dict(ctx, _qlinks=EncodedLinks(links, _LINK_HTML)))
-            text = self.text_wire.render(dict(ctx, _qlinks=EncodedLinks(links, _LINK_TEXT)))
+        with render_budget():   # the limits hold per message: subject, HTML and text together
+            subject = " ".join(self._run("subject", self.subject, ctx).split())
+            html = self._run("html_wire", self.html_wire, dict(ctx, _qlinks=EncodedLinks(links, _LINK_HTML)))
+            text = self._run("text_wire", self.text_wire, dict(ctx, _qlinks=EncodedLinks(links, _LINK_TEXT)))
         return subject, qp_part(text, "plain"), qp_part(html, "html")
 
     def render(self, context: Mapping[str, Any], click: Callable[[int], str], open_url: str) -> Rendered:
         """Render for one recipient; click(i) gives the tracked URL of links[i]."""
         ctx = dict(context, _links=LinkURLs(len(self.links), click), _open_url=open_url)
-        with _template_errors():
-            subject = " ".join(self.subject.render(ctx).split())
-            return Rendered(subject, self.html.render(ctx), self.text.render(ctx))
+        with render_budget():
+            subject = " ".join(self._run("subject", self.subject, ctx).split())
+            return Rendered(subject, self._run("html", self.html, ctx), self._run("text", self.text, ctx))
 
-
-@contextmanager
-def _template_errors() -> Iterator[None]:
-    """Whatever a marketer's template does wrong while rendering becomes a TemplateError naming it."""
-    try:
-        yield
-    except SecurityError as exc:
-        raise TemplateError(f"template tried something not allowed: {exc}") from None
-    except JinjaTemplateError as exc:
-        raise TemplateError(str(exc), getattr(exc, "lineno", None)) from None
-    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
-        raise TemplateError(f"template failed: {exc}") from None
+    def _run(self, part: str, template: Template, ctx: Mapping[str, Any]) -> str:
+        """Render one template; whatever the marketer's template does wrong becomes a TemplateError naming it."""
+        try:
+            return template.render(ctx)
+        except LimitExceeded as exc:
+            message, error = str(exc), exc
+        except SecurityError as exc:
+            message, error = f"template tried something not allowed: {exc}", exc
+        except JinjaTemplateError as exc:
+            message, error = str(exc), exc
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError, RecursionError) as exc:
+            message, error = f"template failed: {exc}", exc
+        line = error_line(error)
+        if part == "subject":
+            raise TemplateError(f"subject: {message}") from None
+        if part in ("text", "text_wire") and self.sources.get("text_body"):
+            raise TemplateError(f"plain-text part{f' line {line}' if line else ''}: {message}") from None
+        mjml_line = self.html_lines.get(line or 0) if part == "html" else None
+        raise TemplateError(message, mjml_line or source_line(self.sources, part, line)) from None
 
 
 class LinkURLs:
@@ -248,7 +258,7 @@ def _protect(source: str) -> tuple[str, list[str]]:
         saved.append(match.group(0))
         return f"rjx{len(saved) - 1}x"
 
-    return _JINJA.sub(sub, source), saved
+    return JINJA_TAG.sub(sub, source), saved
 
 
 def _restore(html: str, saved: list[str]) -> str:
@@ -438,25 +448,31 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
     idx = html.lower().rfind("</body>")
     html = html[:idx] + _OPEN_PIXEL + html[idx:] if idx >= 0 else html + _OPEN_PIXEL
     text_source = src.text_body or html_to_text(html)
+    html_wire, text_wire = _wire_template(html, html=True), _wire_template(text_source, html=False)
+    html_source, html_lines = mark_lines(html, src.mjml)
     try:
         return CompiledCampaign(
             content_hash=src.content_hash(),
             subject=text_env().from_string(src.subject),
-            html=html_env().from_string(html),
+            html=html_env().from_string(html_source),
             text=text_env().from_string(text_source),
             links=tuple(links),
-            html_wire=_wire_template(html, html=True),
-            text_wire=_wire_template(text_source, html=False),
+            html_wire=html_wire[0] if html_wire else None,
+            text_wire=text_wire[0] if text_wire else None,
+            sources={"mjml": src.mjml, "html": html_source, "text": text_source, "text_body": src.text_body,
+                     "html_wire": html_wire[1] if html_wire else "", "text_wire": text_wire[1] if text_wire else ""},
+            html_lines=html_lines,
         )
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message, exc.lineno) from None
 
 
-def _wire_template(source: str, *, html: bool) -> Template | None:
-    """A template rendering the QP-encoded part, or None when per-message encoding is the better choice."""
+def _wire_template(source: str, *, html: bool) -> tuple[Template, str] | None:
+    """A template rendering the QP-encoded part and its source, or None when per-message encoding is better."""
     if qp.non_ascii_share(source) > BASE64_THRESHOLD:
         return None          # mostly non-Latin text: base64 is shorter, chosen per message by encode_part
     try:
-        return wire_env(html).from_string(qp.compile_source(source))
+        wire = qp.compile_source(source)
+        return wire_env(html).from_string(wire), wire
     except qp.Unsupported:
         return None

@@ -69,16 +69,20 @@ def _encode_text(text: str) -> Markup:
 _encode_cached = lru_cache(maxsize=8192)(_encode_text)
 
 
-def value_encoder(html: bool, *, cache: bool = True) -> Callable[[object], Markup]:
+def value_encoder(html: bool, *, cache: bool = True,
+                  shown: Callable[[object], object] | None = None) -> Callable[[object], Markup]:
     """The per-recipient `qp` filter: (HTML-escape and) encode one interpolated value.
 
-    cache=False for values that never repeat (tracked link URLs carry a per-recipient token).
+    cache=False for values that never repeat (tracked link URLs carry a per-recipient token). shown, if given,
+    vets values that are not text first (it may raise, e.g. for a function, instead of encoding its repr).
     """
     encode_text = _encode_cached if cache else _encode_text
 
     def qp(value: object) -> Markup:
         if value is None:
             return Markup(SOFT)
+        if shown is not None and value.__class__ is not str and not isinstance(value, Markup):
+            value = shown(value)
         if isinstance(value, Markup) or not html:
             return encode_text(str(value))
         return encode_text(str(escape(value)))

@@ -150,11 +150,14 @@ def campaign_live_preview() -> Response:
                             transactional=form.get("kind") == CampaignKind.TRANSACTIONAL)
     found = sample.attachments(session, _form_id(form.get("coupon_pool_id")), _form_id(form.get("survey_id")),
                                base_url=rt().settings.base_url, tokens=rt().tokens)
-    result = campaign_service.preview(source, kind, sender, _contact_vars(contact), found.extras, found)
+    contact_vars = _contact_vars(contact)
+    contact_email = contact.email if contact else ""
+    session.commit()   # end the transaction before rendering: a slow template must not hold a database lock
+    result = campaign_service.preview(source, kind, sender, contact_vars, found.extras, found)
     out = result.as_json()
     out["errors"] = sender_errors + out["errors"]
     out["ok"] = not out["errors"]
-    out["contact"] = contact.email if contact else ""
+    out["contact"] = contact_email
     out["from"] = f"{sender['name']} <{sender['email']}>"
     out["url"] = None
     if result.html:
@@ -229,10 +232,10 @@ def campaign_preview(campaign_id: int) -> Response:
         owner = mailer.owners.get(contact.owner_id) if contact is not None and contact.owner_id else None
         extras = campaign_service.sample_extras(session, obj.coupon_pool_id, obj.survey_id, rt().settings.base_url,
                                                 rt().tokens)
-        html = mailer.compiled.render(
-            {**extras, "contact": _contact_vars(contact), "sender": owner[1] if owner else mailer.sender,
-             "unsubscribe_url": "#unsubscribe", "preferences_url": "#preferences"},
-            lambda i: mailer.compiled.links[i], "").html
+        ctx = {**extras, "contact": _contact_vars(contact), "sender": owner[1] if owner else mailer.sender,
+               "unsubscribe_url": "#unsubscribe", "preferences_url": "#preferences"}
+        session.commit()   # no transaction is held while the template renders
+        html = mailer.compiled.render(ctx, lambda i: mailer.compiled.links[i], "").html
     except (RapportError, TemplateError) as exc:
         html = f"<p style='font-family:sans-serif;color:#b91c1c'>Cannot preview: {_escape(str(exc))}</p>"
     return Response(html, mimetype="text/html", headers={"Content-Security-Policy": PREVIEW_CSP})

@@ -346,9 +346,9 @@ def preview(source: CampaignSource, kind: str, sender: Mapping[str, str], contac
     try:
         rendered = result.render(ctx, lambda i: result.links[i], "")
     except TemplateError as exc:
-        # Lines of render-time errors count in the compiled HTML, not the editor: show the message only.
-        out.errors.append({"line": None, "message": f"while personalizing for {contact_vars.get('email')}: "
-                                                    f"{exc.message}"})
+        # exc.line is the editor line when the failing code could be found there (mailer.sourcemap).
+        out.errors.append({"line": exc.line, "message": f"while personalizing for {contact_vars.get('email')}: "
+                                                        f"{exc.message}"})
         return out
     out.html, out.text, out.subject = rendered.html, rendered.text, rendered.subject
     if found is not None:

@@ -126,6 +126,6 @@ def test_other_spellings_of_a_valid_token_get_the_404(client, db_session, world)
         token = args[endpoint]()["token"]
         assert client.get(prefix + token, headers=BROWSER).status_code in (200, 302)
         for spelling in (token + "=", token + ".", token + "~", token + "%00", token + "%0a",
-                         token.replace("-", "+").replace("_", "/") if ("-" in token or "_" in token) else None):
+                         token.replace("-", "+") if "-" in token else None):   # "/" for "_": a unit test
             if spelling is not None:
                 assert client.get(prefix + spelling, headers=BROWSER).status_code == 404, (endpoint, spelling)
