@@ -29,12 +29,15 @@ patching. Each scenario prints one JSON line; every figure but `unknown` is coun
   person_actions          interventions the campaign needed from a person: each time it paused itself, plus one if
                           it was still unfinished at the deadline (pause + Send); the harness itself makes none
   finished                the campaign reached "finished" by itself
+Besides these: the send rows by status, `overdue` (queued rows whose next attempt is more than 10 s past due, which
+nothing will send), what the relay did (accepted and each fault), worker kills and unexpected worker exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import random
@@ -68,6 +71,7 @@ from bench.send_throughput import make_database, new_campaign, seed_contacts, se
 from campaigns.cli import migrate  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus  # noqa: E402
+from campaigns.models.core import utcnow  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
 from campaigns.services import sending  # noqa: E402
 from mailer.dkim import generate_private_key_pem  # noqa: E402
@@ -267,6 +271,10 @@ class Run:
                 unknown_reason = or_(unknown_reason, Send.status == SendStatus["UNKNOWN"])
             unknown = session.scalar(select(func.count()).where(
                 Send.campaign_id == self.campaign_id, Send.status != SendStatus.SENT, unknown_reason))
+            # Rows still waiting although their next attempt is past due: nothing will send them.
+            overdue = session.scalar(select(func.count()).where(
+                Send.campaign_id == self.campaign_id, Send.status == SendStatus.QUEUED,
+                or_(Send.next_attempt_at.is_(None), Send.next_attempt_at < utcnow() - dt.timedelta(seconds=10))))
             by_status = {str(k): v for k, v in session.execute(
                 select(Send.status, func.count()).where(Send.campaign_id == self.campaign_id)
                 .group_by(Send.status)).all()}
@@ -283,6 +291,7 @@ class Run:
             "unknown": unknown, "unknown_bound": bound, "sent_after_unsubscribe": late,
             "person_actions": pauses + (0 if finished else 1), "finished": finished, "seconds": round(seconds, 1),
             "database": make_url(self.db_url).get_backend_name(), "status": status, "sends": by_status,
+            "overdue": overdue,
             "relay": dict(self.truth.events), "worker_kills": self.workers.kills if self.workers else 0,
             "worker_exits": len(self.workers.exits) if self.workers else 0,
             "unsubscribed": len(self.unsubscribed),
