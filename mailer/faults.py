@@ -40,10 +40,9 @@ from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ACCEPTED", "FAULTS", "FaultPolicy", "FaultServer", "main", "read_log"]
+__all__ = ["ACCEPTED", "FaultPolicy", "FaultServer", "main", "read_log"]
 
 ACCEPTED = "accepted"
-FAULTS = ("connect_421", "data_451", "drop_before_dot", "drop_after_dot", "rcpt_550", "slow")
 _MESSAGE_FAULTS = ("data_451", "drop_before_dot", "drop_after_dot")
 
 _MAX_LINE = 64 * 1024
@@ -125,9 +124,10 @@ class _Log:
                     os.fsync(self._fh.fileno())
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
 
 def read_log(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -303,6 +303,7 @@ class FaultServer:
         self.host = host
         self.port = port
         self.hostname = hostname
+        self.log_path = log_path
         self.log = _Log(log_path, fsync)
         self._attempts: Counter[str] = Counter()
         self._lock = threading.Lock()

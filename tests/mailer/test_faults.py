@@ -43,7 +43,7 @@ def pool_for(server: FaultServer, timeout: float = 10.0) -> SMTPPool:
 
 
 def logged(server: FaultServer) -> list[dict]:
-    return list(read_log(server.log._fh.name))  # the file, not the server's memory
+    return list(read_log(server.log_path))  # the file, not the server's memory
 
 
 def test_an_accepted_message_is_in_the_log_file_before_the_client_has_the_250(serve) -> None:
