@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # A message handed back because Redis was away (before any SMTP) waits this long before it is claimed again.
-HAND_BACK_DELAY = dt.timedelta(seconds=15)
+HAND_BACK_DELAY = dt.timedelta(seconds=5)
 
 
 class _Stopped(Exception):

