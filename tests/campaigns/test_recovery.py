@@ -89,16 +89,16 @@ def by_status(db_session, campaign_id: int) -> dict[str, int]:  # noqa: ANN001
 
 
 def test_a_sigkilled_worker_loses_only_what_was_in_flight_and_the_campaign_finishes_by_itself(
-        runtime, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, ledger, run_worker, tmp_path) -> None:  # noqa: ANN001
     topic, contacts = make_contacts(60)
     ledger.delay = 0.03
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
     proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--burst"], cwd=ROOT,
                             env=worker_env(runtime, RAPPORT_BATCH_SIZE="60"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"))
     try:
-        wait_for(lambda: len(ledger.accepted) >= 10)
+        wait_for(lambda: len(ledger.accepted) >= 10, explain=lambda: (tmp_path / "worker.log").read_text()[-3000:])
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
