@@ -225,9 +225,10 @@ def progress(session: Session, campaign_id: int, policy: PolicySettings | None =
     remaining = by_status.get(SendStatus.QUEUED, 0) + by_status.get(SendStatus.SENDING, 0)
     held_now = by_status.get(SendStatus.HELD, 0)
     unknown = by_status.get(SendStatus.UNKNOWN, 0)
+    # Only near the end of a run (a large campaign's progress is polled often; this reads its queued rows).
     retrying = session.scalar(select(func.count()).where(
         Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED, Send.next_attempt_at > utcnow())) \
-        if remaining else 0
+        if 0 < remaining <= 50_000 and c.dispatched_at is not None else 0
     waiting = ""
     if c.status == CampaignStatus.RUNNING and c.dispatched_at is not None and not remaining and held_now:
         until = policy_service.deadline(c, policy) if policy is not None else None

@@ -171,6 +171,7 @@ def test_a_drop_after_the_final_dot_is_unknown_and_a_person_can_resend_it_with_t
 
     page = editor.get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
     assert "outcome unknown" in page.lower() and "Resend to these 1" in page
+    assert "may or may not have" in editor.get(f"/admin/campaigns/{campaign.id}/report").get_data(as_text=True)
     r = editor.post(f"/admin/campaigns/{campaign.id}/resend-unknown",
                     data={"csrf_token": csrf(editor, f"/admin/campaigns/{campaign.id}")})
     assert r.status_code == 302
