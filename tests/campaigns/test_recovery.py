@@ -68,10 +68,12 @@ def ledger(runtime):  # noqa: ANN001, ANN201
 
 def worker_env(runtime, **extra: str) -> dict[str, str]:  # noqa: ANN001
     s = runtime.settings
-    return dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
-                SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,
-                DKIM_SELECTOR=s.dkim_selector, DKIM_PRIVATE_KEY_PATH=str(s.dkim_private_key_path),
-                RAPPORT_QUEUE=s.queue_name, RAPPORT_INSTANCE=str(s.instance_path), **extra)
+    env = dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
+               SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,
+               DKIM_SELECTOR=s.dkim_selector, DKIM_PRIVATE_KEY_PATH=str(s.dkim_private_key_path),
+               RAPPORT_QUEUE=s.queue_name, RAPPORT_INSTANCE=str(s.instance_path))
+    env.update(extra)
+    return env
 
 
 def wait_for(condition, timeout: float = 60.0, explain=lambda: "") -> None:  # noqa: ANN001
@@ -291,3 +293,111 @@ def test_a_worker_survives_a_redis_restart_and_the_campaign_finishes_by_itself(
                                             .where(Send.status == SendStatus.UNKNOWN)))
     assert state.get(SendStatus.SENT, 0) + len(unknown_emails) == 80 and len(unknown_emails) <= 2
     assert all(ledger.count(c.email) == 1 for c in contacts if c.email not in unknown_emails)   # once each
+
+
+class CuttableProxy:
+    """A TCP proxy to the database that the test can cut (every connection dropped, new ones refused) and restore."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_off = threading.Event()
+        self.pairs: list = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut_off.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b) -> None:  # noqa: ANN001
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        import socket
+
+        self.cut_off.set()
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+
+    def restore(self) -> None:
+        self.cut_off.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="a database server to cut off (PostgreSQL)")
+def test_a_worker_rides_out_a_database_outage_and_loses_nothing(
+        runtime, db_session, make_contacts, make_campaign, ledger, tmp_path) -> None:  # noqa: ANN001
+    from sqlalchemy.engine import make_url
+
+    url = make_url(runtime.settings.database_url)
+    proxy = CuttableProxy((url.host or "127.0.0.1", url.port or 5432))
+    topic, contacts = make_contacts(80)
+    ledger.delay = 0.03
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    log = tmp_path / "worker.log"
+    env = worker_env(runtime, RAPPORT_BATCH_SIZE="80", RAPPORT_SWEEP_SECONDS="1",
+                     DATABASE_URL=url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        wait_for(lambda: len(ledger.accepted) >= 10, explain=lambda: log.read_text()[-3000:])
+        proxy.cut()
+        time.sleep(8)               # the worker keeps what it has, retries with backoff
+        proxy.restore()
+        wait_for(lambda: fresh(db_session).get(Campaign, campaign.id).status == CampaignStatus.FINISHED,
+                 timeout=120, explain=lambda: log.read_text()[-3000:])
+        assert proc.poll() is None, "the worker exited: " + log.read_text()[-3000:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        proxy.close()
+    state = by_status(db_session, campaign.id)
+    assert state == {SendStatus.SENT: 80}, state          # nothing failed, nothing unknown, nothing stuck
+    assert sorted(r for r, _ in ledger.accepted) == sorted(c.email for c in contacts)   # each exactly once
+    assert "database unavailable" in log.read_text()
