@@ -401,3 +401,32 @@ def test_a_worker_rides_out_a_database_outage_and_loses_nothing(
     assert state == {SendStatus.SENT: 80}, state          # nothing failed, nothing unknown, nothing stuck
     assert sorted(r for r, _ in ledger.accepted) == sorted(c.email for c in contacts)   # each exactly once
     assert "database unavailable" in log.read_text()
+
+
+def test_a_live_claim_keeps_its_lease_and_a_revoked_owner_can_hand_nothing_over(
+        runtime, db_session, make_contacts, make_campaign) -> None:  # noqa: ANN001
+    from campaigns.services import claims
+
+    topic, contacts = make_contacts(4)
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    sending.dispatch(runtime, campaign.id)
+    lessee = claims.lessee(runtime)
+    with runtime.session_factory() as session:
+        claimed, _created = claims.claim(session, runtime, campaign.id, 0, 2**62, 4, lessee.owner)
+    ids = [sid for sid, _c, _a in claimed]
+    first_lease = fresh(db_session).get(Send, ids[0]).lease_until
+    time.sleep(0.01)
+    lessee.renew(ids, lessee.owner)          # what the heartbeat thread does every few seconds
+    assert fresh(db_session).get(Send, ids[0]).lease_until > first_lease
+    # A renewed claim is left alone by the sweeper …
+    assert sweeper.sweep(runtime)["requeued"] == 0
+    assert lessee.handoff(lessee.owner, ids[0], [], time.time())          # one message handed over
+    # … until its lease runs out (the worker is dead, or blocked for longer than any outage we ride out).
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=runtime.settings.claim_lease + 1)
+    did = sweeper.sweep(runtime, later)
+    assert (did["unknown"], did["requeued"]) == (1, 3)
+    with pytest.raises(claims.ClaimRevoked):   # a worker that wakes up now gives nothing more to the relay
+        lessee.handoff(lessee.owner, ids[1], [], time.time())
+    state = by_status(db_session, campaign.id)
+    assert state == {SendStatus.UNKNOWN: 1, SendStatus.QUEUED: 3}
