@@ -1,14 +1,26 @@
-"""Start an RQ worker for Rapport's queue: `rapport-worker [--burst]`. Configuration comes from the environment."""
+"""Start an RQ worker for Rapport's queue: `rapport-worker [--burst]`. Configuration comes from the environment.
+
+The worker outlives Redis restarts: when its connection fails it waits (with backoff) and starts working again,
+so a production supervisor restarting it (deploy/) is for crashes and upgrades, not for every Redis blip.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from campaigns import logs
 from campaigns.config import ConfigError, load_settings
 from campaigns.runtime import Runtime, install
 from campaigns.scheduler import Ticker
+
+logger = logging.getLogger("rapport.worker")
+MAX_BACKOFF = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,14 +40,27 @@ def main(argv: list[str] | None = None) -> int:
     rt = install(Runtime(settings))
     # In-process by default: the SMTP pool, the DKIM key and compiled campaigns stay warm across batch jobs.
     worker_class = logs.worker_class(fork=args.fork)
-    worker = worker_class([rt.queue], connection=rt.redis, name=args.name)
-    # Periodic tasks (automations, nightly decay…): every worker ticks; Redis elects one per slot.
+    # Periodic tasks, the delivery sweeper and delayed jobs (enqueue_at): a daemon thread of this process, so it
+    # ends with it (RQ's own scheduler would be a forked child that outlives a killed worker).
     ticker = None if args.burst or args.no_scheduler else Ticker(rt)
     if ticker is not None:
         ticker.start()
-    # The scheduler runs delayed jobs: retries of deferred sends (4xx replies) at their next attempt time.
+    backoff = 1.0
+    attempt = 0
     try:
-        worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=True)
+        while True:
+            name = args.name if not attempt or args.name is None else f"{args.name}-{attempt}"
+            try:
+                worker = worker_class([rt.queue], connection=rt.redis, name=name)
+                worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=args.burst)
+                break
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Redis restarting or unreachable for a moment: wait and work again (a new RQ registration; the
+                # sweeper re-enqueues whatever the restart lost, from the database).
+                attempt += 1
+                logger.warning("Redis unavailable (%s); working again in %.0fs", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
     finally:
         if ticker is not None:
             ticker.stop()

@@ -128,8 +128,12 @@ def demo(settings: Settings, port: int) -> int:
     if settings.uses_capture:
         capture = CaptureServer(Outbox(settings.outbox_path), port=settings.smtp_capture_port)
         capture.start()
+
+    def start_worker() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "worker", "--name", f"demo-{os.getpid()}"], env=env)
+
     children = [
-        subprocess.Popen([sys.executable, "-m", "worker", "--name", f"demo-{os.getpid()}"], env=env),
+        start_worker(),
         subprocess.Popen([sys.executable, "-m", "flask", "--app", "campaigns.app:create_app()", "run",
                           "--host", "127.0.0.1", "--port", str(port), "--no-reload"], env=env),
     ]
@@ -151,10 +155,16 @@ def demo(settings: Settings, port: int) -> int:
     signal.signal(signal.SIGINT, _stop)
     code = 0
     while not stop:
-        for child in children:
-            if child.poll() is not None and not stop:
-                print(f"  a Rapport process exited with code {child.returncode}; stopping.", file=sys.stderr)
-                stop, code = True, 1
+        worker, web = children
+        if worker.poll() is not None and not stop:
+            # What a process supervisor does in production (deploy/): the sweeper picks up where it died.
+            print(f"  the worker exited with code {worker.returncode}; starting a new one.", file=sys.stderr,
+                  flush=True)
+            time.sleep(1)
+            children[0] = start_worker()
+        if web.poll() is not None and not stop:
+            print(f"  the web server exited with code {web.returncode}; stopping.", file=sys.stderr)
+            stop, code = True, 1
         time.sleep(0.3)
     for child in children:
         if child.poll() is None:

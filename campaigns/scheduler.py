@@ -174,6 +174,16 @@ class Ticker(threading.Thread):
         self.rt = rt
         self.interval = interval
         self._stop_event = threading.Event()
+        self._rq_scheduler = None
+
+    def _promote_delayed(self) -> None:
+        """Move due delayed jobs (enqueue_at / enqueue_in) to the queue, one process at a time (RQ's lock)."""
+        from rq.scheduler import RQScheduler
+
+        if self._rq_scheduler is None:
+            self._rq_scheduler = RQScheduler([self.rt.queue], connection=self.rt.redis)
+        if self._rq_scheduler.acquire_locks():
+            self._rq_scheduler.enqueue_scheduled_jobs()
 
     def run(self) -> None:
         logger.info("scheduler ticker started (%d tasks, every %.0fs)", len(TASKS), self.interval)
@@ -186,6 +196,10 @@ class Ticker(threading.Thread):
                     tick(self.rt)
                 except Exception:   # Redis away for a moment: try again next tick
                     logger.exception("scheduler tick failed")
+            try:
+                self._promote_delayed()
+            except Exception:
+                logger.exception("moving delayed jobs to the queue failed")
             try:
                 sweep_tick(self.rt)
             except Exception:

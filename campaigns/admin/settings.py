@@ -1,4 +1,4 @@
-"""Admin pages: settings (admins only) — sender identities, DKIM keys, postal address, SMTP relays, users."""
+"""Admin pages: settings (admins only) — sender identities, DKIM keys, postal address, retries, SMTP relays, users."""
 
 from __future__ import annotations
 
@@ -224,6 +224,30 @@ def settings_domains():  # noqa: ANN201
     reports = alignment.domain_reports(alignment.sending_domains(session, s), s,
                                        [(k.record_name, k.txt_value) for k in keys], resolve)
     return render_template("admin/settings/domains.html", reports=reports, settings=s)
+# ------------------------------------------------------------------ retries
+
+@bp.route("/settings/retries", methods=["GET", "POST"])
+@admin_required
+def settings_retries():  # noqa: ANN201
+    """The retry schedule of temporary (4xx) failures and how long retries go on."""
+    session = db()
+    s = rt().settings
+    form = None
+    if request.method == "POST":
+        form = request.form
+        try:
+            saved = settings_service.save_retry_schedule(session, form.get("delays", "")[:400],
+                                                         form.get("max_age", "")[:20], current_user.email)
+            session.commit()
+            flash("Retry schedule saved." if saved else "Retry schedule reset to the defaults.", "info")
+            return redirect(url_for("admin.settings_retries"))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+    current = settings_service.retry_schedule(session, s)
+    return render_template("admin/settings/retries.html", current=current, form=form,
+                           default=settings_service.RetrySchedule(s.retry_delays, s.retry_max_age)), \
+        400 if form is not None else 200
 
 
 # ------------------------------------------------------------------ SMTP relays

@@ -159,6 +159,9 @@ class Lessee:
             time.sleep(every)
             with self._lock:
                 ids, owner, markers = list(self._live), self.owner, dict(self._markers)
+                if not ids and not markers:
+                    self._thread = None   # nothing to keep alive; hold() or keep_alive() starts a new one
+                    return
             if ids:
                 try:
                     self.renew(ids, owner)

@@ -42,6 +42,7 @@ from campaigns.services.coupons import BatchCoupons
 from campaigns.services.digest import DigestItems
 from campaigns.services.handoff import Handoff
 from campaigns.services.sending import UNSENDABLE, maybe_finish, pause
+from campaigns.services.settings import RetrySchedule, retry_schedule
 from campaigns.services.surveys import SurveyLinks
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_date, serialize
@@ -81,6 +82,7 @@ class CampaignMailer:
     coupon_of: dict[int, dict[str, str]] = field(default_factory=dict)   # contact id -> coupon, set per claim
     survey: SurveyLinks | None = None
     digest: DigestItems | None = None   # a digest campaign's per-recipient items (campaigns.services.digest)
+    retry: RetrySchedule | None = None   # 4xx retries (Settings page, else the environment)
 
     @classmethod
     def for_campaign(cls, rt: Runtime, session: Session, campaign: Campaign) -> CampaignMailer:
@@ -116,7 +118,8 @@ class CampaignMailer:
                    relay=campaign.relay, policy=policy_service.load(session, s.policy),
                    valid_until=campaign.valid_until, coupons=BatchCoupons.for_campaign(session, campaign),
                    survey=SurveyLinks.for_campaign(session, campaign, base_url=s.base_url, tokens=rt.tokens),
-                   digest=DigestItems.for_campaign(rt, session, campaign))
+                   digest=DigestItems.for_campaign(rt, session, campaign),
+                   retry=retry_schedule(session, s))
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
                 contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, bytes]:

@@ -25,6 +25,7 @@ from campaigns.services import claims, stops
 from campaigns.services import policy as policy_service
 from campaigns.services.contacts import personalization
 from campaigns.services.ingest import BouncePolicy, record_smtp_rejection
+from campaigns.services.settings import RetrySchedule
 from mailer.compose import TemplateError
 from mailer.transport import DeliveryError, PermanentFailure
 
@@ -34,7 +35,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # A message handed back because Redis was away (before any SMTP) waits this long before it is claimed again.
-HAND_BACK_DELAY = dt.timedelta(seconds=15)
+HAND_BACK_DELAY = dt.timedelta(seconds=5)
+
+
+def retry_defaults(settings) -> RetrySchedule:  # noqa: ANN001
+    """The environment's retry schedule (a mailer built without the database's)."""
+    return RetrySchedule(settings.retry_delays[:max(1, settings.max_attempts - 1)], settings.retry_max_age)
 
 
 class _Stopped(Exception):
@@ -216,14 +222,14 @@ class Handoff:
 
     def _defer(self, send_id: int, attempts: int, exc: DeliveryError, code: int | None) -> None:
         """A temporary failure: retry at the next time of the schedule, or fail with the relay's last reply."""
-        s = self.rt.settings
-        delays = s.retry_delays
+        schedule = self.mailer.retry or retry_defaults(self.rt.settings)
+        delays = schedule.delays
         retry_at = utcnow() + dt.timedelta(seconds=delays[min(attempts - 1, len(delays) - 1)])
         created = self.created.get(send_id)
-        too_old = created is not None and retry_at - created > dt.timedelta(seconds=s.retry_max_age)
-        if attempts >= s.max_attempts or too_old:
+        too_old = created is not None and retry_at - created > dt.timedelta(seconds=schedule.max_age)
+        if attempts >= schedule.max_attempts or too_old:
             why = f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}" + (
-                f" (retries end {s.retry_max_age // 3600 or 1} h after queueing)" if too_old else "")
+                f" (retries end {schedule.max_age / 3600:g} h after queueing)" if too_old else "")
             self._add(send_id, SendStatus.FAILED, f"{why}; last reply: {exc}", smtp_code=code)
             return
         self._add(send_id, SendStatus.QUEUED, f"temporary failure, retrying: {exc}", smtp_code=code,

@@ -177,6 +177,7 @@ def campaign_charts(session: Session, campaign_id: int, now: dt.datetime | None 
         "delivered": report["delivered"],
         "bounced": min(bounced, report["sent"]),
         "failed": statuses.get(SendStatus.FAILED, 0),
+        "unknown": statuses.get(SendStatus.UNKNOWN, 0),
         "held": statuses.get(SendStatus.HELD, 0),
         "skipped": statuses.get(SendStatus.SKIPPED, 0),
         "waiting": statuses.get(SendStatus.QUEUED, 0) + statuses.get(SendStatus.SENDING, 0),

@@ -169,7 +169,9 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
                 break
             rows = select(literal(campaign_id), Contact.id, literal(SendStatus.QUEUED.value), literal(0),
                           literal(""), literal(utcnow())).where(Contact.id > last, Contact.id <= hi, *conds)
-            inserted = max(session.execute(_insert_ignore(session, rows)).rowcount or 0, 0)
+            # preserve_rowcount: SQLAlchemy keeps an INSERT's cursor.rowcount only when asked.
+            inserted = max(session.execute(_insert_ignore(session, rows)
+                                           .execution_options(preserve_rowcount=True)).rowcount or 0, 0)
             # One UPDATE: the cursor and the count move with the rows, in the same transaction.
             session.execute(update(Campaign).where(Campaign.id == campaign_id)
                             .values(recipients=Campaign.recipients + inserted, dispatch_cursor=hi))
@@ -234,7 +236,7 @@ def progress(session: Session, campaign_id: int, policy: PolicySettings | None =
         held_now = max(held_now, c.held)
     unknown = _count_upto(session, campaign_id, (SendStatus.UNKNOWN,))
     retrying = _count_upto(session, campaign_id, (SendStatus.QUEUED,), Send.next_attempt_at > utcnow()) \
-        if remaining else 0
+        if remaining and c.dispatched_at is not None else 0
     waiting = ""
     if c.status == CampaignStatus.RUNNING and c.dispatched_at is not None and not remaining and held_now:
         until = policy_service.deadline(c, policy) if policy is not None else None

@@ -1,4 +1,4 @@
-"""Run-time settings kept in the database: postal address, sender identities; SMTP relay tests.
+"""Run-time settings kept in the database: postal address, retry schedule, sender identities; SMTP relay tests.
 
 Values changed in the admin live in the app_setting table and override the environment defaults of
 campaigns.config.Settings. DKIM keys: campaigns.services.dkim_keys.
@@ -70,6 +70,59 @@ def save_postal_address(session: Session, text: str, by: str) -> str:
                               "requires a real one in marketing mail.", field="postal_address")
     set_value(session, POSTAL, value or None, by)
     return value
+
+
+# ---------------------------------------------------------------- retries of temporary failures
+
+RETRY = "retry_schedule"   # {"delays": [seconds…], "max_age": seconds}
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """When a send the relay deferred (4xx) is tried again, and for how long at most."""
+
+    delays: tuple[int, ...]
+    max_age: int
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.delays) + 1
+
+
+def retry_schedule(session: Session, settings: Settings) -> RetrySchedule:
+    """The schedule saved in the admin, else RAPPORT_RETRY_DELAYS / RAPPORT_RETRY_MAX_AGE (or their defaults)."""
+    stored = get_value(session, RETRY) or {}
+    delays = tuple(int(d) for d in stored.get("delays") or ()) or settings.retry_delays
+    if not stored.get("delays"):
+        # Settings.max_attempts may be lower than the delays allow (tests, an operator's choice): it still bounds.
+        delays = delays[:max(1, settings.max_attempts - 1)]
+    return RetrySchedule(delays, int(stored.get("max_age") or settings.retry_max_age))
+
+
+def save_retry_schedule(session: Session, delays_text: str, max_age_hours: str, by: str) -> RetrySchedule | None:
+    """Save the retry schedule from the form (both blank: back to the environment defaults); caller commits."""
+    from campaigns.config import ConfigError, parse_delays
+
+    delays_text, max_age_hours = (delays_text or "").strip(), (max_age_hours or "").strip()
+    if not delays_text and not max_age_hours:
+        set_value(session, RETRY, None, by)
+        return None
+    try:
+        delays = parse_delays(delays_text, "The retry delays")
+    except ConfigError as exc:
+        raise ValidationError(str(exc), field="delays") from None
+    if len(delays) > 20 or max(delays) > 7 * 86400:
+        raise ValidationError("At most 20 retries, each at most 7 days (604800 seconds) after the one before.",
+                              field="delays")
+    try:
+        hours = float(max_age_hours)
+    except ValueError:
+        raise ValidationError("Give the longest retry period in hours, e.g. 24.", field="max_age") from None
+    if not 0.1 <= hours <= 24 * 14:
+        raise ValidationError("The longest retry period must be between 0.1 hours and 14 days.", field="max_age")
+    schedule = RetrySchedule(delays, int(hours * 3600))
+    set_value(session, RETRY, {"delays": list(delays), "max_age": schedule.max_age}, by)
+    return schedule
 
 
 # ---------------------------------------------------------------- sender identities

@@ -89,7 +89,7 @@
     if (canvas("outcomes")) {
       const o = d.outcomes;
       const parts = [["Delivered", o.delivered, C.delivered], ["Bounced", o.bounced, C.bounce],
-                     ["Failed", o.failed, C.failed], ["Held", o.held, C.held], ["Skipped", o.skipped, C.skipped],
+                     ["Failed", o.failed, C.failed], ["Outcome unknown", o.unknown || 0, "#a78bfa"], ["Held", o.held, C.held], ["Skipped", o.skipped, C.skipped],
                      ["Waiting", o.waiting, C.waiting]].filter((p) => p[1] > 0);
       if (!parts.length) empty("outcomes", "Nothing sent yet.");
       else new Chart(canvas("outcomes"), {

