@@ -251,6 +251,9 @@ def test_the_wheel_installs_and_runs_a_send(installed, database, redis_server, s
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    # Nothing was written next to the installed code: keys, uploads and the rest went to RAPPORT_INSTANCE.
+    site_packages = next(bin_dir.parent.glob("lib/python*/site-packages"))
+    assert not (site_packages / "instance").exists() and (instance / "dkim").is_dir()
     combined = web_log.read_text() + worker_log.read_text()
     assert "Traceback" not in combined and "TemplateNotFound" not in combined, combined[-5000:]
     assert f'"GET /admin/campaigns/{campaign_id} HTTP/1.1" 200' in web_log.read_text()   # the access log
