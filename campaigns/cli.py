@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import select
@@ -192,7 +193,7 @@ def web(gunicorn_args: list[str]) -> None:
                               *gunicorn_args, "campaigns.app:create_app()"])
 
 
-def check_config(env: os._Environ | dict[str, str]) -> int:
+def check_config(env: Mapping[str, str]) -> int:
     """Print whether the environment is fit for production; 1 when it is not."""
     problems = unsafe_settings(env)
     for problem in problems:

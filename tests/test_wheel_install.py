@@ -231,6 +231,11 @@ def test_the_wheel_installs_and_runs_a_send(installed, database, redis_server, s
         message = smtp_sink.outbox.get(entries[0].key)
         assert message.raw.startswith(b"DKIM-Signature:") or b"\nDKIM-Signature:" in message.raw
         assert "https://mail.example.com/" in (message.html or "") and "Example Ltd, 1 High St" in (message.html or "")
+        # A recipient's page from the mail itself: the sealed link opens (public templates, the same secret key).
+        unsubscribe = dict(message.headers)["List-Unsubscribe"]
+        (link,) = re.findall(r"<https://mail\.example\.com(/[^>]+)>", unsubscribe)
+        status, headers, html = browser.get(link)
+        assert status == 200 and headers["content-type"].startswith("text/html") and "<form" in html
 
         def finished() -> bool:
             return json.loads(browser.get(f"/admin/campaigns/{campaign_id}/progress")[2]).get("status") == "finished"
@@ -246,6 +251,9 @@ def test_the_wheel_installs_and_runs_a_send(installed, database, redis_server, s
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    # Nothing was written next to the installed code: keys, uploads and the rest went to RAPPORT_INSTANCE.
+    site_packages = next(bin_dir.parent.glob("lib/python*/site-packages"))
+    assert not (site_packages / "instance").exists() and (instance / "dkim").is_dir()
     combined = web_log.read_text() + worker_log.read_text()
     assert "Traceback" not in combined and "TemplateNotFound" not in combined, combined[-5000:]
     assert f'"GET /admin/campaigns/{campaign_id} HTTP/1.1" 200' in web_log.read_text()   # the access log
