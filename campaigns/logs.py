@@ -14,6 +14,7 @@ import datetime as dt
 import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -92,15 +93,20 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def _handler(log_format: str) -> logging.Handler:
+    handler = _StderrHandler()
+    handler.rapport = True  # type: ignore[attr-defined]
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    return handler
+
+
 def configure(settings: Settings) -> logging.Handler:
     """Install Rapport's one log handler on the root logger (replacing an earlier one) and the Sentry hook."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "rapport", False)]:
         root.removeHandler(old)
-    handler = _StderrHandler()
-    handler.rapport = True  # type: ignore[attr-defined]
-    handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
+    handler = _handler(settings.log_format)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
     if settings.sentry_dsn:
@@ -117,6 +123,28 @@ def _sentry(settings: Settings) -> None:
         return
     # Flask and RQ integrations switch themselves on when those packages are importable.
     sentry_sdk.init(dsn=settings.sentry_dsn, send_default_pii=False)
+
+
+def handler_from_env() -> logging.Handler:
+    """Rapport's handler in the LOG_FORMAT of the environment (a factory for logging.config.dictConfig)."""
+    return _handler("json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text")
+
+
+def gunicorn_logconfig() -> dict[str, Any]:
+    """A gunicorn `logconfig_dict`: gunicorn's error and access lines go through Rapport's handler and format.
+
+    The master process logs before any app exists; the app factory later replaces the handler with an equal one.
+    """
+    level = os.environ.get("LOG_LEVEL", "").strip().upper() or "INFO"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": level, "handlers": ["rapport"]},
+        "loggers": {"gunicorn.error": {"level": level, "handlers": [], "propagate": True},
+                    "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True}},
+        "handlers": {"rapport": {"()": "campaigns.logs.handler_from_env"}},
+        "formatters": {},
+    }
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import login_required
 
 from campaigns.admin import bp, editor_required
+from campaigns.admin.audit import Action, audit
 from campaigns.app import db, rt
 from campaigns.errors import NotFound, RapportError
 from campaigns.models import SignupForm
@@ -87,6 +88,7 @@ def signup_form_export(form_id: int) -> Response:
     form = _form_or_404(form_id)
     filename = "".join(ch if ch.isalnum() else "-" for ch in form.name.lower())[:60] or "signup-form"
     form_id = form.id
+    audit(Action.SIGNUP_CONSENT_EXPORT, f"signup form {form_id}", form.name)
     db().rollback()   # let go of the request's (write-locking on SQLite) transaction before a long download
     session = rt().read_session_factory()
 

@@ -8,6 +8,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import login_required
 
 from campaigns.admin import bp, editor_required
+from campaigns.admin.audit import Action, audit
 from campaigns.app import db, rt
 from campaigns.errors import NotFound, RapportError
 from campaigns.services import surveys as survey_service
@@ -81,6 +82,7 @@ def survey_results(survey_id: int):  # noqa: ANN201
 def survey_export(survey_id: int) -> Response:
     survey = _survey_or_404(survey_id)
     filename = "".join(ch if ch.isalnum() else "-" for ch in survey.name.lower())[:60] or "survey"
+    audit(Action.SURVEY_ANSWERS_EXPORT, f"survey {survey.id}", survey.name)
     session = rt().read_session_factory()   # its own session: the request's is closed when the view returns
 
     def generate():  # noqa: ANN202

@@ -42,6 +42,8 @@ class Action(StrEnum):
     CONTACT_GDPR_EXPORT = "contact.gdpr_export"
     CONTACT_ERASE = "contact.erase"
     IMPORT_START = "import.start"
+    SIGNUP_CONSENT_EXPORT = "signups.consent_export"
+    SURVEY_ANSWERS_EXPORT = "survey.answers_export"
 
 
 def record(session: Session, actor: str, action: Action | str, target: str = "", detail: str = "",

@@ -79,3 +79,15 @@ def test_system_page_shows_workers_and_problems(admin, runtime) -> None:  # noqa
         assert "w-on-page" in page and "no worker is alive" not in page
     finally:
         worker.register_death()
+
+
+def test_survey_answer_export_is_recorded(admin, db_session) -> None:  # noqa: ANN001, F811
+    r = post(admin, "/admin/surveys/new", {"name": "Spring check-in", "q0_prompt": "Happy?", "q0_kind": "yes_no"})
+    assert r.status_code == 302
+    survey_id = int(r.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    export = admin.get(f"/admin/surveys/{survey_id}/answers.csv")
+    assert export.status_code == 200
+    export.close()
+    rows = entries(db_session)
+    assert [(e.action, e.target, e.detail) for e in rows] == [
+        ("survey.answers_export", f"survey {survey_id}", "Spring check-in")]

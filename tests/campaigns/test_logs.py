@@ -90,3 +90,37 @@ def test_the_web_app_configures_logging(settings, capsys, restore_logging) -> No
 def test_sentry_dsn_without_sentry_sdk_is_a_warning(settings, capsys, restore_logging) -> None:  # noqa: ANN001
     logs.configure(settings.with_overrides({"sentry_dsn": "https://key@sentry.example/1"}))
     assert "sentry-sdk is not installed" in capsys.readouterr().err
+
+
+def test_gunicorn_lines_and_app_lines_share_one_json_format(runtime, tmp_path: Path) -> None:  # noqa: ANN001
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("from campaigns.logs import gunicorn_logconfig\nlogconfig_dict = gunicorn_logconfig()\n")
+    env = dict(worker_env(runtime.settings), LOG_FORMAT="json")
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(conf), "-w", "1", "-b", f"127.0.0.1:{port}",
+                             "wsgi:app"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:         # wait for gunicorn to boot
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    lines = [json.loads(line) for line in (out + err).splitlines() if line.strip()]    # every line is JSON
+    loggers = {line["logger"] for line in lines}
+    assert {"gunicorn.error", "gunicorn.access"} <= loggers
+    access = [line for line in lines if line["logger"] == "gunicorn.access"]
+    assert any("GET /healthz" in line["message"] for line in access)
+    assert any("Booting worker" in line["message"] for line in lines)

@@ -13,6 +13,7 @@ from campaigns.app import create_app
 from campaigns.cli import migrate
 from campaigns.config import Settings
 from campaigns.services import health, sending
+from tests.campaigns.test_delivery import scripted  # noqa: F401  (the fixture)
 
 
 def closed_port() -> int:
@@ -166,3 +167,20 @@ def test_probes_need_no_login(client, path: str) -> None:  # noqa: ANN001
     r = client.get(path)
     assert r.status_code == 200
     assert "Set-Cookie" not in r.headers
+
+
+def test_metrics_count_failed_and_deferred_sends(client, runtime, db_session, make_contacts, make_campaign,  # noqa: ANN001
+                                                 scripted, run_worker) -> None:  # noqa: F811
+    topic, contacts = make_contacts(4)
+    scripted.replies[contacts[0].email] = "550 5.1.1 No such user here"
+    scripted.replies[contacts[1].email] = "451 4.7.1 Greylisted, try again later"
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    got = scrape(client)
+
+    def count(outcome: str) -> float:
+        return got.get(("rapport_messages_total", (("kind", "nurture"), ("outcome", outcome), ("relay", "default"))), 0)
+
+    assert len(scripted.received) == 2                     # what the relay accepted
+    assert (count("sent"), count("failed"), count("deferred")) == (2, 1, 1)
