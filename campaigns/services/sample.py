@@ -6,6 +6,7 @@ it in both parts of the message, cannot be sent: the composer lists the problem,
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,12 +41,16 @@ class SampleAttachments:
     pool_name: str = ""          # "" when the campaign draws from no pool
     survey_name: str = ""        # "" when it carries no survey
     survey_prefix: str = ""      # every survey link starts with this
+    pool_expired_on: dt.date | None = None
 
     def problems(self, rendered: Rendered, *, own_text: bool = False) -> list[str]:
         """What the rendered sample fails to show of the attachments, each naming the fix."""
         parts = (("HTML", rendered.html, "the content"),
                  ("plain-text", rendered.text, "the plain-text part" if own_text else "the content"))
         out = []
+        if self.pool_expired_on is not None:
+            out.append(f"the codes of the coupon pool “{self.pool_name}” expired on {self.pool_expired_on}: choose "
+                       "another pool, or give this one a later “valid until” on its page")
         if self.pool_name:
             coupon = self.extras["coupon"]
             for label, body, where in parts:
@@ -72,6 +77,7 @@ def attachments(session: Session | None, coupon_pool_id: int | None, survey_id: 
     out = SampleAttachments(extras={"coupon": coupon_service.sample_vars(pool)})
     if pool is not None:
         out.pool_name = pool.name
+        out.pool_expired_on = pool.expires_on if pool.expired else None
     survey = session.get(Survey, survey_id) if session is not None and survey_id else None
     links = survey_service.SurveyLinks.for_campaign(session, Campaign(survey_id=survey_id), base_url=base_url,
                                                     tokens=tokens or _probe_tokens()) if survey is not None else None

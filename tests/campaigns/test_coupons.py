@@ -167,7 +167,13 @@ def test_an_expired_pool_pauses_the_campaign(runtime, db_session, make_contacts,
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
     pool.expires_on = dt.date.today() - dt.timedelta(days=1)      # it expired after the campaign was written
     db_session.commit()
+    with pytest.raises(ValidationError, match="expired on .*: choose another pool"):
+        sending.start(db_session, runtime, campaign)               # refused before sending, naming the fix
+    pool.expires_on = dt.date.today()
+    db_session.commit()
     sending.start(db_session, runtime, campaign)
+    pool.expires_on = dt.date.today() - dt.timedelta(days=1)      # and if it expires while the campaign runs
+    db_session.commit()
     run_worker()
     assert outbox.count() == 0
     fresh(db_session)

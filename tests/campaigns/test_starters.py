@@ -177,3 +177,21 @@ def test_a_template_that_fails_for_the_sample_contact_cannot_be_sent(
     assert "fails for a sample contact" in r.get_data(as_text=True)
     assert fresh(db_session).get(Campaign, campaign_id).status == CampaignStatus.DRAFT
     assert outbox.count() == 0
+
+
+def test_a_pool_that_has_expired_is_named_in_the_composer_and_refuses_the_send(
+        editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+    topic, _ = make_contacts(1)
+    pool = make_pool(db_session)
+    campaign_id, _page = save(editor, composer_form(editor, campaign_service.starter("coupon"), topic.id,
+                                                    coupon_pool_id=str(pool.id)))
+    pool.expires_on = dt.date.today() - dt.timedelta(days=2)
+    db_session.commit()
+    data = composer_form(editor, campaign_service.starter("coupon"), topic.id, coupon_pool_id=str(pool.id))
+    messages = [e["message"] for e in editor.post("/admin/campaigns/preview", data=data).get_json()["errors"]]
+    assert messages == [f"the codes of the coupon pool “Autumn thank-you” expired on {pool.expires_on}: choose "
+                        "another pool, or give this one a later “valid until” on its page"]
+    r = editor.post(f"/admin/campaigns/{campaign_id}/send",
+                    data={"csrf_token": csrf(editor, f"/admin/campaigns/{campaign_id}")}, follow_redirects=True)
+    assert "choose another pool" in html.unescape(r.get_data(as_text=True))
+    assert fresh(db_session).get(Campaign, campaign_id).status == CampaignStatus.DRAFT and outbox.count() == 0
