@@ -168,8 +168,8 @@ _PG_EXTRA = {
     "topics": "(SELECT string_agg(t.name, ', ' ORDER BY t.name) FROM subscription s JOIN topic t ON t.id = s.topic_id "
               "WHERE s.contact_id = contact.id AND s.subscribed)",
     "attributes": "(SELECT string_agg(a.key || '=' || a.value, '; ' ORDER BY a.key) "
-                  "FROM json_each_text(CASE WHEN json_typeof(contact.attributes::json) = 'object' "
-                  "THEN contact.attributes::json ELSE '{}'::json END) a)",
+                  "FROM jsonb_each_text(CASE WHEN jsonb_typeof(contact.attributes) = 'object' "
+                  "THEN contact.attributes ELSE '{}'::jsonb END) a)",
 }
 # SQLite 3.40 has no ORDER BY inside group_concat: items come joined by a unit separator and are sorted in Python.
 _SEP = "\x1f"
