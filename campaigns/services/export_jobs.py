@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STATE = "rapport:export:{}"
+RECENT = "rapport:exports"          # sorted set: export id -> time requested
 PAGE = 5000
 PROGRESS_EVERY = 0.5        # seconds between progress updates in Redis
 HEADER = [*CSV_FIELDS, "interests", "topics", "attributes"]
@@ -70,6 +71,7 @@ def start(rt: Runtime, session: Session, *, status: str = "", topic_id: int | No
              "segment_id": segment_id, "gzip": gzipped, "requested_by": requested_by, "requested_at": time.time(),
              "error": ""}
     _save(rt, state)
+    rt.redis.zadd(RECENT, {export_id: state["requested_at"]})
     rt.queue.enqueue("campaigns.jobs_admin.export_contacts", export_id, job_timeout=3600)
     return export_id
 
@@ -176,8 +178,8 @@ _PG_EXTRA = {
     "topics": "(SELECT string_agg(t.name, ', ' ORDER BY t.name) FROM subscription s JOIN topic t ON t.id = s.topic_id "
               "WHERE s.contact_id = contact.id AND s.subscribed)",
     "attributes": "(SELECT string_agg(a.key || '=' || a.value, '; ' ORDER BY a.key) "
-                  "FROM json_each_text(CASE WHEN json_typeof(contact.attributes::json) = 'object' "
-                  "THEN contact.attributes::json ELSE '{}'::json END) a)",
+                  "FROM jsonb_each_text(CASE WHEN jsonb_typeof(contact.attributes) = 'object' "
+                  "THEN contact.attributes ELSE '{}'::jsonb END) a)",
 }
 # SQLite 3.40 has no ORDER BY inside group_concat: items come joined by a unit separator and are sorted in Python.
 _SEP = "\x1f"
@@ -268,10 +270,9 @@ def cleanup(rt: Runtime, now: float | None = None) -> int:
 
 
 def states(rt: Runtime, limit: int = 20) -> Iterator[dict[str, Any]]:
-    """Recent exports, newest first (for the export page)."""
-    found = []
-    for key in rt.redis.scan_iter(STATE.format("*"), count=500):
-        raw = rt.redis.get(key)
+    """Recent exports, newest first (for the export page); forgets those whose record has expired."""
+    rt.redis.zremrangebyscore(RECENT, 0, time.time() - rt.settings.export_keep_hours * 3600)
+    for export_id in rt.redis.zrevrange(RECENT, 0, limit - 1):
+        raw = rt.redis.get(STATE.format(export_id.decode()))
         if raw:
-            found.append(json.loads(raw))
-    yield from sorted(found, key=lambda s: -s["requested_at"])[:limit]
+            yield json.loads(raw)
