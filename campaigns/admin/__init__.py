@@ -177,14 +177,23 @@ def _outbox() -> Outbox:
 @bp.get("/outbox")
 @login_required
 def outbox():  # noqa: ANN201
+    from campaigns.services import outbox_search
+
     box = _outbox()
     before = request.args.get("before") or None
+    query = outbox_search.OutboxQuery.from_args(request.args)
+    names = outbox_search.campaign_names(db())
     try:
-        entries = box.list(limit=50, before=before)
+        if query.active:
+            entries, more = box.search(outbox_search.matcher(query, names), limit=50, before=before)
+        else:
+            entries = box.list(limit=50, before=before)
+            more = entries[-1].key if len(entries) == 50 else None
     except (KeyError, ValueError):
         abort(404)
-    return render_template("admin/outbox.html", entries=entries, count=box.count(),
-                           capture=rt().settings.uses_capture)
+    return render_template("admin/outbox.html", entries=entries, count=box.count(), more=more, query=query,
+                           kinds=outbox_search.KINDS, campaigns=names, campaign_of=outbox_search.campaign_of,
+                           test_prefix=outbox_search.TEST_PREFIX, capture=rt().settings.uses_capture)
 
 
 @bp.get("/outbox/<key>")

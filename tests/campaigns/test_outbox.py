@@ -93,3 +93,35 @@ def test_web_version_links_in_a_message_lead_to_the_admin_copy() -> None:
     out = without_tracking(html, BASE, tokens, lambda s, link: "never", lambda t: f"/admin/outbox/web/{t}")
     assert '<a href="/admin/outbox/web/WEBTOKEN">' in out and f'src="{BLANK_PIXEL}"' in out
     assert f'href="{BASE}/u/y"' in out and 'href="#"' in out
+
+
+def test_outbox_search_finds_recipients_subjects_campaigns_and_test_sends(  # noqa: ANN001
+        runtime, logged_in, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: F811
+    topic, contacts = make_contacts(3)
+    campaign = make_campaign([topic])
+    campaign.name = "Autumn news"
+    db_session.commit()
+    delivery.send_test(runtime, db_session, campaign, ["tester@example.com"], as_contact=contacts[0])
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    other = make_campaign([topic], subject="Winter sale")
+    other.name = "Winter"
+    db_session.commit()
+    sending.start(db_session, runtime, other)
+    run_worker()
+
+    def rows(**args) -> list[str]:  # noqa: ANN003
+        page = logged_in.get("/admin/outbox", query_string=args).get_data(as_text=True)
+        return re.findall(r"<tr><td>\d{4}-.*?</tr>", page, re.S)
+
+    assert len(rows()) == 7
+    (test,) = rows(kind="test")                     # after the real send the test is still one click away
+    assert "tester@example.com" in test and "badge warn" in test and "Autumn news" in test
+    assert len(rows(q=contacts[1].email.upper())) == 2
+    assert len(rows(q="winter")) == 3              # the subject (and the campaign's name)
+    assert len(rows(q="autumn")) == 4              # by campaign name: three recipients and the test
+    assert len(rows(campaign=str(other.id))) == 3
+    assert len(rows(campaign=str(campaign.id), kind="campaign")) == 3
+    assert rows(q="nobody-at-all") == [] and "No message matches." in logged_in.get(
+        "/admin/outbox?q=nobody-at-all").get_data(as_text=True)
+    assert logged_in.get("/admin/outbox?before=../etc").status_code == 404
