@@ -9,6 +9,7 @@ import sys
 from rq import SimpleWorker, Worker
 
 from campaigns.config import from_env
+from campaigns.logs import quiet_job_logs
 from campaigns.runtime import Runtime, install
 from campaigns.scheduler import Ticker
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not run the periodic-task ticker in this worker (campaigns.scheduler)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_job_logs()    # RQ's lines per job (three per send batch) only at DEBUG
     rt = install(Runtime(from_env()))
     # In-process by default: the SMTP pool, the DKIM key and compiled campaigns stay warm across batch jobs.
     worker_class = Worker if args.fork else SimpleWorker

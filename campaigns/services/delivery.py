@@ -240,7 +240,7 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
     finally:
         delivery.close()
     _finish_batch(rt, campaign_id, lo, hi, result, mailer)
-    logger.info("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)
+    logger.debug("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)   # one per batch: DEBUG
     return result
 
 
