@@ -90,7 +90,7 @@ def run_import(session: Session, redis: Redis, instance_path: Path, import_id: s
                 except csv.Error as exc:
                     counts.read += 1
                     counts.failed += 1
-                    report.add([], f"unreadable line: {exc}")
+                    report.add(getattr(exc, "row", []), f"unreadable line: {exc}")
                     continue
                 if not "".join(row).strip():
                     continue                    # blank lines are not rows
