@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         parser.exit(2, f"rapport-worker: {exc}\n")
     logs.configure(settings)
+    logs.quiet_job_logs()    # RQ's lines per job (three per send batch) only at DEBUG
     rt = install(Runtime(settings))
     # In-process by default: the SMTP pool, the DKIM key and compiled campaigns stay warm across batch jobs.
     worker_class = logs.worker_class(fork=args.fork)

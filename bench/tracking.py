@@ -1,6 +1,8 @@
 """Tracking endpoints under load: open pixel and click redirect vs a bare Flask 204, on gunicorn with 2 workers.
 
-Run: .venv/bin/python bench/tracking.py [SECONDS_PER_PHASE]      (needs wrk: apt-get install wrk)
+Run: .venv/bin/python bench/tracking.py [SECONDS_PER_PHASE]
+     Uses wrk, installing Debian's package when missing (as bench/send_throughput.py installs Postfix); where
+     that is impossible (not root, no network) it falls back to bench/loadgen.py, a Python load generator.
      BENCH_GUNICORN_OPTS="" for sync workers (default: --worker-class gthread --threads 4)
 
 Sets up a throw-away instance (SQLite + embedded Redis; BENCH_DATABASE_URL names a PostgreSQL server to create a
@@ -24,11 +26,13 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -109,7 +113,35 @@ def _setup(env: dict[str, str]) -> tuple[list[str], list[str]]:
     return opens, clicks
 
 
+def ensure_wrk() -> str | None:
+    """Path of wrk, installing Debian's package when missing; None when it cannot be installed."""
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("installing Debian's wrk …", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    for cmd in (["apt-get", "install", "-y", "-qq", "wrk"], ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "wrk"]):
+        try:
+            done = subprocess.run([*sudo, *cmd], env=env, capture_output=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired):
+            break
+        if done.returncode == 0 and shutil.which("wrk"):
+            return shutil.which("wrk")
+    print("wrk could not be installed; using the Python load generator (bench/loadgen.py) instead — its figures "
+          "are not comparable with wrk's", flush=True)
+    return None
+
+
+WRK = {"path": None, "checked": False}
+
+
 def _wrk(url: str, paths: list[str] | None, seconds: int, workdir: Path, during=None) -> dict:  # noqa: ANN001
+    if not WRK["checked"]:
+        WRK["path"], WRK["checked"] = ensure_wrk(), True
+    if WRK["path"] is None:
+        return _python_load(url, paths, seconds, during)
     env = dict(os.environ)
     cmd = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
     if paths:
@@ -129,6 +161,20 @@ def _wrk(url: str, paths: list[str] | None, seconds: int, workdir: Path, during=
     return {"requests": total, "ok": total - (int(bad.group(1)) if bad else 0),
             "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p99": p99.group(1) if p99 else "?", "errors": errors.group(1) if errors else ""}
+
+
+def _python_load(url: str, paths: list[str] | None, seconds: int, during) -> dict:  # noqa: ANN001
+    """The same phase driven by bench/loadgen.py (32 connections), during() called half-way as with wrk."""
+    from bench import loadgen
+
+    timer = threading.Timer(seconds / 2, during) if during is not None else None
+    if timer is not None:
+        timer.start()
+    try:
+        return loadgen.run(url, paths, seconds, headers={"User-Agent": AGENT})
+    finally:
+        if timer is not None:
+            timer.join()
 
 
 def _exact(port: int, paths: list[str], during) -> dict:  # noqa: ANN001
@@ -283,7 +329,8 @@ def _run(argv: list[str], db_url: str) -> int:
             with contextlib.suppress(Exception):   # the server closes the connection as it stops
                 redis_server.shutdown(save=False)
     rows = [("bare 204", bare), ("open pixel", opened), ("click redirect", clicked)]
-    print(f"gunicorn -w 2 {' '.join(GUNICORN_OPTS)}; wrk -t2 -c32; {ROUNDS} interleaved rounds of {seconds}s each")
+    tool = "wrk -t2 -c32" if WRK["path"] else "bench/loadgen.py (Python, 32 connections; wrk was not available)"
+    print(f"gunicorn -w 2 {' '.join(GUNICORN_OPTS)}; {tool}; {ROUNDS} interleaved rounds of {seconds}s each")
     print(f"{'endpoint':<16}{'requests':>10}{'2xx/3xx':>10}{'median/s':>10}{'p99':>10}  rounds req/s")
     for name, r in rows:
         print(f"{name:<16}{r['requests']:>10}{r['ok']:>10}{r['rps']:>10.0f}{r['p99']:>10}  {r['all_rps']}")

@@ -138,6 +138,15 @@ def demo(settings: Settings, port: int) -> int:
         subprocess.Popen([sys.executable, "-m", "flask", "--app", "campaigns.app:create_app()", "run",
                           "--host", "127.0.0.1", "--port", str(port), "--no-reload"], env=env),
     ]
+    print("  Starting the web server and the worker…", flush=True)
+    if not _wait_until_answering(f"http://127.0.0.1:{port}/admin/login", children):
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        if capture:
+            capture.stop()
+        print("  Rapport did not start: see the messages above.", file=sys.stderr)
+        return 1
     print(
         "\n  Rapport is running.\n"
         f"  Admin:  {settings.base_url}/admin\n"
@@ -205,6 +214,25 @@ def check_config(env: Mapping[str, str]) -> int:
 
 # Commands that run the product for real: they refuse an unsafe configuration (campaigns.config.load_settings).
 GUARDED = frozenset({"init", "web"})
+
+
+def _wait_until_answering(url: str, children: list[subprocess.Popen], timeout: float = 120.0) -> bool:
+    """Poll url until it answers (any HTTP status); False when a child process exits first or time runs out."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True      # an error page is an answer too: the server is up
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

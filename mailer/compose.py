@@ -10,6 +10,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html import escape as html_escape
 from html import unescape as html_unescape
 from html.parser import HTMLParser
@@ -27,7 +28,7 @@ from mailer.message import encode_part, qp_part
 from mailer.personalize import html_env, text_env, wire_env
 from mailer.sandbox import LimitExceeded, render_budget
 from mailer.sourcemap import JINJA_TAG, error_line, mark_lines, source_line
-from mailer.tracking import distinct_links, rewrite_links, trackable
+from mailer.tracking import rewrite_links, trackable
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class CompiledCampaign:
     # The marketer's MJML and each template's source, to name the editor line of an error while rendering.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     html_lines: Mapping[int, int] = field(default_factory=dict, compare=False, repr=False)   # html line -> MJML
+    untracked: tuple[str, ...] = ()     # web links left as they are (the composer lists them with the tracked ones)
 
     def render_mime(self, context: Mapping[str, Any], click: Callable[[int], str],
                     open_url: str) -> tuple[str, bytes, bytes]:
@@ -440,10 +442,11 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
     source = _with_language(_with_footer(src.mjml, src.transactional), src.lang)
     html = _without_unasked_fonts(mjml_to_html(source), source)
     html = _collapse_spaces(_with_preheader(html, src.preheader))
-    links = distinct_links(html)
+    links = tracked_links(html)
+    untracked = _untracked_web_links(html)
     index = {url: i for i, url in enumerate(links)}
     html = rewrite_links(
-        html, lambda url: f"{{{{ _links[{index[html_unescape(url.strip())]}] }}}}" if trackable(url) else None
+        html, lambda url: f"{{{{ _links[{index[html_unescape(url.strip())]}] }}}}" if _tracked(url) else None
     )
     idx = html.lower().rfind("</body>")
     html = html[:idx] + _OPEN_PIXEL + html[idx:] if idx >= 0 else html + _OPEN_PIXEL
@@ -462,9 +465,77 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
             sources={"mjml": src.mjml, "html": html_source, "text": text_source, "text_body": src.text_body,
                      "html_wire": html_wire[1] if html_wire else "", "text_wire": text_wire[1] if text_wire else ""},
             html_lines=html_lines,
+            untracked=tuple(untracked),
         )
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message, exc.lineno) from None
+
+
+# A personalised link is tracked when its scheme and host are plain text: template code only from the path on,
+# so no value can change which site the click goes to.
+_FIXED_SITE = re.compile(r"\s*https?://[^/?#{}%\s]+[/?#]", re.IGNORECASE)
+
+
+def is_personalised(url: str) -> bool:
+    """Whether a link contains template code (rendered per recipient)."""
+    return "{{" in url or "{%" in url
+
+
+def personalised_link(url: str) -> bool:
+    """A link with template code after a fixed http(s) site: stored as its template, rendered per click."""
+    return is_personalised(url) and bool(_FIXED_SITE.match(url))
+
+
+def _tracked(url: str) -> bool:
+    return trackable(url) or personalised_link(url)
+
+
+def tracked_links(html: str) -> list[str]:
+    """The links of html that get tracked (entity-decoded, first-seen order, each once): static http(s) links and
+    personalised links on a fixed site. Links made entirely by template code (unsubscribe_url, survey_url())
+    are left as they are."""
+    seen: dict[str, None] = {}
+
+    def collect(url: str) -> None:
+        if _tracked(url):
+            seen.setdefault(html_unescape(url.strip()), None)
+
+    rewrite_links(html, collect)
+    return list(seen)
+
+
+def _untracked_web_links(html: str) -> list[str]:
+    """http(s) links and template-made links that are not tracked, each once (mailto:, tel: and anchors aside)."""
+    seen: dict[str, None] = {}
+
+    def collect(url: str) -> None:
+        url = html_unescape(url.strip())
+        if not _tracked(url) and (url.lower().startswith(("http://", "https://")) or url.startswith(("{{", "{%"))):
+            seen.setdefault(url, None)
+
+    rewrite_links(html, collect)
+    return list(seen)
+
+
+@lru_cache(maxsize=256)
+def _link_template(source: str) -> Template:
+    return text_env().from_string(source)
+
+
+def render_link(source: str, context: Mapping[str, Any]) -> str:
+    """A personalised link's URL for one recipient, as a browser would follow it from the mail."""
+    try:
+        template = _link_template(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(exc.message) from None
+    with render_budget():
+        try:
+            return template.render(context).strip()
+        except SecurityError as exc:        # LimitExceeded too
+            raise TemplateError(f"link: {exc}") from None
+        except (JinjaTemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError,
+                RecursionError) as exc:
+            raise TemplateError(f"link: {exc}") from None
 
 
 def _wire_template(source: str, *, html: bool) -> tuple[Template, str] | None:

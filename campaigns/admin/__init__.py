@@ -12,7 +12,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
 from campaigns.app import db, rt
-from campaigns.errors import ValidationError
+from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AdminRole, CampaignStatus, Topic
 from campaigns.services import accounts
 from mailer.capture import Outbox
@@ -198,14 +198,23 @@ def _outbox() -> Outbox:
 @bp.get("/outbox")
 @login_required
 def outbox():  # noqa: ANN201
+    from campaigns.services import outbox_search
+
     box = _outbox()
     before = request.args.get("before") or None
+    query = outbox_search.OutboxQuery.from_args(request.args)
+    names = outbox_search.campaign_names(db())
     try:
-        entries = box.list(limit=50, before=before)
+        if query.active:
+            entries, more = box.search(outbox_search.matcher(query, names), limit=50, before=before)
+        else:
+            entries = box.list(limit=50, before=before)
+            more = entries[-1].key if len(entries) == 50 else None
     except (KeyError, ValueError):
         abort(404)
-    return render_template("admin/outbox.html", entries=entries, count=box.count(),
-                           capture=rt().settings.uses_capture)
+    return render_template("admin/outbox.html", entries=entries, count=box.count(), more=more, query=query,
+                           kinds=outbox_search.KINDS, campaigns=names, campaign_of=outbox_search.campaign_of,
+                           test_prefix=outbox_search.TEST_PREFIX, capture=rt().settings.uses_capture)
 
 
 @bp.get("/outbox/<key>")
@@ -225,8 +234,34 @@ def outbox_body(key: str) -> Response:
         message = _outbox().get(key)
     except KeyError:
         abort(404)
-    body = message.html or f"<pre>{_escape(message.text or '')}</pre>"
+    body = _untracked(message.html) if message.html else f"<pre>{_escape(message.text or '')}</pre>"
     return Response(body, mimetype="text/html", headers={"Content-Security-Policy": PREVIEW_CSP})
+
+
+@bp.get("/outbox/web/<token>")
+@login_required
+def outbox_web(token: str) -> Response:
+    """A message's web version as the admin sees it: like /m/<token>, but nothing it does is tracked."""
+    from campaigns.services import digest as digest_service
+    from mailer.tracking import MAX_TOKEN_LENGTH, InvalidToken, Purpose
+
+    try:
+        (send_id,) = rt().tokens.open(Purpose.WEB, token[:MAX_TOKEN_LENGTH + 1])
+        html = digest_service.web_version(rt(), db(), send_id)
+    except (InvalidToken, NotFound):
+        abort(404)
+    return Response(_untracked(html), mimetype="text/html", headers={"Content-Security-Policy": PREVIEW_CSP})
+
+
+def _untracked(html: str) -> str:
+    """Message HTML whose open pixel, click links and web-version links record nothing when the admin views it."""
+    from campaigns.services import click_targets, inspection
+
+    runtime = rt()
+    return inspection.without_tracking(
+        html, runtime.settings.base_url, runtime.tokens,
+        lambda send_id, link_id: click_targets.link_target(runtime, db(), send_id, link_id),
+        lambda token: url_for("admin.outbox_web", token=token))
 
 
 def _escape(text: str) -> str:

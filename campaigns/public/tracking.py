@@ -16,11 +16,12 @@ from typing import Any
 from flask import Flask, Response, abort, redirect, request
 from werkzeug.urls import iri_to_uri
 
-from campaigns.app import rt, runtime_of
+from campaigns.app import db, rt, runtime_of
 from campaigns.errors import NotFound
 from campaigns.public import SECURITY_HEADERS, bp, open_token
 from campaigns.runtime import Runtime
-from campaigns.services import feedback, hits
+from campaigns.services import click_targets, feedback, hits
+from mailer.compose import is_personalised
 from mailer.tracking import MAX_TOKEN_LENGTH, InvalidToken, Purpose
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -52,10 +53,13 @@ def open_pixel(token: str) -> Response:
 
 @bp.route("/c/<token>", methods=["GET", "HEAD"])
 def click(token: str) -> Response:
-    """Redirect to the campaign's stored URL for this link; nothing in the request can choose the target."""
+    """Redirect to the campaign's stored URL for this link (a personalised one rendered for the send); nothing in
+    the request can choose the target."""
     send_id, link_id = open_token(Purpose.CLICK, token)
     try:
         url = feedback.click_target(rt().engine, link_id)
+        if is_personalised(url):   # rendered again from what the send had (services.click_targets)
+            url = click_targets.link_target(rt(), db(), send_id, link_id)
     except NotFound:
         abort(404)
     if send_id:   # HEAD is recorded too, flagged as a machine by the writer
@@ -100,6 +104,8 @@ class TrackingFastPath:
                 url = feedback.click_target(runtime.engine, link_id)
             except (InvalidToken, NotFound):
                 return self.wsgi_app(environ, start_response)   # Flask renders the friendly 404
+            if is_personalised(url):
+                return self.wsgi_app(environ, start_response)   # needs the send's data: the Flask view renders it
             if send_id:
                 _push(runtime, "click", send_id, link_id, ua, ip, method == "HEAD")
             start_response("302 Found", [("Location", iri_to_uri(url)), *self.redirect_headers])

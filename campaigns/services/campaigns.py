@@ -21,7 +21,14 @@ from campaigns.services import coupons as coupon_service
 from campaigns.services import sample
 from campaigns.services import surveys as survey_service
 from campaigns.services.contacts import normalize_email
-from mailer.compose import CampaignSource, CompiledCampaign, TemplateError, compile_campaign, valid_language
+from mailer.compose import (
+    CampaignSource,
+    CompiledCampaign,
+    TemplateError,
+    compile_campaign,
+    is_personalised,
+    valid_language,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -315,9 +322,28 @@ class Preview:
     text: str = ""
     subject: str = ""
     errors: list[dict[str, Any]] | None = None
+    links: list[dict[str, Any]] | None = None    # every web link: url, tracked, and why when not
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": not self.errors, "subject": self.subject, "text": self.text, "errors": self.errors or []}
+        return {"ok": not self.errors, "subject": self.subject, "text": self.text, "errors": self.errors or [],
+                "links": self.links or []}
+
+
+def link_report(result: CompiledCampaign) -> list[dict[str, Any]]:
+    """Which links of a compiled campaign are click-tracked, in the words the composer shows."""
+    out: list[dict[str, Any]] = [
+        {"url": url, "tracked": True,
+         "note": "tracked, personalised per recipient" if is_personalised(url) else "tracked"}
+        for url in result.links]
+    for url in result.untracked:
+        if url.startswith(("{{", "{%")):
+            note = "not tracked: the whole address comes from template code"
+        elif is_personalised(url):
+            note = "not tracked: template code in the site name (only the path and query may be personalised)"
+        else:
+            note = "not tracked"
+        out.append({"url": url, "tracked": False, "note": note})
+    return out
 
 
 def preview(source: CampaignSource, kind: str, sender: Mapping[str, str], contact_vars: Mapping[str, Any],
@@ -354,6 +380,7 @@ def preview(source: CampaignSource, kind: str, sender: Mapping[str, str], contac
     if found is not None:
         out.errors.extend({"line": None, "message": m} for m in found.problems(rendered,
                                                                               own_text=bool(source.text_body.strip())))
+    out.links = link_report(result)
     return out
 
 

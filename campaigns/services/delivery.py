@@ -221,7 +221,7 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
         # them (handed: unknown, the rest: queued again).
         sender.lessee.release(list(sender.holding), forget_handed=False)
     _finish_batch(rt, campaign_id, lo, hi, result, mailer)
-    logger.info("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)
+    logger.debug("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)   # one per batch: DEBUG
     return result
 
 

@@ -92,7 +92,7 @@ def run_import(session: Session, redis: Redis, storage: Storage | Path, import_i
                 except csv.Error as exc:
                     counts.read += 1
                     counts.failed += 1
-                    report.add([], f"unreadable line: {exc}")
+                    report.add(getattr(exc, "row", []), f"unreadable line: {exc}")
                     continue
                 if not "".join(row).strip():
                     continue                    # blank lines are not rows

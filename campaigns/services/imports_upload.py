@@ -11,6 +11,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import logging
 import threading
@@ -112,10 +113,103 @@ class _EncodingCheck:
         return "latin-1", "The file is not valid UTF-8; it was read as Latin-1 (ISO-8859-1). Check accented letters."
 
 
-def reader(fh: IO[str]) -> Iterator[list[str]]:
-    """A csv.reader that accepts cells up to MAX_CELL (longer rows then fail on their own)."""
-    csv.field_size_limit(MAX_CELL)
-    return csv.reader(fh)
+def _utf16(head: bytes) -> str:
+    """The UTF-16 codec for a file that starts with head, or "" when it is not UTF-16 (Excel's "Unicode text")."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"                      # the codec reads the byte-order mark and drops it
+    pairs = len(head) // 2
+    if pairs >= 4:
+        # ASCII-range text in UTF-16 has a zero in every other byte: which half tells the byte order.
+        odd_zeros = sum(1 for i in range(1, 2 * pairs, 2) if head[i] == 0)
+        even_zeros = sum(1 for i in range(0, 2 * pairs, 2) if head[i] == 0)
+        if odd_zeros > 0.6 * pairs and even_zeros < 0.1 * pairs:
+            return "utf-16-le"
+        if even_zeros > 0.6 * pairs and odd_zeros < 0.1 * pairs:
+            return "utf-16-be"
+    return ""
+
+
+def looks_binary(head: bytes) -> bool:
+    """Whether the first block of an upload is not text at all (a spreadsheet, a PDF, an image), as opposed to a
+    CSV with a stray NUL byte, which costs only its row."""
+    if _utf16(head):
+        return False
+    if head.startswith((b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0", b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
+        return True
+    return head.count(b"\x00") > max(1, len(head) // 100)
+
+
+# Excel writes ";" where the decimal separator is a comma (most of Europe), tab for "Unicode text".
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+def _delimiter(first_line: str) -> str:
+    """The separator the header line uses most (outside quotes); "," when it names a single column."""
+    counts = dict.fromkeys(_DELIMITERS, 0)
+    quoted = False
+    for ch in first_line:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(_DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+class BadRow(csv.Error):
+    """A row that cannot be imported as it is; row holds what could be read of it, for the error report."""
+
+    def __init__(self, message: str, row: list[str]) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+class _Lines:
+    """The file's lines for csv.reader, NUL bytes removed and the line noted, so its row can be refused."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.number = 0
+        self.nul_at: int | None = None
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.number += 1
+        if "\x00" in line:
+            self.nul_at = self.nul_at or self.number
+            line = line.replace("\x00", "")
+        return line
+
+
+class Rows:
+    """csv rows of an upload in its own dialect; a row with a NUL byte or an over-long cell raises csv.Error for
+    that row alone (iteration goes on with the next one), so one bad line never costs the whole file."""
+
+    def __init__(self, fh: IO[str]) -> None:
+        csv.field_size_limit(MAX_CELL)
+        first = fh.readline()
+        self.delimiter = _delimiter(first)
+        self._lines = _Lines(itertools.chain([first] if first else [], fh))
+        self._csv = csv.reader(self._lines, delimiter=self.delimiter)
+
+    def __iter__(self) -> Rows:
+        return self
+
+    def __next__(self) -> list[str]:
+        row = next(self._csv)        # csv.Error for an over-long cell: that row is dropped, the next one follows
+        if self._lines.nul_at is not None:
+            line, self._lines.nul_at = self._lines.nul_at, None
+            raise BadRow(f"line {line} contains a NUL byte (a damaged or binary line)", row)
+        return row
+
+
+def reader(fh: IO[str]) -> Rows:
+    """Rows of an uploaded CSV: its separator (",", ";", tab or "|") read from the header line, cells up to
+    MAX_CELL, bad rows raising csv.Error one at a time."""
+    return Rows(fh)
 
 
 def save_upload(redis: Redis, storage: Storage | Path, stream: IO[bytes], filename: str) -> Upload:
@@ -126,7 +220,7 @@ def save_upload(redis: Redis, storage: Storage | Path, stream: IO[bytes], filena
     size = 0
     check = _EncodingCheck()
     first = stream.read(BLOCK)
-    if b"\x00" in first[:8192]:
+    if looks_binary(first[:8192]):
         raise ValidationError("This is not a CSV file (it contains binary data). Export it as CSV first.",
                               field="file")
     if not first:
@@ -140,7 +234,8 @@ def save_upload(redis: Redis, storage: Storage | Path, stream: IO[bytes], filena
             block = stream.read(BLOCK)
         check.feed(b"", final=True)
     filename = Path(filename or "upload.csv").name[:150]
-    encoding, note = check.result
+    utf16 = _utf16(first)      # Excel's "Unicode text": by its byte-order mark or its zero bytes
+    encoding, note = (utf16, "") if utf16 else check.result
     try:
         upload = _preview(storage, key, import_id, filename, encoding, note)
     except ValidationError:
@@ -164,13 +259,19 @@ def _preview(storage: Storage, key: str, import_id: str, filename: str, encoding
             if len(header) > MAX_COLUMNS:
                 raise ValidationError(f"The first line has {len(header):,} columns; at most {MAX_COLUMNS} are "
                                       "supported. Is this the right file?", field="file")
-            rows = []
-            for row in rows_in:
-                rows.append([cell[:200] for cell in row[:MAX_COLUMNS]])
-                if len(rows) == PREVIEW_ROWS:
-                    break
         except csv.Error as exc:
             raise ValidationError(f"This file cannot be read as CSV: {exc}.", field="file") from None
+        rows: list[list[str]] = []
+        unreadable = 0
+        while len(rows) < PREVIEW_ROWS and unreadable < 100:
+            try:
+                row = next(rows_in)
+            except StopIteration:
+                break
+            except csv.Error:
+                unreadable += 1          # the import reports it with its reason; the preview shows the others
+                continue
+            rows.append([cell[:200] for cell in row[:MAX_COLUMNS]])
     header = [h.strip()[:200] for h in header]
     return Upload(import_id, filename, encoding, header, rows, [guess(h) for h in header], note)
 

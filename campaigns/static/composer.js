@@ -108,6 +108,29 @@
     editor.setAttribute("aria-invalid", errors.length ? "true" : "false");
   }
 
+  const linkList = document.getElementById("link-list");
+  function showLinks(links) {
+    if (!linkList) return;
+    if (!links.length) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "No web links.";
+      linkList.replaceChildren(li);
+      return;
+    }
+    linkList.replaceChildren(...links.map((l) => {
+      const li = document.createElement("li");
+      const badge = document.createElement("span");
+      badge.className = l.tracked ? "badge ok" : "badge warn";
+      badge.textContent = l.tracked ? "tracked" : "not tracked";
+      const url = document.createElement("code");
+      url.textContent = l.url;
+      li.append(badge, " ", url);
+      if (l.note && l.note !== "tracked") li.append(` — ${l.note.replace(/^(not )?tracked(: |, )?/, "")}`);
+      return li;
+    }));
+  }
+
   async function refresh() {
     if (controller) controller.abort();
     controller = new AbortController();
@@ -124,6 +147,7 @@
       }
       const p = await r.json();
       showProblems(p.errors);
+      if (p.url) showLinks(p.links || []);
       if (p.ok) status.textContent = "No problems found. Ready to send.";
       else status.textContent = p.errors.length === 1 ? "1 problem:" : `${p.errors.length} problems:`;
       if (p.url) {

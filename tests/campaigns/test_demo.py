@@ -47,9 +47,10 @@ def start_demo(instance: Path, port: int, smtp_port: int) -> subprocess.Popen:
             break
         if not line and proc.poll() is not None:
             pytest.fail("demo exited early:\n" + "".join(out))
-    while not port_open(port) and time.monotonic() < deadline:   # the web server binds after the banner
-        time.sleep(0.1)
     proc.banner = "".join(out)  # type: ignore[attr-defined]
+    # The banner comes once the server answers: the first request after it succeeds, no retrying.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login", timeout=10) as r:
+        assert r.status == 200
     return proc
 
 

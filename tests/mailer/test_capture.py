@@ -655,3 +655,22 @@ def test_main_reports_a_taken_port(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert b"Cannot listen" in result.stderr
+
+
+def test_search_filters_newest_first_pages_and_stops_at_the_scan_limit(outbox: Outbox) -> None:
+    for i in range(10):
+        outbox.store(SENDER, [f"r{i}@example.org"],
+                     f"Subject: {'even' if i % 2 == 0 else 'odd'} {i}\r\nFeedback-ID: {i % 3}:nurture:rapport\r\n"
+                     f"\r\nbody\r\n".encode())
+    even, more = outbox.search(lambda e: e.subject.startswith("even"), limit=3)
+    assert [e.subject for e in even] == ["even 8", "even 6", "even 4"] and more is not None
+    rest, more = outbox.search(lambda e: e.subject.startswith("even"), limit=3, before=more)
+    assert [e.subject for e in rest] == ["even 2", "even 0"] and more is None
+    assert [e.feedback_id for e in even] == ["2:nurture:rapport", "0:nurture:rapport", "1:nurture:rapport"]
+    # Only the newest `scan` messages are read; the key to continue from comes back.
+    found, more = outbox.search(lambda e: e.recipients == ("r0@example.org",), scan=4)
+    assert found == [] and more is not None
+    found, more = outbox.search(lambda e: e.recipients == ("r0@example.org",), before=more)
+    assert [e.subject for e in found] == ["even 0"] and more is None
+    with pytest.raises(ValueError):
+        outbox.search(lambda e: True, before="../x")
