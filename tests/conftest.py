@@ -254,3 +254,17 @@ def make_campaign(db_session):  # noqa: ANN001, ANN201
         return campaign
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_log_handler() -> Iterator[None]:
+    """A test that built a non-testing app installed Rapport's root log handler: take it away again, so later
+    tests (and pytest's own output) are not filled with INFO lines of the servers they start."""
+    import logging
+
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "rapport", False)]:
+        root.removeHandler(handler)
+    if root.level < logging.WARNING:
+        root.setLevel(logging.WARNING)
