@@ -66,7 +66,7 @@ def start(rt: Runtime, session: Session, *, status: str = "", topic_id: int | No
 
         segment = segments.get_segment(session, segment_id)
         segments.condition(session, segment.definition)     # refuse one that cannot be evaluated, now
-    export_id = secrets.token_urlsafe(12)
+    export_id = secrets.token_hex(12)   # a storage key segment: letters and digits only
     state = {"id": export_id, "state": "queued", "rows": 0, "status": status, "topic_id": topic_id,
              "segment_id": segment_id, "gzip": gzipped, "requested_by": requested_by, "requested_at": time.time(),
              "error": ""}

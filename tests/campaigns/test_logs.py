@@ -32,7 +32,9 @@ def test_worker_job_lines_carry_campaign_batch_and_job_id_as_json(runtime, db_se
     topic, _ = make_contacts(25)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
-    env = dict(worker_env(runtime.settings), LOG_FORMAT="json", DKIM_DOMAIN=runtime.settings.dkim_domain,
+    # Per-batch lines are DEBUG (a big campaign has hundreds of batches): an operator who wants them sets LOG_LEVEL.
+    env = dict(worker_env(runtime.settings), LOG_FORMAT="json", LOG_LEVEL="DEBUG",
+               DKIM_DOMAIN=runtime.settings.dkim_domain,
                DKIM_SELECTOR=runtime.settings.dkim_selector, RAPPORT_BATCH_SIZE="20")
     proc = subprocess.run([sys.executable, str(ROOT / "worker.py"), "--burst"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)

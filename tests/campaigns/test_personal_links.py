@@ -14,7 +14,7 @@ from mailer.tracking import Purpose
 from tests.campaigns.test_coupons import make_pool
 
 SHOP_MJML = """<mjml><mj-body><mj-section><mj-column>
-<mj-text>Hello {{ contact.first_name }}, your code: CODE[{{ coupon.code }}]</mj-text>
+<mj-text>Hello {{ contact.first_name }}, your code: CODE[{{ coupon.code }}], valid until {{ coupon.expires }}</mj-text>
 <mj-button href="https://shop.test/shop?code={{ coupon.code }}&amp;who={{ contact.first_name }}">Shop now</mj-button>
 <mj-text><a href="https://{{ contact.first_name }}.shop.test/">not tracked: the site is templated</a>
 <a href="https://shop.test/static">static</a></mj-text>

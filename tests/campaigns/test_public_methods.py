@@ -68,6 +68,9 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
         "public.relay_native": lambda: {"relay": "sendgrid"},
         "static": lambda: {"filename": "admin.css"},
         "index": dict,
+        "probes.healthz": dict,
+        "probes.readyz": dict,
+        "probes.metrics": dict,
     }
     return args, contact_id
 
