@@ -139,11 +139,11 @@ def test_demo_restarts_a_worker_that_dies(tmp_path: Path) -> None:
     port, smtp_port = free_port(), free_port()
     proc = start_demo(tmp_path / "instance", port, smtp_port)
     try:
-        [(old, _)] = [c for c in _children(proc.pid) if "worker.py" in c[1]]
+        [(old, _)] = [c for c in _children(proc.pid) if "-m worker" in c[1]]
         os.kill(old, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            workers = [pid for pid, cmd in _children(proc.pid) if "worker.py" in cmd and pid != old]
+            workers = [pid for pid, cmd in _children(proc.pid) if "-m worker" in cmd and pid != old]
             if workers:
                 break
             time.sleep(0.2)
