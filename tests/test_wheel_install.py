@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -61,6 +62,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "BuildBackendWarning" not in done.stderr, done.stderr   # e.g. setuptools' license-table deprecation
     (wheel,) = wheels.glob("rapport-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    for top, inside in (("campaigns", "campaigns"), ("mailer", "mailer"), ("templates", "campaigns/templates"),
+                        ("migrations", "campaigns/migrations")):
+        for path in (source / top).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                assert f"{inside}/{path.relative_to(source / top).as_posix()}" in shipped, path
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install",
                            str(wheel)], capture_output=True, text=True, timeout=600)
