@@ -1,9 +1,10 @@
 """deploy/: the process files start real console scripts with real subcommands, and hold together.
 
-Docker is not assumed: the compose file and the Dockerfile are checked for structure and for paths and commands that
-exist. The systemd units go through `systemd-analyze verify` (Debian's systemd is installed when missing and we are
-root; skipped with the reason when that is impossible), the nginx example through `nginx -t` (Debian's nginx, or its
-package unpacked into a temporary folder).
+No Docker daemon is assumed: the compose file and the Dockerfile are checked for structure and for paths and commands
+that exist, and the compose file by `docker compose config` (or Debian's docker-compose, installed when missing). The
+systemd units go through `systemd-analyze verify` (Debian's systemd is installed when missing and we are root), the
+nginx example through `nginx -t` (Debian's nginx, or its package unpacked into a temporary folder); each is skipped
+with the reason when its tool cannot be had.
 """
 
 from __future__ import annotations
@@ -84,6 +85,21 @@ def test_compose_commands_are_console_scripts_of_the_image() -> None:
         assert service["environment"]["RAPPORT_INSTANCE"] == "/var/lib/rapport"
         assert service["env_file"] == "rapport.env"
     assert "deploy/rapport.env" in (ROOT / ".gitignore").read_text().splitlines()   # secrets stay out of git
+
+
+def test_compose_config_validates(tmp_path) -> None:  # noqa: ANN001
+    """`docker compose config` (or Debian's docker-compose 1.29) accepts the file: schema, anchors, conditions."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        command = ["docker", "compose"]
+    else:
+        command = [debian_tool("docker-compose", "docker-compose")]
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    example = (DEPLOY / "rapport.env.example").read_text()
+    (tmp_path / "deploy" / "rapport.env").write_text(example.replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={'k' * 64}\n"))
+    for profile in ([], ["--profile", "relay"]):
+        done = subprocess.run([*command, "-f", "compose.yaml", *profile, "config", "-q"], cwd=tmp_path / "deploy",
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
 
 
 def test_the_web_healthcheck_path_answers(client) -> None:  # noqa: ANN001
