@@ -1,8 +1,10 @@
 """deploy/: the process files start real console scripts with real subcommands, and hold together.
 
-Docker is not assumed: the compose file and the Dockerfile are checked for structure and for paths and commands that
-exist. The systemd units go through `systemd-analyze verify` (Debian's systemd is installed when missing and we are
-root; skipped with the reason when that is impossible). nginx checks its example when nginx is installed.
+No Docker daemon is assumed: the compose file and the Dockerfile are checked for structure and for paths and commands
+that exist, and the compose file by `docker compose config` (or Debian's docker-compose, installed when missing). The
+systemd units go through `systemd-analyze verify` (Debian's systemd is installed when missing and we are root), the
+nginx example through `nginx -t` (Debian's nginx, or its package unpacked into a temporary folder); each is skipped
+with the reason when its tool cannot be had.
 """
 
 from __future__ import annotations
@@ -83,6 +85,21 @@ def test_compose_commands_are_console_scripts_of_the_image() -> None:
         assert service["environment"]["RAPPORT_INSTANCE"] == "/var/lib/rapport"
         assert service["env_file"] == "rapport.env"
     assert "deploy/rapport.env" in (ROOT / ".gitignore").read_text().splitlines()   # secrets stay out of git
+
+
+def test_compose_config_validates(tmp_path) -> None:  # noqa: ANN001
+    """`docker compose config` (or Debian's docker-compose 1.29) accepts the file: schema, anchors, conditions."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        command = ["docker", "compose"]
+    else:
+        command = [debian_tool("docker-compose", "docker-compose")]
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    example = (DEPLOY / "rapport.env.example").read_text()
+    (tmp_path / "deploy" / "rapport.env").write_text(example.replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={'k' * 64}\n"))
+    for profile in ([], ["--profile", "relay"]):
+        done = subprocess.run([*command, "-f", "compose.yaml", *profile, "config", "-q"], cwd=tmp_path / "deploy",
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
 
 
 def test_the_web_healthcheck_path_answers(client) -> None:  # noqa: ANN001
@@ -218,7 +235,27 @@ def test_systemd_analyze_verify(tmp_path) -> None:  # noqa: ANN001
 
 # --- nginx ------------------------------------------------------------------------------------------------------
 
-def test_nginx_example_forwards_what_rapport_trusts(tmp_path) -> None:  # noqa: ANN001
+@pytest.fixture(scope="session")
+def nginx_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """nginx: the installed one, else Debian's package unpacked into a temporary folder (never installed: the
+    package would start a server); skipped with the reason when neither is possible."""
+    path = shutil.which("nginx")
+    if path:
+        return path
+    folder = tmp_path_factory.mktemp("nginx")
+    download = ["apt-get", "download", "nginx"]
+    done = subprocess.run(download, cwd=folder, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=900)
+        done = subprocess.run(download, cwd=folder, capture_output=True, text=True, timeout=300)
+    debs = list(folder.glob("nginx_*.deb"))
+    if done.returncode != 0 or not debs:
+        pytest.skip(f"nginx is not installed and its Debian package could not be downloaded: {done.stderr[-500:]}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(folder / "root")], check=True, timeout=120)
+    return str(folder / "root" / "usr" / "sbin" / "nginx")
+
+
+def test_nginx_example_forwards_what_rapport_trusts() -> None:
     conf = (DEPLOY / "nginx" / "rapport.conf").read_text()
     import campaigns.gunicorn_conf as gunicorn_conf
 
@@ -226,16 +263,21 @@ def test_nginx_example_forwards_what_rapport_trusts(tmp_path) -> None:  # noqa: 
     for header in ("X-Forwarded-For $remote_addr", "X-Forwarded-Proto $scheme", "X-Forwarded-Host $host"):
         assert f"proxy_set_header {header};" in conf
     assert "client_max_body_size 512m;" in conf   # the import limit (RAPPORT_IMPORT_MAX_BYTES)
-    nginx = shutil.which("nginx")
-    if nginx is None:
-        return   # nginx itself checks the syntax only where it is installed (never installed here: it would start)
+    assert f"proxy_read_timeout {gunicorn_conf.timeout}s;" in conf
+
+
+def test_nginx_accepts_the_example(nginx_binary, tmp_path) -> None:  # noqa: ANN001
     key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mail.example.com",
                     "-keyout", str(key), "-out", str(cert), "-days", "1"], check=True, capture_output=True)
-    site = conf.replace("/etc/letsencrypt/live/mail.example.com/fullchain.pem", str(cert)) \
-               .replace("/etc/letsencrypt/live/mail.example.com/privkey.pem", str(key))
+    site = (DEPLOY / "nginx" / "rapport.conf").read_text() \
+        .replace("/etc/letsencrypt/live/mail.example.com/fullchain.pem", str(cert)) \
+        .replace("/etc/letsencrypt/live/mail.example.com/privkey.pem", str(key))
     (tmp_path / "site.conf").write_text(site)
-    (tmp_path / "nginx.conf").write_text(f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\n"
-                                         f"events {{}}\nhttp {{ access_log off; include {tmp_path}/site.conf; }}\n")
-    done = subprocess.run([nginx, "-t", "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    temp = " ".join(f"{kind}_temp_path {tmp_path}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+                                                                         "scgi"))
+    (tmp_path / "nginx.conf").write_text(f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\nevents {{}}\n"
+                                         f"http {{ access_log off; {temp} include {tmp_path}/site.conf; }}\n")
+    done = subprocess.run([nginx_binary, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "test is successful" in done.stderr, done.stderr

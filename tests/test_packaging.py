@@ -29,6 +29,20 @@ def test_pyproject_lists_every_package_and_data_folder() -> None:
     assert config["package-dir"] == {"": ".", **{pkg: folder for folder, pkg in MAPPED.items()}}
 
 
+def test_every_data_file_is_matched_by_package_data() -> None:
+    """A file kind package-data does not name (an .svg in static/, say) would be missing from the wheel."""
+    from fnmatch import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["*"]
+    left_out = []
+    for top in ("campaigns", "mailer", *MAPPED):
+        for path in (ROOT / top).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".py", ".pyc"):
+                if not any(fnmatch(path.name, pattern) for pattern in patterns):
+                    left_out.append(str(path.relative_to(ROOT)))
+    assert left_out == []
+
+
 def test_templates_and_migrations_are_found_through_the_package() -> None:
     assert (templates_dir() / "admin" / "login.html").is_file()
     assert (templates_dir() / "public" / "error.html").is_file()

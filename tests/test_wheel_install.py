@@ -1,6 +1,7 @@
 """The README's production steps, literally, from the built wheel in a fresh virtualenv outside the checkout.
 
-Builds the wheel from a copy of the source, installs it (pip, with the package registries and pip's cache), runs
+Builds the wheel from a copy of the source with the wheels of its dependencies (pip, with the package registries and
+pip's cache), installs them offline into a fresh virtualenv as deploy/Dockerfile does, runs
 `rapport init` and `rapport create-admin` against a scratch PostgreSQL database, starts `rapport web` (gunicorn) and
 `rapport-worker`, logs in over HTTP as through a TLS proxy, visits the admin's pages, presses *Send now* and counts
 the messages at a real SMTP server on loopback.
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -56,14 +58,23 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A copy, so the build leaves nothing in the checkout and nothing stale in build/ reaches the wheel.
     shutil.copytree(ROOT, source, ignore=SOURCE_IGNORE)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    done = subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(source)], capture_output=True, text=True,
-                          timeout=300)
+    # As deploy/Dockerfile does: a wheelhouse of Rapport and every dependency, then an offline install from it.
+    done = subprocess.run([*pip, "wheel", "--wheel-dir", str(wheels), str(source)], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "BuildBackendWarning" not in done.stderr, done.stderr   # e.g. setuptools' license-table deprecation
     (wheel,) = wheels.glob("rapport-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    for top, inside in (("campaigns", "campaigns"), ("mailer", "mailer"), ("templates", "campaigns/templates"),
+                        ("migrations", "campaigns/migrations")):
+        for path in (source / top).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                assert f"{inside}/{path.relative_to(source / top).as_posix()}" in shipped, path
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install",
-                           str(wheel)], capture_output=True, text=True, timeout=600)
+                           "--no-index", "--find-links", str(wheels), "rapport"], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return venv / "bin"
 
