@@ -132,7 +132,10 @@ class _Checks:
     def repeat(self, seq: Any, times: Any) -> None:
         if isinstance(times, int) and isinstance(seq, Sized) and not isinstance(seq, dict):
             total = len(seq) * max(times, 0)
-            self.chars(total) if isinstance(seq, str | bytes) else self.items(total)
+            if isinstance(seq, str | bytes):
+                self.chars(total)
+            else:
+                self.items(total)
 
     def int_bits(self, bits: float) -> None:
         if bits > self.limits.max_int_bits:
