@@ -102,6 +102,15 @@ class Run:
         self.scenario, self.n, self.seed = scenario, n, args.seed
         self.rng = random.Random(f"{args.seed}-{scenario}")
         self.stack = contextlib.ExitStack()
+        self.workers: Workers | None = None
+        self.stop = threading.Event()
+        try:
+            self._build(args, scenario, n)
+        except BaseException:
+            self.stack.close()      # nothing started so far may outlive a failed set-up
+            raise
+
+    def _build(self, args: argparse.Namespace, scenario: str, n: int) -> None:
         self.work = Path(tempfile.mkdtemp(prefix=f"rapport-chaos-{scenario}-"))
         self.stack.callback(shutil.rmtree, self.work, True)
         self.db_url = make_database(args.database_url, self.work, self.stack)
@@ -162,12 +171,10 @@ class Run:
                     "POSTAL_ADDRESS": self.settings.postal_address, "SENDER_EMAIL": "news@chaos.test"}
         self.settings.instance_path.mkdir(parents=True, exist_ok=True)
         self.web_port = web_port
-        self.workers: Workers | None = None
         self.unsubscribed: dict[str, float] = {}     # email -> time.time() when its POST returned
         self.killed_workers = 0
         self.outages = 0
         self.dispatch_hit = False
-        self.stop = threading.Event()
 
     def close(self) -> None:
         self.stop.set()
@@ -309,6 +316,8 @@ class Run:
             if started:
                 break
             self.stop.wait(0.02)
+        if self.stop.is_set():
+            return
         _status, dispatched = self.status()
         for i in self.workers.alive():
             self.workers.kill(i)
