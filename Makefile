@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench-send bench-tracking bench-dkim clean-demo
+.PHONY: demo test lint bench-send bench-chaos bench-tracking bench-dkim clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Rapport needs Python 3.11 or newer" if sys.version_info < (3, 11) else 0)'
@@ -34,6 +34,9 @@ bench-dkim: $(VENV)/.test-installed
 
 bench-send: $(VENV)/.test-installed
 	$(BIN)/python bench/send_throughput.py $(BENCH_ARGS)
+
+bench-chaos: $(VENV)/.test-installed
+	$(BIN)/python bench/chaos.py $(BENCH_ARGS)
 
 bench-tracking: $(VENV)/.test-installed
 	$(BIN)/python bench/tracking.py $(BENCH_ARGS)
