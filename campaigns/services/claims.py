@@ -283,21 +283,23 @@ def _dead_local_owners(session: Session, campaign_id: int) -> list[str]:
     Their claims need not wait for the lease: the process is gone. (Should a pid belong to another container with
     the same host name, the revocation still keeps every message from going out twice; it only costs unknowns.)
     """
-    host = socket.gethostname()[:32]
-    gone = []
-    for owner in session.scalars(select(Send.claimed_by).where(
-            Send.campaign_id == campaign_id, Send.status == SendStatus.SENDING).distinct()):
-        name, _, rest = (owner or "").partition(":")
-        pid = rest.partition(":")[0]
-        if name != host or not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            gone.append(owner)
-        except PermissionError:
-            pass   # alive, another user's
-    return gone
+    return [owner for owner in session.scalars(select(Send.claimed_by).where(
+        Send.campaign_id == campaign_id, Send.status == SendStatus.SENDING).distinct()) if owner_gone(owner)]
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether owner (an id of new_owner()) was a process on this machine that no longer exists."""
+    name, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    if name != socket.gethostname()[:32] or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass   # alive, another user's
+    return False
 
 
 def _record_accepted(session: Session, campaign_id: int, ids: set[int], expired: tuple, now: dt.datetime) -> None:

@@ -428,3 +428,16 @@ def test_a_live_claim_keeps_its_lease_and_a_revoked_owner_can_hand_nothing_over(
         lessee.handoff(lessee.owner, ids[1], [], time.time())
     state = by_status(db_session, campaign.id)
     assert state == {SendStatus.UNKNOWN: 1, SendStatus.QUEUED: 3}
+
+
+def test_a_job_marker_of_a_dead_worker_does_not_hold_back_its_campaign(runtime) -> None:  # noqa: ANN001
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()                                           # a worker process that is gone now
+    key = sweeper.marker(runtime, "send", 7)
+    runtime.redis.set(key, f"{socket.gethostname()[:32]}:{dead.pid}:abcd", ex=60)
+    assert sweeper.ensure_job(runtime, "send", 7)        # enqueued again at once, not after the marker's TTL
+    assert [j.func_name for j in runtime.queue.get_jobs()] == ["campaigns.jobs.send_campaign"]
+    runtime.redis.set(key, f"{socket.gethostname()[:32]}:{os.getpid()}:abcd", ex=60)   # a live one: left alone
+    assert not sweeper.ensure_job(runtime, "send", 7)
