@@ -34,9 +34,14 @@ def marker(rt: Runtime, what: str, campaign_id: int) -> str:
 
 
 def ensure_job(rt: Runtime, what: str, campaign_id: int) -> bool:
-    """Enqueue the campaign's `send` or `dispatch` job unless one is marked as queued or running."""
-    if not rt.redis.set(marker(rt, what, campaign_id), "queued", nx=True, ex=QUEUED_TTL):
-        return False
+    """Enqueue the campaign's `send` or `dispatch` job unless one is marked as queued or running (by a process
+    that still exists: a job of a worker that died on this machine does not wait for its marker to expire)."""
+    key = marker(rt, what, campaign_id)
+    if not rt.redis.set(key, "queued", nx=True, ex=QUEUED_TTL):
+        holder = rt.redis.get(key)
+        if not (holder and claims.owner_gone(holder.decode())) or not rt.redis.delete(key) \
+                or not rt.redis.set(key, "queued", nx=True, ex=QUEUED_TTL):
+            return False
     if what == "dispatch":
         rt.queue.enqueue("campaigns.jobs.dispatch_campaign", campaign_id, job_timeout=JOB_TIMEOUT)
     else:
@@ -47,11 +52,12 @@ def ensure_job(rt: Runtime, what: str, campaign_id: int) -> bool:
 def working(rt: Runtime, what: str, campaign_id: int) -> str:
     """Mark the campaign's job as running (kept alive by this process's heartbeat); returns the key for done()."""
     key = marker(rt, what, campaign_id)
+    lessee = claims.lessee(rt)
     try:
-        rt.redis.set(key, "running", ex=RUNNING_TTL)
+        rt.redis.set(key, lessee.owner, ex=RUNNING_TTL)   # who runs it (see ensure_job)
     except RedisError:
         pass
-    claims.lessee(rt).keep_alive(key, RUNNING_TTL)
+    lessee.keep_alive(key, RUNNING_TTL)
     return key
 
 

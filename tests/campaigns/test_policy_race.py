@@ -75,8 +75,8 @@ def workers(runtime, outbox):  # noqa: ANN001, ANN201
                DKIM_SELECTOR=s.dkim_selector, DKIM_PRIVATE_KEY_PATH=str(s.dkim_private_key_path),
                RAPPORT_QUEUE=s.queue_name, RAPPORT_INSTANCE=str(s.instance_path))
     logs = [open(s.instance_path.parent / f"worker-{i}.log", "w+b") for i in range(WORKERS)]   # noqa: SIM115
-    # No scheduler: its delivery sweeper would send the campaigns' due rows in whole-campaign jobs before the
-    # test releases its adjacent per-slice jobs, and the four decisions per contact would no longer race.
+    # No scheduler: the test releases every batch job itself, and the delivery sweeper would otherwise start
+    # campaign-wide jobs for the staged campaigns first, so the four campaigns would rarely race for a contact.
     procs = [subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--name", f"race-{os.getpid()}-{i}",
                                "--no-scheduler"],
                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=logs[i])

@@ -110,11 +110,9 @@ def test_a_sigkilled_worker_loses_only_what_was_in_flight_and_the_campaign_finis
     assert 10 <= killed_at < 60
     assert by_status(db_session, campaign.id).get(SendStatus.SENDING, 0) > 0   # a claim the dead worker held
 
-    # Before its lease runs out the claim is left alone (its worker might only be slow) …
-    assert sweeper.sweep(runtime)["requeued"] == 0
-    # … after it, the sweeper settles it: accepted -> sent, handed without a reply -> unknown, the rest queued.
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=runtime.settings.claim_lease + 1)
-    did = sweeper.sweep(runtime, later)
+    # The worker's process is gone (same machine): the sweeper settles its claim at once, without waiting for
+    # the lease — accepted -> sent, handed without a reply -> unknown, the rest queued again.
+    did = sweeper.sweep(runtime)
     assert did["requeued"] > 0 and did["send"] == 1
     run_worker()
     sweeper.sweep(runtime)
@@ -430,3 +428,16 @@ def test_a_live_claim_keeps_its_lease_and_a_revoked_owner_can_hand_nothing_over(
         lessee.handoff(lessee.owner, ids[1], [], time.time())
     state = by_status(db_session, campaign.id)
     assert state == {SendStatus.UNKNOWN: 1, SendStatus.QUEUED: 3}
+
+
+def test_a_job_marker_of_a_dead_worker_does_not_hold_back_its_campaign(runtime) -> None:  # noqa: ANN001
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()                                           # a worker process that is gone now
+    key = sweeper.marker(runtime, "send", 7)
+    runtime.redis.set(key, f"{socket.gethostname()[:32]}:{dead.pid}:abcd", ex=60)
+    assert sweeper.ensure_job(runtime, "send", 7)        # enqueued again at once, not after the marker's TTL
+    assert [j.func_name for j in runtime.queue.get_jobs()] == ["campaigns.jobs.send_campaign"]
+    runtime.redis.set(key, f"{socket.gethostname()[:32]}:{os.getpid()}:abcd", ex=60)   # a live one: left alone
+    assert not sweeper.ensure_job(runtime, "send", 7)
