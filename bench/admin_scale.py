@@ -23,9 +23,11 @@ view asked for}) and a summary line with export_seconds and slowest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -340,6 +342,10 @@ def main() -> None:  # noqa: C901 - one linear script
                       "export_seconds": None if export_seconds is None else round(export_seconds, 1),
                       "export_cpu_seconds": export_cpu, "slowest": slowest}))
     rt.close()
+    if not settings.redis_url:          # the embedded Redis server and the export files go with the temp directory
+        with contextlib.suppress(Exception):
+            rt.redis.shutdown(nosave=True)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def server_cpu(url: str) -> float:

@@ -250,9 +250,8 @@
         return;
       }
       if (data.exact === false) {
-        countEl.textContent = `About ${data.count.toLocaleString()} contacts match (an estimate from a sample of ` +
-          `${data.sampled.toLocaleString()} contacts; the list is too big to count on every change — the saved ` +
-          `segment is counted exactly on the segments page): ${data.summary}`;
+        countEl.textContent = `About ${data.count.toLocaleString()} contacts match (estimated from a sample of ` +
+          `${data.sampled.toLocaleString()}; the saved segment's exact count is on the Segments page): ${data.summary}`;
       } else {
         countEl.textContent = `${data.count.toLocaleString()} ${data.count === 1 ? "contact matches" : "contacts match"} now: ${data.summary}`;
       }

@@ -209,3 +209,38 @@ def test_an_export_of_a_bad_filter_is_refused_and_a_failed_one_says_so(editor, r
     assert "The export failed" in page
     assert not list((runtime.settings.instance_path / "exports").glob("*.part"))
     assert db_session.scalar(select(Contact.id).limit(1)) is not None
+
+
+def test_a_long_read_never_blocks_a_worker_sending_and_recording(runtime, client, db_session, make_contacts,  # noqa: ANN001
+                                                                 make_campaign, outbox, run_worker) -> None:
+    """A read session (what the admin's GET pages and the summary and export jobs read through) stays open for the
+    whole send: the worker still claims, sends and records every message, and writes the recipients' opens."""
+    from sqlalchemy import event, func
+
+    from campaigns.services import hits
+
+    topic, contacts = make_contacts(4)
+    campaign = make_campaign([topic])
+    if runtime.engine.dialect.name == "sqlite":   # a blocked writer fails in 2 s instead of waiting out 30 s
+        runtime.engine.dispose()
+        event.listen(runtime.engine, "connect", lambda dbapi, _rec: dbapi.execute("PRAGMA busy_timeout=2000"))
+    reader = runtime.read_session_factory()
+    try:
+        assert reader.scalar(select(func.count()).select_from(Send)) == 0     # a read transaction is open
+        sending.start(fresh(db_session), runtime, db_session.get(Campaign, campaign.id))
+        run_worker()
+        received = {m.recipients[0] for m in outbox.list()}
+        assert received == {c.email for c in contacts}                     # counted at the receiving end
+        pixel = re.search(r'src="https://mail\.shop\.test(/o/[^"]+)"', outbox.get(outbox.list()[0].key).html)
+        assert client.get(pixel.group(1), headers={"User-Agent": "Mozilla/5.0 (Macintosh) AppleWebKit"}).status_code \
+            == 200
+        run_worker()                                                        # the hit writer records the open
+        assert hits.pending(runtime.redis) == 0
+        assert reader.in_transaction()                                      # the read was open all along
+    finally:
+        reader.close()
+    fresh(db_session)
+    assert db_session.scalar(select(func.count()).select_from(Send).where(Send.status == SendStatus.SENT)) == 4
+    from campaigns.models import Event
+
+    assert db_session.scalar(select(func.count()).select_from(Event).where(Event.type == "open")) == 1
