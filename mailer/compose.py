@@ -123,6 +123,11 @@ class CompiledCampaign:
             text = self.text_wire.render(dict(ctx, _qlinks=EncodedLinks(links, _LINK_TEXT)))
         return subject, qp_part(text, "plain"), qp_part(html, "html")
 
+    def render_subject(self, context: Mapping[str, Any]) -> str:
+        """Only the subject, for one recipient (the campaign page shows it in words)."""
+        with _template_errors():
+            return " ".join(self.subject.render(context).split())
+
     def render(self, context: Mapping[str, Any], click: Callable[[int], str], open_url: str) -> Rendered:
         """Render for one recipient; click(i) gives the tracked URL of links[i]."""
         ctx = dict(context, _links=LinkURLs(len(self.links), click), _open_url=open_url)
