@@ -105,3 +105,19 @@ def test_navigation_fits_one_line_shows_where_you_are_and_can_be_skipped(admin_p
     assert page.evaluate("document.querySelector('link[rel=icon]').href").endswith("/static/favicon.svg")
     assert page.request.get(demo_data.path("/static/favicon.svg")).ok
     screenshot(page, "navigation")
+
+
+def test_policy_settings_have_the_tab_bar_and_a_readable_rule_and_automations_breathe(
+        admin_page: Page, demo_data: LiveServer) -> None:
+    page = admin_page
+    page.goto(demo_data.path("/admin/settings/policy"))
+    tabs = page.get_by_role("navigation", name="Settings")
+    expect(tabs.get_by_role("link", name="Sending policy")).to_have_attribute("aria-current", "page")
+    expect(page.locator(".policy-rule")).to_have_text(
+        "A contact gets at most 1 marketing mail for every 3 nurture mails they received in the last 30 days.")
+    screenshot(page, "policy-settings")
+    page.goto(demo_data.path("/admin/automations"))
+    button = page.get_by_role("link", name="New automation").bounding_box()
+    link = page.get_by_role("link", name=re.compile("cadence report")).bounding_box()
+    assert button and link and link["x"] - (button["x"] + button["width"]) >= 8    # not touching
+    screenshot(page, "automations")
