@@ -243,6 +243,7 @@ def outbox_body(key: str) -> Response:
 def outbox_web(token: str) -> Response:
     """A message's web version as the admin sees it: like /m/<token>, but nothing it does is tracked."""
     from campaigns.services import digest as digest_service
+    from mailer.compose import web_page
     from mailer.tracking import MAX_TOKEN_LENGTH, InvalidToken, Purpose
 
     try:
@@ -250,7 +251,7 @@ def outbox_web(token: str) -> Response:
         html = digest_service.web_version(rt(), db(), send_id)
     except (InvalidToken, NotFound):
         abort(404)
-    return Response(_untracked(html), mimetype="text/html", headers={"Content-Security-Policy": PREVIEW_CSP})
+    return Response(web_page(_untracked(html)), mimetype="text/html", headers={"Content-Security-Policy": PREVIEW_CSP})
 
 
 def _untracked(html: str) -> str:

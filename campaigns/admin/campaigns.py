@@ -197,7 +197,18 @@ def campaign(campaign_id: int):  # noqa: ANN201
             error = str(exc)
     name, email = campaign_service.from_identity(obj, rt().settings)
     g.audience = _audience(obj)
-    return render_template("admin/campaign.html", campaign=obj, error=error, audience=g.audience,
+    first = session.scalar(select(Contact).order_by(Contact.id).limit(1))
+    try:    # the subject a person reads, not its template code
+        extras = campaign_service.sample_extras(session, obj.coupon_pool_id, obj.survey_id, rt().settings.base_url,
+                                                rt().tokens)
+        subject_sample = campaign_service.compiled(obj).render_subject(
+            {**extras, "contact": _contact_vars(first), "sender": campaign_service.sender_context(
+                name, email, campaign_service.postal_address(session, rt().settings))})
+    except (RapportError, TemplateError):
+        subject_sample = ""
+    return render_template("admin/campaign.html", campaign=obj, error=error, subject_sample=subject_sample,
+                           subject_for=first.email if first else "a sample contact",
+                           audience=g.audience,
                            progress=sending.progress(session, campaign_id, current_policy()),
                            can_resend_unknown=current_user.role in ("admin", "editor")
                            and obj.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED),

@@ -22,6 +22,12 @@ def _id_arg(name: str) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
+@bp.app_template_filter("frequency_words")
+def _frequency_words(value: str) -> str:
+    """A contact's mail frequency in words."""
+    return contact_service.frequency_words(value)
+
+
 @bp.get("/contacts")
 @login_required
 def contacts():  # noqa: ANN201

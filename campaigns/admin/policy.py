@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 REASON_LABELS = {
     "paused": "paused by the contact",
     "preference": "the contact's chosen frequency",
-    "ratio": "ratio: not enough nurture mail yet",
+    "ratio": "not enough nurture mail yet for another promotion",
     "weekly-marketing": "weekly marketing limit",
     "daily-total": "daily limit",
     "suppressed": "bounced or complained",
@@ -39,7 +39,7 @@ REASON_LABELS = {
 @bp.app_template_filter("policy_reason")
 def policy_reason(code: str) -> str:
     """A reason code in words."""
-    return REASON_LABELS.get(code, code)
+    return REASON_LABELS.get(code, code.replace("-", " ").replace("_", " "))
 
 
 def current_policy() -> PolicySettings:

@@ -14,6 +14,7 @@ from campaigns.app import db, rt
 from campaigns.errors import NotFound
 from campaigns.public import bp, open_token
 from campaigns.services import digest as digest_service
+from mailer.compose import web_page
 from mailer.tracking import Purpose
 
 logger = logging.getLogger(__name__)
@@ -32,5 +33,5 @@ def web_version(token: str):  # noqa: ANN201
     except NotFound as exc:
         return render_template("public/error.html", code=404, title="This message is not available",
                                message=f"Sorry: {exc}."), 404
-    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": WEB_VERSION_CSP,
+    return Response(web_page(html), mimetype="text/html", headers={"Content-Security-Policy": WEB_VERSION_CSP,
                                                          "Cache-Control": "private, no-store"})

@@ -321,17 +321,55 @@ def describe_event(event: Event) -> str:
     elif event.type == EventType.BOUNCE:
         parts.append(" ".join(str(data[k]) for k in ("kind", "status", "diagnostic") if data.get(k)))
     elif event.type in (EventType.UNSUBSCRIBE, EventType.RESUBSCRIBE, EventType.SUBSCRIBE):
-        parts.append(", ".join(f"{k}: {v}" for k, v in data.items() if v not in (None, "", [])))
+        parts.append(", ".join(f"{k.replace('_', ' ')}: {_words(v)}" for k, v in data.items()
+                               if v not in (None, "", [])))
     elif event.type == EventType.COMPLAINT:
         parts.append(str(data.get("feedback_type", "")))
     elif event.type == "survey_answer":
         parts.append(f"answered {data.get('answer', '')!r} to question {int(data.get('question', 0)) + 1} "
                      f"of survey #{data.get('survey_id', '?')}")
     elif event.type == EventType.PREFERENCES:
-        parts.append(", ".join(f"{k}: {v}" for k, v in data.items() if v not in (None, "", [])))
+        parts.append(_describe_preferences(data))
     elif data.get("source"):
         parts.append(f"via {data['source']}")
     return " · ".join(p for p in parts if p)[:300]
+
+
+FREQUENCY_WORDS = {"every": "every mail", "weekly": "a weekly digest", "monthly": "a monthly digest"}
+
+
+def frequency_words(value: str) -> str:
+    """A contact's mail frequency as the admin shows it ("a weekly digest")."""
+    return FREQUENCY_WORDS.get(str(value), str(value))
+
+
+def _words(value: Any) -> str:
+    """A stored value in words: lists joined, booleans as yes/no."""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _describe_preferences(data: Mapping[str, Any]) -> str:
+    """A preference-center change in words: "mail frequency: every mail → a weekly digest · now receives Tips"."""
+    parts = []
+    if data.get("source"):
+        parts.append(f"via {data['source']}")
+    frequency = data.get("frequency")
+    if isinstance(frequency, list | tuple) and len(frequency) == 2:
+        parts.append(f"mail frequency: {frequency_words(frequency[0])} → {frequency_words(frequency[1])}")
+    if data.get("topics_on"):
+        parts.append("now receives " + _words(data["topics_on"]))
+    if data.get("topics_off"):
+        parts.append("no longer receives " + _words(data["topics_off"]))
+    if data.get("name"):
+        parts.append("changed their name")
+    if "paused_until" in data:
+        until = data["paused_until"]
+        parts.append(f"paused until {str(until)[:10]}" if until else "ended their pause")
+    return " · ".join(parts)
 
 
 def count_contacts(session: Session) -> dict[str, int]:

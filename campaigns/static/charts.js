@@ -22,14 +22,16 @@
     p.textContent = message;
     el.replaceWith(p);
   }
-  // A link's label: its path and query (the host when that is all there is), shortened in the middle.
-  function short(url) {
+  // A link's label: its path and query (the host when that is all there is), on up to two lines of 30 characters
+  // (longer ones shortened in the middle), so the axis shows it whole instead of cutting it off.
+  function twoLines(url) {
     let s = url;
     try {
       const u = new URL(url);
       s = (u.pathname === "/" && !u.search) ? u.host : u.pathname + u.search;
     } catch (e) { /* not a URL: show as is */ }
-    return s.length > 40 ? s.slice(0, 22) + "…" + s.slice(-17) : s;
+    if (s.length > 60) s = s.slice(0, 34) + "…" + s.slice(-25);
+    return s.length > 30 ? [s.slice(0, 30), s.slice(30)] : s;
   }
   function sum(a) { return a.reduce((n, v) => n + v, 0); }
   function line(label, data, color, extra) {
@@ -48,7 +50,8 @@
         data: { labels: t.labels, datasets: [
           line("Opens by people", t.series.opens, C.open),
           line("Clicks by people", t.series.clicks, C.click),
-          line("Opens by machines (proxies, scanners)", t.series.opens_machine, C.machine, { hidden: true, borderDash: [4, 4] }),
+          // Shown, dashed: hiding it by default made its legend entry look struck through (switched off).
+          line("Opens by machines (proxies, scanners)", t.series.opens_machine, C.machine, { borderDash: [4, 4] }),
         ] },
         options: { interaction: { mode: "index", intersect: false },
                    scales: { y: { beginAtZero: true, ticks: { precision: 0 } },
@@ -77,11 +80,12 @@
         el.parentElement.style.height = Math.max(180, 42 * d.links.length + 60) + "px";
         new Chart(el, {
           type: "bar",
-          data: { labels: d.links.map((l) => short(l.url)), datasets: [
+          data: { labels: d.links.map((l) => twoLines(l.url)), datasets: [
             { label: "People who clicked", data: d.links.map((l) => l.people), backgroundColor: C.click },
             { label: "All clicks by people", data: d.links.map((l) => l.clicks), backgroundColor: C.open },
           ] },
-          options: { indexAxis: "y", scales: { x: { beginAtZero: true, ticks: { precision: 0 } } },
+          options: { indexAxis: "y", scales: { x: { beginAtZero: true, ticks: { precision: 0 } },
+                                               y: { ticks: { autoSkip: false } } },
                      plugins: { tooltip: { callbacks: { title: (items) => d.links[items[0].dataIndex].url } } } },
         });
       }

@@ -109,4 +109,14 @@ def test_send_watch_progress_reach_100_and_open_the_report(admin_page: Page, dem
             })();
         })""")
         assert chart.evaluate("c => !!window.Chart && !!window.Chart.getChart(c)"), f"{name}: not a Chart.js chart"
+    # Every series is on at first (a legend entry struck through reads as "switched off"), and link labels are
+    # whole: at most two lines of 30 characters, every link labelled.
+    hidden = page.get_by_role("img", name="Opens and clicks over time").evaluate(
+        "c => Chart.getChart(c).data.datasets.filter((d, i) => !Chart.getChart(c).isDatasetVisible(i)).length")
+    assert hidden == 0
+    labels = page.get_by_role("img", name="Clicks per link").evaluate("c => Chart.getChart(c).data.labels")
+    lines = [line for label in labels for line in (label if isinstance(label, list) else [label])]
+    assert labels and all(len(line) <= 30 for line in lines), labels
+    ticks = page.get_by_role("img", name="Clicks per link").evaluate("c => Chart.getChart(c).scales.y.ticks.length")
+    assert ticks == len(labels)
     screenshot(page, "report")

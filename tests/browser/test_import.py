@@ -47,6 +47,10 @@ def test_import_a_csv_with_bad_rows_and_download_the_error_report(admin_page: Pa
     expect(page.get_by_role("cell", name="no-at-sign")).to_be_visible()
     page.get_by_label("Import Interests as").select_option(label="Interests (list)")
     page.get_by_label("Update them with the file's values").check()
+    # The mapping fits the 1,280 px window and every "Import as" choice can be read whole.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    widths = page.locator("select[id^=col-]").evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
+    assert widths and min(widths) >= 150, widths
     screenshot(page, "import-map")
     page.get_by_role("button", name="Start import").click()
 

@@ -58,6 +58,8 @@ def test_log_in_with_the_keyboard_only(page: Page, demo_data: LiveServer) -> Non
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
     # Every control of the page after login can be reached with Tab and shows where the focus is.
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Skip to content"
+    page.keyboard.press("Tab")
     focused = page.evaluate("document.activeElement.textContent.trim()")
     assert focused == "Rapport", focused
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")

@@ -72,6 +72,8 @@ def test_the_web_version_opened_from_the_admin_records_nothing(  # noqa: ANN001
     token = runtime.tokens.seal(Purpose.WEB, send.id)
     public = logged_in.get(f"/m/{token}").get_data(as_text=True)
     assert f"{BASE}/c/" in public                                   # the recipient's web version is tracked
+    # ...and is a proper page: a main landmark with the subject as its level-one heading.
+    assert re.search(rf"<body[^>]*><main><h1 [^>]*>Hi {contacts[0].first_name}, our news</h1>", public)
     body = logged_in.get(f"/admin/outbox/web/{token}")
     assert body.status_code == 200 and "sandbox" in body.headers["Content-Security-Policy"]
     html = body.get_data(as_text=True)

@@ -382,8 +382,10 @@ def test_campaign_page_shows_the_forecast_and_contact_page_what_is_allowed_next(
     coupon = make_campaign([topic], kind="marketing")
     page = admin_client.get(f"/admin/campaigns/{coupon.id}").get_data(as_text=True)
     assert "2 of 10 would receive it now, 8 would be held" in page
-    assert re.search(r"<code>ratio</code>[^<]*</td><td class=\"num\">4<", page)
-    assert re.search(r"<code>weekly-marketing</code>[^<]*</td><td class=\"num\">1<", page)
+    # Reasons in words, never as their codes (issue 17, item 8).
+    assert re.search(r"<td>not enough nurture mail yet for another promotion</td><td class=\"num\">4<", page)
+    assert re.search(r"<td>weekly marketing limit</td><td class=\"num\">1<", page)
+    assert "<code>ratio</code>" not in page and "ratio ratio" not in page
 
     contact = admin_client.get(f"/admin/contacts/{p['two_nurture'].id}").get_data(as_text=True)
     assert "Next marketing mail allowed after 1 more nurture mail " in contact

@@ -152,3 +152,23 @@ def test_mail_language_and_direction_come_from_the_campaign(lang: str, expected:
 def test_a_language_set_in_the_mjml_wins() -> None:
     _c, out = render(CampaignSource(mjml=TINTED.replace("<mjml>", '<mjml lang="fr">'), subject="s", lang="de"))
     assert out.html.startswith('<html lang="fr"')
+
+
+def test_the_subject_is_the_document_title_and_the_web_page_has_main_and_h1() -> None:
+    import lxml.html
+
+    from mailer.compose import web_page
+
+    _c, out = render(CampaignSource(mjml=TINTED, subject="News for {{ contact.first_name }}"))
+    root = lxml.html.document_fromstring(out.html)
+    assert root.findtext(".//title") == "News for Zoë <script>"
+    assert "<script>" not in out.html                      # the title is escaped like any value
+    page = lxml.html.document_fromstring(web_page(out.html))
+    (main,) = page.body.findall("main")
+    assert main.getparent() is page.body and len(page.body) == 1
+    (h1,) = page.xpath("//h1")
+    assert h1.text_content() == "News for Zoë <script>" and h1.getparent() is main
+    assert "Our autumn picks" in main.text_content()
+    own = TINTED.replace("<mj-text>", "<mj-text><h1>Autumn</h1>", 1)
+    _c, out = render(CampaignSource(mjml=own, subject="s"))
+    assert [h.text_content() for h in lxml.html.document_fromstring(web_page(out.html)).xpath("//h1")] == ["Autumn"]
