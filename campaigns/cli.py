@@ -154,7 +154,9 @@ def demo(settings: Settings, port: int) -> int:
         f"  Login:  {demo_data.DEMO_EMAIL} / {demo_data.DEMO_PASSWORD}\n"
         f"  SMTP capture: 127.0.0.1:{settings.smtp_capture_port} -> Outbox page\n"
         f"  {'Seeded demo data.' if seeded else 'Reusing existing data in ' + str(settings.instance_path)}\n"
-        "  Press Ctrl-C to stop.\n", flush=True)
+        + ("  BASE_URL is http:// — allowed for the demo; real campaigns need an https:// BASE_URL.\n"
+           if settings.base_url.startswith("http://") else "")
+        + "  Press Ctrl-C to stop.\n", flush=True)
 
     stop = False
 

@@ -198,6 +198,7 @@ def campaign(campaign_id: int):  # noqa: ANN201
     name, email = campaign_service.from_identity(obj, rt().settings)
     g.audience = _audience(obj)
     return render_template("admin/campaign.html", campaign=obj, error=error, audience=g.audience,
+                           base_url_warning=campaign_service.base_url_warning(rt().settings),
                            progress=sending.progress(session, campaign_id, current_policy()),
                            can_resend_unknown=current_user.role in ("admin", "editor")
                            and obj.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED),
