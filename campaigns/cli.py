@@ -1,4 +1,5 @@
-"""The `rapport` command (also `python -m campaigns`): init, create-admin, dkim-record, web, check, demo, feedback."""
+"""The `rapport` command (also `python -m campaigns`): init, create-admin, dkim-record, web, check, demo, feedback,
+check-mail-setup."""
 
 from __future__ import annotations
 
@@ -153,7 +154,9 @@ def demo(settings: Settings, port: int) -> int:
         f"  Login:  {demo_data.DEMO_EMAIL} / {demo_data.DEMO_PASSWORD}\n"
         f"  SMTP capture: 127.0.0.1:{settings.smtp_capture_port} -> Outbox page\n"
         f"  {'Seeded demo data.' if seeded else 'Reusing existing data in ' + str(settings.instance_path)}\n"
-        "  Press Ctrl-C to stop.\n", flush=True)
+        + ("  BASE_URL is http:// — allowed for the demo; real campaigns need an https:// BASE_URL.\n"
+           if settings.base_url.startswith("http://") else "")
+        + "  Press Ctrl-C to stop.\n", flush=True)
 
     stop = False
 
@@ -235,33 +238,78 @@ def _wait_until_answering(url: str, children: list[subprocess.Popen], timeout: f
     return False
 
 
+def load_env_file(path: str, env: dict[str, str] | None = None) -> None:
+    """Read KEY=VALUE lines (the systemd EnvironmentFile / `set -a; .` format) into env, os.environ by default.
+
+    For an MTA's pipe, which clears the environment: `rapport --env-file /etc/rapport/rapport.env ingest`.
+    The file's values win over inherited ones, so what the file says is what runs.
+    """
+    env = os.environ if env is None else env   # type: ignore[assignment]
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the settings file {path}: {exc}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name.replace("_", "").isalnum():
+            raise ConfigError(f"{path}, line {number}: expected NAME=value")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[name] = value
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rapport", description="Rapport administration")
+    # --env-file is accepted before or after the command (`rapport --env-file F ingest`, `rapport ingest --env-file F`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env-file", default=argparse.SUPPRESS, metavar="PATH",
+                        help="read settings (NAME=value lines) from this file first, e.g. /etc/rapport/rapport.env")
+    parser = argparse.ArgumentParser(prog="rapport", description="Rapport administration", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("init", help="create/upgrade the database and the DKIM key")
-    sub.add_parser("web", help="serve the web app with gunicorn; further options go to gunicorn (e.g. --workers 8)")
-    p_check = sub.add_parser("check", help="exit 1 unless the configuration is fit for production and the database, "
+
+    def command(name: str, **kw: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    command("init", help="create/upgrade the database and the DKIM key")
+    command("web", help="serve the web app with gunicorn; further options go to gunicorn (e.g. --workers 8)")
+    p_check = command("check", help="exit 1 unless the configuration is fit for production and the database, "
                              "Redis, a live worker and the scheduler are fine")
     p_check.add_argument("--config", action="store_true", help="check only the configuration (before anything runs)")
-    sub.add_parser("seed", help="load demo data into an empty database")
-    sub.add_parser("dkim-record", help="print the DNS TXT record for the DKIM key")
-    p_admin = sub.add_parser("create-admin", help="create the first admin user (or reset a password)")
+    command("seed", help="load demo data into an empty database")
+    command("dkim-record", help="print the DNS TXT record for the DKIM key")
+    p_admin = command("create-admin", help="create the first admin user (or reset a password)")
     p_admin.add_argument("--email", required=True)
     p_admin.add_argument("--name", default="")
     p_admin.add_argument("--role", default="admin", choices=["admin", "editor", "viewer"])
     p_admin.add_argument("--password", default=None, help="omit to be asked (or set RAPPORT_ADMIN_PASSWORD)")
-    p_demo = sub.add_parser("demo", help="run web app, worker, embedded Redis and capture SMTP with demo data")
+    p_demo = command("demo", help="run web app, worker, embedded Redis and capture SMTP with demo data")
     p_demo.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
-    p_ingest = sub.add_parser("ingest", help="apply one bounce/complaint/unsubscribe message from stdin")
+    p_ingest = command("ingest", help="apply one bounce/complaint/unsubscribe message from stdin")
     p_ingest.add_argument("--recipient", default=None, help="envelope recipient, e.g. Postfix ${recipient}")
-    p_poll = sub.add_parser("poll-bounces", help="apply and delete the messages in a bounce mailbox")
+    p_poll = command("poll-bounces", help="apply and delete the messages in a bounce mailbox")
     p_poll.add_argument("url", nargs="?", default="",
                         help="imap[s]://user:pass@host/INBOX or pop3[s]://… (default: $BOUNCE_MAILBOX_URL)")
-    sub.add_parser("drain-hits", help="write queued opens and clicks to the database now")
+    command("drain-hits", help="write queued opens and clicks to the database now")
+    p_mail = command("check-mail-setup", help="check the bounce domain's DNS records and the route from the "
+                            "MTA into `rapport ingest` (docs/bounces.md); exit 1 when something is wrong")
+    p_mail.add_argument("--pipe", default="", metavar="COMMAND",
+                        help="the MTA's pipe command, run as the MTA runs it, e.g. /usr/local/bin/rapport-ingest")
+    p_mail.add_argument("--smtp", default="", metavar="HOST[:PORT]",
+                        help="deliver a probe to bounces+probe@BOUNCE_DOMAIN through this MTA and wait for it")
+    p_mail.add_argument("--no-dns", action="store_true", help="skip the DNS checks")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "web":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "env_file", None):
+        try:
+            load_env_file(args.env_file)
+        except ConfigError as exc:
+            # An MTA keeps the message and retries on 75: a broken settings file must not lose a bounce.
+            parser.exit(75 if args.command == "ingest" else 2, f"rapport {args.command}: {exc}\n")
     if args.command == "check":
         status = check_config(os.environ)
         if args.config:
@@ -272,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings() if args.command in GUARDED else from_env()
     except ConfigError as exc:
-        parser.exit(2, f"rapport {args.command}: {exc}\n")
+        parser.exit(75 if args.command == "ingest" else 2, f"rapport {args.command}: {exc}\n")
     if args.command == "web":
         web(extra)
     elif args.command == "init":
@@ -294,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         from campaigns.services.feedback_cli import run
 
         return run(settings, args)
+    elif args.command == "check-mail-setup":
+        from campaigns.services import mail_setup
+
+        return mail_setup.run(settings, pipe=args.pipe, smtp=args.smtp, dns=not args.no_dns)
     elif args.command == "demo":
         if "BASE_URL" not in os.environ:
             settings = settings.with_overrides({"base_url": f"http://127.0.0.1:{args.port}"})

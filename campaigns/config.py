@@ -58,6 +58,9 @@ class Settings:
     secret_key: str = ""
     old_secret_keys: tuple[str, ...] = ()     # still accepted for recipient tokens during key rotation
     base_url: str = "http://127.0.0.1:5000"
+    # Campaigns are refused while BASE_URL is http:// (one-click unsubscribe needs https), unless this is set:
+    # RAPPORT_ALLOW_HTTP_BASE_URL=1, and always in the demo and local trials (RAPPORT_DEMO, RAPPORT_ALLOW_INSECURE).
+    allow_http_base_url: bool = False
     dkim_domain: str = "rapport.test"
     dkim_selector: str = "rapport"
     dkim_private_key_path: Path | None = None
@@ -209,6 +212,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=env.get("SECRET_KEY", "") or _instance_secret(instance),
         old_secret_keys=tuple(k for k in env.get("OLD_SECRET_KEYS", "").split(",") if k),
         base_url=base_url or f"http://127.0.0.1:{port}",
+        allow_http_base_url=insecure_allowed(env)
+        or env.get("RAPPORT_ALLOW_HTTP_BASE_URL", "").strip().lower() in TRUE,
         dkim_domain=dkim_domain,
         dkim_selector=env.get("DKIM_SELECTOR", "") or "rapport",
         dkim_private_key_path=Path(key_path) if key_path else instance / "dkim" / "rapport.private.pem",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import unicodedata
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from campaigns.models import (
     utcnow,
 )
 from campaigns.services import campaigns as campaign_service
+from campaigns.services.contacts import normalize_email
 
 DEMO_EMAIL = "demo@rapport.test"
 DEMO_PASSWORD = "rapport-demo"
@@ -52,14 +54,24 @@ INTERESTS = ["vegetables", "roses", "fruit trees", "houseplants", "composting", 
 DOMAINS = ["example.com", "example.net", "example.org"]
 
 
+# How people with these names spell them in an ASCII address (Müller -> mueller, Zoë -> zoe, Yılmaz -> yilmaz).
+TRANSLITERATE = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ı": "i", "ø": "oe", "å": "aa",
+                               "æ": "ae", "'": ""})
+
+
+def ascii_local_part(first: str, last: str) -> str:
+    """first.last as an address's local part: German umlauts spelled out, other accents dropped from the letter."""
+    text = unicodedata.normalize("NFKD", f"{first}.{last}".lower().translate(TRANSLITERATE))
+    return "".join(ch for ch in text if ch.isascii() and (ch.isalnum() or ch == ".")) or "contact"
+
+
 def _contact(rng: random.Random, i: int) -> Contact:
     first, last = rng.choice(FIRST), rng.choice(LAST)
     city, region, postal, country, tz = rng.choice(PLACES)
-    local = f"{first}.{last}".lower().replace("'", "")
-    local = local.encode("ascii", "ignore").decode() or "contact"
     created = utcnow() - dt.timedelta(days=rng.randint(5, 900))
     return Contact(
-        email=f"{local}{i}@{rng.choice(DOMAINS)}", first_name=first, last_name=last,
+        email=normalize_email(f"{ascii_local_part(first, last)}{i}@{rng.choice(DOMAINS)}"),
+        first_name=first, last_name=last,
         phone=f"+49 {rng.randint(150, 179)} {rng.randint(1000000, 9999999)}",
         address_line1=f"{rng.choice(STREETS)} {rng.randint(1, 120)}", city=city, region=region,
         postal_code=postal, country=country, timezone=tz, locale=rng.choice(["de", "en", "en", "fr"]),
@@ -101,7 +113,9 @@ def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
         contact = _contact(rng, i)
         contact.owner = owner if rng.random() < 0.3 else None
         chosen = [t for t in topics if rng.random() < (0.9 if t.name == "Newsletter" else 0.5)] or [topics[0]]
-        contact.subscriptions = [Subscription(topic_id=t.id, subscribed=True) for t in chosen]
+        # Subscribed when they joined (Newsletter) or some time after (the other topics), never after today.
+        contact.subscriptions = [Subscription(topic_id=t.id, subscribed=True, updated_at=_joined(rng, contact, t))
+                                 for t in chosen]
         contact.interests = [ContactInterest(interest=x) for x in sorted(set(rng.sample(INTERESTS, 2)))]
         contact.orders = [
             Order(ordered_at=contact.created_at + dt.timedelta(days=rng.randint(0, 300)),
@@ -125,6 +139,13 @@ def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
     _seed_signup_form(session, topics)
     _seed_automations(session, owner, settings)
     seed_history(session, rng, owner, topics[0])   # sent campaigns: reports and dashboard charts
+
+
+def _joined(rng: random.Random, contact: Contact, topic: Topic) -> dt.datetime:
+    if topic.name == "Newsletter":
+        return contact.created_at
+    return min(contact.created_at + dt.timedelta(days=rng.randint(0, 200), hours=rng.randint(0, 23)),
+               utcnow() - dt.timedelta(days=1))
 
 
 def _seed_signup_form(session, topics: list[Topic]) -> None:  # noqa: ANN001

@@ -28,6 +28,7 @@ from campaigns.models import (
     utcnow,
 )
 from campaigns.services import campaigns as campaign_service
+from campaigns.services.engagement import recompute_engagement
 
 STARTERS = Path(__file__).resolve().parent / "starters"
 # (name, starter, subject, weeks ago, human open rate, click rate among openers)
@@ -44,11 +45,13 @@ SKIP_REASONS = ("preference", "paused", "topic")
 def seed_history(session: Session, rng: random.Random, owner: Sender, topic: Topic) -> None:
     """Finished campaigns with send rows and engagement events spread over the days after each send."""
     for name, starter, subject, weeks, open_rate, click_rate in HISTORY:
+        started = (utcnow() - dt.timedelta(weeks=weeks)).replace(hour=8, minute=0, second=0, microsecond=0)
+        # Only who had subscribed by then: nobody gets mail from before they joined.
         subscribers = list(session.scalars(
             select(Contact).join(Subscription, Subscription.contact_id == Contact.id)
             .where(Subscription.topic_id == topic.id, Subscription.subscribed.is_(True),
+                   Subscription.updated_at <= started,
                    Contact.status == ContactStatus.SUBSCRIBED).order_by(Contact.id)))
-        started = (utcnow() - dt.timedelta(weeks=weeks)).replace(hour=8, minute=0, second=0, microsecond=0)
         campaign = Campaign(name=name, kind=CampaignKind.NURTURE, subject=subject, from_name=owner.name,
                             from_email=owner.email, mjml=(STARTERS / f"{starter}.mjml").read_text(),
                             status=CampaignStatus.FINISHED, started_at=started, dispatched_at=started,
@@ -60,6 +63,10 @@ def seed_history(session: Session, rng: random.Random, owner: Sender, topic: Top
         link_ids = campaign_service.ensure_links(session, campaign, result)
         campaign.content_hash = result.content_hash
         _sends_and_events(session, rng, campaign, subscribers, link_ids, open_rate, click_rate)
+    # Last opened, last clicked and the engagement score, from the human opens and clicks above, by the code that
+    # rebuilds them in the live system (after machine opens are reclassified).
+    session.flush()
+    recompute_engagement(session, list(session.scalars(select(Contact.id))))
 
 
 def _sends_and_events(session: Session, rng: random.Random, campaign: Campaign, contacts: list[Contact],
@@ -108,10 +115,11 @@ def _sends_and_events(session: Session, rng: random.Random, campaign: Campaign, 
                 for link_id in {rng.choices(link_ids, weights)[0] for _ in range(rng.choice([1, 1, 2]))}:
                     event(EventType.CLICK, opened + dt.timedelta(minutes=rng.randint(0, 15)),
                           data={"link_id": link_id})
-            contact.last_opened_at = max(contact.last_opened_at or opened, opened)
         if rng.random() < 0.015:     # left this topic: later campaigns no longer reach them
             topic_id = campaign.topics[0].id
-            event(EventType.UNSUBSCRIBE, later(20), data={"topic_id": topic_id})
+            left = later(20)
+            event(EventType.UNSUBSCRIBE, left, data={"topic_id": topic_id})
             session.execute(update(Subscription).where(Subscription.contact_id == contact.id,
-                                                       Subscription.topic_id == topic_id).values(subscribed=False))
+                                                       Subscription.topic_id == topic_id)
+                            .values(subscribed=False, updated_at=left))
     session.flush()

@@ -334,6 +334,28 @@ def _with_preheader(html: str, preheader: str) -> str:
     return html[:at] + _PREHEADER.format(text=text) + html[at:]
 
 
+_EMPTY_TITLE = re.compile(r"<title>\s*</title>", re.IGNORECASE)
+_HEAD_OPEN = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
+# The starters are designed light, with their own backgrounds and text colours: declaring "light" keeps clients that
+# honour it (Apple Mail, iOS Mail, Chromium-based web views) from recolouring parts of them in dark mode, which is
+# how white text ends up on a white card. Clients that force their own dark theme (Gmail apps) invert the whole mail.
+_COLOR_SCHEME = ('<meta name="color-scheme" content="light"><meta name="supported-color-schemes" content="light">'
+                 '<style type="text/css">:root{color-scheme:light;supported-color-schemes:light}</style>')
+
+
+def _with_title_and_scheme(html: str, subject: str) -> str:
+    """An empty <title> (no <mj-title>) gets the subject, template code and all; the colour scheme is declared."""
+    if _EMPTY_TITLE.search(html) and subject.strip():
+        protected, saved = _protect(subject)
+        title = _restore(html_escape(protected, quote=False), saved)
+        html = _EMPTY_TITLE.sub(lambda _m: f"<title>{title}</title>", html, count=1)
+    if 'name="color-scheme"' not in html:
+        match = _HEAD_OPEN.search(html)
+        if match:
+            html = html[:match.end()] + _COLOR_SCHEME + html[match.end():]
+    return html
+
+
 _FONT_LINK = re.compile(r"<link\b[^>]*\bhref=\"([^\"]*)\"[^>]*>", re.IGNORECASE)
 _FONT_IMPORT = re.compile(r"@import url\(([^)]*)\);?")
 _EMPTY_STYLE = re.compile(r'<style type="text/css">\s*</style>')
@@ -449,7 +471,7 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
     if src.text_body:
         _check_jinja(src.text_body, "plain-text part")
     source = _with_language(_with_footer(src.mjml, src.transactional), src.lang)
-    html = _without_unasked_fonts(mjml_to_html(source), source)
+    html = _with_title_and_scheme(_without_unasked_fonts(mjml_to_html(source), source), src.subject)
     html = _collapse_spaces(_with_preheader(html, src.preheader))
     # A mail without <mj-title> gets its subject as the document title (screen readers and the web version say it).
     html = html.replace("<title></title>", "<title>{{ _subject }}</title>", 1)

@@ -209,6 +209,7 @@ def campaign(campaign_id: int):  # noqa: ANN201
     return render_template("admin/campaign.html", campaign=obj, error=error, subject_sample=subject_sample,
                            subject_for=first.email if first else "a sample contact",
                            audience=g.audience,
+                           base_url_warning=campaign_service.base_url_warning(rt().settings),
                            progress=sending.progress(session, campaign_id, current_policy()),
                            can_resend_unknown=current_user.role in ("admin", "editor")
                            and obj.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED),

@@ -8,12 +8,13 @@ import datetime as dt
 
 from flask import Response, abort, jsonify, render_template
 from flask_login import login_required
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaigns.admin import bp
 from campaigns.app import db, rt
 from campaigns.errors import NotFound
 from campaigns.models import Campaign, utcnow
+from campaigns.services import campaigns as campaign_service
 from campaigns.services import summaries
 
 DASHBOARD_MAX_AGE = 600                      # seconds before a big list's dashboard is counted again
@@ -25,11 +26,14 @@ REPORT_MAX_AGE = {True: 60, False: 900}      # recent campaign (sending, or fini
 def dashboard():  # noqa: ANN201
     """Recent campaigns, contact counts, and the charts (data from dashboard_data)."""
     session = db()
-    campaigns = list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(10)))
+    # Most recent activity first, by the date the table shows: when it started, else when it was created.
+    activity = func.coalesce(Campaign.started_at, Campaign.created_at)
+    campaigns = list(session.scalars(select(Campaign).order_by(activity.desc(), Campaign.id.desc()).limit(10)))
     summary = summaries.get(rt(), session, "dashboard", max_age=DASHBOARD_MAX_AGE)
     counts = summary.value["counts"] if summary.value else {}
     return render_template("admin/dashboard.html", campaigns=campaigns, counts=counts, summary=summary,
-                           total=sum(counts.values()))
+                           total=sum(counts.values()),
+                           base_url_warning=campaign_service.base_url_warning(rt().settings))
 
 
 @bp.get("/dashboard.json")

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from markupsafe import escape
 from sqlalchemy import func, or_, select
@@ -38,6 +39,28 @@ FROM_OWNER = "owner"
 MAX_SOURCE_CHARS = 400_000
 _cache: OrderedDict[str, CompiledCampaign] = OrderedDict()
 _CACHE_SIZE = 32
+
+
+def base_url_warning(settings: Settings) -> str:
+    """Why an http:// BASE_URL matters (empty when https): shown in the admin; the reason campaigns are refused."""
+    if urlsplit(settings.base_url).scheme == "https":
+        return ""
+    why = (f"BASE_URL is {settings.base_url}, not https://: the unsubscribe link in every mail's List-Unsubscribe "
+           "header is then http://, and the largest mailbox providers offer one-click unsubscribe only over https.")
+    if settings.allow_http_base_url:
+        return why + (" Allowed here (a demo or trial, or RAPPORT_ALLOW_HTTP_BASE_URL=1); set the public https:// "
+                      "address before mailing real people.")
+    return why + (" Campaigns are refused until BASE_URL is the public https:// address of the web app "
+                  "(RAPPORT_ALLOW_HTTP_BASE_URL=1 allows http for a trial).")
+
+
+def check_base_url(campaign: Campaign, settings: Settings) -> None:
+    """Refuse to start a marketing or nurture campaign over an http:// BASE_URL unless explicitly allowed."""
+    if campaign.kind == CampaignKind.TRANSACTIONAL or settings.allow_http_base_url:
+        return
+    problem = base_url_warning(settings)
+    if problem:
+        raise ValidationError(problem)
 
 
 def get_campaign(session: Session, campaign_id: int) -> Campaign:

@@ -90,7 +90,7 @@ class BouncePolicy:
 class Outcome:
     """What one piece of feedback did."""
 
-    kind: str                 # hard_bounce, soft_bounce, complaint, unsubscribe, delivered, ignored, duplicate
+    kind: str                 # hard_bounce, soft_bounce, complaint, unsubscribe, delivered, ignored, duplicate, probe
     contact_id: int | None = None
     suppressed: bool = False
     detail: str = ""
@@ -124,6 +124,8 @@ def apply_bounce(session: Session, contact: Contact, *, hard: bool, send_id: int
                         "source": source})
     if not _add_event(session, event):
         return Outcome("duplicate", contact.id)
+    if send_id and source != "smtp":
+        _mark_bounced_later(session, send_id, kind, status, code, diagnostic)
     if not hard:
         since = now - policy.window
         recent = [d for d in session.scalars(select(Event.data).where(
@@ -139,6 +141,21 @@ def apply_bounce(session: Session, contact: Contact, *, hard: bool, send_id: int
              f"{source} {status or code or ''}".strip())
     logger.info("contact %s suppressed after %s bounce (campaign_id=%s)", contact.id, kind, campaign_id)
     return Outcome(f"{kind}_bounce", contact.id, True)
+
+
+def _mark_bounced_later(session: Session, send_id: int, kind: str, status: str | None, code: int | None,
+                        diagnostic: str) -> None:
+    """A report that arrived after the relay accepted the message: the send row shows it instead of "250".
+
+    The status stays what it was (the relay did accept the message; reports count it as sent, then bounced).
+    """
+    send = session.get(Send, send_id)
+    if send is None:
+        return
+    if code is not None:
+        send.smtp_code = code
+    detail = " ".join(p for p in (status or "", (diagnostic or "").strip()) if p)
+    send.last_error = f"{kind} bounce reported later: {detail}"[:1000] if detail else f"{kind} bounce reported later"
 
 
 def apply_complaint(session: Session, contact: Contact, *, send_id: int | None, campaign_id: int | None,
@@ -216,6 +233,12 @@ def _match(session: Session, tokens: TokenCodec, token: str | None, message_id: 
 def ingest_message(session: Session, tokens: TokenCodec, raw: bytes, *, envelope_recipient: str | None = None,
                    policy: BouncePolicy | None = None) -> Outcome:
     """Classify one inbound message (DSN, ARF, mailto unsubscribe, auto-reply…) and apply it. Commits."""
+    from campaigns.services import mail_setup
+
+    nonce = mail_setup.probe_nonce(tokens, raw)
+    if nonce:   # `rapport check-mail-setup` testing the route: leave its mark, touch nothing else
+        mail_setup.record_probe(session, nonce)
+        return Outcome("probe", detail=nonce)
     fb = parse_feedback(raw, envelope_recipient)
     raw_key = "in:" + hashlib.sha256(raw).hexdigest()[:60]
     if fb.kind == FeedbackKind.UNSUBSCRIBE:

@@ -9,8 +9,18 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from campaigns.models import Contact, ContactStatus, Event, EventType, Link, Send, SendStatus, utcnow
+from campaigns.models import (
+    Contact,
+    ContactStatus,
+    Event,
+    EventType,
+    Link,
+    Send,
+    SendStatus,
+    utcnow,
+)
 from campaigns.services.campaigns import get_campaign
+from campaigns.services.coupons import campaign_stats as coupon_stats
 
 MAX_BUCKETS = 200
 
@@ -25,7 +35,8 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
     Keys: recipients, delivered (accepted by the relay, minus bounces), opens_human, opens_machine,
     open_rate (human opens / delivered), clicks_human (unique recipients), clicks_machine, click_rate,
     links (per link: url, unique human clicks, total human clicks, machine clicks), unsubscribes,
-    bounces_hard, bounces_soft, complaints.
+    bounces_hard, bounces_soft, complaints,
+    coupons (issued, delivered, redeemed, expired, redemption_rate; None without coupons).
     """
     campaign = get_campaign(session, campaign_id)
     sent = session.scalar(select(func.count()).select_from(Send).where(
@@ -81,6 +92,8 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
         "bounces_hard": contacts_with(EventType.BOUNCE, kind="hard"),
         "bounces_soft": contacts_with(EventType.BOUNCE, kind="soft"),
         "complaints": contacts_with(EventType.COMPLAINT),
+        # The campaign's coupons (issued, delivered, redeemed, expired, rate), from the pool's own report.
+        "coupons": coupon_stats(session, campaign.id),
     }
 
 

@@ -91,6 +91,7 @@ def unschedule(session: Session, campaign: Campaign) -> None:
 def ready_to_send(session: Session, rt: Runtime, campaign: Campaign) -> None:
     """Raise ValidationError when the campaign cannot go out: template errors (with line) or compliance."""
     campaign_service.validate(campaign)
+    campaign_service.check_base_url(campaign, rt.settings)
     alignment.check_campaign_from(session, campaign, rt.settings)
     try:
         delivery.CampaignMailer.for_campaign(rt, session, campaign)

@@ -81,7 +81,8 @@ def live_server(runtime) -> Iterator[LiveServer]:  # noqa: ANN001
     holder: dict = {}
     server = make_server("127.0.0.1", 0, lambda environ, start: holder["app"](environ, start), threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
-    settings = runtime.settings.with_overrides({"base_url": url})
+    # A loopback http:// address: allowed, as in the demo (campaigns refuse http unless told otherwise).
+    settings = runtime.settings.with_overrides({"base_url": url, "allow_http_base_url": True})
     app = create_app({"SETTINGS": settings})
     app.extensions["rapport"].use_redis(runtime.redis)
     holder["app"] = app

@@ -268,3 +268,39 @@ def test_admin_creates_pool_imports_marks_redeemed_and_sees_the_report(
     assert client.get("/admin/coupons/99999").status_code == 404
     edit = client.get("/admin/campaigns/new?starter=blank").get_data(as_text=True)
     assert "Winter — 0 free" in edit
+
+
+def test_the_campaign_report_shows_its_coupon_figures(editor, runtime, db_session, make_contacts, make_campaign,  # noqa: ANN001
+                                                      outbox, run_worker) -> None:
+    topic, _ = make_contacts(4)
+    pool = make_pool(db_session, [f"R-{i:04d}" for i in range(10)])
+    campaign = coupon_campaign(db_session, make_campaign, topic, pool)
+    plain = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    sending.start(db_session, runtime, plain)
+    run_worker()
+    # The shop redeems the code of one recipient (counted at the receiving end: the codes in the delivered mail).
+    delivered = sorted({code for code in codes_in_campaign(outbox, campaign.subject)})
+    assert len(delivered) == 4
+    coupon_service.redeem(db_session, delivered[0], reference="order 1")
+    db_session.commit()
+    page = editor.get(f"/admin/campaigns/{campaign.id}/report").get_data(as_text=True)
+    issued = re.search(r'id="coupon-issued"><strong>(\d+)</strong>', page)
+    redeemed = re.search(r'id="coupon-redeemed"><strong>(\d+)</strong><span>coupons redeemed \(([\d.]+)%\)', page)
+    assert issued and issued.group(1) == "4"
+    assert redeemed and redeemed.groups() == ("1", "25.0")
+    assert "Coupons issued" in page
+    # A campaign without coupons has no coupon figures.
+    other = editor.get(f"/admin/campaigns/{plain.id}/report").get_data(as_text=True)
+    assert "coupon-issued" not in other and "Coupons issued" not in other
+
+
+def codes_in_campaign(outbox, subject: str) -> list[str]:  # noqa: ANN001
+    """The coupon codes in the delivered messages with this subject."""
+    out = []
+    for entry in outbox.list(limit=10_000):
+        msg = outbox.get(entry.key)
+        if msg.subject == subject:
+            out.append(CODE_IN.search(msg.html).group(1))
+    return out

@@ -107,6 +107,18 @@ def test_hard_bounce_dsn_suppresses_at_once_and_survives_erasure(runtime, db_ses
     assert contacts[0].email not in str(db_session.scalars(select(Suppression)).all()[0].__dict__)
 
 
+def test_a_report_arriving_after_acceptance_shows_on_the_send_row(runtime, db_session, sent) -> None:  # noqa: ANN001
+    _campaign, contacts, by_rcpt = sent
+    entry, msg = by_rcpt[contacts[0].email]
+    row = fresh(db_session).scalar(select(Send).where(Send.contact_id == contacts[0].id))
+    assert (row.status, row.smtp_code) == ("sent", 250)
+    ingest.ingest_message(db_session, runtime.tokens, dsn_for(entry, msg))
+    row = fresh(db_session).scalar(select(Send).where(Send.contact_id == contacts[0].id))
+    # Still counted as accepted by the relay (reports subtract the bounce), but the row no longer says "250".
+    assert row.status == "sent" and row.smtp_code == 550
+    assert row.last_error == "hard bounce reported later: 5.1.1 550 5.1.1 User unknown"
+
+
 def test_soft_bounces_suppress_only_after_the_configured_count(runtime, db_session, sent, make_campaign,  # noqa: ANN001
                                                                 outbox, run_worker) -> None:
     campaign, contacts, by_rcpt = sent

@@ -1,0 +1,63 @@
+"""Every mail has a real <title> and declares its colour scheme; the coupon starter carries the sender's brand
+(issue 17 item 26). Checked on the messages a test send really delivers."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from campaigns.demo_data import SURVEY_MJML
+from campaigns.services import campaigns as campaign_service
+from tests.campaigns.test_starters import composer_form, make_pool, make_survey, save
+from tests.helpers import csrf
+
+TITLE = re.compile(r"<title>(.*?)</title>", re.DOTALL)
+CASES = [s.key for s in campaign_service.starters()] + ["demo-survey"]
+
+
+def delivered_html(editor, db_session, make_contacts, outbox, key: str) -> str:  # noqa: ANN001
+    """Save the starter (or the demo's survey mail) in the composer, send it as a test, return the delivered HTML."""
+    if key == "demo-survey":
+        starter = SimpleNamespace(key="demo-survey", kind="nurture", mjml=SURVEY_MJML, preheader="",
+                                  subject="{{ contact.first_name|default('Hello', true) }}, one quick question")
+    else:
+        starter = campaign_service.starter(key)
+    topic, _ = make_contacts(1)
+    fields = {"coupon_pool_id": str(make_pool(db_session).id) if "coupon." in starter.mjml else "",
+              "survey_id": str(make_survey(db_session).id) if "survey_" in starter.mjml else ""}
+    campaign_id, page = save(editor, composer_form(editor, starter, topic.id, **fields))
+    assert "cannot be sent yet" not in page, page
+    r = editor.post(f"/admin/campaigns/{campaign_id}/test", data={
+        "addresses": "boss@example.com", "csrf_token": csrf(editor, f"/admin/campaigns/{campaign_id}")},
+        follow_redirects=True)
+    assert "Test sent to boss@example.com" in r.get_data(as_text=True)
+    return outbox.get(outbox.list(limit=1)[0].key).html
+
+
+@pytest.mark.parametrize("key", CASES)
+def test_every_mail_has_a_title_and_a_colour_scheme(key, editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+    html = delivered_html(editor, db_session, make_contacts, outbox, key)
+    title = TITLE.search(html)
+    assert title and title.group(1).strip(), (key, html[:400])
+    assert "{{" not in title.group(1) and "{%" not in title.group(1)
+    assert '<meta name="color-scheme" content="light">' in html
+    assert "supported-color-schemes" in html
+
+
+def test_a_mail_without_mj_title_is_titled_by_its_personalised_subject(editor, db_session, make_contacts,  # noqa: ANN001
+                                                                       outbox) -> None:
+    html = delivered_html(editor, db_session, make_contacts, outbox, "blank")
+    # The blank starter has no <mj-title>: the subject (its template code rendered for the sample) is the title.
+    assert "<mj-title>" not in campaign_service.starter("blank").mjml
+    assert TITLE.search(html).group(1).strip() != ""
+
+
+def test_the_coupon_starter_opens_with_the_senders_brand(editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+    html = delivered_html(editor, db_session, make_contacts, outbox, "coupon")
+    assert TITLE.search(html).group(1).startswith("A thank-you from ")
+    body = html[html.index("<body"):]
+    brand = body.find("A thank-you to our customers")
+    assert 0 < brand < body.find("SAMPLE-CODE")
+    assert "#78350f" in body.lower()
