@@ -343,12 +343,13 @@ _COLOR_SCHEME = ('<meta name="color-scheme" content="light"><meta name="supporte
                  '<style type="text/css">:root{color-scheme:light;supported-color-schemes:light}</style>')
 
 
-def _with_title_and_scheme(html: str, subject: str) -> str:
-    """An empty <title> (no <mj-title>) gets the subject, template code and all; the colour scheme is declared."""
-    if _EMPTY_TITLE.search(html) and subject.strip():
-        protected, saved = _protect(subject)
-        title = _restore(html_escape(protected, quote=False), saved)
-        html = _EMPTY_TITLE.sub(lambda _m: f"<title>{title}</title>", html, count=1)
+def _with_title_and_scheme(html: str) -> str:
+    """An empty <title> (no <mj-title>) gets the subject as rendered for the recipient; the colour scheme is declared.
+
+    The title reads `_subject`, which render() sets once per message: the subject's template runs once, and its
+    errors are reported as the subject's.
+    """
+    html = _EMPTY_TITLE.sub("<title>{{ _subject }}</title>", html, count=1)
     if 'name="color-scheme"' not in html:
         match = _HEAD_OPEN.search(html)
         if match:
@@ -471,10 +472,8 @@ def compile_campaign(src: CampaignSource) -> CompiledCampaign:
     if src.text_body:
         _check_jinja(src.text_body, "plain-text part")
     source = _with_language(_with_footer(src.mjml, src.transactional), src.lang)
-    html = _with_title_and_scheme(_without_unasked_fonts(mjml_to_html(source), source), src.subject)
+    html = _with_title_and_scheme(_without_unasked_fonts(mjml_to_html(source), source))
     html = _collapse_spaces(_with_preheader(html, src.preheader))
-    # A mail without <mj-title> gets its subject as the document title (screen readers and the web version say it).
-    html = html.replace("<title></title>", "<title>{{ _subject }}</title>", 1)
     links = tracked_links(html)
     untracked = _untracked_web_links(html)
     index = {url: i for i, url in enumerate(links)}

@@ -88,6 +88,10 @@ def outbox(smtp_sink: CaptureServer) -> Outbox:
 
 
 def _clean_database(runtime: Runtime) -> None:
+    from campaigns.services import feedback
+
+    # Ids start again after the wipe: the click path's cache of link URLs (by id) must not outlive its rows.
+    feedback._links.clear()
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with runtime.engine.begin() as conn:
         if runtime.engine.dialect.name == "postgresql":

@@ -4,8 +4,10 @@ send it, watch the progress bar reach 100% while the real worker sends, and open
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from tests.browser.flows import LiveServer, frame, frame_eval, screenshot, viewport_width
@@ -81,6 +83,19 @@ def test_send_watch_progress_reach_100_and_open_the_report(admin_page: Page, dem
     expect(page.locator("#status")).to_have_text("finished")
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded instead of updating itself"
     screenshot(page, "campaign-sent")
+    # Once a run ends the page reloads itself once (its buttons depend on the status): let it, before moving on,
+    # or the reload can overtake the next click on a loaded machine.
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if not page.evaluate("window.__sameDocument === true"):
+                break
+        except PlaywrightError:      # the reload destroyed the context the check ran in
+            pass
+        assert time.monotonic() < deadline, "the finished campaign's page never reloaded"
+        page.wait_for_timeout(100)
+    page.wait_for_load_state()
+    expect(page.locator("#status")).to_have_text("finished")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Outbox").click()
     expect(page.get_by_role("heading", name=re.compile("Outbox"))).to_contain_text(f"{audience} captured")

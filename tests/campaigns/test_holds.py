@@ -21,7 +21,7 @@ history, days, set_policy, sends_of = (test_policy.history, test_policy.days, te
 def held_rows(page: str) -> dict[str, int]:
     """reason code -> sends, from the campaign page's "held now" rows."""
     return {code: int(n) for code, n in re.findall(
-        r"<td>held now</td><td><code>([a-z-]+)</code>.*?</td><td class=\"num\">(\d+)<", page, re.DOTALL)}
+        r"<tr data-reason=\"([a-z-]+)\"><td>held now</td><td>.*?</td><td class=\"num\">(\d+)<", page, re.DOTALL)}
 
 
 def test_ratio_held_contacts_made_eligible_by_a_nurture_mail_show_the_daily_limit_and_when(
