@@ -135,11 +135,6 @@ def runtime(settings: Settings, redis_server) -> Iterator[Runtime]:  # noqa: ANN
     conn.flushdb()
     rt.use_redis(conn)
     _clean_database(rt)
-    # The click path caches link rows by id (immutable in production); a cleaned SQLite database hands the same
-    # ids out again, so a previous test's link would otherwise answer for this test's.
-    from campaigns.services import feedback
-
-    feedback._links.clear()
     install(rt)
     yield rt
     rt.close()
