@@ -92,15 +92,19 @@ class Handoff:
         self.sender.shutdown(wait=True)
 
     def _send(self, send_id: int, contact_id: int, envelope_from: str, to: list[str], data: bytes) -> None:
-        """In a sender thread: record the hand-off (and check for a stop), then talk SMTP."""
-        try:
-            handed = self.lessee.handoff(self.owner, send_id, [m.format(c=contact_id) for m in self.members],
-                                         self.since)
-        except (RedisError, claims.ClaimRevoked) as exc:
-            raise _NotHanded(str(exc) or type(exc).__name__) from exc
-        if not handed:
-            raise _Stopped()
-        self.pool.send(envelope_from, to, data)
+        """In a sender thread: talk SMTP, recording the hand-off (and checking for a stop) right before MAIL FROM,
+        after any wait for the relay's rate limit or a free connection."""
+
+        def hand_off() -> None:
+            try:
+                handed = self.lessee.handoff(self.owner, send_id, [m.format(c=contact_id) for m in self.members],
+                                             self.since)
+            except (RedisError, claims.ClaimRevoked) as exc:
+                raise _NotHanded(str(exc) or type(exc).__name__) from exc
+            if not handed:
+                raise _Stopped()
+
+        self.pool.send(envelope_from, to, data, before_transaction=hand_off)
         try:
             self.lessee.delivered(self.owner, send_id)
         except RedisError:
