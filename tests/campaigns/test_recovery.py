@@ -119,7 +119,9 @@ def test_a_sigkilled_worker_loses_only_what_was_in_flight_and_the_campaign_finis
 
     state = by_status(db_session, campaign.id)
     unknown = state.get(SendStatus.UNKNOWN, 0)
-    assert unknown <= 2          # at most one message per SMTP connection was between hand-off and reply
+    # At most two messages per SMTP connection (two connections): the one between hand-off and reply, and the one
+    # the relay had just accepted, recorded as delivered only with the connection's next hand-off.
+    assert unknown <= 4
     assert state.get(SendStatus.SENT, 0) + unknown == 60
     emails = [c.email for c in contacts]
     assert all(ledger.count(e) == 1 for e in emails if ledger.count(e) > 0)   # nobody got it twice
