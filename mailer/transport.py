@@ -362,8 +362,19 @@ class SMTPPool:
     ) -> None:
         self.close()
 
-    def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> SendResult:
-        """Send prebuilt message bytes on a pooled connection; raise TemporaryFailure or PermanentFailure."""
+    def send(
+        self,
+        envelope_from: str,
+        recipients: Sequence[str],
+        message: bytes,
+        *,
+        before_transaction: Callable[[], None] | None = None,
+    ) -> SendResult:
+        """Send prebuilt message bytes on a pooled connection; raise TemporaryFailure or PermanentFailure.
+
+        before_transaction runs once the rate limit allowed the message and a connection is ready, right before
+        MAIL FROM: the last moment to decide against sending (whatever it raises propagates, nothing is sent).
+        """
         if isinstance(recipients, str):
             recipients = [recipients]
         if not recipients:
@@ -391,6 +402,8 @@ class SMTPPool:
 
         conn = self._checkout()
         try:
+            if before_transaction is not None:
+                before_transaction()
             try:
                 return self._transaction(conn, sender, rcpts, payload, eightbit, utf8)
             except _ConnectionLost as lost:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -82,6 +83,7 @@ class Handoff:
         self.since = 0.0
         self.created: dict[int, dt.datetime] = {}   # send id -> when queued (the retry schedule's max age)
         self.holding: set[int] = set()   # rows claimed by this job whose outcome is not written yet
+        self._thread_state = threading.local()   # per sender thread: the send id last accepted by the relay
         self.members = stops.stopped_members(mailer.kind, mailer.topic_ids, mailer.all_contacts)
         # Two connections, so one message's round trips to the relay overlap the next one's.
         self.sender = ThreadPoolExecutor(max_workers=min(2, pool.relay.max_connections),
@@ -92,20 +94,25 @@ class Handoff:
         self.sender.shutdown(wait=True)
 
     def _send(self, send_id: int, contact_id: int, envelope_from: str, to: list[str], data: bytes) -> None:
-        """In a sender thread: record the hand-off (and check for a stop), then talk SMTP."""
-        try:
-            handed = self.lessee.handoff(self.owner, send_id, [m.format(c=contact_id) for m in self.members],
-                                         self.since)
-        except (RedisError, claims.ClaimRevoked) as exc:
-            raise _NotHanded(str(exc) or type(exc).__name__) from exc
-        if not handed:
-            raise _Stopped()
-        self.pool.send(envelope_from, to, data)
-        try:
-            self.lessee.delivered(self.owner, send_id)
-        except RedisError:
-            # Only the crash case loses by it: the row would read "unknown" instead of sent.
-            logger.warning("could not record the relay's acceptance of send %s", send_id)
+        """In a sender thread: talk SMTP, recording the hand-off (and checking for a stop) right before MAIL FROM,
+        after any wait for the relay's rate limit or a free connection."""
+
+        local = self._thread_state
+
+        def hand_off() -> None:
+            try:
+                handed = self.lessee.handoff(self.owner, send_id, [m.format(c=contact_id) for m in self.members],
+                                             self.since, getattr(local, "accepted", 0))
+            except (RedisError, claims.ClaimRevoked) as exc:
+                raise _NotHanded(str(exc) or type(exc).__name__) from exc
+            local.accepted = 0
+            if not handed:
+                raise _Stopped()
+
+        self.pool.send(envelope_from, to, data, before_transaction=hand_off)
+        # Recorded as delivered with this thread's next hand-off (one Redis call a message, not two); a crash
+        # before that leaves at most this one message per connection "unknown" although the relay has it.
+        local.accepted = send_id
 
     def run(self, claimed: Sequence[tuple[int, int, int]], contacts: dict[int, Contact],
             interests: dict[int, list[str]], eligible: set[int], held: dict[int, str], *,
