@@ -6,7 +6,7 @@
 Every scenario seeds contacts, starts one campaign ("Send now", the only thing a person does) and lets real
 `worker.py` processes (periodic scheduler on) send it to the fault-injecting relay of mailer/faults.py, while:
 
-  kill         (20,000) SIGKILL a worker at 10 moments, the first while the audience is being dispatched
+  kill         (20,000) SIGKILL a worker at 10 moments, the first (every worker) once dispatch has started
   faults       (5,000)  421 at connect, 451 after DATA, drops before and after the final dot, 550 for 1 % of addresses
   redis        (5,000)  restart the Redis server twice, 5 s down each (the harness runs its own redis-server)
   database     (5,000)  PostgreSQL unreachable for 30 s, twice (a TCP proxy in front of it; PostgreSQL only)
@@ -307,15 +307,27 @@ class Run:
 
     # ------------------------------------------------------------ what goes wrong
 
+    def _dispatching(self) -> bool:
+        """A worker has started the dispatch job (RQ's registry of started jobs says so)."""
+        registry = self.rt.queue.started_job_registry
+        for job_id in registry.get_job_ids():
+            job = self.rt.queue.fetch_job(job_id)
+            if job is not None and "dispatch" in (job.func_name or ""):
+                return True
+        return False
+
     def chaos_kill(self, kills: int = 10) -> None:
-        """The first kill hits every worker as soon as dispatch has written rows; the others one worker each."""
+        """The first kill hits every worker once dispatch has started; the others one worker each."""
         while not self.stop.is_set():
+            if self._dispatching():
+                self.stop.wait(self.rng.uniform(0, 0.05))     # somewhere in its first 50 ms
+                break
             with self.rt.session_factory() as session:
                 started = session.scalar(select(func.count()).select_from(Send)
                                          .where(Send.campaign_id == self.campaign_id))
             if started:
                 break
-            self.stop.wait(0.02)
+            self.stop.wait(0.01)
         if self.stop.is_set():
             return
         _status, dispatched = self.status()
