@@ -30,7 +30,9 @@ patching. Each scenario prints one JSON line; every figure but `unknown` is coun
                           it was still unfinished at the deadline (pause + Send); the harness itself makes none
   finished                the campaign reached "finished" by itself
 Besides these: the send rows by status, `overdue` (queued rows whose next attempt is more than 10 s past due, which
-nothing will send), what the relay did (accepted and each fault), worker kills and unexpected worker exits.
+nothing will send), `missing_not_unknown` (missing recipients the app does not call unknown: lost silently),
+`unknown_but_delivered` (unknown recipients the relay did accept), what the relay did (accepted and each fault),
+worker kills and unexpected worker exits.
 """
 
 from __future__ import annotations
@@ -276,8 +278,9 @@ class Run:
         with self.rt.session_factory() as session:
             if "UNKNOWN" in SendStatus.__members__:
                 unknown_reason = or_(unknown_reason, Send.status == SendStatus["UNKNOWN"])
-            unknown = session.scalar(select(func.count()).where(
-                Send.campaign_id == self.campaign_id, Send.status != SendStatus.SENT, unknown_reason))
+            unknown_emails = set(session.scalars(select(Contact.email).join(Send, Send.contact_id == Contact.id).where(
+                Send.campaign_id == self.campaign_id, Send.status != SendStatus.SENT, unknown_reason)))
+            unknown = len(unknown_emails)
             # Rows still waiting although their next attempt is past due: nothing will send them.
             overdue = session.scalar(select(func.count()).where(
                 Send.campaign_id == self.campaign_id, Send.status == SendStatus.QUEUED,
@@ -299,6 +302,9 @@ class Run:
             "person_actions": pauses + (0 if finished else 1), "finished": finished, "seconds": round(seconds, 1),
             "database": make_url(self.db_url).get_backend_name(), "status": status, "sends": by_status,
             "overdue": overdue,
+            # Recipient by recipient: lost without the app saying so, and reported unknown though the relay has it.
+            "missing_not_unknown": len(expected - set(accepted) - unknown_emails),
+            "unknown_but_delivered": len(unknown_emails & set(accepted)),
             "relay": dict(self.truth.events), "worker_kills": self.workers.kills if self.workers else 0,
             "worker_exits": len(self.workers.exits) if self.workers else 0,
             "unsubscribed": len(self.unsubscribed),
