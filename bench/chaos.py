@@ -32,7 +32,7 @@ patching. Each scenario prints one JSON line; every figure but `unknown` is coun
 Besides these: the send rows by status, `overdue` (queued rows whose next attempt is more than 10 s past due, which
 nothing will send), `missing_not_unknown` (missing recipients the app does not call unknown: lost silently),
 `unknown_but_delivered` (unknown recipients the relay did accept), what the relay did (accepted and each fault),
-worker kills and unexpected worker exits.
+worker kills, unexpected worker exits and `worker_orphans` (killed workers whose child processes outlived them).
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ class Run:
 
     def _build(self, args: argparse.Namespace, scenario: str, n: int) -> None:
         self.work = Path(tempfile.mkdtemp(prefix=f"rapport-chaos-{scenario}-"))
-        self.stack.callback(shutil.rmtree, self.work, True)
+        if not args.keep:
+            self.stack.callback(shutil.rmtree, self.work, True)
         self.db_url = make_database(args.database_url, self.work, self.stack)
         self.redis_server = None
         if scenario == "redis":
@@ -307,6 +308,7 @@ class Run:
             "unknown_but_delivered": len(unknown_emails & set(accepted)),
             "relay": dict(self.truth.events), "worker_kills": self.workers.kills if self.workers else 0,
             "worker_exits": len(self.workers.exits) if self.workers else 0,
+            "worker_orphans": self.workers.orphans if self.workers else 0,
             "unsubscribed": len(self.unsubscribed),
             **({"dispatch_hit": self.dispatch_hit} if self.scenario == "kill" else {}),
         }
@@ -402,10 +404,9 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> dict:
         say(f"[{scenario}] sending to {n:,} with {WORKERS} workers (at most {timeout:.0f} s) …")
         return run.go(timeout, chaos)
     finally:
+        run.close()
         if args.keep:
             say(f"  kept {run.work}")
-            run.stack.pop_all()
-        run.close()
 
 
 def main() -> int:
