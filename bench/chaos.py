@@ -6,7 +6,7 @@
 Every scenario seeds contacts, starts one campaign ("Send now", the only thing a person does) and lets real
 `worker.py` processes (periodic scheduler on) send it to the fault-injecting relay of mailer/faults.py, while:
 
-  kill         (20,000) SIGKILL a worker at 10 moments, the first while the audience is being dispatched
+  kill         (20,000) SIGKILL a worker at 10 moments, the first (every worker) once dispatch has started
   faults       (5,000)  421 at connect, 451 after DATA, drops before and after the final dot, 550 for 1 % of addresses
   redis        (5,000)  restart the Redis server twice, 5 s down each (the harness runs its own redis-server)
   database     (5,000)  PostgreSQL unreachable for 30 s, twice (a TCP proxy in front of it; PostgreSQL only)
@@ -30,7 +30,9 @@ patching. Each scenario prints one JSON line; every figure but `unknown` is coun
                           it was still unfinished at the deadline (pause + Send); the harness itself makes none
   finished                the campaign reached "finished" by itself
 Besides these: the send rows by status, `overdue` (queued rows whose next attempt is more than 10 s past due, which
-nothing will send), what the relay did (accepted and each fault), worker kills and unexpected worker exits.
+nothing will send), `missing_not_unknown` (missing recipients the app does not call unknown: lost silently),
+`unknown_but_delivered` (unknown recipients the relay did accept), what the relay did (accepted and each fault),
+worker kills, unexpected worker exits and `worker_orphans` (killed workers whose child processes outlived them).
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ class Run:
 
     def _build(self, args: argparse.Namespace, scenario: str, n: int) -> None:
         self.work = Path(tempfile.mkdtemp(prefix=f"rapport-chaos-{scenario}-"))
-        self.stack.callback(shutil.rmtree, self.work, True)
+        if not args.keep:
+            self.stack.callback(shutil.rmtree, self.work, True)
         self.db_url = make_database(args.database_url, self.work, self.stack)
         self.redis_server = None
         if scenario == "redis":
@@ -276,8 +279,9 @@ class Run:
         with self.rt.session_factory() as session:
             if "UNKNOWN" in SendStatus.__members__:
                 unknown_reason = or_(unknown_reason, Send.status == SendStatus["UNKNOWN"])
-            unknown = session.scalar(select(func.count()).where(
-                Send.campaign_id == self.campaign_id, Send.status != SendStatus.SENT, unknown_reason))
+            unknown_emails = set(session.scalars(select(Contact.email).join(Send, Send.contact_id == Contact.id).where(
+                Send.campaign_id == self.campaign_id, Send.status != SendStatus.SENT, unknown_reason)))
+            unknown = len(unknown_emails)
             # Rows still waiting although their next attempt is past due: nothing will send them.
             overdue = session.scalar(select(func.count()).where(
                 Send.campaign_id == self.campaign_id, Send.status == SendStatus.QUEUED,
@@ -299,23 +303,39 @@ class Run:
             "person_actions": pauses + (0 if finished else 1), "finished": finished, "seconds": round(seconds, 1),
             "database": make_url(self.db_url).get_backend_name(), "status": status, "sends": by_status,
             "overdue": overdue,
+            # Recipient by recipient: lost without the app saying so, and reported unknown though the relay has it.
+            "missing_not_unknown": len(expected - set(accepted) - unknown_emails),
+            "unknown_but_delivered": len(unknown_emails & set(accepted)),
             "relay": dict(self.truth.events), "worker_kills": self.workers.kills if self.workers else 0,
             "worker_exits": len(self.workers.exits) if self.workers else 0,
+            "worker_orphans": self.workers.orphans if self.workers else 0,
             "unsubscribed": len(self.unsubscribed),
             **({"dispatch_hit": self.dispatch_hit} if self.scenario == "kill" else {}),
         }
 
     # ------------------------------------------------------------ what goes wrong
 
+    def _dispatching(self) -> bool:
+        """A worker has started the dispatch job (RQ's registry of started jobs says so)."""
+        registry = self.rt.queue.started_job_registry
+        for job_id in registry.get_job_ids():
+            job = self.rt.queue.fetch_job(job_id)
+            if job is not None and "dispatch" in (job.func_name or ""):
+                return True
+        return False
+
     def chaos_kill(self, kills: int = 10) -> None:
-        """The first kill hits every worker as soon as dispatch has written rows; the others one worker each."""
+        """The first kill hits every worker once dispatch has started; the others one worker each."""
         while not self.stop.is_set():
+            if self._dispatching():
+                self.stop.wait(self.rng.uniform(0, 0.05))     # somewhere in its first 50 ms
+                break
             with self.rt.session_factory() as session:
                 started = session.scalar(select(func.count()).select_from(Send)
                                          .where(Send.campaign_id == self.campaign_id))
             if started:
                 break
-            self.stop.wait(0.02)
+            self.stop.wait(0.01)
         if self.stop.is_set():
             return
         _status, dispatched = self.status()
@@ -384,10 +404,9 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> dict:
         say(f"[{scenario}] sending to {n:,} with {WORKERS} workers (at most {timeout:.0f} s) …")
         return run.go(timeout, chaos)
     finally:
+        run.close()
         if args.keep:
             say(f"  kept {run.work}")
-            run.stack.pop_all()
-        run.close()
 
 
 def main() -> int:

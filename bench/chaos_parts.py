@@ -117,6 +117,8 @@ class Workers:
         self.started = 0
         self.kills = 0
         self.exits: list[int] = []          # exit codes of deaths the harness did not cause
+        self.orphans = 0                    # killed workers whose child processes outlived them
+        self._groups: list[int] = []
         self._killed: set[int] = set()
         self._lock = threading.Lock()
         for i in range(count):
@@ -125,9 +127,12 @@ class Workers:
     def _start(self, i: int) -> None:
         self.started += 1
         log = open(self.logs / f"worker-{i}.log", "ab")  # noqa: SIM115 - the child owns it from here
+        # A process group of its own: the harness kills only the worker process, as a crash would, and sees
+        # afterwards whether a child of it (a forked scheduler) lived on.
         self.procs[i] = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--name",
                                           f"chaos-{i}-{self.started}"], env=self.env, cwd=ROOT,
-                                         stdout=subprocess.DEVNULL, stderr=log)
+                                         stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        self._groups.append(self.procs[i].pid)
         log.close()
 
     def kill(self, i: int) -> None:
@@ -160,7 +165,7 @@ class Workers:
                     self._start(i)
 
     def stop(self) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL whatever is still running after 30 s."""
+        """Warm shutdown (SIGTERM), SIGKILL after 30 s; then count and end what killed workers left behind."""
         with self._lock:
             procs = [p for p in self.procs if p is not None and p.poll() is None]
             for p in procs:
@@ -171,6 +176,15 @@ class Workers:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+            for group in self._groups:
+                try:
+                    os.killpg(group, 0)
+                except (ProcessLookupError, PermissionError):
+                    continue            # nothing of that worker is left
+                if group in self._killed:
+                    self.orphans += 1
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
 
 
 def ensure_redis_server() -> str:
