@@ -334,11 +334,23 @@ _COLOR_SCHEME = ('<meta name="color-scheme" content="light"><meta name="supporte
                  '<style type="text/css">:root{color-scheme:light;supported-color-schemes:light}</style>')
 
 
+_TEMPLATE_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+def static_title(subject: str) -> str:
+    """The subject's fixed text ("{{ name }}, one quick question" -> "One quick question"), "Message" if none.
+
+    The <title> carries no template code: the head is not where a per-recipient value must render."""
+    text = " ".join(_TEMPLATE_CODE.sub(" ", subject).split()).strip(" ,.:;!?-–—")
+    if "{" in text or "}" in text:   # braces nested inside template code: no telling where the fixed text is
+        text = ""
+    return (text[:1].upper() + text[1:]) if text else "Message"
+
+
 def _with_title_and_scheme(html: str, subject: str) -> str:
-    """An empty <title> (no <mj-title>) gets the subject, template code and all; the colour scheme is declared."""
-    if _EMPTY_TITLE.search(html) and subject.strip():
-        protected, saved = _protect(subject)
-        title = _restore(html_escape(protected, quote=False), saved)
+    """An empty <title> (no <mj-title>) gets the subject's fixed text; the colour scheme is declared."""
+    if _EMPTY_TITLE.search(html):
+        title = html_escape(static_title(subject), quote=False)
         html = _EMPTY_TITLE.sub(lambda _m: f"<title>{title}</title>", html, count=1)
     if 'name="color-scheme"' not in html:
         match = _HEAD_OPEN.search(html)

@@ -49,9 +49,23 @@ def test_every_mail_has_a_title_and_a_colour_scheme(key, editor, db_session, mak
 def test_a_mail_without_mj_title_is_titled_by_its_personalised_subject(editor, db_session, make_contacts,  # noqa: ANN001
                                                                        outbox) -> None:
     html = delivered_html(editor, db_session, make_contacts, outbox, "blank")
-    # The blank starter has no <mj-title>: the subject (its template code rendered for the sample) is the title.
+    # The blank starter has no <mj-title>: the subject's fixed text is the title ("Hello" in the composer form).
     assert "<mj-title>" not in campaign_service.starter("blank").mjml
-    assert TITLE.search(html).group(1).strip() != ""
+    assert TITLE.search(html).group(1) == "Hello"
+
+
+@pytest.mark.parametrize(("subject", "title"), [
+    ("{{ contact.first_name|default('Hello', true) }}, one quick question", "One quick question"),
+    ("A thank-you: {{ coupon.value }}", "A thank-you"),
+    ("{{ '{:{w}}'.format('a', w=9) }}", "Message"),
+    ("Tom & Jerry's {% if x %}news{% endif %}", "Tom & Jerry's news"),
+])
+def test_the_title_is_the_subjects_fixed_text(subject: str, title: str) -> None:
+    from mailer.compose import CampaignSource, compile_campaign, static_title
+
+    assert static_title(subject) == title
+    html = compile_campaign(CampaignSource(mjml=campaign_service.BLANK_MJML, subject=subject)).sources["html"]
+    assert TITLE.search(html).group(1) == title.replace("&", "&amp;")
 
 
 def test_the_coupon_starter_opens_with_the_senders_brand(editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
