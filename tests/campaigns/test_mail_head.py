@@ -49,9 +49,35 @@ def test_every_mail_has_a_title_and_a_colour_scheme(key, editor, db_session, mak
 def test_a_mail_without_mj_title_is_titled_by_its_personalised_subject(editor, db_session, make_contacts,  # noqa: ANN001
                                                                        outbox) -> None:
     html = delivered_html(editor, db_session, make_contacts, outbox, "blank")
-    # The blank starter has no <mj-title>: the subject (its template code rendered for the sample) is the title.
+    # The blank starter has no <mj-title>: the subject's fixed text is the title ("Hello" in the composer form).
     assert "<mj-title>" not in campaign_service.starter("blank").mjml
-    assert TITLE.search(html).group(1).strip() != ""
+    assert TITLE.search(html).group(1) == "Hello"
+
+
+@pytest.mark.parametrize(("subject", "first_name", "title"), [
+    ("{{ contact.first_name|default('Hello', true) }}, one quick question", "Ada", "Ada, one quick question"),
+    ("{{ contact.first_name|default('Hello', true) }}, one quick question", "", "Hello, one quick question"),
+    ("Tom & Jerry's {% if contact.first_name %}news{% endif %}", "Ada", "Tom & Jerry's news"),
+])
+def test_the_title_is_the_subject_as_the_recipient_reads_it(subject: str, first_name: str, title: str) -> None:
+    import html as html_lib
+
+    from mailer.compose import CampaignSource, compile_campaign
+
+    compiled = compile_campaign(CampaignSource(mjml=campaign_service.BLANK_MJML, subject=subject))
+    ctx = {"contact": {"first_name": first_name}, "sender": {"name": "Shop", "postal_address": "1 Road"},
+           "unsubscribe_url": "#", "preferences_url": "#"}
+    out = compiled.render(ctx, lambda i: "#", "").html
+    assert html_lib.unescape(TITLE.search(out).group(1)) == title
+
+
+def test_a_subject_that_fails_is_reported_as_the_subject_not_as_the_html() -> None:
+    from mailer.compose import CampaignSource, TemplateError, compile_campaign
+
+    compiled = compile_campaign(CampaignSource(mjml=campaign_service.BLANK_MJML,
+                                               subject="{{ '{:{w}}'.format('a', w=10**9) }}"))
+    with pytest.raises(TemplateError, match="^subject: "):
+        compiled.render({"contact": {}, "sender": {}}, lambda i: "#", "")
 
 
 def test_the_coupon_starter_opens_with_the_senders_brand(editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
