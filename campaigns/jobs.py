@@ -49,6 +49,7 @@ def _record_metrics(rt: runtime.Runtime, campaign_id: int, result: delivery.Batc
     """Count a batch's outcomes for /metrics (shared through Redis across workers)."""
     relay, kind = _relay_and_kind(rt, campaign_id)
     metrics.record_batch(rt.redis, relay, kind, sent=result.sent, failed=result.failed, deferred=result.deferred,
+                         unknown=result.unknown, held_by_rule=result.held_by_rule,
                          seconds=time.monotonic() - started)
 
 

@@ -175,6 +175,8 @@ class BatchResult:
     skipped: int = 0
     held: int = 0
     deferred: int = 0
+    unknown: int = 0                 # handed to the relay, no reply: the relay may have it (docs/delivery.md)
+    held_by_rule: dict[str, int] = field(default_factory=dict)   # policy holds by rule (the metrics count them)
     stopped: str = ""
 
 

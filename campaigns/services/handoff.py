@@ -288,8 +288,12 @@ class Handoff:
         ids = [row["id"] for row in self.updates]
         self.lessee.release(ids, owner=self.owner)
         self.holding.difference_update(ids)
-        for status in (SendStatus.SENT, SendStatus.FAILED, SendStatus.SKIPPED, SendStatus.HELD):
+        for status in (SendStatus.SENT, SendStatus.FAILED, SendStatus.SKIPPED, SendStatus.HELD, SendStatus.UNKNOWN):
             setattr(self.result, str(status), getattr(self.result, str(status)) + counts[status])
+        for row in self.updates:
+            if row["status"] == SendStatus.HELD and row["id"] in written:
+                rule = row["reason"] or "other"
+                self.result.held_by_rule[rule] = self.result.held_by_rule.get(rule, 0) + 1
         self.updates, self.sent_contacts, self.rejections = [], [], []
         if self.revoked:
             # This owner's remaining claims belong to the sweeper now; later claims use a fresh owner id.

@@ -473,3 +473,22 @@ def test_a_message_waiting_for_the_relays_rate_limit_is_checked_after_the_wait(
     assert ledger.count(contacts[0].email) == 1 and ledger.count(contacts[1].email) == 1
     fresh(db_session)
     assert db_session.scalar(select(Send.status).where(Send.contact_id == leaver.id)) == SendStatus.SKIPPED
+
+
+def test_metrics_count_an_unknown_outcome(runtime, client, db_session, make_contacts, make_campaign, ledger,  # noqa: ANN001
+                                          run_worker) -> None:
+    """/metrics counts the outcome-unknown sends of a real batch (a drop after the final dot), apart from sent."""
+    from tests.campaigns.test_probes import scrape
+
+    topic, contacts = make_contacts(3)
+    ledger.drop_after_dot.add(contacts[1].email)
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    run_worker()
+    got = scrape(client)
+
+    def count(outcome: str) -> float:
+        return got.get(("rapport_messages_total", (("kind", "nurture"), ("outcome", outcome), ("relay", "default"))), 0)
+
+    assert len(ledger.accepted) == 2
+    assert (count("sent"), count("unknown")) == (2, 1)
