@@ -67,9 +67,7 @@ def _when(reason: str, policy: PolicySettings, latest: dt.datetime | None, kind:
     if reason == SendReason.PAUSED and latest is not None:
         return f"the contacts paused their mail: can go by {latest:%a %d %b %Y, %H:%M} UTC"
     if reason == SendReason.RATIO:
-        return (f"each goes once the contact has had enough nurture mail ({policy.ratio_marketing} marketing per "
-                f"{policy.ratio_nurture} nurture in {policy.window_days} days, at least "
-                f"{policy.min_nurture_before_marketing} nurture first)")
+        return f"each goes once the contact has had enough nurture mail ({policy_service.ratio_rule(policy)})"
     if reason == SendReason.PREFERENCE:
         return ("the contacts chose weekly or monthly mail: " + ("it goes out in their next digest"
                 if kind == CampaignKind.NURTURE else "each goes when their chosen gap has passed"))

@@ -238,6 +238,12 @@ def unreserve(session: Session, send_ids: Collection[int]) -> None:
         session.execute(delete(PolicyLedger).where(PolicyLedger.send_id.in_(list(send_ids))))
 
 
+def ratio_rule(policy: PolicySettings) -> str:
+    """The ratio rule in words (send rows and the campaign page say it alike)."""
+    return (f"{policy.ratio_marketing} marketing per {policy.ratio_nurture} nurture in {policy.window_days} days, "
+            f"at least {policy.min_nurture_before_marketing} nurture first")
+
+
 def explain(reason: str, contact: Contact | None, policy: PolicySettings) -> str:
     """The held reason in words, for the send row's last_error."""
     if reason == SendReason.PAUSED and contact is not None and contact.paused_until is not None:
@@ -245,9 +251,7 @@ def explain(reason: str, contact: Contact | None, policy: PolicySettings) -> str
     if reason == SendReason.PREFERENCE and contact is not None:
         return f"held: contact chose {contact.frequency} mail"
     if reason == SendReason.RATIO:
-        return (f"held: needs more nurture mail first ({policy.ratio_marketing} marketing per "
-                f"{policy.ratio_nurture} nurture in {policy.window_days} days, at least "
-                f"{policy.min_nurture_before_marketing} nurture first)")
+        return f"held: needs more nurture mail first ({ratio_rule(policy)})"
     if reason == SendReason.WEEKLY_MARKETING:
         return f"held: already {policy.marketing_per_week} marketing mail(s) in the last 7 days"
     if reason == SendReason.DAILY_TOTAL:
