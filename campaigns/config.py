@@ -82,6 +82,12 @@ class Settings:
     retry_max_age: int = 86400                # no retry starts later than this after the send row was created
     max_consecutive_failures: int = 10        # a batch pauses its campaign after this many failures in a row
     max_template_failures: int = 10           # … and after this many recipients in a row its template failed for
+    # Reputation guard (campaigns.services.reputation): a campaign is paused when its first sends bounce hard or draw
+    # complaints above these shares; judged from pause_min_sends on, over the first pause_within_sends sends.
+    pause_hard_bounce_rate: float = 0.05
+    pause_complaint_rate: float = 0.001
+    pause_min_sends: int = 200
+    pause_within_sends: int = 5000
     claim_lease: int = 120                    # seconds a claim lives without a heartbeat (> a 60 s infra blip)
     heartbeat_seconds: float = 5.0            # how often a working process renews its claims' lease
     sweep_seconds: float = 5.0                # how often the elected sweeper runs (campaigns.services.sweeper)
@@ -141,6 +147,20 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         return replace(self, **overrides)  # type: ignore[arg-type]
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    """A share between 0 and 1 (0.05 = 5 %)."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number between 0 and 1 (0.05 = 5 %), got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise ConfigError(f"{name} must be a number between 0 and 1 (0.05 = 5 %), got {raw!r}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -230,6 +250,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         claim_lease=max(10, _int(env, "RAPPORT_CLAIM_LEASE", 120)),
         sweep_seconds=float(max(1, _int(env, "RAPPORT_SWEEP_SECONDS", 5))),
         live_count_limit=max(0, _int(env, "RAPPORT_LIVE_COUNT_LIMIT", 20_000)),
+        pause_hard_bounce_rate=_share(env, "RAPPORT_PAUSE_HARD_BOUNCE_RATE", 0.05),
+        pause_complaint_rate=_share(env, "RAPPORT_PAUSE_COMPLAINT_RATE", 0.001),
+        pause_min_sends=max(1, _int(env, "RAPPORT_PAUSE_MIN_SENDS", 200)),
+        pause_within_sends=max(1, _int(env, "RAPPORT_PAUSE_WITHIN_SENDS", 5000)),
         export_keep_hours=max(1, _int(env, "RAPPORT_EXPORT_KEEP_HOURS", 24)),
         webhook_secret=env.get("RAPPORT_WEBHOOK_SECRET", ""),
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),

@@ -35,7 +35,7 @@ from campaigns.models import (
 )
 from campaigns.runtime import Runtime
 from campaigns.services import campaigns as campaign_service
-from campaigns.services import claims
+from campaigns.services import claims, reputation
 from campaigns.services import policy as policy_service
 from campaigns.services.contacts import normalize_email, personalization
 from campaigns.services.coupons import BatchCoupons
@@ -300,6 +300,9 @@ def _claim_round(rt: Runtime, session: Session, campaign_id: int, lo: int, hi: i
         raise
     sender.run(claimed, contacts, interests, eligible, held, expired=expired, checked_at=checked_at)
     sender.record(session, campaign_id)
+    if not sender.pause_reason and mailer.kind != CampaignKind.TRANSACTIONAL:
+        sender.pause_reason = reputation.pause_reason(rt, session, campaign_id)
+        session.commit()
     if sender.pause_reason:
         session.execute(update(Campaign).where(Campaign.id == campaign_id,
                                                Campaign.status == CampaignStatus.RUNNING)
