@@ -275,7 +275,9 @@ class Run:
         unsubscribed_first = {e for e, t in self.unsubscribed.items()
                               if not any(r["started"] <= t for r in accepted.get(e, ()))}
         expected = set(self.emails) - self.rejected - unsubscribed_first
-        late = sum(1 for e, t in self.unsubscribed.items() for r in accepted.get(e, ()) if r["started"] > t)
+        lags = sorted(r["started"] - t for e, t in self.unsubscribed.items() for r in accepted.get(e, ())
+                      if r["started"] > t)
+        late = len(lags)
         unknown_reason = or_(Send.last_error.like("outcome unknown%"), Send.last_error.like("interrupted%"))
         with self.rt.session_factory() as session:
             if "UNKNOWN" in SendStatus.__members__:
@@ -309,6 +311,9 @@ class Run:
             "relay": dict(self.truth.events), "worker_kills": self.workers.kills if self.workers else 0,
             "worker_exits": len(self.workers.exits) if self.workers else 0,
             "unsubscribed": len(self.unsubscribed),
+            # How long after its POST had returned each late message's transaction began: a hand-off check that
+            # lost a race by milliseconds reads differently from one that was never made.
+            **({"late_by_ms": [round(x * 1000, 1) for x in lags]} if lags else {}),
             **({"dispatch_hit": self.dispatch_hit} if self.scenario == "kill" else {}),
         }
 
