@@ -313,7 +313,11 @@ class Run:
             "unsubscribed": len(self.unsubscribed),
             # How long after its POST had returned each late message's transaction began: a hand-off check that
             # lost a race by milliseconds reads differently from one that was never made.
-            **({"late_by_ms": [round(x * 1000, 1) for x in lags]} if lags else {}),
+            **({"late_by_ms": [round(x * 1000, 1) for x in lags],
+                "late": [{"contact": self.contact_ids[e], "ms": round((r["started"] - t) * 1000, 1),
+                          "connection": r.get("connection")}
+                         for e, t in self.unsubscribed.items() for r in accepted.get(e, ()) if r["started"] > t]}
+               if lags else {}),
             **({"dispatch_hit": self.dispatch_hit} if self.scenario == "kill" else {}),
         }
 
