@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.contacts_list import CONTACT_COLS, rows  # noqa: E402
+from bench.contacts_list import CONTACT_COLS, bulk_insert, rows  # noqa: E402
 
 TOPICS = ("Newsletter", "Garden tips", "Offers")
 LINKS = ("https://shop.test/roses", "https://shop.test/tools", "https://shop.test/books", "https://shop.test/sale")
@@ -56,32 +56,6 @@ def in_topic(i: int) -> tuple[bool, bool, bool]:
 def audience(n: int):  # noqa: ANN201
     """Contact ids of the sent campaign's audience: the first topic's subscribers."""
     return (i for i in range(1, n + 1) if i % 10 != 0)
-
-
-def _sqlite_value(v):  # noqa: ANN001, ANN202 - the text format UTCDateTime stores on SQLite
-    if isinstance(v, dt.datetime):
-        return v.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return v.isoformat() if isinstance(v, dt.date) else v
-
-
-def _bulk(engine, tables) -> None:  # noqa: ANN001
-    """Insert (table, columns, row iterable) with the driver's fastest path, in one transaction."""
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        if engine.dialect.name == "postgresql":
-            for table, cols, data in tables:
-                with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
-                    for row in data:
-                        copy.write_row(row)
-        else:
-            cur.execute("BEGIN")
-            for table, cols, data in tables:
-                cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                                ([_sqlite_value(v) for v in row] for row in data))
-        raw.commit()
-    finally:
-        raw.close()
 
 
 def build(engine, n: int) -> float:  # noqa: ANN001, C901 - one linear recipe
@@ -149,7 +123,7 @@ def build(engine, n: int) -> float:  # noqa: ANN001, C901 - one linear recipe
                 link = i % len(LINKS) + 1
                 yield (i, big, i, "click", at + dt.timedelta(minutes=1), json.dumps({"link_id": link}), False)
 
-    _bulk(engine, [
+    bulk_insert(engine, [
         ("contact", CONTACT_COLS, contacts), ("contact_interest", ("contact_id", "interest"), interests),
         ('"order"', ("contact_id", "ordered_at", "amount", "currency", "reference"), orders),
         ("topic", ("id", "name", "description", "public", "created_at"), topic_rows),
