@@ -1,5 +1,5 @@
 """WSGI entry point: `gunicorn wsgi:app`. The one place that builds the app at import time."""
 
-from campaigns.app import create_app
+from campaigns.web.app import create_app
 
 app = create_app()

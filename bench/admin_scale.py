@@ -213,10 +213,10 @@ def main() -> None:  # noqa: C901 - one linear script
     from rq import SimpleWorker
     from werkzeug.security import generate_password_hash
 
-    from campaigns.app import create_app
     from campaigns.config import Settings
     from campaigns.models import AdminUser, Segment
     from campaigns.runtime import Runtime, install
+    from campaigns.web.app import create_app
 
     tmp = Path(tempfile.mkdtemp(prefix="rapport-admin-scale-"))
     settings = Settings(database_url=url, instance_path=tmp / "instance", secret_key="bench-secret",

@@ -77,13 +77,13 @@ from campaigns.config import Settings  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus  # noqa: E402
 from campaigns.models.core import utcnow  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
-from campaigns.services import sending  # noqa: E402
+from campaigns.sending import lifecycle as sending  # noqa: E402
 from mailer.dkim import generate_private_key_pem  # noqa: E402
 from mailer.tracking import Purpose  # noqa: E402
 
 SIZES = {"kill": 20_000, "faults": 5_000, "redis": 5_000, "database": 5_000, "unsubscribe": 2_000}
 WORKERS = 2
-# Today's sender: 2 SMTP connections per worker, 8 messages in flight (campaigns/services/delivery.py).
+# Today's sender: 2 SMTP connections per worker, 8 messages in flight (campaigns/sending/delivery.py).
 IN_FLIGHT_PER_WORKER = 2 * 8
 RETRY_ENV = {"RAPPORT_RETRY_DELAYS": "2,5,10,20,30", "RAPPORT_RETRY_MAX_AGE": "600"}
 FAULTS = {"connect_421": 0.02, "data_451": 0.05, "drop_before_dot": 0.02, "drop_after_dot": 0.005}
@@ -266,7 +266,7 @@ class Run:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)    # no line per request on the console
 
-        from campaigns.app import create_app
+        from campaigns.web.app import create_app
 
         server = make_server("127.0.0.1", self.web_port, create_app({"SETTINGS": self.settings}), threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True, name="web").start()

@@ -141,10 +141,10 @@ def main() -> None:  # noqa: C901 - one linear script
 
     from sqlalchemy import text
 
+    from campaigns.contacts import records as contact_service
+    from campaigns.contacts import segments
     from campaigns.db import make_engine, make_session_factory
     from campaigns.models import AdminUser, Segment
-    from campaigns.services import contacts as contact_service
-    from campaigns.services import segments
 
     n = args.contacts
     with tempfile.TemporaryDirectory(prefix="rapport-bench-contacts-") as tmpdir:
@@ -201,8 +201,8 @@ def main() -> None:  # noqa: C901 - one linear script
             # The real page through the Flask app (login, query, template), first and deep page.
             from werkzeug.security import generate_password_hash
 
-            from campaigns.app import create_app
             from campaigns.config import Settings
+            from campaigns.web.app import create_app
 
             session.add(AdminUser(email="bench@shop.test", name="Bench", role="admin",
                                   password_hash=generate_password_hash("bench-password")))

@@ -35,7 +35,7 @@ from campaigns.cli import migrate  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus, Topic, utcnow  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
-from campaigns.services import sending  # noqa: E402
+from campaigns.sending import lifecycle as sending  # noqa: E402
 
 
 def seed(rt: Runtime, n: int) -> int:

@@ -6,7 +6,7 @@ Run: .venv/bin/python bench/import.py [--rows N] [--database-url postgresql://po
 Generates a realistic CSV (email, first_name, last_name, phone, city, postal_code, country, birthday, interests and
 a custom attribute) into a temp file, then measures, in the same run:
   - baseline: parsing the file with csv.reader and nothing else;
-  - import: campaigns.services.imports (save the upload, guessed mapping, run_import) into a fresh, migrated
+  - import: campaigns.contacts.imports (save the upload, guessed mapping, run_import) into a fresh, migrated
     database: a temp SQLite file by default, or a throw-away database created on the --database-url server.
 Prints rows/s and seconds for each, then one JSON line; `target_met` (≤ 60 s) is in it only for the full
 1,000,000-row run.
@@ -79,9 +79,9 @@ def main() -> None:
     from redis import Redis
     from sqlalchemy import func, select
 
+    from campaigns.contacts import imports
     from campaigns.db import make_engine, make_session_factory
     from campaigns.models import Contact, ContactInterest
-    from campaigns.services import imports
 
     with tempfile.TemporaryDirectory(prefix="rapport-bench-import-") as tmpdir:
         tmp = Path(tmpdir)

@@ -44,7 +44,7 @@ from campaigns.models import (  # noqa: E402
     utcnow,
 )
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
-from campaigns.services import policy  # noqa: E402
+from campaigns.sending import policy  # noqa: E402
 
 MJML = "<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text></mj-column></mj-section></mj-body></mjml>"
 

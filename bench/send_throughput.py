@@ -52,13 +52,14 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.campaign import newsletter_mjml  # noqa: E402
 from campaigns.cli import migrate  # noqa: E402
+from campaigns.composing.editor import save_campaign  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
 from campaigns.db import scratch_database  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Subscription, Topic  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
-from campaigns.services import delivery, sending  # noqa: E402
-from campaigns.services import policy as policy_service  # noqa: E402
-from campaigns.services.campaigns import save_campaign  # noqa: E402
+from campaigns.sending import delivery
+from campaigns.sending import lifecycle as sending  # noqa: E402
+from campaigns.sending import policy as policy_service  # noqa: E402
 from mailer.dkim import generate_private_key_pem  # noqa: E402
 
 # ------------------------------------------------------------------ the sink and its counter
@@ -339,7 +340,7 @@ def _mean(runs: list[dict]) -> dict:
 
 def prebuilt_messages(rt: Runtime, campaign_id: int, count: int) -> list[tuple[bytes, bytes]]:
     """Real rendered, signed messages; the Message-ID is split out so each send gets a unique one cheaply."""
-    from campaigns.services.contacts import personalization
+    from campaigns.contacts.records import personalization
 
     out = []
     with rt.session_factory() as session:
@@ -377,8 +378,8 @@ def run_naive(rt: Runtime, sink: Sink, campaign_id: int, count: int, key_pem: by
 
     import dkim
 
-    from campaigns.services.campaigns import compiled
-    from campaigns.services.contacts import personalization
+    from campaigns.composing.editor import compiled
+    from campaigns.contacts.records import personalization
 
     with rt.session_factory() as session:
         campaign = session.get(Campaign, campaign_id)

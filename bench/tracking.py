@@ -59,7 +59,7 @@ end
 
 def create_bench_app():  # noqa: ANN201
     """The real app plus a bare route returning 204: the baseline on the same server and config."""
-    from campaigns.app import create_app
+    from campaigns.web.app import create_app
 
     app = create_app()
     app.add_url_rule("/_bench/bare", "bench_bare", lambda: ("", 204))
@@ -77,10 +77,10 @@ def _setup(env: dict[str, str]) -> tuple[list[str], list[str]]:
     from sqlalchemy import insert, select
 
     from campaigns.cli import migrate
+    from campaigns.composing import editor as campaign_service
     from campaigns.config import from_env
     from campaigns.models import Contact, Send, SendStatus, Subscription, Topic
     from campaigns.runtime import Runtime
-    from campaigns.services import campaigns as campaign_service
     from mailer.tracking import Purpose
 
     settings = from_env(env)
@@ -350,8 +350,8 @@ def _run(argv: list[str], db_url: str) -> int:
 
 def _pending(env: dict[str, str]) -> int:
     from campaigns.config import from_env
+    from campaigns.feedback import hits
     from campaigns.runtime import Runtime
-    from campaigns.services import hits
 
     rt = Runtime(from_env(env))
     n = hits.pending(rt.redis)
@@ -364,10 +364,10 @@ def _settle(env: dict[str, str]) -> tuple[int, int]:
     from sqlalchemy import func, select
 
     from campaigns.config import from_env
+    from campaigns.feedback import hits
     from campaigns.jobs_feedback import drain_hits
     from campaigns.models import Event
     from campaigns.runtime import Runtime, install
-    from campaigns.services import hits
 
     rt = install(Runtime(from_env(env)))
     deadline = time.monotonic() + hits.LOCK_TTL + 60

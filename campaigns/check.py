@@ -8,8 +8,8 @@ from typing import TextIO
 from redis.exceptions import RedisError
 
 from campaigns.config import Settings
+from campaigns.ops import health, liveness
 from campaigns.runtime import Runtime
-from campaigns.services import health, liveness
 
 
 def check(settings: Settings, out: TextIO | None = None) -> int:

@@ -46,7 +46,7 @@ def ensure_dkim_key(settings: Settings) -> Path | None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(generate_private_key_pem("rsa", 2048))
-        from campaigns.services.dkim_keys import zone_record
+        from campaigns.accounts.dkim_keys import zone_record
 
         key = DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector, path.read_bytes())
         (path.parent / f"{settings.dkim_selector}.dns.txt").write_text(zone_record(key) + "\n")
@@ -58,15 +58,15 @@ def dkim_record(settings: Settings) -> str:
     """The DNS TXT records to publish for the DKIM keys that sign (chosen in the admin, else configured)."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from campaigns.accounts.dkim_keys import dkim_overview
     from campaigns.db import make_engine, make_session_factory
-    from campaigns.services.dkim_keys import dkim_overview
 
     engine = make_engine(settings.database_url, immediate=False)
     try:
         with make_session_factory(engine)() as session:
             keys, pending = dkim_overview(session, settings)
     except SQLAlchemyError:          # no database yet: the configured key
-        from campaigns.services.dkim_keys import zone_record
+        from campaigns.accounts.dkim_keys import zone_record
         from mailer.dkim import DKIMKey
 
         if settings.dkim_private_key_path is None or not settings.dkim_private_key_path.exists():
@@ -86,11 +86,11 @@ def dkim_record(settings: Settings) -> str:
 
 def create_admin(settings: Settings, email: str, name: str, password: str, role: str = "admin") -> None:
     """Create (or reset the password of) an admin user."""
+    from campaigns.accounts.users import check_password_rules, hash_password
+    from campaigns.contacts.records import normalize_email
     from campaigns.db import make_engine, make_session_factory, session_scope
     from campaigns.errors import ValidationError
     from campaigns.models import AdminRole, AdminUser
-    from campaigns.services.accounts import check_password_rules, hash_password
-    from campaigns.services.contacts import normalize_email
 
     try:
         email = normalize_email(email, own_address=True)
@@ -111,7 +111,7 @@ def create_admin(settings: Settings, email: str, name: str, password: str, role:
 
 def demo(settings: Settings, port: int) -> int:
     """Run the whole product on embedded defaults until Ctrl-C."""
-    from campaigns import demo_data
+    from campaigns.demo import data as demo_data
     from campaigns.runtime import embedded_redis
     from mailer.capture import CaptureServer, Outbox
 
@@ -136,7 +136,7 @@ def demo(settings: Settings, port: int) -> int:
 
     children = [
         start_worker(),
-        subprocess.Popen([sys.executable, "-m", "flask", "--app", "campaigns.app:create_app()", "run",
+        subprocess.Popen([sys.executable, "-m", "flask", "--app", "campaigns.web.app:create_app()", "run",
                           "--host", "127.0.0.1", "--port", str(port), "--no-reload"], env=env),
     ]
     print("  Starting the web server and the worker…", flush=True)
@@ -202,7 +202,7 @@ def web(gunicorn_args: list[str]) -> None:
     """Replace this process with gunicorn serving the app under the shipped settings (campaigns/gunicorn_conf.py)."""
     # exec, not a child: the process supervisor's signals (graceful stop, reload) reach gunicorn itself.
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", "python:campaigns.gunicorn_conf",
-                              *gunicorn_args, "campaigns.app:create_app()"])
+                              *gunicorn_args, "campaigns.web.app:create_app()"])
 
 
 def check_config(env: Mapping[str, str]) -> int:
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_dkim_key(settings)
         print("Database is up to date.")
     elif args.command == "seed":
-        from campaigns import demo_data
+        from campaigns.demo import data as demo_data
 
         migrate(settings)
         print("Seeded." if demo_data.seed(settings) else "The database already has data; nothing seeded.")
@@ -339,11 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         create_admin(settings, args.email, args.name, password, args.role)
         print(f"Admin {args.email} is ready.")
     elif args.command in ("ingest", "poll-bounces", "drain-hits"):
-        from campaigns.services.feedback_cli import run
+        from campaigns.feedback.cli import run
 
         return run(settings, args)
     elif args.command == "check-mail-setup":
-        from campaigns.services import mail_setup
+        from campaigns.accounts import mail_setup
 
         return mail_setup.run(settings, pipe=args.pipe, smtp=args.smtp, dns=not args.no_dns)
     elif args.command == "demo":

@@ -73,7 +73,7 @@ class Settings:
     default_language: str = "en"              # of new campaigns (mail lang/dir); Settings → Brand overrides it
     batch_size: int = 500                     # recipients per send_batch job
     # Above this many contacts, costly admin figures come from a background job, shown with their age
-    # (campaigns.services.summaries); exports keep their files this many hours.
+    # (campaigns.reports.summaries); exports keep their files this many hours.
     live_count_limit: int = 20_000
     export_keep_hours: int = 24
     claim_size: int = 100                     # rows claimed (and status-flushed) at a time inside a batch
@@ -82,7 +82,7 @@ class Settings:
     retry_max_age: int = 86400                # no retry starts later than this after the send row was created
     max_consecutive_failures: int = 10        # a batch pauses its campaign after this many failures in a row
     max_template_failures: int = 10           # … and after this many recipients in a row its template failed for
-    # Reputation guard (campaigns.services.reputation): a campaign is paused when its first sends bounce hard or draw
+    # Reputation guard (campaigns.sending.reputation): a campaign is paused when its first sends bounce hard or draw
     # complaints above these shares; judged from pause_min_sends on, over the first pause_within_sends sends.
     pause_hard_bounce_rate: float = 0.05
     pause_complaint_rate: float = 0.001
@@ -90,7 +90,7 @@ class Settings:
     pause_within_sends: int = 5000
     claim_lease: int = 120                    # seconds a claim lives without a heartbeat (> a 60 s infra blip)
     heartbeat_seconds: float = 5.0            # how often a working process renews its claims' lease
-    sweep_seconds: float = 5.0                # how often the elected sweeper runs (campaigns.services.sweeper)
+    sweep_seconds: float = 5.0                # how often the elected sweeper runs (campaigns.sending.sweeper)
     queue_name: str = "rapport"
     # Reverse proxies in front of the web app (nginx, a load balancer): how many X-Forwarded-* hops to trust, so
     # rate limits and consent records see the visitor's address, not the proxy's. 0: no proxy (the default).

@@ -7,7 +7,8 @@ import time
 from dataclasses import asdict
 
 from campaigns import metrics, runtime
-from campaigns.services import delivery, sending, sweeper
+from campaigns.sending import delivery, sweeper
+from campaigns.sending import lifecycle as sending
 
 logger = logging.getLogger(__name__)
 
@@ -67,21 +68,21 @@ def _relay_and_kind(rt: runtime.Runtime, campaign_id: int) -> tuple[str, str]:
 
 def run_automations() -> dict:
     """Send what active automations have due now (a periodic task, see campaigns.scheduler)."""
-    from campaigns.services import automations
+    from campaigns.automations import runs as automations
 
     return automations.run_due(runtime.current())
 
 
 def release_held() -> int:
     """Re-queue held sends that may go now and expire old ones (a periodic task, see campaigns.scheduler)."""
-    from campaigns.services import policy
+    from campaigns.sending import policy
 
     return policy.release_held(runtime.current())
 
 
 def signup_request(request: dict) -> bool:
     """Apply a double opt-in sign-up from a public form and mail its confirmation link when one is due."""
-    from campaigns.services import signup
+    from campaigns.signup import service as signup
 
     rt = runtime.current()
     with rt.session_factory() as session:
@@ -91,7 +92,7 @@ def signup_request(request: dict) -> bool:
 
 def expire_signups() -> int:
     """Expire unconfirmed sign-ups (run hourly or daily from the scheduler)."""
-    from campaigns.services import signup
+    from campaigns.signup import service as signup
 
     with runtime.current().session_factory() as session:
         return signup.expire_pending(session)
@@ -99,6 +100,6 @@ def expire_signups() -> int:
 
 def send_digests() -> dict:
     """Send due weekly/monthly readers their digest of held nurture mail (a periodic task, see campaigns.scheduler)."""
-    from campaigns.services import digest
+    from campaigns.sending import digest
 
     return asdict(digest.run(runtime.current()))

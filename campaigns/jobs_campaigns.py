@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from campaigns import runtime
-from campaigns.services import scheduling
+from campaigns.sending import scheduling
 
 logger = logging.getLogger(__name__)
 

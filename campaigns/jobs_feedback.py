@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from campaigns import runtime
-from campaigns.services import engagement, hits
+from campaigns.feedback import engagement, hits
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def drain_hits() -> int:
 
 def poll_bounces(url: str) -> int:
     """Read and apply every message waiting in the bounce mailbox at url (imap[s]:// or pop3[s]://)."""
-    from campaigns.services import ingest
+    from campaigns.feedback import ingest
 
     rt = runtime.current()
     return ingest.poll_mailbox(rt, url)

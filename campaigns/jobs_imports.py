@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict
 
 from campaigns import runtime, storage
-from campaigns.services import imports
+from campaigns.contacts import imports
 
 logger = logging.getLogger(__name__)
 

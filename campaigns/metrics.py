@@ -153,7 +153,7 @@ class RapportCollector(Collector):
         del batch_count   # the +Inf bucket is the count
 
     def _queue(self) -> Iterator[Metric]:
-        from campaigns.services import liveness  # services build on the runtime; keep this module light
+        from campaigns.ops import liveness  # services build on the runtime; keep this module light
 
         state = liveness.queue_state(self.runtime)
         jobs = GaugeMetricFamily("rapport_queue_jobs", "Jobs in the queue's registries", labels=["state"])

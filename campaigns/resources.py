@@ -22,6 +22,16 @@ def templates_dir() -> Path:
     return _package_dir("campaigns.templates", "templates")
 
 
+def static_dir() -> Path:
+    """The admin's static files (CSS, scripts, vendored libraries)."""
+    return Path(__file__).resolve().parent / "static"
+
+
+def starters_dir() -> Path:
+    """The MJML starter templates a new campaign can begin from."""
+    return Path(__file__).resolve().parent / "composing" / "starters"
+
+
 def migrations_dir() -> Path:
     """The Alembic script directory (env.py, versions/)."""
     return _package_dir("campaigns.migrations", "migrations")

@@ -91,7 +91,7 @@ class Runtime:
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
-        from campaigns.services import stops  # services build on this module
+        from campaigns.sending import stops  # services build on this module
 
         # Every session of this runtime records contacts who stop (unsubscribe, bounce…) in Redis at flush time,
         # so a sender that claimed them a moment ago still sees it before the hand-off (services.stops).
@@ -140,7 +140,7 @@ class Runtime:
         """
         now = time.monotonic()
         if now >= self._signer_due:
-            from campaigns.services.dkim_keys import signer_for_runtime  # services build on this module
+            from campaigns.accounts.dkim_keys import signer_for_runtime  # services build on this module
 
             self._signer_due = now + SIGNER_RECHECK
             self._signer_source, self._signer = signer_for_runtime(

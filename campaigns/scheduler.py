@@ -134,7 +134,7 @@ def tick(rt: Runtime, now: dt.datetime | None = None, *, owner: str = "") -> lis
 
 def sweep_tick(rt: Runtime, now: dt.datetime | None = None, *, owner: str = "") -> bool:
     """Run the delivery sweeper here if nobody has run it in the current sweep slot (a few seconds long)."""
-    from campaigns.services import sweeper  # services build on this package; imported when first used
+    from campaigns.sending import sweeper  # services build on this package; imported when first used
 
     now = now or utcnow()
     slot = math.floor(now.timestamp() / rt.settings.sweep_seconds)

@@ -23,7 +23,7 @@ from mailer.dkim import generate_private_key_pem
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 # Worker and CLI processes started by tests run on loopback (http BASE_URL, test keys): a local trial, not production.
-# Tests of the production checks pass their own environment (tests/campaigns/test_production_config.py).
+# Tests of the production checks pass their own environment (tests/campaigns/ops/test_production_config.py).
 os.environ.setdefault("RAPPORT_ALLOW_INSECURE", "1")
 
 
@@ -88,7 +88,7 @@ def outbox(smtp_sink: CaptureServer) -> Outbox:
 
 
 def _clean_database(runtime: Runtime) -> None:
-    from campaigns.services import feedback
+    from campaigns.feedback import preferences as feedback
 
     # Ids start again after the wipe: the click path's cache of link URLs (by id) must not outlive its rows.
     feedback._links.clear()
@@ -155,7 +155,7 @@ def db_session(runtime: Runtime):  # noqa: ANN201
 
 @pytest.fixture()
 def app(runtime: Runtime):  # noqa: ANN201
-    from campaigns.app import create_app
+    from campaigns.web.app import create_app
 
     application = create_app({"SETTINGS": runtime.settings, "TESTING": True})
     # Share the test runtime (and its Redis connection) with the app.
@@ -213,8 +213,8 @@ def run_worker(runtime: Runtime):  # noqa: ANN201
 @pytest.fixture()
 def make_contacts(db_session):  # noqa: ANN001, ANN201
     """Create n subscribed contacts in a topic; returns (topic, contacts)."""
+    from campaigns.contacts.records import save_contact
     from campaigns.models import Topic
-    from campaigns.services.contacts import save_contact
 
     def make(n: int, topic_name: str = "Newsletter", prefix: str = "person"):  # noqa: ANN202
         from sqlalchemy import select
@@ -247,7 +247,7 @@ NEWSLETTER_MJML = """<mjml><mj-body>
 @pytest.fixture()
 def make_campaign(db_session):  # noqa: ANN001, ANN201
     """Create a draft campaign for topics."""
-    from campaigns.services.campaigns import save_campaign
+    from campaigns.composing.editor import save_campaign
 
     def make(topics, *, kind: str = "nurture", mjml: str = NEWSLETTER_MJML,  # noqa: ANN001, ANN202
              subject: str = "Hi {{ contact.first_name }}, our news"):

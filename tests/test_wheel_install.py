@@ -143,9 +143,9 @@ def database() -> Iterator[str]:
 
 def seed(database_url: str, n: int) -> int:
     """A topic with n subscribed contacts and a draft newsletter to it (as an editor would make them); its id."""
+    from campaigns.composing.editor import save_campaign
+    from campaigns.contacts.records import save_contact
     from campaigns.models import Topic
-    from campaigns.services.campaigns import save_campaign
-    from campaigns.services.contacts import save_contact
 
     engine = make_engine(database_url)
     with make_session_factory(engine)() as session:

@@ -21,7 +21,7 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     actor: Mapped[str] = mapped_column(String(320))          # the admin user's email ("" for the system)
-    action: Mapped[str] = mapped_column(String(64))          # campaigns.services.audit.Action
+    action: Mapped[str] = mapped_column(String(64))          # campaigns.accounts.audit.Action
     target: Mapped[str] = mapped_column(String(200), default="", server_default="")   # "campaign 12", "user 3"
     detail: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     ip: Mapped[str] = mapped_column(String(64), default="", server_default="")

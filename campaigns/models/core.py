@@ -221,7 +221,7 @@ class Contact(Base):
     last_opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_clicked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     engagement_score: Mapped[float] = mapped_column(Float, default=0.0)
-    # The score above is exact as of engagement_at; it decays from there (campaigns.services.engagement).
+    # The score above is exact as of engagement_at; it decays from there (campaigns.feedback.engagement).
     engagement_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     frequency: Mapped[Frequency] = mapped_column(String(20), default=Frequency.EVERY, server_default="every")
     paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -307,7 +307,7 @@ class Campaign(Base):
     # Sent to a fixed list of contacts given by sending.dispatch_to (an automation's run, a digest), never to an
     # audience: resuming it re-queues only its own send rows.
     recipients_listed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # Each recipient gets one code of this pool (campaigns.services.coupons); and this survey (services.surveys).
+    # Each recipient gets one code of this pool (campaigns.coupons.pools); and this survey (services.surveys).
     coupon_pool_id: Mapped[int | None] = mapped_column(ForeignKey("coupon_pool.id", ondelete="SET NULL"))
     survey_id: Mapped[int | None] = mapped_column(ForeignKey("survey.id", ondelete="SET NULL"))
     # A saved segment narrowing the audience (ANDed with the topics); evaluated when the campaign is dispatched.
@@ -315,7 +315,7 @@ class Campaign(Base):
     # Held sends are retried until then and expire after; no send goes out later (e.g. the coupon's expiry).
     valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # Dispatch inserts send rows in contact-id order and records the last contact id done, so a killed dispatch
-    # resumes there (campaigns.services.sending.dispatch).
+    # resumes there (campaigns.sending.lifecycle.dispatch).
     dispatch_cursor: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
     # BCP 47 tag of the mail's language (<html lang>, dir); new campaigns take the default from Settings.
     language: Mapped[str] = mapped_column(String(35), default="en", server_default="en")

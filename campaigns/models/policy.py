@@ -70,7 +70,7 @@ class PolicyConfig(Base):
 
 
 class DigestRun(Base):
-    """One run of the weekly/monthly digest: its per-run nurture campaign (campaigns.services.digest)."""
+    """One run of the weekly/monthly digest: its per-run nurture campaign (campaigns.sending.digest)."""
 
     __tablename__ = "digest_run"
 

@@ -15,7 +15,7 @@ __all__ = ["Segment"]
 
 
 class Segment(Base):
-    """A named filter over contacts (campaigns.services.segments compiles `definition` to a WHERE clause)."""
+    """A named filter over contacts (campaigns.contacts.segments compiles `definition` to a WHERE clause)."""
 
     __tablename__ = "segment"
 

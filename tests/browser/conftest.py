@@ -76,7 +76,7 @@ def live_server(runtime) -> Iterator[LiveServer]:  # noqa: ANN001
     """The app in a threaded werkzeug server, with BASE_URL pointing at it (so cookies and links fit)."""
     from werkzeug.serving import make_server
 
-    from campaigns.app import create_app
+    from campaigns.web.app import create_app
 
     holder: dict = {}
     server = make_server("127.0.0.1", 0, lambda environ, start: holder["app"](environ, start), threaded=True)
@@ -149,7 +149,7 @@ def worker(live_server: LiveServer, runtime, tmp_path: Path) -> Iterator[WorkerP
 @pytest.fixture()
 def demo_data(live_server: LiveServer) -> LiveServer:
     """The demo's data (admin demo@rapport.test / rapport-demo, topics, named sender, two campaigns), 40 contacts."""
-    from campaigns.demo_data import seed
+    from campaigns.demo.data import seed
 
     assert seed(live_server.settings, contacts=40)
     return live_server

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.flows import screenshot
-from tests.campaigns.test_mail_head import delivered_html
+from tests.campaigns.composing.test_mail_head import delivered_html
 
 
 @pytest.mark.parametrize("key", ["coupon", "newsletter", "blank"])

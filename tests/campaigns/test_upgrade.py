@@ -8,11 +8,11 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 
+from campaigns.accounts.users import hash_password
 from campaigns.cli import migrate
 from campaigns.config import Settings
 from campaigns.db import make_engine, make_session_factory, scratch_database
 from campaigns.resources import alembic_config
-from campaigns.services.accounts import hash_password
 
 PREVIOUS_RELEASE = "0012"
 T = dt.datetime(2026, 11, 2, 9, 30)
@@ -55,9 +55,9 @@ def fill_previous_release(url: str) -> None:
 
 
 def check_upgrade(url: str) -> None:
+    from campaigns.accounts import users as accounts
     from campaigns.models import AdminUser, Campaign, Contact, Event, Send
-    from campaigns.services import accounts
-    from campaigns.services.reports import campaign_report
+    from campaigns.reports.campaign_report import campaign_report
 
     command.upgrade(alembic_config(url), PREVIOUS_RELEASE)
     fill_previous_release(url)

@@ -1,0 +1,254 @@
+"""DKIM keys chosen in the admin: generate, publish (the exact DNS record), activate, and the runtime's signer.
+
+Private keys are files under instance/dkim/ (mode 0600, like the key `python -m campaigns init` creates); the
+app_setting row "dkim" only records which of them sign, so a database dump never contains a private key. Until a
+key is activated in the admin, the configured one (DKIM_PRIVATE_KEY_PATH, DKIM_ED25519_KEY_PATH) signs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from campaigns.accounts.settings_store import get_value, set_value
+from campaigns.config import Settings
+from campaigns.errors import ValidationError
+from mailer.dkim import DKIMKey, DKIMSigner, generate_private_key_pem
+
+logger = logging.getLogger(__name__)
+
+DKIM = "dkim"
+KEY_KINDS = ("rsa", "ed25519")
+_SELECTOR = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One DKIM key and what to publish for it."""
+
+    selector: str
+    kind: str
+    path: Path
+    record_name: str
+    txt_value: str
+    zone_line: str
+    source: str          # "admin" (generated in the admin) or "environment" (DKIM_PRIVATE_KEY_PATH…)
+    created: str = ""
+
+
+def zone_record(key: DKIMKey) -> str:
+    """The DNS TXT record for a key, in zone-file form; the value split into quoted strings of ≤255 bytes."""
+    value = key.dns_txt_value()
+    parts = " ".join(f'"{value[i:i + 255]}"' for i in range(0, len(value), 255))
+    return f"{key.dns_record_name()}. IN TXT {parts}"
+
+
+def _info(settings: Settings, entry: Mapping[str, str], source: str) -> KeyInfo | None:
+    path = Path(entry["path"])
+    if not path.is_absolute():
+        path = Path(settings.instance_path) / path
+    try:
+        key = DKIMKey.from_pem(settings.dkim_domain, entry["selector"], path.read_bytes())
+    except (OSError, ValueError, TypeError) as exc:
+        logger.warning("DKIM key %s (%s) cannot be used: %s", entry["selector"], path, exc)
+        return None
+    kind = "ed25519" if key.algorithm.startswith("ed25519") else "rsa"
+    return KeyInfo(entry["selector"], kind, path, key.dns_record_name(), key.dns_txt_value(), zone_record(key),
+                   source, entry.get("created", ""))
+
+
+def _env_entries(settings: Settings) -> list[dict[str, str]]:
+    out = []
+    if settings.dkim_private_key_path and Path(settings.dkim_private_key_path).exists():
+        out.append({"selector": settings.dkim_selector, "path": str(settings.dkim_private_key_path)})
+    if settings.dkim_ed25519_selector and settings.dkim_ed25519_key_path:
+        out.append({"selector": settings.dkim_ed25519_selector, "path": str(settings.dkim_ed25519_key_path)})
+    return out
+
+
+def _dkim_state(session: Session, settings: Settings) -> tuple[list[dict[str, str]], dict[str, str] | None, str]:
+    """(active entries, pending entry, where the active ones come from)."""
+    return _state_of(get_value(session, DKIM), settings)
+
+
+def _state_of(value: Any, settings: Settings) -> tuple[list[dict[str, str]], dict[str, str] | None, str]:
+    state = value or {}
+    if state.get("active"):
+        return list(state["active"]), state.get("pending"), "admin"
+    return _env_entries(settings), state.get("pending"), "environment"
+
+
+def dkim_overview(session: Session, settings: Settings) -> tuple[list[KeyInfo], KeyInfo | None]:
+    """The keys that sign now, and the generated key waiting for its DNS record (if any)."""
+    active, pending, source = _dkim_state(session, settings)
+    keys = [info for entry in active if (info := _info(settings, entry, source)) is not None]
+    return keys, _info(settings, pending, "admin") if pending else None
+
+
+def _signer(settings: Settings, active: list[dict[str, str]]) -> DKIMSigner | None:
+    keys = []
+    for entry in active:
+        info = _info(settings, entry, "")
+        if info is not None:
+            keys.append(DKIMKey.from_pem(settings.dkim_domain, info.selector, info.path.read_bytes()))
+    if not keys:
+        logger.warning("no usable DKIM key: mail goes out unsigned")
+        return None
+    return DKIMSigner(keys)
+
+
+def generate_dkim_key(session: Session, settings: Settings, kind: str, selector: str, by: str) -> KeyInfo:
+    """Create a new key file under instance/dkim/ and keep it pending until its DNS record is published."""
+    if kind not in KEY_KINDS:
+        raise ValidationError("Choose RSA-2048 or Ed25519.", field="kind")
+    selector = (selector or "").strip().lower()
+    if not _SELECTOR.fullmatch(selector):
+        raise ValidationError("The selector is one DNS label: letters, digits and hyphens, e.g. rapport2027.",
+                              field="selector")
+    active, _pending, _source = _dkim_state(session, settings)
+    if selector in {e["selector"] for e in active}:
+        raise ValidationError(f"The selector {selector} is in use. A new key needs a new selector, so the old "
+                              "record stays valid for mail already on its way.", field="selector")
+    folder = Path(settings.instance_path) / "dkim"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{selector}.{kind}.private.pem"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ValidationError(f"A key file for the selector {selector} already exists ({path.name}); choose "
+                              "another selector.", field="selector") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(generate_private_key_pem(kind, 2048))
+    entry = {"selector": selector, "kind": kind, "path": str(path.relative_to(settings.instance_path)),
+             "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    state = dict(get_value(session, DKIM) or {})
+    old = state.get("pending")
+    state["pending"] = entry
+    set_value(session, DKIM, state, by)
+    if old:
+        _remove_key_file(settings, old)
+    info = _info(settings, entry, "admin")
+    assert info is not None
+    return info
+
+
+def activate_pending_key(session: Session, settings: Settings, by: str) -> KeyInfo:
+    """Sign with the pending key from now on; it replaces the active key of the same kind (caller commits)."""
+    active, pending, _source = _dkim_state(session, settings)
+    if not pending:
+        raise ValidationError("There is no new key to activate. Generate one first.", field="kind")
+    info = _info(settings, pending, "admin")
+    if info is None:
+        raise ValidationError("The new key file cannot be read; generate another one.", field="kind")
+    kept = []
+    for entry in active:
+        current = _info(settings, entry, "")
+        if current is not None and current.kind != info.kind:
+            kept.append({k: v for k, v in entry.items()})
+    set_value(session, DKIM, {"active": [*kept, dict(pending)], "pending": None}, by)
+    return info
+
+
+def discard_pending_key(session: Session, settings: Settings, by: str) -> None:
+    """Forget the pending key and delete its file (caller commits)."""
+    state = dict(get_value(session, DKIM) or {})
+    pending = state.pop("pending", None)
+    if not pending:
+        raise ValidationError("There is no new key to discard.", field="kind")
+    set_value(session, DKIM, state if state.get("active") else None, by)
+    _remove_key_file(settings, pending)
+
+
+def _remove_key_file(settings: Settings, entry: Mapping[str, str]) -> None:
+    path = Path(entry["path"])
+    if not path.is_absolute():
+        path = Path(settings.instance_path) / path
+    path.unlink(missing_ok=True)
+
+
+def signer_for_runtime(engine: Engine, settings: Settings, known: tuple | None,
+                       current: DKIMSigner | None) -> tuple[tuple | None, DKIMSigner | None]:
+    """(fingerprint, signer) for a Runtime: rebuilt only when the active keys changed.
+
+    Reads the setting on a raw connection without a transaction: on SQLite an ORM session would BEGIN IMMEDIATE
+    and wait for the write lock that the calling batch may hold itself. Without a readable table (not migrated
+    yet) the configured keys sign.
+    """
+    try:
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            mark = "%s" if engine.dialect.name == "postgresql" else "?"
+            cursor.execute(f"SELECT value FROM app_setting WHERE key = {mark}", (DKIM,))
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            conn.close()
+        value = row[0] if row else None
+        if isinstance(value, str):
+            value = json.loads(value)
+    except Exception as exc:  # noqa: BLE001 - raw driver errors are not wrapped by SQLAlchemy
+        if known is not None:
+            logger.warning("cannot re-read the DKIM settings (%s); keeping the current keys", exc)
+            return known, current
+        logger.debug("DKIM settings unavailable (%s); using the configured key", exc)
+        value = None
+    active, _pending, _source = _state_of(value, settings)
+    fingerprint = tuple((e["selector"], e["path"]) for e in active)
+    if fingerprint == known:
+        return known, current
+    return fingerprint, _signer(settings, active)
+
+
+@dataclass(frozen=True)
+class DNSCheck:
+    """What DNS answers for a key's record name, compared with the record to publish."""
+
+    ok: bool
+    message: str
+
+
+def check_dns(info: KeyInfo, resolve: Any = None) -> DNSCheck:
+    """Look up the key's TXT record and say whether it matches (resolve is injectable for tests)."""
+    if resolve is None:
+        resolve = resolve_txt
+    try:
+        records = resolve(info.record_name)
+    except Exception as exc:  # noqa: BLE001 - NXDOMAIN, timeouts, no network: all mean "not visible yet"
+        return DNSCheck(False, f"No TXT record found at {info.record_name} yet ({type(exc).__name__}).")
+    wanted = _tags(info.txt_value)
+    for record in records:
+        if _tags(record).get("p") == wanted["p"]:
+            return DNSCheck(True, f"The record at {info.record_name} matches this key.")
+    if records:
+        return DNSCheck(False, f"{info.record_name} has a TXT record, but not this key's public key. "
+                               "Check for a typo or an old value still cached.")
+    return DNSCheck(False, f"No TXT record found at {info.record_name} yet.")
+
+
+def _tags(value: str) -> dict[str, str]:
+    tags = {}
+    for part in value.split(";"):
+        name, _sep, tag_value = part.partition("=")
+        tags[name.strip()] = "".join(tag_value.split())
+    return tags
+
+
+def resolve_txt(name: str) -> list[str]:
+    """TXT strings at name from the system's resolver (raises when there are none)."""
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver()
+    resolver.lifetime = 4.0
+    answer = resolver.resolve(name, "TXT")
+    return [b"".join(r.strings).decode("ascii", "replace") for r in answer]

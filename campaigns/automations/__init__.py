@@ -1,0 +1,1 @@
+"""Automations: triggers, runs and their figures."""

@@ -1,0 +1,1 @@
+"""The campaign editor: create and edit, starters, compile, previews, the sample-contact check."""

@@ -1,0 +1,1 @@
+"""Contacts, segments, imports and exports."""

@@ -1,0 +1,125 @@
+"""Contact exports: a streamed CSV of the list, and GDPR export and erasure of one contact."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from campaigns.contacts.records import get_contact
+from campaigns.csvfiles import CsvChunks
+from campaigns.feedback.ingest import suppress
+from campaigns.models import (
+    Contact,
+    ContactInterest,
+    Event,
+    Order,
+    Send,
+    Subscription,
+    SuppressionReason,
+    Topic,
+)
+from campaigns.sending import stops
+
+logger = logging.getLogger(__name__)
+
+CSV_FIELDS = ("email", "first_name", "last_name", "phone", "address_line1", "address_line2", "postal_code", "city",
+              "region", "country", "birthday", "timezone", "locale", "status", "consent_source", "consent_at",
+              "created_at")
+PAGE = 1000
+
+
+def export_csv(session: Session, *, status: str = "", topic_id: int | None = None,
+               segment_definition: dict[str, Any] | None = None) -> Iterator[str]:
+    """The contact list as CSV text chunks (UTF-8 BOM first, for Excel), read in keyset pages."""
+    if segment_definition is not None:   # validated by the caller; compiled once, evaluated per page
+        from campaigns.contacts.segments import condition
+
+        in_segment = condition(session, segment_definition)
+    out = CsvChunks()
+    yield "\ufeff"
+    out.writerow([*CSV_FIELDS, "interests", "topics", "attributes"])
+    after = 0
+    while True:
+        stmt = select(Contact).where(Contact.id > after).order_by(Contact.id).limit(PAGE)
+        if status:
+            stmt = stmt.where(Contact.status == status)
+        if segment_definition is not None:
+            stmt = stmt.where(in_segment)
+        if topic_id is not None:
+            stmt = stmt.where(Contact.id.in_(select(Subscription.contact_id).where(
+                Subscription.topic_id == topic_id, Subscription.subscribed.is_(True))))
+        contacts = list(session.scalars(stmt))
+        if not contacts:
+            break
+        ids = [c.id for c in contacts]
+        interests: dict[int, list[str]] = {}
+        for cid, interest in session.execute(select(ContactInterest.contact_id, ContactInterest.interest)
+                                             .where(ContactInterest.contact_id.in_(ids))):
+            interests.setdefault(cid, []).append(interest)
+        topics: dict[int, list[str]] = {}
+        for cid, name in session.execute(select(Subscription.contact_id, Topic.name).join(Topic).where(
+                Subscription.contact_id.in_(ids), Subscription.subscribed.is_(True))):
+            topics.setdefault(cid, []).append(name)
+        for c in contacts:
+            attrs = "; ".join(f"{k}={v}" for k, v in sorted((c.attributes or {}).items()))
+            out.writerow([*(getattr(c, f) for f in CSV_FIELDS), ", ".join(sorted(interests.get(c.id, []))),
+                          ", ".join(sorted(topics.get(c.id, []))), attrs])
+        yield out.take()
+        after = contacts[-1].id
+        session.expunge_all()
+
+
+def _plain(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        value = getattr(obj, name)
+        out[name] = value.isoformat() if hasattr(value, "isoformat") else \
+            str(value) if value is not None and not isinstance(value, int | float | bool | str | dict) else value
+    return out
+
+
+def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
+    """Everything stored about one contact, as JSON-ready data (Art. 15 / 20 GDPR)."""
+    c = get_contact(session, contact_id)
+    profile = _plain(c, ("id", "email", "first_name", "last_name", "phone", "address_line1", "address_line2",
+                         "postal_code", "city", "region", "country", "birthday", "timezone", "locale", "status",
+                         "consent_source", "consent_at", "created_at", "updated_at", "last_sent_at",
+                         "last_opened_at", "last_clicked_at", "engagement_score", "frequency", "paused_until"))
+    subs = session.execute(select(Subscription, Topic.name).join(Topic).where(Subscription.contact_id == c.id))
+    return {
+        "profile": profile,
+        "attributes": dict(c.attributes or {}),
+        "interests": sorted(i.interest for i in c.interests),
+        "subscriptions": [{"topic": name, "subscribed": s.subscribed, "updated_at": s.updated_at.isoformat()}
+                          for s, name in subs],
+        "orders": [_plain(o, ("id", "ordered_at", "amount", "currency", "reference")) for o in c.orders],
+        "events": [_plain(e, ("id", "type", "occurred_at", "campaign_id", "send_id", "data", "machine"))
+                   for e in session.scalars(select(Event).where(Event.contact_id == c.id).order_by(Event.id))],
+        "sends": [_plain(s, ("id", "campaign_id", "status", "attempts", "created_at", "sent_at", "last_error"))
+                  for s in session.scalars(select(Send).where(Send.contact_id == c.id).order_by(Send.id))],
+        "signups": _signup_consent(session, c.id),
+    }
+
+
+def _signup_consent(session: Session, contact_id: int) -> list[dict[str, Any]]:
+    """Double opt-in sign-ups with their consent proof (campaigns.signup.service)."""
+    from campaigns.signup.service import consent_records  # signup builds on contacts, as this module does
+
+    return consent_records(session, contact_id)
+
+
+def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
+    """Delete the contact and everything about it, keeping only the suppression hash so it is never mailed again."""
+    c = get_contact(session, contact_id)
+    suppress(session, c.email, SuppressionReason.MANUAL, f"erased (GDPR){' by ' + by if by else ''}")
+    stops.note(session, [f"s:{c.id}"])   # bulk deletes below: tell running sends first (services.stops)
+    # Explicit deletes: SQLite only cascades when foreign keys are enforced.
+    for model in (Event, Send, Order, ContactInterest, Subscription):
+        session.execute(delete(model).where(model.contact_id == c.id))
+    session.execute(delete(Contact).where(Contact.id == c.id))
+    session.commit()
+    logger.info("contact %s erased", contact_id)

@@ -1,0 +1,1 @@
+"""Coupon pools: codes, assignment at send time, redemption, apology mail."""

@@ -1,0 +1,2 @@
+"""What recipients and relays tell us: tracking hits, engagement, unsubscribes and preferences, bounces and
+complaints, relay events."""

@@ -1,0 +1,87 @@
+"""Where a tracked click goes: the link's stored URL, or a personalised link rendered again for its send.
+
+A personalised link (`https://shop.example/shop?code={{ coupon.code }}`) is stored as its template. The click token
+names only the send and the link, so the target is rendered from what the send had: its contact, its sender, its
+coupon code and survey links. The scheme and host are fixed in the template (mailer.compose.personalised_link), and
+the rendered URL must keep them, so no value can send a click to another site.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.errors import NotFound
+from campaigns.models import Campaign, Contact, ContactInterest, CouponCode, CouponPool, Link, Send, Sender
+from campaigns.runtime import Runtime
+from mailer.compose import TemplateError, is_personalised, render_link
+from mailer.tracking import Purpose
+
+
+def link_target(rt: Runtime, session: Session, send_id: int, link_id: int) -> str:
+    """The URL a click on link_id in send_id's message goes to; NotFound when it cannot be worked out."""
+    link = session.get(Link, link_id)
+    if link is None:
+        raise NotFound("unknown link")
+    if not is_personalised(link.url):
+        return link.url
+    campaign = session.get(Campaign, link.campaign_id)
+    if campaign is None:
+        raise NotFound("unknown link")
+    try:
+        url = render_link(link.url, _context(rt, session, campaign, send_id))
+    except TemplateError:
+        raise NotFound("this link cannot be followed any more") from None
+    template_site, site = urlsplit(link.url), urlsplit(url)
+    if (site.scheme.lower(), site.netloc.lower()) != (template_site.scheme.lower(), template_site.netloc.lower()):
+        raise NotFound("this link cannot be followed")
+    return url
+
+
+def _context(rt: Runtime, session: Session, campaign: Campaign, send_id: int) -> dict[str, Any]:
+    """The template values the send's message was rendered with (a blank sample for a test send, id 0)."""
+    from campaigns.composing import editor as campaign_service
+    from campaigns.contacts.records import personalization
+    from campaigns.coupons.pools import coupon_vars
+
+    settings = rt.settings
+    ctx = campaign_service.sample_extras(session, campaign.coupon_pool_id, campaign.survey_id, settings.base_url,
+                                         rt.tokens)
+    name, email = campaign_service.from_identity(campaign, settings)
+    postal = campaign_service.postal_address(session, settings)
+    ctx["sender"] = campaign_service.sender_context(name, email, postal)
+    send = session.get(Send, send_id) if send_id else None
+    if send is None or send.campaign_id != campaign.id:
+        if send_id:
+            raise NotFound("this message is no longer available")
+        ctx["contact"] = dict(campaign_service.SAMPLE_CONTACT)
+        return ctx
+    contact = session.get(Contact, send.contact_id)
+    if contact is None:
+        raise NotFound("this message is no longer available")
+    interests = session.scalars(select(ContactInterest.interest).where(ContactInterest.contact_id == contact.id))
+    ctx["contact"] = personalization(contact, list(interests))
+    if campaign.from_email == campaign_service.FROM_OWNER and contact.owner_id:
+        owner = session.get(Sender, contact.owner_id)
+        if owner is not None:
+            ctx["sender"] = campaign_service.sender_context(owner.name, owner.email, postal, owner.title or "")
+    base, seal = settings.base_url, rt.tokens.seal
+    ctx["unsubscribe_url"] = f"{base}/u/{seal(Purpose.UNSUBSCRIBE, contact.id, campaign.id)}"
+    ctx["preferences_url"] = f"{base}/p/{seal(Purpose.PREFERENCES, contact.id)}"
+    if campaign.coupon_pool_id:
+        row = session.execute(
+            select(CouponCode.code, CouponPool).join(CouponPool, CouponPool.id == CouponCode.pool_id)
+            .where(CouponCode.campaign_id == campaign.id, CouponCode.contact_id == contact.id)).first()
+        if row is None:
+            raise NotFound("no coupon was given with this message")
+        ctx["coupon"] = coupon_vars(row[1], row[0])
+    if campaign.survey_id:
+        from campaigns.surveys.service import SurveyLinks
+
+        links = SurveyLinks.for_campaign(session, campaign, base_url=base, tokens=rt.tokens)
+        if links is not None:
+            ctx.update(links.context(send_id))
+    return ctx

@@ -1,0 +1,1 @@
+"""Operating Rapport: health and liveness checks, the capture Outbox search."""

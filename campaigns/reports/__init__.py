@@ -1,0 +1,1 @@
+"""Campaign reports and cached summary figures for the admin."""

@@ -1,0 +1,1 @@
+"""Sending: campaign lifecycle, dispatch, delivery, the contact policy, digests, claims and the retry sweeper."""

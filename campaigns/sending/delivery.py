@@ -1,0 +1,364 @@
+"""Delivery: a campaign's messages composed per recipient (CampaignMailer), batch jobs that claim, send and record
+them (send_batch), and test sends. Starting, dispatching and finishing campaigns is campaigns.sending.lifecycle.
+
+A batch claims rows (queued -> sending, with this process as owner and a short lease, campaigns.sending.claims)
+and commits *before* talking SMTP; each message's hand-off is recorded in Redis right before it goes to the relay
+(campaigns.sending.handoff), and the outcomes are written after. A worker killed in between leaves its rows
+claimed; once their lease runs out the sweeper puts the ones never handed over back in the queue and marks the
+others `unknown` (the relay may have them): nothing is sent twice by itself, nothing is silently lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from campaigns.accounts.settings_store import RetrySchedule, retry_schedule
+from campaigns.composing import editor as campaign_service
+from campaigns.config import PolicySettings
+from campaigns.contacts.records import normalize_email, personalization
+from campaigns.coupons.pools import BatchCoupons
+from campaigns.errors import ValidationError
+from campaigns.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Contact,
+    ContactInterest,
+    ContactStatus,
+    SendStatus,
+    Subscription,
+    utcnow,
+)
+from campaigns.runtime import Runtime
+from campaigns.sending import claims, reputation
+from campaigns.sending import policy as policy_service
+from campaigns.sending.digest import DigestItems
+from campaigns.sending.handoff import Handoff
+from campaigns.sending.lifecycle import UNSENDABLE, maybe_finish, pause
+from campaigns.surveys.service import SurveyLinks
+from mailer.compose import CompiledCampaign, TemplateError
+from mailer.message import MessageTemplate, format_date, serialize
+from mailer.tracking import Purpose
+from mailer.transport import DeliveryError
+
+logger = logging.getLogger(__name__)
+
+DATABASE_PATIENCE = 300.0   # seconds a batch waits for an unreachable database before giving up (the sweeper
+                            # then settles its claims and queues the work again)
+_Delivery = Handoff         # the per-claim sender's former name
+
+
+# ---------------------------------------------------------------- per-message composition
+
+@dataclass
+class CampaignMailer:
+    """Everything a campaign's messages share, built once per batch job; message() does only per-recipient work."""
+
+    rt: Runtime
+    campaign_id: int
+    kind: str
+    compiled: CompiledCampaign
+    link_ids: list[int]
+    template: MessageTemplate
+    envelope_domain: str
+    sender: dict[str, str]
+    topic_ids: frozenset[int] = field(default_factory=frozenset)
+    all_contacts: bool = False
+    relay: str = ""
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    valid_until: dt.datetime | None = None
+    # "From the contact's account owner": From/Reply-To headers and {{ sender }} per owner (Sender.id).
+    owners: dict[int, tuple[MessageTemplate, dict[str, str]]] = field(default_factory=dict)
+    # A coupon pool and a survey (campaigns.coupons.pools / surveys): per-recipient template values.
+    coupons: BatchCoupons | None = None
+    coupon_of: dict[int, dict[str, str]] = field(default_factory=dict)   # contact id -> coupon, set per claim
+    survey: SurveyLinks | None = None
+    digest: DigestItems | None = None   # a digest campaign's per-recipient items (campaigns.sending.digest)
+    retry: RetrySchedule | None = None   # 4xx retries (Settings page, else the environment)
+
+    @classmethod
+    def for_campaign(cls, rt: Runtime, session: Session, campaign: Campaign) -> CampaignMailer:
+        """Compile (cached) and prepare shared headers."""
+        s = rt.settings
+        result = campaign_service.compiled(campaign)
+        ids = campaign_service.link_ids(session, campaign.id)
+        if len(ids) != len(result.links):
+            ids = campaign_service.ensure_links(session, campaign, result)
+            session.commit()
+        from_name, from_email = campaign_service.from_identity(campaign, s)
+
+        def headers_from(name: str, email: str, reply_to: str) -> MessageTemplate:
+            return MessageTemplate.create(
+                from_name=name, from_email=email,
+                reply_to=reply_to, feedback_id=f"{campaign.id}:{campaign.kind}:rapport",
+                list_id=f"{s.sender_name} <{campaign.kind}.{s.dkim_domain}>" if campaign.kind != "transactional"
+                else "",
+            )
+
+        template = headers_from(from_name, from_email, campaign.reply_to)
+        postal = campaign_service.postal_address(session, s)
+        sender = campaign_service.sender_context(from_name, from_email, postal)
+        owners = {o.id: (headers_from(o.name, o.email, campaign.reply_to or o.reply_to or ""),
+                         campaign_service.sender_context(o.name, o.email, postal, o.title or ""))
+                  for o in campaign_service.owner_senders(session, campaign)}
+        campaign_service.check_compliance(   # marketing: postal address and unsubscribe link, or no mail
+            campaign.kind, result, sender, campaign_service.sample_extras(
+                session, campaign.coupon_pool_id, campaign.survey_id, s.base_url, rt.tokens))
+        return cls(rt=rt, campaign_id=campaign.id, kind=str(campaign.kind), compiled=result, link_ids=ids,
+                   template=template, envelope_domain=s.return_domain, sender=sender, owners=owners,
+                   topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts,
+                   relay=campaign.relay, policy=policy_service.load(session, s.policy),
+                   valid_until=campaign.valid_until, coupons=BatchCoupons.for_campaign(session, campaign),
+                   survey=SurveyLinks.for_campaign(session, campaign, base_url=s.base_url, tokens=rt.tokens),
+                   digest=DigestItems.for_campaign(rt, session, campaign),
+                   retry=retry_schedule(session, s))
+
+    def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
+                contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, bytes]:
+        """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode)."""
+        template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
+            (self.template, self.sender)
+        tokens = self.rt.tokens
+        base = self.rt.settings.base_url
+        seal = tokens.seal
+        link_ids = self.link_ids
+
+        def click(i: int) -> str:   # called at most once per link and recipient (see mailer.compose.LinkURLs)
+            return f"{base}/c/{seal(Purpose.CLICK, send_id, link_ids[i])}"
+
+        unsub_token = seal(Purpose.UNSUBSCRIBE, contact_id, self.campaign_id)
+        unsubscribe_url = f"{base}/u/{unsub_token}"
+        ctx = {
+            "contact": contact_vars,
+            "sender": sender,
+            "unsubscribe_url": unsubscribe_url,
+            "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, contact_id)}",
+        }
+        if self.coupons is not None:
+            ctx["coupon"] = self.coupons.vars_for(self.coupon_of, send_id, contact_id)
+        if self.survey is not None:
+            ctx.update(self.survey.context(send_id))
+        if self.digest is not None:
+            ctx["digest_items"] = self.digest.items_for(contact_id, ctx)
+        subject, text_part, html_part = self.compiled.render_mime(
+            ctx, click, f"{base}/o/{seal(Purpose.OPEN, send_id)}")
+        msg_token = seal(Purpose.MESSAGE, send_id)
+        domain = self.rt.settings.dkim_domain
+        headers, body = template.build(
+            to_name=to_name, to_email=to_email, subject=subject_prefix + subject,
+            message_id=f"<{msg_token}@{domain}>", date=format_date(time.time()), parts=(text_part, html_part),
+            list_unsubscribe=(unsubscribe_url, f"mailto:unsubscribe+{unsub_token}@{self.envelope_domain}")
+            if self.kind != "transactional" else (),
+            extra=(("X-Rapport-ID", msg_token),),
+        )
+        signer = self.rt.signer
+        prefix = signer.sign(headers, body) if signer is not None else b""
+        return f"bounces+{msg_token}@{self.envelope_domain}", serialize(headers, body, prefix)
+
+
+# ---------------------------------------------------------------- batch delivery
+
+@dataclass
+class BatchResult:
+    """What one batch job did."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    held: int = 0
+    deferred: int = 0
+    unknown: int = 0                 # handed to the relay, no reply: the relay may have it (docs/delivery.md)
+    held_by_rule: dict[str, int] = field(default_factory=dict)   # policy holds by rule (the metrics count them)
+    stopped: str = ""
+
+
+def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Contact]) -> set[int]:
+    """Contacts who may still get this campaign at all (status and topic choice re-checked at send time).
+
+    Whether they may get it *now* (pause, frequency, ratio and caps) is policy.decide's part: those are held.
+    """
+    ok = set()
+    for cid, contact in contacts.items():
+        if mailer.kind == CampaignKind.TRANSACTIONAL:
+            if contact.status not in (*UNSENDABLE, ContactStatus.PENDING):
+                ok.add(cid)
+        elif contact.status == ContactStatus.SUBSCRIBED:
+            ok.add(cid)
+    if mailer.all_contacts or not ok or mailer.kind == CampaignKind.TRANSACTIONAL:
+        return ok
+    subscribed = set(session.scalars(select(Subscription.contact_id).where(
+        Subscription.contact_id.in_(ok), Subscription.topic_id.in_(mailer.topic_ids),
+        Subscription.subscribed.is_(True))))
+    return ok & subscribed
+
+
+def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
+    """Deliver the due queued sends of a campaign whose contact ids lie in [lo, hi], claim by claim."""
+    result = BatchResult()
+    with rt.session_factory() as session:
+        campaign = campaign_service.get_campaign(session, campaign_id)
+        if campaign.status != CampaignStatus.RUNNING:
+            result.stopped = str(campaign.status)
+            return result
+        try:
+            mailer = CampaignMailer.for_campaign(rt, session, campaign)
+        except TemplateError as exc:
+            pause(session, campaign, f"template error: {exc}")
+            result.stopped = "template error"
+            return result
+    sender = Handoff(rt, mailer, rt.relays.pool(mailer.relay or None), result)
+    try:
+        _deliver_claims(rt, campaign_id, lo, hi, mailer, sender, result)
+    finally:
+        sender.close()
+        # Rows whose outcome could not be written stay claimed until their lease runs out; the sweeper settles
+        # them (handed: unknown, the rest: queued again).
+        sender.lessee.release(list(sender.holding), forget_handed=False)
+    _finish_batch(rt, campaign_id, lo, hi, result, mailer)
+    logger.debug("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)   # one per batch: DEBUG
+    return result
+
+
+def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: CampaignMailer,
+                    sender: Handoff, result: BatchResult) -> None:
+    """Claim, send and record in rounds of claim_size until nothing is due, or the campaign stops.
+
+    A database that goes away is waited for (with backoff, up to DATABASE_PATIENCE): outcomes already obtained
+    stay in memory and are written when it is back.
+    """
+    waited = 0.0
+    while not result.stopped:
+        try:
+            if sender.updates:      # outcomes of a round whose write failed
+                with rt.session_factory() as session:
+                    sender.record(session, campaign_id)
+            with rt.session_factory() as session:
+                if not _claim_round(rt, session, campaign_id, lo, hi, mailer, sender, result):
+                    break
+            waited = 0.0
+        except OperationalError as exc:
+            if waited >= DATABASE_PATIENCE:
+                raise
+            pause_s = min(2.0 ** max(1, waited // 5), 10.0)
+            logger.warning("campaign_id=%s: database unavailable (%s); retrying in %.0fs", campaign_id,
+                           str(exc).splitlines()[0], pause_s)
+            time.sleep(pause_s)
+            waited += pause_s
+
+
+def _claim_round(rt: Runtime, session: Session, campaign_id: int, lo: int, hi: int, mailer: CampaignMailer,
+                 sender: Handoff, result: BatchResult) -> bool:
+    """One claim: check, send, record. False when there was nothing to claim."""
+    status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+    if status != CampaignStatus.RUNNING:
+        result.stopped = str(status)
+        return False
+    claimed, created = claims.claim(session, rt, campaign_id, lo, hi, rt.settings.claim_size, sender.owner)
+    if not claimed:
+        return False
+    sender.lessee.hold(created)
+    sender.holding.update(created)
+    sender.created = created
+    try:
+        ids = [c for _, c, _ in claimed]
+        checked_at = time.time()
+        contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
+        interests: dict[int, list[str]] = {}
+        for cid, interest in session.execute(
+                select(ContactInterest.contact_id, ContactInterest.interest)
+                .where(ContactInterest.contact_id.in_(ids))):
+            interests.setdefault(cid, []).append(interest)
+        now = utcnow()
+        expired = mailer.valid_until is not None and mailer.valid_until <= now
+        eligible = set() if expired else _eligible(session, mailer, contacts)
+        # The policy decision and its ledger rows commit together with nothing else in between: atomic per
+        # contact across workers (see campaigns.sending.policy).
+        held = policy_service.decide(session, mailer.kind, mailer.policy,
+                                     {c: s for s, c, _a in claimed if c in eligible}, contacts, now)
+        if mailer.coupons is not None:   # codes before rendering; pauses the campaign when the pool runs dry
+            all_claimed = claimed
+            mailer.coupon_of, claimed = mailer.coupons.assign_claim(session, claimed, eligible, held)
+            kept = {row[0] for row in claimed}
+            dropped = [row[0] for row in all_claimed if row[0] not in kept]
+            sender.lessee.release(dropped, forget_handed=False)
+            sender.holding.difference_update(dropped)
+        session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
+    except OperationalError:
+        session.rollback()
+        # Nothing of this claim was sent: it goes back to the queue when the database is back.
+        for sid, _cid, att in claimed:
+            sender.attempts = att - 1
+            sender._add(sid, SendStatus.QUEUED, "")
+        raise
+    sender.run(claimed, contacts, interests, eligible, held, expired=expired, checked_at=checked_at)
+    sender.record(session, campaign_id)
+    if not sender.pause_reason and mailer.kind != CampaignKind.TRANSACTIONAL:
+        sender.pause_reason = reputation.pause_reason(rt, session, campaign_id)
+        session.commit()
+    if sender.pause_reason:
+        session.execute(update(Campaign).where(Campaign.id == campaign_id,
+                                               Campaign.status == CampaignStatus.RUNNING)
+                        .values(status=CampaignStatus.PAUSED, status_reason=sender.pause_reason))
+        session.commit()
+        logger.warning("campaign %s paused: %s", campaign_id, sender.pause_reason)
+        result.stopped = "paused"
+    return True
+
+
+def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: BatchResult,
+                  mailer: CampaignMailer) -> None:
+    """Finish the campaign when nothing is left (deferred sends are picked up by the sweeper at their time).
+
+    Held sends expire here once the campaign's validity has ended; after nurture mail went out, held sends of
+    other campaigns to these contacts are re-checked at once (the ratio may allow them now).
+    """
+    with rt.session_factory() as session:
+        if mailer.valid_until is not None and mailer.valid_until <= utcnow():
+            policy_service.expire_held(session, campaign_id,
+                                       f"expired: the campaign was valid until {mailer.valid_until:%Y-%m-%d %H:%M} UTC")
+            session.commit()
+        maybe_finish(session, campaign_id)
+    if mailer.kind == CampaignKind.NURTURE and result.sent and mailer.policy.enabled:
+        policy_service.release_held(rt, contact_range=(lo, hi))
+
+
+# ---------------------------------------------------------------- test sends
+
+def send_test(rt: Runtime, session: Session, campaign: Campaign, addresses: Sequence[str],
+              as_contact: Contact | None = None) -> list[str]:
+    """Send the campaign now to up to 10 addresses, personalized as as_contact (or a sample); returns addresses."""
+    emails = [normalize_email(a) for a in addresses if a.strip()]
+    if not emails:
+        raise ValidationError("enter at least one address", field="addresses")
+    if len(emails) > 10:
+        raise ValidationError("a test goes to at most 10 addresses", field="addresses")
+    result = campaign_service.validate(campaign)
+    campaign_service.ensure_links(session, campaign, result)
+    session.commit()
+    mailer = CampaignMailer.for_campaign(rt, session, campaign)
+    variables_of = personalization(as_contact, [i.interest for i in as_contact.interests]) if as_contact else None
+    session.commit()    # no transaction held while talking to the relay
+    pool = rt.relays.pool(mailer.relay or None)
+    for email in emails:
+        if as_contact is not None:
+            name, cid = as_contact.full_name, as_contact.id
+            variables = variables_of
+        else:
+            name, cid = "", 0
+            variables = {"email": email, "first_name": "", "last_name": "", "full_name": ""}
+        # send id 0: tracking links of a test message work but record nothing.
+        envelope_from, data = mailer.message(0, cid, name, email, variables, subject_prefix="[Test] ",
+                                             owner_id=as_contact.owner_id if as_contact is not None else None)
+        try:
+            pool.send(envelope_from, [email], data)
+        except DeliveryError as exc:
+            raise ValidationError(f"the mail server refused the test to {email}: {exc}") from None
+    return emails

@@ -1,1 +1,0 @@
-"""Services: the application's operations, taking explicit sessions, ids and settings."""

@@ -1,0 +1,1 @@
+"""Double opt-in sign-up: forms, confirmation mail, consent proof."""

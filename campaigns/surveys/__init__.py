@@ -1,0 +1,1 @@
+"""Surveys: questions, one-click answers from the mail, results."""

@@ -1,0 +1,2 @@
+"""The web layer: the app factory, the request context (db, rt, csrf), error pages, and the admin and public
+blueprints."""

@@ -1,0 +1,174 @@
+"""Admin pages: automations (list, create/edit, switch on/off, runs), the cadence report, and personal apology mail
+from a contact's page."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from campaigns.automations import runs as auto
+from campaigns.contacts import records as contact_service
+from campaigns.coupons import apology as apology_service
+from campaigns.coupons import pools as coupon_service
+from campaigns.errors import NotFound, RapportError, ValidationError
+from campaigns.models import Automation, AutomationTrigger
+from campaigns.web.admin import bp, editor_required
+from campaigns.web.context import db, rt
+
+logger = logging.getLogger(__name__)
+
+TRIGGERS = [
+    (AutomationTrigger.DATE, "A contact date", "Birthday, first-order anniversary or a date attribute — on the day or "
+                                               "N days before"),
+    (AutomationTrigger.YEARLY, "A yearly date", "Holiday greetings: the same date every year"),
+    (AutomationTrigger.CRON, "A recurring schedule", "Cron-like, e.g. a monthly coupon on the first Monday"),
+    (AutomationTrigger.CADENCE, "Cadence watch", "Everyone not mailed in N days gets a nurture mail"),
+    (AutomationTrigger.WELCOME, "Welcome series", "Steps after someone subscribes: day 0, 3, 10…"),
+]
+
+
+def _automation_or_404(automation_id: int) -> Automation:
+    try:
+        return auto.get_automation(db(), automation_id)
+    except NotFound:
+        abort(404)
+
+
+def _steps_from_form() -> list[tuple[str, str]]:
+    return [(request.form.get(f"delay_{i}", "")[:10], request.form.get(f"template_{i}", "")[:12])
+            for i in range(auto.MAX_STEPS)]
+
+
+@bp.get("/automations")
+@login_required
+def automations():  # noqa: ANN201
+    """Every automation with its trigger, next run and what it sent; the periodic tasks of the scheduler."""
+    from campaigns import scheduler
+
+    session = db()
+    tasks, beat = scheduler.status(rt())
+    return render_template("admin/automations/index.html", rows=auto.overview(session), describe=auto.describe,
+                           tasks=tasks, heartbeat=beat)
+
+
+@bp.route("/automations/new", methods=["GET", "POST"])
+@bp.route("/automations/<int:automation_id>", methods=["GET", "POST"])
+@login_required
+def automation_edit(automation_id: int | None = None):  # noqa: ANN201
+    """Create or edit an automation; its runs (the campaigns it sent) below."""
+    session = db()
+    obj = _automation_or_404(automation_id) if automation_id else None
+    form = None
+    if request.method == "POST":
+        if current_user.role not in ("admin", "editor"):
+            abort(403)
+        try:
+            saved = auto.save_automation(session, request.form, _steps_from_form(), obj)
+            session.commit()
+            flash("Automation saved." + ("" if saved.active else " It is off: switch it on to start sending."),
+                  "info")
+            return redirect(url_for("admin.automation_edit", automation_id=saved.id))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            form = request.form
+            obj = session.get(Automation, automation_id) if automation_id else None
+    steps = list(obj.steps) if obj else []
+    templates = auto.template_choices(session, [s.template_id for s in steps if s.template_id])
+    return render_template(
+        "admin/automations/edit.html", automation=obj, form=form, steps=steps, templates=templates,
+        triggers=TRIGGERS, date_fields=auto.DATE_FIELDS, max_steps=auto.MAX_STEPS,
+        runs=auto.runs_of(session, obj.id) if obj else [], describe=auto.describe,
+        next_run=auto.next_run(obj, zones=auto.audience_zones(session, obj)) if obj and obj.active else "",
+    ), 400 if form is not None else 200
+
+
+@bp.post("/automations/<int:automation_id>/<any(activate, pause):action>")
+@editor_required
+def automation_toggle(automation_id: int, action: str):  # noqa: ANN201
+    session = db()
+    obj = _automation_or_404(automation_id)
+    try:
+        auto.set_active(session, obj, action == "activate")
+        session.commit()
+        flash("Switched on: due contacts get their mail from the next minute." if obj.active else
+              "Paused: nothing more is sent until you switch it on again.", "info")
+    except ValidationError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for("admin.automation_edit", automation_id=automation_id))
+
+
+@bp.post("/automations/<int:automation_id>/runs/<int:campaign_id>/resume")
+@editor_required
+def automation_run_resume(automation_id: int, campaign_id: int):  # noqa: ANN201
+    """Resume a paused run for the contacts it already has."""
+    session = db()
+    _automation_or_404(automation_id)
+    try:
+        n = auto.resume_run(rt(), session, campaign_id)
+        flash(f"Resumed: {n} message{'s' if n != 1 else ''} waiting to go.", "info")
+    except NotFound:
+        abort(404)
+    except RapportError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for("admin.automation_edit", automation_id=automation_id))
+
+
+@bp.get("/automations/cadence")
+@login_required
+def cadence_report():  # noqa: ANN201
+    """Subscribed contacts not mailed in N days (default 30), in pages; and the cadence automations."""
+    raw_days = request.args.get("days", "30").strip()
+    raw_after = request.args.get("after", "")
+    after = int(raw_after) if raw_after.isdigit() and len(raw_after) < 19 else None
+    error = ""
+    days = int(raw_days) if raw_days.isdigit() and len(raw_days) < 6 else 0
+    try:
+        page = auto.not_contacted(db(), days, after=after)
+    except ValidationError as exc:
+        error = f"{exc} (showing 30)"
+        days = 30
+        page = auto.not_contacted(db(), days, after=after)
+    cadence = [r for r in auto.overview(db()) if r.automation.trigger == AutomationTrigger.CADENCE]
+    return render_template("admin/automations/cadence.html", page=page, days=days, error=error, cadence=cadence,
+                           describe=auto.describe), 400 if error else 200
+
+
+@bp.route("/contacts/<int:contact_id>/personal-mail", methods=["GET", "POST"])
+@login_required
+def contact_apology(contact_id: int):  # noqa: ANN201
+    """Write and send a personal transactional message (apology, dispute follow-up) to one contact."""
+    session = db()
+    try:
+        contact = contact_service.get_contact(session, contact_id)
+    except NotFound:
+        abort(404)
+    form = None
+    blocked = ""
+    try:
+        apology_service.check_reachable(session, contact)
+    except ValidationError as exc:
+        blocked = str(exc)
+    if request.method == "POST":
+        if current_user.role not in ("admin", "editor"):
+            abort(403)
+        try:
+            result = apology_service.send_apology(rt(), session, contact.id, request.form,
+                                                  written_by=current_user.name)
+            flash(f"Your message to {contact.email} is on its way (it shows on the timeline)." if result.queued
+                  else "The message was not queued.", "info")
+            return redirect(url_for("admin.contact", contact_id=contact.id, _anchor="timeline"))
+        except RapportError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            form = request.form
+    return render_template(
+        "admin/automations/apology.html", contact=contact, form=form, blocked=blocked,
+        senders=apology_service.senders(session), pools=coupon_service.usable_pools(session),
+        default_subject=apology_service.default_subject(contact), default_message=apology_service.DEFAULT_MESSAGE,
+        owner_id=contact.owner_id,
+    ), 400 if form is not None else 200

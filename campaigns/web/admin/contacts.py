@@ -1,0 +1,90 @@
+"""Admin pages: the contacts list (search, segment filter, keyset pages) and the contact page (profile, edit,
+interests, orders and lifetime value, subscriptions per topic, event timeline)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from campaigns.contacts import records as contact_service
+from campaigns.errors import NotFound, ValidationError
+from campaigns.models import AdminRole, ContactStatus, Segment
+from campaigns.web.admin import bp
+from campaigns.web.context import db
+
+logger = logging.getLogger(__name__)
+
+
+def _id_arg(name: str) -> int | None:
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+@bp.app_template_filter("frequency_words")
+def _frequency_words(value: str) -> str:
+    """A contact's mail frequency in words."""
+    return contact_service.frequency_words(value)
+
+
+@bp.get("/contacts")
+@login_required
+def contacts():  # noqa: ANN201
+    q = request.args.get("q", "")[:200]
+    status = request.args.get("status", "")
+    if status not in set(ContactStatus):
+        status = ""
+    newest = request.args.get("order", "newest") != "oldest"
+    segment_id = _id_arg("segment")
+    session = db()
+    segment = session.get(Segment, segment_id) if segment_id is not None else None
+    error = ""
+    try:
+        page = contact_service.list_contacts(session, query=q, after=_id_arg("after"), before=_id_arg("before"),
+                                             status=status, segment_id=segment.id if segment else None,
+                                             newest_first=newest)
+    except ValidationError as exc:   # a saved segment that can no longer be evaluated
+        error = f"The segment {segment.name if segment else ''} cannot be evaluated: {exc}"
+        page = contact_service.ContactPage([], None, None)
+    args = {k: v for k, v in {"q": q, "status": status, "segment": segment.id if segment else None,
+                              "order": "oldest" if not newest else None}.items() if v}
+    return render_template("admin/contacts.html", page=page, q=q, status=status, segment=segment,
+                           newest=newest, args=args, statuses=list(ContactStatus), error=error)
+
+
+@bp.route("/contacts/new", methods=["GET", "POST"])
+@bp.route("/contacts/<int:contact_id>", methods=["GET", "POST"])
+@login_required
+def contact(contact_id: int | None = None):  # noqa: ANN201
+    session = db()
+    try:
+        obj = contact_service.get_contact(session, contact_id) if contact_id else None
+    except NotFound:
+        abort(404)
+    form = None
+    subscribed = {s.topic_id for s in obj.subscriptions if s.subscribed} if obj else set()
+    status = 200
+    if request.method == "POST":
+        if current_user.role == AdminRole.VIEWER:
+            abort(403)
+        try:
+            saved = contact_service.save_contact(
+                session, request.form, obj,
+                topic_ids=[int(t) for t in request.form.getlist("topics") if t.isdigit() and len(t) < 10],
+                interests=request.form.get("interests", "")[:2000].split(","))
+            session.commit()
+            flash("Contact saved.", "info")
+            return redirect(url_for("admin.contact", contact_id=saved.id))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            obj = session.get(type(obj), contact_id) if obj is not None else None
+            form, status = request.form, 400
+            subscribed = {int(t) for t in request.form.getlist("topics") if t.isdigit() and len(t) < 10}
+    page = contact_service.timeline(session, obj.id, before=_id_arg("events_before")) if obj else None
+    return render_template(
+        "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page,
+        topics=contact_service.subscriptions_by_topic(session, obj) if obj else
+        [(t, None) for t in contact_service.all_topics(session)],
+        totals=contact_service.order_totals(session, obj.id) if obj else []), status

@@ -1,0 +1,233 @@
+"""Coupon pools: create, import or generate codes, redeem, per-campaign report, and the shop's redemption API."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from campaigns.coupons import pools as coupon_service
+from campaigns.errors import NotFound, RapportError, ValidationError
+from campaigns.web.admin import bp, editor_required
+from campaigns.web.context import csrf, db
+
+logger = logging.getLogger(__name__)
+MAX_JSON = 16 * 1024
+
+
+def _pool_or_404(pool_id: int):  # noqa: ANN202
+    try:
+        return coupon_service.get_pool(db(), pool_id)
+    except NotFound:
+        abort(404)
+
+
+@bp.route("/coupons", methods=["GET", "POST"])
+@login_required
+def coupon_pools():  # noqa: ANN201
+    """The pools with their counts, a form for a new pool, and the shop's API tokens."""
+    session = db()
+    form = None
+    if request.method == "POST":
+        if current_user.role not in ("admin", "editor"):
+            abort(403)
+        try:
+            pool = coupon_service.save_pool(session, request.form)
+            session.commit()
+            flash(f"Pool {pool.name} created. Now import or generate its codes.", "info")
+            return redirect(url_for("admin.coupon_pool", pool_id=pool.id))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            form = request.form
+    pools = coupon_service.list_pools(session)
+    counts = coupon_service.pool_counts(session, [p.id for p in pools])
+    status = 400 if form is not None else 200
+    return render_template("admin/coupons/index.html", pools=pools, counts=counts, form=form,
+                           tokens=coupon_service.list_api_tokens(session),
+                           api_url=url_for("admin.coupon_api_redeem", _external=True)), status
+
+
+@bp.route("/coupons/<int:pool_id>", methods=["GET", "POST"])
+@login_required
+def coupon_pool(pool_id: int):  # noqa: ANN201
+    """One pool: its numbers per campaign, import, generate, redeem, and its settings."""
+    session = db()
+    pool = _pool_or_404(pool_id)
+    form = None
+    if request.method == "POST":
+        if current_user.role not in ("admin", "editor"):
+            abort(403)
+        try:
+            coupon_service.save_pool(session, request.form, pool)
+            session.commit()
+            flash("Pool saved.", "info")
+            return redirect(url_for("admin.coupon_pool", pool_id=pool.id))
+        except ValidationError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            form = request.form
+            pool = _pool_or_404(pool_id)
+    counts = coupon_service.pool_counts(session, [pool.id]).get(pool.id, {"total": 0, "free": 0, "issued": 0,
+                                                                          "redeemed": 0})
+    return render_template("admin/coupons/pool.html", pool=pool, counts=counts, form=form,
+                           report=coupon_service.pool_report(session, pool.id),
+                           recent=coupon_service.recent_codes(session, pool.id),
+                           status_of=coupon_service.code_status,
+                           lookup=request.args.get("code", "")[:64]), 400 if form is not None else 200
+
+
+@bp.post("/coupons/<int:pool_id>/import")
+@editor_required
+def coupon_import(pool_id: int):  # noqa: ANN201
+    """Import a CSV of codes: all or nothing, with every problem named."""
+    session = db()
+    _pool_or_404(pool_id)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        flash("Choose a CSV file with the codes.", "error")
+        return redirect(url_for("admin.coupon_pool", pool_id=pool_id))
+    data = upload.read(coupon_service.MAX_IMPORT_BYTES + 1)
+    try:
+        result = coupon_service.import_codes(session, pool_id, data,
+                                             skip_existing_in_pool=request.form.get("skip_existing") == "1")
+        note = f" ({result.already_in_pool} already in the pool were left as they are)" \
+            if result.already_in_pool else ""
+        flash(f"{result.added} codes imported{note}.", "info")
+    except ValidationError as exc:
+        session.rollback()
+        flash(f"{upload.filename}: {exc}", "error")
+    return redirect(url_for("admin.coupon_pool", pool_id=pool_id))
+
+
+def _int_field(name: str, default: int) -> int:
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or len(raw) > 7:
+        raise ValidationError(f"{name} must be a whole number", field=name)
+    return int(raw)
+
+
+@bp.post("/coupons/<int:pool_id>/generate")
+@editor_required
+def coupon_generate(pool_id: int):  # noqa: ANN201
+    """Generate random codes (alphabet without look-alikes, optional prefix)."""
+    session = db()
+    _pool_or_404(pool_id)
+    try:
+        n = coupon_service.generate_codes(session, pool_id, _int_field("count", 0), _int_field("length", 10),
+                                          request.form.get("prefix", ""))
+        flash(f"{n} codes generated.", "info")
+    except ValidationError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for("admin.coupon_pool", pool_id=pool_id))
+
+
+@bp.post("/coupons/<int:pool_id>/redeem")
+@editor_required
+def coupon_redeem(pool_id: int):  # noqa: ANN201
+    """Mark a code redeemed by hand (a customer used it in the shop)."""
+    session = db()
+    _pool_or_404(pool_id)
+    code = request.form.get("code", "")
+    try:
+        done = coupon_service.redeem(session, code, reference=request.form.get("reference", ""),
+                                     by=f"admin: {current_user.email}")
+        flash(f"Code {done['code']} marked redeemed.", "info")
+    except coupon_service.RedeemError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for("admin.coupon_pool", pool_id=pool_id, code=code.strip()[:64]))
+
+
+@bp.post("/coupons/tokens")
+@editor_required
+def coupon_token_create():  # noqa: ANN201
+    """A new bearer token for the shop's redemption calls, shown once."""
+    try:
+        token = coupon_service.create_api_token(db(), request.form.get("token_name", ""),
+                                                created_by=current_user.email)
+        flash(f"New API token (copy it now, it is not shown again): {token}", "info")
+    except ValidationError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("admin.coupon_pools"))
+
+
+@bp.post("/coupons/tokens/<int:token_id>/revoke")
+@editor_required
+def coupon_token_revoke(token_id: int):  # noqa: ANN201
+    try:
+        coupon_service.revoke_api_token(db(), token_id)
+        flash("Token revoked: calls with it are refused from now on.", "info")
+    except RapportError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("admin.coupon_pools"))
+
+
+# ------------------------------------------------------------------ shop API (bearer token, JSON)
+
+def _api_error(message: str, http_status: int, detail: dict | None = None):  # noqa: ANN202
+    resp = jsonify({**(detail or {}), "error": message})
+    resp.status_code = http_status
+    if http_status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="rapport-coupons"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _api_caller() -> str | None:
+    from flask import current_app
+
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer "):
+        return None
+    configured = str(current_app.config.get("COUPON_API_TOKEN", "") or "")
+    return coupon_service.authenticate(db(), auth[7:], configured)
+
+
+@bp.post("/api/coupons/redeem")
+@csrf.exempt   # the shop authenticates with its bearer token, not a session
+def coupon_api_redeem():  # noqa: ANN201
+    """POST {"code": "...", "reference": "order 123"} with Authorization: Bearer <token>."""
+    caller = _api_caller()
+    if caller is None:
+        return _api_error("missing or unknown API token (send Authorization: Bearer <token>)", 401)
+    if (request.content_length or 0) > MAX_JSON:
+        return _api_error("the body is too large", 413)
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        return _api_error('send a JSON object like {"code": "ABC123", "reference": "order 1001"}', 400)
+    code, reference = payload.get("code"), payload.get("reference", "")
+    if not isinstance(code, str) or not code.strip():
+        return _api_error('"code" must be a non-empty string', 400)
+    if not isinstance(reference, str | int):
+        return _api_error('"reference" must be a string', 400)
+    try:
+        return jsonify(coupon_service.redeem(db(), code, reference=str(reference), by=f"api: {caller}"))
+    except coupon_service.RedeemError as exc:
+        db().rollback()
+        return _api_error(str(exc), exc.status, exc.detail)
+
+
+@bp.get("/api/coupons/<path:code>")
+def coupon_api_status(code: str):  # noqa: ANN201
+    """GET the status of a code: free, issued, redeemed or expired."""
+    if _api_caller() is None:
+        return _api_error("missing or unknown API token (send Authorization: Bearer <token>)", 401)
+    try:
+        found, pool = coupon_service.find_code(db(), code)
+    except coupon_service.RedeemError as exc:
+        return _api_error(str(exc), exc.status)
+    return jsonify(coupon_service.describe(found, pool))
+
+
+@bp.app_template_global()
+def coupon_pool_choices() -> list[tuple[object, int]]:
+    """(pool, free codes) for the campaign form's pool picker."""
+    session = db()
+    pools = coupon_service.list_pools(session)
+    counts = coupon_service.pool_counts(session, [p.id for p in pools])
+    return [(p, counts.get(p.id, {}).get("free", 0)) for p in pools]

@@ -1,0 +1,128 @@
+"""Application factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g, redirect, render_template, request, url_for
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from campaigns import logs
+from campaigns.config import Settings, load_settings
+from campaigns.models import AdminUser
+from campaigns.resources import static_dir, templates_dir
+from campaigns.runtime import Runtime
+from campaigns.web.admin import bp as admin_bp
+from campaigns.web.context import csrf, db
+from campaigns.web.probes import bp as probes_bp
+from campaigns.web.public import bp as public_bp
+from campaigns.web.request_body import ChunkedBodyGuard
+
+logger = logging.getLogger(__name__)
+# Endpoints that accept large uploads (streamed to disk by werkzeug, never held in memory).
+UPLOAD_ENDPOINTS = frozenset({"admin.contact_import"})
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the web app. config may hold SETTINGS (a Settings), lower-case Settings overrides, or Flask keys."""
+    config = dict(config or {})
+    settings: Settings = config.pop("SETTINGS", None) or load_settings()
+    overrides = {k: config.pop(k) for k in list(config) if k.islower()}
+    if overrides:
+        settings = settings.with_overrides(overrides)
+    app = Flask(__name__, template_folder=str(templates_dir()), static_folder=str(static_dir()),
+                instance_path=str(settings.instance_path))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        # Admin sessions end after 2 hours without a request (idle) and 12 hours after login (absolute).
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=2),
+        RAPPORT_SESSION_MAX_AGE=12 * 3600,
+        MAX_CONTENT_LENGTH=50 * 1024 * 1024,
+        # A CSV of a million contacts is ~100 MB; the import route streams it to disk, so it may be this large.
+        RAPPORT_IMPORT_MAX_BYTES=512 * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.config.update(config)
+    if not app.testing:             # gunicorn configures only its own loggers; the app's go through this
+        logs.configure(settings)
+    runtime = Runtime(settings)
+    app.extensions["rapport"] = runtime
+
+    @app.before_request
+    def upload_limit() -> None:
+        # Registered before CSRFProtect, whose check is the first thing to read (and so parse) the form.
+        if request.endpoint in UPLOAD_ENDPOINTS:
+            request.max_content_length = app.config["RAPPORT_IMPORT_MAX_BYTES"]
+
+    csrf.init_app(app)
+    login = LoginManager(app)
+    login.login_view = "admin.login"
+    login.login_message = "Please log in to continue."
+
+    @login.user_loader
+    def load_user(user_id: str) -> AdminUser | None:
+        user = db().get(AdminUser, int(user_id)) if user_id.isdigit() else None
+        return user if user is not None and user.active else None
+
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(public_bp)
+    app.register_blueprint(probes_bp)
+
+    @app.get("/")
+    def index():  # noqa: ANN202
+        return redirect(url_for("admin.dashboard"))
+
+    @app.teardown_appcontext
+    def close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):  # noqa: ANN202
+        return render_template("public/error.html", code=400, title="This form has expired",
+                               message="Please go back, reload the page and try again."), 400
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):  # noqa: ANN202
+        limit = request.max_content_length or 0
+        size = f"{limit / 2**20:,.0f} MB" if limit >= 2**20 else f"{limit / 1024:,.0f} KB"
+        return render_template("public/error.html", code=413, title="This file is too large",
+                               message=f"Uploads may be at most {size}. Split the file into smaller parts and "
+                                       "upload them one after the other."), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # noqa: ANN202
+        titles = {404: "Page not found", 405: "Not allowed", 413: "Too large", 400: "Bad request"}
+        return render_template("public/error.html", code=exc.code, title=titles.get(exc.code or 0, exc.name),
+                               message=exc.description if exc.code != 404 else
+                               "This link is not valid. It may be mistyped or expired."), exc.code
+
+    @app.errorhandler(Exception)
+    def server_error(exc: Exception):  # noqa: ANN202
+        logger.exception("unhandled error")
+        return render_template("public/error.html", code=500, title="Something went wrong",
+                               message="We could not finish this request. It has been logged."), 500
+
+    app.wsgi_app = ChunkedBodyGuard(app.wsgi_app)
+    if settings.base_url.startswith("https://"):
+        @app.after_request
+        def strict_transport(response):  # noqa: ANN001, ANN202
+            # Browsers that have seen the site over https never try http again (no downgrade on a hostile network).
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+            return response
+
+    if settings.trusted_proxies:   # outermost, so every layer (the tracking fast path too) sees the visitor
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+    return app

@@ -1,0 +1,66 @@
+"""The demo's contacts agree with their own seeded history (issue 17 item 3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+
+from campaigns.contacts.records import normalize_email
+from campaigns.demo.data import seed
+from campaigns.feedback.engagement import current_score
+from campaigns.models import Contact, Event, EventType, Send, Subscription
+from tests.helpers import fresh
+
+
+@pytest.fixture()
+def demo(runtime, db_session):  # noqa: ANN001, ANN201
+    assert seed(runtime.settings, contacts=80)
+    return fresh(db_session)
+
+
+def _latest(session, type_: EventType) -> dict[int, dt.datetime]:  # noqa: ANN001
+    return dict(session.execute(select(Event.contact_id, func.max(Event.occurred_at)).where(
+        Event.type == type_, Event.machine.is_(False)).group_by(Event.contact_id)).all())
+
+
+def test_engagement_fields_come_from_the_seeded_events(demo) -> None:  # noqa: ANN001
+    opened, clicked = _latest(demo, EventType.OPEN), _latest(demo, EventType.CLICK)
+    mailed = dict(demo.execute(select(Send.contact_id, func.max(Send.sent_at)).group_by(Send.contact_id)).all())
+    assert len(opened) > 20 and len(clicked) > 3 and len(mailed) > 40
+    for c in demo.scalars(select(Contact)):
+        assert c.last_opened_at == opened.get(c.id), c.email
+        assert c.last_clicked_at == clicked.get(c.id), c.email
+        assert c.last_sent_at == mailed.get(c.id), c.email
+        engaged = c.id in opened or c.id in clicked
+        assert (c.engagement_score > 0) is engaged and (current_score(c) > 0) is engaged, c.email
+        if engaged:   # the score is stored as of the contact's latest human open or click
+            assert c.engagement_at == max(t for t in (opened.get(c.id), clicked.get(c.id)) if t)
+
+
+def test_topic_subscriptions_date_from_when_the_contact_joined(demo) -> None:  # noqa: ANN001
+    today = dt.datetime.now(dt.UTC).date()
+    rows = demo.execute(select(Subscription, Contact.created_at).join(Contact)).all()
+    assert rows
+    for sub, created in rows:
+        assert created <= sub.updated_at <= dt.datetime.now(dt.UTC)
+    # Customers from months ago are not "subscribed since" the day the demo was seeded.
+    assert sum(1 for sub, _ in rows if sub.updated_at.date() == today) < len(rows) / 10
+    # Who left a topic in the seeded history left it then, not today.
+    left = dict(demo.execute(select(Event.contact_id, Event.occurred_at).where(Event.type == EventType.UNSUBSCRIBE,
+                                                                              Event.campaign_id.is_not(None))).all())
+    for sub, _ in rows:
+        if not sub.subscribed and sub.contact_id in left:
+            assert sub.updated_at == left[sub.contact_id]
+
+
+def test_demo_addresses_spell_accented_names_out(demo) -> None:  # noqa: ANN001
+    contacts = list(demo.scalars(select(Contact)))
+    for c in contacts:
+        assert c.email.isascii() and normalize_email(c.email) == c.email
+        local = c.email.split("@")[0]
+        last = c.last_name.lower()
+        if last in ("müller", "schröder", "köhler", "krüger"):
+            assert last.replace("ü", "ue").replace("ö", "oe") in local, c.email
+        assert "mller" not in local and "krger" not in local
