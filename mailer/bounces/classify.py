@@ -13,10 +13,7 @@ from mailer.bounces.vocabulary import MAX_TEXT_BYTES, FeedbackKind
 
 # Enhanced status (RFC 3463). The look-arounds keep IP addresses and versions ("10.4.2.2", "5.1.1.3") out.
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
-
-
 LEADING_CODE_RE = re.compile(r"\s{0,16}([245]\d\d)(?![\d.])")
-
 
 # The address itself is bad; decisive even under a 5.7.x code some servers misuse for unknown users.
 USER_UNKNOWN_RE = re.compile(
@@ -28,14 +25,11 @@ USER_UNKNOWN_RE = re.compile(
     r"|recip(?:ient)?notfound|address couldn't be found|doesn't have an? [\w.-]{1,40} account",
     re.I,
 )
-
-
 MAILBOX_FULL_RE = re.compile(
     r"mailbox (?:is )?full|over ?quota|quota (?:exceeded|full)|exceeded (?:storage|(?:the )?quota)"
     r"|insufficient (?:system )?storage|mailbox size limit",
     re.I,
 )
-
 
 # Rejections about Rapport's reputation or authentication, not about whether the address exists.
 _POLICY_RE = re.compile(
@@ -43,7 +37,6 @@ _POLICY_RE = re.compile(
     r"|unauthenticated|policy",
     re.I,
 )
-
 
 # Statuses in class 5 that say nothing bad about the address: the mailbox is full (RFC 3463 X.2.2; many
 # providers send it as permanent although it clears once the owner cleans up) or this message was too big

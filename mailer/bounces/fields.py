@@ -19,35 +19,20 @@ from mailer.bounces.vocabulary import (
 )
 
 TOKEN_PATTERN = rf"[A-Za-z0-9_-]{{1,{MAX_TOKEN}}}"
-
-
 TOKEN_RE = re.compile(TOKEN_PATTERN)
-
-
 _DOMAIN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?\.?")
-
-
 _PREFIX_SCAN = {
     prefix: re.compile(
         r"(?<![A-Za-z0-9._%+-])(?i:" + re.escape(prefix) + r")\+(" + TOKEN_PATTERN + r")@[A-Za-z0-9]"
     )
     for prefix in (BOUNCE_PREFIX, UNSUBSCRIBE_PREFIX)
 }
-
-
 _ADDRESS_TYPE_RE = re.compile(r"[ \t]{0,16}[A-Za-z0-9-]{1,32}[ \t]{0,16};")
-
-
 MSGID_RE = re.compile(rf"<([^<>\s]{{1,{MAX_MESSAGE_ID - 2}}})>")
-
-
 ADDR_RE = re.compile(
     r"(?<![A-Za-z0-9._%+'-])([A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8})"
 )
-
-
 _HTML_TAG_RE = re.compile(r"<[^<>]*>")
-
 
 # Where a text bounce starts quoting the returned message; codes and addresses after it are the newsletter's.
 _ORIGINAL_MARKER_RE = re.compile(

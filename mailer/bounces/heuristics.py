@@ -33,38 +33,26 @@ from mailer.bounces.vocabulary import BOUNCE_PREFIX, UNSUBSCRIBE_PREFIX, Feedbac
 # "550 5.1.1", "550-5.1.1" (multi-line replies), "550 #5.1.1".
 _CODE_STATUS_RE = re.compile(r"(?<![\d.])([245]\d\d)(?:-|[ \t]{1,4})#?([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 
-
 # A bare reply code in prose only counts where MTAs put one, never any three-digit number.
 _TEXT_CODE_RE = re.compile(r"(?im)(?:^|said:|smtp;|returned '|error:)[ \t]{0,4}([245]\d\d)(?![\d.])")
 
-
 # qmail and Postfix start each failed recipient on a line of its own: "<user@example.net>:".
 _ANGLE_RECIPIENT_RE = re.compile(r"(?m)^[ \t]{0,16}<([^<>\s@]{1,64}@[^<>\s@]{1,255})>:")
-
-
 _PERMANENT_RE = re.compile(
     r"permanent(?:ly)? (?:error|fail)|failed permanently|i've given up|giving up|fatal error", re.I
 )
-
-
 _DELAY_SUBJECT_RE = re.compile(r"\bdelay(?:ed)?\b|still being retried|not yet delivered", re.I)
-
-
 _DELAY_BODY_RE = re.compile(
     r"not yet been delivered|has been delayed|will (?:continue to |keep )?(?:re)?try|warning only"
     r"|delivery attempts will continue|still (?:be )?(?:re)?trying",
     re.I,
 )
-
-
 BOUNCE_SUBJECT_RE = re.compile(
     r"undeliver|returned mail|returned to sender|delivery (?:status notification|failure|failed|has failed"
     r"|problem|notification|report)|mail delivery (?:failed|failure|system|subsystem)|failure notice"
     r"|non[- ]?delivery|could not be delivered|not delivered|delayed mail|delivery delayed|mail system error",
     re.I,
 )
-
-
 BOUNCE_BODY_RE = re.compile(
     r"this is the mail system at host|qmail-send program|created automatically by mail delivery software"
     r"|delivery has failed to these recipients|did not reach some or all of the intended recipients"
@@ -74,22 +62,14 @@ BOUNCE_BODY_RE = re.compile(
     r" (?:failed|had permanent|cannot be reached)",
     re.I,
 )
-
-
 _DAEMON_LOCALPARTS = frozenset({"mailer-daemon", "mailer_daemon", "mail-daemon", "maildaemon", "postmaster"})
-
-
 _DAEMON_NAME_RE = re.compile(r"mail delivery (?:system|subsystem)|mailer.daemon|postmaster", re.I)
-
-
 _OOO_SUBJECT_RE = re.compile(
     r"auto(?:matic)?[ -]?(?:reply|response|answer)|autoreply|out of (?:the )?office|\booo\b|away from"
     r"|on vacation|\bvacation\b|abwesen|automatische antwort|r[ée]ponse automatique|\babsence\b"
     r"|respuesta autom[aá]tica|risposta automatica|autosvar|automatisch antwoord|afwezig",
     re.I,
 )
-
-
 _AUTO_REPLY_HEADERS = (
     "x-autoreply", "x-autorespond", "x-autoresponder", "x-autoreply-from", "x-mail-autoreply",
 )

@@ -21,26 +21,12 @@ from mailer.bounces.fields import clean_address, clean_text, html_to_text
 from mailer.bounces.vocabulary import MAX_DEPTH, MAX_PARSE_BYTES, MAX_PARTS, MAX_STRUCTURE_LINES, MAX_TEXT_BYTES
 
 logger = logging.getLogger(__name__)
-
-
 _FIELD_NAME_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
-
-
 _BLANK_RUN_RE = re.compile(rb"\n{3,}")
-
-
 _STRUCTURE_LINE_RE = re.compile(rb"\n(?:\n|--)")
-
-
 _STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
-
-
 _FEEDBACK_TYPES = frozenset({"message/feedback-report"})
-
-
 _MDN_TYPES = frozenset({"message/disposition-notification", "message/global-disposition-notification"})
-
-
 _ORIGINAL_TYPES = frozenset({
     "message/rfc822", "message/global", "message/rfc822-headers", "message/global-headers",
     "text/rfc822-headers",

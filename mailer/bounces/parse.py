@@ -45,15 +45,10 @@ from mailer.bounces.mime import (
 from mailer.bounces.vocabulary import BOUNCE_PREFIX, MAX_TEXT_BYTES, UNSUBSCRIBE_PREFIX, Feedback, FeedbackKind
 
 logger = logging.getLogger(__name__)
-
-
 _TEXT_RAPPORT_ID_RE = re.compile(
     r"(?im)^[ \t>]{0,16}X-Rapport-ID:[ \t]{0,16}(" + TOKEN_PATTERN + r")[ \t]*$"
 )
-
-
 _TEXT_MESSAGE_ID_RE = re.compile(r"(?im)^[ \t>]{0,16}Message-ID:[ \t]{0,16}(<[^<>\s]{1,996}>)")
-
 
 # Local-delivery stamps naming the mailbox the report reached (Envelope-To is Exim's, X-Envelope-To others').
 _DELIVERY_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to")

@@ -18,42 +18,24 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-
 # A key is "<time_ns>.<pid>.<counter>"; time_ns stays 19 digits until the year 2286. [0-9] rather than \d
 # because \d also matches non-ASCII digits, which must never reach a file name.
 KEY_RE = re.compile(r"[0-9]{19}\.[0-9]{1,10}\.[0-9]{1,20}")
-
-
 STAMP_LEN = 19
-
-
 MSG_SUFFIX = ".eml"
-
 
 # A whole message file name within "/"-joined directory listings.
 NAME_RE = re.compile(r"(?<![^/])(" + KEY_RE.pattern + r")\.eml(?![^/])")
-
-
 ENV_SUFFIX = ".env.json"
-
 
 # Header blocks bigger than this are truncated for summaries; real mail never gets near it.
 _MAX_HEADER_BYTES = 256 * 1024
-
-
 _HEADER_CHUNK = 8192
-
-
 _BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
-
-
 _LINESEP_RE = re.compile(r"\r\n|\r|\n")
-
 
 # Summaries only need headers; compat32 never raises on malformed input, decoding happens per header below.
 _header_parser = HeaderParser(policy=policy.compat32)
-
-
 body_parser = BytesParser(policy=policy.default)
 
 

@@ -35,11 +35,9 @@ from mailer.capture.entries import (
 
 logger = logging.getLogger(__name__)
 
-
 # Shared by every Outbox in the process so two instances on one directory never produce the same key;
 # next() on itertools.count is atomic under the GIL, so handler threads need no lock.
 _counter = itertools.count(1)
-
 
 # Stale tmp/ files older than this are leftovers of a crashed writer (Maildir convention is 36 h).
 _STALE_TMP_SECONDS = 3600

@@ -45,7 +45,6 @@ class Handler:
 
 _DATA_END = b"\r\n.\r\n"
 
-
 # Consumed data ending in one of these may be the first half of a terminator split across reads.
 _DATA_END_PREFIXES = (b"\r", b"\r\n", b"\r\n.")
 

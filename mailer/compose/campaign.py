@@ -19,11 +19,7 @@ from mailer.sandbox import LimitExceeded, render_budget
 from mailer.sourcemap import error_line, source_line
 
 COMPILER_VERSION = "3"
-
-
 _LINK_HTML = qp.value_encoder(html=True, cache=False)
-
-
 _LINK_TEXT = qp.value_encoder(html=False, cache=False)
 
 

@@ -30,8 +30,6 @@ from mailer.sourcemap import mark_lines
 from mailer.tracking import rewrite_links
 
 BASE64_THRESHOLD = 1 / 6     # non-ASCII share of static text above which base64 is shorter than QP
-
-
 _OPEN_PIXEL = (
     '<img src="{{ _open_url }}" width="1" height="1" alt="" '
     'style="display:block;width:1px;height:1px;border:0;overflow:hidden">'

@@ -19,10 +19,7 @@ from mailer.personalize import text_env
 from mailer.sourcemap import JINJA_TAG
 
 _SPACE_RUN = re.compile(r"[ \t]{2,}|\t")
-
-
 _PLACEHOLDER = re.compile(r"rjx(\d+)x")
-
 
 # Greys dark enough for 4.5:1 on white and on the light tints mail backgrounds use (#4b5563 is 6.9:1 on #f4f1ea,
 # #374151 for the links 9:1): these are the links people need most.
@@ -37,7 +34,6 @@ DEFAULT_FOOTER = """
   </mj-column>
 </mj-section>
 """
-
 
 # Transactional mail (an order note, a personal apology) has no List-Unsubscribe header and cannot be unsubscribed
 # from: its footer offers the preferences page only, so it never shows a link that would do nothing for it.
@@ -130,11 +126,7 @@ def with_footer(source: str, transactional: bool = False) -> str:
 
 # Scripts written right to left; the mail's dir follows its language.
 _RTL_LANGUAGES = {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ps", "sd", "ug", "ur", "yi"}
-
-
 _LANG_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
-
-
 _MJML_OPEN = re.compile(r"<mjml\b[^>]*>", re.IGNORECASE)
 
 
@@ -166,8 +158,6 @@ def with_language(source: str, lang: str) -> str:
 # and mso-hide for Outlook. Padding after the text keeps clients from filling the preview with the body's first words.
 _PREHEADER = ('<div style="display:none;font-size:0;line-height:0;max-height:0;max-width:0;opacity:0;'
               'overflow:hidden;mso-hide:all" aria-hidden="true">{text}' + "&#847;&zwnj;&nbsp;" * 30 + "</div>")
-
-
 BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
 
@@ -183,10 +173,7 @@ def with_preheader(html: str, preheader: str) -> str:
 
 
 _EMPTY_TITLE = re.compile(r"<title>\s*</title>", re.IGNORECASE)
-
-
 _HEAD_OPEN = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
-
 
 # The starters are designed light, with their own backgrounds and text colours: declaring "light" keeps clients that
 # honour it (Apple Mail, iOS Mail, Chromium-based web views) from recolouring parts of them in dark mode, which is
@@ -210,17 +197,9 @@ def with_title_and_scheme(html: str) -> str:
 
 
 _FONT_LINK = re.compile(r"<link\b[^>]*\bhref=\"([^\"]*)\"[^>]*>", re.IGNORECASE)
-
-
 _FONT_IMPORT = re.compile(r"@import url\(([^)]*)\);?")
-
-
 _EMPTY_STYLE = re.compile(r'<style type="text/css">\s*</style>')
-
-
 _EMPTY_IF = re.compile(r"<!--\[if !mso\]><!-->\s*<!--<!\[endif\]-->")
-
-
 _MJ_FONT_HREF = re.compile(r"<mj-font\b[^>]*\bhref\s*=\s*[\"']([^\"']+)", re.IGNORECASE)
 
 

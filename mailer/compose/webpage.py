@@ -7,13 +7,8 @@ import re
 from mailer.compose.markup import BODY_OPEN
 
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-
-
 _H1 = re.compile(r"<h1[\s>]", re.IGNORECASE)
-
-
 _BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
-
 
 # Hidden from view, read by screen readers: the page's one level-one heading when the mail has none of its own.
 _VISUALLY_HIDDEN = ("position:absolute;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;"

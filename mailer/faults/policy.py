@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 ACCEPTED = "accepted"
-
-
 _MESSAGE_FAULTS = ("data_451", "drop_before_dot", "drop_after_dot")
 
 

@@ -17,17 +17,9 @@ if TYPE_CHECKING:  # the server imports this module to serve connections
 
 
 _MAX_LINE = 64 * 1024
-
-
 _MAX_MESSAGE = 50 * 1024 * 1024
-
-
 _RESET = struct.pack("ii", 1, 0)      # SO_LINGER on, 0 s: close() sends RST
-
-
 _ADDRESS = re.compile(r"<([^>]*)>")
-
-
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
 
 

@@ -10,18 +10,11 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 DEFAULT_RELAY = "default"
-
-
 SECURITY_MODES = ("none", "starttls", "ssl")
-
 
 # URL scheme -> (security, default port).
 _SCHEMES = {"smtp": ("none", 25), "smtp+starttls": ("starttls", 587), "smtps": ("ssl", 465)}
-
-
 _TRUE = {"1", "true", "yes", "on"}
-
-
 _FALSE = {"0", "false", "no", "off"}
 
 

@@ -34,8 +34,6 @@ class Connection:
 
 
 _EOL = re.compile(rb"\r\n|\r|\n")
-
-
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
 
