@@ -4,7 +4,7 @@
                                     [--database-url postgresql://…] [--redis-url redis://…] [--timeout S]
 
 Every scenario seeds contacts, starts one campaign ("Send now", the only thing a person does) and lets real
-`worker.py` processes (periodic scheduler on) send it to the fault-injecting relay of mailer/faults.py, while:
+`worker.py` processes (periodic scheduler on) send it to the fault-injecting relay of mailer/faults/, while:
 
   kill         (20,000) SIGKILL a worker at 10 moments, the first (every worker) once dispatch has started
   faults       (5,000)  421 at connect, 451 after DATA, drops before and after the final dot, 550 for 1 % of addresses

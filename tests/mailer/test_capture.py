@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mailer import capture
 from mailer.capture import CaptureServer, Outbox, OutboxEntry, OutboxMessage
+from mailer.capture import outbox as outbox_store
+from mailer.capture import smtp as capture_smtp
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "bounce@example.com"
@@ -349,7 +350,7 @@ def test_list_reads_only_headers_of_one_page(outbox: Outbox, monkeypatch: pytest
         f = real_open(path, mode, *args, **kwargs)
         return CountingFile(f.detach()) if path.endswith(".eml") else f
 
-    monkeypatch.setattr(capture, "open", counting_open, raising=False)
+    monkeypatch.setattr(outbox_store, "open", counting_open, raising=False)
     page = outbox.list(limit=5)
 
     assert [e.subject for e in page] == [f"big {i}" for i in (29, 28, 27, 26, 25)]
@@ -547,7 +548,7 @@ def test_data_reader_finds_the_terminator_however_the_stream_is_cut(lines: list[
     chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
     async def run() -> tuple[bytes | None, bytes]:
-        session = capture._BulkDataSMTP(object(), hostname="test", loop=asyncio.get_running_loop())
+        session = capture_smtp._BulkDataSMTP(object(), hostname="test", loop=asyncio.get_running_loop())
         session.data_size_limit = 0
         # What aiosmtpd hands each session on connect.
         session._reader = asyncio.StreamReader(limit=session.line_length_limit)

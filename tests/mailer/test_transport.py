@@ -4,6 +4,7 @@ import asyncio
 import datetime
 import ipaddress
 import logging
+import os
 import pickle
 import socket
 import ssl
@@ -20,7 +21,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mailer import transport
 from mailer.ratelimit import RateLimited
 from mailer.transport import (
     DeliveryError,
@@ -31,6 +31,7 @@ from mailer.transport import (
     SMTPPool,
     TemporaryFailure,
 )
+from mailer.transport.session import data_payload
 
 SENDER = "news@rapport.test"
 
@@ -236,7 +237,7 @@ def test_delivers_bytes_intact(server: tuple[Recorder, int]) -> None:
     assert got["from"] == SENDER
     assert got["to"] == ["reader@example.com"]
     assert "BODY=8BITMIME" in got["options"]
-    assert f"SIZE={len(transport._data_payload(TRICKY))}" in got["options"]
+    assert f"SIZE={len(data_payload(TRICKY))}" in got["options"]
 
 
 @pytest.mark.parametrize(
@@ -262,9 +263,9 @@ def test_normalises_line_endings_and_dot_stuffs(
 
 
 def test_data_payload_fast_path_leaves_clean_messages_alone() -> None:
-    assert transport._data_payload(b"a\r\nb\r\n") == b"a\r\nb\r\n.\r\n"
-    assert transport._data_payload(b"") == b".\r\n"
-    assert transport._data_payload(b".\r\n.\r\n") == b"..\r\n..\r\n.\r\n"
+    assert data_payload(b"a\r\nb\r\n") == b"a\r\nb\r\n.\r\n"
+    assert data_payload(b"") == b".\r\n"
+    assert data_payload(b".\r\n.\r\n") == b"..\r\n..\r\n.\r\n"
 
 
 def test_many_sends_reuse_one_connection(server: tuple[Recorder, int]) -> None:
@@ -491,8 +492,8 @@ def test_forked_child_opens_its_own_connections(
     handler, port = server
     pool = SMTPPool(relay(port))
     pool.send(SENDER, ["a@example.com"], message())
-    real_pid = transport.os.getpid()
-    monkeypatch.setattr(transport.os, "getpid", lambda: real_pid + 1)
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
     pool.send(SENDER, ["a@example.com"], message())
     pool.close()
     monkeypatch.undo()

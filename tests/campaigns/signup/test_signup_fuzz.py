@@ -89,15 +89,19 @@ def test_native_webhooks_never_fail_on_any_body(client, world, relay: str, body:
 @settings(max_examples=300, deadline=None)
 @given(relay=st.sampled_from(["postmark", "sendgrid", "ses", "mailgun"]), payload=JSON)
 def test_relay_translators_return_events_or_a_clear_error(relay: str, payload) -> None:  # noqa: ANN001
-    """Behind each relay's authentication, any JSON becomes normalized events, 'ignored' entries or BadPayload."""
-    from campaigns.feedback.preferences import BadPayload, relay_events
+    """Behind each relay's authentication, any JSON becomes normalized events, 'ignored' entries or a payload error."""
+    from mailer.relays import RelayEvent, RelayEventType, RelayPayloadError, mailgun, postmark, sendgrid, ses
 
+    translate = {"ses": ses.translate, "postmark": postmark.translate, "mailgun": mailgun.translate,
+                 "sendgrid": sendgrid.translate}[relay]
     wrapped = {"mail": payload, "notificationType": "Bounce", "bounce": payload} if relay == "ses" else \
         {"event-data": payload} if relay == "mailgun" else payload
     for candidate in (payload, wrapped):
         try:
-            events = relay_events(relay, candidate)
-        except BadPayload:
+            events = translate(candidate)
+        except RelayPayloadError:
             continue
-        assert isinstance(events, list) and all(isinstance(e, dict) for e in events)
-        assert all("type" in e or "ignored" in e for e in events)
+        assert isinstance(events, list) and all(isinstance(e, RelayEvent) for e in events)
+        assert all(e.applicable or e.type is RelayEventType.IGNORED for e in events)
+        assert all("type" in e.as_dict() for e in events if e.applicable)
+        json.dumps([e.as_dict() for e in events])
