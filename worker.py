@@ -14,10 +14,12 @@ import time
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+import campaigns.tasks  # noqa: F401 - every job's code, imported before the first job arrives
 from campaigns import logs
 from campaigns.config import ConfigError, load_settings
 from campaigns.runtime import Runtime, install
 from campaigns.scheduler import Ticker
+from campaigns.sending import sweeper
 
 logger = logging.getLogger("rapport.worker")
 MAX_BACKOFF = 10.0
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     worker_class = logs.worker_class(fork=args.fork)
     # Periodic tasks, the delivery sweeper and delayed jobs (enqueue_at): a daemon thread of this process, so it
     # ends with it (RQ's own scheduler would be a forked child that outlives a killed worker).
-    ticker = None if args.burst or args.no_scheduler else Ticker(rt)
+    ticker = None if args.burst or args.no_scheduler else Ticker(rt, sweeper.sweep)
     if ticker is not None:
         ticker.start()
     backoff = 1.0

@@ -31,9 +31,11 @@ from sqlalchemy import func, literal, select, text, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.send_throughput import make_database, new_campaign  # noqa: E402
+from campaigns import queueing
 from campaigns.cli import migrate  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus, Topic, utcnow  # noqa: E402
+from campaigns.queueing import Job
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
 from campaigns.sending import lifecycle as sending  # noqa: E402
 
@@ -85,7 +87,7 @@ def dispatch_paged(rt: Runtime, campaign_id: int) -> int:
                             .values(recipients=Campaign.recipients + inserted))
             session.commit()
             created += inserted
-            rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=3600)
+            queueing.enqueue(rt.queue, Job.SEND_BATCH, campaign_id, lo, hi)
             last = hi
     return created
 

@@ -365,9 +365,9 @@ def _settle(env: dict[str, str]) -> tuple[int, int]:
 
     from campaigns.config import from_env
     from campaigns.feedback import hits
-    from campaigns.jobs_feedback import drain_hits
     from campaigns.models import Event
     from campaigns.runtime import Runtime, install
+    from campaigns.tasks import drain_hits
 
     rt = install(Runtime(from_env(env)))
     deadline = time.monotonic() + hits.LOCK_TTL + 60

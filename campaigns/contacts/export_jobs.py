@@ -23,11 +23,12 @@ from typing import IO, TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, literal_column, select
 from sqlalchemy.orm import Session
 
-from campaigns import csvfiles, storage
+from campaigns import csvfiles, queueing, storage
 from campaigns.contacts.exports import CSV_FIELDS
 from campaigns.csvfiles import safe_cell
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import Contact, ContactStatus, Subscription, Topic
+from campaigns.queueing import Job
 
 if TYPE_CHECKING:
     from campaigns.runtime import Runtime
@@ -71,7 +72,7 @@ def start(rt: Runtime, session: Session, *, status: str = "", topic_id: int | No
              "error": ""}
     _save(rt, state)
     rt.redis.zadd(RECENT, {export_id: state["requested_at"]})
-    rt.queue.enqueue("campaigns.jobs_admin.export_contacts", export_id, job_timeout=3600)
+    queueing.enqueue(rt.queue, Job.EXPORT_CONTACTS, export_id)
     return export_id
 
 

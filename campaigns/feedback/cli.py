@@ -16,7 +16,7 @@ EX_TEMPFAIL = 75   # sysexits.h: the MTA keeps the message and retries later
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Run one of the feedback commands; returns the process exit code."""
-    from campaigns import jobs_feedback
+    from campaigns import tasks
     from campaigns.feedback import ingest
 
     rt = install(Runtime(settings))
@@ -37,7 +37,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 raise SystemExit("give a mailbox URL or set BOUNCE_MAILBOX_URL")
             print(f"{ingest.poll_mailbox(rt, args.url)} messages applied")
         else:
-            print(f"{jobs_feedback.drain_hits()} hits recorded")
+            print(f"{tasks.drain_hits()} hits recorded")
         return 0
     finally:
         rt.close()

@@ -26,7 +26,8 @@ from typing import Any
 
 from redis import Redis
 
-from campaigns import metrics
+from campaigns import metrics, queueing
+from campaigns.queueing import Job
 from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ LOCK_KEY = "rapport:hits:lock"
 ENQUEUE_EVERY = 1000
 LOCK_TTL = 30               # refreshed after every batch; a killed drain blocks others this long at most
 BATCH = 1000
-DRAIN_JOB = "campaigns.jobs_feedback.drain_hits"
 
 # Move up to ARGV[1] hits from the queue to the processing list in one atomic step.
 _MOVE = """
@@ -98,7 +98,7 @@ def push(rt: Runtime, hit: Hit) -> None:
     # A running drain empties the queue before it stops, so "was empty" is when none is running; every
     # ENQUEUE_EVERY hits another is queued in case a drain died (it returns at once while one holds the lock).
     if length == 1 or length % ENQUEUE_EVERY == 0:
-        rt.queue.enqueue(DRAIN_JOB, job_timeout=LOCK_TTL * 10, result_ttl=0)
+        queueing.enqueue(rt.queue, Job.DRAIN_HITS)
 
 
 def pending(redis: Redis) -> int:

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from campaigns import queueing
 from campaigns.models import Contact
+from campaigns.queueing import Job
 
 if TYPE_CHECKING:
     from campaigns.runtime import Runtime
@@ -173,7 +175,7 @@ def request(rt: Runtime, kind: str, *args: Any) -> bool:
     name = _name(kind, args)
     if not rt.redis.set(PENDING.format(name), "1", nx=True, ex=PENDING_FOR):
         return False
-    rt.queue.enqueue("campaigns.jobs_admin.refresh_summary", kind, list(args), job_timeout=PENDING_FOR)
+    queueing.enqueue(rt.queue, Job.REFRESH_SUMMARY, kind, list(args))
     return True
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from rq import Queue
 from sqlalchemy import exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
+from campaigns import queueing
 from campaigns.composing import editor as campaign_service
 from campaigns.config import PolicySettings
 from campaigns.errors import InvalidState, ValidationError
@@ -27,13 +27,13 @@ from campaigns.models import (
     campaign_topic,
     utcnow,
 )
+from campaigns.queueing import Job
 from campaigns.runtime import Runtime
 from campaigns.sending import policy as policy_service
 from campaigns.sending import sweeper
 
 logger = logging.getLogger(__name__)
 
-BATCH_JOB_TIMEOUT = 3600
 DISPATCH_CHUNK = 50_000    # contacts per INSERT … SELECT of dispatch (one statement and one commit each)
 UNSENDABLE = (ContactStatus.BOUNCED, ContactStatus.COMPLAINED)
 
@@ -94,7 +94,7 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
     session.commit()
     # Only a hint: if this job is lost, the sweeper sees the campaign undispatched and enqueues it again.
     rt.redis.set(sweeper.marker(rt, "dispatch", campaign.id), "queued", ex=sweeper.QUEUED_TTL)
-    rt.queue.enqueue("campaigns.jobs.dispatch_campaign", campaign.id, job_timeout=BATCH_JOB_TIMEOUT)
+    queueing.enqueue(rt.queue, Job.DISPATCH_CAMPAIGN, campaign.id)
     logger.info("campaign %s started", campaign.id)
 
 
@@ -198,10 +198,8 @@ def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int)
         return
     parts = max(1, -(-rows // rt.settings.batch_size))
     step = -(-(hi - lo + 1) // parts)
-    rt.queue.enqueue_many([
-        Queue.prepare_data("campaigns.jobs.send_batch", (campaign_id, start_id, min(start_id + step - 1, hi)),
-                           timeout=BATCH_JOB_TIMEOUT)
-        for start_id in range(lo, hi + 1, step)])
+    batches = [(campaign_id, start_id, min(start_id + step - 1, hi)) for start_id in range(lo, hi + 1, step)]
+    queueing.enqueue_many(rt.queue, Job.SEND_BATCH, batches)
 
 
 def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
@@ -326,8 +324,7 @@ def dispatch_to(rt: Runtime, campaign_id: int, contact_ids: Sequence[int]) -> in
             session.commit()
             created += inserted
             if running:
-                rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, chunk[0], chunk[-1],
-                                 job_timeout=BATCH_JOB_TIMEOUT)
+                queueing.enqueue(rt.queue, Job.SEND_BATCH, campaign_id, chunk[0], chunk[-1])
         maybe_finish(session, campaign_id)
     logger.info("campaign %s: %d send rows for a list of %d contacts", campaign_id, created, len(ids))
     return created
@@ -344,7 +341,7 @@ def resume_listed(rt: Runtime, session: Session, campaign_id: int) -> int:
                     .values(status=CampaignStatus.RUNNING, status_reason=""))
     session.commit()
     if n:
-        rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=BATCH_JOB_TIMEOUT)
+        queueing.enqueue(rt.queue, Job.SEND_BATCH, campaign_id, lo, hi)
     else:
         maybe_finish(session, campaign_id)
     logger.info("campaign %s resumed for its listed recipients: %d queued sends", campaign_id, n)

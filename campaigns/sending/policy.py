@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Select, Subquery
 
+from campaigns import queueing
 from campaigns.config import PolicySettings
 from campaigns.errors import ValidationError
 from campaigns.models import (
@@ -43,6 +44,7 @@ from campaigns.models import (
     UTCDateTime,
     utcnow,
 )
+from campaigns.queueing import Job
 from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -338,7 +340,7 @@ def release_held(rt: Runtime, *, contact_range: tuple[int, int] | None = None, n
         if contact_range is None:
             prune(session, policy, now)
     for campaign_id, lo, hi in jobs:
-        rt.queue.enqueue("campaigns.jobs.send_batch", campaign_id, lo, hi, job_timeout=3600)
+        queueing.enqueue(rt.queue, Job.SEND_BATCH, campaign_id, lo, hi)
     if released:
         logger.info("released %d held sends in %d batch jobs", released, len(jobs))
     return released

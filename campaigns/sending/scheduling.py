@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns import queueing
 from campaigns.accounts import alignment
 from campaigns.composing import editor as campaign_service
 from campaigns.errors import InvalidState, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignStatus, utcnow
+from campaigns.queueing import Job
 from campaigns.runtime import Runtime
 from campaigns.sending import delivery
 from campaigns.sending import lifecycle as sending
@@ -27,7 +29,6 @@ from mailer.compose import TemplateError
 logger = logging.getLogger(__name__)
 
 MAX_AHEAD = dt.timedelta(days=366)
-START_JOB = "campaigns.jobs_campaigns.start_scheduled"
 
 
 @cache
@@ -76,7 +77,7 @@ def schedule(session: Session, rt: Runtime, campaign: Campaign, when: dt.datetim
     campaign.scheduled_at = when
     campaign.status_reason = label
     session.commit()
-    rt.queue.enqueue_at(when, START_JOB, campaign.id, when.isoformat(), job_timeout=sending.BATCH_JOB_TIMEOUT)
+    queueing.enqueue_at(rt.queue, when, Job.START_SCHEDULED, campaign.id, when.isoformat())
     logger.info("campaign %s scheduled for %s UTC", campaign.id, when.isoformat())
 
 

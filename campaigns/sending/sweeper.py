@@ -17,7 +17,9 @@ import logging
 from redis.exceptions import RedisError
 from sqlalchemy import exists, or_, select
 
+from campaigns import queueing
 from campaigns.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
+from campaigns.queueing import Job
 from campaigns.runtime import Runtime
 from campaigns.sending import claims, stops
 
@@ -25,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 QUEUED_TTL = 120     # seconds a job's marker lives while the job waits in the queue
 RUNNING_TTL = 60     # … and, refreshed by the heartbeat, while it runs (a killed job's marker is gone within this)
-JOB_TIMEOUT = 3600
 WHOLE = (0, 2**62)   # the contact range of a campaign-wide batch
 
 
@@ -43,9 +44,9 @@ def ensure_job(rt: Runtime, what: str, campaign_id: int) -> bool:
                 or not rt.redis.set(key, "queued", nx=True, ex=QUEUED_TTL):
             return False
     if what == "dispatch":
-        rt.queue.enqueue("campaigns.jobs.dispatch_campaign", campaign_id, job_timeout=JOB_TIMEOUT)
+        queueing.enqueue(rt.queue, Job.DISPATCH_CAMPAIGN, campaign_id)
     else:
-        rt.queue.enqueue("campaigns.jobs.send_campaign", campaign_id, job_timeout=JOB_TIMEOUT)
+        queueing.enqueue(rt.queue, Job.SEND_CAMPAIGN, campaign_id)
     return True
 
 

@@ -30,6 +30,7 @@ from redis import Redis
 from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from campaigns import queueing
 from campaigns.contacts.records import normalize_email, set_subscriptions, suppressed_status
 from campaigns.csvfiles import CsvChunks
 from campaigns.errors import NotFound, RapportError, ValidationError
@@ -44,6 +45,7 @@ from campaigns.models import (
     Topic,
     utcnow,
 )
+from campaigns.queueing import Job
 from campaigns.runtime import Runtime
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.ratelimit import RateLimited, RateLimiter
@@ -59,7 +61,6 @@ IP_PER_HOUR = 20                            # sign-up posts from one IP address
 ADDRESS_PER_HOUR = 3                        # sign-up posts naming one address (storm protection)
 MAX_CONSENT_TEXT = 5000
 HONEYPOT = "website"                        # a field people never see and bots fill in
-REQUEST_JOB = "campaigns.jobs.signup_request"
 
 
 class RateLimitExceeded(RapportError):
@@ -268,10 +269,7 @@ def admit(redis: Redis, ip: str, email: str | None) -> bool:
 
 def submit(rt: Runtime, request: SignupRequest) -> None:
     """Hand a validated request to the worker (the request path never reads the contact list)."""
-    from rq import Retry
-
-    rt.queue.enqueue(REQUEST_JOB, request.to_dict(), retry=Retry(max=3, interval=[60, 300, 900]),
-                     job_timeout=120, result_ttl=0, failure_ttl=7 * 24 * 3600)
+    queueing.enqueue(rt.queue, Job.SIGNUP_REQUEST, request.to_dict())
 
 
 def request_signup(session: Session, data: Mapping[str, Any], now: dt.datetime | None = None) -> int | None:

@@ -9,11 +9,12 @@ from flask import Response, abort, flash, jsonify, redirect, render_template, re
 from flask_login import current_user
 from sqlalchemy import select
 
-from campaigns import storage
+from campaigns import queueing, storage
 from campaigns.contacts import export_jobs, exports, imports
 from campaigns.contacts.records import get_contact
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import ContactStatus, Topic
+from campaigns.queueing import Job
 from campaigns.web.admin import bp, db, editor_required, rt
 from campaigns.web.admin.audit import Action, audit
 
@@ -65,7 +66,7 @@ def contact_import_map(import_id: str):  # noqa: ANN201
             flash(str(exc), "error")
             return render_template("admin/import_map.html", upload=upload, mapping=mapping, mode=mode,
                                    labels=TARGET_LABELS), 400
-        rt().queue.enqueue("campaigns.jobs_imports.import_contacts", import_id, job_timeout=3 * 3600)
+        queueing.enqueue(rt().queue, Job.IMPORT_CONTACTS, import_id)
         audit(Action.IMPORT_START, f"import {import_id}", f"{upload.filename} ({mode})")
         return redirect(url_for("admin.contact_import_status", import_id=import_id))
     return render_template("admin/import_map.html", upload=upload, mapping=mapping, mode=mode,

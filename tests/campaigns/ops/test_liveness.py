@@ -61,7 +61,7 @@ def test_check_fails_when_the_queue_is_stuck(runtime) -> None:  # noqa: ANN001
     runtime.queue.empty()        # the periodic jobs that tick enqueued; an idle worker would have taken them
     try:
         assert run_check(runtime.settings)[0] == 0
-        job = runtime.queue.enqueue("campaigns.jobs.release_held")
+        job = runtime.queue.enqueue("campaigns.tasks.release_held")
         job.enqueued_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
         job.save()
         code, out = run_check(runtime.settings)

@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from campaigns import scheduler
+from campaigns import queueing, scheduler
 from campaigns.automations import runs as auto
 from campaigns.composing.editor import save_campaign
 from campaigns.contacts.records import save_contact
@@ -25,9 +25,9 @@ def test_many_workers_enqueue_each_slot_once(runtime: Runtime) -> None:
     other = Runtime(runtime.settings)          # a second worker process with its own connection pool
     other.use_redis(runtime.redis)
     first = scheduler.tick(runtime, now, owner="worker-a")
-    assert set(first) == set(scheduler.TASKS)  # nothing ran before: every task's current slot is due
+    assert set(first) == set(queueing.PERIODIC)  # nothing ran before: every task's current slot is due
     assert scheduler.tick(other, now + dt.timedelta(seconds=15), owner="worker-b") == []
-    assert sorted(_jobs(runtime)) == sorted(t.func for t in scheduler.TASKS.values())
+    assert sorted(_jobs(runtime)) == sorted(t.job.path for t in queueing.PERIODIC.values())
     # The next minute: only the every-minute task again; the nightly one waits for tomorrow 03:15.
     assert scheduler.tick(other, now + dt.timedelta(minutes=1), owner="worker-b") == ["automations"]
     assert scheduler.tick(runtime, dt.datetime(2026, 3, 2, 3, 14, tzinfo=UTC)).count("engagement-decay") == 0
@@ -35,7 +35,7 @@ def test_many_workers_enqueue_each_slot_once(runtime: Runtime) -> None:
 
 
 def test_a_missed_nightly_slot_runs_once_after_a_restart(runtime: Runtime) -> None:
-    task = scheduler.TASKS["engagement-decay"]
+    task = queueing.PERIODIC["engagement-decay"]
     assert task.slot(dt.datetime(2026, 3, 2, 1, 0, tzinfo=UTC)) == "2026-03-01"   # before 03:15: yesterday's
     assert task.slot(dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)) == "2026-03-02"
     # Workers were down at 03:15; one comes back at 09:00 and runs it, a second one does not.

@@ -21,7 +21,8 @@ from campaigns.models import (
     SendStatus,
     utcnow,
 )
-from campaigns.scheduler import TASKS
+from campaigns.queueing import PERIODIC as TASKS
+from campaigns.queueing import Job
 from campaigns.sending import digest, policy
 from campaigns.sending import lifecycle as sending
 from mailer.tracking import Purpose
@@ -69,7 +70,7 @@ def test_weekly_reader_gets_one_digest_after_the_period_not_before(
 
     # Before the week is over: no digest, and nothing is trickled out one by one either.
     for _ in range(2):
-        runtime.queue.enqueue("campaigns.jobs.send_digests")
+        runtime.queue.enqueue("campaigns.tasks.send_digests")
         run_worker()
         age(db_session, weekly, dt.timedelta(days=2))      # 4, then 6 days since their last mail
     assert digest.due_contacts(fresh(db_session), policy.load(db_session, runtime.settings.policy), utcnow()) == []
@@ -81,7 +82,7 @@ def test_weekly_reader_gets_one_digest_after_the_period_not_before(
     # A week after their last mail: the periodic run (release first, as the scheduler may order them) sends one.
     age(db_session, weekly, dt.timedelta(days=2))
     assert policy.release_held(runtime) == 0
-    runtime.queue.enqueue("campaigns.jobs.send_digests")
+    runtime.queue.enqueue("campaigns.tasks.send_digests")
     run_worker()
     got = mails_to(outbox, weekly.email)
     assert len(got) == 1
@@ -108,7 +109,7 @@ def test_weekly_reader_gets_one_digest_after_the_period_not_before(
 
     # The every-mail reader got nothing more; a second run sends nothing.
     assert len(mails_to(outbox, every.email)) == 2
-    runtime.queue.enqueue("campaigns.jobs.send_digests")
+    runtime.queue.enqueue("campaigns.tasks.send_digests")
     run_worker()
     assert len(mails_to(outbox, weekly.email)) == 1
     assert len(db_session.scalars(select(DigestRun)).all()) == 1
@@ -191,7 +192,7 @@ def test_a_stranded_run_is_dispatched_by_the_next_run(db_session, runtime, reade
 
 def test_digest_is_scheduled_daily_and_not_offered_as_a_starter() -> None:
     task = TASKS["digest"]
-    assert task.func == "campaigns.jobs.send_digests" and task.at == dt.time(7, 0)
+    assert task.job == Job.SEND_DIGESTS and task.at == dt.time(7, 0)
     assert "digest" not in {s.key for s in campaign_service.starters()}
 
 

@@ -122,7 +122,7 @@ def test_four_workers_never_let_two_campaigns_pass_for_one_contact(runtime, db_s
         jobs = []
         for lo in range(0, CONTACTS, SLICE):
             for cid in campaign_ids:
-                jobs.append(Queue.prepare_data("campaigns.jobs.send_batch",
+                jobs.append(Queue.prepare_data("campaigns.tasks.send_batch",
                                                (cid, contact_ids[lo], contact_ids[min(lo + SLICE, CONTACTS) - 1]),
                                                timeout=600))
         queue.enqueue_many(jobs)

@@ -441,7 +441,7 @@ def test_a_job_marker_of_a_dead_worker_does_not_hold_back_its_campaign(runtime) 
     key = sweeper.marker(runtime, "send", 7)
     runtime.redis.set(key, f"{socket.gethostname()[:32]}:{dead.pid}:abcd", ex=60)
     assert sweeper.ensure_job(runtime, "send", 7)        # enqueued again at once, not after the marker's TTL
-    assert [j.func_name for j in runtime.queue.get_jobs()] == ["campaigns.jobs.send_campaign"]
+    assert [j.func_name for j in runtime.queue.get_jobs()] == ["campaigns.tasks.send_campaign"]
     runtime.redis.set(key, f"{socket.gethostname()[:32]}:{os.getpid()}:abcd", ex=60)   # a live one: left alone
     assert not sweeper.ensure_job(runtime, "send", 7)
 

@@ -78,7 +78,7 @@ def test_fifty_contacts_personalized_signed_and_sent_once(
 
     # A second dispatch of the same campaign (e.g. a duplicated job) sends nothing new.
     assert sending.dispatch(runtime, campaign.id) == 0
-    runtime.queue.enqueue("campaigns.jobs.dispatch_campaign", campaign.id)
+    runtime.queue.enqueue("campaigns.tasks.dispatch_campaign", campaign.id)
     run_worker()
     assert outbox.count() == 50
 

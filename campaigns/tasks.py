@@ -1,0 +1,174 @@
+"""Every RQ entry point of Rapport, one function per `campaigns.queueing.Job` (same name).
+
+An entry point takes ids and small JSON-able values, uses the process runtime (`campaigns.runtime.current()`) and
+calls one capability; no Flask, no ORM objects in arguments. What runs when, with which timeout and retries, is
+declared in campaigns.queueing (Job, RUNS, PERIODIC); this module only says what each job does. Nothing below the
+entry points imports it: code enqueues by Job name through campaigns.queueing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from sqlalchemy import select
+
+from campaigns import metrics, runtime, storage
+from campaigns.automations import runs as automations
+from campaigns.contacts import export_jobs, imports
+from campaigns.feedback import engagement, hits
+from campaigns.models import Campaign
+from campaigns.reports import summaries
+from campaigns.sending import delivery, digest, lifecycle, policy, scheduling, sweeper
+from campaigns.signup import service as signup
+
+logger = logging.getLogger(__name__)
+
+
+# -- sending -----------------------------------------------------------------------------------------------------
+
+def dispatch_campaign(campaign_id: int) -> int:
+    """Create the campaign's send rows and enqueue its batches (resumes from the campaign's cursor)."""
+    logger.info("dispatch campaign_id=%s", campaign_id)
+    rt = runtime.current()
+    key = sweeper.working(rt, "dispatch", campaign_id)
+    try:
+        return lifecycle.dispatch(rt, campaign_id)
+    finally:
+        sweeper.done(rt, key)
+
+
+def send_batch(campaign_id: int, lo: int, hi: int) -> dict:
+    """Deliver one batch of a campaign (contacts lo..hi)."""
+    rt = runtime.current()
+    started = time.monotonic()
+    result = delivery.send_batch(rt, campaign_id, lo, hi)
+    _record_metrics(rt, campaign_id, result, started)
+    return asdict(result)
+
+
+def send_campaign(campaign_id: int) -> dict:
+    """Deliver every due send of a campaign (the sweeper's job: retries, and whatever a lost job left)."""
+    rt = runtime.current()
+    key = sweeper.working(rt, "send", campaign_id)
+    started = time.monotonic()
+    try:
+        result = delivery.send_batch(rt, campaign_id, *sweeper.WHOLE)
+    finally:
+        sweeper.done(rt, key)
+    _record_metrics(rt, campaign_id, result, started)
+    return asdict(result)
+
+
+def _record_metrics(rt: runtime.Runtime, campaign_id: int, result: delivery.BatchResult, started: float) -> None:
+    """Count a batch's outcomes for /metrics (shared through Redis across workers)."""
+    relay, kind = _relay_and_kind(rt, campaign_id)
+    metrics.record_batch(rt.redis, relay, kind, sent=result.sent, failed=result.failed, deferred=result.deferred,
+                         unknown=result.unknown, held_by_rule=result.held_by_rule,
+                         seconds=time.monotonic() - started)
+
+
+def _relay_and_kind(rt: runtime.Runtime, campaign_id: int) -> tuple[str, str]:
+    """The campaign's relay name (the default relay's when it names none) and kind, the labels of its metrics."""
+    with rt.session_factory() as session:
+        row = session.execute(select(Campaign.relay, Campaign.kind).where(Campaign.id == campaign_id)).first()
+    relay, kind = row if row is not None else ("", "unknown")
+    return relay or rt.settings.relay_names[0], str(kind)
+
+
+def start_scheduled(campaign_id: int, scheduled_for: str) -> bool:
+    """Start a scheduled campaign at its time (enqueued with enqueue_at; the worker's scheduler runs it)."""
+    logger.info("scheduled start campaign_id=%s for %s", campaign_id, scheduled_for)
+    return scheduling.start_scheduled(runtime.current(), campaign_id, scheduled_for)
+
+
+def start_due_campaigns() -> int:
+    """Start scheduled campaigns whose time has passed (a safety net for lost delayed jobs)."""
+    return scheduling.start_due(runtime.current())
+
+
+def release_held() -> int:
+    """Re-queue held sends that may go now and expire old ones."""
+    return policy.release_held(runtime.current())
+
+
+def send_digests() -> dict:
+    """Send due weekly/monthly readers their digest of held nurture mail."""
+    return asdict(digest.run(runtime.current()))
+
+
+# -- automations and sign-up -------------------------------------------------------------------------------------
+
+def run_automations() -> dict:
+    """Send what active automations have due now."""
+    return automations.run_due(runtime.current())
+
+
+def signup_request(request: dict) -> bool:
+    """Apply a double opt-in sign-up from a public form and mail its confirmation link when one is due."""
+    rt = runtime.current()
+    with rt.session_factory() as session:
+        signup_id = signup.request_signup(session, request)
+        return signup_id is not None and signup.send_confirmation(rt, session, signup_id)
+
+
+def expire_signups() -> int:
+    """Expire unconfirmed sign-ups."""
+    with runtime.current().session_factory() as session:
+        return signup.expire_pending(session)
+
+
+# -- contacts: imports and exports -------------------------------------------------------------------------------
+
+def import_contacts(import_id: str) -> dict:
+    """Import one uploaded and mapped CSV file."""
+    rt = runtime.current()
+    logger.info("import %s", import_id)
+    with rt.session_factory() as session:
+        return asdict(imports.run_import(session, rt.redis, storage.for_settings(rt.settings), import_id))
+
+
+def cleanup_import_files(days: int = 7) -> int:
+    """Delete import uploads and error reports untouched for `days`."""
+    removed = imports.cleanup_imports(runtime.current().settings, dt.timedelta(days=days))
+    logger.info("import cleanup: %d files removed", removed)
+    return removed
+
+
+def export_contacts(export_id: str) -> dict:
+    """Write one requested contact export to its file."""
+    return export_jobs.run(runtime.current(), export_id)
+
+
+def cleanup_exports() -> int:
+    """Delete export files older than Settings.export_keep_hours."""
+    removed = export_jobs.cleanup(runtime.current())
+    logger.info("export cleanup: %d files removed", removed)
+    return removed
+
+
+# -- feedback and figures ----------------------------------------------------------------------------------------
+
+def drain_hits() -> int:
+    """Write queued opens and clicks to the database in bulk."""
+    rt = runtime.current()
+
+    def write(batch: Sequence[hits.Hit], replay: bool) -> int:
+        with rt.session_factory() as session:
+            return engagement.record_hits(session, batch, replay)
+
+    return hits.drain(rt, write)
+
+
+def decay_scores() -> int:
+    """Rewrite every contact's engagement score as of now."""
+    with runtime.current().session_factory() as session:
+        return engagement.decay_scores(session)
+
+
+def refresh_summary(kind: str, args: list) -> None:
+    """Compute one admin summary (dashboard, topic sizes, a report, an audience forecast) and store it."""
+    summaries.refresh(runtime.current(), kind, *args)
