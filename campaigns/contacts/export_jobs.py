@@ -18,19 +18,18 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from sqlalchemy import ColumnElement, literal_column, select
 from sqlalchemy.orm import Session
 
 from campaigns import csvfiles, storage
+from campaigns.contacts import segments
 from campaigns.contacts.exports import CSV_FIELDS
 from campaigns.csvfiles import safe_cell
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import Contact, ContactStatus, Subscription, Topic
-
-if TYPE_CHECKING:
-    from campaigns.runtime import Runtime
+from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +60,6 @@ def start(rt: Runtime, session: Session, *, status: str = "", topic_id: int | No
     if topic_id is not None and session.get(Topic, topic_id) is None:
         raise ValidationError("that topic does not exist", field="topic")
     if segment_id is not None:
-        from campaigns.contacts import segments
-
         segment = segments.get_segment(session, segment_id)
         segments.condition(session, segment.definition)     # refuse one that cannot be evaluated, now
     export_id = secrets.token_hex(12)   # a storage key segment: letters and digits only
@@ -159,8 +156,6 @@ def _conditions(session: Session, state: dict[str, Any]) -> list[ColumnElement[b
         conds.append(Contact.id.in_(select(Subscription.contact_id).where(
             Subscription.topic_id == state["topic_id"], Subscription.subscribed.is_(True))))
     if state["segment_id"] is not None:
-        from campaigns.contacts import segments
-
         conds.append(segments.condition(session, segments.get_segment(session, state["segment_id"]).definition))
     return conds
 

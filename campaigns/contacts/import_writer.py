@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.contacts.import_mapping import Column, Mode, Row
 from campaigns.contacts.import_upload import ErrorReport
-from campaigns.feedback.ingest import email_hash
+from campaigns.contacts.suppression import email_hash
 from campaigns.models import Contact, ContactInterest, ContactStatus, Frequency, Subscription, utcnow
 
 logger = logging.getLogger(__name__)

@@ -14,6 +14,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from campaigns.contacts import segments
+from campaigns.contacts.suppression import suppressed_status
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import (
     Campaign,
@@ -23,9 +25,8 @@ from campaigns.models import (
     Event,
     EventType,
     Order,
+    Segment,
     Subscription,
-    Suppression,
-    SuppressionReason,
     Topic,
     utcnow,
 )
@@ -48,17 +49,6 @@ def normalize_email(raw: str, *, own_address: bool = False) -> str:
     except EmailNotValidError as exc:
         raise ValidationError(f"{raw!r} is not a valid email address: {exc}", field="email") from None
     return result.normalized.lower()
-
-
-def suppressed_status(session: Session, email: str) -> ContactStatus | None:
-    """The status a suppressed address keeps when it is added again (bounced, complained, unsubscribed), else None."""
-    from campaigns.feedback.ingest import email_hash  # ingest builds on this module
-
-    row = session.get(Suppression, email_hash(email))
-    if row is None:
-        return None
-    return {SuppressionReason.COMPLAINT: ContactStatus.COMPLAINED,
-            SuppressionReason.MANUAL: ContactStatus.UNSUBSCRIBED}.get(row.reason, ContactStatus.BOUNCED)
 
 
 def get_contact(session: Session, contact_id: int) -> Contact:
@@ -226,9 +216,6 @@ def list_contacts(session: Session, *, query: str = "", after: int | None = None
     if status:
         conds.append(Contact.status == status)
     if segment_id is not None:
-        from campaigns.contacts import segments  # segments builds on the models only; no import cycle
-        from campaigns.models import Segment
-
         segment = session.get(Segment, segment_id)
         if segment is None:
             raise NotFound(f"segment {segment_id} not found")

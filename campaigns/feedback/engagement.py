@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, exists, insert, select, update
 from sqlalchemy.orm import Session
 
+from campaigns.feedback import hits as hit_queue
 from campaigns.feedback.hits import Hit
 from campaigns.models import Contact, Event, EventType, Link, Send, utcnow
+from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,18 @@ def decay_scores(session: Session, now: dt.datetime | None = None, *, page: int 
 
 
 # ---------------------------------------------------------------- writing hits
+
+
+def drain_hits(rt: Runtime) -> int:
+    """Write the queued tracking hits as events, one transaction per batch; returns hits written."""
+
+    def write(batch: Sequence[Hit], replay: bool) -> int:
+        with rt.session_factory() as session:
+            written = record_hits(session, batch, replay)
+            session.commit()
+            return written
+
+    return hit_queue.drain(rt, write)
 
 
 @dataclass

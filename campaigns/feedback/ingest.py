@@ -7,7 +7,7 @@ of the returned original; a mailto unsubscribe by its UNSUBSCRIBE token; as a la
 
 Rules: a hard bounce suppresses at once; soft bounces suppress once BouncePolicy.soft_limit of them arrived within
 BouncePolicy.window; a complaint unsubscribes and suppresses. Suppression is stored under a hash of the normalized
-address, so it survives the contact's erasure and blocks a re-import (is_suppressed).
+address, so it survives the contact's erasure and blocks a re-import (campaigns.contacts.suppression).
 """
 
 from __future__ import annotations
@@ -26,15 +26,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns.accounts import mail_setup
 from campaigns.config import Settings
+from campaigns.contacts.suppression import suppress
+from campaigns.feedback import hits
 from campaigns.feedback import preferences as feedback
 from campaigns.models import (
     Contact,
     ContactStatus,
     Event,
     EventType,
+    Link,
     Send,
-    Suppression,
     SuppressionReason,
     utcnow,
 )
@@ -43,27 +46,6 @@ from mailer.bounces import FeedbackKind, classify_smtp_reply, parse_feedback
 from mailer.tracking import InvalidToken, Purpose, TokenCodec
 
 logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------- suppression
-
-
-def email_hash(email: str) -> str:
-    """SHA-256 of the normalized (trimmed, lower-cased) address: the suppression key."""
-    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
-
-
-def is_suppressed(session: Session, email: str) -> bool:
-    """Whether this address must never be mailed again (hard bounce, soft bounces, complaint or manual)."""
-    return session.get(Suppression, email_hash(email)) is not None
-
-
-def suppress(session: Session, email: str, reason: SuppressionReason, source: str = "") -> None:
-    """Add the address to the suppression list (idempotent; the first reason stays). Does not commit."""
-    key = email_hash(email)
-    if session.get(Suppression, key) is None:
-        session.add(Suppression(email_hash=key, reason=reason, source=source[:200]))
-        session.flush()
 
 
 # ---------------------------------------------------------------- policy
@@ -233,8 +215,6 @@ def _match(session: Session, tokens: TokenCodec, token: str | None, message_id: 
 def ingest_message(session: Session, tokens: TokenCodec, raw: bytes, *, envelope_recipient: str | None = None,
                    policy: BouncePolicy | None = None) -> Outcome:
     """Classify one inbound message (DSN, ARF, mailto unsubscribe, auto-reply…) and apply it. Commits."""
-    from campaigns.accounts import mail_setup
-
     nonce = mail_setup.probe_nonce(tokens, raw)
     if nonce:   # `rapport check-mail-setup` testing the route: leave its mark, touch nothing else
         mail_setup.record_probe(session, nonce)
@@ -392,8 +372,6 @@ def _text(event: Mapping, name: str, limit: int) -> str | None:
 def apply_relay_event(session: Session, rt: Runtime, event: object,
                       policy: BouncePolicy | None = None) -> Outcome:
     """Apply one normalized relay event (docs/webhooks.md); raises BadEvent on malformed input. Commits."""
-    from campaigns.feedback import hits
-
     if not isinstance(event, Mapping):
         raise BadEvent("each event must be a JSON object")
     kind = event.get("type")
@@ -434,8 +412,6 @@ def apply_relay_event(session: Session, rt: Runtime, event: object,
             return Outcome("ignored", detail="opens and clicks need rapport_id or message_id")
         link_id = 0
         if kind == "click":
-            from campaigns.models import Link
-
             url = _text(event, "url", 2000) or ""
             link_id = session.scalar(select(Link.id).where(Link.campaign_id == match.campaign_id,
                                                            Link.url == url)) or 0

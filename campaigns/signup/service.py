@@ -30,7 +30,9 @@ from redis import Redis
 from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from campaigns.contacts.records import normalize_email, set_subscriptions, suppressed_status
+from campaigns.contacts.consent_proof import PROOF_COLUMNS, proof_record
+from campaigns.contacts.records import normalize_email, set_subscriptions
+from campaigns.contacts.suppression import suppressed_status
 from campaigns.csvfiles import CsvChunks
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import (
@@ -481,27 +483,6 @@ def expire_pending(session: Session, now: dt.datetime | None = None) -> int:
 # ---------------------------------------------------------------- consent proof
 
 
-PROOF_COLUMNS = ("email", "status", "requested_at", "ip", "user_agent", "consent_version", "consent_text", "topics",
-                 "confirmation_mailed_at", "confirmed_at", "confirm_ip", "confirm_user_agent", "form")
-
-
-def _record(signup: Signup, email: str, form_name: str) -> dict[str, Any]:
-    iso = (lambda v: v.isoformat() if v else None)  # noqa: E731
-    return {"email": email, "status": str(signup.status), "requested_at": iso(signup.requested_at),
-            "ip": signup.ip, "user_agent": signup.user_agent, "consent_version": signup.consent_version,
-            "consent_text": signup.consent_text, "topics": list(signup.topic_names or []),
-            "confirmation_mailed_at": iso(signup.mailed_at), "confirmed_at": iso(signup.confirmed_at),
-            "confirm_ip": signup.confirm_ip, "confirm_user_agent": signup.confirm_user_agent, "form": form_name}
-
-
-def consent_records(session: Session, contact_id: int) -> list[dict[str, Any]]:
-    """The contact's signups through forms with their consent proof (for the GDPR export)."""
-    rows = session.execute(select(Signup, Contact.email, SignupForm.name).join(Contact, Contact.id == Signup.contact_id)
-                           .join(SignupForm, SignupForm.id == Signup.form_id)
-                           .where(Signup.contact_id == contact_id).order_by(Signup.id))
-    return [_record(s, email, name) for s, email, name in rows]
-
-
 def recent_signups(session: Session, form_id: int, limit: int = 50) -> list[tuple[Signup, str]]:
     """The form's latest signups with the address, newest first."""
     return list(session.execute(select(Signup, Contact.email).join(Contact, Contact.id == Signup.contact_id)
@@ -523,7 +504,7 @@ def export_csv(session: Session, form_id: int, *, page: int = 1000) -> Iterator[
         if not rows:
             break
         for signup, email in rows:
-            record = _record(signup, email, form.name)
+            record = proof_record(signup, email, form.name)
             record["topics"] = "; ".join(record["topics"])
             out.writerow(record[c] for c in PROOF_COLUMNS)
         last = rows[-1][0].id

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from campaigns.contacts.records import save_contact
 from campaigns.coupons import pools as coupon_service
-from campaigns.feedback.ingest import email_hash
+from campaigns.contacts.suppression import email_hash
 from campaigns.models import Campaign, CampaignKind, Contact, Event, EventType, Sender, Suppression
 from tests.helpers import csrf
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select
 
+from campaigns.contacts.suppression import is_suppressed
 from campaigns.feedback import ingest
 from campaigns.models import Contact, ContactStatus, Event, Send, Suppression
 from campaigns.reports.campaign_report import campaign_report
@@ -103,8 +104,8 @@ def test_hard_bounce_dsn_suppresses_at_once_and_survives_erasure(runtime, db_ses
     # Erase the contact: the address stays suppressed, so a re-import can refuse it.
     db_session.execute(delete(Contact).where(Contact.id == contacts[0].id))
     db_session.commit()
-    assert ingest.is_suppressed(db_session, contacts[0].email.upper())
-    assert not ingest.is_suppressed(db_session, contacts[1].email)
+    assert is_suppressed(db_session, contacts[0].email.upper())
+    assert not is_suppressed(db_session, contacts[1].email)
     assert contacts[0].email not in str(db_session.scalars(select(Suppression)).all()[0].__dict__)
 
 
@@ -139,7 +140,7 @@ def test_soft_bounces_suppress_only_after_the_configured_count(runtime, db_sessi
     out = ingest.ingest_message(db_session, runtime.tokens, delayed2, policy=policy)
     assert out.kind == "soft_bounce" and out.suppressed
     assert contact(db_session, contacts[1].id).status == ContactStatus.BOUNCED
-    assert ingest.is_suppressed(db_session, contacts[1].email)
+    assert is_suppressed(db_session, contacts[1].email)
 
 
 def test_real_world_reports_are_matched_by_their_tokens(runtime, db_session, sent) -> None:  # noqa: ANN001
@@ -202,7 +203,7 @@ def test_smtp_rejection_at_send_time(runtime, db_session, sent) -> None:  # noqa
                                  campaign_id=campaign.id, code=550, message="5.1.1 <x>: Recipient address rejected",
                                  policy=policy)
     assert contact(db_session, contacts[1].id).status == ContactStatus.BOUNCED
-    assert ingest.is_suppressed(db_session, contacts[1].email)
+    assert is_suppressed(db_session, contacts[1].email)
     report = campaign_report(db_session, campaign.id)
     assert (report["bounces_hard"], report["bounces_soft"]) == (1, 1)
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from campaigns.feedback.ingest import suppress
+from campaigns.contacts.suppression import suppress
 from campaigns.models import AdminUser, Contact, ContactStatus, Event, Signup, SignupStatus, SuppressionReason, Topic
 from campaigns.signup import service as signup_service
 from mailer.tracking import Purpose
