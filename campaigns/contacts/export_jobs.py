@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
+from enum import StrEnum
 from typing import IO, Any
 
 from sqlalchemy import ColumnElement, literal_column, select
@@ -32,6 +33,16 @@ from campaigns.models import Contact, ContactStatus, Subscription, Topic
 from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+
+class ExportState(StrEnum):
+    """Where an export job stands (the "state" of its JSON in Redis)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
 
 STATE = "rapport:export:{}"
 RECENT = "rapport:exports"          # sorted set: export id -> time requested
@@ -63,7 +74,7 @@ def start(rt: Runtime, session: Session, *, status: str = "", topic_id: int | No
         segment = segments.get_segment(session, segment_id)
         segments.condition(session, segment.definition)     # refuse one that cannot be evaluated, now
     export_id = secrets.token_hex(12)   # a storage key segment: letters and digits only
-    state = {"id": export_id, "state": "queued", "rows": 0, "status": status, "topic_id": topic_id,
+    state = {"id": export_id, "state": ExportState.QUEUED, "rows": 0, "status": status, "topic_id": topic_id,
              "segment_id": segment_id, "gzip": gzipped, "requested_by": requested_by, "requested_at": time.time(),
              "error": ""}
     _save(rt, state)
@@ -83,7 +94,7 @@ def get(rt: Runtime, export_id: str) -> dict[str, Any]:
 def file_of(rt: Runtime, export_id: str) -> tuple[IO[bytes], bool]:
     """The finished export's file, opened from the shared storage, and whether it is gzip."""
     state = get(rt, export_id)
-    if state["state"] != "finished":
+    if state["state"] != ExportState.FINISHED:
         raise NotFound("this export has no file (not finished yet, or deleted)")
     try:
         return storage.for_settings(rt.settings).open(export_key(export_id, state["gzip"])), state["gzip"]
@@ -98,7 +109,7 @@ def _save(rt: Runtime, state: dict[str, Any]) -> None:
 def run(rt: Runtime, export_id: str) -> dict[str, Any]:
     """Write the export's file (the job's work); the file appears under its final name only when complete."""
     state = get(rt, export_id)
-    state.update(state="running", started_at=time.time())
+    state.update(state=ExportState.RUNNING, started_at=time.time())
     _save(rt, state)
     files = storage.for_settings(rt.settings)
     key = export_key(export_id, state["gzip"])
@@ -122,11 +133,11 @@ def run(rt: Runtime, export_id: str) -> dict[str, Any]:
                     rows = _write_pages(session, conds, out, progress)
     except Exception as exc:
         files.delete(key)       # a partial file is never offered (the state says failed too)
-        state.update(state="failed", error=str(exc)[:500], finished_at=time.time())
+        state.update(state=ExportState.FAILED, error=str(exc)[:500], finished_at=time.time())
         _save(rt, state)
         logger.exception("export %s failed", export_id)
         raise
-    state.update(state="finished", rows=rows, finished_at=time.time())
+    state.update(state=ExportState.FINISHED, rows=rows, finished_at=time.time())
     _save(rt, state)
     logger.info("export %s: %d rows in %.1f s", export_id, rows, state["finished_at"] - state["started_at"])
     return state

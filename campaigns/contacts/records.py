@@ -24,6 +24,7 @@ from campaigns.models import (
     ContactStatus,
     Event,
     EventType,
+    Frequency,
     Order,
     Segment,
     Subscription,
@@ -312,7 +313,7 @@ def describe_event(event: Event) -> str:
                                if v not in (None, "", [])))
     elif event.type == EventType.COMPLAINT:
         parts.append(str(data.get("feedback_type", "")))
-    elif event.type == "survey_answer":
+    elif event.type == EventType.SURVEY_ANSWER:
         parts.append(f"answered {data.get('answer', '')!r} to question {int(data.get('question', 0)) + 1} "
                      f"of survey #{data.get('survey_id', '?')}")
     elif event.type == EventType.PREFERENCES:
@@ -322,7 +323,8 @@ def describe_event(event: Event) -> str:
     return " · ".join(p for p in parts if p)[:300]
 
 
-FREQUENCY_WORDS = {"every": "every mail", "weekly": "a weekly digest", "monthly": "a monthly digest"}
+FREQUENCY_WORDS = {Frequency.EVERY: "every mail", Frequency.WEEKLY: "a weekly digest",
+                   Frequency.MONTHLY: "a monthly digest"}
 
 
 def frequency_words(value: str) -> str:

@@ -34,7 +34,7 @@ from sqlalchemy import ColumnElement, and_, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.feedback import hits as hit_queue
-from campaigns.feedback.hits import Hit
+from campaigns.feedback.hits import Hit, HitKind, HitSource
 from campaigns.models import Contact, Event, EventType, Link, Send, utcnow
 from campaigns.runtime import Runtime
 
@@ -185,7 +185,7 @@ def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> 
             logger.info("tracking hit for unknown send %s dropped", h.send_id)
             continue
         row = _Row(h, send, _ts(h.at), fetcher_of(h.user_agent, h.ip), machine_agent(h.user_agent, h.ip))
-        if h.kind == "click":
+        if h.kind == HitKind.CLICK:
             link = links.get(h.link_id)
             if link is None or link[0] != send[1]:
                 logger.warning("click on link %s not of campaign %s dropped", h.link_id, send[1])
@@ -213,7 +213,7 @@ def _event(row: _Row, type_: EventType) -> dict:
     data: dict = {"ua": row.hit.user_agent[:300]}
     if row.reason:
         data["machine"] = row.reason
-    if row.hit.source != "web":
+    if row.hit.source != HitSource.WEB:
         data["source"] = row.hit.source
     if type_ == EventType.CLICK:
         data.update(link_id=row.hit.link_id, url=row.url[:500])

@@ -20,6 +20,7 @@ import poplib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 from campaigns.accounts import mail_setup
 from campaigns.config import Settings
 from campaigns.contacts.suppression import suppress
+from campaigns.errors import ValidationError
 from campaigns.feedback import hits
 from campaigns.feedback import preferences as feedback
 from campaigns.models import (
@@ -68,11 +70,43 @@ class BouncePolicy:
 # ---------------------------------------------------------------- applying outcomes
 
 
+class OutcomeKind(StrEnum):
+    """What one piece of feedback did (the CLI prints it, the webhook endpoint answers it per event)."""
+
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE = "soft_bounce"     # counted; suppressed only when Outcome.suppressed says so
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    DELIVERED = "delivered"
+    OPEN = "open"
+    CLICK = "click"
+    IGNORED = "ignored"             # nothing to apply (detail says why)
+    DUPLICATE = "duplicate"         # applied before
+    PROBE = "probe"                 # `rapport check-mail-setup` testing the route
+
+
+class BounceKind(StrEnum):
+    """A bounce event's data["kind"]: hard bounces suppress at once, soft ones after BouncePolicy.soft_limit."""
+
+    HARD = "hard"
+    SOFT = "soft"
+
+
+class FeedbackSource(StrEnum):
+    """Where a bounce, complaint or unsubscribe came from (the event's data["source"])."""
+
+    SMTP = "smtp"           # the relay refused the message at send time
+    DSN = "dsn"             # a delivery status notification came back
+    ARF = "arf"             # a feedback-loop complaint report
+    WEBHOOK = "webhook"     # a relay's webhook
+    MAILTO = "mailto"       # a mailto List-Unsubscribe message
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one piece of feedback did."""
 
-    kind: str                 # hard_bounce, soft_bounce, complaint, unsubscribe, delivered, ignored, duplicate, probe
+    kind: OutcomeKind
     contact_id: int | None = None
     suppressed: bool = False
     detail: str = ""
@@ -97,7 +131,7 @@ def apply_bounce(session: Session, contact: Contact, *, hard: bool, send_id: int
     """Record a bounce and suppress when the rules say so. Does not commit."""
     policy = policy or BouncePolicy()
     now = now or utcnow()
-    kind = "hard" if hard else "soft"
+    kind = BounceKind.HARD if hard else BounceKind.SOFT
     if dedupe_key is None and send_id:
         dedupe_key = f"bounce:{send_id}:{kind}"   # one message counts once, however it is reported
     event = Event(contact_id=contact.id, campaign_id=campaign_id, send_id=send_id, type=EventType.BOUNCE,
@@ -105,24 +139,24 @@ def apply_bounce(session: Session, contact: Contact, *, hard: bool, send_id: int
                   data={"kind": kind, "status": status, "code": code, "diagnostic": (diagnostic or "")[:500],
                         "source": source})
     if not _add_event(session, event):
-        return Outcome("duplicate", contact.id)
-    if send_id and source != "smtp":
+        return Outcome(OutcomeKind.DUPLICATE, contact.id)
+    if send_id and source != FeedbackSource.SMTP:
         _mark_bounced_later(session, send_id, kind, status, code, diagnostic)
     if not hard:
         since = now - policy.window
         recent = [d for d in session.scalars(select(Event.data).where(
             Event.contact_id == contact.id, Event.type == EventType.BOUNCE, Event.occurred_at >= since))
-            if (d or {}).get("kind") == "soft"]
+            if (d or {}).get("kind") == BounceKind.SOFT]
         if len(recent) < policy.soft_limit:
             logger.info("contact %s soft bounce %d of %d (campaign_id=%s)", contact.id, len(recent),
                         policy.soft_limit, campaign_id)
-            return Outcome("soft_bounce", contact.id, False, f"{len(recent)} of {policy.soft_limit}")
+            return Outcome(OutcomeKind.SOFT_BOUNCE, contact.id, False, f"{len(recent)} of {policy.soft_limit}")
     if contact.status != ContactStatus.COMPLAINED:
         contact.status = ContactStatus.BOUNCED
     suppress(session, contact.email, SuppressionReason.HARD_BOUNCE if hard else SuppressionReason.SOFT_BOUNCE,
              f"{source} {status or code or ''}".strip())
     logger.info("contact %s suppressed after %s bounce (campaign_id=%s)", contact.id, kind, campaign_id)
-    return Outcome(f"{kind}_bounce", contact.id, True)
+    return Outcome(OutcomeKind.HARD_BOUNCE if hard else OutcomeKind.SOFT_BOUNCE, contact.id, True)
 
 
 def _mark_bounced_later(session: Session, send_id: int, kind: str, status: str | None, code: int | None,
@@ -149,14 +183,14 @@ def apply_complaint(session: Session, contact: Contact, *, send_id: int | None, 
                   occurred_at=now, dedupe_key=dedupe_key or (f"complaint:{send_id}" if send_id else None),
                   data={"source": source, "feedback_type": feedback_type or "abuse"})
     if not _add_event(session, event):
-        return Outcome("duplicate", contact.id)
+        return Outcome(OutcomeKind.DUPLICATE, contact.id)
     if contact.status in (ContactStatus.SUBSCRIBED, ContactStatus.PENDING):
         session.add(Event(contact_id=contact.id, campaign_id=campaign_id, type=EventType.UNSUBSCRIBE,
                           occurred_at=now, data={"scope": "all", "topics": [], "source": "complaint"}))
     contact.status = ContactStatus.COMPLAINED
     suppress(session, contact.email, SuppressionReason.COMPLAINT, source)
     logger.info("contact %s complained (campaign_id=%s): unsubscribed and suppressed", contact.id, campaign_id)
-    return Outcome("complaint", contact.id, True)
+    return Outcome(OutcomeKind.COMPLAINT, contact.id, True)
 
 
 def record_smtp_rejection(session: Session, *, send_id: int, contact_id: int, campaign_id: int,
@@ -170,7 +204,7 @@ def record_smtp_rejection(session: Session, *, send_id: int, contact_id: int, ca
     if contact is None or kind not in (FeedbackKind.HARD_BOUNCE, FeedbackKind.SOFT_BOUNCE):
         return
     apply_bounce(session, contact, hard=kind == FeedbackKind.HARD_BOUNCE, send_id=send_id,
-                 campaign_id=campaign_id, source="smtp", code=code, diagnostic=message, policy=policy)
+                 campaign_id=campaign_id, source=FeedbackSource.SMTP, code=code, diagnostic=message, policy=policy)
     session.commit()
 
 
@@ -218,7 +252,7 @@ def ingest_message(session: Session, tokens: TokenCodec, raw: bytes, *, envelope
     nonce = mail_setup.probe_nonce(tokens, raw)
     if nonce:   # `rapport check-mail-setup` testing the route: leave its mark, touch nothing else
         mail_setup.record_probe(session, nonce)
-        return Outcome("probe", detail=nonce)
+        return Outcome(OutcomeKind.PROBE, detail=nonce)
     fb = parse_feedback(raw, envelope_recipient)
     raw_key = "in:" + hashlib.sha256(raw).hexdigest()[:60]
     if fb.kind == FeedbackKind.UNSUBSCRIBE:
@@ -226,28 +260,29 @@ def ingest_message(session: Session, tokens: TokenCodec, raw: bytes, *, envelope
             contact_id, campaign_id = tokens.open(Purpose.UNSUBSCRIBE, fb.token or "")
         except InvalidToken:
             logger.info("mailto unsubscribe with an invalid token ignored")
-            return Outcome("ignored", detail="invalid unsubscribe token")
+            return Outcome(OutcomeKind.IGNORED, detail="invalid unsubscribe token")
         try:
             scope = feedback.resolve_unsubscribe(session, contact_id, campaign_id)
         except Exception:   # NotFound: a test message or an erased contact
-            return Outcome("ignored", detail="unknown contact")
-        changed = feedback.unsubscribe(session, scope, everything=True, source="mailto")
-        return Outcome("unsubscribe" if changed else "duplicate", contact_id)
+            return Outcome(OutcomeKind.IGNORED, detail="unknown contact")
+        changed = feedback.unsubscribe(session, scope, everything=True, source=FeedbackSource.MAILTO)
+        return Outcome(OutcomeKind.UNSUBSCRIBE if changed else OutcomeKind.DUPLICATE, contact_id)
     if fb.kind not in (FeedbackKind.HARD_BOUNCE, FeedbackKind.SOFT_BOUNCE, FeedbackKind.COMPLAINT):
         logger.info("inbound message ignored: %s", fb.kind)
-        return Outcome("ignored", detail=str(fb.kind))
+        return Outcome(OutcomeKind.IGNORED, detail=str(fb.kind))
     match = _match(session, tokens, fb.token, fb.message_id, fb.recipient)
     if match is None:
         logger.warning("inbound %s matched no send or contact (recipient %s)", fb.kind, fb.recipient)
-        return Outcome("ignored", detail="no matching send or contact")
+        return Outcome(OutcomeKind.IGNORED, detail="no matching send or contact")
     key = None if match.send_id else raw_key
     if fb.kind == FeedbackKind.COMPLAINT:
         out = apply_complaint(session, match.contact, send_id=match.send_id, campaign_id=match.campaign_id,
-                              source="arf", feedback_type=fb.feedback_type, dedupe_key=key)
+                              source=FeedbackSource.ARF, feedback_type=fb.feedback_type, dedupe_key=key)
     else:
         out = apply_bounce(session, match.contact, hard=fb.kind == FeedbackKind.HARD_BOUNCE,
-                           send_id=match.send_id, campaign_id=match.campaign_id, source="dsn", status=fb.status,
-                           code=fb.smtp_code, diagnostic=fb.diagnostic or "", dedupe_key=key, policy=policy)
+                           send_id=match.send_id, campaign_id=match.campaign_id, source=FeedbackSource.DSN,
+                           status=fb.status, code=fb.smtp_code, diagnostic=fb.diagnostic or "", dedupe_key=key,
+                           policy=policy)
     session.commit()
     return out
 
@@ -325,7 +360,8 @@ def poll_mailbox(rt: Runtime, url: str, *, policy: BouncePolicy | None = None, l
     elif scheme in ("pop3", "pop3s"):
         messages = _pop3_messages(url, limit)
     else:
-        raise ValueError(f"mailbox URL must start with imap://, imaps://, pop3:// or pop3s://, not {scheme}://")
+        raise ValidationError(f"mailbox URL must start with imap://, imaps://, pop3:// or pop3s://, not {scheme}://",
+                              field="url")
     policy = policy or BouncePolicy.from_settings(rt.settings)
     done = 0
     for raw, ack in messages:
@@ -339,10 +375,20 @@ def poll_mailbox(rt: Runtime, url: str, *, policy: BouncePolicy | None = None, l
 
 # ---------------------------------------------------------------- relay webhooks
 
-WEBHOOK_TYPES = ("bounce", "complaint", "delivered", "open", "click")
+class RelayEventType(StrEnum):
+    """The "type" of a normalized relay event (docs/webhooks.md)."""
+
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    DELIVERED = "delivered"
+    OPEN = "open"
+    CLICK = "click"
 
 
-class BadEvent(ValueError):
+WEBHOOK_TYPES = tuple(RelayEventType)
+
+
+class BadEvent(ValidationError):
     """A webhook event that does not follow the normalized format (docs/webhooks.md)."""
 
 
@@ -384,42 +430,43 @@ def apply_relay_event(session: Session, rt: Runtime, event: object,
     at = _when(event.get("timestamp"))
     match = _match(session, rt.tokens, rapport_id, message_id, recipient)
     if match is None:
-        return Outcome("ignored", detail="no matching send or contact")
+        return Outcome(OutcomeKind.IGNORED, detail="no matching send or contact")
     key = "wh:" + hashlib.sha256(relay_id.encode()).hexdigest()[:40] if relay_id else None
-    if kind == "bounce":
-        bounce_type = event.get("bounce_type", "hard")
-        if bounce_type not in ("hard", "soft"):
+    if kind == RelayEventType.BOUNCE:
+        bounce_type = event.get("bounce_type", BounceKind.HARD)
+        if bounce_type not in set(BounceKind):
             raise BadEvent("bounce_type must be hard or soft")
         code = event.get("smtp_code")
         if code is not None and (not isinstance(code, int) or isinstance(code, bool) or not 200 <= code <= 599):
             raise BadEvent("smtp_code must be an integer SMTP reply code")
-        out = apply_bounce(session, match.contact, hard=bounce_type == "hard", send_id=match.send_id,
-                           campaign_id=match.campaign_id, source="webhook", status=_text(event, "status", 11),
-                           code=code, diagnostic=_text(event, "diagnostic", 1000) or "",
+        out = apply_bounce(session, match.contact, hard=bounce_type == BounceKind.HARD, send_id=match.send_id,
+                           campaign_id=match.campaign_id, source=FeedbackSource.WEBHOOK,
+                           status=_text(event, "status", 11), code=code,
+                           diagnostic=_text(event, "diagnostic", 1000) or "",
                            dedupe_key=None if match.send_id else key, policy=policy, now=at)
-    elif kind == "complaint":
+    elif kind == RelayEventType.COMPLAINT:
         out = apply_complaint(session, match.contact, send_id=match.send_id, campaign_id=match.campaign_id,
-                              source="webhook", feedback_type=_text(event, "feedback_type", 64),
+                              source=FeedbackSource.WEBHOOK, feedback_type=_text(event, "feedback_type", 64),
                               dedupe_key=None if match.send_id else key, now=at)
-    elif kind == "delivered":
+    elif kind == RelayEventType.DELIVERED:
         added = _add_event(session, Event(
             contact_id=match.contact.id, campaign_id=match.campaign_id, send_id=match.send_id,
-            type=EventType.DELIVERED, occurred_at=at, data={"source": "webhook"},
+            type=EventType.DELIVERED, occurred_at=at, data={"source": FeedbackSource.WEBHOOK},
             dedupe_key=f"delivered:{match.send_id}" if match.send_id else key))
-        out = Outcome("delivered" if added else "duplicate", match.contact.id)
+        out = Outcome(OutcomeKind.DELIVERED if added else OutcomeKind.DUPLICATE, match.contact.id)
     else:
         if not match.send_id:
-            return Outcome("ignored", detail="opens and clicks need rapport_id or message_id")
+            return Outcome(OutcomeKind.IGNORED, detail="opens and clicks need rapport_id or message_id")
         link_id = 0
-        if kind == "click":
+        if kind == RelayEventType.CLICK:
             url = _text(event, "url", 2000) or ""
             link_id = session.scalar(select(Link.id).where(Link.campaign_id == match.campaign_id,
                                                            Link.url == url)) or 0
             if not link_id:
-                return Outcome("ignored", detail="url is not a link of this campaign")
-        hits.push(rt, hits.Hit(kind=kind, send_id=match.send_id, link_id=link_id, at=at.timestamp(),
+                return Outcome(OutcomeKind.IGNORED, detail="url is not a link of this campaign")
+        hits.push(rt, hits.Hit(kind=hits.HitKind(kind), send_id=match.send_id, link_id=link_id, at=at.timestamp(),
                                user_agent=_text(event, "user_agent", 300) or "", ip=_text(event, "ip", 64) or "",
-                               source="relay", key=key or hits.new_key()))
-        return Outcome(kind, match.contact.id)
+                               source=hits.HitSource.RELAY, key=key or hits.new_key()))
+        return Outcome(OutcomeKind(kind), match.contact.id)
     session.commit()
     return out

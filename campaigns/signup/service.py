@@ -24,6 +24,7 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from redis import Redis
@@ -387,11 +388,21 @@ def send_confirmation(rt: Runtime, session: Session, signup_id: int, now: dt.dat
 # ---------------------------------------------------------------- confirming
 
 
+class ConfirmOutcome(StrEnum):
+    """Where a confirmation link leads (the page shown, and its HTTP status)."""
+
+    PENDING = "pending"           # valid and not clicked yet: the page asks to confirm
+    CONFIRMED = "confirmed"       # this click confirmed it
+    ALREADY = "already"           # confirmed before
+    EXPIRED = "expired"           # too old, expired, or the signup is gone
+    UNAVAILABLE = "unavailable"   # the address bounced, complained or is suppressed
+
+
 @dataclass(frozen=True)
 class Confirmation:
-    """What a confirmation link leads to: outcome is confirmed, already, expired or unavailable."""
+    """What a confirmation link leads to."""
 
-    outcome: str
+    outcome: ConfirmOutcome
     signup: Signup | None = None
     contact: Contact | None = None
 
@@ -402,17 +413,17 @@ def open_confirmation(session: Session, rt: Runtime, token: str, now: dt.datetim
     signup_id, issued_day = rt.tokens.open(Purpose.CONFIRM, token)
     signup = session.get(Signup, signup_id)
     if signup is None:
-        return Confirmation("expired")      # expired and removed, or the person's data was erased
+        return Confirmation(ConfirmOutcome.EXPIRED)      # expired and removed, or the person's data was erased
     contact = session.get(Contact, signup.contact_id)
     if signup.status == SignupStatus.CONFIRMED:
-        return Confirmation("already", signup, contact)
+        return Confirmation(ConfirmOutcome.ALREADY, signup, contact)
     # A link older than the TTL is dead even if the signup was renewed since (a newer mail has a newer link).
     if signup.status == SignupStatus.EXPIRED or signup.expires_at <= now or issued_day + SIGNUP_TTL.days < _day(now):
-        return Confirmation("expired", signup, contact)
+        return Confirmation(ConfirmOutcome.EXPIRED, signup, contact)
     if contact is None or contact.status in (ContactStatus.BOUNCED, ContactStatus.COMPLAINED) \
             or suppressed_status(session, contact.email) is not None:
-        return Confirmation("unavailable", signup, contact)
-    return Confirmation("pending", signup, contact)
+        return Confirmation(ConfirmOutcome.UNAVAILABLE, signup, contact)
+    return Confirmation(ConfirmOutcome.PENDING, signup, contact)
 
 
 def confirm(session: Session, rt: Runtime, token: str, *, ip: str, user_agent: str,
@@ -423,7 +434,7 @@ def confirm(session: Session, rt: Runtime, token: str, *, ip: str, user_agent: s
     """
     now = now or utcnow()
     state = open_confirmation(session, rt, token, now)
-    if state.outcome != "pending":
+    if state.outcome != ConfirmOutcome.PENDING:
         return state
     signup, contact = state.signup, state.contact
     assert signup is not None and contact is not None
@@ -433,7 +444,7 @@ def confirm(session: Session, rt: Runtime, token: str, *, ip: str, user_agent: s
                                   confirm_user_agent=user_agent[:300])).rowcount
     if not won:
         session.rollback()
-        return Confirmation("already", session.get(Signup, signup.id), contact)
+        return Confirmation(ConfirmOutcome.ALREADY, session.get(Signup, signup.id), contact)
     existing = set(session.scalars(select(Topic.id).where(Topic.id.in_(signup.topic_ids or []))))
     have = {s.topic_id for s in contact.subscriptions if s.subscribed}
     set_subscriptions(session, contact, have | existing)
@@ -449,7 +460,7 @@ def confirm(session: Session, rt: Runtime, token: str, *, ip: str, user_agent: s
     session.commit()
     session.refresh(signup)
     logger.info("signup %s confirmed (contact %s)", signup.id, contact.id)
-    return Confirmation("confirmed", signup, contact)
+    return Confirmation(ConfirmOutcome.CONFIRMED, signup, contact)
 
 
 # ---------------------------------------------------------------- expiry
