@@ -9,7 +9,10 @@ import sys
 from typing import BinaryIO
 
 from campaigns.config import Settings
-from campaigns.feedback import engagement, ingest
+from campaigns.feedback import engagement
+from campaigns.feedback.bounces import BouncePolicy
+from campaigns.feedback.inbound import ingest_message
+from campaigns.feedback.mailbox import poll_mailbox
 from campaigns.runtime import Runtime, install
 
 logger = logging.getLogger(__name__)
@@ -30,8 +33,8 @@ def ingest_piped(rt: Runtime, recipient: str | None, stream: BinaryIO | None = N
     raw = (stream or sys.stdin.buffer).read(ingest_limit())
     try:
         with rt.session_factory() as session:
-            outcome = ingest.ingest_message(session, rt.tokens, raw, envelope_recipient=recipient,
-                                            policy=ingest.BouncePolicy.from_settings(rt.settings))
+            outcome = ingest_message(session, rt.tokens, raw, envelope_recipient=recipient,
+                                     policy=BouncePolicy.from_settings(rt.settings))
             session.commit()
     except Exception:
         logger.exception("could not apply the message; asking the MTA to retry")
@@ -45,7 +48,7 @@ def poll_bounces(rt: Runtime, url: str) -> int:
     url = url or rt.settings.bounce_mailbox_url
     if not url:
         raise SystemExit("give a mailbox URL or set BOUNCE_MAILBOX_URL")
-    print(f"{ingest.poll_mailbox(rt, url)} messages applied")
+    print(f"{poll_mailbox(rt, url)} messages applied")
     return 0
 
 
