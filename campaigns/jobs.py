@@ -84,10 +84,7 @@ def signup_request(request: dict) -> bool:
     """Apply a double opt-in sign-up from a public form and mail its confirmation link when one is due."""
     from campaigns.signup import service as signup
 
-    rt = runtime.current()
-    with rt.session_factory() as session:
-        signup_id = signup.request_signup(session, request)
-        return signup_id is not None and signup.send_confirmation(rt, session, signup_id)
+    return signup.handle_request(runtime.current(), request)
 
 
 def expire_signups() -> int:
@@ -95,7 +92,9 @@ def expire_signups() -> int:
     from campaigns.signup import service as signup
 
     with runtime.current().session_factory() as session:
-        return signup.expire_pending(session)
+        expired = signup.expire_pending(session)
+        session.commit()
+        return expired
 
 
 def send_digests() -> dict:

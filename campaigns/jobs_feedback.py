@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from campaigns import runtime
-from campaigns.feedback import engagement, hits
+from campaigns.feedback import engagement
 
 logger = logging.getLogger(__name__)
 
 
 def drain_hits() -> int:
     """Write queued opens and clicks to the database in bulk."""
-    rt = runtime.current()
-
-    def write(batch: Sequence[hits.Hit], replay: bool) -> int:
-        with rt.session_factory() as session:
-            return engagement.record_hits(session, batch, replay)
-
-    return hits.drain(rt, write)
+    return engagement.drain_hits(runtime.current())
 
 
 def poll_bounces(url: str) -> int:
@@ -32,6 +25,4 @@ def poll_bounces(url: str) -> int:
 
 def decay_scores() -> int:
     """Rewrite every contact's engagement score as of now (run nightly)."""
-    rt = runtime.current()
-    with rt.session_factory() as session:
-        return engagement.decay_scores(session)
+    return engagement.decay_scores(runtime.current())

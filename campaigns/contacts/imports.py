@@ -77,13 +77,12 @@ def run_import(session: Session, redis: Redis, storage: Storage | Path, import_i
         raise NotFound(message)
     redis.hset(key, mapping={"state": ImportState.RUNNING})
     topic_ids = {name.lower(): tid for tid, name in session.execute(select(Topic.id, Topic.name))}
-    session.commit()              # end the read: on SQLite each chunk takes the write lock for itself only
+    session.rollback()            # end the read: on SQLite each chunk takes the write lock for itself only
     counts = Counts()
     report = ErrorReport(storage, errors_key(import_id), [])
-    # The writes get a session pinned to one connection, so per-connection settings hold for the whole import.
+    # The writes get a connection of their own, so per-connection settings hold for the whole import.
     connection = session.get_bind().connect()
-    writes = Session(bind=connection, expire_on_commit=False)
-    writer = ChunkWriter(writes, mapping, mode, f"import: {filename}"[:200], topic_ids)
+    writer = ChunkWriter(connection, mapping, mode, f"import: {filename}"[:200], topic_ids)
     convert = RowConverter(mapping, topic_ids)
     chunk: list[tuple[list[str], Row]] = []
     # One writer thread: the database works on chunk N while this thread parses chunk N+1 (the drivers release
@@ -124,7 +123,7 @@ def run_import(session: Session, redis: Redis, storage: Storage | Path, import_i
             writer.write(chunk, counts, report)
     except Exception as exc:
         pool.shutdown(wait=True)
-        writes.rollback()
+        writer.rollback()
         report.close()
         logger.exception("import %s failed", import_id)
         redis.hset(key, mapping={"state": ImportState.FAILED, "message": f"The import stopped: {exc}"})
@@ -132,7 +131,6 @@ def run_import(session: Session, redis: Redis, storage: Storage | Path, import_i
     finally:
         pool.shutdown(wait=True)
         writer.close()
-        writes.close()
         connection.close()
     report.close()
     storage.delete(upload_key)

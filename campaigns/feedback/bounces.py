@@ -168,7 +168,7 @@ def record_smtp_rejection(session: Session, *, send_id: int, contact_id: int, ca
                           code: int | None, message: str, policy: BouncePolicy | None = None) -> None:
     """A relay refused a message at send time: hard -> suppress the contact; soft -> count towards the limit.
 
-    Commits. Called by the send path after it marked the send row failed.
+    Called by the send path after it marked the send row failed; the send path commits both together.
     """
     kind = classify_smtp_reply(code, message or "")
     contact = session.get(Contact, contact_id)
@@ -176,7 +176,6 @@ def record_smtp_rejection(session: Session, *, send_id: int, contact_id: int, ca
         return
     apply_bounce(session, contact, hard=kind == FeedbackKind.HARD_BOUNCE, send_id=send_id,
                  campaign_id=campaign_id, source=FeedbackSource.SMTP, code=code, diagnostic=message, policy=policy)
-    session.commit()
 
 
 # ---------------------------------------------------------------- matching a report to its send

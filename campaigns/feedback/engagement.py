@@ -113,23 +113,27 @@ def add_to_score(contact: Contact, weight: float, at: dt.datetime) -> None:
         contact.engagement_score = (contact.engagement_score or 0.0) + weight * 0.5 ** ((ref - at) / HALF_LIFE)
 
 
-def decay_scores(session: Session, now: dt.datetime | None = None, *, page: int = 1000) -> int:
-    """Rewrite every stored score as of now (a nightly job), so segments can compare the column directly."""
+def decay_scores(rt: Runtime, now: dt.datetime | None = None, *, page: int = 1000) -> int:
+    """Rewrite every stored score as of now (a nightly job), so segments can compare the column directly.
+
+    One transaction per page of its own session: a long write would make unsubscribes wait on SQLite.
+    """
     now = now or utcnow()
     last = 0
     changed = 0
-    while True:
-        rows = session.execute(select(Contact.id, Contact.engagement_score, Contact.engagement_at)
-                               .where(Contact.id > last, Contact.engagement_at.is_not(None))
-                               .order_by(Contact.id).limit(page)).all()
-        if not rows:
-            break
-        session.execute(update(Contact), [
-            {"id": cid, "engagement_score": round(decayed(score, at, now), 6), "engagement_at": now}
-            for cid, score, at in rows if at < now])
-        session.commit()
-        changed += len(rows)
-        last = rows[-1][0]
+    with rt.session_factory() as session:
+        while True:
+            rows = session.execute(select(Contact.id, Contact.engagement_score, Contact.engagement_at)
+                                   .where(Contact.id > last, Contact.engagement_at.is_not(None))
+                                   .order_by(Contact.id).limit(page)).all()
+            if not rows:
+                break
+            session.execute(update(Contact), [
+                {"id": cid, "engagement_score": round(decayed(score, at, now), 6), "engagement_at": now}
+                for cid, score, at in rows if at < now])
+            session.commit()
+            changed += len(rows)
+            last = rows[-1][0]
     return changed
 
 
@@ -159,7 +163,10 @@ class _Row:
 
 
 def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> int:
-    """Write a batch of tracking hits as events, classify machines and update contacts; commits; returns events."""
+    """Write a batch of tracking hits as events, classify machines and update contacts; returns events.
+
+    Flushes; the caller commits (drain_hits, one transaction per batch).
+    """
     # Replays (an interrupted drain, a relay retrying its webhook) must not count twice.
     seen = set(session.scalars(select(Event.dedupe_key).where(Event.dedupe_key.in_([h.key for h in hits]))))
     if seen and not replay:
@@ -205,7 +212,7 @@ def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> 
     if reclassified:
         session.flush()
         recompute_engagement(session, reclassified)
-    session.commit()
+    session.flush()
     return len(events)
 
 

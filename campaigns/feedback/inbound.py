@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 def ingest_message(session: Session, tokens: TokenCodec, raw: bytes, *, envelope_recipient: str | None = None,
                    policy: BouncePolicy | None = None) -> Outcome:
-    """Classify one inbound message (DSN, ARF, mailto unsubscribe, auto-reply…) and apply it. Commits."""
+    """Classify one inbound message (DSN, ARF, mailto unsubscribe, auto-reply…) and apply it; the caller commits."""
     nonce = mail_setup.probe_nonce(tokens, raw)
     if nonce:   # `rapport check-mail-setup` testing the route: leave its mark, touch nothing else
         mail_setup.record_probe(session, nonce)
@@ -68,5 +68,4 @@ def ingest_message(session: Session, tokens: TokenCodec, raw: bytes, *, envelope
                            send_id=match.send_id, campaign_id=match.campaign_id, source=FeedbackSource.DSN,
                            status=fb.status, code=fb.smtp_code, diagnostic=fb.diagnostic or "", dedupe_key=key,
                            policy=policy)
-    session.commit()
     return out

@@ -94,6 +94,7 @@ def poll_mailbox(rt: Runtime, url: str, *, policy: BouncePolicy | None = None, l
     for raw, ack in messages:
         with rt.session_factory() as session:
             outcome = ingest_message(session, rt.tokens, raw, policy=policy)
+            session.commit()
         logger.info("mailbox message: %s", outcome.kind)
         ack()
         done += 1

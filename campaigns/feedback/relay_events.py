@@ -73,7 +73,10 @@ def _text(event: Mapping, name: str, limit: int) -> str | None:
 
 def apply_relay_event(session: Session, rt: Runtime, event: object,
                       policy: BouncePolicy | None = None) -> Outcome:
-    """Apply one normalized relay event (docs/webhooks.md); raises BadEvent on malformed input. Commits."""
+    """Apply one normalized relay event (docs/webhooks.md); raises BadEvent on malformed input.
+
+    The caller commits each applied event, and rolls back after a BadEvent.
+    """
     if not isinstance(event, Mapping):
         raise BadEvent("each event must be a JSON object")
     kind = event.get("type")
@@ -124,5 +127,4 @@ def apply_relay_event(session: Session, rt: Runtime, event: object,
                                user_agent=_text(event, "user_agent", 300) or "", ip=_text(event, "ip", 64) or "",
                                source=hits.HitSource.RELAY, key=key or hits.new_key()))
         return Outcome(OutcomeKind(kind), match.contact.id)
-    session.commit()
     return out

@@ -1,9 +1,10 @@
 """Double opt-in signup, the person's side: the request, the confirmation mail, confirming, and expiry.
 
 Flow (docs/signup.md): the public endpoint validates the form and checks rate limits in Redis, then only enqueues
-a job; the job (request_signup + send_confirmation) finds or creates the contact, writes a pending Signup with a
-copy of the consent text, and mails a sealed link (Purpose.CONFIRM carrying the signup id and the day it was
-issued). Confirming makes the contact subscribed to the chosen topics and turns the row into the consent record.
+a job; the job (handle_request: request_signup, then send_confirmation) finds or creates the contact, writes a
+pending Signup with a copy of the consent text, and mails a sealed link (Purpose.CONFIRM carrying the signup id and
+the day it was issued). Confirming makes the contact subscribed to the chosen topics and turns the row into the
+consent record.
 
 No account enumeration: the request path never reads the contact list, so new, pending, subscribed and suppressed
 addresses get the same answer in the same time. Whether a mail goes out is decided by the worker:
@@ -161,7 +162,10 @@ def submit(rt: Runtime, request: SignupRequest) -> None:
 
 
 def request_signup(session: Session, data: Mapping[str, Any], now: dt.datetime | None = None) -> int | None:
-    """Apply a sign-up request in the worker; returns the signup id to mail a confirmation for, or None. Commits."""
+    """Apply a sign-up request in the worker; returns the signup id to mail a confirmation for, or None.
+
+    Flushes; the caller commits (handle_request).
+    """
     req = SignupRequest(**data)
     now = now or utcnow()
     form = session.get(SignupForm, req.form_id)
@@ -192,7 +196,6 @@ def request_signup(session: Session, data: Mapping[str, Any], now: dt.datetime |
         Signup.expires_at > now).order_by(Signup.id.desc()).limit(1))
     if pending is not None and (pending.mails >= MAX_MAILS or
                                 (pending.mailed_at is not None and now - pending.mailed_at < RESEND_AFTER)):
-        session.commit()
         return None
     if pending is None:
         pending = Signup(form_id=form.id, contact_id=contact.id, status=SignupStatus.PENDING, mails=0)
@@ -204,8 +207,17 @@ def request_signup(session: Session, data: Mapping[str, Any], now: dt.datetime |
     pending.requested_at = dt.datetime.fromisoformat(req.requested_at)
     pending.ip, pending.user_agent = req.ip, req.user_agent
     pending.expires_at = now + SIGNUP_TTL
-    session.commit()
+    session.flush()
     return pending.id
+
+
+def handle_request(rt: Runtime, data: Mapping[str, Any], now: dt.datetime | None = None) -> bool:
+    """The worker's part of a sign-up (the job): apply the request, commit, then mail the confirmation if one is
+    due; returns whether a mail went out. A temporary relay failure raises, so the job is retried."""
+    with rt.session_factory() as session:
+        signup_id = request_signup(session, data, now)
+        session.commit()
+    return signup_id is not None and send_confirmation(rt, signup_id, now)
 
 
 def _day(at: dt.datetime) -> int:
@@ -218,15 +230,38 @@ def confirm_url(rt: Runtime, signup_id: int, now: dt.datetime | None = None) -> 
     return f"{rt.settings.base_url}/signup/confirm/{token}"
 
 
-def send_confirmation(rt: Runtime, session: Session, signup_id: int, now: dt.datetime | None = None) -> bool:
-    """Mail the confirmation link of a pending signup now (transactional, DKIM-signed); commits.
+def send_confirmation(rt: Runtime, signup_id: int, now: dt.datetime | None = None) -> bool:
+    """Mail the confirmation link of a pending signup now (transactional, DKIM-signed) and count the mail.
 
-    A temporary relay failure raises (the job is retried); a permanent one is logged and returns False.
+    Its own sessions: the message is built in one, no transaction is held while talking to the relay, and the mail
+    is counted in another. A temporary relay failure raises (the job is retried); a permanent one is logged and
+    returns False.
     """
     now = now or utcnow()
+    with rt.session_factory() as session:
+        built = _confirmation_mail(rt, session, signup_id, now)
+    if built is None:
+        return False
+    to, data = built
+    try:
+        rt.relays.pool(None).send(f"bounces@{rt.settings.return_domain}", [to], data)
+    except PermanentFailure as exc:
+        # The address does not exist (or the relay refuses it): nobody can confirm; it expires like the rest.
+        logger.info("signup %s: confirmation refused by the relay: %s", signup_id, exc)
+        return False
+    with rt.session_factory() as session:
+        session.execute(update(Signup).where(Signup.id == signup_id)
+                        .values(mailed_at=now, mails=Signup.mails + 1))
+        session.commit()
+    logger.info("signup %s: confirmation mailed", signup_id)
+    return True
+
+
+def _confirmation_mail(rt: Runtime, session: Session, signup_id: int, now: dt.datetime) -> tuple[str, bytes] | None:
+    """The recipient and the signed message of a pending signup's confirmation, or None when none is due."""
     signup = session.get(Signup, signup_id)
     if signup is None or signup.status != SignupStatus.PENDING:
-        return False
+        return None
     contact = session.get(Contact, signup.contact_id)
     form = signup.form
     s = rt.settings
@@ -253,19 +288,7 @@ def send_confirmation(rt: Runtime, session: Session, signup_id: int, now: dt.dat
                                   message_id=message_id, date=format_date(time.time()), html=body, text=text,
                                   extra=(("Auto-Submitted", "auto-generated"),))
     signer = rt.signer
-    data = serialize(headers, raw, signer.sign(headers, raw) if signer is not None else b"")
-    session.commit()    # no transaction held while talking to the relay
-    try:
-        rt.relays.pool(None).send(f"bounces@{s.return_domain}", [contact.email], data)
-    except PermanentFailure as exc:
-        # The address does not exist (or the relay refuses it): nobody can confirm; it expires like the rest.
-        logger.info("signup %s: confirmation refused by the relay: %s", signup_id, exc)
-        return False
-    session.execute(update(Signup).where(Signup.id == signup_id)
-                    .values(mailed_at=now, mails=Signup.mails + 1))
-    session.commit()
-    logger.info("signup %s: confirmation mailed", signup_id)
-    return True
+    return contact.email, serialize(headers, raw, signer.sign(headers, raw) if signer is not None else b"")
 
 
 # ---------------------------------------------------------------- confirming
@@ -311,7 +334,8 @@ def open_confirmation(session: Session, rt: Runtime, token: str, now: dt.datetim
 
 def confirm(session: Session, rt: Runtime, token: str, *, ip: str, user_agent: str,
             now: dt.datetime | None = None) -> Confirmation:
-    """Confirm a signup: the contact becomes subscribed to its topics and the row the consent record. Commits.
+    """Confirm a signup: the contact becomes subscribed to its topics and the row the consent record. Flushes; the
+    view commits.
 
     Idempotent: a second click answers "already". Raises InvalidToken for forged or altered tokens.
     """
@@ -325,9 +349,9 @@ def confirm(session: Session, rt: Runtime, token: str, *, ip: str, user_agent: s
     won = session.execute(update(Signup).where(Signup.id == signup.id, Signup.status == SignupStatus.PENDING)
                           .values(status=SignupStatus.CONFIRMED, confirmed_at=now, confirm_ip=ip[:64],
                                   confirm_user_agent=user_agent[:300])).rowcount
-    if not won:
-        session.rollback()
-        return Confirmation(ConfirmOutcome.ALREADY, session.get(Signup, signup.id), contact)
+    if not won:   # nothing written in this transaction: the other click's confirmation is what the row shows
+        session.refresh(signup)
+        return Confirmation(ConfirmOutcome.ALREADY, signup, contact)
     existing = set(session.scalars(select(Topic.id).where(Topic.id.in_(signup.topic_ids or []))))
     have = {s.topic_id for s in contact.subscriptions if s.subscribed}
     set_subscriptions(session, contact, have | existing)
@@ -340,7 +364,7 @@ def confirm(session: Session, rt: Runtime, token: str, *, ip: str, user_agent: s
                       data={"source": "signup form", "form": form_name, "signup_id": signup.id,
                             "consent_version": signup.consent_version, "topics": list(signup.topic_names),
                             "resubscribed": resubscribed}))
-    session.commit()
+    session.flush()
     session.refresh(signup)
     logger.info("signup %s confirmed (contact %s)", signup.id, contact.id)
     return Confirmation(ConfirmOutcome.CONFIRMED, signup, contact)
@@ -353,7 +377,7 @@ def expire_pending(session: Session, now: dt.datetime | None = None) -> int:
     """Mark unconfirmed signups past their time as expired and delete contacts that only ever were pending.
 
     A contact created by a signup that nobody confirmed is removed with its signup rows (data minimisation);
-    existing contacts keep the expired row. Returns the number of signups expired. Commits.
+    existing contacts keep the expired row. Returns the number of signups expired. The caller (the job) commits.
     """
     now = now or utcnow()
     expired = session.execute(update(Signup).where(Signup.status == SignupStatus.PENDING, Signup.expires_at <= now)
@@ -368,7 +392,6 @@ def expire_pending(session: Session, now: dt.datetime | None = None) -> int:
         session.execute(delete(Signup).where(Signup.contact_id.in_(chunk)))
         session.execute(delete(Event).where(Event.contact_id.in_(chunk)))
         session.execute(delete(Contact).where(Contact.id.in_(chunk), Contact.status == ContactStatus.PENDING))
-    session.commit()
     if expired or ids:
         logger.info("expired %d unconfirmed signups, removed %d never-confirmed contacts", expired, len(ids))
     return expired

@@ -22,6 +22,7 @@ from campaigns.signup.confirmation import (
     confirm,
     confirm_url,
     expire_pending,
+    handle_request,
     open_confirmation,
     parse_request,
     request_signup,
@@ -44,6 +45,6 @@ from campaigns.signup.forms import (
 __all__ = ["ADDRESS_PER_HOUR", "HONEYPOT", "IP_PER_HOUR", "MAX_CONSENT_TEXT", "MAX_MAILS", "REQUEST_JOB",
            "RESEND_AFTER", "SIGNUP_TTL", "Confirmation", "ConfirmOutcome", "ConsentChanged", "RateLimitExceeded",
            "SignupForm", "SignupRequest", "admit", "confirm", "confirm_url", "embed_snippet", "expire_pending",
-           "export_csv", "get_form", "hosted_url", "list_forms", "open_confirmation", "parse_request",
+           "export_csv", "get_form", "handle_request", "hosted_url", "list_forms", "open_confirmation", "parse_request",
            "public_form", "public_topics", "recent_signups", "request_signup", "save_form", "send_confirmation",
            "submit"]

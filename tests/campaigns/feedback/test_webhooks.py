@@ -19,7 +19,6 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from campaigns.contacts.suppression import is_suppressed
-from campaigns.feedback import ingest
 from campaigns.models import Contact, ContactStatus, Event
 from campaigns.reports.campaign_report import campaign_report
 from campaigns.sending import lifecycle as sending

@@ -234,6 +234,7 @@ def test_unconfirmed_signups_expire(runtime, client, db_session, form, outbox, w
     assert signup_service.expire_pending(fresh(db_session), dt.datetime.now(dt.UTC)) == 0
     later = dt.datetime.now(dt.UTC) + signup_service.SIGNUP_TTL + dt.timedelta(minutes=1)
     assert signup_service.expire_pending(fresh(db_session), later) == 2
+    db_session.commit()
     # The address that was only ever pending is gone; the former subscriber stays unsubscribed.
     assert contact_of(db_session, "ada@example.com") is None
     former = contact_of(db_session, "former0@example.com")
