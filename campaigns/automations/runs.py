@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -247,10 +248,7 @@ def _run_for(session: Session, automation: Automation, step: AutomationStep, tem
 def _insert_occurrences(session: Session, automation_id: int, run_id: int, day: dt.date,
                         contact_ids: list[int]) -> list[int]:
     """Insert the occurrences; returns the contacts whose row is new (only they are sent). The caller commits."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     new: list[int] = []
     now = utcnow()
     for i in range(0, len(contact_ids), 1000):

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from campaigns.db import Base
 from campaigns.models.columns import BigId, UTCDateTime, utcnow
 from campaigns.models.contacts import Topic
+from campaigns.models.policy import SendReason
 
 
 class CampaignKind(StrEnum):
@@ -154,7 +155,8 @@ class Send(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     smtp_code: Mapped[int | None] = mapped_column(Integer)   # last SMTP reply code
-    reason: Mapped[str] = mapped_column(String(20), default="", server_default="")   # SendReason of held/skipped
+    # Why a held or skipped send did not go out; "" for the others.
+    reason: Mapped[SendReason | str] = mapped_column(String(20), default="", server_default="")
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
