@@ -51,7 +51,7 @@ def _utc(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """`2026-12-02T03:50:00.123Z INFO campaigns.jobs: message campaign_id=3 batch=1-500 job_id=…`."""
+    """`2026-12-02T03:50:00.123Z INFO campaigns.tasks: message campaign_id=3 batch=1-500 job_id=…`."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"{_utc(record)} {record.levelname} {record.name}: {record.getMessage()}"

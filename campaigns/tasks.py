@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import asdict
 
 from sqlalchemy import select
@@ -19,7 +18,7 @@ from sqlalchemy import select
 from campaigns import metrics, runtime, storage
 from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
-from campaigns.feedback import engagement, hits
+from campaigns.feedback import engagement
 from campaigns.models import Campaign
 from campaigns.reports import summaries
 from campaigns.sending import delivery, digest, lifecycle, policy, scheduling, sweeper
@@ -109,16 +108,15 @@ def run_automations() -> dict:
 
 def signup_request(request: dict) -> bool:
     """Apply a double opt-in sign-up from a public form and mail its confirmation link when one is due."""
-    rt = runtime.current()
-    with rt.session_factory() as session:
-        signup_id = signup.request_signup(session, request)
-        return signup_id is not None and signup.send_confirmation(rt, session, signup_id)
+    return signup.handle_request(runtime.current(), request)
 
 
 def expire_signups() -> int:
     """Expire unconfirmed sign-ups."""
     with runtime.current().session_factory() as session:
-        return signup.expire_pending(session)
+        expired = signup.expire_pending(session)
+        session.commit()
+        return expired
 
 
 # -- contacts: imports and exports -------------------------------------------------------------------------------
@@ -154,19 +152,12 @@ def cleanup_exports() -> int:
 
 def drain_hits() -> int:
     """Write queued opens and clicks to the database in bulk."""
-    rt = runtime.current()
-
-    def write(batch: Sequence[hits.Hit], replay: bool) -> int:
-        with rt.session_factory() as session:
-            return engagement.record_hits(session, batch, replay)
-
-    return hits.drain(rt, write)
+    return engagement.drain_hits(runtime.current())
 
 
 def decay_scores() -> int:
     """Rewrite every contact's engagement score as of now."""
-    with runtime.current().session_factory() as session:
-        return engagement.decay_scores(session)
+    return engagement.decay_scores(runtime.current())
 
 
 def refresh_summary(kind: str, args: list) -> None:

@@ -19,6 +19,7 @@ from campaigns.models import (
     AutomationRun,
     Campaign,
     Contact,
+    ContactStatus,
     Send,
     SendStatus,
     utcnow,
@@ -104,7 +105,7 @@ def not_contacted(session: Session, days: int = 30, *, after: int | None = None,
     if not 1 <= days <= 3650:
         raise ValidationError("days must be from 1 to 3650", field="days")
     cutoff = (now or utcnow()) - dt.timedelta(days=days)
-    conds = [Contact.status == "subscribed", *quiet_since(cutoff)]
+    conds = [Contact.status == ContactStatus.SUBSCRIBED, *quiet_since(cutoff)]
     total = session.scalar(select(func.count()).select_from(Contact).where(*conds)) or 0
     stmt = select(Contact).where(*conds).order_by(Contact.id).limit(limit + 1)
     if after is not None:

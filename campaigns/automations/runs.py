@@ -18,9 +18,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns.automations.overview import (  # noqa: F401 - re-exported: the admin and tests use them here
+    AutomationSummary,
+    CadencePage,
+    RunRow,
+    not_contacted,
+    overview,
+    runs_of,
+)
 from campaigns.automations.triggers import (  # noqa: F401 - re-exported: the admin and tests use them here
     DATE_FIELDS,
     audience_zones,
@@ -201,7 +210,10 @@ def get_automation(session: Session, automation_id: int) -> Automation:
 
 def _run_for(session: Session, automation: Automation, step: AutomationStep, template: Campaign,
              day: dt.date) -> AutomationRun:
-    """The step's run for that occurrence date, creating its campaign (a copy of the template) the first time."""
+    """The step's run for that occurrence date, creating its campaign (a copy of the template) the first time.
+
+    Flushes in a savepoint (another tick may create the same run at the same moment); the caller commits.
+    """
     run = session.scalar(select(AutomationRun).where(AutomationRun.step_id == step.id,
                                                      AutomationRun.occurrence_date == day))
     if run is not None:
@@ -218,14 +230,14 @@ def _run_for(session: Session, automation: Automation, step: AutomationStep, tem
         survey_id=template.survey_id, segment_id=template.segment_id, valid_until=valid,
         status=CampaignStatus.DRAFT, status_reason=f"sent by the automation “{automation.name}”")
     copy.topics = list(template.topics)
-    session.add(copy)
-    session.flush()
-    run = AutomationRun(automation_id=automation.id, step_id=step.id, occurrence_date=day, campaign_id=copy.id)
-    session.add(run)
     try:
-        session.commit()
+        with session.begin_nested():
+            session.add(copy)
+            session.flush()
+            run = AutomationRun(automation_id=automation.id, step_id=step.id, occurrence_date=day,
+                                campaign_id=copy.id)
+            session.add(run)
     except IntegrityError:   # another tick created it a moment ago
-        session.rollback()
         run = session.scalar(select(AutomationRun).where(AutomationRun.step_id == step.id,
                                                          AutomationRun.occurrence_date == day))
         if run is None:
@@ -235,11 +247,8 @@ def _run_for(session: Session, automation: Automation, step: AutomationStep, tem
 
 def _insert_occurrences(session: Session, automation_id: int, run_id: int, day: dt.date,
                         contact_ids: list[int]) -> list[int]:
-    """Insert the occurrences; returns the contacts whose row is new (only they are sent)."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    """Insert the occurrences; returns the contacts whose row is new (only they are sent). The caller commits."""
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     new: list[int] = []
     now = utcnow()
     for i in range(0, len(contact_ids), 1000):
@@ -249,12 +258,11 @@ def _insert_occurrences(session: Session, automation_id: int, run_id: int, day: 
             index_elements=["automation_id", "contact_id", "occurrence_date"]).returning(
             AutomationOccurrence.contact_id)
         new.extend(session.scalars(stmt))
-    session.commit()
     return new
 
 
-def _repair(rt: Runtime, session: Session, automation_id: int, now: dt.datetime) -> int:
-    """Occurrences whose send row is missing (a crash between the two commits) get it now."""
+def _missing_sends(session: Session, automation_id: int, now: dt.datetime) -> dict[int, list[int]]:
+    """Occurrences whose send row is missing (a crash between the two commits), by run campaign."""
     has_send = exists().where(Send.campaign_id == AutomationRun.campaign_id,
                               Send.contact_id == AutomationOccurrence.contact_id)
     rows = session.execute(
@@ -262,11 +270,10 @@ def _repair(rt: Runtime, session: Session, automation_id: int, now: dt.datetime)
         .join(AutomationRun, AutomationRun.id == AutomationOccurrence.run_id)
         .where(AutomationOccurrence.automation_id == automation_id, AutomationRun.campaign_id.is_not(None),
                AutomationOccurrence.created_at > now - REPAIR_WINDOW, ~has_send)).all()
-    session.commit()
     by_campaign: dict[int, list[int]] = defaultdict(list)
     for campaign_id, contact_id in rows:
         by_campaign[campaign_id].append(contact_id)
-    return sum(sending.dispatch_to(rt, cid, ids) for cid, ids in by_campaign.items())
+    return by_campaign
 
 
 @dataclass
@@ -282,45 +289,54 @@ def run_due(rt: Runtime, now: dt.datetime | None = None) -> dict[str, int]:
     result = RunResult()
     with rt.session_factory() as session:
         ids = list(session.scalars(select(Automation.id).where(Automation.active.is_(True)).order_by(Automation.id)))
-        session.commit()
-        for automation_id in ids:
-            result.automations += 1
-            try:
-                result.queued += run_automation(rt, session, automation_id, now)
-            except (RapportError, TemplateError) as exc:
-                session.rollback()
-                result.errors += 1
+    for automation_id in ids:
+        result.automations += 1
+        try:
+            result.queued += run_automation(rt, automation_id, now)
+        except (RapportError, TemplateError) as exc:
+            result.errors += 1
+            with rt.session_factory() as session:
                 automation = session.get(Automation, automation_id)
                 if automation is not None:
                     automation.last_error = f"{now:%Y-%m-%d %H:%M} UTC: {exc}"[:2000]
                     automation.last_checked_at = now
                     session.commit()
-                logger.warning("automation %s: %s", automation_id, exc)
+            logger.warning("automation %s: %s", automation_id, exc)
     return {"automations": result.automations, "queued": result.queued, "errors": result.errors}
 
 
-def run_automation(rt: Runtime, session: Session, automation_id: int, now: dt.datetime) -> int:
-    """One automation's tick: due contacts -> new occurrences -> their run campaigns; returns new send rows."""
-    automation = get_automation(session, automation_id)
+def run_automation(rt: Runtime, automation_id: int, now: dt.datetime) -> int:
+    """One automation's tick: due contacts -> new occurrences -> their run campaigns; returns new send rows.
+
+    Several transactions of its own session: the run campaign and then the occurrences are committed before their
+    send rows are queued (sending.dispatch_to), so a crash in between leaves occurrences a later tick repairs.
+    """
     queued = 0
-    for step in list(automation.steps):
-        template = step.template
-        if template is None:
-            raise ValidationError(f"step {step.position + 1}'s template campaign was deleted; choose another mail")
-        campaign_service.validate(template)   # a broken template stops here, before anyone is marked as sent
-        for day, contact_ids in sorted(due_now(session, automation, step, template, now).items()):
-            if not contact_ids:
-                continue
-            run = _run_for(session, automation, step, template, day)
-            new = _insert_occurrences(session, automation.id, run.id, day, sorted(set(contact_ids)))
-            if new and run.campaign_id is not None:
-                queued += sending.dispatch_to(rt, run.campaign_id, new)
-            automation = get_automation(session, automation_id)
-    queued += _repair(rt, session, automation_id, now)
-    automation = get_automation(session, automation_id)
-    automation.last_checked_at = now
-    automation.last_error = ""
-    session.commit()
+    with rt.session_factory() as session:
+        automation = get_automation(session, automation_id)
+        for step in list(automation.steps):
+            template = step.template
+            if template is None:
+                raise ValidationError(f"step {step.position + 1}'s template campaign was deleted; "
+                                      "choose another mail")
+            campaign_service.validate(template)   # a broken template stops here, before anyone is marked as sent
+            for day, contact_ids in sorted(due_now(session, automation, step, template, now).items()):
+                if not contact_ids:
+                    continue
+                run = _run_for(session, automation, step, template, day)
+                session.commit()
+                new = _insert_occurrences(session, automation.id, run.id, day, sorted(set(contact_ids)))
+                session.commit()
+                if new and run.campaign_id is not None:
+                    queued += sending.dispatch_to(rt, run.campaign_id, new)
+                automation = get_automation(session, automation_id)
+        missing = _missing_sends(session, automation_id, now)
+        session.commit()   # end the read before the sends are queued
+        queued += sum(sending.dispatch_to(rt, cid, ids) for cid, ids in missing.items())
+        automation = get_automation(session, automation_id)
+        automation.last_checked_at = now
+        automation.last_error = ""
+        session.commit()
     if queued:
         logger.info("automation %s: %d messages queued", automation_id, queued)
     return queued
@@ -340,14 +356,3 @@ def resume_run(rt: Runtime, session: Session, campaign_id: int) -> int:
         raise ValidationError(f"only a paused run can be resumed (this one is {campaign.status})")
     campaign_service.validate(campaign)
     return sending.resume_listed(rt, session, campaign_id)
-
-
-# What the admin shows lives in automation_overview; re-exported here, where the admin and the tests look for it.
-from campaigns.automations.overview import (  # noqa: E402, F401
-    AutomationSummary,
-    CadencePage,
-    RunRow,
-    not_contacted,
-    overview,
-    runs_of,
-)

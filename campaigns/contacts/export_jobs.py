@@ -18,22 +18,32 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import IO, Any
 
 from sqlalchemy import ColumnElement, literal_column, select
 from sqlalchemy.orm import Session
 
 from campaigns import csvfiles, queueing, storage
+from campaigns.contacts import segments
 from campaigns.contacts.exports import CSV_FIELDS
 from campaigns.csvfiles import safe_cell
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import Contact, ContactStatus, Subscription, Topic
 from campaigns.queueing import Job
-
-if TYPE_CHECKING:
-    from campaigns.runtime import Runtime
+from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+
+class ExportState(StrEnum):
+    """Where an export job stands (the "state" of its JSON in Redis)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
 
 STATE = "rapport:export:{}"
 RECENT = "rapport:exports"          # sorted set: export id -> time requested
@@ -62,12 +72,10 @@ def start(rt: Runtime, session: Session, *, status: str = "", topic_id: int | No
     if topic_id is not None and session.get(Topic, topic_id) is None:
         raise ValidationError("that topic does not exist", field="topic")
     if segment_id is not None:
-        from campaigns.contacts import segments
-
         segment = segments.get_segment(session, segment_id)
         segments.condition(session, segment.definition)     # refuse one that cannot be evaluated, now
     export_id = secrets.token_hex(12)   # a storage key segment: letters and digits only
-    state = {"id": export_id, "state": "queued", "rows": 0, "status": status, "topic_id": topic_id,
+    state = {"id": export_id, "state": ExportState.QUEUED, "rows": 0, "status": status, "topic_id": topic_id,
              "segment_id": segment_id, "gzip": gzipped, "requested_by": requested_by, "requested_at": time.time(),
              "error": ""}
     _save(rt, state)
@@ -87,7 +95,7 @@ def get(rt: Runtime, export_id: str) -> dict[str, Any]:
 def file_of(rt: Runtime, export_id: str) -> tuple[IO[bytes], bool]:
     """The finished export's file, opened from the shared storage, and whether it is gzip."""
     state = get(rt, export_id)
-    if state["state"] != "finished":
+    if state["state"] != ExportState.FINISHED:
         raise NotFound("this export has no file (not finished yet, or deleted)")
     try:
         return storage.for_settings(rt.settings).open(export_key(export_id, state["gzip"])), state["gzip"]
@@ -102,7 +110,7 @@ def _save(rt: Runtime, state: dict[str, Any]) -> None:
 def run(rt: Runtime, export_id: str) -> dict[str, Any]:
     """Write the export's file (the job's work); the file appears under its final name only when complete."""
     state = get(rt, export_id)
-    state.update(state="running", started_at=time.time())
+    state.update(state=ExportState.RUNNING, started_at=time.time())
     _save(rt, state)
     files = storage.for_settings(rt.settings)
     key = export_key(export_id, state["gzip"])
@@ -126,11 +134,11 @@ def run(rt: Runtime, export_id: str) -> dict[str, Any]:
                     rows = _write_pages(session, conds, out, progress)
     except Exception as exc:
         files.delete(key)       # a partial file is never offered (the state says failed too)
-        state.update(state="failed", error=str(exc)[:500], finished_at=time.time())
+        state.update(state=ExportState.FAILED, error=str(exc)[:500], finished_at=time.time())
         _save(rt, state)
         logger.exception("export %s failed", export_id)
         raise
-    state.update(state="finished", rows=rows, finished_at=time.time())
+    state.update(state=ExportState.FINISHED, rows=rows, finished_at=time.time())
     _save(rt, state)
     logger.info("export %s: %d rows in %.1f s", export_id, rows, state["finished_at"] - state["started_at"])
     return state
@@ -160,8 +168,6 @@ def _conditions(session: Session, state: dict[str, Any]) -> list[ColumnElement[b
         conds.append(Contact.id.in_(select(Subscription.contact_id).where(
             Subscription.topic_id == state["topic_id"], Subscription.subscribed.is_(True))))
     if state["segment_id"] is not None:
-        from campaigns.contacts import segments
-
         conds.append(segments.condition(session, segments.get_segment(session, state["segment_id"]).definition))
     return conds
 

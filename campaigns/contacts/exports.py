@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from campaigns.contacts.consent_proof import consent_records
 from campaigns.contacts.records import get_contact
+from campaigns.contacts.segments import condition
+from campaigns.contacts.suppression import suppress
 from campaigns.csvfiles import CsvChunks
-from campaigns.feedback.ingest import suppress
 from campaigns.models import (
     Contact,
     ContactInterest,
@@ -22,7 +24,6 @@ from campaigns.models import (
     SuppressionReason,
     Topic,
 )
-from campaigns.sending import stops
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ def export_csv(session: Session, *, status: str = "", topic_id: int | None = Non
                segment_definition: dict[str, Any] | None = None) -> Iterator[str]:
     """The contact list as CSV text chunks (UTF-8 BOM first, for Excel), read in keyset pages."""
     if segment_definition is not None:   # validated by the caller; compiled once, evaluated per page
-        from campaigns.contacts.segments import condition
-
         in_segment = condition(session, segment_definition)
     out = CsvChunks()
     yield "\ufeff"
@@ -101,25 +100,23 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
                    for e in session.scalars(select(Event).where(Event.contact_id == c.id).order_by(Event.id))],
         "sends": [_plain(s, ("id", "campaign_id", "status", "attempts", "created_at", "sent_at", "last_error"))
                   for s in session.scalars(select(Send).where(Send.contact_id == c.id).order_by(Send.id))],
-        "signups": _signup_consent(session, c.id),
+        "signups": consent_records(session, c.id),
     }
 
 
-def _signup_consent(session: Session, contact_id: int) -> list[dict[str, Any]]:
-    """Double opt-in sign-ups with their consent proof (campaigns.signup.service)."""
-    from campaigns.signup.service import consent_records  # signup builds on contacts, as this module does
-
-    return consent_records(session, contact_id)
-
-
 def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
-    """Delete the contact and everything about it, keeping only the suppression hash so it is never mailed again."""
+    """Delete the contact and everything about it, keeping only the suppression hash so it is never mailed again.
+
+    Flushes; the caller commits (the admin view commits it together with its audit entry).
+    """
     c = get_contact(session, contact_id)
     suppress(session, c.email, SuppressionReason.MANUAL, f"erased (GDPR){' by ' + by if by else ''}")
-    stops.note(session, [f"s:{c.id}"])   # bulk deletes below: tell running sends first (services.stops)
     # Explicit deletes: SQLite only cascades when foreign keys are enforced.
     for model in (Event, Send, Order, ContactInterest, Subscription):
         session.execute(delete(model).where(model.contact_id == c.id))
-    session.execute(delete(Contact).where(Contact.id == c.id))
-    session.commit()
+    # The contact row itself goes through the unit of work, not a bulk statement: a deleted Contact is what the
+    # session's stop listener (campaigns.sending.stops) tells running sends about at flush, before any commit.
+    session.expire(c)
+    session.delete(c)
+    session.flush()
     logger.info("contact %s erased", contact_id)

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
@@ -47,7 +48,11 @@ _LIST_SPLIT = re.compile(r"[;,|]")
 
 
 
-class Mode:
+class RowRejected(ValidationError):
+    """One CSV row cannot be imported as it is; the message goes into the error report next to the row."""
+
+
+class Mode(StrEnum):
     """What happens to a row whose address is already a contact."""
 
     UPDATE = "update"
@@ -117,7 +122,7 @@ def _date(value: str) -> dt.date:
             return dt.datetime.strptime(value, fmt).date()
         except ValueError:
             continue
-    raise ValueError(f"birthday {value[:40]!r} is not a date like 1990-04-23")
+    raise RowRejected(f"birthday {value[:40]!r} is not a date like 1990-04-23")
 
 
 # Plain addresses skip email_validator's full parse (it costs more than the rest of a row); anything unusual gets
@@ -153,12 +158,12 @@ _KINDS = {"email": _EMAIL, "country": _COUNTRY, "birthday": _BIRTHDAY, "attribut
 
 
 def convert(row: list[str], mapping: list[Column], topic_ids: dict[str, int]) -> Row:
-    """One CSV row as contact values; raises ValueError with the reason the row is refused."""
+    """One CSV row as contact values; raises RowRejected with the reason the row is refused."""
     return RowConverter(mapping, topic_ids)(row)
 
 
 class RowConverter:
-    """Turns CSV rows into contact values for one mapping; raises ValueError with the reason a row is refused."""
+    """Turns CSV rows into contact values for one mapping; raises RowRejected with the reason a row is refused."""
 
     def __init__(self, mapping: list[Column], topic_ids: dict[str, int]) -> None:
         self.width = len(mapping)
@@ -169,7 +174,7 @@ class RowConverter:
     def __call__(self, row: list[str]) -> Row:
         width = self.width
         if len(row) > width and "".join(row[width:]).strip():
-            raise ValueError(f"the row has {len(row)} cells but the header has {width}")
+            raise RowRejected(f"the row has {len(row)} cells but the header has {width}")
         size = len(row)
         values: dict[str, Any] = {}
         attributes: dict[str, str] = {}
@@ -181,27 +186,27 @@ class RowConverter:
             cell = row[i].strip()
             if kind == _TEXT:
                 if len(cell) > limit:
-                    raise ValueError(f"{target} is longer than {limit} characters")
+                    raise RowRejected(f"{target} is longer than {limit} characters")
                 values[target] = cell
             elif kind == _EMAIL:
                 if not cell:
-                    raise ValueError("the email address is empty")
+                    raise RowRejected("the email address is empty")
                 if len(cell) > 320:
-                    raise ValueError("the email address is too long")
+                    raise RowRejected("the email address is too long")
                 try:
                     values["email"] = _email(cell)
                 except ValidationError as exc:
-                    raise ValueError(str(exc)) from None
+                    raise RowRejected(str(exc)) from None
             elif kind == _ATTRIBUTE:
                 if len(cell) > 10_000:
-                    raise ValueError(f"attribute {key} is longer than 10,000 characters")
+                    raise RowRejected(f"attribute {key} is longer than 10,000 characters")
                 attributes[key] = cell
             elif kind == _BIRTHDAY:
                 values["birthday"] = _date(cell) if cell else None
             elif kind == _COUNTRY:
                 code = cell.upper()
                 if code and (len(code) != 2 or not code.isalpha() or not code.isascii()):
-                    raise ValueError(f"country {cell[:40]!r} is not a two-letter code such as DE or US")
+                    raise RowRejected(f"country {cell[:40]!r} is not a two-letter code such as DE or US")
                 values["country"] = code
             elif kind == _INTERESTS:
                 if cell:
@@ -209,15 +214,15 @@ class RowConverter:
                         item = item.strip().lower()
                         if item:
                             if len(item) > 100:
-                                raise ValueError("an interest is longer than 100 characters")
+                                raise RowRejected("an interest is longer than 100 characters")
                             interests.append(item)
             elif cell:      # topics
                 for name in _LIST_SPLIT.split(cell):
                     name = name.strip()
                     if name:
                         if name.lower() not in self.topic_ids:
-                            raise ValueError(f"there is no topic called {name[:60]!r}")
+                            raise RowRejected(f"there is no topic called {name[:60]!r}")
                         topics.append(name.lower())
         if "email" not in values:
-            raise ValueError("the row has no email address")
+            raise RowRejected("the row has no email address")
         return Row(values, attributes, interests, topics)

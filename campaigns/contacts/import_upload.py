@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,11 +52,21 @@ class Upload:
     note: str = ""
 
 
+class ImportState(StrEnum):
+    """Where an import stands (the "state" field of its Redis hash)."""
+
+    UPLOADED = "uploaded"     # saved and previewed, waiting for its mapping
+    QUEUED = "queued"         # mapped; the job is enqueued
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
 @dataclass
 class Progress:
     """What the import has done so far (stored in a Redis hash)."""
 
-    state: str = "queued"     # queued / running / finished / failed
+    state: str = ImportState.QUEUED
     read: int = 0
     created: int = 0
     updated: int = 0
@@ -242,7 +253,7 @@ def save_upload(redis: Redis, storage: Storage | Path, stream: IO[bytes], filena
         storage.delete(key)
         raise
     redis.hset(state_key(import_id), mapping={"filename": filename, "encoding": encoding, "size": size,
-                                         "state": "uploaded", "note": note})
+                                         "state": ImportState.UPLOADED, "note": note})
     redis.expire(state_key(import_id), TTL)
     return upload
 
@@ -301,7 +312,7 @@ def start(redis: Redis, storage: Storage | Path, import_id: str, mapping: list[C
     if mode not in (Mode.UPDATE, Mode.SKIP):
         raise ValidationError("Choose whether existing contacts are updated or skipped.", field="mode")
     state = meta(redis, import_id)
-    if state.get("state") not in ("uploaded",):
+    if state.get("state") != ImportState.UPLOADED:
         raise ValidationError("This import has already been started.", field="mode")
     try:
         # A fresh modification time: cleanup_imports never removes a file an import is about to read.
@@ -310,7 +321,7 @@ def start(redis: Redis, storage: Storage | Path, import_id: str, mapping: list[C
         raise NotFound("The uploaded file is no longer there (old uploads are cleaned up). "
                        "Please upload it again.") from None
     redis.hset(state_key(import_id), mapping={
-        "state": "queued", "mode": mode,
+        "state": ImportState.QUEUED, "mode": mode,
         "mapping": json.dumps([[c.target, c.key] for c in mapping])})
 
 

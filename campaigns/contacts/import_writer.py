@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.contacts.import_mapping import Column, Mode, Row
 from campaigns.contacts.import_upload import ErrorReport
-from campaigns.feedback.ingest import email_hash
+from campaigns.contacts.suppression import email_hash
 from campaigns.models import Contact, ContactInterest, ContactStatus, Frequency, Subscription, utcnow
 
 logger = logging.getLogger(__name__)
@@ -49,12 +49,17 @@ class Counts:
 
 
 class ChunkWriter:
-    """Writes chunks of validated rows with a few bulk statements, one transaction per chunk."""
+    """Writes chunks of validated rows with a few bulk statements, one transaction per chunk.
 
-    def __init__(self, session: Session, mapping: list[Column], mode: str, consent: str,
+    It owns its session, pinned to the connection it is given, so per-connection settings hold for the whole
+    import; close() ends it.
+    """
+
+    def __init__(self, connection: Connection, mapping: list[Column], mode: str, consent: str,
                  topic_ids: dict[str, int]) -> None:
+        session = Session(bind=connection, expire_on_commit=False)
         self.session, self.mode, self.consent, self.topic_ids = session, mode, consent, topic_ids
-        self.dialect = session.get_bind().dialect
+        self.dialect = connection.dialect
         self.postgres = self.dialect.name == "postgresql"
         self.has_attributes = any(c.target == "attribute" for c in mapping)
         self._cache_size: int | None = None
@@ -66,8 +71,13 @@ class ChunkWriter:
             conn.exec_driver_sql(f"PRAGMA cache_size=-{IMPORT_CACHE_KB}")
             session.commit()
 
+    def rollback(self) -> None:
+        """Drop the chunk in progress (the import failed)."""
+        self.session.rollback()
+
     def close(self) -> None:
-        """Give the connection its usual page cache back (a failed import's session may be unusable: skip)."""
+        """Give the connection its usual page cache back (a failed import's session may be unusable: skip), and
+        end the session."""
         if self._cache_size is not None:
             try:
                 self.session.rollback()
@@ -76,6 +86,7 @@ class ChunkWriter:
             except SQLAlchemyError:
                 logger.warning("could not restore the page cache size after an import", exc_info=True)
             self._cache_size = None
+        self.session.close()
 
     # ------------------------------------------------------------ one chunk
 

@@ -18,9 +18,19 @@ from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.contacts.import_mapping import TARGETS, Column, Mode, Row, RowConverter, guess, parse_mapping
+from campaigns.contacts.import_mapping import (
+    TARGETS,
+    Column,
+    Mode,
+    Row,
+    RowConverter,
+    RowRejected,
+    guess,
+    parse_mapping,
+)
 from campaigns.contacts.import_upload import (
     ErrorReport,
+    ImportState,
     Progress,
     Upload,
     cleanup_imports,
@@ -39,8 +49,9 @@ from campaigns.errors import NotFound
 from campaigns.models import Topic
 from campaigns.storage import Storage, as_storage
 
-__all__ = ["TARGETS", "Column", "Mode", "Progress", "Upload", "cleanup_imports", "csv_key", "errors_key", "guess",
-           "load_upload", "parse_mapping", "progress", "run_import", "save_upload", "start"]
+__all__ = ["TARGETS", "Column", "ImportState", "Mode", "Progress", "RowRejected", "Upload", "cleanup_imports",
+           "csv_key", "errors_key", "guess", "load_upload", "parse_mapping", "progress", "run_import", "save_upload",
+           "start"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +73,16 @@ def run_import(session: Session, redis: Redis, storage: Storage | Path, import_i
     upload_key = csv_key(import_id)
     if not storage.exists(upload_key):
         message = "The uploaded file is no longer there. Please upload it again."
-        redis.hset(key, mapping={"state": "failed", "message": message})
+        redis.hset(key, mapping={"state": ImportState.FAILED, "message": message})
         raise NotFound(message)
-    redis.hset(key, mapping={"state": "running"})
+    redis.hset(key, mapping={"state": ImportState.RUNNING})
     topic_ids = {name.lower(): tid for tid, name in session.execute(select(Topic.id, Topic.name))}
-    session.commit()              # end the read: on SQLite each chunk takes the write lock for itself only
+    session.rollback()            # end the read: on SQLite each chunk takes the write lock for itself only
     counts = Counts()
     report = ErrorReport(storage, errors_key(import_id), [])
-    # The writes get a session pinned to one connection, so per-connection settings hold for the whole import.
+    # The writes get a connection of their own, so per-connection settings hold for the whole import.
     connection = session.get_bind().connect()
-    writes = Session(bind=connection, expire_on_commit=False)
-    writer = ChunkWriter(writes, mapping, mode, f"import: {filename}"[:200], topic_ids)
+    writer = ChunkWriter(connection, mapping, mode, f"import: {filename}"[:200], topic_ids)
     convert = RowConverter(mapping, topic_ids)
     chunk: list[tuple[list[str], Row]] = []
     # One writer thread: the database works on chunk N while this thread parses chunk N+1 (the drivers release
@@ -99,7 +109,7 @@ def run_import(session: Session, redis: Redis, storage: Storage | Path, import_i
                 counts.read += 1
                 try:
                     chunk.append((row, convert(row)))
-                except ValueError as exc:
+                except RowRejected as exc:
                     counts.failed += 1
                     report.add(row, str(exc))
                 if len(chunk) >= CHUNK_ROWS:
@@ -113,25 +123,24 @@ def run_import(session: Session, redis: Redis, storage: Storage | Path, import_i
             writer.write(chunk, counts, report)
     except Exception as exc:
         pool.shutdown(wait=True)
-        writes.rollback()
+        writer.rollback()
         report.close()
         logger.exception("import %s failed", import_id)
-        redis.hset(key, mapping={"state": "failed", "message": f"The import stopped: {exc}"})
+        redis.hset(key, mapping={"state": ImportState.FAILED, "message": f"The import stopped: {exc}"})
         raise
     finally:
         pool.shutdown(wait=True)
         writer.close()
-        writes.close()
         connection.close()
     report.close()
     storage.delete(upload_key)
-    _publish(redis, key, counts, 100, state="finished")
+    _publish(redis, key, counts, 100, state=ImportState.FINISHED)
     logger.info("import %s finished: %s", import_id, counts)
-    return Progress("finished", counts.read, counts.created, counts.updated, counts.skipped, counts.failed, 100,
-                    errors=counts.errors + counts.failed)
+    return Progress(ImportState.FINISHED, counts.read, counts.created, counts.updated, counts.skipped,
+                    counts.failed, 100, errors=counts.errors + counts.failed)
 
 
-def _publish(redis: Redis, key: str, counts: Counts, percent: int, state: str = "running") -> None:
+def _publish(redis: Redis, key: str, counts: Counts, percent: int, state: str = ImportState.RUNNING) -> None:
     redis.hset(key, mapping={"state": state, "read": counts.read, "created": counts.created,
                              "updated": counts.updated, "skipped": counts.skipped, "failed": counts.failed,
                              "errors": counts.errors + counts.failed, "percent": min(percent, 100)})

@@ -14,6 +14,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from campaigns.contacts import segments
+from campaigns.contacts.suppression import suppressed_status
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import (
     Campaign,
@@ -22,10 +24,10 @@ from campaigns.models import (
     ContactStatus,
     Event,
     EventType,
+    Frequency,
     Order,
+    Segment,
     Subscription,
-    Suppression,
-    SuppressionReason,
     Topic,
     utcnow,
 )
@@ -48,17 +50,6 @@ def normalize_email(raw: str, *, own_address: bool = False) -> str:
     except EmailNotValidError as exc:
         raise ValidationError(f"{raw!r} is not a valid email address: {exc}", field="email") from None
     return result.normalized.lower()
-
-
-def suppressed_status(session: Session, email: str) -> ContactStatus | None:
-    """The status a suppressed address keeps when it is added again (bounced, complained, unsubscribed), else None."""
-    from campaigns.feedback.ingest import email_hash  # ingest builds on this module
-
-    row = session.get(Suppression, email_hash(email))
-    if row is None:
-        return None
-    return {SuppressionReason.COMPLAINT: ContactStatus.COMPLAINED,
-            SuppressionReason.MANUAL: ContactStatus.UNSUBSCRIBED}.get(row.reason, ContactStatus.BOUNCED)
 
 
 def get_contact(session: Session, contact_id: int) -> Contact:
@@ -226,9 +217,6 @@ def list_contacts(session: Session, *, query: str = "", after: int | None = None
     if status:
         conds.append(Contact.status == status)
     if segment_id is not None:
-        from campaigns.contacts import segments  # segments builds on the models only; no import cycle
-        from campaigns.models import Segment
-
         segment = session.get(Segment, segment_id)
         if segment is None:
             raise NotFound(f"segment {segment_id} not found")
@@ -325,7 +313,7 @@ def describe_event(event: Event) -> str:
                                if v not in (None, "", [])))
     elif event.type == EventType.COMPLAINT:
         parts.append(str(data.get("feedback_type", "")))
-    elif event.type == "survey_answer":
+    elif event.type == EventType.SURVEY_ANSWER:
         parts.append(f"answered {data.get('answer', '')!r} to question {int(data.get('question', 0)) + 1} "
                      f"of survey #{data.get('survey_id', '?')}")
     elif event.type == EventType.PREFERENCES:
@@ -335,7 +323,8 @@ def describe_event(event: Event) -> str:
     return " · ".join(p for p in parts if p)[:300]
 
 
-FREQUENCY_WORDS = {"every": "every mail", "weekly": "a weekly digest", "monthly": "a monthly digest"}
+FREQUENCY_WORDS = {Frequency.EVERY: "every mail", Frequency.WEEKLY: "a weekly digest",
+                   Frequency.MONTHLY: "a monthly digest"}
 
 
 def frequency_words(value: str) -> str:

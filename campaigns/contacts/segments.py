@@ -20,14 +20,22 @@ from campaigns.contacts.segment_rules import (  # noqa: F401 - the public names 
     MONTHS,
     OPERATORS,
     check_references,
-    compile_definition,
     describe,
     iter_rules,
     parse_definition,
-    surveys_available,
 )
+from campaigns.contacts.segment_sql import compile_definition
 from campaigns.errors import InvalidState, NotFound, ValidationError
-from campaigns.models import Campaign, CampaignStatus, Contact, ContactInterest, ContactStatus, Segment, Topic
+from campaigns.models import (
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactInterest,
+    ContactStatus,
+    Segment,
+    Survey,
+    Topic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -179,11 +187,9 @@ def known_interests(session: Session, limit: int = 200) -> list[str]:
 def builder_schema(session: Session) -> dict[str, Any]:
     """What the builder offers: fields, operators, statuses, months, topics and known interests (for segments.js)."""
     interests = known_interests(session)
-    survey = surveys_available()
     return {
-        "surveys": _surveys(session) if survey else [],
-        "fields": [{"name": n, "label": f.label, "kind": f.kind, "group": f.group}
-                   for n, f in FIELDS.items() if survey or f.kind != "survey"],
+        "surveys": _surveys(session),
+        "fields": [{"name": n, "label": f.label, "kind": f.kind, "group": f.group} for n, f in FIELDS.items()],
         "operators": {k: [{"name": n, "label": lab, "value": vt} for n, (lab, vt) in ops.items()]
                       for k, ops in OPERATORS.items()},
         "statuses": [s.value for s in ContactStatus],
@@ -194,11 +200,7 @@ def builder_schema(session: Session) -> dict[str, Any]:
 
 
 def _surveys(session: Session) -> list[dict[str, Any]]:
-    """Surveys and their questions for the survey-answer rule (empty when the surveys module has no model)."""
-    try:
-        from campaigns.models import Survey
-    except ImportError:
-        return []
+    """Surveys and their questions for the survey-answer rule (the first 200 by name)."""
     return [{"id": s.id, "name": s.name,
              "questions": [{"number": q.position + 1, "prompt": q.prompt, "choices": list(q.choices or [])}
                            for q in s.questions]}

@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, exists, insert, select, update
 from sqlalchemy.orm import Session
 
-from campaigns.feedback.hits import Hit
+from campaigns.feedback import hits as hit_queue
+from campaigns.feedback.hits import Hit, HitKind, HitSource
 from campaigns.models import Contact, Event, EventType, Link, Send, utcnow
+from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -111,27 +113,43 @@ def add_to_score(contact: Contact, weight: float, at: dt.datetime) -> None:
         contact.engagement_score = (contact.engagement_score or 0.0) + weight * 0.5 ** ((ref - at) / HALF_LIFE)
 
 
-def decay_scores(session: Session, now: dt.datetime | None = None, *, page: int = 1000) -> int:
-    """Rewrite every stored score as of now (a nightly job), so segments can compare the column directly."""
+def decay_scores(rt: Runtime, now: dt.datetime | None = None, *, page: int = 1000) -> int:
+    """Rewrite every stored score as of now (a nightly job), so segments can compare the column directly.
+
+    One transaction per page of its own session: a long write would make unsubscribes wait on SQLite.
+    """
     now = now or utcnow()
     last = 0
     changed = 0
-    while True:
-        rows = session.execute(select(Contact.id, Contact.engagement_score, Contact.engagement_at)
-                               .where(Contact.id > last, Contact.engagement_at.is_not(None))
-                               .order_by(Contact.id).limit(page)).all()
-        if not rows:
-            break
-        session.execute(update(Contact), [
-            {"id": cid, "engagement_score": round(decayed(score, at, now), 6), "engagement_at": now}
-            for cid, score, at in rows if at < now])
-        session.commit()
-        changed += len(rows)
-        last = rows[-1][0]
+    with rt.session_factory() as session:
+        while True:
+            rows = session.execute(select(Contact.id, Contact.engagement_score, Contact.engagement_at)
+                                   .where(Contact.id > last, Contact.engagement_at.is_not(None))
+                                   .order_by(Contact.id).limit(page)).all()
+            if not rows:
+                break
+            session.execute(update(Contact), [
+                {"id": cid, "engagement_score": round(decayed(score, at, now), 6), "engagement_at": now}
+                for cid, score, at in rows if at < now])
+            session.commit()
+            changed += len(rows)
+            last = rows[-1][0]
     return changed
 
 
 # ---------------------------------------------------------------- writing hits
+
+
+def drain_hits(rt: Runtime) -> int:
+    """Write the queued tracking hits as events, one transaction per batch; returns hits written."""
+
+    def write(batch: Sequence[Hit], replay: bool) -> int:
+        with rt.session_factory() as session:
+            written = record_hits(session, batch, replay)
+            session.commit()
+            return written
+
+    return hit_queue.drain(rt, write)
 
 
 @dataclass
@@ -145,7 +163,10 @@ class _Row:
 
 
 def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> int:
-    """Write a batch of tracking hits as events, classify machines and update contacts; commits; returns events."""
+    """Write a batch of tracking hits as events, classify machines and update contacts; returns events.
+
+    Flushes; the caller commits (drain_hits, one transaction per batch).
+    """
     # Replays (an interrupted drain, a relay retrying its webhook) must not count twice.
     seen = set(session.scalars(select(Event.dedupe_key).where(Event.dedupe_key.in_([h.key for h in hits]))))
     if seen and not replay:
@@ -171,7 +192,7 @@ def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> 
             logger.info("tracking hit for unknown send %s dropped", h.send_id)
             continue
         row = _Row(h, send, _ts(h.at), fetcher_of(h.user_agent, h.ip), machine_agent(h.user_agent, h.ip))
-        if h.kind == "click":
+        if h.kind == HitKind.CLICK:
             link = links.get(h.link_id)
             if link is None or link[0] != send[1]:
                 logger.warning("click on link %s not of campaign %s dropped", h.link_id, send[1])
@@ -191,7 +212,7 @@ def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> 
     if reclassified:
         session.flush()
         recompute_engagement(session, reclassified)
-    session.commit()
+    session.flush()
     return len(events)
 
 
@@ -199,7 +220,7 @@ def _event(row: _Row, type_: EventType) -> dict:
     data: dict = {"ua": row.hit.user_agent[:300]}
     if row.reason:
         data["machine"] = row.reason
-    if row.hit.source != "web":
+    if row.hit.source != HitSource.WEB:
         data["source"] = row.hit.source
     if type_ == EventType.CLICK:
         data.update(link_id=row.hit.link_id, url=row.url[:500])

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from redis import Redis
@@ -55,18 +56,35 @@ return 0
 """
 
 
+class HitKind(StrEnum):
+    """What a tracking hit records (the event type it becomes)."""
+
+    OPEN = "open"
+    CLICK = "click"
+
+
+class HitSource(StrEnum):
+    """Who saw the hit: our tracking endpoint, or a relay's webhook reporting an open or click."""
+
+    WEB = "web"
+    RELAY = "relay"
+
+
+_KIND_CODES = {"o": HitKind.OPEN, "c": HitKind.CLICK}   # the first letter, as queued
+
+
 @dataclass(frozen=True)
 class Hit:
     """One request to a tracking URL, as the endpoint saw it."""
 
-    kind: str            # "open" | "click"
+    kind: HitKind
     send_id: int
     link_id: int = 0
     at: float = 0.0      # unix time
     user_agent: str = ""
     ip: str = ""
     head: bool = False   # a HEAD request (link checkers, scanners)
-    source: str = "web"  # "web" or "relay" (a relay's webhook reported it)
+    source: str = HitSource.WEB
     key: str = ""        # unique id: the event's dedupe_key
 
     def dumps(self) -> str:
@@ -79,7 +97,7 @@ class Hit:
         """Parse a queued hit; None for anything malformed (never raises)."""
         try:
             d = json.loads(raw)
-            kind = {"o": "open", "c": "click"}[d["k"]]
+            kind = _KIND_CODES[d["k"]]
             return cls(kind=kind, send_id=int(d["s"]), link_id=int(d.get("l", 0)), at=float(d["t"]),
                        user_agent=str(d.get("u", ""))[:300], ip=str(d.get("i", ""))[:64], head=bool(d.get("h")),
                        source=str(d.get("o", "web"))[:10], key=str(d["id"])[:64])

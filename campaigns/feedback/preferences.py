@@ -59,7 +59,11 @@ def resolve_unsubscribe(session: Session, contact_id: int, campaign_id: int) -> 
 
 
 def unsubscribe(session: Session, scope: UnsubscribeScope, *, everything: bool, source: str) -> bool:
-    """Unsubscribe from all mail or from the campaign's topics; idempotent; returns whether anything changed."""
+    """Unsubscribe from all mail or from the campaign's topics; idempotent; returns whether anything changed.
+
+    The caller commits before it answers (the page, the one-click POST, the mailto handler): until then the
+    unsubscribe is only in the stops set (campaigns.sending.stops), which running sends check.
+    """
     contact = scope.contact
     changed = False
     if everything or not scope.topics:
@@ -81,7 +85,7 @@ def unsubscribe(session: Session, scope: UnsubscribeScope, *, everything: bool, 
                                 "topics": [t.name for t in scope.topics], "source": source}))
         logger.info("contact %s unsubscribed (%s, campaign_id=%s)", contact.id, source,
                     scope.campaign.id if scope.campaign else None)
-    session.commit()
+        session.flush()
     return changed
 
 
@@ -114,7 +118,8 @@ def may_receive(contact: Contact, kind: str, now: dt.datetime | None = None) -> 
 def update_preferences(session: Session, contact: Contact, *, topic_ids: Iterable[int], first_name: str,
                        last_name: str, resubscribe: bool = False, frequency: str | None = None,
                        pause_weeks: int | None = None, now: dt.datetime | None = None) -> list[str]:
-    """Apply the preference center form, keep a consent event, commit; returns what changed, in words.
+    """Apply the preference center form and keep a consent event; returns what changed, in words. Flushes; the
+    caller commits.
 
     pause_weeks: None keeps the current pause, 0 ends it, N pauses for N weeks from now.
     """
@@ -163,7 +168,7 @@ def update_preferences(session: Session, contact: Contact, *, topic_ids: Iterabl
         changes.append("You are subscribed again.")
     if len(data) > 1:
         session.add(Event(contact_id=contact.id, type=EventType.PREFERENCES, occurred_at=now, data=data))
-    session.commit()
+    session.flush()
     return changes or ["Nothing changed."]
 
 

@@ -1,8 +1,11 @@
 """Database models, one module per area. Import them from here: `from campaigns.models import Contact`."""
 
 # ruff: noqa: F401, F403
+from campaigns.models.accounts import *
 from campaigns.models.audit import *
 from campaigns.models.automations import *
+from campaigns.models.columns import *
+from campaigns.models.contacts import *
 from campaigns.models.core import *
 from campaigns.models.coupons import *
 from campaigns.models.policy import *

@@ -9,7 +9,8 @@ from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
-from campaigns.models.core import BigId, Campaign, UTCDateTime, utcnow
+from campaigns.models.columns import BigId, UTCDateTime, utcnow
+from campaigns.models.core import Campaign
 
 __all__ = ["Automation", "AutomationOccurrence", "AutomationRun", "AutomationStep", "AutomationTrigger"]
 

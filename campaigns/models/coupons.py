@@ -8,7 +8,7 @@ from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
-from campaigns.models.core import BigId, UTCDateTime, utcnow
+from campaigns.models.columns import BigId, UTCDateTime, utcnow
 
 
 class CouponPool(Base):

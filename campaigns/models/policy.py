@@ -9,7 +9,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from campaigns.db import Base
-from campaigns.models.core import BigId, UTCDateTime, utcnow
+from campaigns.models.columns import BigId, UTCDateTime, utcnow
 
 __all__ = ["HOLD_REASONS", "DigestItem", "DigestRun", "PolicyConfig", "PolicyLedger", "SendReason"]
 

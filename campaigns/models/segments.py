@@ -9,7 +9,8 @@ from sqlalchemy import JSON, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from campaigns.db import Base
-from campaigns.models.core import Contact, UTCDateTime, utcnow
+from campaigns.models.columns import UTCDateTime, utcnow
+from campaigns.models.contacts import Contact
 
 __all__ = ["Segment"]
 

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from campaigns.db import Base
-from campaigns.models.core import BigId, UTCDateTime, utcnow
+from campaigns.models.columns import BigId, UTCDateTime, utcnow
 
 __all__ = ["AppSetting", "LoginFailure"]
 

@@ -10,7 +10,8 @@ from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
-from campaigns.models.core import BigId, Topic, UTCDateTime, utcnow
+from campaigns.models.columns import BigId, UTCDateTime, utcnow
+from campaigns.models.contacts import Topic
 
 signup_form_topic = Table(
     "signup_form_topic",

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueCon
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
-from campaigns.models.core import BigId, UTCDateTime, utcnow
+from campaigns.models.columns import BigId, UTCDateTime, utcnow
 
 
 class QuestionKind(StrEnum):

@@ -29,6 +29,7 @@ def unsubscribe(token: str):  # noqa: ANN201
     # One-click (from the mail client's button) stops all mail: that is what the person pressing it expects.
     everything = one_click or request.form.get("scope", "all") != "topics"
     feedback.unsubscribe(db(), scope, everything=everything, source="one-click" if one_click else "page")
+    db().commit()   # before the answer: "unsubscribed" must be true when the person reads it
     if one_click:
         return Response("Unsubscribed.\n", mimetype="text/plain")
     return render_template("public/unsubscribe_done.html", test=False, everything=everything or not scope.topics,
@@ -62,6 +63,7 @@ def preferences(token: str):  # noqa: ANN201
                 session, contact, topic_ids=ids, first_name=form.get("first_name", ""),
                 last_name=form.get("last_name", ""), resubscribe=form.get("resubscribe") == "1",
                 frequency=form.get("frequency") or None, pause_weeks=_pause_weeks(form.get("pause")))
+            session.commit()
         except ValidationError as exc:
             session.rollback()
             error = str(exc)

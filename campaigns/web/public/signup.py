@@ -78,6 +78,7 @@ def signup_confirm(token: str):  # noqa: ANN201
     try:
         if request.method == "POST":
             result = signup_service.confirm(session, rt(), token, ip=ip, user_agent=agent)
+            session.commit()
         else:
             result = signup_service.open_confirmation(session, rt(), token)
     except InvalidToken:

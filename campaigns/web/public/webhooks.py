@@ -82,6 +82,7 @@ def _apply(events: list[RelayEvent]) -> Response:
             continue
         try:
             out = ingest.apply_relay_event(session, rt(), event.as_dict())
+            session.commit()   # each event on its own: a malformed one later in the batch rolls back only itself
             results.append({"index": i, "result": out.kind, **({"detail": out.detail} if out.detail else {})})
         except ingest.BadEvent as exc:
             session.rollback()

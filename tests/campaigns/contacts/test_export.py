@@ -11,7 +11,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from campaigns.contacts.records import save_contact
-from campaigns.feedback.ingest import email_hash, is_suppressed
+from campaigns.contacts.suppression import email_hash, is_suppressed
 from campaigns.models import Contact, Event, EventType, Order, Send, Suppression, Topic
 from tests.campaigns.web import test_admin
 from tests.campaigns.web.test_admin import csrf
@@ -117,6 +117,21 @@ def test_erase_needs_confirmation_and_leaves_only_the_suppression(logged_in, db_
     row = db_session.get(Suppression, email_hash(email))
     assert email not in (row.source or "")                                          # only the hash is kept
     assert db_session.scalar(select(Topic.name)) == "Newsletter"
+
+
+def test_erasure_tells_running_sends_before_the_commit(runtime, db_session, make_contacts,  # noqa: ANN001
+                                                       make_campaign) -> None:
+    """A sender that claimed the contact a moment earlier must see the erasure in the stops set before SMTP."""
+    from campaigns.contacts import exports
+    from campaigns.sending import stops
+
+    contact = _contact_with_history(db_session, make_contacts, make_campaign)
+    with runtime.session_factory() as session:
+        exports.erase_contact(session, contact.id, by="admin@example.com")
+        assert runtime.redis.zscore(stops.key(runtime.settings.queue_name), f"s:{contact.id}") is not None
+        session.rollback()   # nothing committed yet: the caller owns the transaction
+    db_session.rollback()
+    assert db_session.get(Contact, contact.id) is not None
 
 
 def test_an_export_in_progress_does_not_block_sending(logged_in, runtime, db_session, make_contacts, work,  # noqa: ANN001

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.contacts.records import save_contact
-from campaigns.feedback.ingest import suppress
+from campaigns.contacts.suppression import suppress
 from campaigns.models import Contact, ContactInterest, ContactStatus, Subscription, SuppressionReason, Topic
 from tests.campaigns.web import test_admin
 from tests.campaigns.web.test_admin import csrf

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.contacts.records import save_contact
+from campaigns.contacts.suppression import email_hash
 from campaigns.coupons import pools as coupon_service
-from campaigns.feedback.ingest import email_hash
 from campaigns.models import Campaign, CampaignKind, Contact, Event, EventType, Sender, Suppression
 from tests.helpers import csrf
 

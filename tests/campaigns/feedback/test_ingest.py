@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select
 
+from campaigns.contacts.suppression import is_suppressed
 from campaigns.feedback import ingest
 from campaigns.models import Contact, ContactStatus, Event, Send, Suppression
 from campaigns.reports.campaign_report import campaign_report
@@ -86,6 +87,13 @@ def fixture_for(name: str, entry, msg) -> bytes:  # noqa: ANN001
     return re.sub(rb"AQAA[\w-]+", token.encode(), raw)
 
 
+def ingest_committed(session, tokens, raw: bytes, **kw) -> ingest.Outcome:  # noqa: ANN001
+    """Apply one message and commit, as the stdin command and the mailbox poller do."""
+    out = ingest.ingest_message(session, tokens, raw, **kw)
+    session.commit()
+    return out
+
+
 def contact(db_session, contact_id: int) -> Contact:  # noqa: ANN001
     return fresh(db_session).get(Contact, contact_id)
 
@@ -93,18 +101,18 @@ def contact(db_session, contact_id: int) -> Contact:  # noqa: ANN001
 def test_hard_bounce_dsn_suppresses_at_once_and_survives_erasure(runtime, db_session, sent) -> None:  # noqa: ANN001
     campaign, contacts, by_rcpt = sent
     entry, msg = by_rcpt[contacts[0].email]
-    out = ingest.ingest_message(db_session, runtime.tokens, dsn_for(entry, msg))
+    out = ingest_committed(db_session, runtime.tokens, dsn_for(entry, msg))
     assert out.kind == "hard_bounce" and out.suppressed
     assert contact(db_session, contacts[0].id).status == ContactStatus.BOUNCED
     # The same report again (a mailbox re-read) changes nothing.
-    assert ingest.ingest_message(db_session, runtime.tokens, dsn_for(entry, msg)).kind == "duplicate"
+    assert ingest_committed(db_session, runtime.tokens, dsn_for(entry, msg)).kind == "duplicate"
     report = campaign_report(db_session, campaign.id)
     assert report["bounces_hard"] == 1 and report["delivered"] == 3
     # Erase the contact: the address stays suppressed, so a re-import can refuse it.
     db_session.execute(delete(Contact).where(Contact.id == contacts[0].id))
     db_session.commit()
-    assert ingest.is_suppressed(db_session, contacts[0].email.upper())
-    assert not ingest.is_suppressed(db_session, contacts[1].email)
+    assert is_suppressed(db_session, contacts[0].email.upper())
+    assert not is_suppressed(db_session, contacts[1].email)
     assert contacts[0].email not in str(db_session.scalars(select(Suppression)).all()[0].__dict__)
 
 
@@ -113,7 +121,7 @@ def test_a_report_arriving_after_acceptance_shows_on_the_send_row(runtime, db_se
     entry, msg = by_rcpt[contacts[0].email]
     row = fresh(db_session).scalar(select(Send).where(Send.contact_id == contacts[0].id))
     assert (row.status, row.smtp_code) == ("sent", 250)
-    ingest.ingest_message(db_session, runtime.tokens, dsn_for(entry, msg))
+    ingest_committed(db_session, runtime.tokens, dsn_for(entry, msg))
     row = fresh(db_session).scalar(select(Send).where(Send.contact_id == contacts[0].id))
     # Still counted as accepted by the relay (reports subtract the bounce), but the row no longer says "250".
     assert row.status == "sent" and row.smtp_code == 550
@@ -126,7 +134,7 @@ def test_soft_bounces_suppress_only_after_the_configured_count(runtime, db_sessi
     policy = ingest.BouncePolicy(soft_limit=2)
     entry, msg = by_rcpt[contacts[1].email]
     delayed = dsn_for(entry, msg, status="4.2.2", action="delayed", diagnostic="452 4.2.2 Mailbox full")
-    assert ingest.ingest_message(db_session, runtime.tokens, delayed, policy=policy).kind == "soft_bounce"
+    assert ingest_committed(db_session, runtime.tokens, delayed, policy=policy).kind == "soft_bounce"
     assert contact(db_session, contacts[1].id).status == ContactStatus.SUBSCRIBED
     # A second message to the same address soft-bounces too: now it is suppressed.
     outbox.clear()
@@ -136,10 +144,10 @@ def test_soft_bounces_suppress_only_after_the_configured_count(runtime, db_sessi
     (entry2,) = [m for m in outbox.list() if m.recipients[0] == contacts[1].email]
     delayed2 = dsn_for(entry2, outbox.get(entry2.key), status="4.2.2", action="delayed",
                        diagnostic="452 4.2.2 Mailbox full")
-    out = ingest.ingest_message(db_session, runtime.tokens, delayed2, policy=policy)
+    out = ingest_committed(db_session, runtime.tokens, delayed2, policy=policy)
     assert out.kind == "soft_bounce" and out.suppressed
     assert contact(db_session, contacts[1].id).status == ContactStatus.BOUNCED
-    assert ingest.is_suppressed(db_session, contacts[1].email)
+    assert is_suppressed(db_session, contacts[1].email)
 
 
 def test_real_world_reports_are_matched_by_their_tokens(runtime, db_session, sent) -> None:  # noqa: ANN001
@@ -150,7 +158,7 @@ def test_real_world_reports_are_matched_by_their_tokens(runtime, db_session, sen
              ("out_of_office.eml", "ignored", ContactStatus.SUBSCRIBED)]
     for (name, kind, status), c in zip(cases, contacts, strict=True):
         entry, msg = by_rcpt[c.email]
-        assert ingest.ingest_message(db_session, runtime.tokens, fixture_for(name, entry, msg)).kind == kind, name
+        assert ingest_committed(db_session, runtime.tokens, fixture_for(name, entry, msg)).kind == kind, name
         assert contact(db_session, c.id).status == status, name
 
 
@@ -158,7 +166,7 @@ def test_complaint_unsubscribes_suppresses_and_stops_mail(runtime, db_session, s
                                                           run_worker) -> None:
     campaign, contacts, by_rcpt = sent
     entry, msg = by_rcpt[contacts[2].email]
-    assert ingest.ingest_message(db_session, runtime.tokens,
+    assert ingest_committed(db_session, runtime.tokens,
                                  fixture_for("arf_yahoo_complaint.eml", entry, msg)).kind == "complaint"
     types = set(fresh(db_session).scalars(select(Event.type).where(Event.contact_id == contacts[2].id)))
     assert {"complaint", "unsubscribe"} <= types
@@ -197,12 +205,14 @@ def test_smtp_rejection_at_send_time(runtime, db_session, sent) -> None:  # noqa
     ingest.record_smtp_rejection(db_session, send_id=sends[contacts[0].id].id, contact_id=contacts[0].id,
                                  campaign_id=campaign.id, code=554, message="5.7.1 Blocked by Spamhaus",
                                  policy=policy)
+    db_session.commit()   # the send path commits the rejection with the send row
     assert contact(db_session, contacts[0].id).status == ContactStatus.SUBSCRIBED
     ingest.record_smtp_rejection(db_session, send_id=sends[contacts[1].id].id, contact_id=contacts[1].id,
                                  campaign_id=campaign.id, code=550, message="5.1.1 <x>: Recipient address rejected",
                                  policy=policy)
+    db_session.commit()
     assert contact(db_session, contacts[1].id).status == ContactStatus.BOUNCED
-    assert ingest.is_suppressed(db_session, contacts[1].email)
+    assert is_suppressed(db_session, contacts[1].email)
     report = campaign_report(db_session, campaign.id)
     assert (report["bounces_hard"], report["bounces_soft"]) == (1, 1)
 

@@ -220,13 +220,14 @@ def test_an_interrupted_drain_is_replayed_without_loss_or_double_count(runtime, 
         redis.lmove(hits.QUEUE_KEY, hits.PROCESSING_KEY, "LEFT", "RIGHT")
     moved = [hits.Hit.loads(r) for r in redis.lrange(hits.PROCESSING_KEY, 0, -1)]
     engagement.record_hits(db_session, moved[:2])
+    db_session.commit()
     work()   # the drain job queued by the first hit replays the processing list
     opens = events(db_session, "open")
     assert sorted(e.contact_id for e in opens) == sorted(c.id for c in contacts)
     assert hits.pending(redis) == 0
 
 
-def test_engagement_decays_with_a_30_day_half_life(db_session, make_contacts) -> None:  # noqa: ANN001
+def test_engagement_decays_with_a_30_day_half_life(runtime, db_session, make_contacts) -> None:  # noqa: ANN001
     _topic, (contact,) = make_contacts(1)
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     engagement.add_to_score(contact, 3.0, t0)                       # a click
@@ -236,7 +237,7 @@ def test_engagement_decays_with_a_30_day_half_life(db_session, make_contacts) ->
     engagement.add_to_score(contact, 1.0, t0 - dt.timedelta(days=30))  # late report of an older open
     assert engagement.current_score(contact, t0 + dt.timedelta(days=30)) == pytest.approx(2.75)
     db_session.commit()
-    engagement.decay_scores(db_session, t0 + dt.timedelta(days=60))
+    engagement.decay_scores(runtime, t0 + dt.timedelta(days=60))
     assert fresh(db_session).get(Contact, contact.id).engagement_score == pytest.approx(1.375)
 
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
-from campaigns.feedback import ingest
+from campaigns.contacts.suppression import is_suppressed
 from campaigns.models import Contact, ContactStatus, Event
 from campaigns.reports.campaign_report import campaign_report
 from campaigns.sending import lifecycle as sending
@@ -84,7 +84,7 @@ def test_normalized_events_update_the_contact_list(client, db_session, runtime, 
     db = fresh(db_session)
     assert [db.get(Contact, c.id).status for c in contacts] == [
         ContactStatus.BOUNCED, ContactStatus.COMPLAINED, ContactStatus.SUBSCRIBED, ContactStatus.SUBSCRIBED]
-    assert ingest.is_suppressed(db, contacts[0].email) and ingest.is_suppressed(db, contacts[1].email)
+    assert is_suppressed(db, contacts[0].email) and is_suppressed(db, contacts[1].email)
     click = db.scalar(select(Event).where(Event.type == "click"))
     assert click.contact_id == contacts[2].id and click.machine is False and click.data["source"] == "relay"
     report = campaign_report(db, campaign.id)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from campaigns.feedback.ingest import suppress
+from campaigns.contacts.suppression import suppress
 from campaigns.models import AdminUser, Contact, ContactStatus, Event, Signup, SignupStatus, SuppressionReason, Topic
 from campaigns.signup import service as signup_service
 from mailer.tracking import Purpose
@@ -234,6 +234,7 @@ def test_unconfirmed_signups_expire(runtime, client, db_session, form, outbox, w
     assert signup_service.expire_pending(fresh(db_session), dt.datetime.now(dt.UTC)) == 0
     later = dt.datetime.now(dt.UTC) + signup_service.SIGNUP_TTL + dt.timedelta(minutes=1)
     assert signup_service.expire_pending(fresh(db_session), later) == 2
+    db_session.commit()
     # The address that was only ever pending is gone; the former subscriber stays unsubscribed.
     assert contact_of(db_session, "ada@example.com") is None
     former = contact_of(db_session, "former0@example.com")
