@@ -28,7 +28,7 @@ from campaigns.feedback.bounces import (
 )
 from campaigns.models import Event, EventType, Link, utcnow
 from campaigns.runtime import Runtime
-from mailer.relays import APPLICABLE, RelayEventType
+from mailer.relays.base import APPLICABLE, RelayEventType
 
 WEBHOOK_TYPES = APPLICABLE    # the event types the normalized format applies (mailer.relays: one vocabulary)
 
