@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from campaigns.contacts.records import normalize_email
+from campaigns.addresses import normalize_email
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AdminRole, AdminUser, LoginFailure, utcnow
 

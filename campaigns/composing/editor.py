@@ -14,9 +14,12 @@ from markupsafe import escape
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, object_session
 
+# FROM_OWNER and from_identity are account concepts (alignment checks them); callers reach them here too.
+from campaigns.accounts.alignment import FROM_OWNER
+from campaigns.accounts.alignment import from_identity as from_identity
+from campaigns.addresses import normalize_email
 from campaigns.composing import sample
 from campaigns.config import Settings
-from campaigns.contacts.records import normalize_email
 from campaigns.coupons import pools as coupon_service
 from campaigns.errors import InvalidState, NotFound, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Link, Sender, Topic
@@ -34,8 +37,6 @@ from mailer.compose import (
 logger = logging.getLogger(__name__)
 
 EDITABLE_STATUSES = {CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED}
-# Campaign.from_email of "from the contact's account owner": each recipient hears from their own Contact.owner.
-FROM_OWNER = "owner"
 MAX_SOURCE_CHARS = 400_000
 _cache: OrderedDict[str, CompiledCampaign] = OrderedDict()
 _CACHE_SIZE = 32
@@ -258,13 +259,6 @@ def sender_choice(campaign: Campaign | None, senders: Iterable[Sender]) -> str:
         if sender.email == campaign.from_email and sender.name == campaign.from_name:
             return f"sender:{sender.id}"
     return "custom"
-
-
-def from_identity(campaign: Campaign, settings: Settings) -> tuple[str, str]:
-    """(name, address) of the From header; in owner mode, the default for contacts without an owner."""
-    if campaign.from_email == FROM_OWNER:
-        return settings.sender_name, settings.sender_email
-    return campaign.from_name or settings.sender_name, campaign.from_email or settings.sender_email
 
 
 def owner_senders(session: Session, campaign: Campaign) -> list[Sender]:
