@@ -17,10 +17,11 @@ from campaigns.config import Settings, load_settings
 from campaigns.models import AdminUser
 from campaigns.resources import static_dir, templates_dir
 from campaigns.runtime import Runtime
-from campaigns.web.admin import bp as admin_bp
+# Importing a blueprint module imports its package first, whose __init__ imports (and so registers) every view.
+from campaigns.web.admin.blueprint import bp as admin_bp
 from campaigns.web.context import csrf, db
 from campaigns.web.probes import bp as probes_bp
-from campaigns.web.public import bp as public_bp
+from campaigns.web.public.blueprint import bp as public_bp
 from campaigns.web.request_body import ChunkedBodyGuard
 
 logger = logging.getLogger(__name__)

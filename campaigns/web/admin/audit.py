@@ -9,7 +9,7 @@ from flask_login import current_user
 
 from campaigns.accounts import audit as audit_service
 from campaigns.accounts.audit import Action
-from campaigns.web.admin import admin_required, bp
+from campaigns.web.admin.blueprint import admin_required, bp
 from campaigns.web.context import db
 
 

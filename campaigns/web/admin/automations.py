@@ -14,7 +14,7 @@ from campaigns.coupons import apology as apology_service
 from campaigns.coupons import pools as coupon_service
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Automation, AutomationTrigger
-from campaigns.web.admin import bp, editor_required
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
 
 logger = logging.getLogger(__name__)

@@ -21,8 +21,9 @@ from campaigns.reports import summaries
 from campaigns.sending import delivery, scheduling
 from campaigns.sending import lifecycle as sending
 from campaigns.surveys import service as survey_service
-from campaigns.web.admin import PREVIEW_CSP, _escape, bp, editor_required
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import bp, editor_required
+from campaigns.web.admin.helpers import PREVIEW_CSP, escape_text
 from campaigns.web.admin.policy import current_policy
 from campaigns.web.context import db, rt
 from mailer.compose import CampaignSource, TemplateError
@@ -252,7 +253,7 @@ def campaign_preview(campaign_id: int) -> Response:
         session.commit()   # no transaction is held while the template renders
         html = mailer.compiled.render(ctx, lambda i: mailer.compiled.links[i], "").html
     except (RapportError, TemplateError) as exc:
-        html = f"<p style='font-family:sans-serif;color:#b91c1c'>Cannot preview: {_escape(str(exc))}</p>"
+        html = f"<p style='font-family:sans-serif;color:#b91c1c'>Cannot preview: {escape_text(str(exc))}</p>"
     return Response(html, mimetype="text/html", headers={"Content-Security-Policy": PREVIEW_CSP})
 
 

@@ -11,7 +11,7 @@ from flask_login import current_user, login_required
 from campaigns.contacts import records as contact_service
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AdminRole, ContactStatus, Segment
-from campaigns.web.admin import bp
+from campaigns.web.admin.blueprint import bp
 from campaigns.web.context import db
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,9 @@ from campaigns.contacts import export_jobs, exports, imports
 from campaigns.contacts.records import get_contact
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import ContactStatus, Topic
-from campaigns.web.admin import bp, db, editor_required, rt
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import bp, editor_required
+from campaigns.web.context import db, rt
 
 logger = logging.getLogger(__name__)
 

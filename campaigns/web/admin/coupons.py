@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 
 from campaigns.coupons import pools as coupon_service
 from campaigns.errors import NotFound, RapportError, ValidationError
-from campaigns.web.admin import bp, editor_required
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import csrf, db
 
 logger = logging.getLogger(__name__)

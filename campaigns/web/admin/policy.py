@@ -13,8 +13,8 @@ from campaigns.errors import ValidationError
 from campaigns.models import AdminRole, Campaign, CampaignStatus, Contact
 from campaigns.sending import holds as hold_service
 from campaigns.sending import policy as policy_service
-from campaigns.web.admin import bp, editor_required
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
 
 logger = logging.getLogger(__name__)

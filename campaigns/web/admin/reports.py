@@ -14,7 +14,7 @@ from campaigns.composing import editor as campaign_service
 from campaigns.errors import NotFound
 from campaigns.models import Campaign, utcnow
 from campaigns.reports import summaries
-from campaigns.web.admin import bp
+from campaigns.web.admin.blueprint import bp
 from campaigns.web.context import db, rt
 
 DASHBOARD_MAX_AGE = 600                      # seconds before a big list's dashboard is counted again

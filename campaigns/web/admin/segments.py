@@ -13,7 +13,7 @@ from campaigns.contacts import segments as segment_service
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import AdminRole, Campaign, Segment, Topic
 from campaigns.reports import summaries
-from campaigns.web.admin import bp, editor_required
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from flask_login import login_required
 
 from campaigns.errors import NotFound, RapportError
 from campaigns.surveys import service as survey_service
-from campaigns.web.admin import bp, editor_required
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from redis.exceptions import RedisError
 
 from campaigns import scheduler
 from campaigns.ops import health, liveness
-from campaigns.web.admin import admin_required, bp
+from campaigns.web.admin.blueprint import admin_required, bp
 from campaigns.web.context import rt
 
 

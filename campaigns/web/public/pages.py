@@ -9,7 +9,7 @@ from campaigns.errors import NotFound, ValidationError
 from campaigns.feedback import preferences as feedback
 from campaigns.models import ContactStatus, Frequency, Topic
 from campaigns.web.context import csrf, db, rt
-from campaigns.web.public import bp, open_token
+from campaigns.web.public.blueprint import bp, open_token
 from mailer.tracking import Purpose
 
 

@@ -21,7 +21,7 @@ from campaigns.feedback import click_targets, hits
 from campaigns.feedback import preferences as feedback
 from campaigns.runtime import Runtime
 from campaigns.web.context import db, rt, runtime_of
-from campaigns.web.public import SECURITY_HEADERS, bp, open_token
+from campaigns.web.public.blueprint import SECURITY_HEADERS, bp, open_token
 from mailer.compose import is_personalised
 from mailer.tracking import MAX_TOKEN_LENGTH, InvalidToken, Purpose
 
