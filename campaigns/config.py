@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from campaigns.db import normalize_url
+from campaigns.errors import RapportError
 
 MIN_SECRET_BYTES = 32
 TRUE = ("1", "true", "yes", "on")
@@ -20,8 +21,9 @@ def default_instance() -> Path:
     return Path.cwd() / "instance"
 
 
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+class ConfigError(RapportError, ValueError):
+    """A setting is missing or malformed; the message names the variable (still a ValueError for callers that
+    parse values with it)."""
 
 
 @dataclass(frozen=True)

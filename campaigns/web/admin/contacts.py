@@ -9,10 +9,11 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from campaigns.contacts import records as contact_service
-from campaigns.errors import NotFound, ValidationError
-from campaigns.models import AdminRole, ContactStatus, Segment
+from campaigns.errors import ValidationError
+from campaigns.models import AdminRole, Contact, ContactStatus, Segment
 from campaigns.web.admin.blueprint import bp
 from campaigns.web.context import db
+from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,7 @@ def contacts():  # noqa: ANN201
 @login_required
 def contact(contact_id: int | None = None):  # noqa: ANN201
     session = db()
-    try:
-        obj = contact_service.get_contact(session, contact_id) if contact_id else None
-    except NotFound:
-        abort(404)
+    obj = get_or_404(session, Contact, contact_id) if contact_id else None
     form = None
     subscribed = {s.topic_id for s in obj.subscriptions if s.subscribed} if obj else set()
     status = 200

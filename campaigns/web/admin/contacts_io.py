@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from campaigns import storage
 from campaigns.contacts import export_jobs, exports, imports
-from campaigns.contacts.records import get_contact
 from campaigns.errors import NotFound, RapportError, ValidationError
-from campaigns.models import ContactStatus, Topic
+from campaigns.models import Contact, ContactStatus, Topic
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
+from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +87,7 @@ def contact_import_status(import_id: str):  # noqa: ANN201
 @bp.get("/contacts/import/<import_id>/progress")
 @editor_required
 def contact_import_progress(import_id: str) -> Response:
-    try:
-        return jsonify(imports.progress(rt().redis, import_id))
-    except NotFound:
-        abort(404)
+    return jsonify(imports.progress(rt().redis, import_id))
 
 
 @bp.get("/contacts/import/<import_id>/errors.csv")
@@ -98,7 +95,7 @@ def contact_import_progress(import_id: str) -> Response:
 def contact_import_errors(import_id: str) -> Response:
     try:
         report = storage.for_settings(rt().settings).open(imports.errors_key(import_id))
-    except (NotFound, FileNotFoundError):
+    except FileNotFoundError:
         abort(404)
     return send_file(report, mimetype="text/csv", as_attachment=True, download_name=f"import-errors-{import_id}.csv")
 
@@ -164,10 +161,7 @@ def contact_export_status(export_id: str):  # noqa: ANN201
 @bp.get("/contacts/exports/<export_id>/status")
 @editor_required
 def contact_export_progress(export_id: str) -> Response:
-    try:
-        state = export_jobs.get(rt(), export_id)
-    except NotFound:
-        abort(404)
+    state = export_jobs.get(rt(), export_id)
     if state["state"] == "finished":
         state["download_url"] = url_for("admin.contact_export_download", export_id=export_id)
     return jsonify(state)
@@ -176,10 +170,7 @@ def contact_export_progress(export_id: str) -> Response:
 @bp.get("/contacts/exports/<export_id>/download")
 @editor_required
 def contact_export_download(export_id: str) -> Response:
-    try:
-        stream, gzipped = export_jobs.file_of(rt(), export_id)
-    except NotFound:
-        abort(404)
+    stream, gzipped = export_jobs.file_of(rt(), export_id)
     return send_file(stream, mimetype="application/gzip" if gzipped else "text/csv", as_attachment=True,
                      download_name="contacts.csv.gz" if gzipped else "contacts.csv")
 
@@ -187,10 +178,7 @@ def contact_export_download(export_id: str) -> Response:
 @bp.get("/contacts/<int:contact_id>/gdpr.json")
 @editor_required
 def contact_gdpr_export(contact_id: int) -> Response:
-    try:
-        data = exports.gdpr_export(db(), contact_id)
-    except NotFound:
-        abort(404)
+    data = exports.gdpr_export(db(), contact_id)
     audit(Action.CONTACT_GDPR_EXPORT, f"contact {contact_id}")
     return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
                     headers={"Content-Disposition": f"attachment; filename=contact-{contact_id}.json"})
@@ -200,10 +188,7 @@ def contact_gdpr_export(contact_id: int) -> Response:
 @editor_required
 def contact_erase(contact_id: int):  # noqa: ANN201
     session = db()
-    try:
-        contact = get_contact(session, contact_id)
-    except NotFound:
-        abort(404)
+    contact = get_or_404(session, Contact, contact_id)
     if request.method == "POST":
         if request.form.get("confirm", "").strip().lower() != contact.email:
             flash("Type the contact's email address to confirm the erasure.", "error")

@@ -6,7 +6,6 @@ from flask import Response, abort, render_template, request, url_for
 from flask_login import login_required
 
 from campaigns.composing import inspection
-from campaigns.errors import NotFound
 from campaigns.feedback import click_targets
 from campaigns.ops import outbox_search
 from campaigns.sending import digest as digest_service
@@ -70,7 +69,7 @@ def outbox_web(token: str) -> Response:
     try:
         (send_id,) = rt().tokens.open(Purpose.WEB, token[:MAX_TOKEN_LENGTH + 1])
         html = digest_service.web_version(rt(), db(), send_id)
-    except (InvalidToken, NotFound):
+    except InvalidToken:
         abort(404)
     return Response(web_page(_untracked(html)), mimetype="text/html", headers={"Content-Security-Policy": PREVIEW_CSP})
 

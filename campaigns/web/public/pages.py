@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, render_template, request
+from flask import Response, render_template, request
 from sqlalchemy import select
 
 from campaigns.errors import NotFound, ValidationError
@@ -48,10 +48,7 @@ def preferences(token: str):  # noqa: ANN201
     """Preference center: topics, how often, a pause, name, resubscribe; with the consent history."""
     (contact_id,) = open_token(Purpose.PREFERENCES, token)
     session = db()
-    try:
-        contact = feedback.resolve_unsubscribe(session, contact_id, 0).contact
-    except NotFound:
-        abort(404)
+    contact = feedback.resolve_unsubscribe(session, contact_id, 0).contact
     changes: list[str] = []
     error = ""
     if request.method == "POST":
