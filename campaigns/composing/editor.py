@@ -14,13 +14,13 @@ from markupsafe import escape
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, object_session
 
-# FROM_OWNER and from_identity are account concepts (alignment checks them); callers reach them here too.
 from campaigns.accounts.alignment import FROM_OWNER
-from campaigns.accounts.alignment import from_identity as from_identity
+from campaigns.accounts.alignment import from_identity as from_identity  # an account concept, still reached here
 from campaigns.addresses import normalize_email
 from campaigns.composing import sample
 from campaigns.config import Settings
 from campaigns.coupons import pools as coupon_service
+from campaigns.db import parse_id
 from campaigns.errors import InvalidState, NotFound, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Link, Sender, Topic
 from campaigns.resources import starters_dir
@@ -160,9 +160,9 @@ def _segment_id(session: Session, raw: Any) -> int | None:
     text = str(raw or "").strip()
     if not text:
         return None
-    if not text.isdigit() or len(text) > 12 or session.get(Segment, int(text)) is None:
+    if (ident := parse_id(text)) is None or session.get(Segment, ident) is None:
         raise ValidationError("the chosen segment does not exist (any more)", field="segment_id")
-    return int(text)
+    return ident
 
 
 def parse_valid_until(raw: object, current: dt.datetime | None = None) -> dt.datetime | None:
@@ -237,7 +237,7 @@ def _sender_fields(session: Session, data: Mapping[str, Any]) -> tuple[str, str,
         return "", FROM_OWNER, reply_to
     if choice.startswith("sender:"):
         sender_id = choice.removeprefix("sender:")
-        sender = session.get(Sender, int(sender_id)) if sender_id.isdigit() else None
+        sender = session.get(Sender, ident) if (ident := parse_id(sender_id)) is not None else None
         if sender is None:
             raise ValidationError("that sender identity no longer exists; choose another", field="sender")
         return sender.name, sender.email, reply_to or (sender.reply_to or "")

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from campaigns import logs
 from campaigns.config import Settings, load_settings
+from campaigns.db import parse_id
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AdminUser
 from campaigns.resources import static_dir, templates_dir
@@ -95,7 +96,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @login.user_loader
     def load_user(user_id: str) -> AdminUser | None:
-        user = db().get(AdminUser, int(user_id)) if user_id.isdigit() else None
+        ident = parse_id(user_id)
+        user = db().get(AdminUser, ident) if ident is not None else None
         return user if user is not None and user.active else None
 
     app.register_blueprint(admin_bp, url_prefix="/admin")

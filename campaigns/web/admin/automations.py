@@ -11,6 +11,7 @@ from flask_login import current_user, login_required
 from campaigns.automations import runs as auto
 from campaigns.coupons import apology as apology_service
 from campaigns.coupons import pools as coupon_service
+from campaigns.db import parse_id
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Automation, AutomationTrigger, Contact
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -117,7 +118,7 @@ def cadence_report():  # noqa: ANN201
     """Subscribed contacts not mailed in N days (default 30), in pages; and the cadence automations."""
     raw_days = request.args.get("days", "30").strip()
     raw_after = request.args.get("after", "")
-    after = int(raw_after) if raw_after.isdigit() and len(raw_after) < 19 else None
+    after = parse_id(raw_after, big=True)
     error = ""
     days = int(raw_days) if raw_days.isdigit() and len(raw_days) < 6 else 0
     try:

@@ -15,6 +15,7 @@ from campaigns.composing import brand, sample
 from campaigns.composing import editor as campaign_service
 from campaigns.contacts import records as contact_service
 from campaigns.coupons import pools as coupon_service
+from campaigns.db import parse_id
 from campaigns.errors import RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.reports import summaries
@@ -35,12 +36,12 @@ AUDIENCE_MAX_AGE = 600     # seconds before a big list's audience and forecast a
 
 
 def _topic_ids() -> list[int]:
-    return [int(t) for t in request.form.getlist("topics") if t.isdigit()]
+    return [t for t in map(parse_id, request.form.getlist("topics")) if t is not None]
 
 
 def _form_id(value: str | None) -> int | None:
     value = (value or "").strip()
-    return int(value) if value.isdigit() and len(value) < 10 else None
+    return parse_id(value)
 
 
 def _contact_vars(contact: Contact | None) -> dict:

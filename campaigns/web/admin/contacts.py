@@ -9,6 +9,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from campaigns.contacts import records as contact_service
+from campaigns.db import parse_id
 from campaigns.errors import ValidationError
 from campaigns.models import AdminRole, Contact, ContactStatus, Segment
 from campaigns.web.admin.blueprint import bp
@@ -18,9 +19,13 @@ from campaigns.web.lookup import get_or_404
 logger = logging.getLogger(__name__)
 
 
-def _id_arg(name: str) -> int | None:
-    raw = request.args.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+def _id_arg(name: str, *, big: bool = True) -> int | None:
+    """An id from the query string (contacts and events have big ids; pass big=False for other tables)."""
+    return parse_id(request.args.get(name, ""), big=big)
+
+
+def _topic_ids() -> list[int]:
+    return [t for t in map(parse_id, request.form.getlist("topics")) if t is not None]
 
 
 @bp.app_template_filter("frequency_words")
@@ -37,7 +42,7 @@ def contacts():  # noqa: ANN201
     if status not in set(ContactStatus):
         status = ""
     newest = request.args.get("order", "newest") != "oldest"
-    segment_id = _id_arg("segment")
+    segment_id = _id_arg("segment", big=False)
     session = db()
     segment = session.get(Segment, segment_id) if segment_id is not None else None
     error = ""
@@ -69,7 +74,7 @@ def contact(contact_id: int | None = None):  # noqa: ANN201
         try:
             saved = contact_service.save_contact(
                 session, request.form, obj,
-                topic_ids=[int(t) for t in request.form.getlist("topics") if t.isdigit() and len(t) < 10],
+                topic_ids=_topic_ids(),
                 interests=request.form.get("interests", "")[:2000].split(","))
             session.commit()
             flash("Contact saved.", "info")
@@ -79,7 +84,7 @@ def contact(contact_id: int | None = None):  # noqa: ANN201
             flash(str(exc), "error")
             obj = session.get(type(obj), contact_id) if obj is not None else None
             form, status = request.form, 400
-            subscribed = {int(t) for t in request.form.getlist("topics") if t.isdigit() and len(t) < 10}
+            subscribed = set(_topic_ids())
     page = contact_service.timeline(session, obj.id, before=_id_arg("events_before")) if obj else None
     return render_template(
         "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page,

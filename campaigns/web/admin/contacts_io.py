@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from campaigns import storage
 from campaigns.contacts import export_jobs, exports, imports
+from campaigns.db import parse_id
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Contact, ContactStatus, Topic
 from campaigns.web.admin.audit import Action, audit
@@ -127,7 +128,7 @@ def contact_export_form():  # noqa: ANN201
 
 def _form_int(name: str) -> int | None:
     raw = request.form.get(name, "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+    return parse_id(raw)
 
 
 @bp.post("/contacts/exports")

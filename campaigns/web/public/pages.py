@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, render_template, request
 from sqlalchemy import select
 
+from campaigns.db import parse_id
 from campaigns.errors import NotFound, ValidationError
 from campaigns.feedback import preferences as feedback
 from campaigns.models import ContactStatus, Frequency, Topic
@@ -53,7 +54,7 @@ def preferences(token: str):  # noqa: ANN201
     error = ""
     if request.method == "POST":
         form = request.form
-        ids = [int(v) for v in form.getlist("topics")[:200] if v.isdigit() and len(v) < 12]
+        ids = [t for t in map(parse_id, form.getlist("topics")[:200]) if t is not None]
         try:
             changes = feedback.update_preferences(
                 session, contact, topic_ids=ids, first_name=form.get("first_name", ""),
