@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from campaigns import recipient_urls
 from campaigns.csvfiles import CsvChunks
 from campaigns.db import parse_id
 from campaigns.errors import InvalidState, NotFound, ValidationError
@@ -247,7 +248,7 @@ class SurveyLinks:
                                  if self.options else "survey_url(): the first question takes free text; "
                                  "call survey_url() without an answer")
             code = lowered.index(text) + 1
-        return f"{self.base_url}/s/{self.tokens.seal(Purpose.SURVEY, send_id, 0, code)}"
+        return recipient_urls.sealed(self.base_url, self.tokens, Purpose.SURVEY, send_id, 0, code)
 
     def block(self, send_id: int) -> SurveyBlock:
         """The first question and its one-click answers."""
