@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from campaigns.coupons import pools as coupon_service
 from campaigns.errors import RapportError, ValidationError
 from campaigns.models import CouponPool
 from campaigns.web.admin.blueprint import bp, editor_required
-from campaigns.web.context import csrf, db
+from campaigns.web.context import csrf, db, rt
 from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
@@ -174,12 +174,10 @@ def _api_error(message: str, http_status: int, detail: dict | None = None):  # n
 
 
 def _api_caller() -> str | None:
-    from flask import current_app
-
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer "):
         return None
-    configured = str(current_app.config.get("COUPON_API_TOKEN", "") or "")
+    configured = rt().settings.coupon_api_token or str(current_app.config.get("COUPON_API_TOKEN", "") or "")
     return coupon_service.authenticate(db(), auth[7:], configured)
 
 
