@@ -109,9 +109,8 @@ def probe_nonce(tokens: TokenCodec, raw: bytes) -> str | None:
 
 
 def record_probe(session: Session, nonce: str) -> None:
-    """Leave the mark check-mail-setup waits for. Commits."""
+    """Leave the mark check-mail-setup waits for (caller commits)."""
     set_value(session, PROBE_SETTING, {"nonce": nonce, "at": dt.datetime.now(dt.UTC).isoformat()}, "ingest")
-    session.commit()
 
 
 def _probe_arrived(session_factory: Callable[[], Session], nonce: str) -> bool:

@@ -238,6 +238,7 @@ def ingest_message(session: Session, tokens: TokenCodec, raw: bytes, *, envelope
     nonce = mail_setup.probe_nonce(tokens, raw)
     if nonce:   # `rapport check-mail-setup` testing the route: leave its mark, touch nothing else
         mail_setup.record_probe(session, nonce)
+        session.commit()
         return Outcome("probe", detail=nonce)
     fb = parse_feedback(raw, envelope_recipient)
     raw_key = "in:" + hashlib.sha256(raw).hexdigest()[:60]

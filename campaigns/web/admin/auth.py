@@ -24,6 +24,7 @@ def login():  # noqa: ANN201
             flash(str(exc), "error")
             return render_template("admin/login.html", email=email[:320]), 429, {"Retry-After": str(exc.retry_after)}
         except ValidationError as exc:
+            db().commit()           # the failed attempt is recorded: it counts toward the throttle
             flash(str(exc), "error")
             return render_template("admin/login.html", email=email[:320]), 401
         db().commit()
