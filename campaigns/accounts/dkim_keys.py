@@ -175,7 +175,7 @@ def _tags(value: str) -> dict[str, str]:
 
 def resolve_txt(name: str) -> list[str]:
     """TXT strings at name from the system's resolver (raises when there are none)."""
-    import dns.resolver
+    import dns.resolver  # deferred: only DNS checks need dnspython
 
     resolver = dns.resolver.Resolver()
     resolver.lifetime = 4.0

@@ -16,6 +16,7 @@ from flask import Flask, Response, g, jsonify, redirect, render_template, reques
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from campaigns import logs
 from campaigns.config import Settings, load_settings
@@ -151,8 +152,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return response
 
     if settings.trusted_proxies:   # outermost, so every layer (the tracking fast path too) sees the visitor
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     return app

@@ -8,6 +8,7 @@ import logging
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from campaigns import scheduler
 from campaigns.automations import runs as auto
 from campaigns.coupons import apology as apology_service
 from campaigns.coupons import pools as coupon_service
@@ -39,8 +40,6 @@ def _steps_from_form() -> list[tuple[str, str]]:
 @login_required
 def automations():  # noqa: ANN201
     """Every automation with its trigger, next run and what it sent; the periodic tasks of the scheduler."""
-    from campaigns import scheduler
-
     session = db()
     tasks, beat = scheduler.status(rt())
     return render_template("admin/automations/index.html", rows=auto.overview(session), describe=auto.describe,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 
@@ -104,8 +105,6 @@ def contact_import_errors(import_id: str) -> Response:
 @bp.app_template_filter("export_time")
 def export_time(epoch: int) -> str:
     """An export's time stamp, in UTC."""
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 

@@ -6,9 +6,10 @@ import logging
 
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
+from sqlalchemy import select
 
 from campaigns.errors import RapportError
-from campaigns.models import Survey
+from campaigns.models import Campaign, Survey
 from campaigns.surveys import service as survey_service
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -63,10 +64,6 @@ def _rows(questions: list) -> list[dict]:
 @login_required
 def survey_results(survey_id: int):  # noqa: ANN201
     get_or_404(db(), Survey, survey_id)
-    from sqlalchemy import select
-
-    from campaigns.models import Campaign
-
     used_by = list(db().scalars(select(Campaign).where(Campaign.survey_id == survey_id).order_by(Campaign.id)))
     return render_template("admin/surveys/results.html", results=survey_service.results(db(), survey_id),
                            used_by=used_by)
