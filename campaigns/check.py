@@ -7,6 +7,7 @@ from typing import TextIO
 
 from redis.exceptions import RedisError
 
+from campaigns import scheduler
 from campaigns.config import Settings
 from campaigns.ops import health, liveness
 from campaigns.runtime import Runtime
@@ -21,7 +22,7 @@ def check(settings: Settings, out: TextIO | None = None) -> int:
         failed = [f"{name}: {why}" for name, why in ready.items() if why != "ok"]
         if ready["redis"] == "ok":
             try:
-                state = liveness.queue_state(rt)
+                state = liveness.queue_state(rt, scheduler.status(rt)[1])
             except RedisError as exc:
                 failed.append(f"redis: {exc}")
             else:

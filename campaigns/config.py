@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from campaigns.db import normalize_url
+from campaigns.errors import RapportError
 
 MIN_SECRET_BYTES = 32
 TRUE = ("1", "true", "yes", "on")
@@ -20,8 +21,9 @@ def default_instance() -> Path:
     return Path.cwd() / "instance"
 
 
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+class ConfigError(RapportError, ValueError):
+    """A setting is missing or malformed; the message names the variable (still a ValueError for callers that
+    parse values with it)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,13 @@ class PolicySettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything Rapport needs to run; services receive this, never os.environ."""
+    """Everything Rapport needs to run; services receive this, never os.environ.
+
+    Read once when a process starts (from_env); nothing reads the environment per request. Credentials of the
+    relay webhooks (RAPPORT_WEBHOOK_SECRET, RAPPORT_MAILGUN_SIGNING_KEY, RAPPORT_SENDGRID_VERIFICATION_KEY,
+    RAPPORT_SES_TOPIC_ARNS) and the shop's fallback coupon API token (RAPPORT_COUPON_API_TOKEN) are here too, so a
+    changed secret takes effect at the next restart of the app, like every other setting.
+    """
 
     instance_path: Path = field(default_factory=default_instance)
     database_url: str = ""
@@ -97,6 +105,10 @@ class Settings:
     trusted_proxies: int = 0
     policy: PolicySettings = field(default_factory=PolicySettings)
     webhook_secret: str = ""                  # shared secret of POST /webhooks/relay (empty: endpoint off)
+    mailgun_signing_key: str = ""             # Mailgun's HTTP webhook signing key (/webhooks/relay/mailgun)
+    sendgrid_verification_key: str = ""       # SendGrid's Signed Event Webhook verification key (base64 DER or PEM)
+    ses_topic_arns: tuple[str, ...] = ()      # SNS topics /webhooks/relay/ses accepts (empty: any topic)
+    coupon_api_token: str = ""                # one more bearer token of the shop's coupon API, besides the admin's
     soft_bounce_limit: int = 3                # soft bounces within the window that suppress an address
     soft_bounce_window_days: int = 30
     bounce_mailbox_url: str = ""              # imap[s]:// or pop3[s]:// mailbox that `poll-bounces` reads
@@ -256,6 +268,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         pause_within_sends=max(1, _int(env, "RAPPORT_PAUSE_WITHIN_SENDS", 5000)),
         export_keep_hours=max(1, _int(env, "RAPPORT_EXPORT_KEEP_HOURS", 24)),
         webhook_secret=env.get("RAPPORT_WEBHOOK_SECRET", ""),
+        mailgun_signing_key=env.get("RAPPORT_MAILGUN_SIGNING_KEY", ""),
+        sendgrid_verification_key=env.get("RAPPORT_SENDGRID_VERIFICATION_KEY", "").strip(),
+        ses_topic_arns=tuple(a.strip() for a in env.get("RAPPORT_SES_TOPIC_ARNS", "").split(",") if a.strip()),
+        coupon_api_token=env.get("RAPPORT_COUPON_API_TOKEN", "").strip(),
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),
         bounce_mailbox_url=env.get("BOUNCE_MAILBOX_URL", ""),

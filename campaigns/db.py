@@ -1,4 +1,4 @@
-"""Engine and session factory shared by the web app and the worker."""
+"""Engine and session factory shared by the web app and the worker, and parse_id for ids that come as text."""
 
 from __future__ import annotations
 
@@ -19,6 +19,22 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+MAX_ID = 2**31 - 1       # INTEGER primary keys: PostgreSQL refuses a larger value in a comparison with one
+MAX_BIG_ID = 2**63 - 1   # BigId primary keys (contacts, sends, events, audit entries…)
+
+
+def parse_id(text: str | None, *, big: bool = False) -> int | None:
+    """The database id text names (ASCII digits, at most MAX_ID, or MAX_BIG_ID with big=True), else None.
+
+    Ids arrive as text from forms, query strings and cookies; anything else (signs, spaces, other digits than
+    0-9, a number the column cannot hold) is no id, so a lookup with it finds nothing instead of failing.
+    """
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 19:
+        return None
+    value = int(text)
+    return value if value <= (MAX_BIG_ID if big else MAX_ID) else None
 
 
 class Base(DeclarativeBase):

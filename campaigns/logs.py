@@ -119,7 +119,7 @@ def configure(settings: Settings) -> logging.Handler:
 
 def _sentry(settings: Settings) -> None:
     try:
-        import sentry_sdk
+        import sentry_sdk  # an optional dependency, imported only when SENTRY_DSN is set
     except ImportError:
         logger.warning("SENTRY_DSN is set but sentry-sdk is not installed (pip install 'rapport[sentry]'); "
                        "errors are only logged")

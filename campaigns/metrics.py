@@ -3,8 +3,9 @@
 Workers and the web app run on different machines, so process-local counters would show only what the web process
 did. Instead every recorder adds to the hash `rapport:metrics` with HINCRBY (one pipeline per batch: one round trip)
 and `RapportCollector` turns the hash into Prometheus metrics on each scrape, together with live gauges read from
-Redis (queue depth, oldest job age, live workers, the scheduler's last tick). Counters only ever grow; they survive
-worker restarts and vanish only with Redis itself, which Prometheus' rate() treats as a counter reset.
+Redis (queue depth, oldest job age, live workers, the scheduler's last tick) that the operations layer computes
+(campaigns.ops.liveness) and hands to the collector as a callable returning QueueFigures. Counters only ever grow;
+they survive worker restarts and vanish only with Redis itself, which Prometheus' rate() treats as a counter reset.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -91,11 +93,25 @@ def _execute(pipe) -> None:  # noqa: ANN001
         logger.warning("metrics not recorded: %s", exc)
 
 
-class RapportCollector(Collector):
-    """Reads the shared counters and the live queue state from Redis at each scrape."""
+@dataclass(frozen=True)
+class QueueFigures:
+    """The live queue gauges /metrics exports, as computed by whoever knows the queue (campaigns.ops.liveness)."""
 
-    def __init__(self, runtime) -> None:  # noqa: ANN001 - campaigns.runtime.Runtime (kept import-light)
+    jobs: Mapping[str, int]                    # jobs per registry: queued, started, scheduled, deferred, failed
+    oldest_age: dt.timedelta | None            # of the oldest job waiting (None: nothing waits)
+    workers_alive: int
+    scheduler_tick_age: dt.timedelta | None    # since a scheduler last ticked (None: never)
+
+
+class RapportCollector(Collector):
+    """Reads the shared counters from Redis and asks queue_figures for the live queue state at each scrape.
+
+    queue_figures may raise RedisError: the scrape then reports rapport_redis_up 0, like an unreadable hash.
+    """
+
+    def __init__(self, runtime, queue_figures: Callable[[], QueueFigures]) -> None:  # noqa: ANN001 - a Runtime
         self.runtime = runtime
+        self.queue_figures = queue_figures
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("rapport_redis_up", "1 when /metrics could read Redis, else 0")
@@ -153,22 +169,20 @@ class RapportCollector(Collector):
         del batch_count   # the +Inf bucket is the count
 
     def _queue(self) -> Iterator[Metric]:
-        from campaigns.ops import liveness  # services build on the runtime; keep this module light
-
-        state = liveness.queue_state(self.runtime)
+        figures = self.queue_figures()
         jobs = GaugeMetricFamily("rapport_queue_jobs", "Jobs in the queue's registries", labels=["state"])
-        for name, n in state.jobs.items():
+        for name, n in figures.jobs.items():
             jobs.add_metric([name], n)
         yield jobs
         yield GaugeMetricFamily("rapport_queue_oldest_job_age_seconds",
                                 "Age of the oldest job waiting in the queue (0 when empty)",
-                                value=state.oldest_age.total_seconds() if state.oldest_age else 0.0)
+                                value=figures.oldest_age.total_seconds() if figures.oldest_age else 0.0)
         yield GaugeMetricFamily("rapport_workers_alive", "Workers whose heartbeat is recent",
-                                value=len([w for w in state.workers if w.alive]))
-        tick = state.scheduler_tick
+                                value=figures.workers_alive)
+        tick_age = figures.scheduler_tick_age
         yield GaugeMetricFamily("rapport_scheduler_last_tick_age_seconds",
                                 "Seconds since a worker's scheduler last ticked (-1: never)",
-                                value=(state.now - tick).total_seconds() if tick else -1.0)
+                                value=tick_age.total_seconds() if tick_age is not None else -1.0)
 
 
 def age(since: dt.datetime | None, now: dt.datetime) -> dt.timedelta | None:

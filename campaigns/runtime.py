@@ -20,8 +20,10 @@ from redis.retry import Retry
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
+from campaigns import stop_marks
 from campaigns.config import Settings, from_env
 from campaigns.db import make_engine, make_session_factory
+from campaigns.dkim_signing import signer_for_runtime
 from mailer.dkim import DKIMSigner
 from mailer.ratelimit import relay_limiter_factory
 from mailer.tracking import TokenCodec
@@ -91,11 +93,10 @@ class Runtime:
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
-        from campaigns.sending import stops  # services build on this module
-
         # Every session of this runtime records contacts who stop (unsubscribe, bounce…) in Redis at flush time,
-        # so a sender that claimed them a moment ago still sees it before the hand-off (services.stops).
-        self.session_factory.configure(info={stops.RECORDER: stops.recorder(lambda: self.redis, settings.queue_name)})
+        # so a sender that claimed them a moment ago still sees it before the hand-off (campaigns.stop_marks).
+        self.session_factory.configure(
+            info={stop_marks.RECORDER: stop_marks.recorder(lambda: self.redis, settings.queue_name)})
         self._redis: Redis | None = None
         self._signer: DKIMSigner | None = None
         self._signer_source: tuple | None = None
@@ -140,8 +141,6 @@ class Runtime:
         """
         now = time.monotonic()
         if now >= self._signer_due:
-            from campaigns.accounts.dkim_keys import signer_for_runtime  # services build on this module
-
             self._signer_due = now + SIGNER_RECHECK
             self._signer_source, self._signer = signer_for_runtime(
                 self.engine, self.settings, self._signer_source, self._signer)

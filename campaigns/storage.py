@@ -164,7 +164,7 @@ class S3Storage(Storage):
 
     def __init__(self, url: str) -> None:
         try:
-            import boto3
+            import boto3  # an optional dependency (rapport[s3]), imported only for s3:// storage
             from botocore.config import Config
         except ImportError:
             raise ConfigError("STORAGE_URL is s3://… but boto3 is not installed: pip install 'rapport[s3]'") from None
@@ -210,7 +210,7 @@ class S3Storage(Storage):
         return io.BufferedWriter(_Publish(part, publish))
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # optional dependency, see __init__
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._name(key))

@@ -4,6 +4,9 @@ A receiver applying DMARC passes a message only when an authenticated domain (th
 envelope sender) matches the From domain. Rapport signs every message for DKIM_DOMAIN, so a From address on any
 other domain fails DMARC wherever its owner publishes a policy (gmail.com, most shops). Alignment here is DMARC's
 relaxed mode without a public-suffix list: equal domains, or one a subdomain of the other.
+
+The From identity of a campaign (FROM_OWNER, from_identity) lives here too: alignment checks it, and sender
+identities are account data; campaigns.composing.editor uses both.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from campaigns.errors import ValidationError
 from campaigns.models import Campaign, Sender
 
 Resolver = Callable[[str], list[str]]
+# Campaign.from_email of "from the contact's account owner": each recipient hears from their own Contact.owner.
+FROM_OWNER = "owner"
 
 
 class UnalignedFrom(ValidationError):
@@ -153,13 +158,18 @@ def domain_reports(domains: Iterable[str], settings: Settings, dkim_records: Seq
     return reports
 
 
+def from_identity(campaign: Campaign, settings: Settings) -> tuple[str, str]:
+    """(name, address) of the From header; in owner mode, the default for contacts without an owner."""
+    if campaign.from_email == FROM_OWNER:
+        return settings.sender_name, settings.sender_email
+    return campaign.from_name or settings.sender_name, campaign.from_email or settings.sender_email
+
+
 def check_campaign_from(session: Session, campaign: Campaign, settings: Settings) -> None:
     """Raise UnalignedFrom when a campaign would send from a domain its DKIM signature does not align with.
 
     Owner mode sends as every sender identity; each must be aligned or carry its own override.
     """
-    from campaigns.composing.editor import FROM_OWNER, from_identity
-
     _name, address = from_identity(campaign, settings)
     check_from(address, settings, override=campaign.allow_unaligned_from)
     if campaign.from_email == FROM_OWNER:
@@ -170,8 +180,6 @@ def check_campaign_from(session: Session, campaign: Campaign, settings: Settings
 
 def sending_domains(session: Session, settings: Settings) -> list[str]:
     """Every domain mail goes out from: the default sender, sender identities and campaigns' own addresses."""
-    from campaigns.composing.editor import FROM_OWNER
-
     domains = {domain_of(settings.sender_email)}
     domains.update(domain_of(e) for e in session.scalars(select(Sender.email)))
     domains.update(domain_of(e) for e in session.scalars(

@@ -1,4 +1,5 @@
-"""DKIM keys chosen in the admin: generate, publish (the exact DNS record), activate, and the runtime's signer.
+"""DKIM keys chosen in the admin: generate, publish (the exact DNS record), activate (campaigns.dkim_signing
+reads the active ones and builds the runtime's signer).
 
 Private keys are files under instance/dkim/ (mode 0600, like the key `python -m campaigns init` creates); the
 app_setting row "dkim" only records which of them sign, so a database dump never contains a private key. Until a
@@ -8,7 +9,6 @@ key is activated in the admin, the configured one (DKIM_PRIVATE_KEY_PATH, DKIM_E
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import re
@@ -17,17 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from campaigns.accounts.settings_store import get_value, set_value
 from campaigns.config import Settings
+from campaigns.dkim_signing import DKIM, key_path, load_key, state_of
 from campaigns.errors import ValidationError
-from mailer.dkim import DKIMKey, DKIMSigner, generate_private_key_pem
+from mailer.dkim import DKIMKey, generate_private_key_pem
 
 logger = logging.getLogger(__name__)
 
-DKIM = "dkim"
 KEY_KINDS = ("rsa", "ed25519")
 _SELECTOR = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -54,38 +53,17 @@ def zone_record(key: DKIMKey) -> str:
 
 
 def _info(settings: Settings, entry: Mapping[str, str], source: str) -> KeyInfo | None:
-    path = Path(entry["path"])
-    if not path.is_absolute():
-        path = Path(settings.instance_path) / path
-    try:
-        key = DKIMKey.from_pem(settings.dkim_domain, entry["selector"], path.read_bytes())
-    except (OSError, ValueError, TypeError) as exc:
-        logger.warning("DKIM key %s (%s) cannot be used: %s", entry["selector"], path, exc)
+    key = load_key(settings, entry)
+    if key is None:
         return None
     kind = "ed25519" if key.algorithm.startswith("ed25519") else "rsa"
-    return KeyInfo(entry["selector"], kind, path, key.dns_record_name(), key.dns_txt_value(), zone_record(key),
-                   source, entry.get("created", ""))
-
-
-def _env_entries(settings: Settings) -> list[dict[str, str]]:
-    out = []
-    if settings.dkim_private_key_path and Path(settings.dkim_private_key_path).exists():
-        out.append({"selector": settings.dkim_selector, "path": str(settings.dkim_private_key_path)})
-    if settings.dkim_ed25519_selector and settings.dkim_ed25519_key_path:
-        out.append({"selector": settings.dkim_ed25519_selector, "path": str(settings.dkim_ed25519_key_path)})
-    return out
+    return KeyInfo(entry["selector"], kind, key_path(settings, entry), key.dns_record_name(), key.dns_txt_value(),
+                   zone_record(key), source, entry.get("created", ""))
 
 
 def _dkim_state(session: Session, settings: Settings) -> tuple[list[dict[str, str]], dict[str, str] | None, str]:
     """(active entries, pending entry, where the active ones come from)."""
-    return _state_of(get_value(session, DKIM), settings)
-
-
-def _state_of(value: Any, settings: Settings) -> tuple[list[dict[str, str]], dict[str, str] | None, str]:
-    state = value or {}
-    if state.get("active"):
-        return list(state["active"]), state.get("pending"), "admin"
-    return _env_entries(settings), state.get("pending"), "environment"
+    return state_of(get_value(session, DKIM), settings)
 
 
 def dkim_overview(session: Session, settings: Settings) -> tuple[list[KeyInfo], KeyInfo | None]:
@@ -93,18 +71,6 @@ def dkim_overview(session: Session, settings: Settings) -> tuple[list[KeyInfo], 
     active, pending, source = _dkim_state(session, settings)
     keys = [info for entry in active if (info := _info(settings, entry, source)) is not None]
     return keys, _info(settings, pending, "admin") if pending else None
-
-
-def _signer(settings: Settings, active: list[dict[str, str]]) -> DKIMSigner | None:
-    keys = []
-    for entry in active:
-        info = _info(settings, entry, "")
-        if info is not None:
-            keys.append(DKIMKey.from_pem(settings.dkim_domain, info.selector, info.path.read_bytes()))
-    if not keys:
-        logger.warning("no usable DKIM key: mail goes out unsigned")
-        return None
-    return DKIMSigner(keys)
 
 
 def generate_dkim_key(session: Session, settings: Settings, kind: str, selector: str, by: str) -> KeyInfo:
@@ -170,44 +136,7 @@ def discard_pending_key(session: Session, settings: Settings, by: str) -> None:
 
 
 def _remove_key_file(settings: Settings, entry: Mapping[str, str]) -> None:
-    path = Path(entry["path"])
-    if not path.is_absolute():
-        path = Path(settings.instance_path) / path
-    path.unlink(missing_ok=True)
-
-
-def signer_for_runtime(engine: Engine, settings: Settings, known: tuple | None,
-                       current: DKIMSigner | None) -> tuple[tuple | None, DKIMSigner | None]:
-    """(fingerprint, signer) for a Runtime: rebuilt only when the active keys changed.
-
-    Reads the setting on a raw connection without a transaction: on SQLite an ORM session would BEGIN IMMEDIATE
-    and wait for the write lock that the calling batch may hold itself. Without a readable table (not migrated
-    yet) the configured keys sign.
-    """
-    try:
-        conn = engine.raw_connection()
-        try:
-            cursor = conn.cursor()
-            mark = "%s" if engine.dialect.name == "postgresql" else "?"
-            cursor.execute(f"SELECT value FROM app_setting WHERE key = {mark}", (DKIM,))
-            row = cursor.fetchone()
-            cursor.close()
-        finally:
-            conn.close()
-        value = row[0] if row else None
-        if isinstance(value, str):
-            value = json.loads(value)
-    except Exception as exc:  # noqa: BLE001 - raw driver errors are not wrapped by SQLAlchemy
-        if known is not None:
-            logger.warning("cannot re-read the DKIM settings (%s); keeping the current keys", exc)
-            return known, current
-        logger.debug("DKIM settings unavailable (%s); using the configured key", exc)
-        value = None
-    active, _pending, _source = _state_of(value, settings)
-    fingerprint = tuple((e["selector"], e["path"]) for e in active)
-    if fingerprint == known:
-        return known, current
-    return fingerprint, _signer(settings, active)
+    key_path(settings, entry).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -246,7 +175,7 @@ def _tags(value: str) -> dict[str, str]:
 
 def resolve_txt(name: str) -> list[str]:
     """TXT strings at name from the system's resolver (raises when there are none)."""
-    import dns.resolver
+    import dns.resolver  # deferred: only DNS checks need dnspython
 
     resolver = dns.resolver.Resolver()
     resolver.lifetime = 4.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import shlex
 import smtplib
 import subprocess
 import time
@@ -23,7 +24,10 @@ from sqlalchemy.orm import Session
 
 from campaigns.accounts import alignment
 from campaigns.accounts.alignment import RecordCheck
+from campaigns.accounts.dkim_keys import dkim_overview, resolve_txt
+from campaigns.accounts.settings_store import get_value, set_value
 from campaigns.config import Settings
+from campaigns.runtime import Runtime
 from mailer.tracking import InvalidToken, Purpose, TokenCodec
 
 PROBE_HEADER = "X-Rapport-Probe"
@@ -38,13 +42,11 @@ class Resolver:
 
     def txt(self, name: str) -> list[str]:
         """TXT strings at name (raises when there are none)."""
-        from campaigns.accounts.dkim_keys import resolve_txt
-
         return resolve_txt(name)
 
     def mx(self, name: str) -> list[str]:
         """MX targets of name, most preferred first (raises when there are none)."""
-        import dns.resolver
+        import dns.resolver  # deferred like in dkim_keys.resolve_txt: only DNS checks need dnspython
 
         resolver = dns.resolver.Resolver()
         resolver.lifetime = 4.0
@@ -107,16 +109,11 @@ def probe_nonce(tokens: TokenCodec, raw: bytes) -> str | None:
 
 
 def record_probe(session: Session, nonce: str) -> None:
-    """Leave the mark check-mail-setup waits for. Commits."""
-    from campaigns.accounts.settings_store import set_value
-
+    """Leave the mark check-mail-setup waits for (caller commits)."""
     set_value(session, PROBE_SETTING, {"nonce": nonce, "at": dt.datetime.now(dt.UTC).isoformat()}, "ingest")
-    session.commit()
 
 
 def _probe_arrived(session_factory: Callable[[], Session], nonce: str) -> bool:
-    from campaigns.accounts.settings_store import get_value
-
     with session_factory() as session:
         return (get_value(session, PROBE_SETTING) or {}).get("nonce") == nonce
 
@@ -170,11 +167,6 @@ def check_smtp(host: str, port: int, settings: Settings, tokens: TokenCodec,
 def run(settings: Settings, *, pipe: str = "", smtp: str = "", dns: bool = True,
         resolver: Resolver | None = None) -> int:
     """Print every check with what to fix; 0 when all pass, 1 otherwise."""
-    import shlex
-
-    from campaigns.accounts.dkim_keys import dkim_overview
-    from campaigns.runtime import Runtime
-
     rt = Runtime(settings)
     failed = 0
     try:

@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.config import Settings
-from campaigns.contacts.records import normalize_email
+from campaigns.accounts.alignment import check_from
+from campaigns.addresses import normalize_email
+from campaigns.config import ConfigError, Settings, parse_delays
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AppSetting, Contact, Sender
 from mailer.dkim import DKIMSigner
@@ -101,8 +102,6 @@ def retry_schedule(session: Session, settings: Settings) -> RetrySchedule:
 
 def save_retry_schedule(session: Session, delays_text: str, max_age_hours: str, by: str) -> RetrySchedule | None:
     """Save the retry schedule from the form (both blank: back to the environment defaults); caller commits."""
-    from campaigns.config import ConfigError, parse_delays
-
     delays_text, max_age_hours = (delays_text or "").strip(), (max_age_hours or "").strip()
     if not delays_text and not max_age_hours:
         set_value(session, RETRY, None, by)
@@ -146,7 +145,6 @@ def save_sender(session: Session, form: Mapping[str, str], sender: Sender | None
                 settings: Settings) -> Sender:
     """Create or change a sender identity from form fields name, email, reply_to, title, allow_unaligned
     (caller commits); an address DKIM does not align with is refused unless allow_unaligned is set."""
-    from campaigns.accounts.alignment import check_from
     name = (form.get("name") or "").strip()
     if not name:
         raise ValidationError("A sender needs a name: it is what recipients see in the From line.", field="name")

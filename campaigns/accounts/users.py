@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from campaigns.contacts.records import normalize_email
+from campaigns.addresses import normalize_email
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AdminRole, AdminUser, LoginFailure, utcnow
 
@@ -65,7 +65,8 @@ def _throttle(session: Session, email: str, ip: str, now: dt.datetime) -> None:
 
 
 def authenticate(session: Session, email: str, password: str, ip: str) -> AdminUser:
-    """The active user with this address and password; raises LoginThrottled or ValidationError (caller commits).
+    """The active user with this address and password; raises LoginThrottled or ValidationError. The caller
+    commits in every case: a failed attempt is recorded (it counts toward the throttle) before the error is raised.
 
     Failures are recorded per address and per IP; while either has too many within THROTTLE_WINDOW, attempts are
     refused before the password is even checked. A hash made with older parameters is upgraded on success.
@@ -80,7 +81,7 @@ def authenticate(session: Session, email: str, password: str, ip: str) -> AdminU
         session.add(LoginFailure(email=email, ip=ip, at=now))
         # Old failures only matter inside the window; drop them as we go (indexed on at).
         session.execute(delete(LoginFailure).where(LoginFailure.at < now - dt.timedelta(days=1)))
-        session.commit()
+        session.flush()
         raise ValidationError("Wrong email or password.", field="password")
     if not user.password_hash.startswith(CURRENT_METHOD + "$"):
         user.password_hash = hash_password(password)

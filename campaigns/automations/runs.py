@@ -43,6 +43,7 @@ from campaigns.automations.triggers import (  # noqa: F401 - re-exported: the ad
     zone,
 )
 from campaigns.composing import editor as campaign_service
+from campaigns.db import parse_id
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import (
     Automation,
@@ -99,7 +100,7 @@ def template_choices(session: Session, include: Iterable[int] = ()) -> list[Camp
 
 def _template(session: Session, raw: Any, field: str) -> Campaign:
     raw = str(raw or "").strip()
-    campaign = session.get(Campaign, int(raw)) if raw.isdigit() and len(raw) < 10 else None
+    campaign = session.get(Campaign, ident) if (ident := parse_id(raw)) is not None else None
     if campaign is None:
         raise ValidationError("choose the mail to send (a draft campaign used as template)", field=field)
     if session.scalar(select(AutomationRun.id).where(AutomationRun.campaign_id == campaign.id).limit(1)):

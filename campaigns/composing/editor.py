@@ -14,10 +14,13 @@ from markupsafe import escape
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, object_session
 
+from campaigns.accounts.alignment import FROM_OWNER
+from campaigns.accounts.alignment import from_identity as from_identity  # an account concept, still reached here
+from campaigns.addresses import normalize_email
 from campaigns.composing import sample
 from campaigns.config import Settings
-from campaigns.contacts.records import normalize_email
 from campaigns.coupons import pools as coupon_service
+from campaigns.db import parse_id
 from campaigns.errors import InvalidState, NotFound, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Link, Sender, Topic
 from campaigns.resources import starters_dir
@@ -34,8 +37,6 @@ from mailer.compose import (
 logger = logging.getLogger(__name__)
 
 EDITABLE_STATUSES = {CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED}
-# Campaign.from_email of "from the contact's account owner": each recipient hears from their own Contact.owner.
-FROM_OWNER = "owner"
 MAX_SOURCE_CHARS = 400_000
 _cache: OrderedDict[str, CompiledCampaign] = OrderedDict()
 _CACHE_SIZE = 32
@@ -159,9 +160,9 @@ def _segment_id(session: Session, raw: Any) -> int | None:
     text = str(raw or "").strip()
     if not text:
         return None
-    if not text.isdigit() or len(text) > 12 or session.get(Segment, int(text)) is None:
+    if (ident := parse_id(text)) is None or session.get(Segment, ident) is None:
         raise ValidationError("the chosen segment does not exist (any more)", field="segment_id")
-    return int(text)
+    return ident
 
 
 def parse_valid_until(raw: object, current: dt.datetime | None = None) -> dt.datetime | None:
@@ -236,7 +237,7 @@ def _sender_fields(session: Session, data: Mapping[str, Any]) -> tuple[str, str,
         return "", FROM_OWNER, reply_to
     if choice.startswith("sender:"):
         sender_id = choice.removeprefix("sender:")
-        sender = session.get(Sender, int(sender_id)) if sender_id.isdigit() else None
+        sender = session.get(Sender, ident) if (ident := parse_id(sender_id)) is not None else None
         if sender is None:
             raise ValidationError("that sender identity no longer exists; choose another", field="sender")
         return sender.name, sender.email, reply_to or (sender.reply_to or "")
@@ -258,13 +259,6 @@ def sender_choice(campaign: Campaign | None, senders: Iterable[Sender]) -> str:
         if sender.email == campaign.from_email and sender.name == campaign.from_name:
             return f"sender:{sender.id}"
     return "custom"
-
-
-def from_identity(campaign: Campaign, settings: Settings) -> tuple[str, str]:
-    """(name, address) of the From header; in owner mode, the default for contacts without an owner."""
-    if campaign.from_email == FROM_OWNER:
-        return settings.sender_name, settings.sender_email
-    return campaign.from_name or settings.sender_name, campaign.from_email or settings.sender_email
 
 
 def owner_senders(session: Session, campaign: Campaign) -> list[Sender]:

@@ -14,11 +14,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from campaigns import recipient_urls
 from campaigns.coupons import pools as coupon_service
 from campaigns.models import Campaign, CouponPool, Survey
 from campaigns.surveys import service as survey_service
 from mailer.compose import CompiledCampaign, Rendered, TemplateError
-from mailer.tracking import TokenCodec
+from mailer.tracking import Purpose, TokenCodec
 
 SAMPLE_CONTACT = {"email": "sample@example.com", "first_name": "", "last_name": "", "full_name": "",
                   "city": "", "country": "", "interests": []}
@@ -83,7 +84,7 @@ def attachments(session: Session | None, coupon_pool_id: int | None, survey_id: 
                                                     tokens=tokens or _probe_tokens()) if survey is not None else None
     if links is not None:
         out.extras.update(links.context(0))
-        out.survey_name, out.survey_prefix = survey.name, f"{base_url}/s/"
+        out.survey_name, out.survey_prefix = survey.name, recipient_urls.prefix(base_url, Purpose.SURVEY)
     return out
 
 

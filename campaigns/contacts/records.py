@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from campaigns.addresses import normalize_email
 from campaigns.contacts import segments
 from campaigns.contacts.suppression import suppressed_status
 from campaigns.errors import NotFound, ValidationError
@@ -38,18 +38,6 @@ EDITABLE_FIELDS = ("first_name", "last_name", "phone", "address_line1", "address
                    "postal_code", "country", "timezone", "locale")
 
 
-def normalize_email(raw: str, *, own_address: bool = False) -> str:
-    """Validate syntax and return the address lower-cased; raises ValidationError with the reason.
-
-    Recipients on special-use domains (.test, .invalid, localhost…) are refused: mail to them can never arrive.
-    Our own sender addresses may use them, so a staging setup can send as news@shop.test.
-    """
-    try:
-        result = validate_email((raw or "").strip(), check_deliverability=False,
-                                globally_deliverable=not own_address, test_environment=own_address)
-    except EmailNotValidError as exc:
-        raise ValidationError(f"{raw!r} is not a valid email address: {exc}", field="email") from None
-    return result.normalized.lower()
 
 
 def get_contact(session: Session, contact_id: int) -> Contact:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from campaigns.composing import editor as campaign_service
 from campaigns.contacts import records as contact_service
 from campaigns.coupons import pools as coupon_service
+from campaigns.db import parse_id
 from campaigns.errors import ValidationError
 from campaigns.models import (
     Campaign,
@@ -110,7 +111,7 @@ def send_apology(rt: Runtime, session: Session, contact_id: int, data: Mapping[s
     contact = contact_service.get_contact(session, contact_id)
     check_reachable(session, contact)
     raw_sender = str(data.get("sender_id", "")).strip()
-    sender = session.get(Sender, int(raw_sender)) if raw_sender.isdigit() and len(raw_sender) < 10 else None
+    sender = session.get(Sender, sender_id) if (sender_id := parse_id(raw_sender)) is not None else None
     if sender is None:
         raise ValidationError("choose who the message comes from", field="sender_id")
     subject = " ".join(str(data.get("subject", "")).split())
@@ -125,7 +126,7 @@ def send_apology(rt: Runtime, session: Session, contact_id: int, data: Mapping[s
     pool = None
     raw_pool = str(data.get("coupon_pool_id", "")).strip()
     if raw_pool:
-        pool = session.get(CouponPool, int(raw_pool)) if raw_pool.isdigit() and len(raw_pool) < 10 else None
+        pool = session.get(CouponPool, pool_id) if (pool_id := parse_id(raw_pool)) is not None else None
         if pool is None:
             raise ValidationError("that coupon pool does not exist", field="coupon_pool_id")
         if pool.expires_on < dt.date.today():

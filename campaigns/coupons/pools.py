@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
+from campaigns.db import parse_id
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import (
     Campaign,
@@ -617,9 +618,8 @@ def chosen_pool(session: Session, data: Mapping[str, Any], campaign: Campaign | 
         raw = str(data.get("coupon_pool_id") or "").strip()
         pool_id = None
         if raw:
-            if not raw.isdigit() or len(raw) > 9 or session.get(CouponPool, int(raw)) is None:
+            if (pool_id := parse_id(raw)) is None or session.get(CouponPool, pool_id) is None:
                 raise ValidationError("the chosen coupon pool does not exist (any more)", field="coupon_pool_id")
-            pool_id = int(raw)
     else:
         pool_id = campaign.coupon_pool_id if campaign is not None else None
     if pool_id is None and _USES_COUPON.search(content):

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns import recipient_urls
 from campaigns.errors import NotFound
 from campaigns.models import Campaign, Contact, ContactInterest, CouponCode, CouponPool, Link, Send, Sender
 from campaigns.runtime import Runtime
@@ -68,9 +69,9 @@ def _context(rt: Runtime, session: Session, campaign: Campaign, send_id: int) ->
         owner = session.get(Sender, contact.owner_id)
         if owner is not None:
             ctx["sender"] = campaign_service.sender_context(owner.name, owner.email, postal, owner.title or "")
-    base, seal = settings.base_url, rt.tokens.seal
-    ctx["unsubscribe_url"] = f"{base}/u/{seal(Purpose.UNSUBSCRIBE, contact.id, campaign.id)}"
-    ctx["preferences_url"] = f"{base}/p/{seal(Purpose.PREFERENCES, contact.id)}"
+    base = settings.base_url
+    ctx["unsubscribe_url"] = recipient_urls.sealed(base, rt.tokens, Purpose.UNSUBSCRIBE, contact.id, campaign.id)
+    ctx["preferences_url"] = recipient_urls.sealed(base, rt.tokens, Purpose.PREFERENCES, contact.id)
     if campaign.coupon_pool_id:
         row = session.execute(
             select(CouponCode.code, CouponPool).join(CouponPool, CouponPool.id == CouponCode.pool_id)

@@ -23,7 +23,7 @@ TIMEOUT = 2.0        # seconds: a load balancer's probe must not hang on a dead 
 @lru_cache(maxsize=4)
 def migration_heads(location: Path = MIGRATIONS) -> frozenset[str]:
     """The revision ids the code expects (read once per process from the migration scripts)."""
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # deferred: alembic is heavy and only readiness checks need it
 
     return frozenset(ScriptDirectory(str(location)).get_heads())
 

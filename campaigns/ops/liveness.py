@@ -1,6 +1,8 @@
 """Is anyone working? RQ worker heartbeats, the queue's depth and oldest job, and the scheduler ticker's last tick.
 
-Read by `python -m campaigns check` (exit code for cron/systemd/monitoring), the admin's System page and /metrics.
+Read by `python -m campaigns check` (exit code for cron/systemd/monitoring), the admin's System page and /metrics
+(QueueState.figures() is what the metrics collector exports). The scheduler's last tick is passed in by the caller
+(campaigns.scheduler.status, an entry point this layer must not import).
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ from dataclasses import dataclass, field
 from rq import Worker
 from rq.defaults import DEFAULT_WORKER_TTL
 
-from campaigns import scheduler
-from campaigns.metrics import age
+from campaigns.metrics import QueueFigures, age
 from campaigns.runtime import Runtime
 
 # An idle RQ worker heartbeats every worker_ttl - 15 s (it blocks on the queue that long); one that missed a beat
@@ -20,7 +21,7 @@ from campaigns.runtime import Runtime
 ALIVE_WITHIN = dt.timedelta(seconds=DEFAULT_WORKER_TTL + 60)
 # The oldest waiting job may be this old before the queue counts as stuck (batches queue behind each other).
 STUCK_AFTER = dt.timedelta(minutes=10)
-# Every ticker ticks each scheduler.TICK_SECONDS; a few missed ticks mean no worker runs the scheduler.
+# Every ticker ticks each campaigns.scheduler.TICK_SECONDS; a few missed ticks mean no worker runs the scheduler.
 TICKER_LATE = dt.timedelta(minutes=2)
 
 
@@ -51,9 +52,16 @@ class QueueState:
     def ok(self) -> bool:
         return not self.problems
 
+    def figures(self) -> QueueFigures:
+        """The gauges /metrics exports."""
+        tick = self.scheduler_tick
+        return QueueFigures(self.jobs, self.oldest_age, len([w for w in self.workers if w.alive]),
+                            self.now - tick if tick else None)
 
-def queue_state(rt: Runtime, now: dt.datetime | None = None) -> QueueState:
-    """Read workers, registries and the scheduler heartbeat from Redis (RedisError propagates)."""
+
+def queue_state(rt: Runtime, scheduler_tick: dt.datetime | None, now: dt.datetime | None = None) -> QueueState:
+    """Read workers and registries from Redis (RedisError propagates) and judge them with the scheduler's last tick
+    (campaigns.scheduler.status; None: no scheduler ever ticked)."""
     now = now or dt.datetime.now(dt.UTC)
     queue = rt.queue
     workers = []
@@ -69,7 +77,7 @@ def queue_state(rt: Runtime, now: dt.datetime | None = None) -> QueueState:
     if first:
         job = queue.fetch_job(first[0])
         oldest = age(job.enqueued_at if job is not None else None, now)
-    _rows, tick = scheduler.status(rt, now)
+    tick = scheduler_tick
     state = QueueState(now, workers, jobs, oldest, tick)
     alive = [w for w in workers if w.alive]
     if not alive:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns.db import parse_id
 from campaigns.models import Campaign
 from mailer.capture import OutboxEntry
 
@@ -30,7 +31,7 @@ class OutboxQuery:
         kind = args.get("kind") or ""
         campaign = (args.get("campaign") or "").strip()
         return cls(text=text, kind=kind if kind in KINDS else "",
-                   campaign_id=int(campaign) if campaign.isdigit() and len(campaign) < 12 else None)
+                   campaign_id=parse_id(campaign))
 
     @property
     def active(self) -> bool:
@@ -45,7 +46,7 @@ class OutboxQuery:
 def campaign_of(entry: OutboxEntry) -> int | None:
     """The campaign id a message was sent for (its Feedback-ID starts with it), None for other mail."""
     head = entry.feedback_id.split(":", 1)[0].strip()
-    return int(head) if head.isdigit() else None
+    return parse_id(head)
 
 
 def matcher(query: OutboxQuery, campaign_names: Mapping[int, str]) -> Callable[[OutboxEntry], bool]:

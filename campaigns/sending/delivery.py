@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from campaigns import recipient_urls
 from campaigns.accounts.settings_store import RetrySchedule, retry_schedule
 from campaigns.composing import editor as campaign_service
 from campaigns.config import PolicySettings
@@ -132,15 +133,15 @@ class CampaignMailer:
         link_ids = self.link_ids
 
         def click(i: int) -> str:   # called at most once per link and recipient (see mailer.compose.LinkURLs)
-            return f"{base}/c/{seal(Purpose.CLICK, send_id, link_ids[i])}"
+            return recipient_urls.sealed(base, tokens, Purpose.CLICK, send_id, link_ids[i])
 
         unsub_token = seal(Purpose.UNSUBSCRIBE, contact_id, self.campaign_id)
-        unsubscribe_url = f"{base}/u/{unsub_token}"
+        unsubscribe_url = recipient_urls.url(base, Purpose.UNSUBSCRIBE, unsub_token)
         ctx = {
             "contact": contact_vars,
             "sender": sender,
             "unsubscribe_url": unsubscribe_url,
-            "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, contact_id)}",
+            "preferences_url": recipient_urls.sealed(base, tokens, Purpose.PREFERENCES, contact_id),
         }
         if self.coupons is not None:
             ctx["coupon"] = self.coupons.vars_for(self.coupon_of, send_id, contact_id)
@@ -149,7 +150,7 @@ class CampaignMailer:
         if self.digest is not None:
             ctx["digest_items"] = self.digest.items_for(contact_id, ctx)
         subject, text_part, html_part = self.compiled.render_mime(
-            ctx, click, f"{base}/o/{seal(Purpose.OPEN, send_id)}")
+            ctx, click, recipient_urls.sealed(base, tokens, Purpose.OPEN, send_id))
         msg_token = seal(Purpose.MESSAGE, send_id)
         domain = self.rt.settings.dkim_domain
         headers, body = template.build(

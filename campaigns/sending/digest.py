@@ -22,6 +22,7 @@ from jinja2.exceptions import TemplateError as JinjaTemplateError
 from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
+from campaigns import recipient_urls
 from campaigns.config import PolicySettings
 from campaigns.errors import NotFound
 from campaigns.models import (
@@ -219,11 +220,11 @@ class DigestItems:
         if not self._span[0] <= contact_id <= self._span[1]:
             self._load(contact_id)
         out = []
-        base, seal = self.rt.settings.base_url, self.rt.tokens.seal
+        base = self.rt.settings.base_url
         for send_id, campaign_id in self._items.get(contact_id, ()):
             subject, preheader, name = self._templates[campaign_id]
             out.append({"subject": _render(subject, context) or name, "preheader": _render(preheader, context),
-                        "url": f"{base}/m/{seal(Purpose.WEB, send_id)}"})
+                        "url": recipient_urls.sealed(base, self.rt.tokens, Purpose.WEB, send_id)})
         return out
 
     def _load(self, contact_id: int) -> None:
@@ -278,12 +279,12 @@ def web_version(rt: Runtime, session: Session, send_id: int) -> str:
         raise NotFound("this message cannot be shown any more") from None
     interests = session.scalars(select(ContactInterest.interest).where(ContactInterest.contact_id == contact.id))
     sender = mailer.owners.get(contact.owner_id, (None, mailer.sender))[1] if contact.owner_id else mailer.sender
-    base, seal = rt.settings.base_url, rt.tokens.seal
+    base = rt.settings.base_url
     ctx: dict[str, Any] = {
         "contact": personalization(contact, list(interests)),
         "sender": sender,
-        "unsubscribe_url": f"{base}/u/{seal(Purpose.UNSUBSCRIBE, contact.id, campaign.id)}",
-        "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, contact.id)}",
+        "unsubscribe_url": recipient_urls.sealed(base, rt.tokens, Purpose.UNSUBSCRIBE, contact.id, campaign.id),
+        "preferences_url": recipient_urls.sealed(base, rt.tokens, Purpose.PREFERENCES, contact.id),
         "coupon": {},
     }
     if mailer.survey is not None:
@@ -292,7 +293,8 @@ def web_version(rt: Runtime, session: Session, send_id: int) -> str:
         ctx["digest_items"] = mailer.digest.items_for(contact.id, ctx)
     link_ids = mailer.link_ids
     try:
-        return mailer.compiled.render(ctx, lambda i: f"{base}/c/{seal(Purpose.CLICK, send_id, link_ids[i])}", "").html
+        return mailer.compiled.render(
+            ctx, lambda i: recipient_urls.sealed(base, rt.tokens, Purpose.CLICK, send_id, link_ids[i]), "").html
     except TemplateError:
         raise NotFound("this message cannot be shown any more") from None
 

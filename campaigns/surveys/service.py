@@ -17,7 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from campaigns import recipient_urls
 from campaigns.csvfiles import CsvChunks
+from campaigns.db import parse_id
 from campaigns.errors import InvalidState, NotFound, ValidationError
 from campaigns.models import (
     Campaign,
@@ -246,7 +248,7 @@ class SurveyLinks:
                                  if self.options else "survey_url(): the first question takes free text; "
                                  "call survey_url() without an answer")
             code = lowered.index(text) + 1
-        return f"{self.base_url}/s/{self.tokens.seal(Purpose.SURVEY, send_id, 0, code)}"
+        return recipient_urls.sealed(self.base_url, self.tokens, Purpose.SURVEY, send_id, 0, code)
 
     def block(self, send_id: int) -> SurveyBlock:
         """The first question and its one-click answers."""
@@ -434,9 +436,8 @@ def chosen_survey(session: Session, data: Mapping[str, Any], campaign: Campaign 
         raw = str(data.get("survey_id") or "").strip()
         survey_id = None
         if raw:
-            if not raw.isdigit() or len(raw) > 9 or session.get(Survey, int(raw)) is None:
+            if (survey_id := parse_id(raw)) is None or session.get(Survey, survey_id) is None:
                 raise ValidationError("the chosen survey does not exist (any more)", field="survey_id")
-            survey_id = int(raw)
     else:
         survey_id = campaign.survey_id if campaign is not None else None
     if survey_id is None and ("survey_url" in content or "survey_block" in content):

@@ -1,4 +1,9 @@
-"""Application factory."""
+"""Application factory: settings, runtime, login, blueprints, and the error pages every view shares.
+
+Importing a blueprint module imports its package first, whose __init__ imports (and so registers) every view.
+Views let a domain NotFound or ValidationError (campaigns.errors) propagate when all they would do is answer 404
+or 400: the handlers here render the error page, or JSON for JSON requests.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,48 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, g, redirect, render_template, request, url_for
+from flask import Flask, Response, g, jsonify, redirect, render_template, request, url_for
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from campaigns import logs
 from campaigns.config import Settings, load_settings
+from campaigns.db import parse_id
+from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AdminUser
 from campaigns.resources import static_dir, templates_dir
 from campaigns.runtime import Runtime
-from campaigns.web.admin import bp as admin_bp
+from campaigns.web.admin.blueprint import bp as admin_bp
 from campaigns.web.context import csrf, db
 from campaigns.web.probes import bp as probes_bp
-from campaigns.web.public import bp as public_bp
+from campaigns.web.public.blueprint import bp as public_bp
 from campaigns.web.request_body import ChunkedBodyGuard
 
 logger = logging.getLogger(__name__)
 # Endpoints that accept large uploads (streamed to disk by werkzeug, never held in memory).
 UPLOAD_ENDPOINTS = frozenset({"admin.contact_import"})
+NOT_FOUND_MESSAGE = "This link is not valid. It may be mistyped or expired."
+
+
+def wants_json() -> bool:
+    """Whether the request is a JSON one: a JSON body, or an Accept header that prefers JSON."""
+    return request.is_json or request.accept_mimetypes.best == "application/json"
+
+
+def not_found(exc: NotFound) -> tuple[str | Response, int]:
+    """A domain NotFound that reached the app: the 404 page (the same as for an unknown URL), or JSON."""
+    if wants_json():
+        return jsonify({"error": str(exc)}), 404
+    return render_template("public/error.html", code=404, title="Page not found", message=NOT_FOUND_MESSAGE), 404
+
+
+def invalid(exc: ValidationError) -> tuple[str | Response, int]:
+    """A domain ValidationError that reached the app: a 400 page with its message, or JSON naming the field."""
+    if wants_json():
+        return jsonify({"error": str(exc), "field": exc.field}), 400
+    return render_template("public/error.html", code=400, title="Bad request", message=str(exc)), 400
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -69,7 +97,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @login.user_loader
     def load_user(user_id: str) -> AdminUser | None:
-        user = db().get(AdminUser, int(user_id)) if user_id.isdigit() else None
+        ident = parse_id(user_id)
+        user = db().get(AdminUser, ident) if ident is not None else None
         return user if user is not None and user.active else None
 
     app.register_blueprint(admin_bp, url_prefix="/admin")
@@ -103,8 +132,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def http_error(exc: HTTPException):  # noqa: ANN202
         titles = {404: "Page not found", 405: "Not allowed", 413: "Too large", 400: "Bad request"}
         return render_template("public/error.html", code=exc.code, title=titles.get(exc.code or 0, exc.name),
-                               message=exc.description if exc.code != 404 else
-                               "This link is not valid. It may be mistyped or expired."), exc.code
+                               message=exc.description if exc.code != 404 else NOT_FOUND_MESSAGE), exc.code
+
+    app.register_error_handler(NotFound, not_found)
+    app.register_error_handler(ValidationError, invalid)
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception):  # noqa: ANN202
@@ -121,8 +152,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return response
 
     if settings.trusted_proxies:   # outermost, so every layer (the tracking fast path too) sees the visitor
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     return app

@@ -7,8 +7,9 @@ import hmac
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from campaigns.metrics import RapportCollector
-from campaigns.ops import health
+from campaigns import scheduler
+from campaigns.metrics import QueueFigures, RapportCollector
+from campaigns.ops import health, liveness
 from campaigns.web.context import rt
 
 bp = Blueprint("probes", __name__)
@@ -39,9 +40,15 @@ def metrics() -> Response:
     registry = current_app.extensions.get("rapport_metrics")
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(RapportCollector(rt()))
+        registry.register(RapportCollector(rt(), _queue_figures))
         current_app.extensions["rapport_metrics"] = registry
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _queue_figures() -> QueueFigures:
+    """The live queue gauges of this app's runtime (read at each scrape)."""
+    runtime = rt()
+    return liveness.queue_state(runtime, scheduler.status(runtime)[1]).figures()
 
 
 @bp.after_request

@@ -9,7 +9,8 @@ from flask_login import current_user
 
 from campaigns.accounts import audit as audit_service
 from campaigns.accounts.audit import Action
-from campaigns.web.admin import admin_required, bp
+from campaigns.db import parse_id
+from campaigns.web.admin.blueprint import admin_required, bp
 from campaigns.web.context import db
 
 
@@ -36,7 +37,7 @@ def audit_log():  # noqa: ANN201
     filters = audit_service.Filters(
         actor=args.get("actor", "")[:320], action=action if action in set(Action) else "",
         since=_date(args.get("since", "")), until=_date(args.get("until", "")),
-        before_id=int(before) if before.isdigit() and len(before) < 19 else None)
+        before_id=parse_id(before, big=True))
     rows = audit_service.entries(db(), filters, limit=audit_service.PAGE + 1)
     more = len(rows) > audit_service.PAGE
     rows = rows[:audit_service.PAGE]

@@ -8,14 +8,16 @@ import logging
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from campaigns import scheduler
 from campaigns.automations import runs as auto
-from campaigns.contacts import records as contact_service
 from campaigns.coupons import apology as apology_service
 from campaigns.coupons import pools as coupon_service
+from campaigns.db import parse_id
 from campaigns.errors import NotFound, RapportError, ValidationError
-from campaigns.models import Automation, AutomationTrigger
-from campaigns.web.admin import bp, editor_required
+from campaigns.models import Automation, AutomationTrigger, Contact
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
+from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +31,6 @@ TRIGGERS = [
 ]
 
 
-def _automation_or_404(automation_id: int) -> Automation:
-    try:
-        return auto.get_automation(db(), automation_id)
-    except NotFound:
-        abort(404)
-
-
 def _steps_from_form() -> list[tuple[str, str]]:
     return [(request.form.get(f"delay_{i}", "")[:10], request.form.get(f"template_{i}", "")[:12])
             for i in range(auto.MAX_STEPS)]
@@ -45,8 +40,6 @@ def _steps_from_form() -> list[tuple[str, str]]:
 @login_required
 def automations():  # noqa: ANN201
     """Every automation with its trigger, next run and what it sent; the periodic tasks of the scheduler."""
-    from campaigns import scheduler
-
     session = db()
     tasks, beat = scheduler.status(rt())
     return render_template("admin/automations/index.html", rows=auto.overview(session), describe=auto.describe,
@@ -59,7 +52,7 @@ def automations():  # noqa: ANN201
 def automation_edit(automation_id: int | None = None):  # noqa: ANN201
     """Create or edit an automation; its runs (the campaigns it sent) below."""
     session = db()
-    obj = _automation_or_404(automation_id) if automation_id else None
+    obj = get_or_404(db(), Automation, automation_id) if automation_id else None
     form = None
     if request.method == "POST":
         if current_user.role not in ("admin", "editor"):
@@ -89,7 +82,7 @@ def automation_edit(automation_id: int | None = None):  # noqa: ANN201
 @editor_required
 def automation_toggle(automation_id: int, action: str):  # noqa: ANN201
     session = db()
-    obj = _automation_or_404(automation_id)
+    obj = get_or_404(db(), Automation, automation_id)
     try:
         auto.set_active(session, obj, action == "activate")
         session.commit()
@@ -106,12 +99,12 @@ def automation_toggle(automation_id: int, action: str):  # noqa: ANN201
 def automation_run_resume(automation_id: int, campaign_id: int):  # noqa: ANN201
     """Resume a paused run for the contacts it already has."""
     session = db()
-    _automation_or_404(automation_id)
+    get_or_404(db(), Automation, automation_id)
     try:
         n = auto.resume_run(rt(), session, campaign_id)
         flash(f"Resumed: {n} message{'s' if n != 1 else ''} waiting to go.", "info")
     except NotFound:
-        abort(404)
+        raise           # the app answers 404; every other refusal is flashed below
     except RapportError as exc:
         session.rollback()
         flash(str(exc), "error")
@@ -124,7 +117,7 @@ def cadence_report():  # noqa: ANN201
     """Subscribed contacts not mailed in N days (default 30), in pages; and the cadence automations."""
     raw_days = request.args.get("days", "30").strip()
     raw_after = request.args.get("after", "")
-    after = int(raw_after) if raw_after.isdigit() and len(raw_after) < 19 else None
+    after = parse_id(raw_after, big=True)
     error = ""
     days = int(raw_days) if raw_days.isdigit() and len(raw_days) < 6 else 0
     try:
@@ -143,10 +136,7 @@ def cadence_report():  # noqa: ANN201
 def contact_apology(contact_id: int):  # noqa: ANN201
     """Write and send a personal transactional message (apology, dispute follow-up) to one contact."""
     session = db()
-    try:
-        contact = contact_service.get_contact(session, contact_id)
-    except NotFound:
-        abort(404)
+    contact = get_or_404(session, Contact, contact_id)
     form = None
     blocked = ""
     try:

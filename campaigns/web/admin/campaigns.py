@@ -7,7 +7,7 @@ import json
 import secrets
 from zoneinfo import ZoneInfo
 
-from flask import Response, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Response, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -15,16 +15,19 @@ from campaigns.composing import brand, sample
 from campaigns.composing import editor as campaign_service
 from campaigns.contacts import records as contact_service
 from campaigns.coupons import pools as coupon_service
-from campaigns.errors import NotFound, RapportError, ValidationError
+from campaigns.db import parse_id
+from campaigns.errors import RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.reports import summaries
 from campaigns.sending import delivery, scheduling
 from campaigns.sending import lifecycle as sending
 from campaigns.surveys import service as survey_service
-from campaigns.web.admin import PREVIEW_CSP, _escape, bp, editor_required
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import bp, editor_required
+from campaigns.web.admin.helpers import PREVIEW_CSP, escape_text
 from campaigns.web.admin.policy import current_policy
 from campaigns.web.context import db, rt
+from campaigns.web.lookup import get_or_404
 from mailer.compose import CampaignSource, TemplateError
 
 PREVIEW_TTL = 900          # seconds a live preview stays fetchable
@@ -32,20 +35,13 @@ PREVIEW_KEY = "rapport:preview:{}"
 AUDIENCE_MAX_AGE = 600     # seconds before a big list's audience and forecast are counted again
 
 
-def _campaign_or_404(campaign_id: int) -> Campaign:
-    try:
-        return campaign_service.get_campaign(db(), campaign_id)
-    except NotFound:
-        abort(404)
-
-
 def _topic_ids() -> list[int]:
-    return [int(t) for t in request.form.getlist("topics") if t.isdigit()]
+    return [t for t in map(parse_id, request.form.getlist("topics")) if t is not None]
 
 
 def _form_id(value: str | None) -> int | None:
     value = (value or "").strip()
-    return int(value) if value.isdigit() and len(value) < 10 else None
+    return parse_id(value)
 
 
 def _contact_vars(contact: Contact | None) -> dict:
@@ -84,7 +80,7 @@ def _render_editor(obj: Campaign | None, form, errors: list[str], status: int = 
 def campaign_edit(campaign_id: int | None = None):  # noqa: ANN201
     """New campaign (a starter chooser first) or the composer of an existing one."""
     session = db()
-    obj = _campaign_or_404(campaign_id) if campaign_id else None
+    obj = get_or_404(db(), Campaign, campaign_id) if campaign_id else None
     if request.method == "POST":
         try:
             saved = campaign_service.save_campaign(session, request.form, obj, _topic_ids(),
@@ -92,7 +88,7 @@ def campaign_edit(campaign_id: int | None = None):  # noqa: ANN201
             session.commit()
         except RapportError as exc:
             session.rollback()
-            obj = _campaign_or_404(campaign_id) if campaign_id else None
+            obj = get_or_404(db(), Campaign, campaign_id) if campaign_id else None
             return _render_editor(obj, request.form, [str(exc)], 400)
         try:
             scheduling.ready_to_send(session, rt(), saved)
@@ -191,7 +187,7 @@ def campaign_preview_body(token: str) -> Response:
 @login_required
 def campaign(campaign_id: int):  # noqa: ANN201
     session = db()
-    obj = _campaign_or_404(campaign_id)
+    obj = get_or_404(db(), Campaign, campaign_id)
     error = ""
     if obj.status in campaign_service.EDITABLE_STATUSES:
         try:
@@ -238,7 +234,7 @@ def _audience(obj: Campaign) -> summaries.Summary:
 def campaign_preview(campaign_id: int) -> Response:
     """The saved campaign's HTML for the preview iframe, personalized as a chosen (or the first) contact."""
     session = db()
-    obj = _campaign_or_404(campaign_id)
+    obj = get_or_404(db(), Campaign, campaign_id)
     contact = campaign_service.contact_by_email_or_id(session, request.args.get("contact", "")[:320])
     if contact is None:
         contact = session.scalar(select(Contact).order_by(Contact.id).limit(1))
@@ -252,7 +248,7 @@ def campaign_preview(campaign_id: int) -> Response:
         session.commit()   # no transaction is held while the template renders
         html = mailer.compiled.render(ctx, lambda i: mailer.compiled.links[i], "").html
     except (RapportError, TemplateError) as exc:
-        html = f"<p style='font-family:sans-serif;color:#b91c1c'>Cannot preview: {_escape(str(exc))}</p>"
+        html = f"<p style='font-family:sans-serif;color:#b91c1c'>Cannot preview: {escape_text(str(exc))}</p>"
     return Response(html, mimetype="text/html", headers={"Content-Security-Policy": PREVIEW_CSP})
 
 
@@ -261,7 +257,7 @@ def campaign_preview(campaign_id: int) -> Response:
 def campaign_test(campaign_id: int):  # noqa: ANN201
     """Send a [Test] copy to up to 10 addresses, personalized as a chosen contact (or a blank sample)."""
     session = db()
-    obj = _campaign_or_404(campaign_id)
+    obj = get_or_404(db(), Campaign, campaign_id)
     addresses = request.form.get("addresses", "")[:5000].replace(";", ",").replace("\n", ",").split(",")
     as_value = request.form.get("as_contact", "").strip()[:320]
     as_contact = campaign_service.contact_by_email_or_id(session, as_value) if as_value else None
@@ -284,7 +280,7 @@ def campaign_test(campaign_id: int):  # noqa: ANN201
 def campaign_schedule(campaign_id: int):  # noqa: ANN201
     """Schedule at a wall-clock time in a chosen time zone."""
     session = db()
-    obj = _campaign_or_404(campaign_id)
+    obj = get_or_404(db(), Campaign, campaign_id)
     tz = request.form.get("timezone", "UTC")[:64]
     try:
         when = scheduling.parse_local_time(request.form.get("when", "")[:40], tz)
@@ -303,7 +299,7 @@ def campaign_schedule(campaign_id: int):  # noqa: ANN201
 @editor_required
 def campaign_action(campaign_id: int, action: str):  # noqa: ANN201
     session = db()
-    obj = _campaign_or_404(campaign_id)
+    obj = get_or_404(db(), Campaign, campaign_id)
     try:
         if action in ("send", "resume"):
             resuming = obj.status == CampaignStatus.PAUSED
@@ -331,7 +327,7 @@ def campaign_action(campaign_id: int, action: str):  # noqa: ANN201
 def campaign_resend_unknown(campaign_id: int):  # noqa: ANN201
     """Queue the sends whose outcome is unknown again, with their own Message-IDs (a person's decision)."""
     session = db()
-    obj = _campaign_or_404(campaign_id)
+    obj = get_or_404(db(), Campaign, campaign_id)
     try:
         n = sending.resend_unknown(rt(), session, obj)
         flash(f"{n} message{'s' if n != 1 else ''} queued again with the same Message-ID." if n
@@ -346,6 +342,6 @@ def campaign_resend_unknown(campaign_id: int):  # noqa: ANN201
 @login_required
 def campaign_progress(campaign_id: int) -> Response:
     """Live counters for the progress bar (sent, held, failed, skipped, remaining)."""
-    _campaign_or_404(campaign_id)
+    get_or_404(db(), Campaign, campaign_id)
     return jsonify(sending.progress(db(), campaign_id, current_policy()))
 

@@ -9,17 +9,23 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from campaigns.contacts import records as contact_service
-from campaigns.errors import NotFound, ValidationError
-from campaigns.models import AdminRole, ContactStatus, Segment
-from campaigns.web.admin import bp
+from campaigns.db import parse_id
+from campaigns.errors import ValidationError
+from campaigns.models import AdminRole, Contact, ContactStatus, Segment
+from campaigns.web.admin.blueprint import bp
 from campaigns.web.context import db
+from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
 
 
-def _id_arg(name: str) -> int | None:
-    raw = request.args.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+def _id_arg(name: str, *, big: bool = True) -> int | None:
+    """An id from the query string (contacts and events have big ids; pass big=False for other tables)."""
+    return parse_id(request.args.get(name, ""), big=big)
+
+
+def _topic_ids() -> list[int]:
+    return [t for t in map(parse_id, request.form.getlist("topics")) if t is not None]
 
 
 @bp.app_template_filter("frequency_words")
@@ -36,7 +42,7 @@ def contacts():  # noqa: ANN201
     if status not in set(ContactStatus):
         status = ""
     newest = request.args.get("order", "newest") != "oldest"
-    segment_id = _id_arg("segment")
+    segment_id = _id_arg("segment", big=False)
     session = db()
     segment = session.get(Segment, segment_id) if segment_id is not None else None
     error = ""
@@ -58,10 +64,7 @@ def contacts():  # noqa: ANN201
 @login_required
 def contact(contact_id: int | None = None):  # noqa: ANN201
     session = db()
-    try:
-        obj = contact_service.get_contact(session, contact_id) if contact_id else None
-    except NotFound:
-        abort(404)
+    obj = get_or_404(session, Contact, contact_id) if contact_id else None
     form = None
     subscribed = {s.topic_id for s in obj.subscriptions if s.subscribed} if obj else set()
     status = 200
@@ -71,7 +74,7 @@ def contact(contact_id: int | None = None):  # noqa: ANN201
         try:
             saved = contact_service.save_contact(
                 session, request.form, obj,
-                topic_ids=[int(t) for t in request.form.getlist("topics") if t.isdigit() and len(t) < 10],
+                topic_ids=_topic_ids(),
                 interests=request.form.get("interests", "")[:2000].split(","))
             session.commit()
             flash("Contact saved.", "info")
@@ -81,7 +84,7 @@ def contact(contact_id: int | None = None):  # noqa: ANN201
             flash(str(exc), "error")
             obj = session.get(type(obj), contact_id) if obj is not None else None
             form, status = request.form, 400
-            subscribed = {int(t) for t in request.form.getlist("topics") if t.isdigit() and len(t) < 10}
+            subscribed = set(_topic_ids())
     page = contact_service.timeline(session, obj.id, before=_id_arg("events_before")) if obj else None
     return render_template(
         "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page,

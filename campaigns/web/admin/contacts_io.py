@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 
@@ -11,12 +12,14 @@ from sqlalchemy import select
 
 from campaigns import queueing, storage
 from campaigns.contacts import export_jobs, exports, imports
-from campaigns.contacts.records import get_contact
+from campaigns.db import parse_id
 from campaigns.errors import NotFound, RapportError, ValidationError
-from campaigns.models import ContactStatus, Topic
+from campaigns.models import Contact, ContactStatus, Topic
 from campaigns.queueing import Job
-from campaigns.web.admin import bp, db, editor_required, rt
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import bp, editor_required
+from campaigns.web.context import db, rt
+from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +90,7 @@ def contact_import_status(import_id: str):  # noqa: ANN201
 @bp.get("/contacts/import/<import_id>/progress")
 @editor_required
 def contact_import_progress(import_id: str) -> Response:
-    try:
-        return jsonify(imports.progress(rt().redis, import_id))
-    except NotFound:
-        abort(404)
+    return jsonify(imports.progress(rt().redis, import_id))
 
 
 @bp.get("/contacts/import/<import_id>/errors.csv")
@@ -98,7 +98,7 @@ def contact_import_progress(import_id: str) -> Response:
 def contact_import_errors(import_id: str) -> Response:
     try:
         report = storage.for_settings(rt().settings).open(imports.errors_key(import_id))
-    except (NotFound, FileNotFoundError):
+    except FileNotFoundError:
         abort(404)
     return send_file(report, mimetype="text/csv", as_attachment=True, download_name=f"import-errors-{import_id}.csv")
 
@@ -106,8 +106,6 @@ def contact_import_errors(import_id: str) -> Response:
 @bp.app_template_filter("export_time")
 def export_time(epoch: int) -> str:
     """An export's time stamp, in UTC."""
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -130,7 +128,7 @@ def contact_export_form():  # noqa: ANN201
 
 def _form_int(name: str) -> int | None:
     raw = request.form.get(name, "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+    return parse_id(raw)
 
 
 @bp.post("/contacts/exports")
@@ -164,10 +162,7 @@ def contact_export_status(export_id: str):  # noqa: ANN201
 @bp.get("/contacts/exports/<export_id>/status")
 @editor_required
 def contact_export_progress(export_id: str) -> Response:
-    try:
-        state = export_jobs.get(rt(), export_id)
-    except NotFound:
-        abort(404)
+    state = export_jobs.get(rt(), export_id)
     if state["state"] == "finished":
         state["download_url"] = url_for("admin.contact_export_download", export_id=export_id)
     return jsonify(state)
@@ -176,10 +171,7 @@ def contact_export_progress(export_id: str) -> Response:
 @bp.get("/contacts/exports/<export_id>/download")
 @editor_required
 def contact_export_download(export_id: str) -> Response:
-    try:
-        stream, gzipped = export_jobs.file_of(rt(), export_id)
-    except NotFound:
-        abort(404)
+    stream, gzipped = export_jobs.file_of(rt(), export_id)
     return send_file(stream, mimetype="application/gzip" if gzipped else "text/csv", as_attachment=True,
                      download_name="contacts.csv.gz" if gzipped else "contacts.csv")
 
@@ -187,10 +179,7 @@ def contact_export_download(export_id: str) -> Response:
 @bp.get("/contacts/<int:contact_id>/gdpr.json")
 @editor_required
 def contact_gdpr_export(contact_id: int) -> Response:
-    try:
-        data = exports.gdpr_export(db(), contact_id)
-    except NotFound:
-        abort(404)
+    data = exports.gdpr_export(db(), contact_id)
     audit(Action.CONTACT_GDPR_EXPORT, f"contact {contact_id}")
     return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
                     headers={"Content-Disposition": f"attachment; filename=contact-{contact_id}.json"})
@@ -200,10 +189,7 @@ def contact_gdpr_export(contact_id: int) -> Response:
 @editor_required
 def contact_erase(contact_id: int):  # noqa: ANN201
     session = db()
-    try:
-        contact = get_contact(session, contact_id)
-    except NotFound:
-        abort(404)
+    contact = get_or_404(session, Contact, contact_id)
     if request.method == "POST":
         if request.form.get("confirm", "").strip().lower() != contact.email:
             flash("Type the contact's email address to confirm the erasure.", "error")

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from campaigns.coupons import pools as coupon_service
-from campaigns.errors import NotFound, RapportError, ValidationError
-from campaigns.web.admin import bp, editor_required
-from campaigns.web.context import csrf, db
+from campaigns.errors import RapportError, ValidationError
+from campaigns.models import CouponPool
+from campaigns.web.admin.blueprint import bp, editor_required
+from campaigns.web.context import csrf, db, rt
+from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
 MAX_JSON = 16 * 1024
-
-
-def _pool_or_404(pool_id: int):  # noqa: ANN202
-    try:
-        return coupon_service.get_pool(db(), pool_id)
-    except NotFound:
-        abort(404)
 
 
 @bp.route("/coupons", methods=["GET", "POST"])
@@ -54,7 +49,7 @@ def coupon_pools():  # noqa: ANN201
 def coupon_pool(pool_id: int):  # noqa: ANN201
     """One pool: its numbers per campaign, import, generate, redeem, and its settings."""
     session = db()
-    pool = _pool_or_404(pool_id)
+    pool = get_or_404(db(), CouponPool, pool_id)
     form = None
     if request.method == "POST":
         if current_user.role not in ("admin", "editor"):
@@ -68,7 +63,7 @@ def coupon_pool(pool_id: int):  # noqa: ANN201
             session.rollback()
             flash(str(exc), "error")
             form = request.form
-            pool = _pool_or_404(pool_id)
+            pool = get_or_404(db(), CouponPool, pool_id)
     counts = coupon_service.pool_counts(session, [pool.id]).get(pool.id, {"total": 0, "free": 0, "issued": 0,
                                                                           "redeemed": 0})
     return render_template("admin/coupons/pool.html", pool=pool, counts=counts, form=form,
@@ -83,7 +78,7 @@ def coupon_pool(pool_id: int):  # noqa: ANN201
 def coupon_import(pool_id: int):  # noqa: ANN201
     """Import a CSV of codes: all or nothing, with every problem named."""
     session = db()
-    _pool_or_404(pool_id)
+    get_or_404(db(), CouponPool, pool_id)
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         flash("Choose a CSV file with the codes.", "error")
@@ -115,7 +110,7 @@ def _int_field(name: str, default: int) -> int:
 def coupon_generate(pool_id: int):  # noqa: ANN201
     """Generate random codes (alphabet without look-alikes, optional prefix)."""
     session = db()
-    _pool_or_404(pool_id)
+    get_or_404(db(), CouponPool, pool_id)
     try:
         n = coupon_service.generate_codes(session, pool_id, _int_field("count", 0), _int_field("length", 10),
                                           request.form.get("prefix", ""))
@@ -131,7 +126,7 @@ def coupon_generate(pool_id: int):  # noqa: ANN201
 def coupon_redeem(pool_id: int):  # noqa: ANN201
     """Mark a code redeemed by hand (a customer used it in the shop)."""
     session = db()
-    _pool_or_404(pool_id)
+    get_or_404(db(), CouponPool, pool_id)
     code = request.form.get("code", "")
     try:
         done = coupon_service.redeem(session, code, reference=request.form.get("reference", ""),
@@ -179,12 +174,10 @@ def _api_error(message: str, http_status: int, detail: dict | None = None):  # n
 
 
 def _api_caller() -> str | None:
-    from flask import current_app
-
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer "):
         return None
-    configured = str(current_app.config.get("COUPON_API_TOKEN", "") or "")
+    configured = rt().settings.coupon_api_token or str(current_app.config.get("COUPON_API_TOKEN", "") or "")
     return coupon_service.authenticate(db(), auth[7:], configured)
 
 

@@ -10,11 +10,11 @@ from flask_login import current_user, login_required
 from campaigns.composing import editor as campaign_service
 from campaigns.config import PolicySettings
 from campaigns.errors import ValidationError
-from campaigns.models import AdminRole, Campaign, CampaignStatus, Contact
+from campaigns.models import AdminRole, Campaign, CampaignStatus, Contact, PolicyConfig
 from campaigns.sending import holds as hold_service
 from campaigns.sending import policy as policy_service
-from campaigns.web.admin import bp, editor_required
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
 
 logger = logging.getLogger(__name__)
@@ -101,8 +101,6 @@ def policy_settings():  # noqa: ANN201
                                                          if k != "csrf_token")[:1000])
         flash("Policy saved. It applies to every message sent from now on.", "info")
         return redirect(url_for("admin.policy_settings"))
-    from campaigns.models import PolicyConfig
-
     return render_template("admin/policy/settings.html", policy=current_policy(), form=None,
                            limits=policy_service.LIMITS,
                            error_field="", saved=session.get(PolicyConfig, 1))

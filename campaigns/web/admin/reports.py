@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Response, abort, jsonify, render_template
+from flask import Response, jsonify, render_template
 from flask_login import login_required
 from sqlalchemy import func, select
 
 from campaigns.composing import editor as campaign_service
-from campaigns.errors import NotFound
 from campaigns.models import Campaign, utcnow
 from campaigns.reports import summaries
-from campaigns.web.admin import bp
+from campaigns.web.admin.blueprint import bp
 from campaigns.web.context import db, rt
+from campaigns.web.lookup import get_or_404
 
 DASHBOARD_MAX_AGE = 600                      # seconds before a big list's dashboard is counted again
 REPORT_MAX_AGE = {True: 60, False: 900}      # recent campaign (sending, or finished in the last 2 days), older
@@ -48,15 +48,10 @@ def dashboard_data() -> Response:
 
 def _report(campaign_id: int) -> summaries.Summary:
     """The campaign's report and chart data, computed once for both the page and its JSON."""
-    campaign = db().get(Campaign, campaign_id)
-    if campaign is None:
-        abort(404)
+    campaign = get_or_404(db(), Campaign, campaign_id)
     # Figures of a campaign still sending or just sent move quickly; older ones change only with late hits.
     recent = campaign.finished_at is None or utcnow() - campaign.finished_at < dt.timedelta(days=2)
-    try:
-        return summaries.get(rt(), db(), "report", campaign_id, max_age=REPORT_MAX_AGE[recent])
-    except NotFound:
-        abort(404)
+    return summaries.get(rt(), db(), "report", campaign_id, max_age=REPORT_MAX_AGE[recent])
 
 
 @bp.get("/campaigns/<int:campaign_id>/report")

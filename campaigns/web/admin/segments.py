@@ -10,11 +10,12 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from campaigns.contacts import segments as segment_service
-from campaigns.errors import NotFound, RapportError, ValidationError
+from campaigns.errors import RapportError, ValidationError
 from campaigns.models import AdminRole, Campaign, Segment, Topic
 from campaigns.reports import summaries
-from campaigns.web.admin import bp, editor_required
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
+from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
 SEGMENT_MAX_AGE = 600      # seconds before a big list's saved segment is counted again
@@ -52,7 +53,7 @@ def _summary(definition: dict, names: dict[int, str]) -> str:
 @login_required
 def segment_edit(segment_id: int | None = None):  # noqa: ANN201
     session = db()
-    segment = _get(segment_id) if segment_id else None
+    segment = get_or_404(db(), Segment, segment_id) if segment_id else None
     if request.method == "POST":
         return _save(segment)
     definition = segment.definition if segment else {"match": "all", "rules": []}
@@ -85,7 +86,7 @@ def _save(segment: Segment | None):  # noqa: ANN202
 @editor_required
 def segment_delete(segment_id: int):  # noqa: ANN201
     session = db()
-    segment = _get(segment_id)
+    segment = get_or_404(db(), Segment, segment_id)
     try:
         segment_service.delete_segment(session, segment)
         session.commit()
@@ -122,7 +123,7 @@ def segment_count() -> tuple[Response, int] | Response:
 @login_required
 def segment_saved_count(segment_id: int) -> tuple[Response, int] | Response:
     """The current count of a saved segment (the list page fills its counts from here)."""
-    segment = _get(segment_id)
+    segment = get_or_404(db(), Segment, segment_id)
     summary = summaries.get(rt(), db(), "segment", segment_id, max_age=SEGMENT_MAX_AGE)
     if summary.value is not None and summary.value["definition"] != segment.definition:
         summaries.forget(rt(), "segment", segment_id)     # counted before an edit: never shown
@@ -135,10 +136,3 @@ def segment_saved_count(segment_id: int) -> tuple[Response, int] | Response:
     if summary.live:
         return jsonify(count=summary.value["count"])
     return jsonify(count=summary.value["count"], as_of=summary.age())
-
-
-def _get(segment_id: int) -> Segment:
-    try:
-        return segment_service.get_segment(db(), segment_id)
-    except NotFound:
-        abort(404)

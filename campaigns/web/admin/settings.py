@@ -13,8 +13,8 @@ from campaigns.accounts import users as accounts
 from campaigns.composing import brand
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import AdminRole
-from campaigns.web.admin import admin_required, bp
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import admin_required, bp
 from campaigns.web.context import db, rt
 
 logger = logging.getLogger(__name__)

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from campaigns.errors import NotFound, RapportError
+from campaigns.errors import RapportError
 from campaigns.models import SignupForm
 from campaigns.signup import service as signup_service
-from campaigns.web.admin import bp, editor_required
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
+from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONSENT = ("I would like to receive the newsletters I ticked above by email. I can unsubscribe at any time "
                    "with the link in every mail. My data is used only to send them (see our privacy notice).")
-
-
-def _form_or_404(form_id: int) -> SignupForm:
-    try:
-        return signup_service.get_form(db(), form_id)
-    except NotFound:
-        abort(404)
 
 
 @bp.get("/signups")
@@ -39,7 +33,7 @@ def signup_forms():  # noqa: ANN201
 @editor_required
 def signup_form_edit(form_id: int | None = None):  # noqa: ANN201
     session = db()
-    form = _form_or_404(form_id) if form_id else None
+    form = get_or_404(db(), SignupForm, form_id) if form_id else None
     topics = signup_service.public_topics(session)
     if request.method == "POST":
         data = {k: request.form.get(k, "") for k in ("name", "title", "intro", "consent_text")}
@@ -51,9 +45,9 @@ def signup_form_edit(form_id: int | None = None):  # noqa: ANN201
         except RapportError as exc:
             session.rollback()
             flash(str(exc)[:1].upper() + str(exc)[1:] + ".", "error")
-            return render_template("admin/signups/edit.html", form=_form_or_404(form_id) if form_id else None,
-                                   values=request.form, chosen=set(request.form.getlist("topics")),
-                                   topics=topics), 400
+            form = get_or_404(db(), SignupForm, form_id) if form_id else None
+            return render_template("admin/signups/edit.html", form=form, values=request.form,
+                                   chosen=set(request.form.getlist("topics")), topics=topics), 400
         if form is not None and saved.consent_version != old_version:
             flash(f"Saved. The consent text changed, so it is now version {saved.consent_version}: new sign-ups "
                   "record it, earlier ones keep the text they agreed to. Update embedded snippets.", "info")
@@ -74,7 +68,7 @@ def signup_form_edit(form_id: int | None = None):  # noqa: ANN201
 @bp.get("/signups/<int:form_id>")
 @login_required
 def signup_form_detail(form_id: int):  # noqa: ANN201
-    form = _form_or_404(form_id)
+    form = get_or_404(db(), SignupForm, form_id)
     base = rt().settings.base_url
     counts = {f.id: (p, c) for f, p, c in signup_service.list_forms(db())}.get(form.id, (0, 0))
     return render_template("admin/signups/detail.html", form=form, hosted=signup_service.hosted_url(form, base),
@@ -85,7 +79,7 @@ def signup_form_detail(form_id: int):  # noqa: ANN201
 @bp.get("/signups/<int:form_id>/consent.csv")
 @login_required
 def signup_form_export(form_id: int) -> Response:
-    form = _form_or_404(form_id)
+    form = get_or_404(db(), SignupForm, form_id)
     filename = "".join(ch if ch.isalnum() else "-" for ch in form.name.lower())[:60] or "signup-form"
     form_id = form.id
     audit(Action.SIGNUP_CONSENT_EXPORT, f"signup form {form_id}", form.name)

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
+from sqlalchemy import select
 
-from campaigns.errors import NotFound, RapportError
+from campaigns.errors import RapportError
+from campaigns.models import Campaign, Survey
 from campaigns.surveys import service as survey_service
-from campaigns.web.admin import bp, editor_required
 from campaigns.web.admin.audit import Action, audit
+from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
+from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
-
-
-def _survey_or_404(survey_id: int):  # noqa: ANN202
-    try:
-        return survey_service.get_survey(db(), survey_id)
-    except NotFound:
-        abort(404)
 
 
 @bp.get("/surveys")
@@ -34,7 +30,7 @@ def surveys():  # noqa: ANN201
 @editor_required
 def survey_edit(survey_id: int | None = None):  # noqa: ANN201
     session = db()
-    survey = _survey_or_404(survey_id) if survey_id else None
+    survey = get_or_404(db(), Survey, survey_id) if survey_id else None
     if request.method == "POST":
         questions = survey_service.questions_from_form(request.form)
         try:
@@ -45,7 +41,7 @@ def survey_edit(survey_id: int | None = None):  # noqa: ANN201
         except RapportError as exc:
             session.rollback()
             flash(str(exc), "error")
-            survey = _survey_or_404(survey_id) if survey_id else None
+            survey = get_or_404(db(), Survey, survey_id) if survey_id else None
             return render_template("admin/surveys/edit.html", survey=survey, form=request.form,
                                    questions=_rows(questions), kinds=survey_service.KIND_LABELS,
                                    answered=survey_service.answer_count(session, survey_id) if survey_id else 0), 400
@@ -67,11 +63,7 @@ def _rows(questions: list) -> list[dict]:
 @bp.get("/surveys/<int:survey_id>")
 @login_required
 def survey_results(survey_id: int):  # noqa: ANN201
-    _survey_or_404(survey_id)
-    from sqlalchemy import select
-
-    from campaigns.models import Campaign
-
+    get_or_404(db(), Survey, survey_id)
     used_by = list(db().scalars(select(Campaign).where(Campaign.survey_id == survey_id).order_by(Campaign.id)))
     return render_template("admin/surveys/results.html", results=survey_service.results(db(), survey_id),
                            used_by=used_by)
@@ -80,7 +72,7 @@ def survey_results(survey_id: int):  # noqa: ANN201
 @bp.get("/surveys/<int:survey_id>/answers.csv")
 @login_required
 def survey_export(survey_id: int) -> Response:
-    survey = _survey_or_404(survey_id)
+    survey = get_or_404(db(), Survey, survey_id)
     filename = "".join(ch if ch.isalnum() else "-" for ch in survey.name.lower())[:60] or "survey"
     audit(Action.SURVEY_ANSWERS_EXPORT, f"survey {survey.id}", survey.name)
     session = rt().read_session_factory()   # its own session: the request's is closed when the view returns
@@ -99,7 +91,7 @@ def survey_export(survey_id: int) -> Response:
 @bp.post("/surveys/<int:survey_id>/delete")
 @editor_required
 def survey_delete(survey_id: int):  # noqa: ANN201
-    _survey_or_404(survey_id)
+    get_or_404(db(), Survey, survey_id)
     survey_service.delete_survey(db(), survey_id)
     flash("Survey deleted.", "info")
     return redirect(url_for("admin.surveys"))

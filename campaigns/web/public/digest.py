@@ -13,7 +13,7 @@ from flask import Response, render_template
 from campaigns.errors import NotFound
 from campaigns.sending import digest as digest_service
 from campaigns.web.context import db, rt
-from campaigns.web.public import bp, open_token
+from campaigns.web.public.blueprint import bp, open_token
 from mailer.compose import web_page
 from mailer.tracking import Purpose
 

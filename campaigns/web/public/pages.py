@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, render_template, request
+from flask import Response, render_template, request
 from sqlalchemy import select
 
+from campaigns.db import parse_id
 from campaigns.errors import NotFound, ValidationError
 from campaigns.feedback import preferences as feedback
 from campaigns.models import ContactStatus, Frequency, Topic
 from campaigns.web.context import csrf, db, rt
-from campaigns.web.public import bp, open_token
+from campaigns.web.public.blueprint import bp, open_token
 from mailer.tracking import Purpose
 
 
@@ -49,15 +50,12 @@ def preferences(token: str):  # noqa: ANN201
     """Preference center: topics, how often, a pause, name, resubscribe; with the consent history."""
     (contact_id,) = open_token(Purpose.PREFERENCES, token)
     session = db()
-    try:
-        contact = feedback.resolve_unsubscribe(session, contact_id, 0).contact
-    except NotFound:
-        abort(404)
+    contact = feedback.resolve_unsubscribe(session, contact_id, 0).contact
     changes: list[str] = []
     error = ""
     if request.method == "POST":
         form = request.form
-        ids = [int(v) for v in form.getlist("topics")[:200] if v.isdigit() and len(v) < 12]
+        ids = [t for t in map(parse_id, form.getlist("topics")[:200]) if t is not None]
         try:
             changes = feedback.update_preferences(
                 session, contact, topic_ids=ids, first_name=form.get("first_name", ""),

@@ -14,7 +14,7 @@ from flask import render_template, request
 from campaigns.errors import NotFound, ValidationError
 from campaigns.signup import service as signup_service
 from campaigns.web.context import csrf, db, rt
-from campaigns.web.public import bp
+from campaigns.web.public.blueprint import bp
 from mailer.tracking import MAX_TOKEN_LENGTH, InvalidToken
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from flask import render_template, request
 from campaigns.errors import NotFound, ValidationError
 from campaigns.surveys import service as survey_service
 from campaigns.web.context import csrf, db
-from campaigns.web.public import bp, open_token
+from campaigns.web.public.blueprint import bp, open_token
 from mailer.tracking import Purpose
 
 logger = logging.getLogger(__name__)

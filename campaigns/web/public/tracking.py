@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, abort, redirect, request
+from flask import Flask, Response, redirect, request
 from werkzeug.urls import iri_to_uri
 
 from campaigns.errors import NotFound
@@ -21,7 +21,7 @@ from campaigns.feedback import click_targets, hits
 from campaigns.feedback import preferences as feedback
 from campaigns.runtime import Runtime
 from campaigns.web.context import db, rt, runtime_of
-from campaigns.web.public import SECURITY_HEADERS, bp, open_token
+from campaigns.web.public.blueprint import SECURITY_HEADERS, bp, open_token
 from mailer.compose import is_personalised
 from mailer.tracking import MAX_TOKEN_LENGTH, InvalidToken, Purpose
 
@@ -57,12 +57,9 @@ def click(token: str) -> Response:
     """Redirect to the campaign's stored URL for this link (a personalised one rendered for the send); nothing in
     the request can choose the target."""
     send_id, link_id = open_token(Purpose.CLICK, token)
-    try:
-        url = feedback.click_target(rt().engine, link_id)
-        if is_personalised(url):   # rendered again from what the send had (services.click_targets)
-            url = click_targets.link_target(rt(), db(), send_id, link_id)
-    except NotFound:
-        abort(404)
+    url = feedback.click_target(rt().engine, link_id)
+    if is_personalised(url):   # rendered again from what the send had (campaigns.feedback.click_targets)
+        url = click_targets.link_target(rt(), db(), send_id, link_id)
     if send_id:   # HEAD is recorded too, flagged as a machine by the writer
         _push(rt(), "click", send_id, link_id, request.headers.get("User-Agent", ""), request.remote_addr or "",
               request.method == "HEAD")

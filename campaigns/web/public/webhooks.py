@@ -8,14 +8,13 @@ its errors to HTTP answers and hand the normalized events to campaigns.feedback.
 from __future__ import annotations
 
 import logging
-import os
 
 from flask import Response, abort, current_app, jsonify, request
 
 from campaigns import metrics
 from campaigns.feedback import ingest
 from campaigns.web.context import csrf, db, rt
-from campaigns.web.public import bp
+from campaigns.web.public.blueprint import bp
 from mailer.relays import (
     NATIVE_RELAYS,
     MailgunRelay,
@@ -41,9 +40,12 @@ def webhook_secret() -> str:
 
 
 def relay_setting(name: str) -> str:
-    """A relay credential: the app config key `name`, else the environment variable RAPPORT_<name>."""
-    # Kept out of Settings for now so relays can be added without touching it; read per request, cheap.
-    return str(current_app.config.get(name) or os.environ.get(f"RAPPORT_{name}", ""))
+    """A relay credential from Settings (RAPPORT_<name>, read once at start); an app config key `name` overrides it
+    for an app built in code (tests, embedding)."""
+    if current_app.config.get(name):
+        return str(current_app.config[name])
+    value = getattr(rt().settings, name.lower())
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def _headers() -> dict[str, str]:

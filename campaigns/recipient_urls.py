@@ -1,0 +1,52 @@
+"""Every URL a recipient follows, built in one place from the base URL and a sealed token.
+
+The paths here are the public routes of campaigns.web.public (a test checks that the app's URL map has a rule for
+each): open pixel /o/, click /c/, unsubscribe /u/, preference center /p/, web version /m/, survey /s/, sign-up
+confirmation /signup/confirm/, and a sign-up form's hosted page /signup/<public id>. Services that write mail or
+pages (delivery, digest, click targets, surveys, sign-up) build their links through these functions, so a path
+changes in one place and the admin's outbox (campaigns.composing.inspection) recognises the same ones.
+"""
+
+from __future__ import annotations
+
+from mailer.tracking import Purpose, TokenCodec
+
+# Path prefix of each token purpose a recipient opens (MESSAGE tokens travel in headers, never as a URL).
+PATHS: dict[Purpose, str] = {
+    Purpose.OPEN: "/o/",
+    Purpose.CLICK: "/c/",
+    Purpose.UNSUBSCRIBE: "/u/",
+    Purpose.PREFERENCES: "/p/",
+    Purpose.WEB: "/m/",
+    Purpose.SURVEY: "/s/",
+    Purpose.CONFIRM: "/signup/confirm/",
+}
+SIGNUP_FORM = "/signup/"      # + the form's public id (not a token: the page is public)
+
+
+def url(base_url: str, purpose: Purpose, token: str) -> str:
+    """The URL that opens token (sealed for purpose) on this deployment."""
+    return f"{base_url}{PATHS[purpose]}{token}"
+
+
+def sealed(base_url: str, tokens: TokenCodec, purpose: Purpose, *ids: int) -> str:
+    """Seal ids for purpose and return the URL that opens them."""
+    return url(base_url, purpose, tokens.seal(purpose, *ids))
+
+
+def prefix(base_url: str, purpose: Purpose) -> str:
+    """Every URL of purpose starts with this (what the composer shows before a survey token)."""
+    return f"{base_url}{PATHS[purpose]}"
+
+
+def signup_form(base_url: str, public_id: str) -> str:
+    """The hosted page of a sign-up form (also where its embeddable snippet posts)."""
+    return f"{base_url}{SIGNUP_FORM}{public_id}"
+
+
+def purpose_of(path: str) -> tuple[Purpose, str] | None:
+    """(purpose, token) of a recipient URL's path ("/c/<token>"), or None for any other path."""
+    for purpose, start in PATHS.items():
+        if path.startswith(start) and "/" not in path[len(start):]:
+            return purpose, path[len(start):]
+    return None
