@@ -155,9 +155,9 @@ def prepare(url: str, n: int, rebuild: bool) -> str:
     """Create or re-open the data set; returns the SQLAlchemy URL (migrated to the current schema)."""
     from sqlalchemy import text
 
-    from campaigns.cli import migrate
     from campaigns.config import Settings
     from campaigns.db import make_engine
+    from campaigns.resources import migrate
 
     if url.startswith("postgresql"):
         from sqlalchemy.engine import make_url

@@ -72,10 +72,10 @@ from bench.chaos_parts import (  # noqa: E402
     say,
 )
 from bench.send_throughput import make_database, new_campaign, seed_contacts, set_policy  # noqa: E402
-from campaigns.cli import migrate  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus  # noqa: E402
 from campaigns.models.core import utcnow  # noqa: E402
+from campaigns.resources import migrate  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
 from campaigns.sending import lifecycle as sending  # noqa: E402
 from mailer.dkim import generate_private_key_pem  # noqa: E402

@@ -117,9 +117,9 @@ def timed(fn, repeat: int) -> tuple[float, object]:  # noqa: ANN001
 
 
 def database(url: str | None, tmp: Path):  # noqa: ANN201
-    from campaigns.cli import migrate
     from campaigns.config import Settings
     from campaigns.db import scratch_database
+    from campaigns.resources import migrate
 
     if not url:
         db_url = f"sqlite:///{tmp / 'bench.db'}"

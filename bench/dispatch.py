@@ -32,10 +32,10 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.send_throughput import make_database, new_campaign  # noqa: E402
 from campaigns import queueing
-from campaigns.cli import migrate  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus, Topic, utcnow  # noqa: E402
 from campaigns.queueing import Job
+from campaigns.resources import migrate  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
 from campaigns.sending import lifecycle as sending  # noqa: E402
 

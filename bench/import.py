@@ -55,9 +55,9 @@ def baseline(path: Path) -> float:
 def database(url: str | None, tmp: Path) -> tuple[str, callable]:
     """A fresh migrated database and a function that drops it."""
 
-    from campaigns.cli import migrate
     from campaigns.config import Settings
     from campaigns.db import scratch_database
+    from campaigns.resources import migrate
 
     if not url:
         db_url = f"sqlite:///{tmp / 'bench.db'}"

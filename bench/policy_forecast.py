@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, insert, literal, select, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from campaigns.cli import migrate  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
 from campaigns.db import scratch_database  # noqa: E402
 from campaigns.models import (  # noqa: E402
@@ -43,6 +42,7 @@ from campaigns.models import (  # noqa: E402
     SendStatus,
     utcnow,
 )
+from campaigns.resources import migrate  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
 from campaigns.sending import policy  # noqa: E402
 

@@ -51,11 +51,11 @@ from sqlalchemy import insert, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.campaign import newsletter_mjml  # noqa: E402
-from campaigns.cli import migrate  # noqa: E402
 from campaigns.composing.editor import save_campaign  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
 from campaigns.db import scratch_database  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Contact, Subscription, Topic  # noqa: E402
+from campaigns.resources import migrate  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
 from campaigns.sending import delivery
 from campaigns.sending import lifecycle as sending  # noqa: E402

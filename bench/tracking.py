@@ -76,10 +76,10 @@ def _setup(env: dict[str, str]) -> tuple[list[str], list[str]]:
     """Migrate, create a campaign 'sent' to CONTACTS contacts a day ago; return open and click paths."""
     from sqlalchemy import insert, select
 
-    from campaigns.cli import migrate
     from campaigns.composing import editor as campaign_service
     from campaigns.config import from_env
     from campaigns.models import Contact, Send, SendStatus, Subscription, Topic
+    from campaigns.resources import migrate
     from campaigns.runtime import Runtime
     from mailer.tracking import Purpose
 

@@ -4,71 +4,41 @@ check-mail-setup."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
+from campaigns import check as liveness_check
+from campaigns.accounts import mail_setup
+from campaigns.accounts.dkim_keys import dkim_overview, ensure_dkim_key, zone_record
+from campaigns.accounts.users import check_password_rules, hash_password
+from campaigns.addresses import normalize_email
 from campaigns.config import ConfigError, Settings, from_env, load_settings, unsafe_settings
+from campaigns.db import make_engine, make_session_factory, session_scope
+from campaigns.demo import data as demo_data
+from campaigns.demo import runner as demo_runner
+from campaigns.errors import ValidationError
+from campaigns.feedback import cli as feedback_cli
+from campaigns.models import AdminRole, AdminUser
+from campaigns.resources import migrate
+from mailer.dkim import DKIMKey
 
 logger = logging.getLogger(__name__)
 
 
-def migrate(settings: Settings) -> None:
-    """Bring the database to the newest schema (alembic upgrade head)."""
-    from alembic import command
-
-    from campaigns.resources import alembic_config
-
-    cfg = alembic_config(settings.database_url)
-    if settings.database_url.startswith("sqlite:///"):
-        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(cfg, "head")
-
-
-def ensure_dkim_key(settings: Settings) -> Path | None:
-    """Generate an RSA-2048 DKIM key under instance/ when none exists; print nothing if it does."""
-    from mailer.dkim import DKIMKey, generate_private_key_pem
-
-    path = settings.dkim_private_key_path
-    if path is None:
-        return None
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(generate_private_key_pem("rsa", 2048))
-        from campaigns.accounts.dkim_keys import zone_record
-
-        key = DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector, path.read_bytes())
-        (path.parent / f"{settings.dkim_selector}.dns.txt").write_text(zone_record(key) + "\n")
-        print(f"Generated a DKIM key: {path}")
-    return path
-
-
 def dkim_record(settings: Settings) -> str:
     """The DNS TXT records to publish for the DKIM keys that sign (chosen in the admin, else configured)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from campaigns.accounts.dkim_keys import dkim_overview
-    from campaigns.db import make_engine, make_session_factory
-
     engine = make_engine(settings.database_url, immediate=False)
     try:
         with make_session_factory(engine)() as session:
             keys, pending = dkim_overview(session, settings)
     except SQLAlchemyError:          # no database yet: the configured key
-        from campaigns.accounts.dkim_keys import zone_record
-        from mailer.dkim import DKIMKey
-
         if settings.dkim_private_key_path is None or not settings.dkim_private_key_path.exists():
             raise SystemExit("no DKIM key yet: run `rapport init`") from None
         return zone_record(DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector,
@@ -86,12 +56,6 @@ def dkim_record(settings: Settings) -> str:
 
 def create_admin(settings: Settings, email: str, name: str, password: str, role: str = "admin") -> None:
     """Create (or reset the password of) an admin user."""
-    from campaigns.accounts.users import check_password_rules, hash_password
-    from campaigns.contacts.records import normalize_email
-    from campaigns.db import make_engine, make_session_factory, session_scope
-    from campaigns.errors import ValidationError
-    from campaigns.models import AdminRole, AdminUser
-
     try:
         email = normalize_email(email, own_address=True)
         check_password_rules(password, email)
@@ -107,95 +71,6 @@ def create_admin(settings: Settings, email: str, name: str, password: str, role:
         user.role = AdminRole(role)
         user.active = True
     engine.dispose()
-
-
-def demo(settings: Settings, port: int) -> int:
-    """Run the whole product on embedded defaults until Ctrl-C."""
-    from campaigns.demo import data as demo_data
-    from campaigns.runtime import embedded_redis
-    from mailer.capture import CaptureServer, Outbox
-
-    settings.instance_path.mkdir(parents=True, exist_ok=True)
-    migrate(settings)
-    ensure_dkim_key(settings)
-    seeded = demo_data.seed(settings)
-    # RAPPORT_DEMO exempts the children from the production checks (an http BASE_URL, a generated key).
-    env = dict(os.environ, RAPPORT_INSTANCE=str(settings.instance_path), PORT=str(port),
-               BASE_URL=settings.base_url, SECRET_KEY=settings.secret_key, RAPPORT_DEMO="1")
-    redis = None
-    if not settings.redis_url:
-        redis = embedded_redis(settings.instance_path)
-        env["REDIS_URL"] = f"unix://{redis.socket_file}"
-    capture = None
-    if settings.uses_capture:
-        capture = CaptureServer(Outbox(settings.outbox_path), port=settings.smtp_capture_port)
-        capture.start()
-
-    def start_worker() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "worker", "--name", f"demo-{os.getpid()}"], env=env)
-
-    children = [
-        start_worker(),
-        subprocess.Popen([sys.executable, "-m", "flask", "--app", "campaigns.web.app:create_app()", "run",
-                          "--host", "127.0.0.1", "--port", str(port), "--no-reload"], env=env),
-    ]
-    print("  Starting the web server and the worker…", flush=True)
-    if not _wait_until_answering(f"http://127.0.0.1:{port}/admin/login", children):
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        if capture:
-            capture.stop()
-        print("  Rapport did not start: see the messages above.", file=sys.stderr)
-        return 1
-    print(
-        "\n  Rapport is running.\n"
-        f"  Admin:  {settings.base_url}/admin\n"
-        f"  Login:  {demo_data.DEMO_EMAIL} / {demo_data.DEMO_PASSWORD}\n"
-        f"  SMTP capture: 127.0.0.1:{settings.smtp_capture_port} -> Outbox page\n"
-        f"  {'Seeded demo data.' if seeded else 'Reusing existing data in ' + str(settings.instance_path)}\n"
-        + ("  BASE_URL is http:// — allowed for the demo; real campaigns need an https:// BASE_URL.\n"
-           if settings.base_url.startswith("http://") else "")
-        + "  Press Ctrl-C to stop.\n", flush=True)
-
-    stop = False
-
-    def _stop(_sig, _frame) -> None:  # noqa: ANN001
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    code = 0
-    while not stop:
-        worker, web = children
-        if worker.poll() is not None and not stop:
-            # What a process supervisor does in production (deploy/): the sweeper picks up where it died.
-            print(f"  the worker exited with code {worker.returncode}; starting a new one.", file=sys.stderr,
-                  flush=True)
-            time.sleep(1)
-            children[0] = start_worker()
-        if web.poll() is not None and not stop:
-            print(f"  the web server exited with code {web.returncode}; stopping.", file=sys.stderr)
-            stop, code = True, 1
-        time.sleep(0.3)
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    if capture:
-        capture.stop()
-    if redis is not None:
-        from redis.exceptions import RedisError
-
-        with contextlib.suppress(RedisError):   # the server closes the connection as it stops
-            redis.shutdown(save=True)
-    print("  Stopped.")
-    return code
 
 
 def web(gunicorn_args: list[str]) -> None:
@@ -217,25 +92,6 @@ def check_config(env: Mapping[str, str]) -> int:
 
 # Commands that run the product for real: they refuse an unsafe configuration (campaigns.config.load_settings).
 GUARDED = frozenset({"init", "web"})
-
-
-def _wait_until_answering(url: str, children: list[subprocess.Popen], timeout: float = 120.0) -> bool:
-    """Poll url until it answers (any HTTP status); False when a child process exits first or time runs out."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return True
-        except urllib.error.HTTPError:
-            return True      # an error page is an answer too: the server is up
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    return False
 
 
 def load_env_file(path: str, env: dict[str, str] | None = None) -> None:
@@ -314,9 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         status = check_config(os.environ)
         if args.config:
             return status
-        from campaigns.check import check
-
-        return check(from_env()) or status
+        return liveness_check.check(from_env()) or status
     try:
         settings = load_settings() if args.command in GUARDED else from_env()
     except ConfigError as exc:
@@ -328,8 +182,6 @@ def main(argv: list[str] | None = None) -> int:
         ensure_dkim_key(settings)
         print("Database is up to date.")
     elif args.command == "seed":
-        from campaigns.demo import data as demo_data
-
         migrate(settings)
         print("Seeded." if demo_data.seed(settings) else "The database already has data; nothing seeded.")
     elif args.command == "dkim-record":
@@ -339,15 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         create_admin(settings, args.email, args.name, password, args.role)
         print(f"Admin {args.email} is ready.")
     elif args.command in ("ingest", "poll-bounces", "drain-hits"):
-        from campaigns.feedback.cli import run
-
-        return run(settings, args)
+        return feedback_cli.run(settings, args)
     elif args.command == "check-mail-setup":
-        from campaigns.accounts import mail_setup
-
         return mail_setup.run(settings, pipe=args.pipe, smtp=args.smtp, dns=not args.no_dns)
     elif args.command == "demo":
         if "BASE_URL" not in os.environ:
             settings = settings.with_overrides({"base_url": f"http://127.0.0.1:{args.port}"})
-        return demo(settings, args.port)
+        return demo_runner.run(settings, args.port)
     return 0

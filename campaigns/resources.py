@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from campaigns.config import Settings
 
 # Where a checkout keeps them: the fallback for an editable install made before they were packaged, or none at all.
 _CHECKOUT = Path(__file__).resolve().parent.parent
@@ -39,7 +43,7 @@ def migrations_dir() -> Path:
 
 def alembic_config(database_url: str):  # noqa: ANN201 - alembic is imported late
     """An Alembic Config for this database, built in code so an installed package needs no alembic.ini."""
-    from alembic.config import Config
+    from alembic.config import Config  # heavy: only migrations need alembic
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
@@ -47,3 +51,13 @@ def alembic_config(database_url: str):  # noqa: ANN201 - alembic is imported lat
     cfg.attributes["database_url"] = database_url
     cfg.attributes["skip_logging"] = True
     return cfg
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the database to the newest schema (alembic upgrade head)."""
+    from alembic import command  # heavy, and only `rapport init`, the demo and tests migrate
+
+    cfg = alembic_config(settings.database_url)
+    if settings.database_url.startswith("sqlite:///"):
+        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(cfg, "head")

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
+from rq.scheduler import RQScheduler
 
 from campaigns import queueing
 from campaigns.models import utcnow
@@ -102,8 +103,6 @@ class Ticker(threading.Thread):
 
     def _promote_delayed(self) -> None:
         """Move due delayed jobs (enqueue_at / enqueue_in) to the queue, one process at a time (RQ's lock)."""
-        from rq.scheduler import RQScheduler
-
         if self._rq_scheduler is None:
             self._rq_scheduler = RQScheduler([self.rt.queue], connection=self.rt.redis)
         if self._rq_scheduler.acquire_locks():

@@ -165,7 +165,7 @@ class S3Storage(Storage):
     def __init__(self, url: str) -> None:
         try:
             import boto3  # an optional dependency (rapport[s3]), imported only for s3:// storage
-            from botocore.config import Config
+            from botocore.config import Config  # comes with boto3
         except ImportError:
             raise ConfigError("STORAGE_URL is s3://… but boto3 is not installed: pip install 'rapport[s3]'") from None
         parts = urlsplit(url)

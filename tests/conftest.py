@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from campaigns.cli import migrate
 from campaigns.config import PolicySettings, Settings
 from campaigns.db import Base, scratch_database
+from campaigns.resources import migrate
 from campaigns.runtime import Runtime, install
 from mailer.capture import CaptureServer, Outbox
 from mailer.dkim import generate_private_key_pem

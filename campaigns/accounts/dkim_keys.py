@@ -181,3 +181,19 @@ def resolve_txt(name: str) -> list[str]:
     resolver.lifetime = 4.0
     answer = resolver.resolve(name, "TXT")
     return [b"".join(r.strings).decode("ascii", "replace") for r in answer]
+
+
+def ensure_dkim_key(settings: Settings) -> Path | None:
+    """Generate an RSA-2048 DKIM key under instance/ when none exists; print nothing if it does."""
+    path = settings.dkim_private_key_path
+    if path is None:
+        return None
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(generate_private_key_pem("rsa", 2048))
+        key = DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector, path.read_bytes())
+        (path.parent / f"{settings.dkim_selector}.dns.txt").write_text(zone_record(key) + "\n")
+        print(f"Generated a DKIM key: {path}")
+    return path

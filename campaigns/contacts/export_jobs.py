@@ -242,7 +242,7 @@ def _write_pages(session: Session, conds: list, out: IO[bytes], progress) -> int
 # ---------------------------------------------------------------- PostgreSQL: one COPY
 
 def _copy_postgresql(session: Session, conds: list, out: IO[bytes], progress) -> int:  # noqa: ANN001
-    import psycopg
+    import psycopg  # PostgreSQL only: its COPY; SQLite installs never load the driver
 
     exprs = _profile_exprs("postgresql") + [_PG_EXTRA[f] for f in ("interests", "topics", "attributes")]
     # Each cell is computed once in the inner query (OFFSET 0 keeps the planner from inlining it, which would run

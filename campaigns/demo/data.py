@@ -4,31 +4,42 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import secrets
 import unicodedata
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from werkzeug.security import generate_password_hash
 
 from campaigns.composing import editor as campaign_service
 from campaigns.config import Settings
 from campaigns.contacts.records import normalize_email
+from campaigns.coupons.pools import ALPHABET
 from campaigns.db import make_engine, make_session_factory, session_scope
 from campaigns.demo.reports import seed_history
 from campaigns.models import (
     AdminRole,
     AdminUser,
+    Automation,
+    AutomationStep,
+    AutomationTrigger,
     Campaign,
     CampaignKind,
     Contact,
     ContactInterest,
     ContactStatus,
+    CouponCode,
+    CouponPool,
     Order,
+    Segment,
     Sender,
     Subscription,
     Topic,
     utcnow,
 )
 from campaigns.resources import starters_dir
+from campaigns.signup.service import save_form
+from campaigns.surveys.service import save_survey
 
 DEMO_EMAIL = "demo@rapport.test"
 DEMO_PASSWORD = "rapport-demo"
@@ -97,8 +108,6 @@ def seed(settings: Settings, contacts: int = 300) -> bool:
 
 
 def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
-    from werkzeug.security import generate_password_hash
-
     rng = random.Random(20261123)
     session.add(AdminUser(email=DEMO_EMAIL, name="Demo Marketer", role=AdminRole.ADMIN,
                           password_hash=generate_password_hash(DEMO_PASSWORD)))
@@ -150,8 +159,6 @@ def _joined(rng: random.Random, contact: Contact, topic: Topic) -> dt.datetime:
 
 def _seed_signup_form(session, topics: list[Topic]) -> None:  # noqa: ANN001
     """A double opt-in sign-up form for the newsletter and tips (hosted page and embeddable snippet)."""
-    from campaigns.signup.service import save_form
-
     save_form(session, {"name": "Website footer", "title": "Get the Green Thumb newsletter",
                         "intro": "Monthly notes on what to sow, short guides and garden events. No spam, ever.",
                         "consent_text": "I would like to receive the Green Thumb newsletters I ticked above by "
@@ -162,8 +169,6 @@ def _seed_signup_form(session, topics: list[Topic]) -> None:  # noqa: ANN001
 
 def _seed_segments(session) -> None:  # noqa: ANN001
     """Two saved segments a marketer would start from (dynamic: evaluated whenever they are used)."""
-    from campaigns.models import Segment
-
     session.add_all([
         Segment(name="Loyal customers", description="Spent 150 or more, or ordered at least three times",
                 definition={"match": "any", "rules": [
@@ -180,12 +185,6 @@ def _seed_segments(session) -> None:  # noqa: ANN001
 def _seed_coupons_and_survey(session, coupon: Campaign, newsletter_topic: Topic, owner: Sender,  # noqa: ANN001
                              settings: Settings) -> None:
     """A coupon pool the coupon mailing draws from (one code per recipient), and a survey in a short mailing."""
-    import secrets
-
-    from campaigns.coupons.pools import ALPHABET
-    from campaigns.models import CouponCode, CouponPool
-    from campaigns.surveys.service import save_survey
-
     pool = CouponPool(name="Autumn thank-you 15%", value_description="15% off your next order",
                       expires_on=dt.date.today() + dt.timedelta(days=45))
     session.add(pool)
@@ -229,11 +228,6 @@ SURVEY_MJML = """<mjml>
 def _seed_automations(session, owner: Sender, settings: Settings) -> None:  # noqa: ANN001
     """A birthday automation (switched on): a greeting with a small present from its own coupon pool, at 09:00 in
     each contact's time zone. Its template is a draft campaign, editable like any other."""
-    import secrets
-
-    from campaigns.coupons.pools import ALPHABET
-    from campaigns.models import Automation, AutomationStep, AutomationTrigger, CouponCode, CouponPool
-
     pool = CouponPool(name="Birthday present 10%", value_description="10% off one order",
                       expires_on=dt.date.today() + dt.timedelta(days=365))
     session.add(pool)

@@ -9,10 +9,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 
 from campaigns.accounts.users import hash_password
-from campaigns.cli import migrate
 from campaigns.config import Settings
 from campaigns.db import make_engine, make_session_factory, scratch_database
-from campaigns.resources import alembic_config
+from campaigns.resources import alembic_config, migrate
 
 PREVIOUS_RELEASE = "0012"
 T = dt.datetime(2026, 11, 2, 9, 30)

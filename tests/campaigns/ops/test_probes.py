@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
-from campaigns.cli import migrate
 from campaigns.config import Settings
 from campaigns.ops import health
+from campaigns.resources import migrate
 from campaigns.sending import lifecycle as sending
 from campaigns.web.app import create_app
 from tests.campaigns.sending.test_delivery import scripted  # noqa: F401  (the fixture)
