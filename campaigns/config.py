@@ -97,6 +97,8 @@ class Settings:
     trusted_proxies: int = 0
     policy: PolicySettings = field(default_factory=PolicySettings)
     webhook_secret: str = ""                  # shared secret of POST /webhooks/relay (empty: endpoint off)
+    shopify_webhook_secret: str = ""          # signs Shopify's order webhooks (empty: receiver off)
+    woocommerce_webhook_secret: str = ""      # signs WooCommerce's order webhooks (empty: receiver off)
     soft_bounce_limit: int = 3                # soft bounces within the window that suppress an address
     soft_bounce_window_days: int = 30
     bounce_mailbox_url: str = ""              # imap[s]:// or pop3[s]:// mailbox that `poll-bounces` reads
@@ -256,6 +258,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         pause_within_sends=max(1, _int(env, "RAPPORT_PAUSE_WITHIN_SENDS", 5000)),
         export_keep_hours=max(1, _int(env, "RAPPORT_EXPORT_KEEP_HOURS", 24)),
         webhook_secret=env.get("RAPPORT_WEBHOOK_SECRET", ""),
+        shopify_webhook_secret=env.get("SHOPIFY_WEBHOOK_SECRET", ""),
+        woocommerce_webhook_secret=env.get("WOOCOMMERCE_WEBHOOK_SECRET", ""),
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),
         bounce_mailbox_url=env.get("BOUNCE_MAILBOX_URL", ""),

@@ -1,6 +1,7 @@
 """Database models, one module per area. Import them from here: `from campaigns.models import Contact`."""
 
 # ruff: noqa: F401, F403
+from campaigns.models.api import *
 from campaigns.models.audit import *
 from campaigns.models.automations import *
 from campaigns.models.core import *

@@ -273,6 +273,12 @@ class Order(Base):
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     reference: Mapped[str] = mapped_column(String(100), default="")
+    # Where it came from (campaigns.models.api.OrderSource) and its id there: unique together, so a retried shop
+    # webhook or API call never records an order twice. Admin-entered orders have no external id.
+    source: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    external_id: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
 
 
 class Campaign(Base):

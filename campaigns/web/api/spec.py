@@ -1,0 +1,278 @@
+"""The API's operation registry and its OpenAPI 3.1 document, both built from the same pydantic models.
+
+Each view is declared with `@operation(...)`: its method and path, the scope it needs, and the pydantic models of
+its query, body and answer. The decorator registers the Flask route, and the wrapper it installs parses the query
+and body with those models and serializes the answer with the response model; `openapi()` turns the same
+declarations into the document. So the document cannot drift from what the code accepts and answers.
+
+Why pydantic: it is already part of the stack's dependency tree, it validates and serializes with the same model,
+and its JSON Schema output is draft 2020-12, the dialect of OpenAPI 3.1, so schemas go into the document unchanged
+(apispec/marshmallow would need a second schema language; spectree wraps the same pydantic with less control over
+errors, which here must be problem+json).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Response, json, request
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticError
+from pydantic.json_schema import models_json_schema
+
+from campaigns.models import ApiScope
+from campaigns.web.api.problems import ApiProblem, Problem
+
+MAX_ID = 2**63 - 1
+API_PREFIX = "/api/v1"
+_FLASK_PARAM = re.compile(r"<(?:(int|string|path):)?([a-z_]+)>")
+
+
+@dataclass
+class Operation:
+    """One documented operation (method + path)."""
+
+    method: str
+    rule: str                        # Flask rule, e.g. /api/v1/contacts/<int:contact_id>
+    endpoint: str
+    tag: str
+    summary: str
+    description: str
+    scope: ApiScope | None           # None: not key-authenticated (documents, shop webhooks)
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    extra_responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
+    security: list[dict[str, list[str]]] | None = None
+    idempotent: bool = False         # accepts an Idempotency-Key header (POST operations)
+
+    @property
+    def path(self) -> str:
+        return _FLASK_PARAM.sub(lambda m: "{" + m.group(2) + "}", self.rule)
+
+    @property
+    def int_params(self) -> list[str]:
+        return [m.group(2) for m in _FLASK_PARAM.finditer(self.rule) if m.group(1) == "int"]
+
+    @property
+    def str_params(self) -> list[str]:
+        return [m.group(2) for m in _FLASK_PARAM.finditer(self.rule) if m.group(1) != "int"]
+
+
+OPERATIONS: list[Operation] = []
+# Hooks the auth and idempotency modules install: (operation) -> None before the view; they raise ApiProblem.
+Before = Callable[[Operation], None]
+
+
+@dataclass
+class Hooks:
+    """What runs around every key-authenticated operation; filled by campaigns.web.api.guard."""
+
+    before: list[Before] = field(default_factory=list)
+    wrap: list[Callable[[Operation, Callable[[], Response]], Response]] = field(default_factory=list)
+
+
+HOOKS = Hooks()
+
+
+def field_errors(exc: PydanticError, prefix: str = "") -> list[dict[str, str]]:
+    """pydantic's errors as problem+json `errors` entries."""
+    out = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in err.get("loc", ()))
+        out.append({"field": (prefix + path) or prefix.rstrip("."), "message": str(err.get("msg", "invalid"))})
+    return out
+
+
+def _parse_query(model: type[BaseModel]) -> BaseModel:
+    data = {k: v for k, v in request.args.items() if k in model.model_fields}
+    try:
+        return model.model_validate(data)
+    except PydanticError as exc:
+        raise ApiProblem(422, "the query parameters are invalid", errors=field_errors(exc)) from None
+
+
+def _parse_body(model: type[BaseModel]) -> BaseModel:
+    if not request.mimetype or request.mimetype.split(";")[0].strip() not in ("application/json",):
+        raise ApiProblem(415, "send the body as JSON with Content-Type: application/json")
+    raw = request.get_data(cache=True)
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        raise ApiProblem(400, "the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiProblem(400, "the body must be a JSON object")
+    try:
+        return model.model_validate(payload)
+    except PydanticError as exc:
+        raise ApiProblem(422, "the body is invalid", errors=field_errors(exc)) from None
+
+
+def render(model: BaseModel | None, status: int, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer from a response model (204 without one)."""
+    if model is None:
+        return Response(status=status, headers=headers)
+    resp = Response(model.model_dump_json(), status=status, mimetype="application/json", headers=headers)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def operation(bp: Blueprint, method: str, rule: str, *, tag: str, summary: str, scope: ApiScope | None,
+              query: type[BaseModel] | None = None, body: type[BaseModel] | None = None,
+              response: type[BaseModel] | None = None, status: int = 200, errors: tuple[int, ...] = (),
+              extra_responses: dict[int, tuple[str, type[BaseModel] | None]] | None = None,
+              security: list[dict[str, list[str]]] | None = None, raw: bool = False) -> Callable:
+    """Declare and register one API operation.
+
+    The view receives the path arguments, plus `query=` and `body=` (parsed models) when declared, and returns a
+    response model instance, (model, status) or (model, status, headers); raw=True views return a Response as is.
+    """
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
+        op = Operation(method=method, rule=rule, endpoint=view.__name__, tag=tag, summary=summary,
+                       description=(view.__doc__ or "").strip(), scope=scope, query=query, body=body,
+                       response=response, status=status, errors=errors, extra_responses=extra_responses or {},
+                       security=security, idempotent=method == "POST" and scope is not None)
+
+        @wraps(view)
+        def handler(**kwargs: Any) -> Response:
+            for name in op.int_params:
+                if not 1 <= kwargs[name] <= MAX_ID:
+                    raise ApiProblem(404, f"no such {name.removesuffix('_id')}")
+            for hook in HOOKS.before:
+                hook(op)
+
+            def run() -> Response:
+                args = dict(kwargs)
+                if query is not None:
+                    args["query"] = _parse_query(query)
+                if body is not None:
+                    args["body"] = _parse_body(body)
+                result = view(**args)
+                if raw:
+                    return result
+                if isinstance(result, tuple):
+                    return render(*result)
+                return render(result, status)
+
+            call = run
+            for wrapper in HOOKS.wrap:
+                call = (lambda w, inner: lambda: w(op, inner))(wrapper, call)
+            return call()
+
+        bp.add_url_rule(rule, endpoint=view.__name__, view_func=handler, methods=[method])
+        OPERATIONS.append(op)
+        return handler
+
+    return decorate
+
+
+# ------------------------------------------------------------------ the document
+
+STANDARD_ERRORS = {400: "The body is not a JSON object", 401: "No key, an unknown key or a revoked key",
+                   403: "The key lacks the scope this operation needs", 404: "Not found",
+                   409: "Conflict: the state does not allow it, or the same Idempotency-Key is still in use",
+                   410: "Gone", 413: "The body is too large", 415: "The body is not JSON",
+                   422: "Invalid input; `errors` names the fields", 429: "Rate limit exceeded; see Retry-After"}
+
+
+def _responses(op: Operation) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": "Success"}
+    if op.response is not None:
+        ok["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}}
+    out: dict[str, Any] = {str(op.status): ok}
+    for status, (description, model) in op.extra_responses.items():
+        entry: dict[str, Any] = {"description": description}
+        if model is not None:
+            entry["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+        out[str(status)] = entry
+    codes = set(op.errors)
+    if op.scope is not None:
+        codes |= {401, 403, 429}
+    if op.query is not None or op.body is not None or op.int_params or op.str_params:
+        codes.add(422)
+    if op.body is not None:
+        codes |= {400, 413, 415}
+    if op.int_params or op.str_params:
+        codes.add(404)
+    if op.idempotent:
+        codes |= {409, 422}
+    for code in sorted(codes):
+        out[str(code)] = {"description": STANDARD_ERRORS.get(code, "Error"),
+                          "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    return out
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    for name in op.int_params:
+        params.append({"name": name, "in": "path", "required": True,
+                       "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}})
+    for name in op.str_params:
+        params.append({"name": name, "in": "path", "required": True,
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 64}})
+    if op.query is not None:
+        schema = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
+        required = set(schema.get("required", ()))
+        for name, prop in schema.get("properties", {}).items():
+            prop = dict(prop)
+            description = prop.pop("description", "")
+            prop.pop("title", None)
+            param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+            if description:
+                param["description"] = description
+            params.append(param)
+    if op.idempotent:
+        params.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                       "description": "Any unique string (a UUID): a retry with the same key and body gets the "
+                                      "first answer again instead of acting twice. Kept for 24 hours.",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"}})
+    return params
+
+
+def openapi(version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every registered operation."""
+    models: set[type[BaseModel]] = {Problem}
+    for op in OPERATIONS:
+        models |= {m for m in (op.body, op.response) if m is not None}
+        models |= {m for _d, m in op.extra_responses.values() if m is not None}
+    _keys, defs = models_json_schema([(m, "validation" if m in {op.body for op in OPERATIONS} else "serialization")
+                                      for m in sorted(models, key=lambda m: m.__name__)],
+                                     ref_template="#/components/schemas/{model}")
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        entry: dict[str, Any] = {"operationId": op.endpoint, "tags": [op.tag], "summary": op.summary,
+                                 "responses": _responses(op)}
+        if op.description:
+            entry["description"] = op.description
+        if op.scope is not None:
+            entry["description"] = (entry.get("description", "") + f"\n\nScope: `{op.scope.value}`").strip()
+            entry["x-scope"] = op.scope.value
+        params = _parameters(op)
+        if params:
+            entry["parameters"] = params
+        if op.body is not None:
+            entry["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+        if op.security is not None:
+            entry["security"] = op.security
+        paths.setdefault(op.path, {})[op.method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Rapport API", "version": version,
+                 "description": "Contacts, topics, segments, orders, events, campaigns, coupons and survey "
+                                "answers. Authenticate with `Authorization: Bearer <API key>` (Settings → API "
+                                "keys). Errors are RFC 9457 problem details. See docs/api.md."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": defs.get("$defs", {}),
+                       "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
+                                                      "description": "An API key: rk_<prefix>_<secret>"}}},
+        "security": [{"apiKey": []}],
+    }
