@@ -28,7 +28,7 @@ from campaigns.web.api.schemas import (
     decode_cursor,
     encode_cursor,
 )
-from campaigns.web.api.spec import API_PREFIX, operation, render
+from campaigns.web.api.spec import API_PREFIX, operation
 from campaigns.web.context import db, rt
 
 logger = logging.getLogger(__name__)
@@ -180,12 +180,11 @@ def coupon_issue(body: IssueIn):  # noqa: ANN201
 def coupon_redeem(body: RedeemIn):  # noqa: ANN201
     """Marks the code used, once: 409 if it was redeemed before (code_status says when and for which order),
     410 if it expired, 404 if unknown. Replaces the deprecated POST /admin/api/coupons/redeem."""
-    return render(CodeStatus(**pools.redeem(db(), body.code, reference=body.reference, by=f"api: {caller().name}")),
-                  200)
+    return CodeStatus(**pools.redeem(db(), body.code, reference=body.reference, by=f"api: {caller().name}"))
 
 
 @operation(bp, "GET", f"{API_PREFIX}/coupons/<string:code>", tag="Coupons", summary="Look a code up",
-           scope=ApiScope.COUPONS_REDEEM, response=CodeStatus)
+           scope=ApiScope.COUPONS_REDEEM, response=CodeStatus, errors=(400,))
 def coupon_status(code: str):  # noqa: ANN201
     found, pool = pools.find_code(db(), code)
     return CodeStatus(**pools.describe(found, pool))
