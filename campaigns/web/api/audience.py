@@ -12,7 +12,7 @@ from campaigns.composing.editor import get_campaign
 from campaigns.contacts import records, segments
 from campaigns.models import ApiScope, Event, EventType, SurveyAnswer
 from campaigns.surveys import service as surveys
-from campaigns.web.api import bp
+from campaigns.web.api.blueprint import bp
 from campaigns.web.api.contacts import contact_out, totals
 from campaigns.web.api.schemas import (
     ContactPage,

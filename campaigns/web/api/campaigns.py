@@ -18,7 +18,7 @@ from campaigns.errors import ValidationError
 from campaigns.models import ApiScope, Campaign, CampaignStatus, utcnow
 from campaigns.reports.campaign_report import campaign_report
 from campaigns.sending import lifecycle, scheduling
-from campaigns.web.api import bp
+from campaigns.web.api.blueprint import bp
 from campaigns.web.api.guard import caller
 from campaigns.web.api.schemas import Id, Input, PageQuery, decode_cursor, encode_cursor
 from campaigns.web.api.spec import API_PREFIX, operation

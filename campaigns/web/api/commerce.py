@@ -13,7 +13,7 @@ from campaigns.contacts import records
 from campaigns.coupons import pools
 from campaigns.models import ApiScope, Order, OrderSource
 from campaigns.orders import recording, shops
-from campaigns.web.api import bp
+from campaigns.web.api.blueprint import bp
 from campaigns.web.api.contacts import totals
 from campaigns.web.api.guard import caller
 from campaigns.web.api.problems import ApiProblem
@@ -88,6 +88,7 @@ class WebhookResult(BaseModel):
 
 
 SHOP_SECURITY: list[dict[str, list[str]]] = []      # signed by the shop (HMAC), not by an API key
+SHOP_ORDER = {"type": "object", "description": "The shop's order payload, exactly as the shop sends it"}
 
 
 def _shop_webhook(source: OrderSource, secret: str, signature_header: str) -> BaseModel | tuple:
@@ -113,7 +114,7 @@ def _shop_webhook(source: OrderSource, secret: str, signature_header: str) -> Ba
 
 @operation(bp, "POST", f"{API_PREFIX}/webhooks/shopify/orders", tag="Shop webhooks", scope=None,
            summary="Shopify orders/create receiver", response=WebhookResult, security=SHOP_SECURITY,
-           errors=(400, 401, 404, 413, 422))
+           raw_body=SHOP_ORDER, errors=(400, 401, 404, 413, 415, 422))
 def shopify_orders():  # noqa: ANN201
     """Point a Shopify `orders/create` webhook (JSON) here. Verified with X-Shopify-Hmac-Sha256 against
     SHOPIFY_WEBHOOK_SECRET; recorded once per Shopify order id. Off (404) without the secret."""
@@ -122,7 +123,7 @@ def shopify_orders():  # noqa: ANN201
 
 @operation(bp, "POST", f"{API_PREFIX}/webhooks/woocommerce/orders", tag="Shop webhooks", scope=None,
            summary="WooCommerce order.created receiver", response=WebhookResult, security=SHOP_SECURITY,
-           errors=(400, 401, 404, 413, 422))
+           raw_body=SHOP_ORDER, errors=(400, 401, 404, 413, 415, 422))
 def woocommerce_orders():  # noqa: ANN201
     """Point a WooCommerce `Order created` webhook here with WOOCOMMERCE_WEBHOOK_SECRET as its secret; verified
     with X-WC-Webhook-Signature, recorded once per WooCommerce order id. Off (404) without the secret."""

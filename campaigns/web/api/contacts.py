@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.contacts import exports, records
 from campaigns.errors import InvalidState, ValidationError
-from campaigns.models import ApiScope, Contact, ContactStatus, Order, Topic
-from campaigns.web.api import bp
+from campaigns.models import ApiScope, Contact, ContactStatus, Order, Segment, Topic
+from campaigns.web.api.blueprint import bp
 from campaigns.web.api.guard import caller
 from campaigns.web.api.schemas import (
     BulkError,
@@ -130,6 +130,8 @@ def contact_upsert(body: ContactUpsert):  # noqa: ANN201
 def contact_list(query: ContactQuery):  # noqa: ANN201
     """Contacts in id order. Pass next_cursor as cursor for the next page; it is null on the last page."""
     session = db()
+    if query.segment_id is not None and session.get(Segment, query.segment_id) is None:
+        raise ValidationError(f"there is no segment {query.segment_id}", field="segment_id")
     page = records.list_contacts(session, query=query.q or "", after=decode_cursor(query.cursor), limit=query.limit,
                                  status=query.status or "", segment_id=query.segment_id)
     values = totals(session, [c.id for c in page.contacts])

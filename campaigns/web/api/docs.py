@@ -9,7 +9,7 @@ from flask import Response, current_app, json, request, url_for
 from markupsafe import escape
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from campaigns.web.api import bp
+from campaigns.web.api.blueprint import bp
 from campaigns.web.api.problems import ApiProblem
 from campaigns.web.api.spec import API_PREFIX, openapi
 

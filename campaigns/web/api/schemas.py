@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from campaigns.web.api.problems import ApiProblem
 
 MAX_PAGE = 200
-Email = Annotated[str, StringConstraints(min_length=3, max_length=320)]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=320), Field(json_schema_extra={"format": "email"})]
 Short = Annotated[str, StringConstraints(max_length=200)]
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 

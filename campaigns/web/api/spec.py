@@ -51,6 +51,7 @@ class Operation:
     extra_responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
     security: list[dict[str, list[str]]] | None = None
     idempotent: bool = False         # accepts an Idempotency-Key header (POST operations)
+    raw_body: dict[str, Any] | None = None   # the documented schema of a body the view reads itself (webhooks)
 
     @property
     def path(self) -> str:
@@ -127,7 +128,8 @@ def operation(bp: Blueprint, method: str, rule: str, *, tag: str, summary: str, 
               query: type[BaseModel] | None = None, body: type[BaseModel] | None = None,
               response: type[BaseModel] | None = None, status: int = 200, errors: tuple[int, ...] = (),
               extra_responses: dict[int, tuple[str, type[BaseModel] | None]] | None = None,
-              security: list[dict[str, list[str]]] | None = None, raw: bool = False) -> Callable:
+              security: list[dict[str, list[str]]] | None = None, raw: bool = False,
+              raw_body: dict[str, Any] | None = None) -> Callable:
     """Declare and register one API operation.
 
     The view receives the path arguments, plus `query=` and `body=` (parsed models) when declared, and returns a
@@ -138,7 +140,7 @@ def operation(bp: Blueprint, method: str, rule: str, *, tag: str, summary: str, 
         op = Operation(method=method, rule=rule, endpoint=view.__name__, tag=tag, summary=summary,
                        description=(view.__doc__ or "").strip(), scope=scope, query=query, body=body,
                        response=response, status=status, errors=errors, extra_responses=extra_responses or {},
-                       security=security, idempotent=method == "POST" and scope is not None)
+                       security=security, idempotent=method == "POST" and scope is not None, raw_body=raw_body)
 
         @wraps(view)
         def handler(**kwargs: Any) -> Response:
@@ -260,6 +262,8 @@ def openapi(version: str) -> dict[str, Any]:
         if op.body is not None:
             entry["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+        elif op.raw_body is not None:
+            entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": op.raw_body}}}
         if op.security is not None:
             entry["security"] = op.security
         paths.setdefault(op.path, {})[op.method.lower()] = entry
