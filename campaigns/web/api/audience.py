@@ -15,6 +15,7 @@ from campaigns.surveys import service as surveys
 from campaigns.web.api.blueprint import bp
 from campaigns.web.api.contacts import contact_out, totals
 from campaigns.web.api.schemas import (
+    BigId,
     ContactPage,
     PageQuery,
     SubscriptionList,
@@ -187,7 +188,7 @@ class AnswerPage(BaseModel):
 
 
 class AnswerQuery(PageQuery):
-    contact_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    contact_id: BigId | None = None
 
 
 @operation(bp, "GET", f"{API_PREFIX}/surveys/<int:survey_id>/answers", tag="Surveys",

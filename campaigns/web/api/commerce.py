@@ -18,6 +18,7 @@ from campaigns.web.api.contacts import totals
 from campaigns.web.api.guard import caller
 from campaigns.web.api.problems import ApiProblem
 from campaigns.web.api.schemas import (
+    BigId,
     Id,
     Input,
     OrderCreated,
@@ -135,7 +136,7 @@ def woocommerce_orders():  # noqa: ANN201
 
 class IssueIn(Input):
     pool_id: Id
-    contact_id: Id
+    contact_id: BigId
     note: str = Field(default="", max_length=200, description="Why, e.g. \"sorry for the late parcel\"")
 
 

@@ -19,7 +19,9 @@ from campaigns.web.api.problems import ApiProblem
 MAX_PAGE = 200
 Email = Annotated[str, StringConstraints(min_length=3, max_length=320), Field(json_schema_extra={"format": "email"})]
 Short = Annotated[str, StringConstraints(max_length=200)]
-Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+# Ids of contacts (and orders, events, answers) are 64-bit; topics, segments, campaigns, pools and surveys 32-bit.
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+BigId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class Input(BaseModel):

@@ -27,7 +27,14 @@ from pydantic.json_schema import models_json_schema
 from campaigns.models import ApiScope
 from campaigns.web.api.problems import ApiProblem, Problem
 
-MAX_ID = 2**63 - 1
+# Path ids beyond their column's range are simply not found (PostgreSQL would refuse to compare them).
+MAX_ID = 2**31 - 1
+MAX_BIG_ID = 2**63 - 1
+BIG_ID_PARAMS = frozenset({"contact_id"})
+
+
+def max_id(name: str) -> int:
+    return MAX_BIG_ID if name in BIG_ID_PARAMS else MAX_ID
 API_PREFIX = "/api/v1"
 _FLASK_PARAM = re.compile(r"<(?:(int|string|path):)?([a-z_]+)>")
 
@@ -91,8 +98,41 @@ def field_errors(exc: PydanticError, prefix: str = "") -> list[dict[str, str]]:
     return out
 
 
+def unstorable(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) no database can store — a NUL character or a lone surrogate
+    (invalid UTF-8) — or None. PostgreSQL refuses both in text and jsonb; they are never meaningful input."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path or "value"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "value"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            found = unstorable(str(key), where) or unstorable(item, where)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = unstorable(item, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
+
+
+def _refuse_unstorable(value: Any, what: str) -> None:
+    where = unstorable(value)
+    if where is not None:
+        raise ApiProblem(422, f"the {what} contains a NUL character or invalid Unicode",
+                         errors=[{"field": where[:200], "message": "NUL characters and lone surrogates are refused"}])
+
+
 def _parse_query(model: type[BaseModel]) -> BaseModel:
     data = {k: v for k, v in request.args.items() if k in model.model_fields}
+    _refuse_unstorable(data, "query")
     try:
         return model.model_validate(data)
     except PydanticError as exc:
@@ -109,6 +149,7 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
         raise ApiProblem(400, "the body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ApiProblem(400, "the body must be a JSON object")
+    _refuse_unstorable(payload, "body")
     try:
         return model.model_validate(payload)
     except PydanticError as exc:
@@ -145,8 +186,11 @@ def operation(bp: Blueprint, method: str, rule: str, *, tag: str, summary: str, 
         @wraps(view)
         def handler(**kwargs: Any) -> Response:
             for name in op.int_params:
-                if not 1 <= kwargs[name] <= MAX_ID:
+                if not 1 <= kwargs[name] <= max_id(name):
                     raise ApiProblem(404, f"no such {name.removesuffix('_id')}")
+            for name in op.str_params:
+                if unstorable(kwargs[name]) or len(kwargs[name]) > 64:
+                    raise ApiProblem(404, f"no such {name}")
             for hook in HOOKS.before:
                 hook(op)
 
@@ -215,7 +259,7 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in op.int_params:
         params.append({"name": name, "in": "path", "required": True,
-                       "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}})
+                       "schema": {"type": "integer", "minimum": 1, "maximum": max_id(name)}})
     for name in op.str_params:
         params.append({"name": name, "in": "path", "required": True,
                        "schema": {"type": "string", "minLength": 1, "maxLength": 64}})

@@ -104,3 +104,21 @@ def test_unknown_paths_and_methods_are_problems_too(client, make_key) -> None:  
     body = assert_problem(client.post("/api/v1/contacts", json={"email": "a@example.com", "colour": "red"},
                                       headers=auth(secret)), 422)
     assert body["errors"][0]["field"] == "colour"
+
+
+def test_unstorable_text_and_out_of_range_ids_are_refused_not_500(client, make_key) -> None:  # noqa: ANN001
+    """PostgreSQL refuses NUL characters and lone surrogates in text and jsonb, and 32-bit ids beyond their range:
+    such input is answered 422 or 404 before it reaches the database, on every database."""
+    h = auth(make_key())
+    r = client.post("/api/v1/contacts", json={"email": "nul@example.com", "attributes": {"note": "a\u0000b"}},
+                    headers=h)
+    body = assert_problem(r, 422)
+    assert body["errors"][0]["field"] == "attributes.note"
+    r = client.post("/api/v1/campaigns", headers={**h, "Content-Type": "application/json"},
+                    data=b'{"name": "\\ud800", "subject": "s", "mjml": "<mjml></mjml>"}')
+    assert_problem(r, 422)
+    assert_problem(client.get("/api/v1/contacts", query_string={"q": "a\x00"}, headers=h), 422)
+    assert_problem(client.get(f"/api/v1/segments/{2**31}/count", headers=h), 404)
+    assert_problem(client.get(f"/api/v1/campaigns/{2**40}", headers=h), 404)
+    r = client.post("/api/v1/contacts", json={"email": "big@example.com", "topic_ids": [2**40]}, headers=h)
+    assert_problem(r, 422)
