@@ -42,6 +42,7 @@ def api_docs() -> Response:
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Rapport API reference</title>
+<link rel="icon" href="{escape(url_for('static', filename='favicon.svg'))}" type="image/svg+xml">
 <link rel="stylesheet" href="{escape(url_for('static', filename='vendor/swagger-ui.css'))}">
 </head><body>
 <div id="swagger-ui" data-spec="{escape(url_for('api.openapi_document'))}"></div>
