@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.a11y import assert_accessible
 from tests.browser.flows import LiveServer, screenshot
 
 pytestmark = pytest.mark.browser
@@ -28,6 +29,7 @@ def test_reference_renders_every_tag_without_csp_errors(page: Page, live_server:
 
 def test_admin_creates_and_revokes_a_key(admin_page: Page, demo_data: LiveServer) -> None:
     admin_page.goto(demo_data.path("/admin/settings/api-keys"))
+    assert_accessible(admin_page, "/admin/settings/api-keys")
     admin_page.get_by_label("Name").fill("Shop")
     admin_page.get_by_label("contacts:read").check()
     admin_page.get_by_label("orders:write").check()
@@ -36,5 +38,6 @@ def test_admin_creates_and_revokes_a_key(admin_page: Page, demo_data: LiveServer
     secret = admin_page.locator("#new-key").inner_text()
     assert secret.startswith("rk_")
     screenshot(admin_page, "api-keys")
+    assert_accessible(admin_page, "/admin/settings/api-keys (new key shown)")
     admin_page.get_by_role("button", name="Revoke key Shop").click()
     expect(admin_page.get_by_text("revoked", exact=False).first).to_be_visible()
