@@ -142,3 +142,43 @@ def test_api_orders_idempotent_by_external_id_and_exact(client, db_session, make
     assert fresh(db_session).scalar(select(func.count()).select_from(Order)) == 4
     contact = client.get(f"/api/v1/contacts/{cid}", headers=h).get_json()
     assert contact["status"] == "unsubscribed" and contact["order_count"] == 4
+
+
+def test_a_concurrent_delivery_of_the_same_order_finds_the_first(db_session, monkeypatch) -> None:  # noqa: ANN001
+    """Two deliveries of one order racing: the loser's insert hits the unique (source, external_id) and it answers
+    with the winner's order instead of failing."""
+    from campaigns.models import OrderSource
+    from campaigns.orders import recording
+
+    item = recording.OrderInput(source=OrderSource.SHOPIFY, email="race@example.com", amount="10.00",
+                                external_id="77")
+    first = recording.record_order(db_session, item)
+    db_session.commit()
+    real = recording._existing
+    calls = []
+
+    def blind_once(session, source, external):  # noqa: ANN001, ANN202 - the race: not seen before the insert
+        calls.append(external)
+        return None if len(calls) == 1 else real(session, source, external)
+
+    monkeypatch.setattr(recording, "_existing", blind_once)
+    second = recording.record_order(db_session, item)
+    db_session.commit()
+    assert second.created is False and second.order.id == first.order.id and len(calls) == 2
+    assert db_session.scalar(select(func.count()).select_from(Order)) == 1
+
+
+def test_amounts_are_exact_and_legacy_shopify_consent_is_read() -> None:
+    from campaigns.errors import ValidationError
+    from campaigns.orders.recording import parse_amount
+
+    assert parse_amount(19.99) == Decimal("19.99") and parse_amount("7") == Decimal("7.00")
+    for bad in ("1.005", "-0.01", "inf", True, "1e20", "abc"):
+        with pytest.raises(ValidationError):
+            parse_amount(bad)
+    legacy = shopify_payload(consent=None)
+    legacy["buyer_accepts_marketing"] = True
+    assert shops.shopify_order(legacy).accepts_marketing is True
+    assert shops.shopify_order(shopify_payload(consent=None)).accepts_marketing is False
+    with pytest.raises(ValidationError):
+        shops.shopify_order({**shopify_payload(), "created_at": "2026-03-01T10:00:00"})   # no zone
