@@ -13,6 +13,7 @@ errors, which here must be problem+json).
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -249,13 +250,18 @@ def _responses(op: Operation) -> dict[str, Any]:
         codes.add(404)
     if op.idempotent:
         codes |= {409, 422}
+    wording = dict(STANDARD_ERRORS)
+    if op.scope is None:
+        wording[401] = "The shop's signature does not match the body"
+    if op.body is None and op.raw_body is None:
+        wording[400] = "Bad request (e.g. a malformed value in the path)"
     for code in sorted(codes):
-        out[str(code)] = {"description": STANDARD_ERRORS.get(code, "Error"),
+        out[str(code)] = {"description": wording.get(code, "Error"),
                           "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     return out
 
 
-def _parameters(op: Operation) -> list[dict[str, Any]]:
+def _parameters(op: Operation, defs: dict[str, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in op.int_params:
         params.append({"name": name, "in": "path", "required": True,
@@ -264,7 +270,7 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
         params.append({"name": name, "in": "path", "required": True,
                        "schema": {"type": "string", "minLength": 1, "maxLength": 64}})
     if op.query is not None:
-        schema = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
+        schema = defs[op.query.__name__]
         required = set(schema.get("required", ()))
         for name, prop in schema.get("properties", {}).items():
             prop = dict(prop)
@@ -286,21 +292,23 @@ def openapi(version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every registered operation."""
     models: set[type[BaseModel]] = {Problem}
     for op in OPERATIONS:
-        models |= {m for m in (op.body, op.response) if m is not None}
+        models |= {m for m in (op.body, op.response, op.query) if m is not None}
         models |= {m for _d, m in op.extra_responses.values() if m is not None}
-    _keys, defs = models_json_schema([(m, "validation" if m in {op.body for op in OPERATIONS} else "serialization")
-                                      for m in sorted(models, key=lambda m: m.__name__)],
-                                     ref_template="#/components/schemas/{model}")
+    inputs = {op.body for op in OPERATIONS} | {op.query for op in OPERATIONS}
+    _keys, top = models_json_schema([(m, "validation" if m in inputs else "serialization")
+                                     for m in sorted(models, key=lambda m: m.__name__)],
+                                    ref_template="#/components/schemas/{model}")
+    defs: dict[str, Any] = top.get("$defs", {})
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         entry: dict[str, Any] = {"operationId": op.endpoint, "tags": [op.tag], "summary": op.summary,
                                  "responses": _responses(op)}
         if op.description:
-            entry["description"] = op.description
+            entry["description"] = inspect.cleandoc(op.description)
         if op.scope is not None:
             entry["description"] = (entry.get("description", "") + f"\n\nScope: `{op.scope.value}`").strip()
             entry["x-scope"] = op.scope.value
-        params = _parameters(op)
+        params = _parameters(op, defs)
         if params:
             entry["parameters"] = params
         if op.body is not None:
@@ -319,7 +327,8 @@ def openapi(version: str) -> dict[str, Any]:
                                 "keys). Errors are RFC 9457 problem details. See docs/api.md."},
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": defs.get("$defs", {}),
+        "components": {"schemas": {name: schema for name, schema in defs.items()
+                                   if not any(name == op.query.__name__ for op in OPERATIONS if op.query)},
                        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                                       "description": "An API key: rk_<prefix>_<secret>"}}},
         "security": [{"apiKey": []}],

@@ -68,3 +68,14 @@ def test_reference_page_and_document_are_self_hosted(client) -> None:  # noqa: A
     ops = [(path, method) for path, item in doc["paths"].items() for method in item]
     assert len(ops) >= 28
     assert doc["paths"]["/api/v1/contacts"]["post"]["x-scope"] == "contacts:write"
+
+
+def test_the_document_is_valid_openapi_3_1_with_every_reference_resolved(client) -> None:  # noqa: ANN001
+    from openapi_spec_validator import validate
+
+    doc = client.get("/api/v1/openapi.json").get_json()
+    validate(doc)      # raises on any schema error or dangling $ref
+    statuses = doc["paths"]["/api/v1/campaigns"]["get"]["parameters"][2]["schema"]
+    assert statuses["anyOf"][0]["$ref"] == "#/components/schemas/CampaignStatus"
+    assert doc["components"]["schemas"]["CampaignStatus"]["enum"][0] == "draft"
+    assert "    " not in doc["paths"]["/api/v1/orders"]["post"]["description"]
