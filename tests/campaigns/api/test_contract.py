@@ -97,6 +97,7 @@ def test_every_operation_keeps_its_contract_under_fuzzing(runtime, world) -> Non
             except BaseException as exc:  # noqa: BLE001
                 failures.append(f"{operation.label} (pinned): {str(exc)[:1500]}")
     assert not failures, "\n\n".join(failures)
+    assert len(called) >= 40 * POSITIVE_EXAMPLES, len(called)     # a few hundred requests actually made
     assert {op.label for op in operations} <= {label for label, _status in called}
     succeeded = {label for label, status in called if status < 300}
     assert len(succeeded) >= len(operations) // 2, sorted(set(called))
