@@ -69,7 +69,8 @@ def order_create(body: OrderIn):  # noqa: ANN201
            summary="A contact's orders and lifetime value", scope=ApiScope.CONTACTS_READ, query=PageQuery,
            response=OrderList)
 def order_list(contact_id: int, query: PageQuery):  # noqa: ANN201
-    """Newest first; order_count and lifetime_value cover all of the contact's orders, not only this page."""
+    """Most recently recorded first; order_count and lifetime_value cover all of the contact's orders, not only
+    this page."""
     session = db()
     records.get_contact(session, contact_id)
     rows = recording.contact_orders(session, contact_id, after=decode_cursor(query.cursor), limit=query.limit + 1)
