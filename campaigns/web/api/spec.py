@@ -99,9 +99,15 @@ def field_errors(exc: PydanticError, prefix: str = "") -> list[dict[str, str]]:
     return out
 
 
-def unstorable(value: Any, path: str = "") -> str | None:
-    """The path of the first string (key or value) no database can store — a NUL character or a lone surrogate
-    (invalid UTF-8) — or None. PostgreSQL refuses both in text and jsonb; they are never meaningful input."""
+MAX_DEPTH = 32      # JSON nesting accepted in a request; deeper documents could not even be answered back
+
+
+def unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """The path of the first thing in a request no database should get — a string (key or value) with a NUL
+    character or a lone surrogate (invalid UTF-8; PostgreSQL refuses both in text and jsonb), or nesting deeper
+    than MAX_DEPTH — or None."""
+    if depth > MAX_DEPTH:
+        return path or "value"
     if isinstance(value, str):
         if "\x00" in value:
             return path or "value"
@@ -113,12 +119,12 @@ def unstorable(value: Any, path: str = "") -> str | None:
     if isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            found = unstorable(str(key), where) or unstorable(item, where)
+            found = unstorable(str(key), where, depth + 1) or unstorable(item, where, depth + 1)
             if found:
                 return found
     if isinstance(value, list):
         for i, item in enumerate(value):
-            found = unstorable(item, f"{path}.{i}" if path else str(i))
+            found = unstorable(item, f"{path}.{i}" if path else str(i), depth + 1)
             if found:
                 return found
     return None
@@ -127,8 +133,10 @@ def unstorable(value: Any, path: str = "") -> str | None:
 def _refuse_unstorable(value: Any, what: str) -> None:
     where = unstorable(value)
     if where is not None:
-        raise ApiProblem(422, f"the {what} contains a NUL character or invalid Unicode",
-                         errors=[{"field": where[:200], "message": "NUL characters and lone surrogates are refused"}])
+        raise ApiProblem(422, f"the {what} contains a NUL character, invalid Unicode or nesting deeper than "
+                              f"{MAX_DEPTH} levels",
+                         errors=[{"field": where[:200], "message": "NUL characters, lone surrogates and deep "
+                                                                   "nesting are refused"}])
 
 
 def _parse_query(model: type[BaseModel]) -> BaseModel:
@@ -146,7 +154,7 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
     raw = request.get_data(cache=True)
     try:
         payload = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):      # RecursionError: nesting deeper than the parser goes
         raise ApiProblem(400, "the body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ApiProblem(400, "the body must be a JSON object")

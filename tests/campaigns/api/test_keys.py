@@ -122,3 +122,16 @@ def test_unstorable_text_and_out_of_range_ids_are_refused_not_500(client, make_k
     assert_problem(client.get(f"/api/v1/campaigns/{2**40}", headers=h), 404)
     r = client.post("/api/v1/contacts", json={"email": "big@example.com", "topic_ids": [2**40]}, headers=h)
     assert_problem(r, 422)
+
+
+def test_absurdly_nested_json_is_a_400(client, make_key) -> None:  # noqa: ANN001
+    h = auth(make_key(), **{"Content-Type": "application/json"})
+    body = "[" * 100_000 + "]" * 100_000
+    assert_problem(client.post("/api/v1/contacts", data=body, headers=h), 400)
+    for depth in (40, 300, 5000):   # deeper than the API takes, up to deeper than the parser goes
+        nested = '{"email": "a@example.com", "attributes": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
+        r = client.post("/api/v1/contacts", data=nested, headers=h)
+        assert r.status_code in (400, 422), (depth, r.status_code)
+    assert client.get("/api/v1/contacts", headers=h).get_json()["data"] == []
+    ok = '{"email": "a@example.com", "attributes": ' + '{"a": ' * 20 + "1" + "}" * 20 + "}"
+    assert client.post("/api/v1/contacts", data=ok, headers=h).status_code == 201
