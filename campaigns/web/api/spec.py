@@ -14,6 +14,7 @@ errors, which here must be problem+json).
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,9 +105,11 @@ MAX_DEPTH = 32      # JSON nesting accepted in a request; deeper documents could
 
 def unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
     """The path of the first thing in a request no database should get — a string (key or value) with a NUL
-    character or a lone surrogate (invalid UTF-8; PostgreSQL refuses both in text and jsonb), or nesting deeper
-    than MAX_DEPTH — or None."""
+    character or a lone surrogate (invalid UTF-8; PostgreSQL refuses both in text and jsonb), NaN or Infinity
+    (which Python's parser accepts, but JSON and jsonb do not), or nesting deeper than MAX_DEPTH — or None."""
     if depth > MAX_DEPTH:
+        return path or "value"
+    if isinstance(value, float) and not math.isfinite(value):     # NaN, Infinity: not JSON, refused by jsonb
         return path or "value"
     if isinstance(value, str):
         if "\x00" in value:

@@ -117,6 +117,9 @@ def test_unstorable_text_and_out_of_range_ids_are_refused_not_500(client, make_k
     r = client.post("/api/v1/campaigns", headers={**h, "Content-Type": "application/json"},
                     data=b'{"name": "\\ud800", "subject": "s", "mjml": "<mjml></mjml>"}')
     assert_problem(r, 422)
+    r = client.post("/api/v1/contacts", data='{"email": "inf@example.com", "attributes": {"x": NaN, "y": 1e999}}',
+                    headers={**h, "Content-Type": "application/json"})
+    assert assert_problem(r, 422)["errors"][0]["field"] == "attributes.x"
     assert_problem(client.get("/api/v1/contacts", query_string={"q": "a\x00"}, headers=h), 422)
     assert_problem(client.get(f"/api/v1/segments/{2**31}/count", headers=h), 404)
     assert_problem(client.get(f"/api/v1/campaigns/{2**40}", headers=h), 404)
