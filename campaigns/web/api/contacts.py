@@ -88,6 +88,9 @@ def _check_topics(session: Session, topic_ids: Sequence[int] | None) -> None:
 
 
 def _status(contact: Contact, wanted: str | None, created: bool) -> None:
+    """Apply the status the API asked for. Unsubscribing is always allowed; subscribing only for a contact this
+    request created (and whose address is not suppressed) or one who never left: consent given by the contact
+    (unsubscribe, complaint) or facts (bounces) are not the integration's to overrule."""
     if wanted is None or wanted == contact.status:
         return
     if wanted == ContactStatus.SUBSCRIBED and (contact.status in NO_RESUBSCRIBE and not created):

@@ -82,7 +82,8 @@ Before = Callable[[Operation], None]
 
 @dataclass
 class Hooks:
-    """What runs around every key-authenticated operation; filled by campaigns.web.api.guard."""
+    """What runs around every operation: filled by campaigns.web.api.guard when it is imported (the blueprint
+    module imports it), so this module needs no import of the key and idempotency machinery."""
 
     before: list[Before] = field(default_factory=list)
     wrap: list[Callable[[Operation, Callable[[], Response]], Response]] = field(default_factory=list)
