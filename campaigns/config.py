@@ -109,6 +109,8 @@ class Settings:
     sendgrid_verification_key: str = ""       # SendGrid's Signed Event Webhook verification key (base64 DER or PEM)
     ses_topic_arns: tuple[str, ...] = ()      # SNS topics /webhooks/relay/ses accepts (empty: any topic)
     coupon_api_token: str = ""                # one more bearer token of the shop's coupon API, besides the admin's
+    shopify_webhook_secret: str = ""          # signs Shopify's order webhooks (empty: receiver off)
+    woocommerce_webhook_secret: str = ""      # signs WooCommerce's order webhooks (empty: receiver off)
     soft_bounce_limit: int = 3                # soft bounces within the window that suppress an address
     soft_bounce_window_days: int = 30
     bounce_mailbox_url: str = ""              # imap[s]:// or pop3[s]:// mailbox that `poll-bounces` reads
@@ -272,6 +274,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sendgrid_verification_key=env.get("RAPPORT_SENDGRID_VERIFICATION_KEY", "").strip(),
         ses_topic_arns=tuple(a.strip() for a in env.get("RAPPORT_SES_TOPIC_ARNS", "").split(",") if a.strip()),
         coupon_api_token=env.get("RAPPORT_COUPON_API_TOKEN", "").strip(),
+        shopify_webhook_secret=env.get("SHOPIFY_WEBHOOK_SECRET", ""),
+        woocommerce_webhook_secret=env.get("WOOCOMMERCE_WEBHOOK_SECRET", ""),
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),
         bounce_mailbox_url=env.get("BOUNCE_MAILBOX_URL", ""),

@@ -44,6 +44,8 @@ class Action(StrEnum):
     IMPORT_START = "import.start"
     SIGNUP_CONSENT_EXPORT = "signups.consent_export"
     SURVEY_ANSWERS_EXPORT = "survey.answers_export"
+    API_KEY_CREATE = "settings.api_key_create"
+    API_KEY_REVOKE = "settings.api_key_revoke"
 
 
 def record(session: Session, actor: str, action: Action | str, target: str = "", detail: str = "",

@@ -2,6 +2,7 @@
 
 # ruff: noqa: F401, F403
 from campaigns.models.accounts import *
+from campaigns.models.api import *
 from campaigns.models.audit import *
 from campaigns.models.automations import *
 from campaigns.models.columns import *

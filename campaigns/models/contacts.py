@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -132,6 +132,12 @@ class Order(Base):
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     reference: Mapped[str] = mapped_column(String(100), default="")
+    # Where it came from (campaigns.models.api.OrderSource) and its id there: unique together, so a retried shop
+    # webhook or API call never records an order twice. Admin-entered orders have no external id.
+    source: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    external_id: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
 
 
 class Suppression(Base):

@@ -26,6 +26,7 @@ from campaigns.models import AdminUser
 from campaigns.resources import static_dir, templates_dir
 from campaigns.runtime import Runtime
 from campaigns.web.admin.blueprint import bp as admin_bp
+from campaigns.web.api.blueprint import bp as api_bp
 from campaigns.web.context import csrf, db
 from campaigns.web.probes import bp as probes_bp
 from campaigns.web.public.blueprint import bp as public_bp
@@ -104,6 +105,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(public_bp)
     app.register_blueprint(probes_bp)
+    app.register_blueprint(api_bp)
 
     @app.get("/")
     def index():  # noqa: ANN202

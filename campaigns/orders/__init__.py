@@ -1,0 +1,1 @@
+"""Orders from the shop: recording them idempotently (API, Shopify and WooCommerce webhooks)."""
