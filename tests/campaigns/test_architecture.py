@@ -18,15 +18,15 @@ MAX_LINES = 400
 # Levels, lowest first: a module may import its own level or lower, never higher (docs/architecture.md).
 LEVELS: dict[str, int] = {
     **dict.fromkeys(["config", "db", "errors", "logs", "metrics", "resources", "storage", "csvfiles", "models",
-                     "runtime", "queueing", "scheduler", "recipient_urls", "addresses", "stop_marks",
+                     "runtime", "queueing", "scheduler", "recipient_urls", "addresses", "stop_marks", "stops",
                      "dkim_signing"], 0),
     "accounts": 1,
     "contacts": 2,
     "composing": 3,
     "sending": 4,
-    **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations"], 5),
+    **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations", "orders", "notes", "post"], 5),
     **dict.fromkeys(["reports", "ops", "demo"], 6),
-    **dict.fromkeys(["web", "tasks", "cli", "check", "gunicorn_conf", "__main__"], 7),
+    **dict.fromkeys(["web", "tasks", "capabilities", "cli", "check", "gunicorn_conf", "__main__"], 7),
 }
 # Package __init__ files hold a docstring only, except blueprint packages, which import their view modules.
 INIT_MAY_IMPORT = {"campaigns.web.admin", "campaigns.web.public"}

@@ -165,7 +165,9 @@ def contact_update(contact_id: int, body: ContactPatch):  # noqa: ANN201
 def contact_delete(contact_id: int):  # noqa: ANN201
     """Deletes the contact with its events, sends, orders and subscriptions. Only a hash of the address stays on
     the suppression list, so it is never mailed again (even if imported later). Cannot be undone."""
-    exports.erase_contact(db(), contact_id, by=f"api: {caller().name}")
+    session = db()
+    exports.erase_contact(session, contact_id, by=f"api: {caller().name}")
+    session.commit()
     return None
 
 
