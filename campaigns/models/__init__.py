@@ -5,7 +5,9 @@ from campaigns.models.audit import *
 from campaigns.models.automations import *
 from campaigns.models.core import *
 from campaigns.models.coupons import *
+from campaigns.models.notes import *
 from campaigns.models.policy import *
+from campaigns.models.post import *
 from campaigns.models.segments import *
 from campaigns.models.settings import *
 from campaigns.models.signup import *

@@ -23,7 +23,7 @@ LEVELS: dict[str, int] = {
     "contacts": 2,
     "composing": 3,
     "sending": 4,
-    **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations"], 5),
+    **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations", "notes", "post"], 5),
     **dict.fromkeys(["reports", "ops", "demo"], 6),
     **dict.fromkeys(["web", "tasks", "cli", "check", "gunicorn_conf", "__main__"], 7),
 }
