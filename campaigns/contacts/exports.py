@@ -16,7 +16,10 @@ from campaigns.models import (
     Contact,
     ContactInterest,
     Event,
+    Note,
     Order,
+    PostLetter,
+    PostOptOut,
     Send,
     Subscription,
     SuppressionReason,
@@ -102,6 +105,11 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
         "sends": [_plain(s, ("id", "campaign_id", "status", "attempts", "created_at", "sent_at", "last_error"))
                   for s in session.scalars(select(Send).where(Send.contact_id == c.id).order_by(Send.id))],
         "signups": _signup_consent(session, c.id),
+        "notes": [_plain(n, ("id", "created_at", "author_name", "body", "pinned", "updated_at", "updated_by"))
+                  for n in session.scalars(select(Note).where(Note.contact_id == c.id).order_by(Note.id))],
+        "letters": [_plain(p, ("run_id", "sent_at", "coupon_code"))
+                    for p in session.scalars(select(PostLetter).where(PostLetter.contact_id == c.id))],
+        "no_post": session.get(PostOptOut, c.id) is not None,
     }
 
 
@@ -118,7 +126,7 @@ def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
     suppress(session, c.email, SuppressionReason.MANUAL, f"erased (GDPR){' by ' + by if by else ''}")
     stops.note(session, [f"s:{c.id}"])   # bulk deletes below: tell running sends first (services.stops)
     # Explicit deletes: SQLite only cascades when foreign keys are enforced.
-    for model in (Event, Send, Order, ContactInterest, Subscription):
+    for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut):
         session.execute(delete(model).where(model.contact_id == c.id))
     session.execute(delete(Contact).where(Contact.id == c.id))
     session.commit()

@@ -11,7 +11,9 @@ from flask_login import current_user, login_required
 from campaigns.contacts import records as contact_service
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AdminRole, ContactStatus, Segment
+from campaigns.notes import service as notes_service
 from campaigns.web.admin import bp
+from campaigns.web.admin.notes import contact_page_notes
 from campaigns.web.context import db
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,8 @@ def contacts():  # noqa: ANN201
     args = {k: v for k, v in {"q": q, "status": status, "segment": segment.id if segment else None,
                               "order": "oldest" if not newest else None}.items() if v}
     return render_template("admin/contacts.html", page=page, q=q, status=status, segment=segment,
-                           newest=newest, args=args, statuses=list(ContactStatus), error=error)
+                           newest=newest, args=args, statuses=list(ContactStatus), error=error,
+                           note_hits=notes_service.search(session, q) if q else [])
 
 
 @bp.route("/contacts/new", methods=["GET", "POST"])
@@ -83,8 +86,9 @@ def contact(contact_id: int | None = None):  # noqa: ANN201
             form, status = request.form, 400
             subscribed = {int(t) for t in request.form.getlist("topics") if t.isdigit() and len(t) < 10}
     page = contact_service.timeline(session, obj.id, before=_id_arg("events_before")) if obj else None
+    notes = contact_page_notes(obj, page, _id_arg("events_before")) if obj else {}
     return render_template(
-        "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page,
+        "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page, **notes,
         topics=contact_service.subscriptions_by_topic(session, obj) if obj else
         [(t, None) for t in contact_service.all_topics(session)],
         totals=contact_service.order_totals(session, obj.id) if obj else []), status
