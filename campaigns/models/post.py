@@ -17,8 +17,9 @@ __all__ = ["LabelSheet", "PostLayout", "PostLetter", "PostOptOut", "PostRun", "P
 class PostLayout(StrEnum):
     """Where the address sits on the page: the window of the envelope the letters go into."""
 
-    DIN5008 = "din5008"    # A4, DL/C5 window envelope (DIN 5008 form B)
+    DIN5008 = "din5008"    # A4 letter, DL/C5 window envelope (DIN 5008 form B)
     US10 = "us10"          # US Letter, #10 window envelope
+    CARD_A6 = "card-a6"    # A6 postcard: message on the left, address on the right (no envelope)
 
 
 class LabelSheet(StrEnum):
@@ -45,6 +46,8 @@ class PostRun(Base):
     layout: Mapped[PostLayout] = mapped_column(String(20), default=PostLayout.DIN5008)
     label_sheet: Mapped[LabelSheet] = mapped_column(String(10), default=LabelSheet.L7160)
     return_address: Mapped[str] = mapped_column(Text, default="")
+    # Where the QR code leads: "" for the letter's tracked web version, else a URL where {code} is the coupon code.
+    qr_url: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[PostRunStatus] = mapped_column(String(20), default=PostRunStatus.QUEUED)
     letters: Mapped[int] = mapped_column(Integer, default=0)       # pages to print (eligible, passed the policy)
     rendered: Mapped[int] = mapped_column(Integer, default=0)      # progress of the PDF

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("layout", sa.String(length=20), nullable=False),
         sa.Column("label_sheet", sa.String(length=10), nullable=False),
         sa.Column("return_address", sa.Text(), nullable=False),
+        sa.Column("qr_url", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("letters", sa.Integer(), nullable=False),
         sa.Column("rendered", sa.Integer(), nullable=False),
