@@ -278,6 +278,6 @@ def status_class(status: str) -> str:
             CampaignStatus.CANCELLED: "muted"}.get(status, "")
 # Pages in their own modules register on bp; imported last because they import bp from here.
 from campaigns.web.admin import (  # noqa: E402, F401, I001
-    audit, automations, campaigns, contacts, contacts_io, coupons, notes, policy, reports, segments, settings,
+    audit, automations, campaigns, contacts, contacts_io, coupons, notes, policy, post, reports, segments, settings,
     signups, surveys, system,
 )

@@ -12,6 +12,7 @@ from campaigns.contacts import records as contact_service
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AdminRole, ContactStatus, Segment
 from campaigns.notes import service as notes_service
+from campaigns.post import addresses as post_addresses
 from campaigns.web.admin import bp
 from campaigns.web.admin.notes import contact_page_notes
 from campaigns.web.context import db
@@ -87,6 +88,7 @@ def contact(contact_id: int | None = None):  # noqa: ANN201
             subscribed = {int(t) for t in request.form.getlist("topics") if t.isdigit() and len(t) < 10}
     page = contact_service.timeline(session, obj.id, before=_id_arg("events_before")) if obj else None
     notes = contact_page_notes(obj, page, _id_arg("events_before")) if obj else {}
+    notes["no_post"] = post_addresses.no_post(session, obj.id) if obj else False
     return render_template(
         "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page, **notes,
         topics=contact_service.subscriptions_by_topic(session, obj) if obj else
