@@ -54,7 +54,8 @@ def post_campaign(db_session):  # noqa: ANN001, ANN201
     from campaigns.composing.editor import save_campaign
 
     def make(topic, coupon_pool_id: int | None = None):  # noqa: ANN001, ANN202
-        mjml = LETTER_MJML if coupon_pool_id is None else LETTER_MJML.replace("<mj-text>Warm", COUPON_TEXT + "<mj-text>Warm")
+        mjml = LETTER_MJML if coupon_pool_id is None else \
+            LETTER_MJML.replace("<mj-text>Warm", COUPON_TEXT + "<mj-text>Warm")
         campaign = save_campaign(db_session, {"name": "Thank-you letter", "kind": "nurture", "mjml": mjml,
                                               "subject": "A note for you, {{ contact.first_name }}",
                                               "from_name": "Anna Becker", "coupon_pool_id": coupon_pool_id or ""},
