@@ -65,6 +65,7 @@ def preferences(token: str):  # noqa: ANN201
                 last_name=form.get("last_name", ""), resubscribe=form.get("resubscribe") == "1",
                 frequency=form.get("frequency") or None, pause_weeks=_pause_weeks(form.get("pause")))
             changes = _post_choice(session, contact.id, form.get("no_post") == "1", changes)
+            session.commit()
         except ValidationError as exc:
             session.rollback()
             error = str(exc)
@@ -81,10 +82,10 @@ def preferences(token: str):  # noqa: ANN201
 
 
 def _post_choice(session: Session, contact_id: int, no_post: bool, changes: list[str]) -> list[str]:
-    """Apply the "no letters or cards by post" box (campaigns.post) and say so with the other changes."""
+    """Apply the "no letters or cards by post" box (campaigns.post) and say so with the other changes; the view
+    commits."""
     if not post_addresses.set_no_post(session, contact_id, no_post, source="preference center"):
         return changes
-    session.commit()
     said = "You will get no letters or cards by post." if no_post else "Letters and cards by post are welcome again."
     return [c for c in changes if c != "Nothing changed."] + [said]
 
