@@ -30,6 +30,7 @@ from campaigns.models import (
     PostRun,
     Send,
     Sender,
+    SendStatus,
     Subscription,
     Topic,
     utcnow,
@@ -214,11 +215,15 @@ def _backdate_card(session, run_id: int, ago: dt.timedelta) -> None:  # noqa: AN
     for model, column, where in ((PolicyLedger, "sent_at", PolicyLedger.send_id.in_(send_ids)),
                                  (Send, "sent_at", Send.campaign_id == campaign.id),
                                  (Event, "occurred_at", Event.campaign_id == campaign.id),
-                                 (PostLetter, "sent_at", PostLetter.run_id == run_id),
-                                 (Contact, "last_sent_at", Contact.id.in_(contact_ids))):
+                                 (PostLetter, "sent_at", PostLetter.run_id == run_id)):
         for row in session.scalars(select(model).where(where)):
             if getattr(row, column) is not None:
                 setattr(row, column, getattr(row, column) - ago)
+    session.flush()
+    latest = dict(session.execute(select(Send.contact_id, func.max(Send.sent_at)).where(
+        Send.contact_id.in_(contact_ids), Send.status == SendStatus.SENT).group_by(Send.contact_id)).all())
+    for contact in session.scalars(select(Contact).where(Contact.id.in_(contact_ids))):
+        contact.last_sent_at = latest.get(contact.id)
     run.created_at, run.finished_at = run.created_at - ago, run.finished_at - ago
     campaign.started_at = campaign.dispatched_at = campaign.finished_at = campaign.finished_at - ago
 
