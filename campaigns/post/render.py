@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 
+import reportlab
 import segno
 from reportlab.lib.pagesizes import A4, A6, LETTER, landscape
 from reportlab.lib.units import inch, mm
@@ -42,8 +43,6 @@ _FONT_CANDIDATES = (
 @cache
 def fonts() -> tuple[str, str]:
     """Register the letter fonts once per process; returns (regular, bold) names."""
-    import reportlab  # only for the folder of its bundled fonts
-
     bundled = Path(reportlab.__file__).parent / "fonts"
     regular, bold = next(((Path(r), Path(b)) for r, b in _FONT_CANDIDATES if Path(r).is_file() and Path(b).is_file()),
                          (bundled / "Vera.ttf", bundled / "VeraBd.ttf"))

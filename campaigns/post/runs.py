@@ -119,6 +119,17 @@ def enqueue(rt: Runtime, run_id: int) -> None:
     queueing.enqueue(rt.queue, Job.RENDER_POST, run_id, description=f"print run {run_id}")
 
 
+def retry(session: Session, run: PostRun) -> None:
+    """Put a failed run back in the queue's hands (flushed; the caller commits, then calls enqueue)."""
+    if run.status != PostRunStatus.FAILED:
+        raise InvalidState(f"a {run.status} print run cannot be tried again")
+    campaign = session.get(Campaign, run.campaign_id)
+    chosen = campaign is not None and campaign.status_reason == _sent_as_post(run)
+    run.status = PostRunStatus.RENDERING if chosen else PostRunStatus.QUEUED
+    run.error, run.finished_at = "", None
+    session.flush()
+
+
 def get_run(session: Session, run_id: int) -> PostRun:
     run = session.get(PostRun, run_id)
     if run is None:
@@ -135,12 +146,13 @@ def run(rt: Runtime, run_id: int) -> dict[str, int]:
             run = get_run(session, run_id)
             if run.status == PostRunStatus.DONE:
                 return {"letters": run.letters}
-            if run.status in (PostRunStatus.QUEUED, PostRunStatus.FAILED) and not run.letters:
+            if run.status == PostRunStatus.FAILED:     # tried again from its page (retry), never by itself
+                return {"letters": 0}
+            if run.status == PostRunStatus.QUEUED:
                 _choose_and_record(rt, session, run)
             session.commit()
         _write_files(rt, run_id)
     except (RapportError, JinjaTemplateError) as exc:     # the marketer's to fix: the run says what
-
         _fail(rt, run_id, str(exc))
         return {"letters": 0}
     except Exception as exc:
@@ -178,10 +190,15 @@ def _choose_and_record(rt: Runtime, session: Session, run: PostRun) -> None:
     run.letters, run.held = letters, chosen.held
     run.no_address, run.no_post = counts.no_address, counts.no_post
     run.status = PostRunStatus.RENDERING
-    campaign.status, campaign.status_reason = CampaignStatus.FINISHED, f"sent as post (print run {run.id})"
+    campaign.status, campaign.status_reason = CampaignStatus.FINISHED, _sent_as_post(run)
     campaign.started_at = campaign.dispatched_at = campaign.finished_at = now
     campaign.recipients, campaign.sent, campaign.skipped = letters + chosen.held, letters, chosen.held
     logger.info("print run %s: %d letters, %d held by the policy", run.id, letters, chosen.held)
+
+
+def _sent_as_post(run: PostRun) -> str:
+    """The campaign's status reason once a run recorded its letters: also how a retry knows they were chosen."""
+    return f"sent as post (print run {run.id})"
 
 
 def _date(campaign: Campaign, layout: PostLayout) -> str:

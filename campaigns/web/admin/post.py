@@ -75,6 +75,23 @@ def post_run(run_id: int):  # noqa: ANN201
                                PostRunStatus.QUEUED, PostRunStatus.RENDERING))
 
 
+@bp.post("/post/<int:run_id>/retry")
+@editor_required
+def post_run_retry(run_id: int) -> Response:
+    """Queue a failed run again: it goes on from what it recorded (letters are never chosen twice)."""
+    try:
+        run = runs.get_run(db(), run_id)
+    except NotFound:
+        abort(404)
+    if run.status != PostRunStatus.FAILED:
+        flash("Only a failed print run can be tried again.", "error")
+    else:
+        runs.retry(db(), run)
+        db().commit()
+        runs.enqueue(rt(), run.id)
+    return redirect(url_for("admin.post_run", run_id=run_id), code=303)
+
+
 @bp.get("/post/<int:run_id>/status")
 @login_required
 def post_run_status(run_id: int) -> Response:

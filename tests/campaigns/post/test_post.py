@@ -176,3 +176,30 @@ def test_no_post_choice_gdpr_export_and_erasure(db_session, runtime, post_audien
     erase_contact(db_session, anna.id)
     for model in (PostLetter, PostOptOut):
         assert db_session.scalar(select(func.count()).select_from(model).where(model.contact_id == anna.id)) == 0
+
+
+def test_a_failed_run_is_tried_again_without_choosing_twice(db_session, runtime, post_audience, post_campaign,  # noqa: ANN001
+                                                            monkeypatch) -> None:
+    topic, _people = post_audience
+    real = runs.render.letters_pdf
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runs.render, "letters_pdf", broken)
+    with pytest.raises(OSError):
+        _print(db_session, runtime, post_campaign(topic))
+    run = fresh(db_session).scalar(select(PostRun))
+    assert (run.status, run.error, run.letters) == ("failed", "the print run stopped: OSError", 4)
+    assert runs.run(runtime, run.id) == {"letters": 0}          # a failed run stays failed until tried again
+    monkeypatch.setattr(runs.render, "letters_pdf", real)
+    runs.retry(db_session, run)
+    db_session.commit()
+    assert run.status == "rendering"                            # its letters were chosen and recorded before
+    runs.run(runtime, run.id)
+    run = fresh(db_session).get(PostRun, run.id)
+    assert (run.status, run.letters, run.rendered, run.error) == ("done", 4, 4, "")
+    assert db_session.scalar(select(func.count()).select_from(PostLetter)) == 4
+    assert len(PdfReader(io.BytesIO(_files(runtime, run.id)["letters"])).pages) == 4
+    with pytest.raises(InvalidState):
+        runs.retry(db_session, run)

@@ -45,6 +45,11 @@ def test_print_run_through_the_admin_and_the_worker(editor, db_session, post_aud
     assert editor.get(f"{run_page}/labels").mimetype == "application/pdf"
     assert editor.get(f"{run_page}/csv").get_data().startswith(b"\xef\xbb\xbfpage,contact_id")
     assert editor.get(f"{run_page}/other").status_code == 404
+    r = editor.post(f"{run_page}/retry", data={"csrf_token": csrf(editor, run_page)}, follow_redirects=True)
+    assert "Only a failed print run can be tried again." in r.get_data(as_text=True)
+    campaign_page = editor.get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
+    assert "sent as post" in campaign_page and "Print runs" in campaign_page
+    assert editor.get(f"/admin/campaigns/{campaign.id}/report").status_code == 200
     timeline = editor.get(f"/admin/contacts/{people['anna'].id}").get_data(as_text=True)
     assert "ev-letter" in timeline and campaign.name in timeline
     # The page as a person sees it (ignored by git, like the browser tests' screenshots).
