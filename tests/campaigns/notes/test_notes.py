@@ -117,3 +117,27 @@ def test_gdpr_export_holds_the_notes_and_erasure_removes_them(db_session, users,
         ("Birthday surprise for her husband in June", "Anna", True)]
     erase_contact(db_session, contact.id, by="admin@shop.test")
     assert db_session.scalars(select(Note.body)).all() == ["Someone else's note"]
+
+
+def test_each_note_is_on_exactly_one_page_of_the_timeline(app, db_session, users, make_contacts) -> None:  # noqa: ANN001
+    import datetime as dt
+    import re
+
+    from campaigns.models import Event
+
+    _topic, (contact,) = make_contacts(1)
+    start = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    for i in range(40):                                   # two timeline pages of events, one a day
+        db_session.add(Event(contact_id=contact.id, type="open", occurred_at=start + dt.timedelta(days=i)))
+    for day in (0.5, 10.5, 14.5, 15.0, 30.5, 45):         # notes between, on and after the events
+        note = notes.add_note(db_session, contact.id, users["anna"], f"note of day {day}")
+        note.created_at = start + dt.timedelta(days=day)
+    db_session.commit()
+    client = login(app, "anna@shop.test")
+    first = client.get(f"/admin/contacts/{contact.id}").get_data(as_text=True)
+    older = re.search(r'href="([^"]+events_before=\d+[^"]*)"', first).group(1).replace("&amp;", "&")
+    second = client.get(older).get_data(as_text=True)
+    for day in (0.5, 10.5, 14.5, 15.0, 30.5, 45):
+        text = f"note of day {day}"
+        timeline_hits = [page[page.index('id="timeline"'):].count(text) for page in (first, second)]
+        assert sum(timeline_hits) == 1, (text, timeline_hits)
