@@ -143,7 +143,10 @@ def run(rt: Runtime, run_id: int) -> dict[str, int]:
     """Choose and record the letters (unless an earlier attempt did), then write the run's three files."""
     try:
         with rt.session_factory() as session:
-            run = get_run(session, run_id)
+            # Locked until commit: a second copy of the job waits here, then finds the letters already chosen.
+            run = session.get(PostRun, run_id, with_for_update=True)
+            if run is None:
+                raise NotFound(f"print run {run_id} not found")
             if run.status == PostRunStatus.DONE:
                 return {"letters": run.letters}
             if run.status == PostRunStatus.FAILED:     # tried again from its page (retry), never by itself
