@@ -47,6 +47,7 @@ class Job(StrEnum):
     REFRESH_SUMMARY = "refresh_summary"
     DRAIN_HITS = "drain_hits"
     DECAY_SCORES = "decay_scores"
+    RENDER_POST = "render_post"
 
     @property
     def path(self) -> str:
@@ -94,6 +95,7 @@ RUNS: dict[Job, Run] = {
     Job.REFRESH_SUMMARY: Run(timeout=600),
     Job.DRAIN_HITS: Run(timeout=300, result_ttl=0),
     Job.DECAY_SCORES: Run(),
+    Job.RENDER_POST: Run(timeout=HOUR),
 }
 
 

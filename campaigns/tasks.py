@@ -20,6 +20,7 @@ from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
 from campaigns.feedback import engagement
 from campaigns.models import Campaign
+from campaigns.post import runs as post_runs
 from campaigns.reports import summaries
 from campaigns.sending import delivery, digest, lifecycle, policy, scheduling, sweeper
 from campaigns.signup import service as signup
@@ -163,3 +164,10 @@ def decay_scores() -> int:
 def refresh_summary(kind: str, args: list) -> None:
     """Compute one admin summary (dashboard, topic sizes, a report, an audience forecast) and store it."""
     summaries.refresh(runtime.current(), kind, *args)
+
+
+# -- post --------------------------------------------------------------------------------------------------------
+
+def render_post(run_id: int) -> dict:
+    """Choose and record a print run's letters and write its PDF, label sheet and CSV (progress on the run)."""
+    return post_runs.run(runtime.current(), run_id)

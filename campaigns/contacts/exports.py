@@ -18,7 +18,10 @@ from campaigns.models import (
     Contact,
     ContactInterest,
     Event,
+    Note,
     Order,
+    PostLetter,
+    PostOptOut,
     Send,
     Subscription,
     SuppressionReason,
@@ -101,6 +104,11 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
         "sends": [_plain(s, ("id", "campaign_id", "status", "attempts", "created_at", "sent_at", "last_error"))
                   for s in session.scalars(select(Send).where(Send.contact_id == c.id).order_by(Send.id))],
         "signups": consent_records(session, c.id),
+        "notes": [_plain(n, ("id", "created_at", "author_name", "body", "pinned", "updated_at", "updated_by"))
+                  for n in session.scalars(select(Note).where(Note.contact_id == c.id).order_by(Note.id))],
+        "letters": [_plain(p, ("run_id", "sent_at", "coupon_code"))
+                    for p in session.scalars(select(PostLetter).where(PostLetter.contact_id == c.id))],
+        "no_post": session.get(PostOptOut, c.id) is not None,
     }
 
 
@@ -112,7 +120,7 @@ def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
     c = get_contact(session, contact_id)
     suppress(session, c.email, SuppressionReason.MANUAL, f"erased (GDPR){' by ' + by if by else ''}")
     # Explicit deletes: SQLite only cascades when foreign keys are enforced.
-    for model in (Event, Send, Order, ContactInterest, Subscription):
+    for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut):
         session.execute(delete(model).where(model.contact_id == c.id))
     # The contact row itself goes through the unit of work, not a bulk statement: a deleted Contact is what the
     # session's stop listener (campaigns.sending.stops) tells running sends about at flush, before any commit.

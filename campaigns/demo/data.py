@@ -1,4 +1,5 @@
-"""Demo data for `make demo`: realistic contacts, topics, a named sender, two MJML campaigns, one admin."""
+"""Demo data for `make demo`: realistic contacts, topics, a named sender, two MJML campaigns, one admin, notes on a
+few contacts and a thank-you card printed by post."""
 
 from __future__ import annotations
 
@@ -30,14 +31,23 @@ from campaigns.models import (
     ContactStatus,
     CouponCode,
     CouponPool,
+    Event,
     Order,
+    PolicyLedger,
+    PostLetter,
+    PostRun,
     Segment,
+    Send,
     Sender,
+    SendStatus,
     Subscription,
     Topic,
     utcnow,
 )
+from campaigns.notes import service as notes
+from campaigns.post import runs as post_runs
 from campaigns.resources import starters_dir
+from campaigns.runtime import Runtime
 from campaigns.signup.service import save_form
 from campaigns.surveys.service import save_survey
 
@@ -102,6 +112,8 @@ def seed(settings: Settings, contacts: int = 300) -> bool:
             if session.scalar(select(func.count()).select_from(AdminUser)):
                 return False
             _seed(session, settings, contacts)
+            run_id = _seed_card(session)
+        _print_card(settings, run_id)
         return True
     finally:
         engine.dispose()
@@ -148,6 +160,81 @@ def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
     _seed_signup_form(session, topics)
     _seed_automations(session, owner, settings)
     seed_history(session, rng, owner, topics[0])   # sent campaigns: reports and dashboard charts
+    _seed_notes(session, rng)
+
+
+NOTES = (("Allergic to lilies: never send lilies as a gift.", True),
+         ("Daughter Mia starts school in September; asked about child-friendly garden tools.", True),
+         ("Called about a late parcel (GT-48213); sent an apology with a coupon.", False),
+         ("Prefers peat-free compost, asked twice whether we stock it.", False),
+         ("Runs the community garden on Rosenallee; interested in bulk seed orders.", False))
+
+
+def _seed_notes(session, rng: random.Random) -> None:  # noqa: ANN001
+    """A few notes by the demo admin, some pinned as key facts, on the first contacts."""
+    admin = session.scalar(select(AdminUser).where(AdminUser.email == DEMO_EMAIL))
+    contact_ids = list(session.scalars(select(Contact.id).order_by(Contact.id).limit(3)))
+    for i, (body, pinned) in enumerate(NOTES):
+        note = notes.add_note(session, contact_ids[i % len(contact_ids)], admin, body, pinned=pinned)
+        note.created_at = utcnow() - dt.timedelta(days=rng.randint(1, 60), hours=rng.randint(0, 23))
+    session.flush()
+
+
+CARD_MJML = """<mjml><mj-body><mj-section><mj-column>
+<mj-text>Dear {{ contact.first_name|default('friend', true) }},</mj-text>
+<mj-text>thank you for growing with us this year. Spring is on its way to {{ contact.city }}: we saved you a packet
+of our own sweet-pea seeds. Come by the shop and pick it up, or scan the code to read our sowing guide.</mj-text>
+<mj-text>Happy gardening, {{ sender.name }}</mj-text>
+</mj-column></mj-section></mj-body></mjml>"""
+
+
+def _seed_card(session) -> int:  # noqa: ANN001
+    """A thank-you card to the Offers readers, as post: its print run (rendered by _print_card)."""
+    card = Campaign(name="Thank-you card (post)", kind=CampaignKind.NURTURE,
+                    subject="A little thank-you, {{ contact.first_name|default('friend', true) }}",
+                    from_name="Anna Becker", mjml=CARD_MJML)
+    card.topics = [session.scalar(select(Topic).where(Topic.name == "Offers"))]
+    session.add(card)
+    session.flush()
+    run = post_runs.create_run(session, card, {"layout": "card-a6", "label_sheet": "L7160",
+                                               "return_address": "Green Thumb\nLindenstraße 1\n10115 Berlin"},
+                               created_by=DEMO_EMAIL)
+    return run.id
+
+
+def _print_card(settings: Settings, run_id: int) -> None:
+    """Render the demo card's print run now, so its PDF, labels and CSV are there when the admin opens."""
+    rt = Runtime(settings)
+    try:
+        post_runs.run(rt, run_id)
+        with rt.session_factory() as session:
+            _backdate_card(session, run_id, dt.timedelta(days=10))
+            session.commit()
+    finally:
+        rt.close()
+
+
+def _backdate_card(session, run_id: int, ago: dt.timedelta) -> None:  # noqa: ANN001
+    """Move the card's letters into the past: the demo's mail today is not held by the daily cap for a card.
+    Row by row in Python, as SQLite cannot subtract an interval from a stored time."""
+    run = session.get(PostRun, run_id)
+    campaign = session.get(Campaign, run.campaign_id)
+    send_ids = select(Send.id).where(Send.campaign_id == campaign.id)
+    contact_ids = select(PostLetter.contact_id).where(PostLetter.run_id == run_id)
+    for model, column, where in ((PolicyLedger, "sent_at", PolicyLedger.send_id.in_(send_ids)),
+                                 (Send, "sent_at", Send.campaign_id == campaign.id),
+                                 (Event, "occurred_at", Event.campaign_id == campaign.id),
+                                 (PostLetter, "sent_at", PostLetter.run_id == run_id)):
+        for row in session.scalars(select(model).where(where)):
+            if getattr(row, column) is not None:
+                setattr(row, column, getattr(row, column) - ago)
+    session.flush()
+    latest = dict(session.execute(select(Send.contact_id, func.max(Send.sent_at)).where(
+        Send.contact_id.in_(contact_ids), Send.status == SendStatus.SENT).group_by(Send.contact_id)).all())
+    for contact in session.scalars(select(Contact).where(Contact.id.in_(contact_ids))):
+        contact.last_sent_at = latest.get(contact.id)
+    run.created_at, run.finished_at = run.created_at - ago, run.finished_at - ago
+    campaign.started_at = campaign.dispatched_at = campaign.finished_at = campaign.finished_at - ago
 
 
 def _joined(rng: random.Random, contact: Contact, topic: Topic) -> dt.datetime:

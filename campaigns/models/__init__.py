@@ -9,7 +9,9 @@ from campaigns.models.columns import *
 from campaigns.models.contacts import *
 from campaigns.models.core import *
 from campaigns.models.coupons import *
+from campaigns.models.notes import *
 from campaigns.models.policy import *
+from campaigns.models.post import *
 from campaigns.models.segments import *
 from campaigns.models.settings import *
 from campaigns.models.signup import *

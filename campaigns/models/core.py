@@ -59,6 +59,7 @@ class EventType(StrEnum):
     DELIVERED = "delivered"     # a relay's webhook confirmed delivery
     SURVEY_ANSWER = "survey_answer"   # data: survey_id, question (0-based), answer
     PERSONAL_MAIL = "personal_mail"   # an apology or follow-up written on the contact's page (services.apology)
+    LETTER = "letter"                 # a campaign printed for the contact as a letter or card (campaigns.post)
 
 
 campaign_topic = Table(

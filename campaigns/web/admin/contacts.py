@@ -12,7 +12,10 @@ from campaigns.contacts import records as contact_service
 from campaigns.db import parse_id
 from campaigns.errors import ValidationError
 from campaigns.models import AdminRole, Contact, ContactStatus, Segment
+from campaigns.notes import service as notes_service
+from campaigns.post import addresses as post_addresses
 from campaigns.web.admin.blueprint import bp
+from campaigns.web.admin.notes import contact_page_notes
 from campaigns.web.context import db
 from campaigns.web.lookup import get_or_404
 
@@ -56,7 +59,8 @@ def contacts():  # noqa: ANN201
     args = {k: v for k, v in {"q": q, "status": status, "segment": segment.id if segment else None,
                               "order": "oldest" if not newest else None}.items() if v}
     return render_template("admin/contacts.html", page=page, q=q, status=status, segment=segment,
-                           newest=newest, args=args, statuses=list(ContactStatus), error=error)
+                           newest=newest, args=args, statuses=list(ContactStatus), error=error,
+                           note_hits=notes_service.search(session, q) if q else [])
 
 
 @bp.route("/contacts/new", methods=["GET", "POST"])
@@ -86,8 +90,10 @@ def contact(contact_id: int | None = None):  # noqa: ANN201
             form, status = request.form, 400
             subscribed = set(_topic_ids())
     page = contact_service.timeline(session, obj.id, before=_id_arg("events_before")) if obj else None
+    notes = contact_page_notes(obj, page, _id_arg("events_before")) if obj else {}
+    notes["no_post"] = post_addresses.no_post(session, obj.id) if obj else False
     return render_template(
-        "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page,
+        "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page, **notes,
         topics=contact_service.subscriptions_by_topic(session, obj) if obj else
         [(t, None) for t in contact_service.all_topics(session)],
         totals=contact_service.order_totals(session, obj.id) if obj else []), status

@@ -45,7 +45,7 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(default=None, description="Invalid fields (status 422)")
 
 
-class ApiProblem(Exception):
+class ApiProblem(RapportError):
     """Raised anywhere in the API to answer with a problem; headers go on the response (Retry-After…)."""
 
     def __init__(self, status: int, detail: str = "", *, slug: str | None = None,

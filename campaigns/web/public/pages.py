@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Response, render_template, request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from campaigns.db import parse_id
 from campaigns.errors import NotFound, ValidationError
 from campaigns.feedback import preferences as feedback
 from campaigns.models import ContactStatus, Frequency, Topic
+from campaigns.post import addresses as post_addresses
 from campaigns.web.context import csrf, db, rt
 from campaigns.web.public.blueprint import bp, open_token
 from mailer.tracking import Purpose
@@ -61,6 +63,7 @@ def preferences(token: str):  # noqa: ANN201
                 session, contact, topic_ids=ids, first_name=form.get("first_name", ""),
                 last_name=form.get("last_name", ""), resubscribe=form.get("resubscribe") == "1",
                 frequency=form.get("frequency") or None, pause_weeks=_pause_weeks(form.get("pause")))
+            changes = _post_choice(session, contact.id, form.get("no_post") == "1", changes)
             session.commit()
         except ValidationError as exc:
             session.rollback()
@@ -74,5 +77,14 @@ def preferences(token: str):  # noqa: ANN201
         blocked=contact.status in (ContactStatus.BOUNCED, ContactStatus.COMPLAINED),
         paused=feedback.is_paused(contact), frequencies=feedback.FREQUENCY_LABELS, Frequency=Frequency,
         pause_weeks=feedback.PAUSE_WEEKS, history=feedback.consent_history(session, contact.id, 10),
-        token=token), status
+        token=token, no_post=post_addresses.no_post(session, contact.id)), status
+
+
+def _post_choice(session: Session, contact_id: int, no_post: bool, changes: list[str]) -> list[str]:
+    """Apply the "no letters or cards by post" box (campaigns.post) and say so with the other changes; the view
+    commits."""
+    if not post_addresses.set_no_post(session, contact_id, no_post, source="preference center"):
+        return changes
+    said = "You will get no letters or cards by post." if no_post else "Letters and cards by post are welcome again."
+    return [c for c in changes if c != "Nothing changed."] + [said]
 

@@ -36,7 +36,8 @@ def test_page_is_accessible_and_mobile_friendly(client, prefs) -> None:  # noqa:
     assert '<html lang="en">' in page and 'name="viewport"' in page
     for field in ("first_name", "last_name", "pause"):          # every field has a label
         assert f'<label for="{field}">' in page and f'id="{field}"' in page
-    assert page.count("<legend>") == 4 and "Internal" not in page   # hidden topics are not offered
+    assert page.count("<legend>") == 5 and "Internal" not in page   # hidden topics are not offered
+    assert "Send me no letters or cards by post" in page
     assert "Every mail" in page and "weekly digest" in page and "monthly digest" in page
     assert "For 4 weeks" in page and contact.email in page
 

@@ -26,10 +26,11 @@ def _crawl(client, limit: int = 400) -> dict[str, int]:  # noqa: ANN001
             continue
         r = client.get(url)
         seen[url] = r.status_code
-        body = r.get_data(as_text=True)   # consume streamed responses (CSV exports) to their end
+        data = r.get_data()   # consume streamed responses (CSV exports, print files) to their end
         r.close()
         if r.status_code != 200 or not r.mimetype == "text/html":
             continue
+        body = data.decode()
         for href in HREF.findall(body):
             target = urljoin(url, href.replace("&amp;", "&"))
             parts = urlsplit(target)
