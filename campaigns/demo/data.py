@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from campaigns.composing import editor as campaign_service
+from campaigns.composing import starters as starter_service
 from campaigns.config import Settings
 from campaigns.contacts.records import normalize_email
 from campaigns.db import make_engine, make_session_factory, session_scope
@@ -128,7 +128,7 @@ def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
                           from_name=owner.name, from_email=settings.sender_email,
                           mjml=(STARTERS / "newsletter.mjml").read_text())
     newsletter.topics = [topics[0]]
-    coupon_starter = campaign_service.starter("coupon")
+    coupon_starter = starter_service.starter("coupon")
     coupon = Campaign(name="Autumn thank-you coupon", kind=CampaignKind.MARKETING, subject=coupon_starter.subject,
                       preheader=coupon_starter.preheader, from_name=settings.sender_name,
                       from_email=settings.sender_email, mjml=coupon_starter.mjml)
@@ -182,7 +182,7 @@ def _seed_coupons_and_survey(session, coupon: Campaign, newsletter_topic: Topic,
     """A coupon pool the coupon mailing draws from (one code per recipient), and a survey in a short mailing."""
     import secrets
 
-    from campaigns.coupons.pools import ALPHABET
+    from campaigns.coupons.codes import ALPHABET
     from campaigns.models import CouponCode, CouponPool
     from campaigns.surveys.service import save_survey
 
@@ -231,7 +231,7 @@ def _seed_automations(session, owner: Sender, settings: Settings) -> None:  # no
     each contact's time zone. Its template is a draft campaign, editable like any other."""
     import secrets
 
-    from campaigns.coupons.pools import ALPHABET
+    from campaigns.coupons.codes import ALPHABET
     from campaigns.models import Automation, AutomationStep, AutomationTrigger, CouponCode, CouponPool
 
     pool = CouponPool(name="Birthday present 10%", value_description="10% off one order",

@@ -39,6 +39,7 @@ from campaigns.models import (
     utcnow,
 )
 from campaigns.runtime import Runtime
+from campaigns.sending import rejections
 from mailer.bounces import FeedbackKind, classify_smtp_reply, parse_feedback
 from mailer.tracking import InvalidToken, Purpose, TokenCodec
 
@@ -447,3 +448,13 @@ def apply_relay_event(session: Session, rt: Runtime, event: object,
         return Outcome(kind, match.contact.id)
     session.commit()
     return out
+
+
+def _record_rejection(session: Session, settings: Settings, rejection: rejections.Rejection) -> None:
+    """The send path's refused messages as bounces (registered below: sending does not import feedback)."""
+    record_smtp_rejection(session, send_id=rejection.send_id, contact_id=rejection.contact_id,
+                          campaign_id=rejection.campaign_id, code=rejection.code, message=rejection.message,
+                          policy=BouncePolicy.from_settings(settings))
+
+
+rejections.on_rejection("bounces", _record_rejection)

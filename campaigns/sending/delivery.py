@@ -15,16 +15,18 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from campaigns.accounts.settings_store import RetrySchedule, retry_schedule
+from campaigns.composing import contributions
 from campaigns.composing import editor as campaign_service
+from campaigns.composing.contributions import Contributor, Hold, Recipient
 from campaigns.config import PolicySettings
 from campaigns.contacts.records import normalize_email, personalization
-from campaigns.coupons.pools import BatchCoupons
 from campaigns.errors import ValidationError
 from campaigns.models import (
     Campaign,
@@ -33,17 +35,17 @@ from campaigns.models import (
     Contact,
     ContactInterest,
     ContactStatus,
+    Send,
     SendStatus,
     Subscription,
     utcnow,
 )
 from campaigns.runtime import Runtime
-from campaigns.sending import claims, reputation
+from campaigns.sending import claims, release, reputation
 from campaigns.sending import policy as policy_service
-from campaigns.sending.digest import DigestItems
+from campaigns.sending.finishing import maybe_finish
 from campaigns.sending.handoff import Handoff
-from campaigns.sending.lifecycle import UNSENDABLE, maybe_finish, pause
-from campaigns.surveys.service import SurveyLinks
+from campaigns.sending.lifecycle import UNSENDABLE, pause
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
@@ -77,11 +79,9 @@ class CampaignMailer:
     valid_until: dt.datetime | None = None
     # "From the contact's account owner": From/Reply-To headers and {{ sender }} per owner (Sender.id).
     owners: dict[int, tuple[MessageTemplate, dict[str, str]]] = field(default_factory=dict)
-    # A coupon pool and a survey (campaigns.coupons.pools / surveys): per-recipient template values.
-    coupons: BatchCoupons | None = None
-    coupon_of: dict[int, dict[str, str]] = field(default_factory=dict)   # contact id -> coupon, set per claim
-    survey: SurveyLinks | None = None
-    digest: DigestItems | None = None   # a digest campaign's per-recipient items (campaigns.sending.digest)
+    # What features add to each message (a coupon, a survey, digest items: campaigns.composing.contributions),
+    # each contributor with its state for this batch.
+    contributions: list[tuple[Contributor, Any]] = field(default_factory=list)
     retry: RetrySchedule | None = None   # 4xx retries (Settings page, else the environment)
 
     @classmethod
@@ -111,14 +111,12 @@ class CampaignMailer:
                   for o in campaign_service.owner_senders(session, campaign)}
         campaign_service.check_compliance(   # marketing: postal address and unsubscribe link, or no mail
             campaign.kind, result, sender, campaign_service.sample_extras(
-                session, campaign.coupon_pool_id, campaign.survey_id, s.base_url, rt.tokens))
+                session, contributions.attributes_of(campaign), s.base_url, rt.tokens))
         return cls(rt=rt, campaign_id=campaign.id, kind=str(campaign.kind), compiled=result, link_ids=ids,
                    template=template, envelope_domain=s.return_domain, sender=sender, owners=owners,
                    topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts,
                    relay=campaign.relay, policy=policy_service.load(session, s.policy),
-                   valid_until=campaign.valid_until, coupons=BatchCoupons.for_campaign(session, campaign),
-                   survey=SurveyLinks.for_campaign(session, campaign, base_url=s.base_url, tokens=rt.tokens),
-                   digest=DigestItems.for_campaign(rt, session, campaign),
+                   valid_until=campaign.valid_until, contributions=contributions.prepare(rt, session, campaign),
                    retry=retry_schedule(session, s))
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
@@ -142,12 +140,7 @@ class CampaignMailer:
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, contact_id)}",
         }
-        if self.coupons is not None:
-            ctx["coupon"] = self.coupons.vars_for(self.coupon_of, send_id, contact_id)
-        if self.survey is not None:
-            ctx.update(self.survey.context(send_id))
-        if self.digest is not None:
-            ctx["digest_items"] = self.digest.items_for(contact_id, ctx)
+        ctx.update(contributions.variables(self.contributions, Recipient(send_id, contact_id, ctx)))
         subject, text_part, html_part = self.compiled.render_mime(
             ctx, click, f"{base}/o/{seal(Purpose.OPEN, send_id)}")
         msg_token = seal(Purpose.MESSAGE, send_id)
@@ -283,12 +276,17 @@ def _claim_round(rt: Runtime, session: Session, campaign_id: int, lo: int, hi: i
         # contact across workers (see campaigns.sending.policy).
         held = policy_service.decide(session, mailer.kind, mailer.policy,
                                      {c: s for s, c, _a in claimed if c in eligible}, contacts, now)
-        if mailer.coupons is not None:   # codes before rendering; pauses the campaign when the pool runs dry
-            all_claimed = claimed
-            mailer.coupon_of, claimed = mailer.coupons.assign_claim(session, claimed, eligible, held)
-            kept = {row[0] for row in claimed}
-            dropped = [row[0] for row in all_claimed if row[0] not in kept]
-            sender.lessee.release(dropped, forget_handed=False)
+        # Features' holds before rendering (a coupon pool run dry): those sends go back and the campaign pauses.
+        recipients = [(sid, cid) for sid, cid, _a in claimed if cid in eligible and cid not in held]
+        for contributor, state in mailer.contributions:
+            hold = contributor.hold(session, state, recipients)
+            if hold is None:
+                continue
+            _hold_back(session, campaign_id, hold)
+            dropped = set(hold.send_ids)
+            claimed = [row for row in claimed if row[0] not in dropped]
+            recipients = [(sid, cid) for sid, cid in recipients if sid not in dropped]
+            sender.lessee.release(hold.send_ids, forget_handed=False)
             sender.holding.difference_update(dropped)
         session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
     except OperationalError:
@@ -313,6 +311,19 @@ def _claim_round(rt: Runtime, session: Session, campaign_id: int, lo: int, hi: i
     return True
 
 
+def _hold_back(session: Session, campaign_id: int, hold: Hold) -> None:
+    """Put claimed sends a feature held back in the queue again (they were not sent) and pause the running
+    campaign with the feature's reason; the claim's transaction commits it."""
+    if hold.send_ids:
+        session.execute(update(Send).where(Send.id.in_(list(hold.send_ids)), Send.status == SendStatus.SENDING)
+                        .values(status=SendStatus.QUEUED, claimed_at=None, attempts=Send.attempts - 1,
+                                last_error=hold.reason[:1000]))
+        policy_service.unreserve(session, hold.send_ids)
+    session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.RUNNING)
+                    .values(status=CampaignStatus.PAUSED, status_reason=hold.reason))
+    logger.warning("campaign %s paused: %s", campaign_id, hold.reason)
+
+
 def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: BatchResult,
                   mailer: CampaignMailer) -> None:
     """Finish the campaign when nothing is left (deferred sends are picked up by the sweeper at their time).
@@ -322,12 +333,13 @@ def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: Batch
     """
     with rt.session_factory() as session:
         if mailer.valid_until is not None and mailer.valid_until <= utcnow():
-            policy_service.expire_held(session, campaign_id,
-                                       f"expired: the campaign was valid until {mailer.valid_until:%Y-%m-%d %H:%M} UTC")
+            release.expire_held(session, campaign_id,
+                                f"expired: the campaign was valid until {mailer.valid_until:%Y-%m-%d %H:%M} UTC")
             session.commit()
         maybe_finish(session, campaign_id)
+        session.commit()
     if mailer.kind == CampaignKind.NURTURE and result.sent and mailer.policy.enabled:
-        policy_service.release_held(rt, contact_range=(lo, hi))
+        release.release_held(rt, contact_range=(lo, hi))
 
 
 # ---------------------------------------------------------------- test sends

@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 
 from campaigns.accounts.settings_store import RetrySchedule
 from campaigns.contacts.records import personalization
-from campaigns.feedback.ingest import BouncePolicy, record_smtp_rejection
 from campaigns.models import Campaign, CampaignKind, Contact, Send, SendReason, SendStatus, utcnow
 from campaigns.runtime import Runtime
-from campaigns.sending import claims, stops
+from campaigns.sending import claims, rejections, stops
 from campaigns.sending import policy as policy_service
+from campaigns.sending.lifecycle import UNSENDABLE
 from mailer.compose import TemplateError
 from mailer.transport import DeliveryError, PermanentFailure
 
@@ -279,11 +279,10 @@ class Handoff:
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
             sent=Campaign.sent + counts[SendStatus.SENT], failed=Campaign.failed + counts[SendStatus.FAILED],
             skipped=Campaign.skipped + counts[SendStatus.SKIPPED], held=Campaign.held + counts[SendStatus.HELD]))
-        policy = BouncePolicy.from_settings(self.rt.settings)
         for send_id, contact_id, code, message in self.rejections:
-            if send_id in written:
-                record_smtp_rejection(session, send_id=send_id, contact_id=contact_id, campaign_id=campaign_id,
-                                      code=code, message=message, policy=policy)
+            if send_id in written:   # a bounce, recorded by whoever registered for it (campaigns.feedback)
+                rejections.record(session, self.rt.settings,
+                                  rejections.Rejection(send_id, contact_id, campaign_id, code, message))
         session.commit()
         ids = [row["id"] for row in self.updates]
         self.lessee.release(ids, owner=self.owner)
@@ -303,8 +302,6 @@ class Handoff:
 
 
 def _skip_reason(contact: Contact | None) -> tuple[SendReason, str]:
-    from campaigns.sending.lifecycle import UNSENDABLE
-
     if contact is None:
         return SendReason.DELETED, "contact deleted"
     if contact.status in UNSENDABLE:

@@ -9,11 +9,13 @@ import logging
 from collections.abc import Sequence
 
 from sqlalchemy import exists, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from campaigns import queueing
 from campaigns.composing import editor as campaign_service
 from campaigns.config import PolicySettings
+from campaigns.contacts.segments import campaign_condition
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import (
     Campaign,
@@ -31,6 +33,7 @@ from campaigns.queueing import Job
 from campaigns.runtime import Runtime
 from campaigns.sending import policy as policy_service
 from campaigns.sending import sweeper
+from campaigns.sending.finishing import maybe_finish
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +55,6 @@ def audience_conditions(campaign: Campaign) -> list:
                                     Subscription.topic_id.in_(topic_ids),
                                     Subscription.subscribed.is_(True)))
     if campaign.segment_id is not None:   # topics and/or a segment: the segment narrows, evaluated now
-        from campaigns.contacts.segments import campaign_condition
-
         conds.append(campaign_condition(campaign))
     return conds
 
@@ -93,7 +94,7 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
     session.execute(update(Campaign).where(Campaign.id == campaign.id).values(dispatched_at=None, dispatch_cursor=0))
     session.commit()
     # Only a hint: if this job is lost, the sweeper sees the campaign undispatched and enqueues it again.
-    rt.redis.set(sweeper.marker(rt, "dispatch", campaign.id), "queued", ex=sweeper.QUEUED_TTL)
+    rt.redis.set(sweeper.marker(rt, sweeper.Work.DISPATCH, campaign.id), "queued", ex=sweeper.QUEUED_TTL)
     queueing.enqueue(rt.queue, Job.DISPATCH_CAMPAIGN, campaign.id)
     logger.info("campaign %s started", campaign.id)
 
@@ -124,23 +125,6 @@ def cancel(session: Session, campaign: Campaign) -> None:
     campaign.skipped += (skipped or 0) + (held or 0)
     campaign.held -= held or 0
     session.commit()
-
-
-def maybe_finish(session: Session, campaign_id: int) -> bool:
-    """Mark the campaign finished when dispatch is done and no row is waiting, held or in flight (one atomic UPDATE).
-
-    Held sends keep a campaign running until they are released and sent, or expire (policy.release_held).
-    """
-    pending = exists().where(Send.campaign_id == campaign_id,
-                             Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING, SendStatus.HELD]))
-    done = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.RUNNING,
-               Campaign.dispatched_at.is_not(None), ~pending)
-        .values(status=CampaignStatus.FINISHED, finished_at=utcnow())
-    ).rowcount
-    session.commit()
-    return bool(done)
 
 
 # ---------------------------------------------------------------- dispatch
@@ -182,8 +166,9 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(dispatched_at=utcnow()))
         session.commit()
         if resumed:
-            sweeper.ensure_job(rt, "send", campaign_id)
+            sweeper.ensure_job(rt, sweeper.Work.SEND, campaign_id)
         maybe_finish(session, campaign_id)
+        session.commit()
     logger.info("campaign %s dispatched: %d new send rows", campaign_id, created)
     return created
 
@@ -204,10 +189,7 @@ def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int)
 
 def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
     cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"]
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(Send.__table__).from_select(cols, rows)
     return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
 
@@ -268,7 +250,7 @@ def resend_unknown(rt: Runtime, session: Session, campaign: Campaign) -> int:
                         .values(status=CampaignStatus.RUNNING, finished_at=None))
     session.commit()
     if n and status in (CampaignStatus.RUNNING, CampaignStatus.FINISHED):
-        sweeper.ensure_job(rt, "send", campaign.id)
+        sweeper.ensure_job(rt, sweeper.Work.SEND, campaign.id)
     logger.info("campaign %s: %d sends of unknown outcome queued again", campaign.id, n)
     return n
 
@@ -326,6 +308,7 @@ def dispatch_to(rt: Runtime, campaign_id: int, contact_ids: Sequence[int]) -> in
             if running:
                 queueing.enqueue(rt.queue, Job.SEND_BATCH, campaign_id, chunk[0], chunk[-1])
         maybe_finish(session, campaign_id)
+        session.commit()
     logger.info("campaign %s: %d send rows for a list of %d contacts", campaign_id, created, len(ids))
     return created
 
@@ -344,5 +327,6 @@ def resume_listed(rt: Runtime, session: Session, campaign_id: int) -> int:
         queueing.enqueue(rt.queue, Job.SEND_BATCH, campaign_id, lo, hi)
     else:
         maybe_finish(session, campaign_id)
+        session.commit()
     logger.info("campaign %s resumed for its listed recipients: %d queued sends", campaign_id, n)
     return n

@@ -12,7 +12,10 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from campaigns import logs
+from campaigns import (
+    capabilities,  # noqa: F401 - every feature registers its part in messages
+    logs,
+)
 from campaigns.config import Settings, load_settings
 from campaigns.models import AdminUser
 from campaigns.resources import static_dir, templates_dir

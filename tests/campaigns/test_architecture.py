@@ -25,7 +25,7 @@ LEVELS: dict[str, int] = {
     "sending": 4,
     **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations"], 5),
     **dict.fromkeys(["reports", "ops", "demo"], 6),
-    **dict.fromkeys(["web", "tasks", "cli", "check", "gunicorn_conf", "__main__"], 7),
+    **dict.fromkeys(["web", "tasks", "cli", "check", "gunicorn_conf", "__main__", "capabilities"], 7),
 }
 # Package __init__ files hold a docstring only, except blueprint packages, which import their view modules.
 INIT_MAY_IMPORT = {"campaigns.web.admin", "campaigns.web.public"}

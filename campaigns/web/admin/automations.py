@@ -157,8 +157,8 @@ def contact_apology(contact_id: int):  # noqa: ANN201
         if current_user.role not in ("admin", "editor"):
             abort(403)
         try:
-            result = apology_service.send_apology(rt(), session, contact.id, request.form,
-                                                  written_by=current_user.name)
+            session.commit()   # the apology is written in a session of its own
+            result = apology_service.send_apology(rt(), contact.id, request.form, written_by=current_user.name)
             flash(f"Your message to {contact.email} is on its way (it shows on the timeline)." if result.queued
                   else "The message was not queued.", "info")
             return redirect(url_for("admin.contact", contact_id=contact.id, _anchor="timeline"))

@@ -8,6 +8,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import login_required
 
 from campaigns.errors import NotFound, RapportError
+from campaigns.surveys import results as results_service
 from campaigns.surveys import service as survey_service
 from campaigns.web.admin import bp, editor_required
 from campaigns.web.admin.audit import Action, audit
@@ -73,7 +74,7 @@ def survey_results(survey_id: int):  # noqa: ANN201
     from campaigns.models import Campaign
 
     used_by = list(db().scalars(select(Campaign).where(Campaign.survey_id == survey_id).order_by(Campaign.id)))
-    return render_template("admin/surveys/results.html", results=survey_service.results(db(), survey_id),
+    return render_template("admin/surveys/results.html", results=results_service.results(db(), survey_id),
                            used_by=used_by)
 
 
@@ -87,7 +88,7 @@ def survey_export(survey_id: int) -> Response:
 
     def generate():  # noqa: ANN202
         try:
-            for chunk in survey_service.export_csv(session, survey_id):
+            for chunk in results_service.export_csv(session, survey_id):
                 yield chunk.encode("utf-8")
         finally:
             session.close()
@@ -101,6 +102,7 @@ def survey_export(survey_id: int) -> Response:
 def survey_delete(survey_id: int):  # noqa: ANN201
     _survey_or_404(survey_id)
     survey_service.delete_survey(db(), survey_id)
+    db().commit()
     flash("Survey deleted.", "info")
     return redirect(url_for("admin.surveys"))
 

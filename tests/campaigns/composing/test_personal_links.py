@@ -73,7 +73,8 @@ def test_a_test_send_click_goes_to_the_sample_url_and_records_nothing(runtime, c
 
 
 def test_the_composer_lists_which_links_are_tracked() -> None:
-    from campaigns.composing.editor import SAMPLE_CONTACT, preview
+    from campaigns.composing.editor import SAMPLE_CONTACT
+    from campaigns.composing.preview import preview
     from mailer.compose import CampaignSource
 
     out = preview(CampaignSource(mjml=SHOP_MJML.replace("</mj-text>\n</mj-column>",

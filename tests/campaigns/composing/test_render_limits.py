@@ -7,7 +7,7 @@ import threading
 
 from flask import g
 
-from campaigns.composing import editor as campaign_service
+from campaigns.composing import preview as preview_service
 from campaigns.models import Contact, ContactStatus, Send
 from campaigns.sending import lifecycle as sending
 from campaigns.web.context import db
@@ -89,14 +89,14 @@ def test_a_preview_renders_outside_any_transaction(app, runtime, logged_in, db_s
     _topic, contacts = make_contacts(2)
     db_session.rollback()
     seen = []
-    real_preview = campaign_service.preview
+    real_preview = preview_service.preview
 
     def preview_while_a_recipient_unsubscribes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         seen.append(g.db.in_transaction())                 # the preview request's own session, mid-request
         seen.append(one_click(app, runtime, contacts[1].id))
         return real_preview(*args, **kwargs)
 
-    monkeypatch.setattr(campaign_service, "preview", preview_while_a_recipient_unsubscribes)
+    monkeypatch.setattr(preview_service, "preview", preview_while_a_recipient_unsubscribes)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     out = logged_in.post("/admin/campaigns/preview", data=form(token, mjml=BODY.replace("{{ BAD }}", ""))).get_json()
     assert out["ok"], out

@@ -23,7 +23,7 @@ from campaigns.models import (
     SendStatus,
     utcnow,
 )
-from campaigns.sending import delivery, policy
+from campaigns.sending import delivery, outlook, policy, release
 from campaigns.sending import lifecycle as sending
 from tests.helpers import fresh
 
@@ -37,7 +37,9 @@ def set_policy(session, **values) -> PolicySettings:  # noqa: ANN001
     data = {**DEFAULTS, "enabled": "1", **values}
     if not data["enabled"]:
         data.pop("enabled")
-    return policy.save(session, {k: str(v) for k, v in data.items()}, updated_by="test")
+    saved = policy.save(session, {k: str(v) for k, v in data.items()}, updated_by="test")
+    session.commit()
+    return saved
 
 
 def history(session, contact: Contact, kind: str, *ages: dt.timedelta) -> None:  # noqa: ANN001
@@ -104,7 +106,7 @@ def test_each_rule_holds_marketing_with_its_reason_and_the_forecast_agrees(
     topic, p = people
     set_policy(db_session)
     coupon = make_campaign([topic], kind="marketing")
-    forecast = policy.forecast(db_session, coupon, policy.load(db_session, runtime.settings.policy))
+    forecast = outlook.forecast(db_session, coupon, policy.load(db_session, runtime.settings.policy))
     expected_held: dict[str, int] = {}
     for status, reason in EXPECTED.values():
         if status == "held":
@@ -121,7 +123,7 @@ def test_each_rule_holds_marketing_with_its_reason_and_the_forecast_agrees(
     c = db_session.get(Campaign, coupon.id)
     # Held recipients keep the campaign running: they are retried until its validity ends.
     assert (c.status, c.sent, c.held, c.skipped) == (CampaignStatus.RUNNING, 2, 8, 0)
-    assert policy.send_reasons(db_session, coupon.id)["held"] == expected_held
+    assert outlook.send_reasons(db_session, coupon.id)["held"] == expected_held
 
 
 def test_nurture_is_held_only_by_daily_cap_pause_and_preference(
@@ -194,14 +196,14 @@ def test_periodic_release_retries_paused_contacts_and_expires_after_valid_until(
         sending.start(db_session, runtime, c)
     run_worker()
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "paused")}
-    assert policy.release_held(runtime) == 0           # still paused: nothing to retry
+    assert release.release_held(runtime) == 0           # still paused: nothing to retry
 
     # Two days on, the pauses are over (for two contacts); the second coupon has expired by then.
     fresh(db_session)
     for c in contacts[:2]:
         db_session.get(Contact, c.id).paused_until = utcnow() - dt.timedelta(minutes=1)
     db_session.commit()
-    assert policy.release_held(runtime, now=utcnow() + dt.timedelta(days=2)) == 2
+    assert release.release_held(runtime, now=utcnow() + dt.timedelta(days=2)) == 2
     run_worker()
     got = sends_of(db_session, coupon.id)
     assert sorted(got.values()) == [("held", "paused"), ("sent", ""), ("sent", "")]
@@ -211,7 +213,7 @@ def test_periodic_release_retries_paused_contacts_and_expires_after_valid_until(
     assert outbox.count() == 2
 
     # The first coupon's window closes too: its last held send expires and the campaign finishes.
-    policy.release_held(runtime, now=utcnow() + dt.timedelta(days=11))
+    release.release_held(runtime, now=utcnow() + dt.timedelta(days=11))
     assert sorted(sends_of(db_session, coupon.id).values()) == [("sent", ""), ("sent", ""), ("skipped", "expired")]
     assert fresh(db_session).get(Campaign, coupon.id).status == CampaignStatus.FINISHED
 
@@ -246,9 +248,9 @@ def test_without_valid_until_held_sends_expire_after_hold_days(runtime, db_sessi
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
     run_worker()
-    assert policy.release_held(runtime, now=utcnow() + dt.timedelta(days=4)) == 0
+    assert release.release_held(runtime, now=utcnow() + dt.timedelta(days=4)) == 0
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "ratio")}
-    policy.release_held(runtime, now=utcnow() + dt.timedelta(days=5, minutes=1))
+    release.release_held(runtime, now=utcnow() + dt.timedelta(days=5, minutes=1))
     assert set(sends_of(db_session, coupon.id).values()) == {("skipped", "expired")}
 
 
@@ -261,7 +263,7 @@ def test_cancel_turns_held_sends_into_skipped(runtime, db_session, make_contacts
     sending.cancel(fresh(db_session), db_session.get(Campaign, coupon.id))
     c = fresh(db_session).get(Campaign, coupon.id)
     assert (c.status, c.held, c.skipped) == (CampaignStatus.CANCELLED, 0, 3)
-    assert policy.release_held(runtime) == 0
+    assert release.release_held(runtime) == 0
 
 
 def test_switched_off_caps_still_honour_the_contacts_own_pause(runtime, db_session, people, make_campaign, outbox,
