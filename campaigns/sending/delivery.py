@@ -90,9 +90,8 @@ class CampaignMailer:
         s = rt.settings
         result = campaign_service.compiled(campaign)
         ids = campaign_service.link_ids(session, campaign.id)
-        if len(ids) != len(result.links):
+        if len(ids) != len(result.links):   # flushed here; whoever opened the session commits them
             ids = campaign_service.ensure_links(session, campaign, result)
-            session.commit()
         from_name, from_email = campaign_service.from_identity(campaign, s)
 
         def headers_from(name: str, email: str, reply_to: str) -> MessageTemplate:
@@ -203,8 +202,10 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
             return result
         try:
             mailer = CampaignMailer.for_campaign(rt, session, campaign)
+            session.commit()
         except TemplateError as exc:
             pause(session, campaign, f"template error: {exc}")
+            session.commit()
             result.stopped = "template error"
             return result
     sender = Handoff(rt, mailer, rt.relays.pool(mailer.relay or None), result)
@@ -231,11 +232,9 @@ def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Cam
     while not result.stopped:
         try:
             if sender.updates:      # outcomes of a round whose write failed
-                with rt.session_factory() as session:
-                    sender.record(session, campaign_id)
-            with rt.session_factory() as session:
-                if not _claim_round(rt, session, campaign_id, lo, hi, mailer, sender, result):
-                    break
+                sender.record(campaign_id)
+            if not _claim_round(rt, campaign_id, lo, hi, mailer, sender, result):
+                break
             waited = 0.0
         except OperationalError as exc:
             if waited >= DATABASE_PATIENCE:
@@ -247,68 +246,74 @@ def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Cam
             waited += pause_s
 
 
-def _claim_round(rt: Runtime, session: Session, campaign_id: int, lo: int, hi: int, mailer: CampaignMailer,
-                 sender: Handoff, result: BatchResult) -> bool:
-    """One claim: check, send, record. False when there was nothing to claim."""
-    status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
-    if status != CampaignStatus.RUNNING:
-        result.stopped = str(status)
-        return False
-    claimed, created = claims.claim(session, rt, campaign_id, lo, hi, rt.settings.claim_size, sender.owner)
-    if not claimed:
-        return False
-    sender.lessee.hold(created)
-    sender.holding.update(created)
-    sender.created = created
-    try:
-        ids = [c for _, c, _ in claimed]
-        checked_at = time.time()
-        contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
-        interests: dict[int, list[str]] = {}
-        for cid, interest in session.execute(
-                select(ContactInterest.contact_id, ContactInterest.interest)
-                .where(ContactInterest.contact_id.in_(ids))):
-            interests.setdefault(cid, []).append(interest)
-        now = utcnow()
-        expired = mailer.valid_until is not None and mailer.valid_until <= now
-        eligible = set() if expired else _eligible(session, mailer, contacts)
-        # The policy decision and its ledger rows commit together with nothing else in between: atomic per
-        # contact across workers (see campaigns.sending.policy).
-        held = policy_service.decide(session, mailer.kind, mailer.policy,
-                                     {c: s for s, c, _a in claimed if c in eligible}, contacts, now)
-        # Features' holds before rendering (a coupon pool run dry): those sends go back and the campaign pauses.
-        recipients = [(sid, cid) for sid, cid, _a in claimed if cid in eligible and cid not in held]
-        for contributor, state in mailer.contributions:
-            hold = contributor.hold(session, state, recipients)
-            if hold is None:
-                continue
-            _hold_back(session, campaign_id, hold)
-            dropped = set(hold.send_ids)
-            claimed = [row for row in claimed if row[0] not in dropped]
-            recipients = [(sid, cid) for sid, cid in recipients if sid not in dropped]
-            sender.lessee.release(hold.send_ids, forget_handed=False)
-            sender.holding.difference_update(dropped)
-        session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
-    except OperationalError:
-        session.rollback()
-        # Nothing of this claim was sent: it goes back to the queue when the database is back.
-        for sid, _cid, att in claimed:
-            sender.attempts = att - 1
-            sender._add(sid, SendStatus.QUEUED, "")
-        raise
-    sender.run(claimed, contacts, interests, eligible, held, expired=expired, checked_at=checked_at)
-    sender.record(session, campaign_id)
-    if not sender.pause_reason and mailer.kind != CampaignKind.TRANSACTIONAL:
-        sender.pause_reason = reputation.pause_reason(rt, session, campaign_id)
-        session.commit()
-    if sender.pause_reason:
-        session.execute(update(Campaign).where(Campaign.id == campaign_id,
-                                               Campaign.status == CampaignStatus.RUNNING)
-                        .values(status=CampaignStatus.PAUSED, status_reason=sender.pause_reason))
-        session.commit()
-        logger.warning("campaign %s paused: %s", campaign_id, sender.pause_reason)
-        result.stopped = "paused"
-    return True
+def _claim_round(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: CampaignMailer, sender: Handoff,
+                 result: BatchResult) -> bool:
+    """One claim: check, send, record. False when there was nothing to claim.
+
+    Its own session, committed in steps: the claim, then the checks and the policy's ledger rows (before anything
+    is sent), then after the hand-off the outcomes (Handoff.record) and a pause.
+    """
+    with rt.session_factory() as session:
+        status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+        if status != CampaignStatus.RUNNING:
+            result.stopped = str(status)
+            return False
+        claimed, created = claims.claim(session, rt, campaign_id, lo, hi, rt.settings.claim_size, sender.owner)
+        session.commit()    # the claim first: the rows are this worker's before anything else is decided
+        if not claimed:
+            return False
+        sender.lessee.hold(created)
+        sender.holding.update(created)
+        sender.created = created
+        try:
+            ids = [c for _, c, _ in claimed]
+            checked_at = time.time()
+            contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
+            interests: dict[int, list[str]] = {}
+            for cid, interest in session.execute(
+                    select(ContactInterest.contact_id, ContactInterest.interest)
+                    .where(ContactInterest.contact_id.in_(ids))):
+                interests.setdefault(cid, []).append(interest)
+            now = utcnow()
+            expired = mailer.valid_until is not None and mailer.valid_until <= now
+            eligible = set() if expired else _eligible(session, mailer, contacts)
+            # The policy decision and its ledger rows commit together with nothing else in between: atomic per
+            # contact across workers (see campaigns.sending.policy).
+            held = policy_service.decide(session, mailer.kind, mailer.policy,
+                                         {c: s for s, c, _a in claimed if c in eligible}, contacts, now)
+            # Features' holds before rendering (a coupon pool run dry): those sends go back and the campaign pauses.
+            recipients = [(sid, cid) for sid, cid, _a in claimed if cid in eligible and cid not in held]
+            for contributor, state in mailer.contributions:
+                hold = contributor.hold(session, state, recipients)
+                if hold is None:
+                    continue
+                _hold_back(session, campaign_id, hold)
+                dropped = set(hold.send_ids)
+                claimed = [row for row in claimed if row[0] not in dropped]
+                recipients = [(sid, cid) for sid, cid in recipients if sid not in dropped]
+                sender.lessee.release(hold.send_ids, forget_handed=False)
+                sender.holding.difference_update(dropped)
+            session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
+        except OperationalError:
+            session.rollback()
+            # Nothing of this claim was sent: it goes back to the queue when the database is back.
+            for sid, _cid, att in claimed:
+                sender.attempts = att - 1
+                sender._add(sid, SendStatus.QUEUED, "")
+            raise
+        sender.run(claimed, contacts, interests, eligible, held, expired=expired, checked_at=checked_at)
+        sender.record(campaign_id)
+        if not sender.pause_reason and mailer.kind != CampaignKind.TRANSACTIONAL:
+            sender.pause_reason = reputation.pause_reason(rt, session, campaign_id)
+            session.commit()
+        if sender.pause_reason:
+            session.execute(update(Campaign).where(Campaign.id == campaign_id,
+                                                   Campaign.status == CampaignStatus.RUNNING)
+                            .values(status=CampaignStatus.PAUSED, status_reason=sender.pause_reason))
+            session.commit()
+            logger.warning("campaign %s paused: %s", campaign_id, sender.pause_reason)
+            result.stopped = "paused"
+        return True
 
 
 def _hold_back(session: Session, campaign_id: int, hold: Hold) -> None:
@@ -344,20 +349,23 @@ def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: Batch
 
 # ---------------------------------------------------------------- test sends
 
-def send_test(rt: Runtime, session: Session, campaign: Campaign, addresses: Sequence[str],
-              as_contact: Contact | None = None) -> list[str]:
-    """Send the campaign now to up to 10 addresses, personalized as as_contact (or a sample); returns addresses."""
+def send_test(rt: Runtime, campaign_id: int, addresses: Sequence[str], as_contact_id: int | None = None) -> list[str]:
+    """Send the campaign now to up to 10 addresses, personalized as contact as_contact_id (or a sample); returns
+    addresses. Opens its own session: the link table is committed before anything talks to the relay."""
     emails = [normalize_email(a) for a in addresses if a.strip()]
     if not emails:
         raise ValidationError("enter at least one address", field="addresses")
     if len(emails) > 10:
         raise ValidationError("a test goes to at most 10 addresses", field="addresses")
-    result = campaign_service.validate(campaign)
-    campaign_service.ensure_links(session, campaign, result)
-    session.commit()
-    mailer = CampaignMailer.for_campaign(rt, session, campaign)
-    variables_of = personalization(as_contact, [i.interest for i in as_contact.interests]) if as_contact else None
-    session.commit()    # no transaction held while talking to the relay
+    with rt.session_factory() as session:
+        campaign = campaign_service.get_campaign(session, campaign_id)
+        as_contact = session.get(Contact, as_contact_id) if as_contact_id is not None else None
+        result = campaign_service.validate(campaign)
+        campaign_service.ensure_links(session, campaign, result)
+        session.commit()
+        mailer = CampaignMailer.for_campaign(rt, session, campaign)
+        variables_of = personalization(as_contact, [i.interest for i in as_contact.interests]) if as_contact else None
+        session.commit()    # no transaction held while talking to the relay
     pool = rt.relays.pool(mailer.relay or None)
     for email in emails:
         if as_contact is not None:

@@ -243,11 +243,19 @@ class Handoff:
                   next_attempt_at=retry_at)
         self.result.deferred += 1
 
-    def record(self, session: Session, campaign_id: int) -> None:
+    def record(self, campaign_id: int) -> None:
         """Write this claim's outcomes in bulk (kept in memory until the write commits): send rows, contacts'
-        last_sent_at, counters, rejections; then release the claim."""
+        last_sent_at, counters, rejections; then release the claim. In a session of its own, committed here: the
+        outcomes are durable before the claim is let go."""
         if not self.updates:
             return
+        with self.rt.session_factory() as session:
+            counts, written = self._write(session, campaign_id)
+            session.commit()
+        self._written(counts, written)
+
+    def _write(self, session: Session, campaign_id: int) -> tuple[dict[SendStatus, int], set[int]]:
+        """The outcomes' statements; returns rows written per status and the ids written."""
         # Rows with the same outcome get one UPDATE … WHERE id IN (…): a claim is mostly "sent", so this is one
         # statement instead of one per row. Sent rows carry the time of this write (within a claim of sending).
         # Only rows this process still holds are written: a claim the sweeper took back is its business now
@@ -283,7 +291,10 @@ class Handoff:
             if send_id in written:   # a bounce, recorded by whoever registered for it (campaigns.feedback)
                 rejections.record(session, self.rt.settings,
                                   rejections.Rejection(send_id, contact_id, campaign_id, code, message))
-        session.commit()
+        return counts, written
+
+    def _written(self, counts: dict[SendStatus, int], written: set[int]) -> None:
+        """After the commit: release the claim's rows, count the outcomes, start afresh."""
         ids = [row["id"] for row in self.updates]
         self.lessee.release(ids, owner=self.owner)
         self.holding.difference_update(ids)

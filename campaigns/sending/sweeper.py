@@ -88,7 +88,7 @@ def sweep(rt: Runtime, now: dt.datetime | None = None) -> dict[str, int]:
             .where(Campaign.status.in_([CampaignStatus.RUNNING, CampaignStatus.PAUSED]))).all()
         session.commit()
         for campaign_id, status, dispatched_at in campaigns:
-            requeued, unknown = claims.recover(rt, session, campaign_id, now)
+            requeued, unknown = claims.recover(rt, campaign_id, now)
             did["requeued"] += requeued
             did["unknown"] += unknown
             if status != CampaignStatus.RUNNING:

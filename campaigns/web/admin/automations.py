@@ -109,6 +109,7 @@ def automation_run_resume(automation_id: int, campaign_id: int):  # noqa: ANN201
     _automation_or_404(automation_id)
     try:
         n = auto.resume_run(rt(), session, campaign_id)
+        session.commit()
         flash(f"Resumed: {n} message{'s' if n != 1 else ''} waiting to go.", "info")
     except NotFound:
         abort(404)

@@ -269,7 +269,8 @@ def campaign_test(campaign_id: int):  # noqa: ANN201
         flash(f"There is no contact {as_value}; pick one from the suggestions or leave it empty.", "error")
         return redirect(url_for("admin.campaign", campaign_id=campaign_id))
     try:
-        sent = delivery.send_test(rt(), session, obj, addresses, as_contact=as_contact)
+        session.commit()   # the test is sent from a session of its own
+        sent = delivery.send_test(rt(), obj.id, addresses, as_contact_id=as_contact.id if as_contact else None)
         who = f" as {as_contact.email}" if as_contact else ""
         audit(Action.CAMPAIGN_TEST, f"campaign {obj.id}", f"to {', '.join(sent)}{who}")
         flash(f"Test sent to {', '.join(sent)}{who}.", "info")
@@ -334,6 +335,7 @@ def campaign_resend_unknown(campaign_id: int):  # noqa: ANN201
     obj = _campaign_or_404(campaign_id)
     try:
         n = sending.resend_unknown(rt(), session, obj)
+        session.commit()
         flash(f"{n} message{'s' if n != 1 else ''} queued again with the same Message-ID." if n
               else "Nothing to resend: no outcome is unknown.", "info")
     except RapportError as exc:

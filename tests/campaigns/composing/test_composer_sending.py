@@ -140,6 +140,7 @@ def test_a_scheduled_campaign_broken_since_is_not_sent_and_says_why(runtime, db_
     db_session.commit()
     when = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     scheduling.schedule(db_session, runtime, campaign, when)
+    db_session.commit()
     campaign.mjml = "<mjml><mj-body><mj-text>oops</mj-body></mjml>"
     db_session.commit()
     assert scheduling.start_due(runtime, now=when + dt.timedelta(seconds=1)) == 0

@@ -117,6 +117,7 @@ def test_every_recipient_gets_one_unique_code_and_a_retry_gets_the_same(
     pool = make_pool(db_session, [f"GT-{i:04d}X" for i in range(20)])
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
 
     got = codes_in(outbox)
@@ -145,6 +146,7 @@ def test_running_out_pauses_before_anyone_gets_a_mail_without_a_code(
     pool = make_pool(db_session, [f"GT-{i:04d}Y" for i in range(5)])
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
 
     got = codes_in(outbox)            # every delivered message has a code: codes_in fails otherwise
@@ -161,6 +163,7 @@ def test_running_out_pauses_before_anyone_gets_a_mail_without_a_code(
     coupon_codes.import_codes(db_session, pool.id, ("\n".join(f"GT-{i:04d}Z" for i in range(10))).encode())
     db_session.commit()
     sending.start(db_session, runtime, db_session.get(Campaign, campaign.id))
+    db_session.commit()
     run_worker()
     got = codes_in(outbox)
     assert set(got) == {c.email for c in contacts} and len(set(got.values())) == 12
@@ -180,6 +183,7 @@ def test_an_expired_pool_pauses_the_campaign(runtime, db_session, make_contacts,
     pool.expires_on = dt.date.today()
     db_session.commit()
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     pool.expires_on = dt.date.today() - dt.timedelta(days=1)      # and if it expires while the campaign runs
     db_session.commit()
     run_worker()
@@ -265,6 +269,7 @@ def test_admin_creates_pool_imports_marks_redeemed_and_sees_the_report(
     pool = db_session.get(CouponPool, pool_id)
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     issued = sorted(codes_in(outbox).values())
     r = client.post(f"/admin/coupons/{pool_id}/redeem", data={"csrf_token": token, "code": issued[0].lower(),
@@ -286,8 +291,10 @@ def test_the_campaign_report_shows_its_coupon_figures(editor, runtime, db_sessio
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
     plain = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     sending.start(db_session, runtime, plain)
+    db_session.commit()
     run_worker()
     # The shop redeems the code of one recipient (counted at the receiving end: the codes in the delivered mail).
     delivered = sorted({code for code in codes_in_campaign(outbox, campaign.subject)})

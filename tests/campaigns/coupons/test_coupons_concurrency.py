@@ -65,6 +65,7 @@ def test_worker_processes_sending_campaigns_from_one_pool_issue_each_code_once(
         campaigns.append(coupon_campaign(db_session, make_campaign, topic, pool))
     for campaign in campaigns:
         sending.start(db_session, runtime, campaign)
+        db_session.commit()
     s = runtime.settings
     env = dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
                SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,

@@ -65,6 +65,7 @@ def test_a_registered_contributor_adds_a_variable_to_every_sent_message(
     topic, contacts = make_contacts(3)
     campaign = make_campaign([topic], mjml=LOYALTY_MJML)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
 
     got = {m.recipients[0]: m for m in (outbox.get(e.key) for e in outbox.list(limit=100))}
@@ -80,6 +81,7 @@ def test_a_contributor_holds_sends_back_and_the_campaign_pauses_with_its_reason(
     register(Loyalty(frozenset({skipped.id})))
     campaign = make_campaign([topic], mjml=LOYALTY_MJML)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
 
     sent_to = {outbox.get(e.key).recipients[0] for e in outbox.list(limit=100)}

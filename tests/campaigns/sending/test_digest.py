@@ -56,6 +56,7 @@ def readers(db_session, make_contacts, make_campaign, runtime, run_worker):  # n
         c.name = title
         db_session.commit()
         sending.start(db_session, runtime, c)
+        db_session.commit()
         letters.append(c)
     run_worker()
     return weekly, every, letters
@@ -148,6 +149,7 @@ def test_monthly_reader_is_due_after_thirty_days(db_session, runtime, make_conta
     set_policy(db_session, messages_per_day=10)
     c = make_campaign([topic])
     sending.start(db_session, runtime, c)
+    db_session.commit()
     run_worker()
     assert sends_of(db_session, c.id)[monthly.id] == ("held", "preference")
     rules = policy.load(db_session, runtime.settings.policy)
@@ -207,9 +209,11 @@ def test_resuming_a_paused_digest_mails_only_its_own_contacts(db_session, runtim
     sending.dispatch_to(runtime, campaign_id, [weekly.id])
     c = fresh(db_session).get(Campaign, campaign_id)
     sending.pause(db_session, c, "the relay refused")       # as after relay failures, before the batch ran
+    db_session.commit()
     run_worker()
     assert mails_to(outbox, weekly.email) == []
     sending.start(db_session, runtime, fresh(db_session).get(Campaign, campaign_id))    # the page's Resume
+    db_session.commit()
     run_worker()
     assert len(mails_to(outbox, weekly.email)) == 1
     assert len(mails_to(outbox, every.email)) == 2                                     # no digest for everyone

@@ -114,6 +114,7 @@ def test_each_rule_holds_marketing_with_its_reason_and_the_forecast_agrees(
     assert (forecast.audience, forecast.send, forecast.held) == (10, 2, expected_held)
 
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     got = sends_of(db_session, coupon.id)
     assert {name: got[c.id] for name, c in p.items()} == EXPECTED
@@ -132,6 +133,7 @@ def test_nurture_is_held_only_by_daily_cap_pause_and_preference(
     set_policy(db_session)
     news = make_campaign([topic], kind="nurture")
     sending.start(db_session, runtime, news)
+    db_session.commit()
     run_worker()
     got = sends_of(db_session, news.id)
     assert got[p["mailed_today"].id] == ("held", "daily-total")
@@ -146,6 +148,7 @@ def test_transactional_mail_is_exempt_but_never_goes_to_bounced_or_complained(
     set_policy(db_session)
     receipt = make_campaign([topic], kind="transactional")
     sending.start(db_session, runtime, receipt)
+    db_session.commit()
     sending.dispatch(runtime, receipt.id)
     runtime.queue.empty()
     # After the send rows exist, one address complains: the worker re-checks at send time.
@@ -167,11 +170,13 @@ def test_held_marketing_is_released_after_the_next_nurture_mail_reaches_the_cont
     set_policy(db_session, messages_per_day=2)
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "ratio")} and outbox.count() == 0
 
     news = make_campaign([topic], kind="nurture")
     sending.start(db_session, runtime, news)
+    db_session.commit()
     run_worker()     # the nurture batch re-checks these contacts' held sends and re-queues them at once
     assert set(sends_of(db_session, coupon.id).values()) == {("sent", "")}
     assert outbox.count() == 8
@@ -194,6 +199,7 @@ def test_periodic_release_retries_paused_contacts_and_expires_after_valid_until(
     db_session.commit()
     for c in (coupon, later):
         sending.start(db_session, runtime, c)
+        db_session.commit()
     run_worker()
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "paused")}
     assert release.release_held(runtime) == 0           # still paused: nothing to retry
@@ -228,6 +234,7 @@ def test_a_campaign_past_its_validity_cannot_start_and_sends_nothing_late(
     coupon.valid_until = utcnow() + dt.timedelta(hours=1)
     db_session.commit()
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     sending.dispatch(runtime, coupon.id)
     runtime.queue.empty()
     fresh(db_session).get(Campaign, coupon.id).valid_until = utcnow() - dt.timedelta(seconds=1)
@@ -247,6 +254,7 @@ def test_without_valid_until_held_sends_expire_after_hold_days(runtime, db_sessi
     set_policy(db_session, hold_days=5)
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     assert release.release_held(runtime, now=utcnow() + dt.timedelta(days=4)) == 0
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "ratio")}
@@ -259,8 +267,10 @@ def test_cancel_turns_held_sends_into_skipped(runtime, db_session, make_contacts
     set_policy(db_session)
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     sending.cancel(fresh(db_session), db_session.get(Campaign, coupon.id))
+    db_session.commit()
     c = fresh(db_session).get(Campaign, coupon.id)
     assert (c.status, c.held, c.skipped) == (CampaignStatus.CANCELLED, 0, 3)
     assert release.release_held(runtime) == 0
@@ -272,6 +282,7 @@ def test_switched_off_caps_still_honour_the_contacts_own_pause(runtime, db_sessi
     set_policy(db_session, enabled="")
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     got = sends_of(db_session, coupon.id)
     assert got.pop(p["paused"].id) == ("held", "paused")
@@ -400,6 +411,7 @@ def test_campaign_page_shows_the_forecast_and_contact_page_what_is_allowed_next(
     assert "Next marketing mail allowed after 3 more nurture mails" in fresh_page
 
     sending.start(fresh(db_session), runtime, db_session.get(Campaign, coupon.id))
+    db_session.commit()
     run_worker()
     page = admin_client.get(f"/admin/campaigns/{coupon.id}").get_data(as_text=True)
     assert "Re-check held sends now" in page and "retried automatically until" in page
@@ -436,6 +448,7 @@ def test_a_campaign_waiting_only_on_held_sends_says_so_and_until_when(runtime, d
     set_policy(db_session, hold_days=9)
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     db_session.expire_all()
     coupon = db_session.get(Campaign, coupon.id)
@@ -450,6 +463,7 @@ def test_a_campaign_waiting_only_on_held_sends_says_so_and_until_when(runtime, d
     # A nurture campaign with nothing held has nothing to wait for.
     news = make_campaign([topic])
     sending.start(db_session, runtime, news)
+    db_session.commit()
     run_worker()
     done = editor.get(f"/admin/campaigns/{news.id}/progress").get_json()
     assert (done["status"], done["held_now"], done["waiting"]) == ("finished", 0, "")

@@ -116,6 +116,7 @@ def test_four_workers_never_let_two_campaigns_pass_for_one_contact(runtime, db_s
         with staging.session_factory() as s:
             for cid in campaign_ids:
                 sending.start(s, staging, s.get(Campaign, cid))
+                s.commit()
                 sending.dispatch(staging, cid)
         staging.queue.empty()
         # For each slice of contacts, the four campaigns' batch jobs are adjacent in the queue: four idle workers

@@ -65,6 +65,7 @@ def send_survey(runtime, db_session, make_contacts, make_campaign, n=3):  # noqa
                                           "survey_id": str(survey.id)}, topic_ids=[topic.id])
     db_session.commit()
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     return survey, campaign, contacts
 
 
