@@ -20,6 +20,7 @@ from redis.retry import Retry
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
+from campaigns import stops
 from campaigns.config import Settings, from_env
 from campaigns.db import make_engine, make_session_factory
 from mailer.dkim import DKIMSigner
@@ -91,8 +92,6 @@ class Runtime:
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
-        from campaigns.sending import stops  # services build on this module
-
         # Every session of this runtime records contacts who stop (unsubscribe, bounce…) in Redis at flush time,
         # so a sender that claimed them a moment ago still sees it before the hand-off (services.stops).
         self.session_factory.configure(info={stops.RECORDER: stops.recorder(lambda: self.redis, settings.queue_name)})

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from campaigns import stops
 from campaigns.contacts.records import get_contact
 from campaigns.csvfiles import CsvChunks
 from campaigns.feedback.ingest import suppress
@@ -22,7 +23,6 @@ from campaigns.models import (
     SuppressionReason,
     Topic,
 )
-from campaigns.sending import stops
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from campaigns.composing import starters as starter_service
 from campaigns.config import Settings
 from campaigns.contacts.records import normalize_email
+from campaigns.coupons.codes import ALPHABET
 from campaigns.db import make_engine, make_session_factory, session_scope
 from campaigns.demo.reports import seed_history
 from campaigns.models import (
@@ -29,6 +30,7 @@ from campaigns.models import (
     utcnow,
 )
 from campaigns.resources import starters_dir
+from campaigns.surveys.service import save_survey
 
 DEMO_EMAIL = "demo@rapport.test"
 DEMO_PASSWORD = "rapport-demo"
@@ -182,9 +184,7 @@ def _seed_coupons_and_survey(session, coupon: Campaign, newsletter_topic: Topic,
     """A coupon pool the coupon mailing draws from (one code per recipient), and a survey in a short mailing."""
     import secrets
 
-    from campaigns.coupons.codes import ALPHABET
     from campaigns.models import CouponCode, CouponPool
-    from campaigns.surveys.service import save_survey
 
     pool = CouponPool(name="Autumn thank-you 15%", value_description="15% off your next order",
                       expires_on=dt.date.today() + dt.timedelta(days=45))
@@ -231,7 +231,6 @@ def _seed_automations(session, owner: Sender, settings: Settings) -> None:  # no
     each contact's time zone. Its template is a draft campaign, editable like any other."""
     import secrets
 
-    from campaigns.coupons.codes import ALPHABET
     from campaigns.models import Automation, AutomationStep, AutomationTrigger, CouponCode, CouponPool
 
     pool = CouponPool(name="Birthday present 10%", value_description="10% off one order",

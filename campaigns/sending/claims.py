@@ -26,10 +26,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from campaigns import stops
 from campaigns.models import Campaign, Contact, Send, SendStatus, utcnow
 from campaigns.runtime import Runtime
 from campaigns.sending import policy as policy_service
-from campaigns.sending import stops
 
 logger = logging.getLogger(__name__)
 

@@ -98,8 +98,8 @@ class CampaignMailer:
             return MessageTemplate.create(
                 from_name=name, from_email=email,
                 reply_to=reply_to, feedback_id=f"{campaign.id}:{campaign.kind}:rapport",
-                list_id=f"{s.sender_name} <{campaign.kind}.{s.dkim_domain}>" if campaign.kind != "transactional"
-                else "",
+                list_id=f"{s.sender_name} <{campaign.kind}.{s.dkim_domain}>"
+                if campaign.kind != CampaignKind.TRANSACTIONAL else "",
             )
 
         template = headers_from(from_name, from_email, campaign.reply_to)
@@ -148,7 +148,7 @@ class CampaignMailer:
             to_name=to_name, to_email=to_email, subject=subject_prefix + subject,
             message_id=f"<{msg_token}@{domain}>", date=format_date(time.time()), parts=(text_part, html_part),
             list_unsubscribe=(unsubscribe_url, f"mailto:unsubscribe+{unsub_token}@{self.envelope_domain}")
-            if self.kind != "transactional" else (),
+            if self.kind != CampaignKind.TRANSACTIONAL else (),
             extra=(("X-Rapport-ID", msg_token),),
         )
         signer = self.rt.signer

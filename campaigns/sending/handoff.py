@@ -20,11 +20,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from campaigns import stops
 from campaigns.accounts.settings_store import RetrySchedule
 from campaigns.contacts.records import personalization
-from campaigns.models import Campaign, CampaignKind, Contact, Send, SendReason, SendStatus, utcnow
+from campaigns.models import Campaign, CampaignKind, Contact, ContactStatus, Send, SendReason, SendStatus, utcnow
 from campaigns.runtime import Runtime
-from campaigns.sending import claims, rejections, stops
+from campaigns.sending import claims, rejections
 from campaigns.sending import policy as policy_service
 from campaigns.sending.lifecycle import UNSENDABLE
 from mailer.compose import TemplateError
@@ -317,6 +318,6 @@ def _skip_reason(contact: Contact | None) -> tuple[SendReason, str]:
         return SendReason.DELETED, "contact deleted"
     if contact.status in UNSENDABLE:
         return SendReason.SUPPRESSED, f"contact is {contact.status}"
-    if contact.status != "subscribed":
+    if contact.status != ContactStatus.SUBSCRIBED:
         return SendReason.UNSUBSCRIBED, f"contact is {contact.status}"
     return SendReason.TOPIC, "unsubscribed from this topic"

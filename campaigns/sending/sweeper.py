@@ -18,11 +18,11 @@ from enum import StrEnum
 from redis.exceptions import RedisError
 from sqlalchemy import exists, or_, select
 
-from campaigns import queueing
+from campaigns import queueing, stops
 from campaigns.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
 from campaigns.queueing import Job
 from campaigns.runtime import Runtime
-from campaigns.sending import claims, stops
+from campaigns.sending import claims
 from campaigns.sending.finishing import maybe_finish
 
 logger = logging.getLogger(__name__)

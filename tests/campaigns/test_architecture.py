@@ -18,7 +18,7 @@ MAX_LINES = 400
 # Levels, lowest first: a module may import its own level or lower, never higher (docs/architecture.md).
 LEVELS: dict[str, int] = {
     **dict.fromkeys(["config", "db", "errors", "logs", "metrics", "resources", "storage", "csvfiles", "models",
-                     "runtime", "queueing", "scheduler", "recipient_urls", "ids"], 0),
+                     "runtime", "queueing", "scheduler", "recipient_urls", "ids", "stops"], 0),
     "accounts": 1,
     "contacts": 2,
     "composing": 3,

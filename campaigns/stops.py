@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
-from campaigns.models import Contact, ContactStatus, Subscription
+from campaigns.models import CampaignKind, Contact, ContactStatus, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def recorder(redis: Callable[[], Redis], queue_name: str) -> Callable[[Iterable[
 def stopped_members(kind: str, topic_ids: Iterable[int], all_contacts: bool) -> tuple[str, ...]:
     """Member templates (with {c} for the contact id) that stop a campaign of this kind and audience."""
     members = ["s:{c}"]
-    if kind != "transactional":
+    if kind != CampaignKind.TRANSACTIONAL:
         members.append("u:{c}")
         if not all_contacts:
             members += [f"t:{{c}}:{t}" for t in sorted(topic_ids)]
