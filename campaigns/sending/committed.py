@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 PENDING = "rapport.after_commit"   # session.info key: callables waiting for the commit
 
 
 def when_committed(session: Session, work: Callable[[], object]) -> None:
     """Run work once the session's current transaction commits (never, if it rolls back)."""
+    if session.get_transaction() is None:
+        session.begin()          # the transaction the work belongs to (a rollback of it drops the work)
     session.info.setdefault(PENDING, []).append(work)
 
 
@@ -27,6 +29,7 @@ def _run(session: Session) -> None:
         work()
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop(session: Session) -> None:
-    session.info.pop(PENDING, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop(session: Session, previous_transaction: SessionTransaction) -> None:
+    if not previous_transaction.nested:    # a savepoint rolled back leaves the transaction's work pending
+        session.info.pop(PENDING, None)
