@@ -217,6 +217,7 @@ class Run:
         web = self._serve_app() if self.scenario == "unsubscribe" else None
         with self.rt.session_factory() as session:
             sending.start(session, self.rt, session.get(Campaign, self.campaign_id))
+            session.commit()
         t0 = time.monotonic()
         thread = threading.Thread(target=self._chaos, args=(chaos,), daemon=True) if chaos else None
         if thread:

@@ -5,7 +5,7 @@
 Seeds N subscribed contacts with a realistic 37-day history (12 past campaigns, 8 nurture and 4 marketing, each
 sent to a random 30–70 % of the contacts: send rows plus their policy ledger rows), a few paused contacts and
 weekly/monthly readers, then times policy.forecast for a marketing and a nurture campaign to every contact, and
-the release check of held sends (policy.release_held over a campaign with every contact held). Each timing is the
+the release check of held sends (release.release_held over a campaign with every contact held). Each timing is the
 median of --repeat runs. SQLite in a temp file by default; --database-url runs on a throw-away PostgreSQL database.
 The last line printed is one JSON object.
 """
@@ -44,7 +44,11 @@ from campaigns.models import (  # noqa: E402
 )
 from campaigns.resources import migrate  # noqa: E402
 from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
-from campaigns.sending import policy  # noqa: E402
+from campaigns.sending import (
+    outlook,
+    policy,  # noqa: E402
+    release,
+)
 
 MJML = "<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text></mj-column></mj-section></mj-body></mjml>"
 
@@ -131,7 +135,7 @@ def main() -> int:
                 campaign = Campaign(name=f"bench {kind}", kind=kind, subject="s", mjml=MJML, all_contacts=True)
                 s.add(campaign)
                 s.commit()
-                seconds, fc = timed(lambda c=campaign: policy.forecast(s, c, pol), args.repeat)
+                seconds, fc = timed(lambda c=campaign: outlook.forecast(s, c, pol), args.repeat)
                 s.commit()
                 print(f"forecast {kind:<9} {seconds:6.3f} s  audience {fc.audience:,}: send {fc.send:,}, "
                       f"held {fc.held}", flush=True)
@@ -152,7 +156,7 @@ def main() -> int:
         times, released = [], 0
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            released = policy.release_held(rt)
+            released = release.release_held(rt)
             times.append(time.perf_counter() - t0)
             with rt.session_factory() as s2:
                 s2.execute(update(Send).where(Send.campaign_id == coupon.id).values(status=SendStatus.HELD))

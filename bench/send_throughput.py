@@ -268,6 +268,7 @@ def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipien
         machine0 = psutil.cpu_times()
         t0 = time.perf_counter()
         sending.start(session, rt, campaign)
+        session.commit()
     peak = 0
     status = None
     deadline = time.monotonic() + max(120, recipients / 50)

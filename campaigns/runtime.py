@@ -20,7 +20,7 @@ from redis.retry import Retry
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import stop_marks
+from campaigns import stops
 from campaigns.config import Settings, from_env
 from campaigns.db import make_engine, make_session_factory
 from campaigns.dkim_signing import signer_for_runtime
@@ -94,9 +94,8 @@ class Runtime:
         self.engine = make_engine(settings.database_url)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
         # Every session of this runtime records contacts who stop (unsubscribe, bounce…) in Redis at flush time,
-        # so a sender that claimed them a moment ago still sees it before the hand-off (campaigns.stop_marks).
-        self.session_factory.configure(
-            info={stop_marks.RECORDER: stop_marks.recorder(lambda: self.redis, settings.queue_name)})
+        # so a sender that claimed them a moment ago still sees it before the hand-off (campaigns.stops).
+        self.session_factory.configure(info={stops.RECORDER: stops.recorder(lambda: self.redis, settings.queue_name)})
         self._redis: Redis | None = None
         self._signer: DKIMSigner | None = None
         self._signer_source: tuple | None = None

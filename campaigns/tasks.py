@@ -15,14 +15,19 @@ from dataclasses import asdict
 
 from sqlalchemy import select
 
-from campaigns import metrics, runtime, storage
+from campaigns import (
+    capabilities,  # noqa: F401 - every feature registers its part in messages
+    metrics,
+    runtime,
+    storage,
+)
 from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
 from campaigns.feedback import engagement
 from campaigns.models import Campaign
 from campaigns.post import runs as post_runs
 from campaigns.reports import summaries
-from campaigns.sending import delivery, digest, lifecycle, policy, scheduling, sweeper
+from campaigns.sending import delivery, digest, lifecycle, release, scheduling, sweeper
 from campaigns.signup import service as signup
 
 logger = logging.getLogger(__name__)
@@ -34,7 +39,7 @@ def dispatch_campaign(campaign_id: int) -> int:
     """Create the campaign's send rows and enqueue its batches (resumes from the campaign's cursor)."""
     logger.info("dispatch campaign_id=%s", campaign_id)
     rt = runtime.current()
-    key = sweeper.working(rt, "dispatch", campaign_id)
+    key = sweeper.working(rt, sweeper.Work.DISPATCH, campaign_id)
     try:
         return lifecycle.dispatch(rt, campaign_id)
     finally:
@@ -53,7 +58,7 @@ def send_batch(campaign_id: int, lo: int, hi: int) -> dict:
 def send_campaign(campaign_id: int) -> dict:
     """Deliver every due send of a campaign (the sweeper's job: retries, and whatever a lost job left)."""
     rt = runtime.current()
-    key = sweeper.working(rt, "send", campaign_id)
+    key = sweeper.working(rt, sweeper.Work.SEND, campaign_id)
     started = time.monotonic()
     try:
         result = delivery.send_batch(rt, campaign_id, *sweeper.WHOLE)
@@ -92,7 +97,7 @@ def start_due_campaigns() -> int:
 
 def release_held() -> int:
     """Re-queue held sends that may go now and expire old ones."""
-    return policy.release_held(runtime.current())
+    return release.release_held(runtime.current())
 
 
 def send_digests() -> dict:

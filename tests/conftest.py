@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from campaigns import capabilities  # noqa: F401 - features register their part in messages
 from campaigns.config import PolicySettings, Settings
 from campaigns.db import Base, scratch_database
 from campaigns.resources import migrate

@@ -1,4 +1,8 @@
-"""Campaigns: create and edit, sender identity, starters, validate and compliance, compile (cached), link table."""
+"""Campaigns: create and edit, sender identity, validate and compliance, compile (cached), link table.
+
+What a feature adds to a campaign (a coupon pool, a survey) comes through campaigns.composing.contributions; the
+composer's preview is campaigns.composing.preview, the starter templates campaigns.composing.starters.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +10,30 @@ import datetime as dt
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from markupsafe import escape
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from campaigns.accounts.alignment import FROM_OWNER
 from campaigns.accounts.alignment import from_identity as from_identity  # an account concept, still reached here
+from campaigns.accounts.settings_store import postal_address as configured_postal_address
 from campaigns.addresses import normalize_email
-from campaigns.composing import sample
+from campaigns.composing import contributions, sample
 from campaigns.config import Settings
-from campaigns.coupons import pools as coupon_service
 from campaigns.db import parse_id
 from campaigns.errors import InvalidState, NotFound, ValidationError
-from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Link, Sender, Topic
-from campaigns.resources import starters_dir
-from campaigns.surveys import service as survey_service
+from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Link, Segment, Sender, Topic
 from mailer.compose import (
     CampaignSource,
     CompiledCampaign,
     TemplateError,
     compile_campaign,
-    is_personalised,
     valid_language,
 )
+from mailer.tracking import TokenCodec
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +125,8 @@ def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign 
                               field="relay")
     segment_id = _segment_id(session, data.get("segment_id"))
     content = "\n".join(str(data.get(k, "") or "") for k in ("subject", "mjml", "text_body"))
-    coupon_pool_id = coupon_service.chosen_pool(session, data, campaign, content)
-    survey_id = survey_service.chosen_survey(session, data, campaign, content)
+    chosen = {name: value for contributor in contributions.contributors()
+              for name, value in contributor.choose(session, data, campaign, content).items()}
     if campaign is None:
         campaign = Campaign(status=CampaignStatus.DRAFT)
         session.add(campaign)
@@ -148,15 +149,14 @@ def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign 
     ids = set(topic_ids)
     campaign.topics = list(session.scalars(select(Topic).where(Topic.id.in_(ids)))) if ids else []
     campaign.segment_id = segment_id
-    campaign.coupon_pool_id, campaign.survey_id = coupon_pool_id, survey_id
+    for name, value in chosen.items():     # a coupon pool, a survey… (campaigns.composing.contributions)
+        setattr(campaign, name, value)
     session.flush()
     return campaign
 
 
 def _segment_id(session: Session, raw: Any) -> int | None:
     """The chosen segment's id ("" = none); a segment that does not exist is refused."""
-    from campaigns.models import Segment
-
     text = str(raw or "").strip()
     if not text:
         return None
@@ -270,9 +270,7 @@ def owner_senders(session: Session, campaign: Campaign) -> list[Sender]:
 
 def postal_address(session: Session, settings: Settings) -> str:
     """The sender's postal address every footer shows (Settings → Postal address, else POSTAL_ADDRESS)."""
-    from campaigns.accounts.settings_store import postal_address as configured
-
-    return configured(session, settings)
+    return configured_postal_address(session, settings)
 
 
 def sender_context(name: str, email: str, postal: str, title: str = "") -> dict[str, str]:
@@ -299,11 +297,11 @@ SAMPLE_CONTACT = sample.SAMPLE_CONTACT
 _UNSUBSCRIBE_PROBE = "https://unsubscribe.invalid/rapport-check"
 
 
-def sample_extras(session: Session, coupon_pool_id: int | None, survey_id: int | None, base_url: str,
-                  tokens: Any) -> dict[str, Any]:  # noqa: ANN401 - mailer.tracking.TokenCodec
-    """Per-recipient template values besides contact and sender, as a test message gets them: a sample coupon
-    (no real code used up) and the survey's links (recording nothing). For previews and the compliance check."""
-    return sample.attachments(session, coupon_pool_id, survey_id, base_url=base_url, tokens=tokens).extras
+def sample_extras(session: Session, choices: Mapping[str, Any], base_url: str, tokens: TokenCodec) -> dict[str, Any]:
+    """Per-recipient template values besides contact and sender, as a test message gets them: what every
+    contributor adds for a sample recipient (a sample coupon, the survey's links recording nothing) of a campaign
+    with these contributed attributes (contributions.attributes_of). For previews and the compliance check."""
+    return sample.attachments(session, choices, base_url=base_url, tokens=tokens).extras
 
 
 def check_compliance(kind: str, result: CompiledCampaign, sender: Mapping[str, str],
@@ -327,179 +325,3 @@ def check_compliance(kind: str, result: CompiledCampaign, sender: Mapping[str, s
     if str(escape(postal)) not in rendered.html and postal not in rendered.html:
         raise TemplateError("marketing mail must show the postal address: add {{ sender.postal_address }} to your "
                             "footer, or remove your footer and Rapport adds one")
-
-
-# ---------------------------------------------------------------- preview of unsaved content
-
-@dataclass
-class Preview:
-    """What the composer shows: the HTML (empty when it cannot compile), text part, subject and problems."""
-
-    html: str = ""
-    text: str = ""
-    subject: str = ""
-    errors: list[dict[str, Any]] | None = None
-    links: list[dict[str, Any]] | None = None    # every web link: url, tracked, and why when not
-
-    def as_json(self) -> dict[str, Any]:
-        return {"ok": not self.errors, "subject": self.subject, "text": self.text, "errors": self.errors or [],
-                "links": self.links or []}
-
-
-def link_report(result: CompiledCampaign) -> list[dict[str, Any]]:
-    """Which links of a compiled campaign are click-tracked, in the words the composer shows."""
-    out: list[dict[str, Any]] = [
-        {"url": url, "tracked": True,
-         "note": "tracked, personalised per recipient" if is_personalised(url) else "tracked"}
-        for url in result.links]
-    for url in result.untracked:
-        if url.startswith(("{{", "{%")):
-            note = "not tracked: the whole address comes from template code"
-        elif is_personalised(url):
-            note = "not tracked: template code in the site name (only the path and query may be personalised)"
-        else:
-            note = "not tracked"
-        out.append({"url": url, "tracked": False, "note": note})
-    return out
-
-
-def preview(source: CampaignSource, kind: str, sender: Mapping[str, str], contact_vars: Mapping[str, Any],
-            extras: Mapping[str, Any] | None = None, found: sample.SampleAttachments | None = None) -> Preview:
-    """Compile unsaved content and render it for one contact; problems come back with their MJML line.
-
-    With found (the chosen pool and survey), content that does not show them is a problem too."""
-    out = Preview(errors=[])
-    if not source.mjml.strip():
-        out.errors.append({"line": None, "message": "the campaign has no content yet"})
-        return out
-    if len(source.mjml) > MAX_SOURCE_CHARS:
-        out.errors.append({"line": None, "message": f"the content is longer than {MAX_SOURCE_CHARS:,} characters"})
-        return out
-    try:
-        result = compile_campaign(source)
-    except TemplateError as exc:
-        out.errors.append({"line": exc.line, "message": exc.message})
-        return out
-    try:
-        check_compliance(kind, result, sender, extras)
-    except TemplateError as exc:
-        out.errors.append({"line": None, "message": exc.message})
-    ctx = {**(extras or {}), "contact": contact_vars, "sender": sender, "unsubscribe_url": "#unsubscribe",
-           "preferences_url": "#preferences"}
-    try:
-        rendered = result.render(ctx, lambda i: result.links[i], "")
-    except TemplateError as exc:
-        # exc.line is the editor line when the failing code could be found there (mailer.sourcemap).
-        out.errors.append({"line": exc.line, "message": f"while personalizing for {contact_vars.get('email')}: "
-                                                        f"{exc.message}"})
-        return out
-    out.html, out.text, out.subject = rendered.html, rendered.text, rendered.subject
-    if found is not None:
-        out.errors.extend({"line": None, "message": m} for m in found.problems(rendered,
-                                                                              own_text=bool(source.text_body.strip())))
-    out.links = link_report(result)
-    return out
-
-
-def find_contacts(session: Session, query: str, limit: int = 10) -> list[Contact]:
-    """Contacts whose address or name starts with query (the composer's 'preview as' picker)."""
-    q = query.strip().lower()[:100]
-    if not q:
-        return list(session.scalars(select(Contact).order_by(Contact.id).limit(limit)))
-    pattern = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return list(session.scalars(select(Contact).where(or_(
-        Contact.email.like(pattern, escape="\\"),
-        func.lower(Contact.first_name).like(pattern, escape="\\"),
-        func.lower(Contact.last_name).like(pattern, escape="\\"))).order_by(Contact.email).limit(limit)))
-
-
-def contact_by_email_or_id(session: Session, value: str) -> Contact | None:
-    """The contact a picker names, by id or (case-insensitive) address; None when there is none."""
-    value = value.strip()
-    if value.isdigit():
-        return session.get(Contact, int(value))
-    if "@" in value:
-        return session.scalar(select(Contact).where(Contact.email == value.lower()))
-    return None
-
-
-# ---------------------------------------------------------------- starter templates
-
-STARTER_DIR = starters_dir()
-BLANK_MJML = """<mjml>
-  <mj-head>
-    <mj-attributes>
-      <mj-all font-family="Helvetica, Arial, sans-serif" />
-      <mj-text font-size="16px" line-height="24px" color="#1f2937" />
-    </mj-attributes>
-  </mj-head>
-  <mj-body background-color="#f3f4f6">
-    <mj-section background-color="#ffffff" padding="32px 24px">
-      <mj-column>
-        <mj-text font-size="24px" font-weight="700">Hello {{ contact.first_name|default("there", true) }},</mj-text>
-        <mj-text>Write your message here.</mj-text>
-        <mj-text>{{ sender.name }}</mj-text>
-      </mj-column>
-    </mj-section>
-  </mj-body>
-</mjml>
-"""
-
-
-@dataclass(frozen=True)
-class Starter:
-    """A starting point for a new campaign."""
-
-    key: str
-    title: str
-    description: str
-    kind: str
-    subject: str
-    preheader: str = ""
-
-    @property
-    def mjml(self) -> str:
-        if self.key == "blank":
-            return BLANK_MJML
-        return (STARTER_DIR / f"{self.key}.mjml").read_text(encoding="utf-8")
-
-
-_STARTERS = (
-    Starter("blank", "Blank", "A plain, single-column layout to write from scratch.", "nurture", ""),
-    Starter("newsletter", "Newsletter", "Monthly notes: a hero, three short articles and an event.", "nurture",
-            "{{ contact.first_name|default('Hello', true) }}, what's new this month",
-            "What to sow now, a soil test and a workshop"),
-    Starter("coupon", "Coupon", "A thank-you with each recipient's own code from a coupon pool (choose the pool "
-            "below) and one clear button.", "marketing", "A thank-you: {{ coupon.value }}",
-            "Your personal code, valid until {{ coupon.expires }}"),
-    Starter("event", "Event invitation", "Date, place, agenda and a reply button; calendar-friendly details.",
-            "nurture", "{{ contact.first_name|default('Friend', true) }}, you're invited: a spring planting evening",
-            "Thursday 18:30 in the shop, free, places limited"),
-    Starter("survey", "Survey", "The first question of a survey (choose it below), answered with a single click; "
-            "the page it opens has the rest.", "nurture",
-            "Quick question, {{ contact.first_name|default('friend', true) }}: how are we doing?",
-            "One click, no form"),
-    Starter("holiday", "Holiday greeting", "Warm seasonal wishes from the team, opening hours, no selling.",
-            "nurture", "Season's greetings from all of us", "Thank you for a wonderful year"),
-    Starter("birthday", "Birthday greeting", "A warm birthday note with a small present code (for a birthday "
-            "automation; draws a coupon pool).", "nurture",
-            "Happy birthday, {{ contact.first_name|default('friend', true) }}!", "A small present from all of us"),
-)
-# Starters used by one feature only, not offered in the composer's chooser (the personal apology mail, the digest).
-_FEATURE_STARTERS = frozenset({"apology", "digest"})
-
-
-def starters() -> list[Starter]:
-    """The starter templates: the known ones in order, then any other .mjml file in campaigns/starters/."""
-    known = [s for s in _STARTERS if s.key == "blank" or (STARTER_DIR / f"{s.key}.mjml").exists()]
-    keys = {s.key for s in known}
-    for path in sorted(STARTER_DIR.glob("*.mjml")):
-        if path.stem not in keys and path.stem not in _FEATURE_STARTERS:
-            known.append(Starter(path.stem, path.stem.replace("_", " ").replace("-", " ").capitalize(), "",
-                                 "nurture", ""))
-    return known
-
-
-def starter(key: str) -> Starter | None:
-    """One starter by key, or None."""
-    return next((s for s in starters() if s.key == key), None)

@@ -123,7 +123,7 @@ def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
     for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut):
         session.execute(delete(model).where(model.contact_id == c.id))
     # The contact row itself goes through the unit of work, not a bulk statement: a deleted Contact is what the
-    # session's stop listener (campaigns.sending.stops) tells running sends about at flush, before any commit.
+    # session's stop listener (campaigns.stops) tells running sends about at flush, before any commit.
     session.expire(c)
     session.delete(c)
     session.flush()

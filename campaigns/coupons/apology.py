@@ -105,9 +105,21 @@ def check_reachable(session: Session, contact: Contact) -> None:
         raise ValidationError(f"{contact.email} is on the suppression list ({suppressed}): no mail goes to it")
 
 
-def send_apology(rt: Runtime, session: Session, contact_id: int, data: Mapping[str, Any], *,
-                 written_by: str) -> Apology:
-    """Validate the form, create the one-recipient transactional campaign, queue it and log it on the timeline."""
+def send_apology(rt: Runtime, contact_id: int, data: Mapping[str, Any], *, written_by: str) -> Apology:
+    """Validate the form, create the one-recipient transactional campaign, queue it and log it on the timeline.
+
+    Opens its own session and commits it: the campaign must be stored before dispatch_to queues it.
+    """
+    with rt.session_factory() as session:
+        campaign_id, contact_id = _write(session, contact_id, data, written_by=written_by)
+        session.commit()
+    queued = sending.dispatch_to(rt, campaign_id, [contact_id])
+    logger.info("personal mail campaign %s to contact %s queued by %s", campaign_id, contact_id, written_by)
+    return Apology(campaign_id, queued)
+
+
+def _write(session: Session, contact_id: int, data: Mapping[str, Any], *, written_by: str) -> tuple[int, int]:
+    """The checked campaign and its timeline event, flushed; (campaign id, contact id)."""
     contact = contact_service.get_contact(session, contact_id)
     check_reachable(session, contact)
     raw_sender = str(data.get("sender_id", "")).strip()
@@ -147,10 +159,8 @@ def send_apology(rt: Runtime, session: Session, contact_id: int, data: Mapping[s
     session.add(Event(contact_id=contact.id, campaign_id=campaign.id, type=EventType.PERSONAL_MAIL, data={
         "source": f"{sender.name}, written by {written_by}", "subject": subject, "refund_note": bool(note),
         "coupon_pool": pool.name if pool else ""}))
-    session.commit()
-    queued = sending.dispatch_to(rt, campaign.id, [contact.id])
-    logger.info("personal mail campaign %s to contact %s queued by %s", campaign.id, contact.id, written_by)
-    return Apology(campaign.id, queued)
+    session.flush()
+    return campaign.id, contact.id
 
 
 def senders(session: Session) -> list[Sender]:

@@ -12,10 +12,10 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from campaigns.composing import editor as campaign_service
+from campaigns.addresses import normalize_email
+from campaigns.composing import starters as starter_service
 from campaigns.config import Settings
-from campaigns.contacts.records import normalize_email
-from campaigns.coupons.pools import ALPHABET
+from campaigns.coupons.codes import ALPHABET
 from campaigns.db import make_engine, make_session_factory, session_scope
 from campaigns.demo.reports import seed_history
 from campaigns.models import (
@@ -149,7 +149,7 @@ def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
                           from_name=owner.name, from_email=settings.sender_email,
                           mjml=(STARTERS / "newsletter.mjml").read_text())
     newsletter.topics = [topics[0]]
-    coupon_starter = campaign_service.starter("coupon")
+    coupon_starter = starter_service.starter("coupon")
     coupon = Campaign(name="Autumn thank-you coupon", kind=CampaignKind.MARKETING, subject=coupon_starter.subject,
                       preheader=coupon_starter.preheader, from_name=settings.sender_name,
                       from_email=settings.sender_email, mjml=coupon_starter.mjml)

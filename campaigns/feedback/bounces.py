@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from campaigns.config import Settings
 from campaigns.contacts.suppression import suppress
 from campaigns.models import Contact, ContactStatus, Event, EventType, Send, SuppressionReason, utcnow
+from campaigns.sending import rejections
 from mailer.bounces import FeedbackKind, classify_smtp_reply
 from mailer.relays import BounceType
 from mailer.tracking import InvalidToken, Purpose, TokenCodec
@@ -215,3 +216,13 @@ def match_feedback(session: Session, tokens: TokenCodec, token: str | None, mess
         if contact is not None:
             return Match(contact, None, None)
     return None
+
+
+def _record_rejection(session: Session, settings: Settings, rejection: rejections.Rejection) -> None:
+    """The send path's refused messages as bounces (registered below: sending does not import feedback)."""
+    record_smtp_rejection(session, send_id=rejection.send_id, contact_id=rejection.contact_id,
+                          campaign_id=rejection.campaign_id, code=rejection.code, message=rejection.message,
+                          policy=BouncePolicy.from_settings(settings))
+
+
+rejections.on_rejection("bounces", _record_rejection)

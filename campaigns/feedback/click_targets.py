@@ -15,8 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns import recipient_urls
+from campaigns.composing import contributions
+from campaigns.composing import editor as campaign_service
+from campaigns.contacts.records import personalization
 from campaigns.errors import NotFound
-from campaigns.models import Campaign, Contact, ContactInterest, CouponCode, CouponPool, Link, Send, Sender
+from campaigns.models import Campaign, Contact, ContactInterest, Link, Send, Sender
 from campaigns.runtime import Runtime
 from mailer.compose import TemplateError, is_personalised, render_link
 from mailer.tracking import Purpose
@@ -44,12 +47,8 @@ def link_target(rt: Runtime, session: Session, send_id: int, link_id: int) -> st
 
 def _context(rt: Runtime, session: Session, campaign: Campaign, send_id: int) -> dict[str, Any]:
     """The template values the send's message was rendered with (a blank sample for a test send, id 0)."""
-    from campaigns.composing import editor as campaign_service
-    from campaigns.contacts.records import personalization
-    from campaigns.coupons.pools import coupon_vars
-
     settings = rt.settings
-    ctx = campaign_service.sample_extras(session, campaign.coupon_pool_id, campaign.survey_id, settings.base_url,
+    ctx = campaign_service.sample_extras(session, contributions.attributes_of(campaign), settings.base_url,
                                          rt.tokens)
     name, email = campaign_service.from_identity(campaign, settings)
     postal = campaign_service.postal_address(session, settings)
@@ -72,17 +71,5 @@ def _context(rt: Runtime, session: Session, campaign: Campaign, send_id: int) ->
     base = settings.base_url
     ctx["unsubscribe_url"] = recipient_urls.sealed(base, rt.tokens, Purpose.UNSUBSCRIBE, contact.id, campaign.id)
     ctx["preferences_url"] = recipient_urls.sealed(base, rt.tokens, Purpose.PREFERENCES, contact.id)
-    if campaign.coupon_pool_id:
-        row = session.execute(
-            select(CouponCode.code, CouponPool).join(CouponPool, CouponPool.id == CouponCode.pool_id)
-            .where(CouponCode.campaign_id == campaign.id, CouponCode.contact_id == contact.id)).first()
-        if row is None:
-            raise NotFound("no coupon was given with this message")
-        ctx["coupon"] = coupon_vars(row[1], row[0])
-    if campaign.survey_id:
-        from campaigns.surveys.service import SurveyLinks
-
-        links = SurveyLinks.for_campaign(session, campaign, base_url=base, tokens=rt.tokens)
-        if links is not None:
-            ctx.update(links.context(send_id))
+    ctx.update(contributions.recall(rt, session, campaign, send_id, contact.id))   # a coupon, survey links…
     return ctx

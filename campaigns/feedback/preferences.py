@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from campaigns import stops
 from campaigns.contacts.records import set_subscriptions
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import (
@@ -32,7 +33,6 @@ from campaigns.models import (
     campaign_topic,
     utcnow,
 )
-from campaigns.sending import stops
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def unsubscribe(session: Session, scope: UnsubscribeScope, *, everything: bool, 
             update(Subscription).where(Subscription.contact_id == contact.id,
                                        Subscription.topic_id.in_(topic_ids), Subscription.subscribed.is_(True))
             .values(subscribed=False, updated_at=utcnow())).rowcount)
-        if changed:   # a bulk UPDATE: tell running sends before the commit (see campaigns.sending.stops)
+        if changed:   # a bulk UPDATE: tell running sends before the commit (see campaigns.stops)
             stops.note(session, [f"t:{contact.id}:{t}" for t in topic_ids])
     if changed:
         session.add(Event(contact_id=contact.id, campaign_id=scope.campaign.id if scope.campaign else None,

@@ -20,10 +20,10 @@ from jinja2 import TemplateError as JinjaTemplateError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from campaigns import queueing, storage
+from campaigns import queueing, recipient_urls, storage
 from campaigns.composing import editor
 from campaigns.contacts.records import personalization
-from campaigns.coupons import pools
+from campaigns.coupons import assignment, pools
 from campaigns.csvfiles import SafeWriter
 from campaigns.errors import InvalidState, NotFound, RapportError, ValidationError
 from campaigns.models import (
@@ -184,8 +184,8 @@ def _choose_and_record(rt: Runtime, session: Session, run: PostRun) -> None:
     chosen = selection.choose(session, campaign, policy_service.load(session, rt.settings.policy), now)
     codes: dict[int, str] = {}
     if campaign.coupon_pool_id and chosen.send_of:
-        # assign_codes commits the transaction so far with the codes, as the mail path does; the rest follows.
-        codes, missing = pools.assign_codes(session, campaign.coupon_pool_id, campaign.id,
+        # The codes are flushed with the letters and committed with them below, as the mail path does.
+        codes, missing = assignment.assign_codes(session, campaign.coupon_pool_id, campaign.id,
                                             [(sid, cid) for cid, sid in chosen.send_of.items()])
         if missing:
             run.error = f"{len(missing)} letters have no coupon code: the pool ran out"
@@ -246,8 +246,10 @@ def _letters(rt: Runtime, run_id: int) -> Iterator[tuple[render.Letter, Contact]
             coupon = pools.coupon_vars(pool, letter.coupon_code) if pool and letter.coupon_code else {}
             ctx = {"contact": personalization(contact, interests.get(contact.id, [])), "sender": sender,
                    "coupon": coupon,
-                   "unsubscribe_url": f"{base}/u/{seal(Purpose.UNSUBSCRIBE, contact.id, campaign_id)}",
-                   "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, contact.id)}"}
+                   "unsubscribe_url": recipient_urls.url(base, Purpose.UNSUBSCRIBE,
+                                                         seal(Purpose.UNSUBSCRIBE, contact.id, campaign_id)),
+                   "preferences_url": recipient_urls.url(base, Purpose.PREFERENCES,
+                                                         seal(Purpose.PREFERENCES, contact.id))}
             body = template.render(ctx)
             if qr_url:
                 target = qr_url.replace("{code}", letter.coupon_code)

@@ -10,7 +10,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.composing.editor import get_campaign
-from campaigns.coupons.pools import campaign_stats as coupon_stats
+from campaigns.coupons.reports import campaign_stats as coupon_stats
 from campaigns.models import (
     Contact,
     ContactStatus,

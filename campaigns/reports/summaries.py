@@ -14,14 +14,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns import queueing
-from campaigns.models import Contact
+from campaigns.composing.editor import get_campaign
+from campaigns.contacts import records as contacts
+from campaigns.contacts import segments
+from campaigns.errors import ValidationError
+from campaigns.models import CampaignKind, Contact, PolicyConfig, Segment, Subscription
 from campaigns.queueing import Job
+from campaigns.reports import campaign_report as reports
+from campaigns.sending import lifecycle as sending
+from campaigns.sending import outlook, policy
 
 if TYPE_CHECKING:
     from campaigns.runtime import Runtime
@@ -32,6 +40,16 @@ KEY = "rapport:summary:{}"
 PENDING = "rapport:summary-pending:{}"
 KEEP = 7 * 86400          # seconds a stored summary is kept when nobody looks at it
 PENDING_FOR = 600         # seconds a requested refresh blocks another request (a lost job is retried after it)
+
+
+class SummaryKind(StrEnum):
+    """What a summary sums up (the first part of its Redis key and of the refresh job's arguments)."""
+
+    SEGMENT = "segment"
+    DASHBOARD = "dashboard"
+    TOPICS = "topics"
+    REPORT = "report"
+    AUDIENCE = "audience"
 
 
 @dataclass
@@ -61,41 +79,29 @@ class Summary:
 
 
 def _compute_dashboard(rt: Runtime, session: Session) -> dict:
-    from campaigns.contacts import records as contacts
-    from campaigns.reports import campaign_report as reports
-
     return {"counts": contacts.count_contacts(session), "charts": reports.dashboard(session)}
 
 
 def _compute_topics(rt: Runtime, session: Session) -> dict:
     """Subscribers per topic id (as text: the value goes through JSON)."""
-    from campaigns.models import Subscription
-
     return {str(topic_id): n for topic_id, n in session.execute(
         select(Subscription.topic_id, func.count()).where(Subscription.subscribed.is_(True))
         .group_by(Subscription.topic_id))}
 
 
 def _compute_report(rt: Runtime, session: Session, campaign_id: int) -> dict:
-    from campaigns.reports import campaign_report as reports
-
     report = reports.campaign_report(session, campaign_id)
     return {"report": report, "charts": reports.campaign_charts(session, campaign_id, report=report)}
 
 
 def _compute_audience(rt: Runtime, session: Session, campaign_id: int) -> dict:
     """The campaign's audience now and, for a draft or scheduled one, the contact policy's forecast for it."""
-    from campaigns.composing.editor import get_campaign
-    from campaigns.models import CampaignKind
-    from campaigns.sending import lifecycle as sending
-    from campaigns.sending import policy
-
     campaign = get_campaign(session, campaign_id)
     out: dict[str, Any] = {"fingerprint": audience_fingerprint(session, campaign), "forecast": None}
     if campaign.kind == CampaignKind.TRANSACTIONAL:
         out["audience"] = sending.audience_count(session, campaign)
         return out
-    f = policy.forecast(session, campaign, policy.load(session, rt.settings.policy))
+    f = outlook.forecast(session, campaign, policy.load(session, rt.settings.policy))
     out["audience"] = f.audience
     out["forecast"] = {"audience": f.audience, "send": f.send, "held": f.held}
     return out
@@ -103,8 +109,6 @@ def _compute_audience(rt: Runtime, session: Session, campaign_id: int) -> dict:
 
 def audience_fingerprint(session: Session, campaign: Any) -> str:
     """What a stored audience figure depends on besides the contacts: the campaign's choices and its segment."""
-    from campaigns.models import PolicyConfig, Segment
-
     segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
     saved_policy = session.get(PolicyConfig, 1)
     return json.dumps([campaign.kind, campaign.all_contacts, sorted(t.id for t in campaign.topics),
@@ -115,9 +119,6 @@ def audience_fingerprint(session: Session, campaign: Any) -> str:
 
 def _compute_segment(rt: Runtime, session: Session, segment_id: int) -> dict:
     """A saved segment's exact size, with the definition it was counted for."""
-    from campaigns.contacts import segments
-    from campaigns.errors import ValidationError
-
     segment = segments.get_segment(session, segment_id)
     try:
         return {"count": segments.count(session, segment.definition), "definition": segment.definition}
@@ -126,11 +127,11 @@ def _compute_segment(rt: Runtime, session: Session, segment_id: int) -> dict:
 
 
 COMPUTE: dict[str, Callable[..., Any]] = {
-    "segment": _compute_segment,
-    "dashboard": _compute_dashboard,
-    "topics": _compute_topics,
-    "report": _compute_report,
-    "audience": _compute_audience,
+    SummaryKind.SEGMENT: _compute_segment,
+    SummaryKind.DASHBOARD: _compute_dashboard,
+    SummaryKind.TOPICS: _compute_topics,
+    SummaryKind.REPORT: _compute_report,
+    SummaryKind.AUDIENCE: _compute_audience,
 }
 
 

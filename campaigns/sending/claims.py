@@ -26,10 +26,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from campaigns import stops
 from campaigns.models import Campaign, Contact, Send, SendStatus, utcnow
 from campaigns.runtime import Runtime
 from campaigns.sending import policy as policy_service
-from campaigns.sending import stops
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,8 @@ def claim(session: Session, rt: Runtime, campaign_id: int, lo: int, hi: int, n: 
           owner: str) -> tuple[list[tuple[int, int, int]], dict[int, dt.datetime]]:
     """Claim up to n due queued rows of the campaign in contact range [lo, hi].
 
-    Returns (send id, contact id, attempts) in contact order, and each claimed send's creation time.
+    Returns (send id, contact id, attempts) in contact order, and each claimed send's creation time. The caller
+    commits at once (before deciding anything else about the rows), so the claim holds no lock for long.
     """
     now = utcnow()
     pick = (select(Send.id).where(Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED,
@@ -213,65 +214,65 @@ def claim(session: Session, rt: Runtime, campaign_id: int, lo: int, hi: int, n: 
         .returning(Send.id, Send.contact_id, Send.attempts, Send.created_at)
         .execution_options(synchronize_session=False)
     ).all()
-    session.commit()
     return sorted((r[0], r[1], r[2]) for r in rows), {r[0]: r[3] for r in rows}
 
 
-def recover(rt: Runtime, session: Session, campaign_id: int, now: dt.datetime | None = None) -> tuple[int, int]:
+def recover(rt: Runtime, campaign_id: int, now: dt.datetime | None = None) -> tuple[int, int]:
     """Settle the campaign's claims whose lease ran out; returns (re-queued, unknown).
 
     Rows the relay accepted become sent, rows handed over without a reply unknown, the rest queued again.
     """
     now = now or utcnow()
-    gone = _dead_local_owners(session, campaign_id)
-    expired = (Send.campaign_id == campaign_id, Send.status == SendStatus.SENDING,
-               or_(Send.lease_until < now, Send.lease_until.is_(None), Send.claimed_by.in_(gone)))
-    dead: dict[str, list[int]] = {}
-    for send_id, owner in session.execute(select(Send.id, Send.claimed_by).where(*expired)):
-        dead.setdefault(owner or "", []).append(send_id)
-    session.commit()
-    requeued = unknown = 0
-    for owner, ids in dead.items():
-        handed: set[int] = set()
-        accepted: set[int] = set()
-        if owner:
-            # Revoke first: once the flag is set no hand-off of this owner can be recorded, so the sets read next
-            # are complete, and a worker that was only blocked stops before giving any of these rows to SMTP.
-            pipe = rt.redis.pipeline()
-            pipe.set(revoked_key(rt, owner), 1, ex=HANDED_TTL)
-            pipe.smembers(handed_key(rt, owner))
-            pipe.smembers(delivered_key(rt, owner))
-            _, members, done = pipe.execute()
-            accepted = {int(m) for m in done} & set(ids)
-            handed = ({int(m) for m in members} & set(ids)) - accepted
-        if accepted:
-            _record_accepted(session, campaign_id, accepted, expired, now)
-        back = [i for i in ids if i not in handed and i not in accepted]
-        if handed:
-            unknown += session.execute(
-                update(Send).where(Send.id.in_(handed), *expired)
-                .values(status=SendStatus.UNKNOWN, lease_until=None,
-                        last_error="outcome unknown: the worker stopped after handing the message to the relay "
-                                   "and before recording its reply; the relay may or may not have it")
-                .execution_options(synchronize_session=False)).rowcount or 0
-        if back:
-            n = session.execute(
-                update(Send).where(Send.id.in_(back), *expired)
-                .values(status=SendStatus.QUEUED, attempts=Send.attempts - 1, claimed_by=None, lease_until=None,
-                        next_attempt_at=None)
-                .execution_options(synchronize_session=False)).rowcount or 0
-            requeued += n
-            policy_service.unreserve(session, back)
+    with rt.session_factory() as session:   # its own: committed owner by owner
+        gone = _dead_local_owners(session, campaign_id)
+        expired = (Send.campaign_id == campaign_id, Send.status == SendStatus.SENDING,
+                   or_(Send.lease_until < now, Send.lease_until.is_(None), Send.claimed_by.in_(gone)))
+        dead: dict[str, list[int]] = {}
+        for send_id, owner in session.execute(select(Send.id, Send.claimed_by).where(*expired)):
+            dead.setdefault(owner or "", []).append(send_id)
         session.commit()
-        if handed or accepted:
-            try:
-                pipe = rt.redis.pipeline(transaction=False)
-                for k, members in ((handed_key(rt, owner), handed), (delivered_key(rt, owner), accepted)):
-                    if members:
-                        pipe.srem(k, *members)
-                pipe.execute()
-            except RedisError:
-                pass
+        requeued = unknown = 0
+        for owner, ids in dead.items():
+            handed: set[int] = set()
+            accepted: set[int] = set()
+            if owner:
+                # Revoke first: once the flag is set no hand-off of this owner can be recorded, so the sets read next
+                # are complete, and a worker that was only blocked stops before giving any of these rows to SMTP.
+                pipe = rt.redis.pipeline()
+                pipe.set(revoked_key(rt, owner), 1, ex=HANDED_TTL)
+                pipe.smembers(handed_key(rt, owner))
+                pipe.smembers(delivered_key(rt, owner))
+                _, members, done = pipe.execute()
+                accepted = {int(m) for m in done} & set(ids)
+                handed = ({int(m) for m in members} & set(ids)) - accepted
+            if accepted:
+                _record_accepted(session, campaign_id, accepted, expired, now)
+            back = [i for i in ids if i not in handed and i not in accepted]
+            if handed:
+                unknown += session.execute(
+                    update(Send).where(Send.id.in_(handed), *expired)
+                    .values(status=SendStatus.UNKNOWN, lease_until=None,
+                            last_error="outcome unknown: the worker stopped after handing the message to the relay "
+                                       "and before recording its reply; the relay may or may not have it")
+                    .execution_options(synchronize_session=False)).rowcount or 0
+            if back:
+                n = session.execute(
+                    update(Send).where(Send.id.in_(back), *expired)
+                    .values(status=SendStatus.QUEUED, attempts=Send.attempts - 1, claimed_by=None, lease_until=None,
+                            next_attempt_at=None)
+                    .execution_options(synchronize_session=False)).rowcount or 0
+                requeued += n
+                policy_service.unreserve(session, back)
+            session.commit()
+            if handed or accepted:
+                try:
+                    pipe = rt.redis.pipeline(transaction=False)
+                    for k, members in ((handed_key(rt, owner), handed), (delivered_key(rt, owner), accepted)):
+                        if members:
+                            pipe.srem(k, *members)
+                    pipe.execute()
+                except RedisError:
+                    pass
     if requeued or unknown:
         logger.warning("campaign_id=%s: recovered dead claims: %d back to the queue, %d outcome unknown",
                        campaign_id, requeued, unknown)

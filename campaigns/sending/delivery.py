@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
@@ -22,10 +23,11 @@ from sqlalchemy.orm import Session
 
 from campaigns import recipient_urls
 from campaigns.accounts.settings_store import RetrySchedule, retry_schedule
+from campaigns.composing import contributions
 from campaigns.composing import editor as campaign_service
+from campaigns.composing.contributions import Contributor, Hold, Recipient
 from campaigns.config import PolicySettings
 from campaigns.contacts.records import normalize_email, personalization
-from campaigns.coupons.pools import BatchCoupons
 from campaigns.errors import ValidationError
 from campaigns.models import (
     Campaign,
@@ -34,17 +36,17 @@ from campaigns.models import (
     Contact,
     ContactInterest,
     ContactStatus,
+    Send,
     SendStatus,
     Subscription,
     utcnow,
 )
 from campaigns.runtime import Runtime
-from campaigns.sending import claims, reputation
+from campaigns.sending import claims, release, reputation
 from campaigns.sending import policy as policy_service
-from campaigns.sending.digest import DigestItems
+from campaigns.sending.finishing import maybe_finish
 from campaigns.sending.handoff import Handoff
-from campaigns.sending.lifecycle import UNSENDABLE, maybe_finish, pause
-from campaigns.surveys.service import SurveyLinks
+from campaigns.sending.lifecycle import UNSENDABLE, pause
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
@@ -78,11 +80,9 @@ class CampaignMailer:
     valid_until: dt.datetime | None = None
     # "From the contact's account owner": From/Reply-To headers and {{ sender }} per owner (Sender.id).
     owners: dict[int, tuple[MessageTemplate, dict[str, str]]] = field(default_factory=dict)
-    # A coupon pool and a survey (campaigns.coupons.pools / surveys): per-recipient template values.
-    coupons: BatchCoupons | None = None
-    coupon_of: dict[int, dict[str, str]] = field(default_factory=dict)   # contact id -> coupon, set per claim
-    survey: SurveyLinks | None = None
-    digest: DigestItems | None = None   # a digest campaign's per-recipient items (campaigns.sending.digest)
+    # What features add to each message (a coupon, a survey, digest items: campaigns.composing.contributions),
+    # each contributor with its state for this batch.
+    contributions: list[tuple[Contributor, Any]] = field(default_factory=list)
     retry: RetrySchedule | None = None   # 4xx retries (Settings page, else the environment)
 
     @classmethod
@@ -91,17 +91,16 @@ class CampaignMailer:
         s = rt.settings
         result = campaign_service.compiled(campaign)
         ids = campaign_service.link_ids(session, campaign.id)
-        if len(ids) != len(result.links):
+        if len(ids) != len(result.links):   # flushed here; whoever opened the session commits them
             ids = campaign_service.ensure_links(session, campaign, result)
-            session.commit()
         from_name, from_email = campaign_service.from_identity(campaign, s)
 
         def headers_from(name: str, email: str, reply_to: str) -> MessageTemplate:
             return MessageTemplate.create(
                 from_name=name, from_email=email,
                 reply_to=reply_to, feedback_id=f"{campaign.id}:{campaign.kind}:rapport",
-                list_id=f"{s.sender_name} <{campaign.kind}.{s.dkim_domain}>" if campaign.kind != "transactional"
-                else "",
+                list_id=f"{s.sender_name} <{campaign.kind}.{s.dkim_domain}>"
+                if campaign.kind != CampaignKind.TRANSACTIONAL else "",
             )
 
         template = headers_from(from_name, from_email, campaign.reply_to)
@@ -112,14 +111,12 @@ class CampaignMailer:
                   for o in campaign_service.owner_senders(session, campaign)}
         campaign_service.check_compliance(   # marketing: postal address and unsubscribe link, or no mail
             campaign.kind, result, sender, campaign_service.sample_extras(
-                session, campaign.coupon_pool_id, campaign.survey_id, s.base_url, rt.tokens))
+                session, contributions.attributes_of(campaign), s.base_url, rt.tokens))
         return cls(rt=rt, campaign_id=campaign.id, kind=str(campaign.kind), compiled=result, link_ids=ids,
                    template=template, envelope_domain=s.return_domain, sender=sender, owners=owners,
                    topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts,
                    relay=campaign.relay, policy=policy_service.load(session, s.policy),
-                   valid_until=campaign.valid_until, coupons=BatchCoupons.for_campaign(session, campaign),
-                   survey=SurveyLinks.for_campaign(session, campaign, base_url=s.base_url, tokens=rt.tokens),
-                   digest=DigestItems.for_campaign(rt, session, campaign),
+                   valid_until=campaign.valid_until, contributions=contributions.prepare(rt, session, campaign),
                    retry=retry_schedule(session, s))
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
@@ -143,12 +140,7 @@ class CampaignMailer:
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": recipient_urls.sealed(base, tokens, Purpose.PREFERENCES, contact_id),
         }
-        if self.coupons is not None:
-            ctx["coupon"] = self.coupons.vars_for(self.coupon_of, send_id, contact_id)
-        if self.survey is not None:
-            ctx.update(self.survey.context(send_id))
-        if self.digest is not None:
-            ctx["digest_items"] = self.digest.items_for(contact_id, ctx)
+        ctx.update(contributions.variables(self.contributions, Recipient(send_id, contact_id, ctx)))
         subject, text_part, html_part = self.compiled.render_mime(
             ctx, click, recipient_urls.sealed(base, tokens, Purpose.OPEN, send_id))
         msg_token = seal(Purpose.MESSAGE, send_id)
@@ -157,7 +149,7 @@ class CampaignMailer:
             to_name=to_name, to_email=to_email, subject=subject_prefix + subject,
             message_id=f"<{msg_token}@{domain}>", date=format_date(time.time()), parts=(text_part, html_part),
             list_unsubscribe=(unsubscribe_url, f"mailto:unsubscribe+{unsub_token}@{self.envelope_domain}")
-            if self.kind != "transactional" else (),
+            if self.kind != CampaignKind.TRANSACTIONAL else (),
             extra=(("X-Rapport-ID", msg_token),),
         )
         signer = self.rt.signer
@@ -211,8 +203,10 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
             return result
         try:
             mailer = CampaignMailer.for_campaign(rt, session, campaign)
+            session.commit()
         except TemplateError as exc:
             pause(session, campaign, f"template error: {exc}")
+            session.commit()
             result.stopped = "template error"
             return result
     sender = Handoff(rt, mailer, rt.relays.pool(mailer.relay or None), result)
@@ -239,11 +233,9 @@ def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Cam
     while not result.stopped:
         try:
             if sender.updates:      # outcomes of a round whose write failed
-                with rt.session_factory() as session:
-                    sender.record(session, campaign_id)
-            with rt.session_factory() as session:
-                if not _claim_round(rt, session, campaign_id, lo, hi, mailer, sender, result):
-                    break
+                sender.record(campaign_id)
+            if not _claim_round(rt, campaign_id, lo, hi, mailer, sender, result):
+                break
             waited = 0.0
         except OperationalError as exc:
             if waited >= DATABASE_PATIENCE:
@@ -255,63 +247,87 @@ def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Cam
             waited += pause_s
 
 
-def _claim_round(rt: Runtime, session: Session, campaign_id: int, lo: int, hi: int, mailer: CampaignMailer,
-                 sender: Handoff, result: BatchResult) -> bool:
-    """One claim: check, send, record. False when there was nothing to claim."""
-    status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
-    if status != CampaignStatus.RUNNING:
-        result.stopped = str(status)
-        return False
-    claimed, created = claims.claim(session, rt, campaign_id, lo, hi, rt.settings.claim_size, sender.owner)
-    if not claimed:
-        return False
-    sender.lessee.hold(created)
-    sender.holding.update(created)
-    sender.created = created
-    try:
-        ids = [c for _, c, _ in claimed]
-        checked_at = time.time()
-        contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
-        interests: dict[int, list[str]] = {}
-        for cid, interest in session.execute(
-                select(ContactInterest.contact_id, ContactInterest.interest)
-                .where(ContactInterest.contact_id.in_(ids))):
-            interests.setdefault(cid, []).append(interest)
-        now = utcnow()
-        expired = mailer.valid_until is not None and mailer.valid_until <= now
-        eligible = set() if expired else _eligible(session, mailer, contacts)
-        # The policy decision and its ledger rows commit together with nothing else in between: atomic per
-        # contact across workers (see campaigns.sending.policy).
-        held = policy_service.decide(session, mailer.kind, mailer.policy,
-                                     {c: s for s, c, _a in claimed if c in eligible}, contacts, now)
-        if mailer.coupons is not None:   # codes before rendering; pauses the campaign when the pool runs dry
-            all_claimed = claimed
-            mailer.coupon_of, claimed = mailer.coupons.assign_claim(session, claimed, eligible, held)
-            kept = {row[0] for row in claimed}
-            dropped = [row[0] for row in all_claimed if row[0] not in kept]
-            sender.lessee.release(dropped, forget_handed=False)
-            sender.holding.difference_update(dropped)
-        session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
-    except OperationalError:
-        session.rollback()
-        # Nothing of this claim was sent: it goes back to the queue when the database is back.
-        for sid, _cid, att in claimed:
-            sender.attempts = att - 1
-            sender._add(sid, SendStatus.QUEUED, "")
-        raise
-    sender.run(claimed, contacts, interests, eligible, held, expired=expired, checked_at=checked_at)
-    sender.record(session, campaign_id)
-    if not sender.pause_reason and mailer.kind != CampaignKind.TRANSACTIONAL:
-        sender.pause_reason = reputation.pause_reason(rt, session, campaign_id)
-        session.commit()
-    if sender.pause_reason:
-        session.execute(update(Campaign).where(Campaign.id == campaign_id,
-                                               Campaign.status == CampaignStatus.RUNNING)
-                        .values(status=CampaignStatus.PAUSED, status_reason=sender.pause_reason))
-        session.commit()
-        logger.warning("campaign %s paused: %s", campaign_id, sender.pause_reason)
-        result.stopped = "paused"
-    return True
+def _claim_round(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: CampaignMailer, sender: Handoff,
+                 result: BatchResult) -> bool:
+    """One claim: check, send, record. False when there was nothing to claim.
+
+    Its own session, committed in steps: the claim, then the checks and the policy's ledger rows (before anything
+    is sent), then after the hand-off the outcomes (Handoff.record) and a pause.
+    """
+    with rt.session_factory() as session:
+        status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+        if status != CampaignStatus.RUNNING:
+            result.stopped = str(status)
+            return False
+        claimed, created = claims.claim(session, rt, campaign_id, lo, hi, rt.settings.claim_size, sender.owner)
+        session.commit()    # the claim first: the rows are this worker's before anything else is decided
+        if not claimed:
+            return False
+        sender.lessee.hold(created)
+        sender.holding.update(created)
+        sender.created = created
+        try:
+            ids = [c for _, c, _ in claimed]
+            checked_at = time.time()
+            contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
+            interests: dict[int, list[str]] = {}
+            for cid, interest in session.execute(
+                    select(ContactInterest.contact_id, ContactInterest.interest)
+                    .where(ContactInterest.contact_id.in_(ids))):
+                interests.setdefault(cid, []).append(interest)
+            now = utcnow()
+            expired = mailer.valid_until is not None and mailer.valid_until <= now
+            eligible = set() if expired else _eligible(session, mailer, contacts)
+            # The policy decision and its ledger rows commit together with nothing else in between: atomic per
+            # contact across workers (see campaigns.sending.policy).
+            held = policy_service.decide(session, mailer.kind, mailer.policy,
+                                         {c: s for s, c, _a in claimed if c in eligible}, contacts, now)
+            # Features' holds before rendering (a coupon pool run dry): those sends go back and the campaign pauses.
+            recipients = [(sid, cid) for sid, cid, _a in claimed if cid in eligible and cid not in held]
+            for contributor, state in mailer.contributions:
+                hold = contributor.hold(session, state, recipients)
+                if hold is None:
+                    continue
+                _hold_back(session, campaign_id, hold)
+                dropped = set(hold.send_ids)
+                claimed = [row for row in claimed if row[0] not in dropped]
+                recipients = [(sid, cid) for sid, cid in recipients if sid not in dropped]
+                sender.lessee.release(hold.send_ids, forget_handed=False)
+                sender.holding.difference_update(dropped)
+            session.commit()    # hold no transaction (or SQLite lock) while talking to the relay
+        except OperationalError:
+            session.rollback()
+            # Nothing of this claim was sent: it goes back to the queue when the database is back.
+            for sid, _cid, att in claimed:
+                sender.attempts = att - 1
+                sender._add(sid, SendStatus.QUEUED, "")
+            raise
+        sender.run(claimed, contacts, interests, eligible, held, expired=expired, checked_at=checked_at)
+        sender.record(campaign_id)
+        if not sender.pause_reason and mailer.kind != CampaignKind.TRANSACTIONAL:
+            sender.pause_reason = reputation.pause_reason(rt, session, campaign_id)
+            session.commit()
+        if sender.pause_reason:
+            session.execute(update(Campaign).where(Campaign.id == campaign_id,
+                                                   Campaign.status == CampaignStatus.RUNNING)
+                            .values(status=CampaignStatus.PAUSED, status_reason=sender.pause_reason))
+            session.commit()
+            logger.warning("campaign %s paused: %s", campaign_id, sender.pause_reason)
+            result.stopped = "paused"
+        return True
+
+
+def _hold_back(session: Session, campaign_id: int, hold: Hold) -> None:
+    """Put claimed sends a feature held back in the queue again (they were not sent) and pause the running
+    campaign with the feature's reason; the claim's transaction commits it."""
+    if hold.send_ids:
+        session.execute(update(Send).where(Send.id.in_(list(hold.send_ids)), Send.status == SendStatus.SENDING)
+                        .values(status=SendStatus.QUEUED, claimed_at=None, attempts=Send.attempts - 1,
+                                last_error=hold.reason[:1000]))
+        policy_service.unreserve(session, hold.send_ids)
+    session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.RUNNING)
+                    .values(status=CampaignStatus.PAUSED, status_reason=hold.reason))
+    logger.warning("campaign %s paused: %s", campaign_id, hold.reason)
 
 
 def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: BatchResult,
@@ -323,30 +339,34 @@ def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: Batch
     """
     with rt.session_factory() as session:
         if mailer.valid_until is not None and mailer.valid_until <= utcnow():
-            policy_service.expire_held(session, campaign_id,
-                                       f"expired: the campaign was valid until {mailer.valid_until:%Y-%m-%d %H:%M} UTC")
+            release.expire_held(session, campaign_id,
+                                f"expired: the campaign was valid until {mailer.valid_until:%Y-%m-%d %H:%M} UTC")
             session.commit()
         maybe_finish(session, campaign_id)
+        session.commit()
     if mailer.kind == CampaignKind.NURTURE and result.sent and mailer.policy.enabled:
-        policy_service.release_held(rt, contact_range=(lo, hi))
+        release.release_held(rt, contact_range=(lo, hi))
 
 
 # ---------------------------------------------------------------- test sends
 
-def send_test(rt: Runtime, session: Session, campaign: Campaign, addresses: Sequence[str],
-              as_contact: Contact | None = None) -> list[str]:
-    """Send the campaign now to up to 10 addresses, personalized as as_contact (or a sample); returns addresses."""
+def send_test(rt: Runtime, campaign_id: int, addresses: Sequence[str], as_contact_id: int | None = None) -> list[str]:
+    """Send the campaign now to up to 10 addresses, personalized as contact as_contact_id (or a sample); returns
+    addresses. Opens its own session: the link table is committed before anything talks to the relay."""
     emails = [normalize_email(a) for a in addresses if a.strip()]
     if not emails:
         raise ValidationError("enter at least one address", field="addresses")
     if len(emails) > 10:
         raise ValidationError("a test goes to at most 10 addresses", field="addresses")
-    result = campaign_service.validate(campaign)
-    campaign_service.ensure_links(session, campaign, result)
-    session.commit()
-    mailer = CampaignMailer.for_campaign(rt, session, campaign)
-    variables_of = personalization(as_contact, [i.interest for i in as_contact.interests]) if as_contact else None
-    session.commit()    # no transaction held while talking to the relay
+    with rt.session_factory() as session:
+        campaign = campaign_service.get_campaign(session, campaign_id)
+        as_contact = session.get(Contact, as_contact_id) if as_contact_id is not None else None
+        result = campaign_service.validate(campaign)
+        campaign_service.ensure_links(session, campaign, result)
+        session.commit()
+        mailer = CampaignMailer.for_campaign(rt, session, campaign)
+        variables_of = personalization(as_contact, [i.interest for i in as_contact.interests]) if as_contact else None
+        session.commit()    # no transaction held while talking to the relay
     pool = rt.relays.pool(mailer.relay or None)
     for email in emails:
         if as_contact is not None:

@@ -23,7 +23,10 @@ from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from campaigns import recipient_urls
+from campaigns.composing import contributions
+from campaigns.composing.contributions import Contributor, Recipient, register
 from campaigns.config import PolicySettings
+from campaigns.contacts.records import personalization
 from campaigns.errors import NotFound
 from campaigns.models import (
     Campaign,
@@ -45,6 +48,10 @@ from campaigns.models import (
 from campaigns.resources import starters_dir
 from campaigns.runtime import Runtime
 from campaigns.sending import policy as policy_service
+from campaigns.sending.delivery import CampaignMailer
+from campaigns.sending.finishing import maybe_finish
+from campaigns.sending.lifecycle import dispatch_to
+from mailer.compose import TemplateError
 from mailer.personalize import text_env
 from mailer.tracking import Purpose
 
@@ -117,7 +124,8 @@ class DigestResult:
 
 
 def collect(session: Session, policy: PolicySettings, now: dt.datetime) -> tuple[int | None, list[int], int]:
-    """Create this run's digest campaign and move the due contacts' held sends into it (skipped/digest); commits.
+    """Create this run's digest campaign and move the due contacts' held sends into it (skipped/digest); the
+    caller commits.
 
     Returns (campaign id, contacts with items, items); (None, [], 0) when nobody is due.
     """
@@ -159,9 +167,6 @@ def collect(session: Session, policy: PolicySettings, now: dt.datetime) -> tuple
     if not contacts:           # everything was taken meanwhile: no empty digest campaign
         session.rollback()
         return None, [], 0
-    session.commit()
-    from campaigns.sending.lifecycle import maybe_finish  # sending imports this module
-
     for cid in per_campaign:
         maybe_finish(session, cid)
     logger.info("digest campaign_id=%s: %d items for %d contacts", campaign.id, run.items, run.contacts)
@@ -174,8 +179,6 @@ def run(rt: Runtime, now: dt.datetime | None = None) -> DigestResult:
     A run whose campaign was created but never dispatched (the worker died in between) is dispatched first:
     dispatch_to is idempotent, so nobody's items are lost and nobody gets a digest twice.
     """
-    from campaigns.sending.lifecycle import dispatch_to  # sending imports this module
-
     now = now or utcnow()
     result = DigestResult()
     with rt.session_factory() as session:
@@ -188,6 +191,7 @@ def run(rt: Runtime, now: dt.datetime | None = None) -> DigestResult:
         policy = policy_service.load(session, rt.settings.policy)
         session.commit()
         campaign_id, contacts, items = collect(session, policy, now)
+        session.commit()
     for cid, ids in todo.items():
         result.repaired += dispatch_to(rt, cid, ids)
     if campaign_id is not None:
@@ -246,6 +250,22 @@ class DigestItems:
         self._span, self._items = span, dict(items)
 
 
+class Digest(Contributor):
+    """A digest campaign's `digest_items`; after the other contributors, as the items render with their values."""
+
+    name = "digest"
+    order = 90
+
+    def prepare(self, rt: Runtime, session: Session, campaign: Campaign) -> DigestItems | None:
+        return DigestItems.for_campaign(rt, session, campaign)
+
+    def variables(self, state: DigestItems, recipient: Recipient) -> dict[str, Any]:
+        return {"digest_items": state.items_for(recipient.contact_id, recipient.context)}
+
+
+register(Digest())
+
+
 def _template(source: str) -> Template:
     try:
         return text_env().from_string(source or "")
@@ -264,10 +284,6 @@ def _render(template: Template, context: Mapping[str, Any]) -> str:
 
 def web_version(rt: Runtime, session: Session, send_id: int) -> str:
     """The HTML of a send's message as its contact got (or would have got) it, with tracked links; NotFound if gone."""
-    from campaigns.contacts.records import personalization
-    from campaigns.sending.delivery import CampaignMailer  # delivery imports this module
-    from mailer.compose import TemplateError
-
     send = session.get(Send, send_id)
     contact = session.get(Contact, send.contact_id) if send is not None else None
     campaign = session.get(Campaign, send.campaign_id) if send is not None else None
@@ -285,12 +301,8 @@ def web_version(rt: Runtime, session: Session, send_id: int) -> str:
         "sender": sender,
         "unsubscribe_url": recipient_urls.sealed(base, rt.tokens, Purpose.UNSUBSCRIBE, contact.id, campaign.id),
         "preferences_url": recipient_urls.sealed(base, rt.tokens, Purpose.PREFERENCES, contact.id),
-        "coupon": {},
     }
-    if mailer.survey is not None:
-        ctx.update(mailer.survey.context(send_id))
-    if mailer.digest is not None:
-        ctx["digest_items"] = mailer.digest.items_for(contact.id, ctx)
+    ctx.update(contributions.variables(mailer.contributions, Recipient(send_id, contact.id, ctx, web=True)))
     link_ids = mailer.link_ids
     try:
         return mailer.compiled.render(

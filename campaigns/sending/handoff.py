@@ -20,13 +20,14 @@ from redis.exceptions import RedisError
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from campaigns import stops
 from campaigns.accounts.settings_store import RetrySchedule
 from campaigns.contacts.records import personalization
-from campaigns.feedback.ingest import BouncePolicy, record_smtp_rejection
-from campaigns.models import Campaign, CampaignKind, Contact, Send, SendReason, SendStatus, utcnow
+from campaigns.models import Campaign, CampaignKind, Contact, ContactStatus, Send, SendReason, SendStatus, utcnow
 from campaigns.runtime import Runtime
-from campaigns.sending import claims, stops
+from campaigns.sending import claims, rejections
 from campaigns.sending import policy as policy_service
+from campaigns.sending.lifecycle import UNSENDABLE
 from mailer.compose import TemplateError
 from mailer.transport import DeliveryError, PermanentFailure
 
@@ -243,11 +244,19 @@ class Handoff:
                   next_attempt_at=retry_at)
         self.result.deferred += 1
 
-    def record(self, session: Session, campaign_id: int) -> None:
+    def record(self, campaign_id: int) -> None:
         """Write this claim's outcomes in bulk (kept in memory until the write commits): send rows, contacts'
-        last_sent_at, counters, rejections; then release the claim."""
+        last_sent_at, counters, rejections; then release the claim. In a session of its own, committed here: the
+        outcomes are durable before the claim is let go."""
         if not self.updates:
             return
+        with self.rt.session_factory() as session:
+            counts, written = self._write(session, campaign_id)
+            session.commit()
+        self._written(counts, written)
+
+    def _write(self, session: Session, campaign_id: int) -> tuple[dict[SendStatus, int], set[int]]:
+        """The outcomes' statements; returns rows written per status and the ids written."""
         # Rows with the same outcome get one UPDATE … WHERE id IN (…): a claim is mostly "sent", so this is one
         # statement instead of one per row. Sent rows carry the time of this write (within a claim of sending).
         # Only rows this process still holds are written: a claim the sweeper took back is its business now
@@ -279,12 +288,14 @@ class Handoff:
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
             sent=Campaign.sent + counts[SendStatus.SENT], failed=Campaign.failed + counts[SendStatus.FAILED],
             skipped=Campaign.skipped + counts[SendStatus.SKIPPED], held=Campaign.held + counts[SendStatus.HELD]))
-        policy = BouncePolicy.from_settings(self.rt.settings)
         for send_id, contact_id, code, message in self.rejections:
-            if send_id in written:
-                record_smtp_rejection(session, send_id=send_id, contact_id=contact_id, campaign_id=campaign_id,
-                                      code=code, message=message, policy=policy)
-        session.commit()
+            if send_id in written:   # a bounce, recorded by whoever registered for it (campaigns.feedback)
+                rejections.record(session, self.rt.settings,
+                                  rejections.Rejection(send_id, contact_id, campaign_id, code, message))
+        return counts, written
+
+    def _written(self, counts: dict[SendStatus, int], written: set[int]) -> None:
+        """After the commit: release the claim's rows, count the outcomes, start afresh."""
         ids = [row["id"] for row in self.updates]
         self.lessee.release(ids, owner=self.owner)
         self.holding.difference_update(ids)
@@ -303,12 +314,10 @@ class Handoff:
 
 
 def _skip_reason(contact: Contact | None) -> tuple[SendReason, str]:
-    from campaigns.sending.lifecycle import UNSENDABLE
-
     if contact is None:
         return SendReason.DELETED, "contact deleted"
     if contact.status in UNSENDABLE:
         return SendReason.SUPPRESSED, f"contact is {contact.status}"
-    if contact.status != "subscribed":
+    if contact.status != ContactStatus.SUBSCRIBED:
         return SendReason.UNSUBSCRIBED, f"contact is {contact.status}"
     return SendReason.TOPIC, "unsubscribed from this topic"

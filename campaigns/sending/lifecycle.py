@@ -9,11 +9,13 @@ import logging
 from collections.abc import Sequence
 
 from sqlalchemy import exists, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from campaigns import queueing
 from campaigns.composing import editor as campaign_service
 from campaigns.config import PolicySettings
+from campaigns.contacts.segments import campaign_condition
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import (
     Campaign,
@@ -31,6 +33,8 @@ from campaigns.queueing import Job
 from campaigns.runtime import Runtime
 from campaigns.sending import policy as policy_service
 from campaigns.sending import sweeper
+from campaigns.sending.committed import when_committed
+from campaigns.sending.finishing import maybe_finish
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +56,6 @@ def audience_conditions(campaign: Campaign) -> list:
                                     Subscription.topic_id.in_(topic_ids),
                                     Subscription.subscribed.is_(True)))
     if campaign.segment_id is not None:   # topics and/or a segment: the segment narrows, evaluated now
-        from campaigns.contacts.segments import campaign_condition
-
         conds.append(campaign_condition(campaign))
     return conds
 
@@ -66,7 +68,10 @@ def audience_count(session: Session, campaign: Campaign) -> int:
 # ---------------------------------------------------------------- state changes
 
 def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
-    """Validate, freeze the link table, mark running and enqueue the dispatch job (also resumes a paused one)."""
+    """Validate, freeze the link table, mark running and enqueue the dispatch job (also resumes a paused one).
+
+    The caller commits; the dispatch job is enqueued once it has (sending.committed).
+    """
     if campaign.recipients_listed:
         # An automation's run or a digest mails only the contacts it was given; dispatching would walk an audience.
         if campaign.status != CampaignStatus.PAUSED:
@@ -91,24 +96,29 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
     # Walk the audience again (who joined meanwhile gets it too). A statement, not attributes: the session's copy
     # may be stale (dispatch wrote these in its own session), and an unchanged attribute is never written.
     session.execute(update(Campaign).where(Campaign.id == campaign.id).values(dispatched_at=None, dispatch_cursor=0))
-    session.commit()
-    # Only a hint: if this job is lost, the sweeper sees the campaign undispatched and enqueues it again.
-    rt.redis.set(sweeper.marker(rt, "dispatch", campaign.id), "queued", ex=sweeper.QUEUED_TTL)
-    queueing.enqueue(rt.queue, Job.DISPATCH_CAMPAIGN, campaign.id)
-    logger.info("campaign %s started", campaign.id)
+    campaign_id = campaign.id
+
+    def enqueue_dispatch() -> None:
+        # The marker is only a hint: if this job is lost, the sweeper sees the campaign undispatched and enqueues
+        # it again.
+        rt.redis.set(sweeper.marker(rt, sweeper.Work.DISPATCH, campaign_id), "queued", ex=sweeper.QUEUED_TTL)
+        queueing.enqueue(rt.queue, Job.DISPATCH_CAMPAIGN, campaign_id)
+        logger.info("campaign %s started", campaign_id)
+
+    when_committed(session, enqueue_dispatch)
 
 
 def pause(session: Session, campaign: Campaign, reason: str = "") -> None:
-    """Stop claiming new recipients; messages already handed to SMTP stay sent."""
+    """Stop claiming new recipients; messages already handed to SMTP stay sent. The caller commits."""
     if campaign.status != CampaignStatus.RUNNING:
         raise InvalidState(f"only a running campaign can be paused (this one is {campaign.status})")
     campaign.status = CampaignStatus.PAUSED
     campaign.status_reason = reason
-    session.commit()
+    session.flush()
 
 
 def cancel(session: Session, campaign: Campaign) -> None:
-    """Cancel for good: queued recipients are marked skipped."""
+    """Cancel for good: queued recipients are marked skipped. The caller commits."""
     if campaign.status in (CampaignStatus.FINISHED, CampaignStatus.CANCELLED):
         raise InvalidState(f"a {campaign.status} campaign cannot be cancelled")
     campaign.status = CampaignStatus.CANCELLED
@@ -123,24 +133,7 @@ def cancel(session: Session, campaign: Campaign) -> None:
     ).rowcount
     campaign.skipped += (skipped or 0) + (held or 0)
     campaign.held -= held or 0
-    session.commit()
-
-
-def maybe_finish(session: Session, campaign_id: int) -> bool:
-    """Mark the campaign finished when dispatch is done and no row is waiting, held or in flight (one atomic UPDATE).
-
-    Held sends keep a campaign running until they are released and sent, or expire (policy.release_held).
-    """
-    pending = exists().where(Send.campaign_id == campaign_id,
-                             Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING, SendStatus.HELD]))
-    done = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.RUNNING,
-               Campaign.dispatched_at.is_not(None), ~pending)
-        .values(status=CampaignStatus.FINISHED, finished_at=utcnow())
-    ).rowcount
-    session.commit()
-    return bool(done)
+    session.flush()
 
 
 # ---------------------------------------------------------------- dispatch
@@ -182,8 +175,9 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(dispatched_at=utcnow()))
         session.commit()
         if resumed:
-            sweeper.ensure_job(rt, "send", campaign_id)
+            sweeper.ensure_job(rt, sweeper.Work.SEND, campaign_id)
         maybe_finish(session, campaign_id)
+        session.commit()
     logger.info("campaign %s dispatched: %d new send rows", campaign_id, created)
     return created
 
@@ -204,10 +198,7 @@ def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int)
 
 def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
     cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"]
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(Send.__table__).from_select(cols, rows)
     return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
 
@@ -251,7 +242,7 @@ def resend_unknown(rt: Runtime, session: Session, campaign: Campaign) -> int:
     """Queue the campaign's sends of unknown outcome again (a person chose to); returns how many.
 
     They keep their send id and so their Message-ID: a receiver that de-duplicates drops the second copy.
-    A finished campaign runs again until they are settled.
+    A finished campaign runs again until they are settled. The caller commits; the job follows its commit.
     """
     if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
         raise InvalidState(f"a {campaign.status} campaign sends nothing")
@@ -266,9 +257,9 @@ def resend_unknown(rt: Runtime, session: Session, campaign: Campaign) -> int:
     if n and status == CampaignStatus.FINISHED:
         session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.FINISHED)
                         .values(status=CampaignStatus.RUNNING, finished_at=None))
-    session.commit()
     if n and status in (CampaignStatus.RUNNING, CampaignStatus.FINISHED):
-        sweeper.ensure_job(rt, "send", campaign.id)
+        campaign_id = campaign.id
+        when_committed(session, lambda: sweeper.ensure_job(rt, sweeper.Work.SEND, campaign_id))
     logger.info("campaign %s: %d sends of unknown outcome queued again", campaign.id, n)
     return n
 
@@ -326,6 +317,7 @@ def dispatch_to(rt: Runtime, campaign_id: int, contact_ids: Sequence[int]) -> in
             if running:
                 queueing.enqueue(rt.queue, Job.SEND_BATCH, campaign_id, chunk[0], chunk[-1])
         maybe_finish(session, campaign_id)
+        session.commit()
     logger.info("campaign %s: %d send rows for a list of %d contacts", campaign_id, created, len(ids))
     return created
 
@@ -333,15 +325,14 @@ def dispatch_to(rt: Runtime, campaign_id: int, contact_ids: Sequence[int]) -> in
 def resume_listed(rt: Runtime, session: Session, campaign_id: int) -> int:
     """Resume a paused campaign of listed recipients (see dispatch_to) over its own queued send rows only.
 
-    Returns how many sends wait to go again.
+    Returns how many sends wait to go again. The caller commits; the batch job follows its commit.
     """
     lo, hi, n = session.execute(select(func.min(Send.contact_id), func.max(Send.contact_id), func.count())
                                 .where(Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED)).one()
     session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.PAUSED)
                     .values(status=CampaignStatus.RUNNING, status_reason=""))
-    session.commit()
     if n:
-        queueing.enqueue(rt.queue, Job.SEND_BATCH, campaign_id, lo, hi)
+        when_committed(session, lambda: queueing.enqueue(rt.queue, Job.SEND_BATCH, campaign_id, lo, hi))
     else:
         maybe_finish(session, campaign_id)
     logger.info("campaign %s resumed for its listed recipients: %d queued sends", campaign_id, n)

@@ -24,6 +24,7 @@ from campaigns.queueing import Job
 from campaigns.runtime import Runtime
 from campaigns.sending import delivery
 from campaigns.sending import lifecycle as sending
+from campaigns.sending.committed import when_committed
 from mailer.compose import TemplateError
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def parse_local_time(value: str, tz_name: str, now: dt.datetime | None = None) -
 
 
 def schedule(session: Session, rt: Runtime, campaign: Campaign, when: dt.datetime, label: str = "") -> None:
-    """Validate now (so errors show today, not at send time) and start the campaign at `when` (UTC)."""
+    """Validate now (so errors show today, not at send time) and start the campaign at `when` (UTC). The caller
+    commits; the delayed job is enqueued once it has."""
     if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
         raise InvalidState(f"a {campaign.status} campaign cannot be scheduled")
     if not campaign.all_contacts and not campaign.topics and getattr(campaign, "segment_id", None) is None:
@@ -76,19 +78,24 @@ def schedule(session: Session, rt: Runtime, campaign: Campaign, when: dt.datetim
     campaign.status = CampaignStatus.SCHEDULED
     campaign.scheduled_at = when
     campaign.status_reason = label
-    session.commit()
-    queueing.enqueue_at(rt.queue, when, Job.START_SCHEDULED, campaign.id, when.isoformat())
-    logger.info("campaign %s scheduled for %s UTC", campaign.id, when.isoformat())
+    session.flush()
+    campaign_id = campaign.id
+
+    def enqueue_start() -> None:
+        queueing.enqueue_at(rt.queue, when, Job.START_SCHEDULED, campaign_id, when.isoformat())
+        logger.info("campaign %s scheduled for %s UTC", campaign_id, when.isoformat())
+
+    when_committed(session, enqueue_start)
 
 
 def unschedule(session: Session, campaign: Campaign) -> None:
-    """Back to draft; the pending job finds the campaign no longer scheduled and does nothing."""
+    """Back to draft; the pending job finds the campaign no longer scheduled and does nothing. The caller commits."""
     if campaign.status != CampaignStatus.SCHEDULED:
         raise InvalidState(f"only a scheduled campaign can be unscheduled (this one is {campaign.status})")
     campaign.status = CampaignStatus.DRAFT
     campaign.scheduled_at = None
     campaign.status_reason = ""
-    session.commit()
+    session.flush()
 
 
 def ready_to_send(session: Session, rt: Runtime, campaign: Campaign) -> None:
@@ -112,7 +119,9 @@ def start_scheduled(rt: Runtime, campaign_id: int, scheduled_for: str) -> bool:
         if campaign.scheduled_at != dt.datetime.fromisoformat(scheduled_for):
             logger.info("campaign %s: rescheduled since this job was made", campaign_id)
             return False
-        return _start(session, rt, campaign)
+        started = _start(session, rt, campaign)
+        session.commit()
+        return started
 
 
 def start_due(rt: Runtime, now: dt.datetime | None = None) -> int:
@@ -123,10 +132,12 @@ def start_due(rt: Runtime, now: dt.datetime | None = None) -> int:
                                                           Campaign.scheduled_at <= (now or utcnow()))))
         for campaign in due:
             started += _start(session, rt, campaign)
+            session.commit()
     return started
 
 
 def _start(session: Session, rt: Runtime, campaign: Campaign) -> bool:
+    """Start a scheduled campaign, or put it back to draft with the reason; the caller commits either."""
     try:
         ready_to_send(session, rt, campaign)
         sending.start(session, rt, campaign)
@@ -135,7 +146,6 @@ def _start(session: Session, rt: Runtime, campaign: Campaign) -> bool:
         session.rollback()
         campaign.status = CampaignStatus.DRAFT
         campaign.status_reason = f"the scheduled start failed: {exc}"
-        session.commit()
         logger.warning("campaign %s: scheduled start failed: %s", campaign.id, exc)
         return False
     logger.info("campaign %s started on schedule", campaign.id)

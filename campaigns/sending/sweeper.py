@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from enum import StrEnum
 
 from redis.exceptions import RedisError
 from sqlalchemy import exists, or_, select
 
-from campaigns import queueing
+from campaigns import queueing, stops
 from campaigns.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
 from campaigns.queueing import Job
 from campaigns.runtime import Runtime
-from campaigns.sending import claims, stops
+from campaigns.sending import claims
+from campaigns.sending.finishing import maybe_finish
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +32,18 @@ RUNNING_TTL = 60     # … and, refreshed by the heartbeat, while it runs (a kil
 WHOLE = (0, 2**62)   # the contact range of a campaign-wide batch
 
 
-def marker(rt: Runtime, what: str, campaign_id: int) -> str:
+class Work(StrEnum):
+    """A campaign's job the sweeper keeps alive (the middle part of its marker's Redis key)."""
+
+    SEND = "send"
+    DISPATCH = "dispatch"
+
+
+def marker(rt: Runtime, what: Work, campaign_id: int) -> str:
     return f"rapport:{rt.settings.queue_name}:{what}:{campaign_id}"
 
 
-def ensure_job(rt: Runtime, what: str, campaign_id: int) -> bool:
+def ensure_job(rt: Runtime, what: Work, campaign_id: int) -> bool:
     """Enqueue the campaign's `send` or `dispatch` job unless one is marked as queued or running (by a process
     that still exists: a job of a worker that died on this machine does not wait for its marker to expire)."""
     key = marker(rt, what, campaign_id)
@@ -43,14 +52,14 @@ def ensure_job(rt: Runtime, what: str, campaign_id: int) -> bool:
         if not (holder and claims.owner_gone(holder.decode())) or not rt.redis.delete(key) \
                 or not rt.redis.set(key, "queued", nx=True, ex=QUEUED_TTL):
             return False
-    if what == "dispatch":
+    if what == Work.DISPATCH:
         queueing.enqueue(rt.queue, Job.DISPATCH_CAMPAIGN, campaign_id)
     else:
         queueing.enqueue(rt.queue, Job.SEND_CAMPAIGN, campaign_id)
     return True
 
 
-def working(rt: Runtime, what: str, campaign_id: int) -> str:
+def working(rt: Runtime, what: Work, campaign_id: int) -> str:
     """Mark the campaign's job as running (kept alive by this process's heartbeat); returns the key for done()."""
     key = marker(rt, what, campaign_id)
     lessee = claims.lessee(rt)
@@ -69,8 +78,6 @@ def done(rt: Runtime, key: str) -> None:
 
 def sweep(rt: Runtime, now: dt.datetime | None = None) -> dict[str, int]:
     """One pass over running (and paused) campaigns; returns what it did, for logs and tests."""
-    from campaigns.sending.lifecycle import maybe_finish  # sending builds on the modules this one does
-
     now = now or utcnow()
     did = {"requeued": 0, "unknown": 0, "dispatch": 0, "send": 0, "finished": 0}
     stops.trim(rt.redis, rt.settings.queue_name)
@@ -81,20 +88,21 @@ def sweep(rt: Runtime, now: dt.datetime | None = None) -> dict[str, int]:
             .where(Campaign.status.in_([CampaignStatus.RUNNING, CampaignStatus.PAUSED]))).all()
         session.commit()
         for campaign_id, status, dispatched_at in campaigns:
-            requeued, unknown = claims.recover(rt, session, campaign_id, now)
+            requeued, unknown = claims.recover(rt, campaign_id, now)
             did["requeued"] += requeued
             did["unknown"] += unknown
             if status != CampaignStatus.RUNNING:
                 continue
             if dispatched_at is None:
-                did["dispatch"] += ensure_job(rt, "dispatch", campaign_id)
+                did["dispatch"] += ensure_job(rt, Work.DISPATCH, campaign_id)
             has_due = session.scalar(select(exists().where(
                 Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED, due)))
             session.commit()
             if has_due:
-                did["send"] += ensure_job(rt, "send", campaign_id)
+                did["send"] += ensure_job(rt, Work.SEND, campaign_id)
             elif dispatched_at is not None:
                 did["finished"] += maybe_finish(session, campaign_id)
+                session.commit()
     if any(did.values()):
         logger.info("sweep: %s", did)
     return did

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from campaigns import recipient_urls
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import Signup, SignupForm, SignupStatus, Topic
 
@@ -106,7 +107,7 @@ def is_checked(value: object) -> bool:
 
 def hosted_url(form: SignupForm, base_url: str) -> str:
     """The hosted page of a form (also where the snippet posts)."""
-    return f"{base_url}/signup/{form.public_id}"
+    return recipient_urls.signup_form(base_url, form.public_id)
 
 
 def embed_snippet(form: SignupForm, base_url: str) -> str:

@@ -18,7 +18,10 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from campaigns import logs
+from campaigns import (
+    capabilities,  # noqa: F401 - every feature registers its part in messages
+    logs,
+)
 from campaigns.config import Settings, load_settings
 from campaigns.db import parse_id
 from campaigns.errors import NotFound, ValidationError

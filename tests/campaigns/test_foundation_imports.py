@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "campaigns"
 FOUNDATION = {"config", "db", "errors", "logs", "metrics", "resources", "storage", "csvfiles", "models", "runtime",
-              "addresses", "stop_marks", "dkim_signing", "recipient_urls"}
+              "addresses", "stops", "dkim_signing", "recipient_urls"}
 
 
 def _module(path: Path, root: Path = ROOT) -> str:

@@ -102,6 +102,7 @@ def automation_run_resume(automation_id: int, campaign_id: int):  # noqa: ANN201
     get_or_404(db(), Automation, automation_id)
     try:
         n = auto.resume_run(rt(), session, campaign_id)
+        session.commit()
         flash(f"Resumed: {n} message{'s' if n != 1 else ''} waiting to go.", "info")
     except NotFound:
         raise           # the app answers 404; every other refusal is flashed below
@@ -147,8 +148,8 @@ def contact_apology(contact_id: int):  # noqa: ANN201
         if current_user.role not in ("admin", "editor"):
             abort(403)
         try:
-            result = apology_service.send_apology(rt(), session, contact.id, request.form,
-                                                  written_by=current_user.name)
+            session.commit()   # the apology is written in a session of its own
+            result = apology_service.send_apology(rt(), contact.id, request.form, written_by=current_user.name)
             flash(f"Your message to {contact.email} is on its way (it shows on the timeline)." if result.queued
                   else "The message was not queued.", "info")
             return redirect(url_for("admin.contact", contact_id=contact.id, _anchor="timeline"))

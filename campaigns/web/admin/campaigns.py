@@ -11,17 +11,17 @@ from flask import Response, flash, g, jsonify, redirect, render_template, reques
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from campaigns.composing import brand, sample
+from campaigns.composing import brand, contributions, sample
 from campaigns.composing import editor as campaign_service
+from campaigns.composing import preview as preview_service
+from campaigns.composing import starters as starter_service
 from campaigns.contacts import records as contact_service
-from campaigns.coupons import pools as coupon_service
 from campaigns.db import parse_id
 from campaigns.errors import RapportError, ValidationError
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.reports import summaries
 from campaigns.sending import delivery, scheduling
 from campaigns.sending import lifecycle as sending
-from campaigns.surveys import service as survey_service
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.admin.helpers import PREVIEW_CSP, escape_text
@@ -60,7 +60,7 @@ def campaigns():  # noqa: ANN201
 
 
 def _render_editor(obj: Campaign | None, form, errors: list[str], status: int = 200,  # noqa: ANN001
-                   starter: campaign_service.Starter | None = None):  # noqa: ANN202
+                   starter: starter_service.Starter | None = None):  # noqa: ANN202
     session = db()
     senders = list(session.scalars(select(Sender).order_by(Sender.name)))
     choice = form.get("sender", "custom") if form else campaign_service.sender_choice(obj, senders)
@@ -102,11 +102,11 @@ def campaign_edit(campaign_id: int | None = None):  # noqa: ANN201
     starter = None
     if obj is None:
         key = request.args.get("starter", "")
-        starter = campaign_service.starter(key) if key else None
+        starter = starter_service.starter(key) if key else None
         if starter is None:
             if key:
                 flash("There is no such starter template; pick one below.", "error")
-            return render_template("admin/campaign_new.html", starters=campaign_service.starters())
+            return render_template("admin/campaign_new.html", starters=starter_service.starters())
     return _render_editor(obj, None, [], starter=starter)
 
 
@@ -114,7 +114,7 @@ def campaign_edit(campaign_id: int | None = None):  # noqa: ANN201
 @login_required
 def campaign_contacts() -> Response:
     """Contacts for the 'preview as' / 'test as' pickers: address or name prefix."""
-    found = campaign_service.find_contacts(db(), request.args.get("q", ""))
+    found = preview_service.find_contacts(db(), request.args.get("q", ""))
     return jsonify([{"id": c.id, "email": c.email, "name": c.full_name} for c in found])
 
 
@@ -127,7 +127,7 @@ def campaign_live_preview() -> Response:
     """
     session = db()
     form = request.form
-    contact = campaign_service.contact_by_email_or_id(session, form.get("contact", "")[:320])
+    contact = preview_service.contact_by_email_or_id(session, form.get("contact", "")[:320])
     if contact is None:
         contact = session.scalar(select(Contact).order_by(Contact.id).limit(1))
     sender_errors = []
@@ -137,9 +137,9 @@ def campaign_live_preview() -> Response:
         sender_errors.append({"line": None, "message": str(exc)})
         sender = campaign_service.preview_sender(session, rt().settings, {"sender": "default"}, contact)
     content = "\n".join(str(form.get(k, "")) for k in ("subject", "mjml", "text_body"))
-    for chosen in (coupon_service.chosen_pool, survey_service.chosen_survey):
+    for contributor in contributions.contributors():
         try:   # content showing a coupon or survey names the missing choice, as saving would
-            chosen(session, form, None, content)
+            contributor.choose(session, form, None, content)
         except ValidationError as exc:
             sender_errors.append({"line": None, "message": str(exc)})
     kind = form.get("kind", CampaignKind.NURTURE)
@@ -147,12 +147,12 @@ def campaign_live_preview() -> Response:
                             preheader=form.get("preheader", "").strip(),
                             text_body=campaign_service.form_text(form.get("text_body")),
                             transactional=form.get("kind") == CampaignKind.TRANSACTIONAL)
-    found = sample.attachments(session, _form_id(form.get("coupon_pool_id")), _form_id(form.get("survey_id")),
+    found = sample.attachments(session, {name: _form_id(form.get(name)) for name in contributions.attributes_of(None)},
                                base_url=rt().settings.base_url, tokens=rt().tokens)
     contact_vars = _contact_vars(contact)
     contact_email = contact.email if contact else ""
     session.commit()   # end the transaction before rendering: a slow template must not hold a database lock
-    result = campaign_service.preview(source, kind, sender, contact_vars, found.extras, found)
+    result = preview_service.preview(source, kind, sender, contact_vars, found.extras, found)
     out = result.as_json()
     out["errors"] = sender_errors + out["errors"]
     out["ok"] = not out["errors"]
@@ -198,7 +198,7 @@ def campaign(campaign_id: int):  # noqa: ANN201
     g.audience = _audience(obj)
     first = session.scalar(select(Contact).order_by(Contact.id).limit(1))
     try:    # the subject a person reads, not its template code
-        extras = campaign_service.sample_extras(session, obj.coupon_pool_id, obj.survey_id, rt().settings.base_url,
+        extras = campaign_service.sample_extras(session, contributions.attributes_of(obj), rt().settings.base_url,
                                                 rt().tokens)
         subject_sample = campaign_service.compiled(obj).render_subject(
             {**extras, "contact": _contact_vars(first), "sender": campaign_service.sender_context(
@@ -235,13 +235,13 @@ def campaign_preview(campaign_id: int) -> Response:
     """The saved campaign's HTML for the preview iframe, personalized as a chosen (or the first) contact."""
     session = db()
     obj = get_or_404(db(), Campaign, campaign_id)
-    contact = campaign_service.contact_by_email_or_id(session, request.args.get("contact", "")[:320])
+    contact = preview_service.contact_by_email_or_id(session, request.args.get("contact", "")[:320])
     if contact is None:
         contact = session.scalar(select(Contact).order_by(Contact.id).limit(1))
     try:
         mailer = delivery.CampaignMailer.for_campaign(rt(), session, obj)
         owner = mailer.owners.get(contact.owner_id) if contact is not None and contact.owner_id else None
-        extras = campaign_service.sample_extras(session, obj.coupon_pool_id, obj.survey_id, rt().settings.base_url,
+        extras = campaign_service.sample_extras(session, contributions.attributes_of(obj), rt().settings.base_url,
                                                 rt().tokens)
         ctx = {**extras, "contact": _contact_vars(contact), "sender": owner[1] if owner else mailer.sender,
                "unsubscribe_url": "#unsubscribe", "preferences_url": "#preferences"}
@@ -260,12 +260,13 @@ def campaign_test(campaign_id: int):  # noqa: ANN201
     obj = get_or_404(db(), Campaign, campaign_id)
     addresses = request.form.get("addresses", "")[:5000].replace(";", ",").replace("\n", ",").split(",")
     as_value = request.form.get("as_contact", "").strip()[:320]
-    as_contact = campaign_service.contact_by_email_or_id(session, as_value) if as_value else None
+    as_contact = preview_service.contact_by_email_or_id(session, as_value) if as_value else None
     if as_value and as_contact is None:
         flash(f"There is no contact {as_value}; pick one from the suggestions or leave it empty.", "error")
         return redirect(url_for("admin.campaign", campaign_id=campaign_id))
     try:
-        sent = delivery.send_test(rt(), session, obj, addresses, as_contact=as_contact)
+        session.commit()   # the test is sent from a session of its own
+        sent = delivery.send_test(rt(), obj.id, addresses, as_contact_id=as_contact.id if as_contact else None)
         who = f" as {as_contact.email}" if as_contact else ""
         audit(Action.CAMPAIGN_TEST, f"campaign {obj.id}", f"to {', '.join(sent)}{who}")
         flash(f"Test sent to {', '.join(sent)}{who}.", "info")
@@ -330,6 +331,7 @@ def campaign_resend_unknown(campaign_id: int):  # noqa: ANN201
     obj = get_or_404(db(), Campaign, campaign_id)
     try:
         n = sending.resend_unknown(rt(), session, obj)
+        session.commit()
         flash(f"{n} message{'s' if n != 1 else ''} queued again with the same Message-ID." if n
               else "Nothing to resend: no outcome is unknown.", "info")
     except RapportError as exc:

@@ -7,7 +7,9 @@ import logging
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from campaigns.coupons import codes, redemption
 from campaigns.coupons import pools as coupon_service
+from campaigns.coupons import reports as coupon_reports
 from campaigns.errors import RapportError, ValidationError
 from campaigns.models import CouponPool
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -40,7 +42,7 @@ def coupon_pools():  # noqa: ANN201
     counts = coupon_service.pool_counts(session, [p.id for p in pools])
     status = 400 if form is not None else 200
     return render_template("admin/coupons/index.html", pools=pools, counts=counts, form=form,
-                           tokens=coupon_service.list_api_tokens(session),
+                           tokens=redemption.list_api_tokens(session),
                            api_url=url_for("admin.coupon_api_redeem", _external=True)), status
 
 
@@ -67,9 +69,9 @@ def coupon_pool(pool_id: int):  # noqa: ANN201
     counts = coupon_service.pool_counts(session, [pool.id]).get(pool.id, {"total": 0, "free": 0, "issued": 0,
                                                                           "redeemed": 0})
     return render_template("admin/coupons/pool.html", pool=pool, counts=counts, form=form,
-                           report=coupon_service.pool_report(session, pool.id),
-                           recent=coupon_service.recent_codes(session, pool.id),
-                           status_of=coupon_service.code_status,
+                           report=coupon_reports.pool_report(session, pool.id),
+                           recent=coupon_reports.recent_codes(session, pool.id),
+                           status_of=redemption.code_status,
                            lookup=request.args.get("code", "")[:64]), 400 if form is not None else 200
 
 
@@ -83,10 +85,11 @@ def coupon_import(pool_id: int):  # noqa: ANN201
     if upload is None or not upload.filename:
         flash("Choose a CSV file with the codes.", "error")
         return redirect(url_for("admin.coupon_pool", pool_id=pool_id))
-    data = upload.read(coupon_service.MAX_IMPORT_BYTES + 1)
+    data = upload.read(codes.MAX_IMPORT_BYTES + 1)
     try:
-        result = coupon_service.import_codes(session, pool_id, data,
-                                             skip_existing_in_pool=request.form.get("skip_existing") == "1")
+        result = codes.import_codes(session, pool_id, data,
+                                    skip_existing_in_pool=request.form.get("skip_existing") == "1")
+        session.commit()
         note = f" ({result.already_in_pool} already in the pool were left as they are)" \
             if result.already_in_pool else ""
         flash(f"{result.added} codes imported{note}.", "info")
@@ -112,8 +115,9 @@ def coupon_generate(pool_id: int):  # noqa: ANN201
     session = db()
     get_or_404(db(), CouponPool, pool_id)
     try:
-        n = coupon_service.generate_codes(session, pool_id, _int_field("count", 0), _int_field("length", 10),
-                                          request.form.get("prefix", ""))
+        n = codes.generate_codes(session, pool_id, _int_field("count", 0), _int_field("length", 10),
+                                 request.form.get("prefix", ""))
+        session.commit()
         flash(f"{n} codes generated.", "info")
     except ValidationError as exc:
         session.rollback()
@@ -129,10 +133,11 @@ def coupon_redeem(pool_id: int):  # noqa: ANN201
     get_or_404(db(), CouponPool, pool_id)
     code = request.form.get("code", "")
     try:
-        done = coupon_service.redeem(session, code, reference=request.form.get("reference", ""),
-                                     by=f"admin: {current_user.email}")
+        done = redemption.redeem(session, code, reference=request.form.get("reference", ""),
+                                by=f"admin: {current_user.email}")
+        session.commit()
         flash(f"Code {done['code']} marked redeemed.", "info")
-    except coupon_service.RedeemError as exc:
+    except redemption.RedeemError as exc:
         session.rollback()
         flash(str(exc), "error")
     return redirect(url_for("admin.coupon_pool", pool_id=pool_id, code=code.strip()[:64]))
@@ -143,8 +148,8 @@ def coupon_redeem(pool_id: int):  # noqa: ANN201
 def coupon_token_create():  # noqa: ANN201
     """A new bearer token for the shop's redemption calls, shown once."""
     try:
-        token = coupon_service.create_api_token(db(), request.form.get("token_name", ""),
-                                                created_by=current_user.email)
+        token = redemption.create_api_token(db(), request.form.get("token_name", ""), created_by=current_user.email)
+        db().commit()
         flash(f"New API token (copy it now, it is not shown again): {token}", "info")
     except ValidationError as exc:
         flash(str(exc), "error")
@@ -155,7 +160,8 @@ def coupon_token_create():  # noqa: ANN201
 @editor_required
 def coupon_token_revoke(token_id: int):  # noqa: ANN201
     try:
-        coupon_service.revoke_api_token(db(), token_id)
+        redemption.revoke_api_token(db(), token_id)
+        db().commit()
         flash("Token revoked: calls with it are refused from now on.", "info")
     except RapportError as exc:
         flash(str(exc), "error")
@@ -178,7 +184,9 @@ def _api_caller() -> str | None:
     if not auth.startswith("Bearer "):
         return None
     configured = rt().settings.coupon_api_token or str(current_app.config.get("COUPON_API_TOKEN", "") or "")
-    return coupon_service.authenticate(db(), auth[7:], configured)
+    caller = redemption.authenticate(db(), auth[7:], configured)
+    db().commit()   # the token's last use
+    return caller
 
 
 @bp.post("/api/coupons/redeem")
@@ -199,8 +207,10 @@ def coupon_api_redeem():  # noqa: ANN201
     if not isinstance(reference, str | int):
         return _api_error('"reference" must be a string', 400)
     try:
-        return jsonify(coupon_service.redeem(db(), code, reference=str(reference), by=f"api: {caller}"))
-    except coupon_service.RedeemError as exc:
+        done = redemption.redeem(db(), code, reference=str(reference), by=f"api: {caller}")
+        db().commit()
+        return jsonify(done)
+    except redemption.RedeemError as exc:
         db().rollback()
         return _api_error(str(exc), exc.status, exc.detail)
 
@@ -211,10 +221,10 @@ def coupon_api_status(code: str):  # noqa: ANN201
     if _api_caller() is None:
         return _api_error("missing or unknown API token (send Authorization: Bearer <token>)", 401)
     try:
-        found, pool = coupon_service.find_code(db(), code)
-    except coupon_service.RedeemError as exc:
+        found, pool = redemption.find_code(db(), code)
+    except redemption.RedeemError as exc:
         return _api_error(str(exc), exc.status)
-    return jsonify(coupon_service.describe(found, pool))
+    return jsonify(redemption.describe(found, pool))
 
 
 @bp.app_template_global()

@@ -12,7 +12,9 @@ from campaigns.config import PolicySettings
 from campaigns.errors import ValidationError
 from campaigns.models import AdminRole, Campaign, CampaignStatus, Contact, PolicyConfig
 from campaigns.sending import holds as hold_service
+from campaigns.sending import outlook as outlook_service
 from campaigns.sending import policy as policy_service
+from campaigns.sending import release
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
@@ -54,7 +56,7 @@ def policy_panel(campaign: Campaign) -> dict:
     session = db()
     policy = current_policy()
     out: dict = {"policy": policy, "deadline": policy_service.deadline(campaign, policy),
-                 "reasons": policy_service.send_reasons(session, campaign.id), "forecast": None, "holds": []}
+                 "reasons": outlook_service.send_reasons(session, campaign.id), "forecast": None, "holds": []}
     if out["reasons"]["held"]:
         out["holds"] = hold_service.campaign_holds(session, campaign, policy)
     if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED) or request.args.get("forecast") == "1":
@@ -64,19 +66,19 @@ def policy_panel(campaign: Campaign) -> dict:
             out["forecast_pending"] = True
         elif audience is not None and audience.value["forecast"] is not None:
             f = audience.value["forecast"]
-            out["forecast"] = policy_service.Forecast(f["audience"], f["send"], f["held"])
+            out["forecast"] = outlook_service.Forecast(f["audience"], f["send"], f["held"])
             out["forecast_age"] = audience.age()
         elif audience is None:
-            out["forecast"] = policy_service.forecast(session, campaign, policy)
+            out["forecast"] = outlook_service.forecast(session, campaign, policy)
     return out
 
 
 @bp.app_template_global("policy_outlook")
-def policy_outlook(contact: Contact) -> policy_service.Outlook:
+def policy_outlook(contact: Contact) -> outlook_service.Outlook:
     """What the contact page shows: recent mail by kind, what the policy allows next, and each held send with the
     rule that holds it now and when it can go."""
     policy = current_policy()
-    found = policy_service.outlook(db(), contact, policy)
+    found = outlook_service.outlook(db(), contact, policy)
     if found.held:
         found.held = hold_service.contact_holds(db(), contact, policy)
     return found
@@ -112,7 +114,7 @@ def campaign_release_held(campaign_id: int):  # noqa: ANN201
     """Re-check held sends now (the scheduler also does this periodically)."""
     campaign = campaign_service.get_campaign(db(), campaign_id)
     db().commit()
-    released = policy_service.release_held(rt())
+    released = release.release_held(rt())
     if campaign.status != CampaignStatus.RUNNING:
         flash("Held sends are only retried while the campaign is running.", "error")
     else:

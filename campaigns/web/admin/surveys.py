@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from campaigns.errors import RapportError
 from campaigns.models import Campaign, Survey
+from campaigns.surveys import results as results_service
 from campaigns.surveys import service as survey_service
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -65,7 +66,7 @@ def _rows(questions: list) -> list[dict]:
 def survey_results(survey_id: int):  # noqa: ANN201
     get_or_404(db(), Survey, survey_id)
     used_by = list(db().scalars(select(Campaign).where(Campaign.survey_id == survey_id).order_by(Campaign.id)))
-    return render_template("admin/surveys/results.html", results=survey_service.results(db(), survey_id),
+    return render_template("admin/surveys/results.html", results=results_service.results(db(), survey_id),
                            used_by=used_by)
 
 
@@ -79,7 +80,7 @@ def survey_export(survey_id: int) -> Response:
 
     def generate():  # noqa: ANN202
         try:
-            for chunk in survey_service.export_csv(session, survey_id):
+            for chunk in results_service.export_csv(session, survey_id):
                 yield chunk.encode("utf-8")
         finally:
             session.close()
@@ -93,6 +94,7 @@ def survey_export(survey_id: int) -> Response:
 def survey_delete(survey_id: int):  # noqa: ANN201
     get_or_404(db(), Survey, survey_id)
     survey_service.delete_survey(db(), survey_id)
+    db().commit()
     flash("Survey deleted.", "info")
     return redirect(url_for("admin.surveys"))
 

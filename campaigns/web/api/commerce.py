@@ -10,7 +10,7 @@ from flask import json, request
 from pydantic import BaseModel, Field
 
 from campaigns.contacts import records
-from campaigns.coupons import pools
+from campaigns.coupons import assignment, pools, redemption
 from campaigns.models import ApiScope, Order, OrderSource
 from campaigns.orders import recording, shops
 from campaigns.web.api.blueprint import bp
@@ -173,7 +173,8 @@ def coupon_issue(body: IssueIn):  # noqa: ANN201
     session = db()
     records.get_contact(session, body.contact_id)
     pool = pools.get_pool(session, body.pool_id)
-    issued = pools.issue_code(session, pool.id, body.contact_id, body.note or f"api: {caller().name}")
+    issued = assignment.issue_code(session, pool.id, body.contact_id, body.note or f"api: {caller().name}")
+    session.commit()
     return IssuedCode(code=issued["code"], value=pool.value_description, expires_on=pool.expires_on,
                       pool_id=pool.id, contact_id=body.contact_id), 201
 
@@ -183,11 +184,14 @@ def coupon_issue(body: IssueIn):  # noqa: ANN201
 def coupon_redeem(body: RedeemIn):  # noqa: ANN201
     """Marks the code used, once: 409 if it was redeemed before (code_status says when and for which order),
     410 if it expired, 404 if unknown. Replaces the deprecated POST /admin/api/coupons/redeem."""
-    return CodeStatus(**pools.redeem(db(), body.code, reference=body.reference, by=f"api: {caller().name}"))
+    session = db()
+    status = redemption.redeem(session, body.code, reference=body.reference, by=f"api: {caller().name}")
+    session.commit()
+    return CodeStatus(**status)
 
 
 @operation(bp, "GET", f"{API_PREFIX}/coupons/<string:code>", tag="Coupons", summary="Look a code up",
            scope=ApiScope.COUPONS_REDEEM, response=CodeStatus, errors=(400,))
 def coupon_status(code: str):  # noqa: ANN201
-    found, pool = pools.find_code(db(), code)
-    return CodeStatus(**pools.describe(found, pool))
+    found, pool = redemption.find_code(db(), code)
+    return CodeStatus(**redemption.describe(found, pool))

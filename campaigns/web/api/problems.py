@@ -12,7 +12,8 @@ from flask import Response, json
 from pydantic import BaseModel, Field
 from werkzeug.exceptions import HTTPException
 
-from campaigns.coupons.pools import OutOfCodes, RedeemError
+from campaigns.coupons.assignment import OutOfCodes
+from campaigns.coupons.redemption import RedeemError
 from campaigns.errors import InvalidState, NotFound, RapportError, ValidationError
 
 logger = logging.getLogger(__name__)

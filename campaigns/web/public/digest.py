@@ -30,6 +30,7 @@ def web_version(token: str):  # noqa: ANN201
     (send_id,) = open_token(Purpose.WEB, token)
     try:
         html = digest_service.web_version(rt(), db(), send_id)
+        db().commit()   # a link table the message needed is stored with it
     except NotFound as exc:
         return render_template("public/error.html", code=404, title="This message is not available",
                                message=f"Sorry: {exc}."), 404

@@ -11,6 +11,7 @@ import logging
 from flask import render_template, request
 
 from campaigns.errors import NotFound, ValidationError
+from campaigns.surveys import responses
 from campaigns.surveys import service as survey_service
 from campaigns.web.context import csrf, db
 from campaigns.web.public.blueprint import bp, open_token
@@ -32,7 +33,7 @@ def survey(token: str):  # noqa: ANN201
         return render_template("public/survey_done.html", test=True, thanks=""), 200
     session = db()
     try:
-        response = survey_service.open_response(session, send_id)
+        response = responses.open_response(session, send_id)
     except NotFound as exc:
         return _unavailable(f"Sorry: {exc}. Thank you for wanting to answer.")
     questions = response.survey.questions
@@ -43,7 +44,7 @@ def survey(token: str):  # noqa: ANN201
     clicked: int | None = None
     if request.method == "POST":
         try:
-            answers = survey_service.parse_answers(response.survey, request.form)
+            answers = responses.parse_answers(response.survey, request.form)
         except ValidationError as exc:
             error = str(exc)
             chosen.update({int(k[1:]): str(v)[:survey_service.MAX_TEXT] for k, v in request.form.items()
@@ -52,7 +53,8 @@ def survey(token: str):  # noqa: ANN201
             if not answers:
                 error = "Please answer at least one question."
             else:
-                survey_service.record_answers(session, response, answers, source="page")
+                responses.record_answers(session, response, answers, source="page")
+                session.commit()
                 return render_template("public/survey_done.html", test=False, thanks=response.survey.thanks)
     else:
         # Only the page's POST records: mail scanners and link checkers open every link of a mail (GET or HEAD),

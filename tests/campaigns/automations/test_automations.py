@@ -322,9 +322,11 @@ def test_a_paused_run_resumes_for_its_own_contacts_only(db_session, runtime, tem
     run = db_session.scalar(select(AutomationRun))
     campaign = db_session.get(Campaign, run.campaign_id)
     sending.pause(db_session, campaign, "relay trouble")     # e.g. the relay refused us
+    db_session.commit()
     run_worker()
     assert outbox.list() == []
     assert auto.resume_run(runtime, db_session, run.campaign_id) == 1
+    db_session.commit()
     with pytest.raises(ValidationError, match="only a paused run"):
         auto.resume_run(runtime, db_session, run.campaign_id)
     run_worker()
@@ -345,8 +347,10 @@ def test_the_campaign_pages_resume_of_a_run_stays_with_its_contacts(db_session, 
     run = db_session.scalar(select(AutomationRun))
     campaign = db_session.get(Campaign, run.campaign_id)
     sending.pause(db_session, campaign, "relay trouble")
+    db_session.commit()
     run_worker()
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     with pytest.raises(InvalidState, match="automation"):
         sending.start(db_session, runtime, db_session.get(Campaign, run.campaign_id))
     run_worker()

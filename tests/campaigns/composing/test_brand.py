@@ -65,6 +65,7 @@ def test_sent_mail_carries_the_campaign_language(runtime, db_session, make_conta
     campaign.language = "ar"
     db_session.commit()
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     (entry,) = outbox.list()
     root = lxml.html.document_fromstring(outbox.get(entry.key).html)

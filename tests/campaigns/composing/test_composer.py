@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.composing import editor as campaign_service
+from campaigns.composing import starters as starter_service
 from campaigns.coupons import pools as coupon_service
 from campaigns.models import Campaign, CampaignStatus, Contact, Sender
 from mailer.compose import CampaignSource, compile_campaign
@@ -42,12 +43,12 @@ def form(token: str, **fields) -> dict:  # noqa: ANN003
 
 def test_every_starter_compiles_to_a_compliant_marketing_mail_with_the_footer() -> None:
     sender = campaign_service.sender_context("Anna Becker", "anna@shop.test", "Green Thumb, Lindenstraße 1, Berlin")
-    keys = [s.key for s in campaign_service.starters()]
+    keys = [s.key for s in starter_service.starters()]
     assert {"blank", "newsletter", "coupon", "event", "survey", "holiday"} <= set(keys)
     # What the coupon and survey starters are attached to (a pool, a survey), as a test message gets them.
     extras = {"coupon": dict(coupon_service.SAMPLE, value="10% off", expires="1 January 2030"),
               "survey_block": lambda: "How are we doing?"}
-    for starter in campaign_service.starters():
+    for starter in starter_service.starters():
         result = compile_campaign(CampaignSource(mjml=starter.mjml, subject=starter.subject or "Hi",
                                                  preheader=starter.preheader))
         campaign_service.check_compliance("marketing", result, sender, extras)   # raises when not compliant
@@ -105,7 +106,7 @@ def test_live_preview_reports_lines_and_renders_as_the_chosen_contact(logged_in,
 def test_browser_line_ends_are_accepted_and_stored_as_lf(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
     topic, _ = make_contacts(1)
     token = csrf(logged_in, "/admin/campaigns/new?starter=newsletter")
-    crlf = campaign_service.starter("newsletter").mjml.replace("\n", "\r\n")   # what a browser's textarea posts
+    crlf = starter_service.starter("newsletter").mjml.replace("\n", "\r\n")   # what a browser's textarea posts
     out = logged_in.post("/admin/campaigns/preview", data=form(token, mjml=crlf)).get_json()
     assert out["ok"], out["errors"]
     r = logged_in.post("/admin/campaigns/new", data=form(token, mjml=crlf, text_body="a\r\nb", topics=[topic.id]),
@@ -153,7 +154,7 @@ def test_marketing_is_refused_without_a_configured_postal_address(runtime, db_se
 
     topic, _ = make_contacts(1)
     campaign = campaign_service.save_campaign(db_session, {"name": "Sale", "kind": "marketing", "subject": "Sale",
-                                                           "mjml": (campaign_service.STARTER_DIR / "holiday.mjml")
+                                                           "mjml": (starter_service.STARTER_DIR / "holiday.mjml")
                                                            .read_text()}, topic_ids=[topic.id])
     db_session.commit()
     runtime.settings = replace(runtime.settings, postal_address="")
@@ -174,7 +175,7 @@ def test_survey_and_coupon_campaigns_preview_and_pass_the_marketing_check(
     pool = CouponPool(name="Spring", value_description="10% off", expires_on=dt.date.today() + dt.timedelta(days=30))
     db_session.add_all([survey, pool])
     db_session.commit()
-    mjml = campaign_service.BLANK_MJML.replace(
+    mjml = starter_service.BLANK_MJML.replace(
         "Write your message here.", "{{ survey_block() }} Code {{ coupon.code }}, valid until {{ coupon.expires }}")
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     out = logged_in.post("/admin/campaigns/preview", data=form(token, kind="marketing", mjml=mjml, survey_id=str(
@@ -200,7 +201,7 @@ def test_mail_from_the_contacts_account_owner(logged_in, db_session, make_contac
     contacts[0].owner_id, contacts[1].owner_id = anna.id, ben.id        # contacts[2] has no owner
     db_session.commit()
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
-    mjml = campaign_service.BLANK_MJML.replace("Write your message here.", "Yours, {{ sender.name }}")
+    mjml = starter_service.BLANK_MJML.replace("Write your message here.", "Yours, {{ sender.name }}")
     out = logged_in.post("/admin/campaigns/preview", data=form(token, mjml=mjml, sender="owner",
                                                                contact=contacts[0].email)).get_json()
     assert out["from"] == "Anna Becker <anna@shop.test>" and "Yours, Anna Becker" in out["text"]
@@ -232,7 +233,7 @@ def test_a_named_sender_identity_and_bad_sender_input(logged_in, db_session, mak
     db_session.add(anna)
     db_session.commit()
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
-    logged_in.post("/admin/campaigns/new", data=form(token, mjml=campaign_service.BLANK_MJML,
+    logged_in.post("/admin/campaigns/new", data=form(token, mjml=starter_service.BLANK_MJML,
                                                      sender=f"sender:{anna.id}"))
     campaign = db_session.scalar(select(Campaign))
     assert (campaign.from_name, campaign.from_email, campaign.reply_to) == ("Anna Becker", "anna@shop.test",
@@ -251,7 +252,7 @@ def test_a_named_sender_identity_and_bad_sender_input(logged_in, db_session, mak
 def test_test_send_as_an_unknown_contact_sends_nothing(logged_in, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
     topic, _ = make_contacts(1)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
-    logged_in.post("/admin/campaigns/new", data=form(token, mjml=campaign_service.BLANK_MJML, topics=[topic.id]))
+    logged_in.post("/admin/campaigns/new", data=form(token, mjml=starter_service.BLANK_MJML, topics=[topic.id]))
     campaign = db_session.scalar(select(Campaign))
     r = logged_in.post(f"/admin/campaigns/{campaign.id}/test", data={
         "addresses": "boss@example.com", "as_contact": "ghost@example.com", "csrf_token": token}, follow_redirects=True)

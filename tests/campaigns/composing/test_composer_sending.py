@@ -11,6 +11,7 @@ from rq.job import Job
 from sqlalchemy import select
 
 from campaigns.composing import editor as campaign_service
+from campaigns.composing import starters as starter_service
 from campaigns.errors import ValidationError
 from campaigns.models import Campaign, CampaignStatus, Send, SendStatus
 from campaigns.sending import lifecycle as sending
@@ -45,7 +46,7 @@ def _draft(logged_in, db_session, make_contacts, n: int = 5):  # noqa: ANN001, A
     topic, contacts = make_contacts(n)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     logged_in.post("/admin/campaigns/new", data={"name": "Spring", "kind": "nurture", "subject": "Hi",
-                                                 "mjml": campaign_service.BLANK_MJML, "sender": "default",
+                                                 "mjml": starter_service.BLANK_MJML, "sender": "default",
                                                  "topics": [topic.id], "csrf_token": token})
     return db_session.scalar(select(Campaign)), token, contacts
 
@@ -134,11 +135,12 @@ def test_bad_schedule_input_keeps_the_draft_with_a_message(logged_in, db_session
 def test_a_scheduled_campaign_broken_since_is_not_sent_and_says_why(runtime, db_session, make_contacts) -> None:  # noqa: ANN001
     topic, _ = make_contacts(1)
     campaign = campaign_service.save_campaign(db_session, {"name": "S", "subject": "S",
-                                                           "mjml": campaign_service.BLANK_MJML},
+                                                           "mjml": starter_service.BLANK_MJML},
                                               topic_ids=[topic.id])
     db_session.commit()
     when = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     scheduling.schedule(db_session, runtime, campaign, when)
+    db_session.commit()
     campaign.mjml = "<mjml><mj-body><mj-text>oops</mj-body></mjml>"
     db_session.commit()
     assert scheduling.start_due(runtime, now=when + dt.timedelta(seconds=1)) == 0

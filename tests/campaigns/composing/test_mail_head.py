@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from campaigns.composing import editor as campaign_service
+from campaigns.composing import starters as starter_service
 from campaigns.demo.data import SURVEY_MJML
 from tests.campaigns.composing.test_starters import composer_form, make_pool, make_survey, save
 from tests.helpers import csrf
 
 TITLE = re.compile(r"<title>(.*?)</title>", re.DOTALL)
-CASES = [s.key for s in campaign_service.starters()] + ["demo-survey"]
+CASES = [s.key for s in starter_service.starters()] + ["demo-survey"]
 
 
 def delivered_html(editor, db_session, make_contacts, outbox, key: str) -> str:  # noqa: ANN001
@@ -23,7 +23,7 @@ def delivered_html(editor, db_session, make_contacts, outbox, key: str) -> str: 
         starter = SimpleNamespace(key="demo-survey", kind="nurture", mjml=SURVEY_MJML, preheader="",
                                   subject="{{ contact.first_name|default('Hello', true) }}, one quick question")
     else:
-        starter = campaign_service.starter(key)
+        starter = starter_service.starter(key)
     topic, _ = make_contacts(1)
     fields = {"coupon_pool_id": str(make_pool(db_session).id) if "coupon." in starter.mjml else "",
               "survey_id": str(make_survey(db_session).id) if "survey_" in starter.mjml else ""}
@@ -50,7 +50,7 @@ def test_a_mail_without_mj_title_is_titled_by_its_personalised_subject(editor, d
                                                                        outbox) -> None:
     html = delivered_html(editor, db_session, make_contacts, outbox, "blank")
     # The blank starter has no <mj-title>: the subject's fixed text is the title ("Hello" in the composer form).
-    assert "<mj-title>" not in campaign_service.starter("blank").mjml
+    assert "<mj-title>" not in starter_service.starter("blank").mjml
     assert TITLE.search(html).group(1) == "Hello"
 
 
@@ -64,7 +64,7 @@ def test_the_title_is_the_subject_as_the_recipient_reads_it(subject: str, first_
 
     from mailer.compose import CampaignSource, compile_campaign
 
-    compiled = compile_campaign(CampaignSource(mjml=campaign_service.BLANK_MJML, subject=subject))
+    compiled = compile_campaign(CampaignSource(mjml=starter_service.BLANK_MJML, subject=subject))
     ctx = {"contact": {"first_name": first_name}, "sender": {"name": "Shop", "postal_address": "1 Road"},
            "unsubscribe_url": "#", "preferences_url": "#"}
     out = compiled.render(ctx, lambda i: "#", "").html
@@ -74,7 +74,7 @@ def test_the_title_is_the_subject_as_the_recipient_reads_it(subject: str, first_
 def test_a_subject_that_fails_is_reported_as_the_subject_not_as_the_html() -> None:
     from mailer.compose import CampaignSource, TemplateError, compile_campaign
 
-    compiled = compile_campaign(CampaignSource(mjml=campaign_service.BLANK_MJML,
+    compiled = compile_campaign(CampaignSource(mjml=starter_service.BLANK_MJML,
                                                subject="{{ '{:{w}}'.format('a', w=10**9) }}"))
     with pytest.raises(TemplateError, match="^subject: "):
         compiled.render({"contact": {}, "sender": {}}, lambda i: "#", "")

@@ -31,6 +31,7 @@ def test_a_coupon_link_is_tracked_and_goes_to_the_recipients_own_url(runtime, cl
                                           "mjml": SHOP_MJML, "coupon_pool_id": str(pool.id)}, topic_ids=[topic.id])
     db_session.commit()
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     links = db_session.scalars(select(Link.url).where(Link.campaign_id == campaign.id).order_by(Link.position)).all()
     assert links == ["https://shop.test/shop?code={{ coupon.code }}&who={{ contact.first_name }}",
@@ -73,7 +74,8 @@ def test_a_test_send_click_goes_to_the_sample_url_and_records_nothing(runtime, c
 
 
 def test_the_composer_lists_which_links_are_tracked() -> None:
-    from campaigns.composing.editor import SAMPLE_CONTACT, preview
+    from campaigns.composing.editor import SAMPLE_CONTACT
+    from campaigns.composing.preview import preview
     from mailer.compose import CampaignSource
 
     out = preview(CampaignSource(mjml=SHOP_MJML.replace("</mj-text>\n</mj-column>",

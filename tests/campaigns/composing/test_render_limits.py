@@ -7,7 +7,7 @@ import threading
 
 from flask import g
 
-from campaigns.composing import editor as campaign_service
+from campaigns.composing import preview as preview_service
 from campaigns.models import Contact, ContactStatus, Send
 from campaigns.sending import lifecycle as sending
 from campaigns.web.context import db
@@ -51,6 +51,7 @@ def test_the_worker_refuses_a_message_over_the_limits_and_sends_the_others(runti
     bomb = "{% if contact.first_name[-1] == '1' %}{{ 'x' * 10**9 }}{% endif %}"
     campaign = make_campaign([topic], mjml=BODY.replace("{{ BAD }}", bomb))
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     got = sorted(m.recipients[0] for m in outbox.list())
     assert got == sorted(c.email for c in contacts if not c.first_name.endswith("1"))
@@ -89,14 +90,14 @@ def test_a_preview_renders_outside_any_transaction(app, runtime, logged_in, db_s
     _topic, contacts = make_contacts(2)
     db_session.rollback()
     seen = []
-    real_preview = campaign_service.preview
+    real_preview = preview_service.preview
 
     def preview_while_a_recipient_unsubscribes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         seen.append(g.db.in_transaction())                 # the preview request's own session, mid-request
         seen.append(one_click(app, runtime, contacts[1].id))
         return real_preview(*args, **kwargs)
 
-    monkeypatch.setattr(campaign_service, "preview", preview_while_a_recipient_unsubscribes)
+    monkeypatch.setattr(preview_service, "preview", preview_while_a_recipient_unsubscribes)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     out = logged_in.post("/admin/campaigns/preview", data=form(token, mjml=BODY.replace("{{ BAD }}", ""))).get_json()
     assert out["ok"], out

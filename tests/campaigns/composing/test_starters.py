@@ -11,13 +11,14 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from campaigns.composing import editor as campaign_service
+from campaigns.composing import starters as starter_service
+from campaigns.coupons import codes, redemption
 from campaigns.coupons import pools as coupon_service
 from campaigns.models import Campaign, CampaignStatus, CouponCode, Survey
 from campaigns.surveys import service as survey_service
 from tests.helpers import csrf, fresh
 
-STARTERS = [s.key for s in campaign_service.starters()]
+STARTERS = [s.key for s in starter_service.starters()]
 SURVEY_LINK = re.compile(r"https?://[^\s\"'<>]+/s/[A-Za-z0-9_-]+")
 
 
@@ -25,7 +26,8 @@ def make_pool(session, n: int = 10, name: str = "Autumn thank-you"):  # noqa: AN
     pool = coupon_service.save_pool(session, {"name": name, "value_description": "15% off your next order",
                                               "expires_on": dt.date.today() + dt.timedelta(days=40)})
     session.commit()
-    coupon_service.import_codes(session, pool.id, ("code\n" + "\n".join(f"GT-{i:04d}Q" for i in range(n))).encode())
+    codes.import_codes(session, pool.id, ("code\n" + "\n".join(f"GT-{i:04d}Q" for i in range(n))).encode())
+    session.commit()
     return pool
 
 
@@ -37,7 +39,7 @@ def make_survey(session) -> Survey:  # noqa: ANN001
     return survey
 
 
-def composer_form(client, starter: campaign_service.Starter, topic_id: int, **fields: str) -> dict:  # noqa: ANN001
+def composer_form(client, starter: starter_service.Starter, topic_id: int, **fields: str) -> dict:  # noqa: ANN001
     """The composer's form as it comes filled from a starter."""
     data = {"name": f"From the {starter.key} starter", "kind": starter.kind, "subject": starter.subject or "Hello",
             "preheader": starter.preheader, "mjml": starter.mjml, "text_body": "", "sender": "default",
@@ -57,7 +59,7 @@ def save(client, data: dict):  # noqa: ANN001, ANN201
 @pytest.mark.parametrize("key", STARTERS)
 def test_every_starter_sent_as_a_test_renders_the_pool_and_survey_it_supports(
         key, editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
-    starter = campaign_service.starter(key)
+    starter = starter_service.starter(key)
     topic, _ = make_contacts(1)
     pool, survey = make_pool(db_session), make_survey(db_session)
     uses_pool, uses_survey = "coupon." in starter.mjml, "survey_" in starter.mjml
@@ -101,7 +103,7 @@ def test_coupon_starter_gives_each_recipient_their_own_code_through_the_worker(
         editor, db_session, make_contacts, outbox, work) -> None:  # noqa: ANN001
     topic, contacts = make_contacts(5)
     pool = make_pool(db_session, 8)
-    campaign_id, page = save(editor, composer_form(editor, campaign_service.starter("coupon"), topic.id,
+    campaign_id, page = save(editor, composer_form(editor, starter_service.starter("coupon"), topic.id,
                                                    coupon_pool_id=str(pool.id)))
     assert "cannot be sent yet" not in page
     r = editor.post(f"/admin/campaigns/{campaign_id}/send",
@@ -127,14 +129,14 @@ def test_coupon_starter_gives_each_recipient_their_own_code_through_the_worker(
         buttons = [html.unescape(h) for h in re.findall(r'href="([^"]+/c/[^"]+)"', msg.html)]
         targets = {unquote(editor.get("/" + b.split("/", 3)[3]).headers.get("Location", "")) for b in buttons}
         assert f"https://greenthumb.example/shop?code={code}" in targets
-        assert coupon_service.find_code(db_session, code)[0].contact_id is not None
+        assert redemption.find_code(db_session, code)[0].contact_id is not None
 
 
 def test_a_pool_or_survey_the_content_never_shows_is_named_in_the_composer_and_stops_the_send(
         editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
     topic, _ = make_contacts(2)
     pool, survey = make_pool(db_session), make_survey(db_session)
-    newsletter = campaign_service.starter("newsletter")
+    newsletter = starter_service.starter("newsletter")
     # The live preview lists the problem with its fix.
     data = composer_form(editor, newsletter, topic.id, coupon_pool_id=str(pool.id), survey_id=str(survey.id))
     out = editor.post("/admin/campaigns/preview", data=data).get_json()
@@ -171,9 +173,9 @@ def test_a_pool_or_survey_the_content_never_shows_is_named_in_the_composer_and_s
 def test_a_template_that_fails_for_the_sample_contact_cannot_be_sent(
         editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
     topic, _ = make_contacts(2)     # every real contact has a first name: only the sample contact has none
-    mjml = campaign_service.BLANK_MJML.replace("Write your message here.",
+    mjml = starter_service.BLANK_MJML.replace("Write your message here.",
                                                "{{ 100 // contact.first_name|length }} points for you.")
-    campaign_id, page = save(editor, composer_form(editor, campaign_service.starter("blank"), topic.id, mjml=mjml))
+    campaign_id, page = save(editor, composer_form(editor, starter_service.starter("blank"), topic.id, mjml=mjml))
     assert "fails for a sample contact" in html.unescape(page)
     r = editor.post(f"/admin/campaigns/{campaign_id}/send",
                     data={"csrf_token": csrf(editor, f"/admin/campaigns/{campaign_id}")}, follow_redirects=True)
@@ -186,11 +188,11 @@ def test_a_pool_that_has_expired_is_named_in_the_composer_and_refuses_the_send(
         editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
     topic, _ = make_contacts(1)
     pool = make_pool(db_session)
-    campaign_id, _page = save(editor, composer_form(editor, campaign_service.starter("coupon"), topic.id,
+    campaign_id, _page = save(editor, composer_form(editor, starter_service.starter("coupon"), topic.id,
                                                     coupon_pool_id=str(pool.id)))
     pool.expires_on = dt.date.today() - dt.timedelta(days=2)
     db_session.commit()
-    data = composer_form(editor, campaign_service.starter("coupon"), topic.id, coupon_pool_id=str(pool.id))
+    data = composer_form(editor, starter_service.starter("coupon"), topic.id, coupon_pool_id=str(pool.id))
     messages = [e["message"] for e in editor.post("/admin/campaigns/preview", data=data).get_json()["errors"]]
     assert messages == [f"the codes of the coupon pool “Autumn thank-you” expired on {pool.expires_on}: choose "
                         "another pool, or give this one a later “valid until” on its page"]

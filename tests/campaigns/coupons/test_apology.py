@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from campaigns.contacts.records import save_contact
 from campaigns.contacts.suppression import email_hash
+from campaigns.coupons import codes as coupon_codes
 from campaigns.coupons import pools as coupon_service
 from campaigns.models import Campaign, CampaignKind, Contact, Event, EventType, Sender, Suppression
 from tests.helpers import csrf
@@ -39,7 +40,7 @@ def test_apology_is_sent_at_once_from_the_person_with_refund_and_coupon(
     pool = coupon_service.save_pool(db_session, {"name": "Sorry", "value_description": "20% off",
                                                  "expires_on": dt.date.today() + dt.timedelta(days=60)})
     db_session.commit()
-    coupon_service.import_codes(db_session, pool.id, b"code\nSORRY-0001\n")
+    coupon_codes.import_codes(db_session, pool.id, b"code\nSORRY-0001\n")
     db_session.commit()
     url = f"/admin/contacts/{contact.id}/personal-mail"
     page = editor.get(url).get_data(as_text=True)
@@ -117,8 +118,9 @@ def test_pickers_leave_out_expired_and_empty_pools_and_a_past_valid_until_is_ref
                                                      "expires_on": dt.date.today() + dt.timedelta(days=9)})
         db_session.commit()
         if codes:
-            coupon_service.import_codes(db_session, made.id, ("code\n" + "\n".join(
+            coupon_codes.import_codes(db_session, made.id, ("code\n" + "\n".join(
                 f"{name.upper()}-{i:03d}" for i in range(codes))).encode())
+            db_session.commit()
         return made
 
     usable, empty, expired = pool("Usable", 2), pool("Empty", 0), pool("Lapsed", 2)

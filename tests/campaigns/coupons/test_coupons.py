@@ -8,7 +8,10 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from campaigns.coupons import assignment, redemption
+from campaigns.coupons import codes as coupon_codes
 from campaigns.coupons import pools as coupon_service
+from campaigns.coupons import reports as coupon_reports
 from campaigns.errors import ValidationError
 from campaigns.models import Campaign, CampaignStatus, CouponCode, CouponPool, Send, SendStatus
 from campaigns.sending import lifecycle as sending
@@ -28,7 +31,8 @@ def make_pool(session, codes=(), *, name="Autumn", expires=None) -> CouponPool: 
         pool.expires_on = expires       # a past date only as a pool that expired since (new ones are refused)
     session.commit()
     if codes:
-        coupon_service.import_codes(session, pool.id, ("code\n" + "\n".join(codes)).encode())
+        coupon_codes.import_codes(session, pool.id, ("code\n" + "\n".join(codes)).encode())
+        session.commit()
     return pool
 
 
@@ -60,12 +64,13 @@ def codes_in(outbox) -> dict[str, str]:  # noqa: ANN001
 def test_csv_import_finds_the_code_column_and_refuses_bad_files_whole(db_session) -> None:  # noqa: ANN001
     pool = make_pool(db_session)
     shop_export = "\ufeffGutscheincode;Wert;Gültig bis\r\nGT-AAA111;15%;2026-12-31\r\nGT-BBB222;15%;2026-12-31\r\n"
-    assert coupon_service.import_codes(db_session, pool.id, shop_export.encode()).added == 2
+    assert coupon_codes.import_codes(db_session, pool.id, shop_export.encode()).added == 2
+    db_session.commit()
 
     # Duplicates inside the file and against the pool, a bad code, an empty cell: every problem named, nothing added.
     bad = "code,note\nGT-CCC333,a\nGT-CCC333,b\nGT-AAA111,c\nno spaces allowed,d\n,e\nGT-DDD444,f\n"
     with pytest.raises(ValidationError) as err:
-        coupon_service.import_codes(db_session, pool.id, bad.encode())
+        coupon_codes.import_codes(db_session, pool.id, bad.encode())
     message = str(err.value)
     assert "line 3: GT-CCC333 repeats line 2" in message
     assert "line 5" in message and "not a code" in message and "nothing was imported" in message
@@ -73,33 +78,35 @@ def test_csv_import_finds_the_code_column_and_refuses_bad_files_whole(db_session
     assert db_session.scalar(select(func.count()).select_from(CouponCode)) == 2
 
     with pytest.raises(ValidationError, match="already in this pool"):
-        coupon_service.import_codes(db_session, pool.id, b"code\nGT-AAA111\nGT-EEE555\n")
-    result = coupon_service.import_codes(db_session, pool.id, b"code\nGT-AAA111\nGT-EEE555\n",
+        coupon_codes.import_codes(db_session, pool.id, b"code\nGT-AAA111\nGT-EEE555\n")
+    result = coupon_codes.import_codes(db_session, pool.id, b"code\nGT-AAA111\nGT-EEE555\n",
                                          skip_existing_in_pool=True)
     assert (result.added, result.already_in_pool) == (1, 1)
+    db_session.commit()
 
     # A code already in another pool is refused (the shop's redemption call must name exactly one code).
     other = make_pool(db_session, name="Spring")
     with pytest.raises(ValidationError, match="already in another pool"):
-        coupon_service.import_codes(db_session, other.id, b"gt-aaa111\n")
+        coupon_codes.import_codes(db_session, other.id, b"gt-aaa111\n")
     for junk, reason in [(b"", "empty"), (b"\x00\x01\x02PK\x03\x04" * 50, "binary"),
                          (b"name,email\nAnna,anna@example.com\n", "no column of codes")]:
         with pytest.raises(ValidationError, match=reason):
-            coupon_service.import_codes(db_session, other.id, junk)
+            coupon_codes.import_codes(db_session, other.id, junk)
     fresh(db_session)
     assert coupon_service.pool_counts(db_session)[pool.id]["total"] == 3
 
 
 def test_generated_codes_are_unique_prefixed_and_without_look_alikes(db_session) -> None:  # noqa: ANN001
     pool = make_pool(db_session)
-    assert coupon_service.generate_codes(db_session, pool.id, 500, length=8, prefix="gt-") == 500
+    assert coupon_codes.generate_codes(db_session, pool.id, 500, length=8, prefix="gt-") == 500
+    db_session.commit()
     codes = list(db_session.scalars(select(CouponCode.code)))
     assert len(set(codes)) == 500
     assert all(c.startswith("GT-") and len(c) == 11 and not set(c[3:]) & set("0O1IL") for c in codes)
     with pytest.raises(ValidationError, match="too few"):
-        coupon_service.generate_codes(db_session, pool.id, 100_000, length=6)
+        coupon_codes.generate_codes(db_session, pool.id, 100_000, length=6)
     with pytest.raises(ValidationError, match="prefix"):
-        coupon_service.generate_codes(db_session, pool.id, 5, prefix="<script>")
+        coupon_codes.generate_codes(db_session, pool.id, 5, prefix="<script>")
 
 
 # ------------------------------------------------------------------ sending
@@ -110,6 +117,7 @@ def test_every_recipient_gets_one_unique_code_and_a_retry_gets_the_same(
     pool = make_pool(db_session, [f"GT-{i:04d}X" for i in range(20)])
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
 
     got = codes_in(outbox)
@@ -125,10 +133,10 @@ def test_every_recipient_gets_one_unique_code_and_a_retry_gets_the_same(
 
     # A retried message (same campaign and contact) gets its code again; no new code is used.
     sends = [(s.id, s.contact_id) for s in db_session.scalars(select(Send).where(Send.campaign_id == campaign.id))]
-    again, missing = coupon_service.assign_codes(db_session, pool.id, campaign.id, sends)
+    again, missing = assignment.assign_codes(db_session, pool.id, campaign.id, sends)
     assert again == assigned and missing == []
     assert coupon_service.free_count(db_session, pool.id) == 5
-    stats = coupon_service.campaign_stats(db_session, campaign.id)
+    stats = coupon_reports.campaign_stats(db_session, campaign.id)
     assert (stats["issued"], stats["delivered"], stats["redeemed"]) == (15, 15, 0)
 
 
@@ -138,6 +146,7 @@ def test_running_out_pauses_before_anyone_gets_a_mail_without_a_code(
     pool = make_pool(db_session, [f"GT-{i:04d}Y" for i in range(5)])
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
 
     got = codes_in(outbox)            # every delivered message has a code: codes_in fails otherwise
@@ -151,8 +160,10 @@ def test_running_out_pauses_before_anyone_gets_a_mail_without_a_code(
     assert waiting == 7
 
     # Add codes and resume: the rest get codes, nobody gets a second one, no code goes to two people.
-    coupon_service.import_codes(db_session, pool.id, ("\n".join(f"GT-{i:04d}Z" for i in range(10))).encode())
+    coupon_codes.import_codes(db_session, pool.id, ("\n".join(f"GT-{i:04d}Z" for i in range(10))).encode())
+    db_session.commit()
     sending.start(db_session, runtime, db_session.get(Campaign, campaign.id))
+    db_session.commit()
     run_worker()
     got = codes_in(outbox)
     assert set(got) == {c.email for c in contacts} and len(set(got.values())) == 12
@@ -172,6 +183,7 @@ def test_an_expired_pool_pauses_the_campaign(runtime, db_session, make_contacts,
     pool.expires_on = dt.date.today()
     db_session.commit()
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     pool.expires_on = dt.date.today() - dt.timedelta(days=1)      # and if it expires while the campaign runs
     db_session.commit()
     run_worker()
@@ -196,7 +208,8 @@ def test_content_with_a_coupon_needs_a_pool(db_session, make_contacts) -> None: 
 def test_shop_api_redeems_once_with_a_valid_token_and_clear_errors(client, db_session) -> None:  # noqa: ANN001
     pool = make_pool(db_session, ["GT-RED1", "GT-RED2"])
     old = make_pool(db_session, ["GT-OLD9"], name="Old", expires=dt.date.today() - dt.timedelta(days=3))
-    token = coupon_service.create_api_token(db_session, "shop")
+    token = redemption.create_api_token(db_session, "shop")
+    db_session.commit()
     url = "/admin/api/coupons/redeem"
     auth = {"Authorization": f"Bearer {token}"}
 
@@ -256,12 +269,13 @@ def test_admin_creates_pool_imports_marks_redeemed_and_sees_the_report(
     pool = db_session.get(CouponPool, pool_id)
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     issued = sorted(codes_in(outbox).values())
     r = client.post(f"/admin/coupons/{pool_id}/redeem", data={"csrf_token": token, "code": issued[0].lower(),
                                                                "reference": "till 3"}, follow_redirects=True)
     assert f"Code {issued[0]} marked redeemed" in r.get_data(as_text=True)
-    stats = coupon_service.campaign_stats(db_session, campaign.id)
+    stats = coupon_reports.campaign_stats(db_session, campaign.id)
     assert (stats["issued"], stats["redeemed"], stats["redemption_rate"]) == (3, 1, 0.3333)
     page = client.get(pool_url).get_data(as_text=True)
     assert "Test campaign" in page and "33.3%" in page
@@ -277,13 +291,15 @@ def test_the_campaign_report_shows_its_coupon_figures(editor, runtime, db_sessio
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
     plain = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     sending.start(db_session, runtime, plain)
+    db_session.commit()
     run_worker()
     # The shop redeems the code of one recipient (counted at the receiving end: the codes in the delivered mail).
     delivered = sorted({code for code in codes_in_campaign(outbox, campaign.subject)})
     assert len(delivered) == 4
-    coupon_service.redeem(db_session, delivered[0], reference="order 1")
+    redemption.redeem(db_session, delivered[0], reference="order 1")
     db_session.commit()
     page = editor.get(f"/admin/campaigns/{campaign.id}/report").get_data(as_text=True)
     issued = re.search(r'id="coupon-issued"><strong>(\d+)</strong>', page)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from campaigns.coupons import pools as coupon_service
+from campaigns.coupons import assignment
 from campaigns.models import CouponCode
 from campaigns.sending import lifecycle as sending
 from tests.campaigns.coupons.test_coupons import codes_in, coupon_campaign, fresh, make_pool
@@ -35,7 +35,8 @@ def test_threads_claiming_from_one_pool_never_share_a_code(runtime, db_session, 
             with runtime.session_factory() as session:
                 for i in range(0, len(contact_ids), 7):   # claims of 7, like a batch job's rounds
                     chunk = [(cid + 1000 * campaign_id, cid) for cid in contact_ids[i:i + 7]]
-                    codes, _missing = coupon_service.assign_codes(session, pool_id, campaign_id, chunk)
+                    codes, _missing = assignment.assign_codes(session, pool_id, campaign_id, chunk)
+                    session.commit()
                     got.extend((campaign_id, cid, code) for cid, code in codes.items())
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -64,6 +65,7 @@ def test_worker_processes_sending_campaigns_from_one_pool_issue_each_code_once(
         campaigns.append(coupon_campaign(db_session, make_campaign, topic, pool))
     for campaign in campaigns:
         sending.start(db_session, runtime, campaign)
+        db_session.commit()
     s = runtime.settings
     env = dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
                SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,

@@ -34,6 +34,7 @@ def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
     topic, contacts = make_contacts(4)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     by_rcpt = {m.recipients[0]: (m, outbox.get(m.key)) for m in outbox.list()}
     return campaign, contacts, by_rcpt
@@ -140,6 +141,7 @@ def test_soft_bounces_suppress_only_after_the_configured_count(runtime, db_sessi
     outbox.clear()
     second = make_campaign(campaign.topics)
     sending.start(db_session, runtime, second)
+    db_session.commit()
     run_worker()
     (entry2,) = [m for m in outbox.list() if m.recipients[0] == contacts[1].email]
     delayed2 = dsn_for(entry2, outbox.get(entry2.key), status="4.2.2", action="delayed",
@@ -173,6 +175,7 @@ def test_complaint_unsubscribes_suppresses_and_stops_mail(runtime, db_session, s
     assert campaign_report(db_session, campaign.id)["complaints"] == 1
     outbox.clear()
     sending.start(db_session, runtime, make_campaign(campaign.topics))
+    db_session.commit()
     run_worker()
     assert contacts[2].email not in [m.recipients[0] for m in outbox.list()] and len(outbox.list()) == 3
 

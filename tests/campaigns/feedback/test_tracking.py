@@ -29,6 +29,7 @@ def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
     topic, contacts = make_contacts(6)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     urls = {}
     for m in outbox.list():

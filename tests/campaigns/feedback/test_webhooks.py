@@ -33,6 +33,7 @@ def sent(app, runtime, db_session, make_contacts, make_campaign, outbox, run_wor
     topic, contacts = make_contacts(4)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     ids = {}
     for m in outbox.list():

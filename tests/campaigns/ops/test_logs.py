@@ -32,6 +32,7 @@ def test_worker_job_lines_carry_campaign_batch_and_job_id_as_json(runtime, db_se
     topic, _ = make_contacts(25)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     # Per-batch lines are DEBUG (a big campaign has hundreds of batches): an operator who wants them sets LOG_LEVEL.
     env = dict(worker_env(runtime.settings), LOG_FORMAT="json", LOG_LEVEL="DEBUG",
                DKIM_DOMAIN=runtime.settings.dkim_domain,

@@ -36,8 +36,9 @@ def test_viewing_sent_and_test_messages_in_the_outbox_records_nothing(  # noqa: 
         runtime, logged_in, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: F811
     topic, contacts = make_contacts(2)
     campaign = make_campaign([topic])
-    delivery.send_test(runtime, db_session, campaign, ["tester@example.com"], as_contact=contacts[0])
+    delivery.send_test(runtime, campaign.id, ["tester@example.com"], as_contact_id=contacts[0].id)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     entries = outbox.list()
     assert len(entries) == 3
@@ -68,6 +69,7 @@ def test_the_web_version_opened_from_the_admin_records_nothing(  # noqa: ANN001
     topic, contacts = make_contacts(1)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     send = db_session.scalar(select(Send).where(Send.campaign_id == campaign.id))
     token = runtime.tokens.seal(Purpose.WEB, send.id)
@@ -104,13 +106,15 @@ def test_outbox_search_finds_recipients_subjects_campaigns_and_test_sends(  # no
     campaign = make_campaign([topic])
     campaign.name = "Autumn news"
     db_session.commit()
-    delivery.send_test(runtime, db_session, campaign, ["tester@example.com"], as_contact=contacts[0])
+    delivery.send_test(runtime, campaign.id, ["tester@example.com"], as_contact_id=contacts[0].id)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     other = make_campaign([topic], subject="Winter sale")
     other.name = "Winter"
     db_session.commit()
     sending.start(db_session, runtime, other)
+    db_session.commit()
     run_worker()
 
     def rows(**args) -> list[str]:  # noqa: ANN003

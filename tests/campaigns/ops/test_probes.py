@@ -118,6 +118,7 @@ def test_metrics_send_counters_move_during_a_real_send(client, runtime, db_sessi
     before = scrape(client)
     assert before.get(sent_key, 0) == 0
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     during = scrape(client)            # dispatch queued, nothing sent yet: the queue gauge shows it
     assert during[("rapport_queue_jobs", (("state", "queued"),))] >= 1
     assert during[("rapport_queue_oldest_job_age_seconds", ())] >= 0
@@ -177,6 +178,7 @@ def test_metrics_count_failed_and_deferred_sends(client, runtime, db_session, ma
     scripted.replies[contacts[1].email] = "451 4.7.1 Greylisted, try again later"
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     got = scrape(client)
 

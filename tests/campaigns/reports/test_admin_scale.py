@@ -73,6 +73,7 @@ def test_report_is_computed_once_by_a_job_for_page_and_json(big, editor, db_sess
     topic, _ = make_contacts(4)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     work()
     page = editor.get(f"/admin/campaigns/{campaign.id}/report").get_data(as_text=True)
     assert "being counted in the background" in page and 'http-equiv="refresh"' in page
@@ -230,6 +231,7 @@ def test_a_long_read_never_blocks_a_worker_sending_and_recording(runtime, client
     try:
         assert reader.scalar(select(func.count()).select_from(Send)) == 0     # a read transaction is open
         sending.start(fresh(db_session), runtime, db_session.get(Campaign, campaign.id))
+        db_session.commit()
         run_worker()
         received = {m.recipients[0] for m in outbox.list()}
         assert received == {c.email for c in contacts}                     # counted at the receiving end

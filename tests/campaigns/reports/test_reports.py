@@ -21,6 +21,7 @@ def _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker
     topic, contacts = make_contacts(n)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     db_session.rollback()
     db_session.expire_all()

@@ -66,6 +66,7 @@ def test_a_contact_mailed_lately_is_not_quiet_even_without_last_sent_at(
                              topic_ids=[topic.id])
     db_session.commit()
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     work()
     assert outbox.count() == 2
     fresh(db_session)

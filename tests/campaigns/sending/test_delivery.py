@@ -72,6 +72,7 @@ def test_4xx_is_retried_later_with_backoff_and_then_delivered(runtime, db_sessio
     scripted.replies[greylisted] = "451 4.7.1 Greylisted, try again later"
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     state = rows(db_session)
     assert sorted(scripted.received) == sorted(c.email for c in contacts if c.email != greylisted)
@@ -103,6 +104,7 @@ def test_5xx_fails_with_the_reply_and_suppresses_the_address(runtime, db_session
     scripted.replies[contacts[0].email] = "550 5.1.1 No such user here"
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     row = rows(db_session)[contacts[0].email]
     assert row.status == SendStatus.FAILED and row.smtp_code == 550 and "No such user" in row.last_error
@@ -124,6 +126,7 @@ def test_mixed_outcomes_of_one_claim_are_each_recorded(runtime, db_session, make
     campaign = make_campaign([topic])
     before = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=1)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     got = rows(db_session)
     for email, row in got.items():
@@ -147,6 +150,7 @@ def test_max_attempts_then_failed(runtime, db_session, make_contacts, make_campa
     scripted.replies[contacts[0].email] = "452 4.2.2 Mailbox full"
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     sending.dispatch(runtime, campaign.id)
     for _ in range(2):
         db_session.execute(update(Send).values(next_attempt_at=None))
@@ -187,6 +191,7 @@ def test_retry_schedule_from_the_environment_and_the_settings_page(runtime, edit
     scripted.replies[full] = "452 4.2.2 Mailbox full"
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     row = rows(db_session)[full]
     wait = row.next_attempt_at - dt.datetime.now(dt.UTC)
@@ -209,6 +214,7 @@ def test_retries_end_at_the_maximum_age(runtime, db_session, make_contacts, make
     scripted.replies[contacts[0].email] = "451 4.3.0 Try later"
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     sending.dispatch(runtime, campaign.id)
     runtime.queue.empty()
     # Queued long ago (a campaign paused for a day, say): the next retry would start past the maximum age.
@@ -235,6 +241,7 @@ def test_relay_refusing_login_pauses_campaign_and_blames_no_recipient(runtime, d
         topic, contacts = make_contacts(5)
         campaign = make_campaign([topic])
         sending.start(db_session, runtime, campaign)
+        db_session.commit()
         sending.dispatch(runtime, campaign.id)
         result = delivery.send_batch(runtime, campaign.id, 0, 10**9)
     finally:
@@ -254,6 +261,7 @@ def test_unreachable_relay_auto_pauses_after_consecutive_failures(runtime, db_se
     topic, _ = make_contacts(9)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()                                              # no job crashes: the worker keeps running
     state = rows(db_session).values()
     c = db_session.get(Campaign, campaign.id)
@@ -287,6 +295,7 @@ def test_campaign_goes_through_its_chosen_relay(runtime, db_session, make_contac
         campaign.relay = "transactional"
         db_session.commit()
         sending.start(db_session, runtime, campaign)
+        db_session.commit()
         sending.dispatch(runtime, campaign.id)
         delivery.send_batch(runtime, campaign.id, 0, 10**9)
     finally:
@@ -302,6 +311,7 @@ def test_a_suppressed_address_added_again_stays_suppressed(runtime, db_session, 
     topic, contacts = make_contacts(2)
     scripted.replies[contacts[0].email] = "550 5.1.1 No such user here"
     sending.start(db_session, runtime, make_campaign([topic]))
+    db_session.commit()
     run_worker()
     db_session.rollback()
     gone = db_session.get(Contact, contacts[0].id)
@@ -313,6 +323,7 @@ def test_a_suppressed_address_added_again_stays_suppressed(runtime, db_session, 
     assert again.status == ContactStatus.BOUNCED
     scripted.received.clear()
     sending.start(db_session, runtime, make_campaign([topic]))
+    db_session.commit()
     run_worker()
     assert scripted.received == [contacts[1].email]
 
@@ -329,6 +340,7 @@ def test_a_template_failing_for_many_recipients_pauses_the_campaign_with_the_rea
                "{% if contact.last_name %}{{ 10 // (contact.last_name|length - 5) }}{% endif %}")
     campaign = make_campaign([topic], subject=subject)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     state = rows(db_session)
     c = db_session.get(Campaign, campaign.id)

@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from campaigns.composing import editor as campaign_service
+from campaigns.composing import starters as starter_service
 from campaigns.models import (
     Campaign,
     CampaignStatus,
@@ -23,7 +23,7 @@ from campaigns.models import (
 )
 from campaigns.queueing import PERIODIC as TASKS
 from campaigns.queueing import Job
-from campaigns.sending import digest, policy
+from campaigns.sending import digest, policy, release
 from campaigns.sending import lifecycle as sending
 from mailer.tracking import Purpose
 from tests.campaigns.sending.test_policy import days, fresh, history, sends_of, set_policy
@@ -56,6 +56,7 @@ def readers(db_session, make_contacts, make_campaign, runtime, run_worker):  # n
         c.name = title
         db_session.commit()
         sending.start(db_session, runtime, c)
+        db_session.commit()
         letters.append(c)
     run_worker()
     return weekly, every, letters
@@ -74,14 +75,14 @@ def test_weekly_reader_gets_one_digest_after_the_period_not_before(
         run_worker()
         age(db_session, weekly, dt.timedelta(days=2))      # 4, then 6 days since their last mail
     assert digest.due_contacts(fresh(db_session), policy.load(db_session, runtime.settings.policy), utcnow()) == []
-    policy.release_held(runtime)
+    release.release_held(runtime)
     run_worker()
     assert mails_to(outbox, weekly.email) == []
     assert all(sends_of(db_session, c.id)[weekly.id] == ("held", "preference") for c in letters)
 
     # A week after their last mail: the periodic run (release first, as the scheduler may order them) sends one.
     age(db_session, weekly, dt.timedelta(days=2))
-    assert policy.release_held(runtime) == 0
+    assert release.release_held(runtime) == 0
     runtime.queue.enqueue("campaigns.tasks.send_digests")
     run_worker()
     got = mails_to(outbox, weekly.email)
@@ -148,6 +149,7 @@ def test_monthly_reader_is_due_after_thirty_days(db_session, runtime, make_conta
     set_policy(db_session, messages_per_day=10)
     c = make_campaign([topic])
     sending.start(db_session, runtime, c)
+    db_session.commit()
     run_worker()
     assert sends_of(db_session, c.id)[monthly.id] == ("held", "preference")
     rules = policy.load(db_session, runtime.settings.policy)
@@ -168,7 +170,7 @@ def test_switching_back_to_every_mail_releases_held_mail(db_session, runtime, re
     weekly = fresh(db_session).get(Contact, weekly.id)
     weekly.frequency = Frequency.EVERY
     db_session.commit()
-    assert policy.release_held(runtime) == 2
+    assert release.release_held(runtime) == 2
     run_worker()
     assert len(mails_to(outbox, weekly.email)) == 2
     assert digest.run(runtime).campaign_id is None
@@ -179,7 +181,8 @@ def test_a_stranded_run_is_dispatched_by_the_next_run(db_session, runtime, reade
     weekly, _every, _letters = readers
     age(db_session, weekly, dt.timedelta(days=6))
     rules = policy.load(db_session, runtime.settings.policy)
-    campaign_id, contacts, items = digest.collect(fresh(db_session), rules, utcnow())   # the worker dies here
+    campaign_id, contacts, items = digest.collect(fresh(db_session), rules, utcnow())
+    db_session.commit()                                                                  # the worker dies here
     assert contacts == [weekly.id] and items == 2
     assert mails_to(outbox, weekly.email) == []
     result = digest.run(runtime)
@@ -193,7 +196,7 @@ def test_a_stranded_run_is_dispatched_by_the_next_run(db_session, runtime, reade
 def test_digest_is_scheduled_daily_and_not_offered_as_a_starter() -> None:
     task = TASKS["digest"]
     assert task.job == Job.SEND_DIGESTS and task.at == dt.time(7, 0)
-    assert "digest" not in {s.key for s in campaign_service.starters()}
+    assert "digest" not in {s.key for s in starter_service.starters()}
 
 
 def test_resuming_a_paused_digest_mails_only_its_own_contacts(db_session, runtime, readers, run_worker,
@@ -202,12 +205,15 @@ def test_resuming_a_paused_digest_mails_only_its_own_contacts(db_session, runtim
     age(db_session, weekly, dt.timedelta(days=6))
     rules = policy.load(db_session, runtime.settings.policy)
     campaign_id, _contacts, _items = digest.collect(fresh(db_session), rules, utcnow())
+    db_session.commit()
     sending.dispatch_to(runtime, campaign_id, [weekly.id])
     c = fresh(db_session).get(Campaign, campaign_id)
     sending.pause(db_session, c, "the relay refused")       # as after relay failures, before the batch ran
+    db_session.commit()
     run_worker()
     assert mails_to(outbox, weekly.email) == []
     sending.start(db_session, runtime, fresh(db_session).get(Campaign, campaign_id))    # the page's Resume
+    db_session.commit()
     run_worker()
     assert len(mails_to(outbox, weekly.email)) == 1
     assert len(mails_to(outbox, every.email)) == 2                                     # no digest for everyone

@@ -33,6 +33,7 @@ def test_ratio_held_contacts_made_eligible_by_a_nurture_mail_show_the_daily_limi
     set_policy(db_session, messages_per_day=1)               # the defaults: 3 nurture first, 1 mail a day
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "ratio")} and outbox.count() == 0
     page = admin_client.get(f"/admin/campaigns/{coupon.id}").get_data(as_text=True)
@@ -40,6 +41,7 @@ def test_ratio_held_contacts_made_eligible_by_a_nurture_mail_show_the_daily_limi
 
     news = make_campaign([topic], kind="nurture")
     sending.start(fresh(db_session), runtime, news)
+    db_session.commit()
     run_worker()
     assert outbox.count() == 8          # the nurture mail reached everyone; the coupon is still held for all 8
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "ratio")}    # the stored reason is stale

@@ -23,7 +23,7 @@ from campaigns.models import (
     SendStatus,
     utcnow,
 )
-from campaigns.sending import delivery, policy
+from campaigns.sending import delivery, outlook, policy, release
 from campaigns.sending import lifecycle as sending
 from tests.helpers import fresh
 
@@ -37,7 +37,9 @@ def set_policy(session, **values) -> PolicySettings:  # noqa: ANN001
     data = {**DEFAULTS, "enabled": "1", **values}
     if not data["enabled"]:
         data.pop("enabled")
-    return policy.save(session, {k: str(v) for k, v in data.items()}, updated_by="test")
+    saved = policy.save(session, {k: str(v) for k, v in data.items()}, updated_by="test")
+    session.commit()
+    return saved
 
 
 def history(session, contact: Contact, kind: str, *ages: dt.timedelta) -> None:  # noqa: ANN001
@@ -104,7 +106,7 @@ def test_each_rule_holds_marketing_with_its_reason_and_the_forecast_agrees(
     topic, p = people
     set_policy(db_session)
     coupon = make_campaign([topic], kind="marketing")
-    forecast = policy.forecast(db_session, coupon, policy.load(db_session, runtime.settings.policy))
+    forecast = outlook.forecast(db_session, coupon, policy.load(db_session, runtime.settings.policy))
     expected_held: dict[str, int] = {}
     for status, reason in EXPECTED.values():
         if status == "held":
@@ -112,6 +114,7 @@ def test_each_rule_holds_marketing_with_its_reason_and_the_forecast_agrees(
     assert (forecast.audience, forecast.send, forecast.held) == (10, 2, expected_held)
 
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     got = sends_of(db_session, coupon.id)
     assert {name: got[c.id] for name, c in p.items()} == EXPECTED
@@ -121,7 +124,7 @@ def test_each_rule_holds_marketing_with_its_reason_and_the_forecast_agrees(
     c = db_session.get(Campaign, coupon.id)
     # Held recipients keep the campaign running: they are retried until its validity ends.
     assert (c.status, c.sent, c.held, c.skipped) == (CampaignStatus.RUNNING, 2, 8, 0)
-    assert policy.send_reasons(db_session, coupon.id)["held"] == expected_held
+    assert outlook.send_reasons(db_session, coupon.id)["held"] == expected_held
 
 
 def test_nurture_is_held_only_by_daily_cap_pause_and_preference(
@@ -130,6 +133,7 @@ def test_nurture_is_held_only_by_daily_cap_pause_and_preference(
     set_policy(db_session)
     news = make_campaign([topic], kind="nurture")
     sending.start(db_session, runtime, news)
+    db_session.commit()
     run_worker()
     got = sends_of(db_session, news.id)
     assert got[p["mailed_today"].id] == ("held", "daily-total")
@@ -144,6 +148,7 @@ def test_transactional_mail_is_exempt_but_never_goes_to_bounced_or_complained(
     set_policy(db_session)
     receipt = make_campaign([topic], kind="transactional")
     sending.start(db_session, runtime, receipt)
+    db_session.commit()
     sending.dispatch(runtime, receipt.id)
     runtime.queue.empty()
     # After the send rows exist, one address complains: the worker re-checks at send time.
@@ -165,11 +170,13 @@ def test_held_marketing_is_released_after_the_next_nurture_mail_reaches_the_cont
     set_policy(db_session, messages_per_day=2)
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "ratio")} and outbox.count() == 0
 
     news = make_campaign([topic], kind="nurture")
     sending.start(db_session, runtime, news)
+    db_session.commit()
     run_worker()     # the nurture batch re-checks these contacts' held sends and re-queues them at once
     assert set(sends_of(db_session, coupon.id).values()) == {("sent", "")}
     assert outbox.count() == 8
@@ -192,16 +199,17 @@ def test_periodic_release_retries_paused_contacts_and_expires_after_valid_until(
     db_session.commit()
     for c in (coupon, later):
         sending.start(db_session, runtime, c)
+        db_session.commit()
     run_worker()
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "paused")}
-    assert policy.release_held(runtime) == 0           # still paused: nothing to retry
+    assert release.release_held(runtime) == 0           # still paused: nothing to retry
 
     # Two days on, the pauses are over (for two contacts); the second coupon has expired by then.
     fresh(db_session)
     for c in contacts[:2]:
         db_session.get(Contact, c.id).paused_until = utcnow() - dt.timedelta(minutes=1)
     db_session.commit()
-    assert policy.release_held(runtime, now=utcnow() + dt.timedelta(days=2)) == 2
+    assert release.release_held(runtime, now=utcnow() + dt.timedelta(days=2)) == 2
     run_worker()
     got = sends_of(db_session, coupon.id)
     assert sorted(got.values()) == [("held", "paused"), ("sent", ""), ("sent", "")]
@@ -211,7 +219,7 @@ def test_periodic_release_retries_paused_contacts_and_expires_after_valid_until(
     assert outbox.count() == 2
 
     # The first coupon's window closes too: its last held send expires and the campaign finishes.
-    policy.release_held(runtime, now=utcnow() + dt.timedelta(days=11))
+    release.release_held(runtime, now=utcnow() + dt.timedelta(days=11))
     assert sorted(sends_of(db_session, coupon.id).values()) == [("sent", ""), ("sent", ""), ("skipped", "expired")]
     assert fresh(db_session).get(Campaign, coupon.id).status == CampaignStatus.FINISHED
 
@@ -226,6 +234,7 @@ def test_a_campaign_past_its_validity_cannot_start_and_sends_nothing_late(
     coupon.valid_until = utcnow() + dt.timedelta(hours=1)
     db_session.commit()
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     sending.dispatch(runtime, coupon.id)
     runtime.queue.empty()
     fresh(db_session).get(Campaign, coupon.id).valid_until = utcnow() - dt.timedelta(seconds=1)
@@ -245,10 +254,11 @@ def test_without_valid_until_held_sends_expire_after_hold_days(runtime, db_sessi
     set_policy(db_session, hold_days=5)
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
-    assert policy.release_held(runtime, now=utcnow() + dt.timedelta(days=4)) == 0
+    assert release.release_held(runtime, now=utcnow() + dt.timedelta(days=4)) == 0
     assert set(sends_of(db_session, coupon.id).values()) == {("held", "ratio")}
-    policy.release_held(runtime, now=utcnow() + dt.timedelta(days=5, minutes=1))
+    release.release_held(runtime, now=utcnow() + dt.timedelta(days=5, minutes=1))
     assert set(sends_of(db_session, coupon.id).values()) == {("skipped", "expired")}
 
 
@@ -257,11 +267,13 @@ def test_cancel_turns_held_sends_into_skipped(runtime, db_session, make_contacts
     set_policy(db_session)
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     sending.cancel(fresh(db_session), db_session.get(Campaign, coupon.id))
+    db_session.commit()
     c = fresh(db_session).get(Campaign, coupon.id)
     assert (c.status, c.held, c.skipped) == (CampaignStatus.CANCELLED, 0, 3)
-    assert policy.release_held(runtime) == 0
+    assert release.release_held(runtime) == 0
 
 
 def test_switched_off_caps_still_honour_the_contacts_own_pause(runtime, db_session, people, make_campaign, outbox,
@@ -270,6 +282,7 @@ def test_switched_off_caps_still_honour_the_contacts_own_pause(runtime, db_sessi
     set_policy(db_session, enabled="")
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     got = sends_of(db_session, coupon.id)
     assert got.pop(p["paused"].id) == ("held", "paused")
@@ -398,6 +411,7 @@ def test_campaign_page_shows_the_forecast_and_contact_page_what_is_allowed_next(
     assert "Next marketing mail allowed after 3 more nurture mails" in fresh_page
 
     sending.start(fresh(db_session), runtime, db_session.get(Campaign, coupon.id))
+    db_session.commit()
     run_worker()
     page = admin_client.get(f"/admin/campaigns/{coupon.id}").get_data(as_text=True)
     assert "Re-check held sends now" in page and "retried automatically until" in page
@@ -434,6 +448,7 @@ def test_a_campaign_waiting_only_on_held_sends_says_so_and_until_when(runtime, d
     set_policy(db_session, hold_days=9)
     coupon = make_campaign([topic], kind="marketing")
     sending.start(db_session, runtime, coupon)
+    db_session.commit()
     run_worker()
     db_session.expire_all()
     coupon = db_session.get(Campaign, coupon.id)
@@ -448,6 +463,7 @@ def test_a_campaign_waiting_only_on_held_sends_says_so_and_until_when(runtime, d
     # A nurture campaign with nothing held has nothing to wait for.
     news = make_campaign([topic])
     sending.start(db_session, runtime, news)
+    db_session.commit()
     run_worker()
     done = editor.get(f"/admin/campaigns/{news.id}/progress").get_json()
     assert (done["status"], done["held_now"], done["waiting"]) == ("finished", 0, "")

@@ -103,6 +103,7 @@ def test_four_workers_never_let_two_campaigns_pass_for_one_contact(runtime, db_s
         policy.save(s, {"enabled": "1", "window_days": "30", "ratio_marketing": "1", "ratio_nurture": "3",
                         "min_nurture_before_marketing": "3", "marketing_per_week": "4", "messages_per_day": "1",
                         "hold_days": "14"})
+        s.commit()
     # Dispatch (send rows) goes through a side queue, so that the real batch jobs can be released all at once.
     staging = Runtime(runtime.settings.with_overrides({"queue_name": runtime.settings.queue_name + "-staging"}))
     staging.use_redis(runtime.redis)
@@ -115,6 +116,7 @@ def test_four_workers_never_let_two_campaigns_pass_for_one_contact(runtime, db_s
         with staging.session_factory() as s:
             for cid in campaign_ids:
                 sending.start(s, staging, s.get(Campaign, cid))
+                s.commit()
                 sending.dispatch(staging, cid)
         staging.queue.empty()
         # For each slice of contacts, the four campaigns' batch jobs are adjacent in the queue: four idle workers

@@ -97,6 +97,7 @@ def test_a_sigkilled_worker_loses_only_what_was_in_flight_and_the_campaign_finis
     ledger.delay = 0.03
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--burst"], cwd=ROOT,
                             env=worker_env(runtime, RAPPORT_BATCH_SIZE="60"),
                             stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"))
@@ -148,6 +149,7 @@ def test_a_contact_who_unsubscribes_while_their_message_waits_in_a_claim_gets_no
 
     ledger.on_data = unsubscribe_on_first
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     assert ledger.count(leaver.email) == 0
     assert all(ledger.count(c.email) == 1 for c in contacts if c is not leaver)
@@ -166,6 +168,7 @@ def test_a_drop_after_the_final_dot_is_unknown_and_a_person_can_resend_it_with_t
     ledger.drop_after_dot.add(dropped)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     state = by_status(db_session, campaign.id)
     assert state == {SendStatus.SENT: 4, SendStatus.UNKNOWN: 1}
@@ -193,6 +196,7 @@ def test_a_killed_dispatch_resumes_from_its_cursor(runtime, db_session, make_con
     topic, contacts = make_contacts(25)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     runtime.queue.empty()
     monkeypatch.setattr(sending, "DISPATCH_CHUNK", 10)
     # The first chunk is dispatched, then the process dies (simulated: the cursor and rows are what it left).
@@ -270,6 +274,7 @@ def test_a_worker_survives_a_redis_restart_and_the_campaign_finishes_by_itself(
     campaign = make_campaign([topic])
     rt = Runtime(runtime.settings.with_overrides({"redis_url": url}))
     sending.start(db_session, rt, campaign)
+    db_session.commit()
     proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
                             env=worker_env(rt, RAPPORT_BATCH_SIZE="20", RAPPORT_SWEEP_SECONDS="1"),
                             stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"))
@@ -378,6 +383,7 @@ def test_a_worker_rides_out_a_database_outage_and_loses_nothing(
     ledger.delay = 0.03
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     log = tmp_path / "worker.log"
     env = worker_env(runtime, RAPPORT_BATCH_SIZE="80", RAPPORT_SWEEP_SECONDS="1",
                      DATABASE_URL=url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
@@ -411,10 +417,12 @@ def test_a_live_claim_keeps_its_lease_and_a_revoked_owner_can_hand_nothing_over(
     topic, contacts = make_contacts(4)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     sending.dispatch(runtime, campaign.id)
     lessee = claims.lessee(runtime)
     with runtime.session_factory() as session:
         claimed, _created = claims.claim(session, runtime, campaign.id, 0, 2**62, 4, lessee.owner)
+        session.commit()
     ids = [sid for sid, _c, _a in claimed]
     first_lease = fresh(db_session).get(Send, ids[0]).lease_until
     time.sleep(0.01)
@@ -468,6 +476,7 @@ def test_a_message_waiting_for_the_relays_rate_limit_is_checked_after_the_wait(
 
     ledger.on_data = unsubscribe_on_second
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     assert done.wait(10)
     assert ledger.count(leaver.email) == 0
@@ -485,6 +494,7 @@ def test_metrics_count_an_unknown_outcome(runtime, client, db_session, make_cont
     ledger.drop_after_dot.add(contacts[1].email)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     got = scrape(client)
 

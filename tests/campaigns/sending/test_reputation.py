@@ -16,6 +16,7 @@ def test_a_campaign_whose_first_sends_bounce_hard_is_paused_with_the_reason_once
         scripted.replies[c.email] = "550 5.1.1 No such user here"
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     c = fresh(db_session).get(Campaign, campaign.id)
     assert c.status == CampaignStatus.PAUSED
@@ -23,6 +24,7 @@ def test_a_campaign_whose_first_sends_bounce_hard_is_paused_with_the_reason_once
     assert len(scripted.received) == 7           # the rest of the list never went out
     # A person read the reason and goes on: the same rates do not stop it again.
     sending.start(db_session, runtime, c)
+    db_session.commit()
     run_worker()
     c = fresh(db_session).get(Campaign, campaign.id)
     assert c.status == CampaignStatus.FINISHED
@@ -36,6 +38,7 @@ def test_a_normal_bounce_rate_does_not_pause(runtime, db_session, make_contacts,
     scripted.replies[contacts[25].email] = "550 5.1.1 No such user here"   # 1 of 30: under 5 % once judged
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     assert fresh(db_session).get(Campaign, campaign.id).status == CampaignStatus.FINISHED
     assert len(scripted.received) == 29

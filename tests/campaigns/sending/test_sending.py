@@ -43,6 +43,7 @@ def test_fifty_contacts_personalized_signed_and_sent_once(
     topic, contacts = make_contacts(50)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
 
     got = messages(outbox)
@@ -88,6 +89,7 @@ def test_status_is_rechecked_at_send_time(runtime, db_session, make_contacts, ma
     topic, contacts = make_contacts(10)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     # Dispatch creates the rows; then two people leave before the batch job runs.
     sending.dispatch(runtime, campaign.id)
     contacts[0].status = ContactStatus.UNSUBSCRIBED
@@ -106,12 +108,15 @@ def test_pause_and_cancel_stop_between_claims(runtime, db_session, make_contacts
     topic, _ = make_contacts(30)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     sending.dispatch(runtime, campaign.id)
     runtime.queue.empty()
     sending.pause(db_session, campaign)
+    db_session.commit()
     result = delivery.send_batch(runtime, campaign.id, 0, 10**9)
     assert result.stopped == "paused" and outbox.count() == 0
     sending.start(db_session, runtime, campaign)   # resume
+    db_session.commit()
     run_worker()
     assert outbox.count() == 30
     db_session.rollback()   # end the read snapshot...
@@ -120,9 +125,11 @@ def test_pause_and_cancel_stop_between_claims(runtime, db_session, make_contacts
 
     other = make_campaign([topic])
     sending.start(db_session, runtime, other)
+    db_session.commit()
     sending.dispatch(runtime, other.id)
     runtime.queue.empty()
     sending.cancel(db_session, other)
+    db_session.commit()
     run_worker()
     assert outbox.count() == 30
     db_session.rollback()   # end the read snapshot...
@@ -153,6 +160,7 @@ def test_real_worker_process_in_burst_mode(runtime, db_session, make_contacts, m
     topic, _ = make_contacts(12)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     env = dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
                SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,
                DKIM_SELECTOR=s.dkim_selector, DKIM_PRIVATE_KEY_PATH=str(s.dkim_private_key_path),
@@ -176,6 +184,7 @@ def test_transactional_mail_skips_bounced_but_not_topic_choice(runtime, db_sessi
     db_session.commit()
     campaign = make_campaign([topic], kind=kind)
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     rcpts = {m.recipients[0] for m in messages(outbox)}
     assert rcpts == {contacts[1].email, contacts[2].email}

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import Contact, Event, EventType, SurveyAnswer
 from campaigns.sending import lifecycle as sending
+from campaigns.surveys import responses
+from campaigns.surveys import results as survey_results
 from campaigns.surveys import service as survey_service
 from mailer.tracking import Purpose
 
@@ -63,6 +65,7 @@ def send_survey(runtime, db_session, make_contacts, make_campaign, n=3):  # noqa
                                           "survey_id": str(survey.id)}, topic_ids=[topic.id])
     db_session.commit()
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     return survey, campaign, contacts
 
 
@@ -147,7 +150,7 @@ def test_one_click_answer_in_the_mail_then_the_page_holds_it_and_asks_the_rest(
     client.post(bob_link, data={"q0": "1"}, headers=BROWSER)
     db_session.rollback()
 
-    results = survey_service.results(db_session, survey.id)
+    results = survey_results.results(db_session, survey.id)
     assert results["respondents"] == 2
     q1 = results["questions"][0]
     assert {b["label"]: b["count"] for b in q1["bars"]} == {"1": 1, "2": 0, "3": 0, "4": 0, "5": 1}
@@ -188,8 +191,9 @@ def test_questions_lock_once_answered_and_content_needs_a_survey(db_session, mak
     db_session.rollback()
     survey = make_survey(db_session, QUESTIONS[:2], name="Short")
     topic, (contact,) = make_contacts(1)
-    response = survey_service.SurveyResponse(survey, 1, contact, None, {})
-    survey_service.record_answers(db_session, response, {0: "3"}, source="page")
+    response = responses.SurveyResponse(survey, 1, contact, None, {})
+    responses.record_answers(db_session, response, {0: "3"}, source="page")
+    db_session.commit()
     # Texts may change; questions may not (the results would mix).
     survey_service.save_survey(db_session, {"name": "Short", "intro": "New intro"}, QUESTIONS[:2], survey)
     with pytest.raises(InvalidState, match="already has answers"):
@@ -219,8 +223,9 @@ def test_admin_writes_a_survey_sees_results_and_exports_safe_csv(editor, db_sess
 
     topic, (contact,) = make_contacts(1)
     survey = survey_service.get_survey(db_session, survey_id)
-    response = survey_service.SurveyResponse(survey, 7, contact, None, {})
-    survey_service.record_answers(db_session, response, {0: "yes", 2: "Tulips"}, source="page")
+    response = responses.SurveyResponse(survey, 7, contact, None, {})
+    responses.record_answers(db_session, response, {0: "yes", 2: "Tulips"}, source="page")
+    db_session.commit()
     page = client.get(f"/admin/surveys/{survey_id}").get_data(as_text=True)
     assert "1 people answered" in page and '<meter min="0" max="100" value="100"' in page
     contact.first_name = "=cmd|' /C calc'!A0"

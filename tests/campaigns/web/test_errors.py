@@ -12,7 +12,7 @@ from campaigns.errors import NotFound, RapportError, ValidationError
 
 # Packages and foundation modules whose errors must all derive from RapportError.
 CHECKED = ("campaigns.accounts", "campaigns.ops", "campaigns.web", "campaigns.config", "campaigns.errors",
-           "campaigns.addresses", "campaigns.dkim_signing", "campaigns.stop_marks", "campaigns.runtime",
+           "campaigns.addresses", "campaigns.dkim_signing", "campaigns.stops", "campaigns.runtime",
            "campaigns.metrics", "campaigns.storage", "campaigns.db", "campaigns.logs", "campaigns.resources")
 
 

@@ -17,6 +17,7 @@ def delivered(runtime, db_session, make_contacts, make_campaign, outbox, run_wor
     topic, contacts = make_contacts(3)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
+    db_session.commit()
     run_worker()
     by_rcpt = {m.recipients[0]: outbox.get(m.key) for m in outbox.list()}
     return campaign, topic, contacts, by_rcpt
@@ -74,6 +75,7 @@ def test_unsubscribed_contact_gets_nothing_more(runtime, client, db_session, del
     client.post(unsubscribe_url(by_rcpt[contacts[0].email]), data={"List-Unsubscribe": "One-Click"})
     second = make_campaign([topic])
     sending.start(db_session, runtime, second)
+    db_session.commit()
     run_worker()
     assert [m.recipients[0] for m in outbox.list()].count(contacts[0].email) == 1
 

@@ -29,6 +29,7 @@ def world(runtime, app, db_session, make_contacts, make_campaign, run_worker):  
     first, second = make_campaign([topic]), make_campaign([topic])
     for c in (first, second):
         sending.start(db_session, runtime, c)
+        db_session.commit()
     run_worker()
     sends = list(db_session.scalars(select(Send)))
     links = list(db_session.scalars(select(Link)))

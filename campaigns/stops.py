@@ -1,23 +1,18 @@
-"""Stop marks: the moment a contact becomes unmailable, recorded in Redis before the database commit returns, so a
+"""Stops: the moment a contact becomes unmailable, recorded in Redis before the database commit returns, so a
 sender that claimed the contact a moment earlier still sees it right before the SMTP hand-off.
-
-This module owns the recording side (the Redis key, the recorder a Runtime puts into its sessions, the flush
-listener and note()); campaigns.sending.stops owns the sending side (which marks stop a campaign, trimming).
-It sits in the foundation because the Runtime configures every session with a recorder: the runtime imports it,
-so the listener is registered in every process that has a Runtime.
 
 Every path that makes a contact unmailable converges here without calling anything: a session listener sees a
 contact's status leave subscribed/pending, a topic subscription switched off, or a contact deleted, and an
 explicit note(session, …) covers bulk statements the listener cannot see. Sessions of a Runtime carry a
-recorder in session.info, called at flush time, before the commit returns. Members of the sorted set name what
-stopped, scored with the time:
+recorder in session.info (campaigns.runtime), called at flush time, before the commit returns. Members of the sorted
+set name what stopped, scored with the time:
 
 - ``u:<contact>``  left the list (unsubscribed): no more non-transactional mail
 - ``s:<contact>``  suppressed (bounced, complained, erased): no mail at all
 - ``t:<contact>:<topic>``  left one topic: no more mail of that topic's campaigns
 
 The database stays the truth (the sender re-checks eligibility per claim); the set only covers the seconds
-between that check and the hand-off, so it is trimmed to the last few hours (campaigns.sending.stops.trim).
+between that check and the hand-off, so it is trimmed to the last few hours.
 """
 
 from __future__ import annotations
@@ -31,7 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
-from campaigns.models import Contact, ContactStatus, Subscription
+from campaigns.models import CampaignKind, Contact, ContactStatus, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +64,21 @@ def recorder(redis: Callable[[], Redis], queue_name: str) -> Callable[[Iterable[
             redis().zadd(key(queue_name), mapping)
 
     return record
+
+
+def stopped_members(kind: str, topic_ids: Iterable[int], all_contacts: bool) -> tuple[str, ...]:
+    """Member templates (with {c} for the contact id) that stop a campaign of this kind and audience."""
+    members = ["s:{c}"]
+    if kind != CampaignKind.TRANSACTIONAL:
+        members.append("u:{c}")
+        if not all_contacts:
+            members += [f"t:{{c}}:{t}" for t in sorted(topic_ids)]
+    return tuple(members)
+
+
+def trim(redis: Redis, queue_name: str) -> None:
+    """Forget stops older than KEEP_SECONDS (every claim re-checks the database long before that)."""
+    redis.zremrangebyscore(key(queue_name), "-inf", time.time() - KEEP_SECONDS)
 
 
 @event.listens_for(Session, "after_flush")

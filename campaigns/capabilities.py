@@ -1,0 +1,12 @@
+"""Every capability that plugs into the send path by registering itself, loaded in one place.
+
+Features add to messages through campaigns.composing.contributions (coupons, surveys, the digest) and record what
+the send path reports through campaigns.sending.rejections (bounces, by feedback); each registers when its module is
+imported. Whatever renders or sends messages — the worker's tasks, the web app, the tests — imports this module
+first, so no message is ever rendered without a feature it uses.
+"""
+
+from campaigns.coupons import contribution as coupons  # noqa: F401 - registers the coupon contributor
+from campaigns.feedback import ingest as bounces  # noqa: F401 - registers the recorder of SMTP rejections
+from campaigns.sending import digest  # noqa: F401 - registers the digest contributor
+from campaigns.surveys import contribution as surveys  # noqa: F401 - registers the survey contributor

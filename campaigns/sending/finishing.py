@@ -1,0 +1,27 @@
+"""Finishing a campaign: marked finished once dispatch is done and no send waits, is held or is in flight.
+
+Every path that can leave a campaign with nothing to do (dispatch, a batch, the sweeper, the release of held sends,
+the digest) asks here; it is this small module so none of them needs the rest of the others.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, update
+from sqlalchemy.orm import Session
+
+from campaigns.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
+
+
+def maybe_finish(session: Session, campaign_id: int) -> bool:
+    """Mark the campaign finished when dispatch is done and no row is waiting, held or in flight (one atomic
+    UPDATE; the caller commits). Held sends keep a campaign running until they are released and sent, or expire
+    (campaigns.sending.release)."""
+    pending = exists().where(Send.campaign_id == campaign_id,
+                             Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING, SendStatus.HELD]))
+    done = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.RUNNING,
+               Campaign.dispatched_at.is_not(None), ~pending)
+        .values(status=CampaignStatus.FINISHED, finished_at=utcnow())
+    ).rowcount
+    return bool(done)
