@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from campaigns import storage  # noqa: E402
 from campaigns.cli import migrate  # noqa: E402
 from campaigns.config import Settings  # noqa: E402
-from campaigns.coupons.pools import generate_codes  # noqa: E402
+from campaigns.coupons.codes import generate_codes  # noqa: E402
 from campaigns.db import scratch_database  # noqa: E402
 from campaigns.models import Campaign, Contact, CouponPool, PostLayout, PostRun  # noqa: E402
 from campaigns.post import runs  # noqa: E402

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from campaigns import storage
 from campaigns.contacts.exports import erase_contact, gdpr_export
-from campaigns.coupons.pools import generate_codes
+from campaigns.coupons.codes import generate_codes
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import (
     Campaign,
