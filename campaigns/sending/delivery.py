@@ -192,7 +192,8 @@ def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Cont
                 ok.add(cid)
         elif contact.status == ContactStatus.SUBSCRIBED:
             ok.add(cid)
-    if mailer.all_contacts or not ok or mailer.kind == CampaignKind.TRANSACTIONAL:
+    # No topics (all contacts, or a segment alone): the audience never asked for a topic subscription.
+    if mailer.all_contacts or not mailer.topic_ids or not ok or mailer.kind == CampaignKind.TRANSACTIONAL:
         return ok
     subscribed = set(session.scalars(select(Subscription.contact_id).where(
         Subscription.contact_id.in_(ok), Subscription.topic_id.in_(mailer.topic_ids),
