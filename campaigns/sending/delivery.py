@@ -134,13 +134,15 @@ class CampaignMailer:
         def click(i: int) -> str:   # called at most once per link and recipient (see mailer.compose.LinkURLs)
             return f"{base}/c/{seal(Purpose.CLICK, send_id, link_ids[i])}"
 
-        unsub_token = seal(Purpose.UNSUBSCRIBE, contact_id, self.campaign_id)
+        # A test (send id 0) personalised as a contact goes to someone else: its links name no contact.
+        link_contact = contact_id if send_id else 0
+        unsub_token = seal(Purpose.UNSUBSCRIBE, link_contact, self.campaign_id)
         unsubscribe_url = f"{base}/u/{unsub_token}"
         ctx = {
             "contact": contact_vars,
             "sender": sender,
             "unsubscribe_url": unsubscribe_url,
-            "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, contact_id)}",
+            "preferences_url": f"{base}/p/{seal(Purpose.PREFERENCES, link_contact)}",
         }
         if self.coupons is not None:
             ctx["coupon"] = self.coupons.vars_for(self.coupon_of, send_id, contact_id)
