@@ -68,6 +68,19 @@ def test_get_changes_nothing_and_offers_topic_or_all(client, db_session, deliver
     assert db_session.get(Subscription, (contacts[0].id, topic.id)).subscribed is False
 
 
+def test_the_unsubscribe_link_of_someone_already_unsubscribed_says_so(client, db_session, delivered) -> None:  # noqa: ANN001
+    _campaign, _topic, contacts, by_rcpt = delivered
+    url = unsubscribe_url(by_rcpt[contacts[0].email])
+    assert "<form" in client.get(url).get_data(as_text=True)
+    client.post(url, data={"List-Unsubscribe": "One-Click"})
+    db_session.rollback()
+    page = client.get(url).get_data(as_text=True)
+    # Not a second form to press: the page says where they stand and how to come back.
+    assert "You are unsubscribed" in page and "<form" not in page and "/p/" in page
+    # The imprint names the business once when the postal address starts with its name.
+    assert "Green Thumb · Green Thumb" not in page and "Green Thumb, " in page
+
+
 def test_unsubscribed_contact_gets_nothing_more(runtime, client, db_session, delivered, make_campaign, outbox,
                                                run_worker) -> None:  # noqa: ANN001
     _campaign, topic, contacts, by_rcpt = delivered
