@@ -107,7 +107,7 @@
       if (!d.rules.length) empty("rules", "No send was held or skipped.");
       else new Chart(canvas("rules"), {
         type: "bar",
-        data: { labels: d.rules.map((r) => r.reason), datasets: [
+        data: { labels: d.rules.map((r) => r.label || r.reason), datasets: [
           { label: "Held now (retried automatically)", data: d.rules.map((r) => r.held), backgroundColor: C.held },
           { label: "Skipped", data: d.rules.map((r) => r.skipped), backgroundColor: C.skipped },
         ] },

@@ -15,6 +15,7 @@ from campaigns.errors import NotFound
 from campaigns.models import Campaign, utcnow
 from campaigns.reports import summaries
 from campaigns.web.admin import bp
+from campaigns.web.admin.policy import policy_reason
 from campaigns.web.context import db, rt
 
 DASHBOARD_MAX_AGE = 600                      # seconds before a big list's dashboard is counted again
@@ -78,4 +79,7 @@ def campaign_report_data(campaign_id: int) -> Response:
     summary = _report(campaign_id)
     if summary.value is None:
         return jsonify(pending=True)
-    return jsonify({**summary.value["charts"], "as_of": summary.age()})
+    charts = summary.value["charts"]
+    # The rules in words, as the campaign page names them (the codes are for the API and the metrics).
+    rules = [{**rule, "label": policy_reason(rule["reason"])} for rule in charts.get("rules", [])]
+    return jsonify({**charts, "rules": rules, "as_of": summary.age()})

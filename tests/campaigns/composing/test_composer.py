@@ -299,3 +299,13 @@ def test_a_test_sent_as_a_contact_cannot_unsubscribe_or_edit_that_contact(logged
     assert contacts[0].email not in prefs.get_data(as_text=True)
     db_session.expire_all()
     assert db_session.get(Contact, contacts[0].id).status == "subscribed"
+
+
+def test_a_campaign_without_an_audience_says_so_before_anyone_presses_send(logged_in, db_session) -> None:  # noqa: ANN001
+    token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
+    logged_in.post("/admin/campaigns/new", data=form(token, mjml=campaign_service.BLANK_MJML))
+    campaign = db_session.scalar(select(Campaign))
+    page = logged_in.get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
+    assert "Cannot be sent yet: nobody would get it" in page
+    assert re.search(r"<button type=\"submit\" disabled>Send now</button>", page)
+    assert re.search(r"<button type=\"submit\" disabled>Schedule</button>", page)

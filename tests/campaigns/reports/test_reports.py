@@ -119,3 +119,15 @@ def test_report_and_dashboard_pages_load_the_vendored_chart_library(
     assert lib.status_code == 200 and b"Chart.js v4" in lib.data[:200]
     lib.close()
     assert "MIT" in (STATIC / "vendor" / "chart.js.LICENSE.md").read_text()
+
+
+def test_held_and_skipped_rules_read_in_words_on_the_report(
+        logged_in, runtime, db_session, make_contacts, make_campaign, run_worker) -> None:  # noqa: ANN001
+    campaign, contacts, sends, _ = _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker, 2)
+    db_session.execute(update(Send).where(Send.id == sends[contacts[0].id].id).values(
+        status=SendStatus.SKIPPED, reason="topic"))
+    db_session.commit()
+    html = logged_in.get(f"/admin/campaigns/{campaign.id}/report").get_data(as_text=True)
+    assert "<td>left the campaign's topic</td>" in html.replace("&#39;", "'")
+    rules = logged_in.get(f"/admin/campaigns/{campaign.id}/report.json").get_json()["rules"]
+    assert rules == [{"reason": "topic", "label": "left the campaign's topic", "held": 0, "skipped": 1}]
