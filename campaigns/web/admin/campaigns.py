@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Response, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaigns.composing import brand, sample
 from campaigns.composing import editor as campaign_service
@@ -59,7 +59,9 @@ def _contact_vars(contact: Contact | None) -> dict:
 @bp.get("/campaigns")
 @login_required
 def campaigns():  # noqa: ANN201
-    rows = list(db().scalars(select(Campaign).order_by(Campaign.id.desc())))
+    # As the dashboard orders them, by the date the table shows: when it started, else when it was created.
+    activity = func.coalesce(Campaign.started_at, Campaign.created_at)
+    rows = list(db().scalars(select(Campaign).order_by(activity.desc(), Campaign.id.desc())))
     return render_template("admin/campaigns.html", campaigns=rows)
 
 

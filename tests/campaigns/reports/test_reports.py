@@ -131,3 +131,15 @@ def test_held_and_skipped_rules_read_in_words_on_the_report(
     assert "<td>left the campaign's topic</td>" in html.replace("&#39;", "'")
     rules = logged_in.get(f"/admin/campaigns/{campaign.id}/report.json").get_json()["rules"]
     assert rules == [{"reason": "topic", "label": "left the campaign's topic", "held": 0, "skipped": 1}]
+
+
+def test_the_campaigns_list_orders_like_the_dashboard_by_the_date_it_shows(logged_in, db_session) -> None:  # noqa: ANN001
+    now = dt.datetime.now(dt.UTC)
+    db_session.add_all([Campaign(name="Drafted long ago, sent today", subject="a", mjml="<mjml></mjml>",
+                                 created_at=now - dt.timedelta(days=30), started_at=now),
+                        Campaign(name="Drafted yesterday", subject="b", mjml="<mjml></mjml>",
+                                 created_at=now - dt.timedelta(days=1))])
+    db_session.commit()
+    for url in ("/admin/campaigns", "/admin/"):
+        html = logged_in.get(url).get_data(as_text=True)
+        assert html.index("Drafted long ago, sent today") < html.index("Drafted yesterday"), url
