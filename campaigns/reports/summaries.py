@@ -66,11 +66,13 @@ def _compute_dashboard(rt: Runtime, session: Session) -> dict:
 
 
 def _compute_topics(rt: Runtime, session: Session) -> dict:
-    """Subscribers per topic id (as text: the value goes through JSON)."""
-    from campaigns.models import Subscription
+    """Subscribers per topic id (as text: the value goes through JSON): contacts still on the list, the people a
+    campaign to the topic can reach (one who unsubscribed from all mail keeps their topic rows)."""
+    from campaigns.models import Contact, ContactStatus, Subscription
 
     return {str(topic_id): n for topic_id, n in session.execute(
-        select(Subscription.topic_id, func.count()).where(Subscription.subscribed.is_(True))
+        select(Subscription.topic_id, func.count()).join(Contact, Contact.id == Subscription.contact_id)
+        .where(Subscription.subscribed.is_(True), Contact.status == ContactStatus.SUBSCRIBED)
         .group_by(Subscription.topic_id))}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -143,3 +144,13 @@ def test_the_campaigns_list_orders_like_the_dashboard_by_the_date_it_shows(logge
     for url in ("/admin/campaigns", "/admin/"):
         html = logged_in.get(url).get_data(as_text=True)
         assert html.index("Drafted long ago, sent today") < html.index("Drafted yesterday"), url
+
+
+def test_topic_subscribers_are_the_people_a_campaign_to_it_reaches(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
+    from campaigns.models import ContactStatus
+
+    topic, contacts = make_contacts(3)
+    contacts[0].status = ContactStatus.UNSUBSCRIBED      # left all mail; the topic row stays as history
+    db_session.commit()
+    html = logged_in.get("/admin/topics").get_data(as_text=True)
+    assert re.search(r"<td>Newsletter</td><td></td><td class=\"num\">2</td>", html), html
