@@ -44,7 +44,9 @@
     const t = d.timeline;
     const unitName = { hour: "hour (UTC)", day: "day (UTC)", week: "week (UTC)" }[t.unit];
     if (canvas("engagement")) {
-      if (!t.labels.length) empty("engagement", "Nothing to chart yet: no opens or clicks recorded.");
+      // An empty plot with one point at zero reads as broken: right after a send, say why it is empty.
+      if (!t.labels.length || !(sum(t.series.opens) + sum(t.series.clicks) + sum(t.series.opens_machine)))
+        empty("engagement", "Nothing to chart yet: no opens or clicks recorded.");
       else new Chart(canvas("engagement"), {
         type: "line",
         data: { labels: t.labels, datasets: [
@@ -75,6 +77,8 @@
     }
     if (canvas("links")) {
       if (!d.links.length) empty("links", "This campaign has no tracked links.");
+      else if (!d.links.some((l) => l.people || l.clicks))
+        empty("links", "No clicks yet: its links are listed under “Clicks per link” below.");
       else {
         const el = canvas("links");
         el.parentElement.style.height = Math.max(180, 42 * d.links.length + 60) + "px";
