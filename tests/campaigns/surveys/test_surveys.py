@@ -96,6 +96,9 @@ def test_one_click_answer_in_the_mail_then_the_page_holds_it_and_asks_the_rest(
     assert "Your answer “4” is selected below" in html
     assert re.search(r'name="q0" value="4" checked', html)
     assert "Would you recommend us?" in html and "What do you grow most?" in html
+    # The answer is named as the page's choice reads: "5 — great", not the bare value.
+    html = client.get(mail["links"][4], headers=BROWSER).get_data(as_text=True)
+    assert "Your answer “5 — great” is selected below" in html
     db_session.rollback()
     # Opening the link records nothing (scanners open every link); the page's POST does.
     assert db_session.scalar(select(SurveyAnswer).where(SurveyAnswer.contact_id == anna.id)) is None
