@@ -45,6 +45,10 @@ def test_create_switch_on_and_see_runs(client, db_session, runtime, greeting) ->
     login(client, db_session)
     page = client.get("/admin/automations/new").get_data(as_text=True)
     assert "Birthday greeting (nurture)" in page and "automations.js" in page
+    # The starter it points to is named as the starter list names it.
+    from campaigns.composing.editor import starter
+
+    assert f"(starter “{starter('birthday').title}” for birthdays)" in page
     token = csrf(client, "/admin/automations/new")
     bad = {"csrf_token": token, "name": "Greetings", "trigger": "cron", "cron": "0 0 31 2 *",
            "template_0": str(greeting.id)}

@@ -55,13 +55,13 @@ def test_get_changes_nothing_and_offers_topic_or_all(client, db_session, deliver
     _campaign, topic, contacts, by_rcpt = delivered
     url = unsubscribe_url(by_rcpt[contacts[0].email])
     page = client.get(url).get_data(as_text=True)
-    assert "Only Newsletter" in page and "All mail from us" in page and "/p/" in page
+    assert "Only Newsletter mail" in page and "All mail from us" in page and "/p/" in page
     db_session.rollback()   # end the read snapshot...
     db_session.expire_all()  # ...and forget loaded rows
     assert db_session.get(Contact, contacts[0].id).status == ContactStatus.SUBSCRIBED
     db_session.rollback()
     r = client.post(url, data={"scope": "topics"})
-    assert "no longer receive Newsletter" in r.get_data(as_text=True)
+    assert "no longer receive Newsletter mail" in r.get_data(as_text=True)
     db_session.rollback()   # end the read snapshot...
     db_session.expire_all()  # ...and forget loaded rows
     assert db_session.get(Contact, contacts[0].id).status == ContactStatus.SUBSCRIBED
