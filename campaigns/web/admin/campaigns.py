@@ -155,6 +155,11 @@ def campaign_live_preview() -> Response:
                             transactional=form.get("kind") == CampaignKind.TRANSACTIONAL)
     found = sample.attachments(session, _form_id(form.get("coupon_pool_id")), _form_id(form.get("survey_id")),
                                base_url=rt().settings.base_url, tokens=rt().tokens)
+    if "survey_block" not in found.extras:
+        # No survey chosen (named above when the content asks for one): preview where its links go instead of
+        # failing a second time, in the template engine's words. Saving and sending still refuse.
+        found.extras.update({"survey_url": lambda answer=None: "#survey", "survey_block": lambda: "",
+                             "survey": {"question": "", "options": []}})
     contact_vars = _contact_vars(contact)
     contact_email = contact.email if contact else ""
     session.commit()   # end the transaction before rendering: a slow template must not hold a database lock
