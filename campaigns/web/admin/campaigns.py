@@ -16,7 +16,7 @@ from campaigns.composing import editor as campaign_service
 from campaigns.contacts import records as contact_service
 from campaigns.coupons import pools as coupon_service
 from campaigns.errors import NotFound, RapportError, ValidationError
-from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
+from campaigns.models import Automation, AutomationStep, Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.reports import summaries
 from campaigns.sending import delivery, scheduling
 from campaigns.sending import lifecycle as sending
@@ -216,7 +216,12 @@ def campaign(campaign_id: int):  # noqa: ANN201
                 name, email, campaign_service.postal_address(session, rt().settings))})
     except (RapportError, TemplateError):
         subject_sample = ""
+    # A draft an automation copies for each run: pressing Send now on it mails its whole audience at once.
+    used_by = list(session.scalars(
+        select(Automation).join(AutomationStep, AutomationStep.automation_id == Automation.id)
+        .where(AutomationStep.template_id == obj.id).distinct().order_by(Automation.name)))
     return render_template("admin/campaign.html", campaign=obj, error=error, subject_sample=subject_sample,
+                           automations=used_by,
                            subject_for=first.email if first else "a sample contact",
                            audience=g.audience,
                            base_url_warning=campaign_service.base_url_warning(rt().settings),
