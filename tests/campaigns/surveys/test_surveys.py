@@ -225,7 +225,8 @@ def test_admin_writes_a_survey_sees_results_and_exports_safe_csv(editor, db_sess
     response = survey_service.SurveyResponse(survey, 7, contact, None, {})
     survey_service.record_answers(db_session, response, {0: "yes", 2: "Tulips"}, source="page")
     page = client.get(f"/admin/surveys/{survey_id}").get_data(as_text=True)
-    assert "1 people answered" in page and '<meter min="0" max="100" value="100"' in page
+    assert "1 person answered" in page and '<meter min="0" max="100" value="100"' in page
+    assert '<th scope="row">Yes</th>' in page and '<th scope="row">Tulips</th>' in page   # as the recipient read them
     contact.first_name = "=cmd|' /C calc'!A0"
     db_session.commit()
     export = client.get(f"/admin/surveys/{survey_id}/answers.csv")
