@@ -86,10 +86,9 @@ def ascii_local_part(first: str, last: str) -> str:
     return "".join(ch for ch in text if ch.isascii() and (ch.isalnum() or ch == ".")) or "contact"
 
 
-def _contact(rng: random.Random, i: int) -> Contact:
+def _contact(rng: random.Random, i: int, created: dt.datetime) -> Contact:
     first, last = rng.choice(FIRST), rng.choice(LAST)
     city, region, postal, country, tz = rng.choice(PLACES)
-    created = utcnow() - dt.timedelta(days=rng.randint(5, 900))
     return Contact(
         email=normalize_email(f"{ascii_local_part(first, last)}{i}@{rng.choice(DOMAINS)}"),
         first_name=first, last_name=last,
@@ -130,8 +129,11 @@ def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
               Topic(name="Offers", description="Coupons and sales, rarely")]
     session.add_all(topics)
     session.flush()
+    # Joined oldest first, as contacts added over time are: the contacts list's "Newest first" (by id) then agrees
+    # with its "Added" column.
+    joined = sorted(utcnow() - dt.timedelta(days=rng.randint(5, 900)) for _ in range(n))
     for i in range(1, n + 1):
-        contact = _contact(rng, i)
+        contact = _contact(rng, i, joined[i - 1])
         contact.owner = owner if rng.random() < 0.3 else None
         chosen = [t for t in topics if rng.random() < (0.9 if t.name == "Newsletter" else 0.5)] or [topics[0]]
         # Subscribed when they joined (Newsletter) or some time after (the other topics), never after today.
@@ -139,7 +141,8 @@ def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
                                  for t in chosen]
         contact.interests = [ContactInterest(interest=x) for x in sorted(set(rng.sample(INTERESTS, 2)))]
         contact.orders = [
-            Order(ordered_at=contact.created_at + dt.timedelta(days=rng.randint(0, 300)),
+            Order(ordered_at=min(contact.created_at + dt.timedelta(days=rng.randint(0, 300)),
+                                 utcnow() - dt.timedelta(days=1)),   # bought after joining, never after today
                   amount=Decimal(rng.randint(900, 25000)) / 100, reference=f"GT-{rng.randint(10000, 99999)}")
             for _ in range(rng.choice([0, 0, 1, 1, 2, 3, 5]))]
         session.add(contact)
@@ -279,7 +282,7 @@ def _seed_coupons_and_survey(session, coupon: Campaign, newsletter_topic: Topic,
     codes = {"GT-" + "".join(secrets.choice(ALPHABET) for _ in range(8)) for _ in range(400)}
     session.add_all(CouponCode(pool_id=pool.id, code=code) for code in sorted(codes))
     coupon.coupon_pool_id = pool.id     # the coupon starter shows the pool's code, value and expiry
-    survey = save_survey(session, {"name": "How was your last order?", "intro": "Three quick questions, one minute.",
+    survey = save_survey(session, {"name": "How was your last order?", "intro": "Four quick questions, one minute.",
                                    "thanks": "Thank you! Anna reads every answer."}, [
         {"prompt": "How happy are you with your last order?", "kind": "rating"},
         {"prompt": "Did everything arrive in good shape?", "kind": "yes_no"},
@@ -302,7 +305,7 @@ SURVEY_MJML = """<mjml>
         <mj-text font-size="22px" font-weight="700">
           {{ contact.first_name|default("Hello", true) }}, how did we do?</mj-text>
         <mj-text font-size="16px" line-height="24px">You ordered from us recently. One click below tells us how it
-          went; the page it opens has two more short questions, if you have a minute.</mj-text>
+          went; the page it opens has three more short questions, if you have a minute.</mj-text>
         <mj-text font-size="16px">{{ survey_block() }}</mj-text>
         <mj-text font-size="14px" color="#6b7280">Thank you, {{ sender.name }}</mj-text>
       </mj-column>

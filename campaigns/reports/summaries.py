@@ -25,7 +25,7 @@ from campaigns.composing.editor import get_campaign
 from campaigns.contacts import records as contacts
 from campaigns.contacts import segments
 from campaigns.errors import ValidationError
-from campaigns.models import CampaignKind, Contact, PolicyConfig, Segment, Subscription
+from campaigns.models import CampaignKind, Contact, ContactStatus, PolicyConfig, Segment, Subscription
 from campaigns.queueing import Job
 from campaigns.reports import campaign_report as reports
 from campaigns.sending import lifecycle as sending
@@ -83,9 +83,11 @@ def _compute_dashboard(rt: Runtime, session: Session) -> dict:
 
 
 def _compute_topics(rt: Runtime, session: Session) -> dict:
-    """Subscribers per topic id (as text: the value goes through JSON)."""
+    """Subscribers per topic id (as text: the value goes through JSON): contacts still on the list, the people a
+    campaign to the topic can reach (one who unsubscribed from all mail keeps their topic rows)."""
     return {str(topic_id): n for topic_id, n in session.execute(
-        select(Subscription.topic_id, func.count()).where(Subscription.subscribed.is_(True))
+        select(Subscription.topic_id, func.count()).join(Contact, Contact.id == Subscription.contact_id)
+        .where(Subscription.subscribed.is_(True), Contact.status == ContactStatus.SUBSCRIBED)
         .group_by(Subscription.topic_id))}
 
 

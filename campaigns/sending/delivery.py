@@ -132,13 +132,15 @@ class CampaignMailer:
         def click(i: int) -> str:   # called at most once per link and recipient (see mailer.compose.LinkURLs)
             return recipient_urls.sealed(base, tokens, Purpose.CLICK, send_id, link_ids[i])
 
-        unsub_token = seal(Purpose.UNSUBSCRIBE, contact_id, self.campaign_id)
+        # A test (send id 0) personalised as a contact goes to someone else: its links name no contact.
+        link_contact = contact_id if send_id else 0
+        unsub_token = seal(Purpose.UNSUBSCRIBE, link_contact, self.campaign_id)
         unsubscribe_url = recipient_urls.url(base, Purpose.UNSUBSCRIBE, unsub_token)
         ctx = {
             "contact": contact_vars,
             "sender": sender,
             "unsubscribe_url": unsubscribe_url,
-            "preferences_url": recipient_urls.sealed(base, tokens, Purpose.PREFERENCES, contact_id),
+            "preferences_url": recipient_urls.sealed(base, tokens, Purpose.PREFERENCES, link_contact),
         }
         ctx.update(contributions.variables(self.contributions, Recipient(send_id, contact_id, ctx)))
         subject, text_part, html_part = self.compiled.render_mime(
@@ -185,7 +187,8 @@ def _eligible(session: Session, mailer: CampaignMailer, contacts: dict[int, Cont
                 ok.add(cid)
         elif contact.status == ContactStatus.SUBSCRIBED:
             ok.add(cid)
-    if mailer.all_contacts or not ok or mailer.kind == CampaignKind.TRANSACTIONAL:
+    # No topics (all contacts, or a segment alone): the audience never asked for a topic subscription.
+    if mailer.all_contacts or not mailer.topic_ids or not ok or mailer.kind == CampaignKind.TRANSACTIONAL:
         return ok
     subscribed = set(session.scalars(select(Subscription.contact_id).where(
         Subscription.contact_id.in_(ok), Subscription.topic_id.in_(mailer.topic_ids),

@@ -104,11 +104,14 @@ def _held_items():  # noqa: ANN202
                    Campaign.id.not_in(select(DigestRun.campaign_id)),
                    Contact.status == ContactStatus.SUBSCRIBED,
                    Contact.frequency.in_([Frequency.WEEKLY.value, Frequency.MONTHLY.value]),
-                   # still in one of the campaign's topics, as the send path re-checks (delivery._eligible)
-                   Campaign.all_contacts.is_(True) | exists().where(
+                   # still in one of the campaign's topics, as the send path re-checks (delivery._eligible);
+                   # a campaign without topics (all contacts, or a segment alone) asks for none. One EXISTS
+                   # joining both tables: a nested IN (SELECT …) did not correlate to this campaign.
+                   Campaign.all_contacts.is_(True)
+                   | ~exists().where(campaign_topic.c.campaign_id == Campaign.id) | exists().where(
                        Subscription.contact_id == Send.contact_id, Subscription.subscribed.is_(True),
-                       Subscription.topic_id.in_(select(campaign_topic.c.topic_id)
-                                                 .where(campaign_topic.c.campaign_id == Campaign.id)))))
+                       campaign_topic.c.campaign_id == Campaign.id,
+                       campaign_topic.c.topic_id == Subscription.topic_id)))
 
 
 # ------------------------------------------------------------------ one run

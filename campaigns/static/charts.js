@@ -44,7 +44,9 @@
     const t = d.timeline;
     const unitName = { hour: "hour (UTC)", day: "day (UTC)", week: "week (UTC)" }[t.unit];
     if (canvas("engagement")) {
-      if (!t.labels.length) empty("engagement", "Nothing to chart yet: no opens or clicks recorded.");
+      // An empty plot with one point at zero reads as broken: right after a send, say why it is empty.
+      if (!t.labels.length || !(sum(t.series.opens) + sum(t.series.clicks) + sum(t.series.opens_machine)))
+        empty("engagement", "Nothing to chart yet: no opens or clicks recorded.");
       else new Chart(canvas("engagement"), {
         type: "line",
         data: { labels: t.labels, datasets: [
@@ -75,6 +77,8 @@
     }
     if (canvas("links")) {
       if (!d.links.length) empty("links", "This campaign has no tracked links.");
+      else if (!d.links.some((l) => l.people || l.clicks))
+        empty("links", "No clicks yet: its links are listed under “Clicks per link” below.");
       else {
         const el = canvas("links");
         el.parentElement.style.height = Math.max(180, 42 * d.links.length + 60) + "px";
@@ -107,7 +111,7 @@
       if (!d.rules.length) empty("rules", "No send was held or skipped.");
       else new Chart(canvas("rules"), {
         type: "bar",
-        data: { labels: d.rules.map((r) => r.reason), datasets: [
+        data: { labels: d.rules.map((r) => r.label || r.reason), datasets: [
           { label: "Held now (retried automatically)", data: d.rules.map((r) => r.held), backgroundColor: C.held },
           { label: "Skipped", data: d.rules.map((r) => r.skipped), backgroundColor: C.skipped },
         ] },

@@ -1,3 +1,16 @@
+// The column mapping: an "Attribute name" box only where a column is imported as a custom attribute (the name
+// means nothing for the other choices, and empty boxes on every row read as fields left to fill in).
+(function () {
+  "use strict";
+  document.querySelectorAll("table.import-map select[id^=col-]").forEach((select) => {
+    const key = document.getElementById("key-" + select.id.slice(4));
+    if (!key) return;
+    const sync = () => { key.hidden = select.value !== "attribute"; };
+    select.addEventListener("change", sync);
+    sync();
+  });
+})();
+
 // Live import progress: polls the JSON endpoint until the import has finished or failed (no inline script: CSP).
 (function () {
   "use strict";

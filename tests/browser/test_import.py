@@ -44,6 +44,13 @@ def test_import_a_csv_with_bad_rows_and_download_the_error_report(admin_page: Pa
     expect(page.get_by_label("Import Birthday as")).to_have_value("birthday")
     expect(page.get_by_label("Import Shoe size as")).to_have_value("attribute")
     expect(page.get_by_label("Attribute name for Shoe size")).to_have_value("shoe_size")
+    # The attribute name is asked for only where a column becomes a custom attribute.
+    expect(page.get_by_label("Attribute name for Email")).to_be_hidden()
+    expect(page.get_by_label("Attribute name for Country")).to_be_hidden()
+    page.get_by_label("Import Country as").select_option(label="Custom attribute…")
+    expect(page.get_by_label("Attribute name for Country")).to_be_visible()
+    page.get_by_label("Import Country as").select_option(label="Country (2 letters)")
+    expect(page.get_by_label("Attribute name for Country")).to_be_hidden()
     expect(page.get_by_role("cell", name="no-at-sign")).to_be_visible()
     page.get_by_label("Import Interests as").select_option(label="Interests (list)")
     page.get_by_label("Update them with the file's values").check()

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Response, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaigns.composing import brand, contributions, sample
 from campaigns.composing import editor as campaign_service
@@ -18,7 +18,7 @@ from campaigns.composing import starters as starter_service
 from campaigns.contacts import records as contact_service
 from campaigns.db import parse_id
 from campaigns.errors import RapportError, ValidationError
-from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
+from campaigns.models import Automation, AutomationStep, Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.reports import summaries
 from campaigns.sending import delivery, scheduling
 from campaigns.sending import lifecycle as sending
@@ -55,7 +55,9 @@ def _contact_vars(contact: Contact | None) -> dict:
 @bp.get("/campaigns")
 @login_required
 def campaigns():  # noqa: ANN201
-    rows = list(db().scalars(select(Campaign).order_by(Campaign.id.desc())))
+    # As the dashboard orders them, by the date the table shows: when it started, else when it was created.
+    activity = func.coalesce(Campaign.started_at, Campaign.created_at)
+    rows = list(db().scalars(select(Campaign).order_by(activity.desc(), Campaign.id.desc())))
     return render_template("admin/campaigns.html", campaigns=rows)
 
 
@@ -149,6 +151,11 @@ def campaign_live_preview() -> Response:
                             transactional=form.get("kind") == CampaignKind.TRANSACTIONAL)
     found = sample.attachments(session, {name: _form_id(form.get(name)) for name in contributions.attributes_of(None)},
                                base_url=rt().settings.base_url, tokens=rt().tokens)
+    if "survey_block" not in found.extras:
+        # No survey chosen (named above when the content asks for one): preview where its links go instead of
+        # failing a second time, in the template engine's words. Saving and sending still refuse.
+        found.extras.update({"survey_url": lambda answer=None: "#survey", "survey_block": lambda: "",
+                             "survey": {"question": "", "options": []}})
     contact_vars = _contact_vars(contact)
     contact_email = contact.email if contact else ""
     session.commit()   # end the transaction before rendering: a slow template must not hold a database lock
@@ -205,7 +212,12 @@ def campaign(campaign_id: int):  # noqa: ANN201
                 name, email, campaign_service.postal_address(session, rt().settings))})
     except (RapportError, TemplateError):
         subject_sample = ""
+    # A draft an automation copies for each run: pressing Send now on it mails its whole audience at once.
+    used_by = list(session.scalars(
+        select(Automation).join(AutomationStep, AutomationStep.automation_id == Automation.id)
+        .where(AutomationStep.template_id == obj.id).distinct().order_by(Automation.name)))
     return render_template("admin/campaign.html", campaign=obj, error=error, subject_sample=subject_sample,
+                           automations=used_by,
                            subject_for=first.email if first else "a sample contact",
                            audience=g.audience,
                            base_url_warning=campaign_service.base_url_warning(rt().settings),

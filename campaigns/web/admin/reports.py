@@ -14,6 +14,7 @@ from campaigns.composing import editor as campaign_service
 from campaigns.models import Campaign, utcnow
 from campaigns.reports import summaries
 from campaigns.web.admin.blueprint import bp
+from campaigns.web.admin.policy import policy_reason
 from campaigns.web.context import db, rt
 from campaigns.web.lookup import get_or_404
 
@@ -73,4 +74,7 @@ def campaign_report_data(campaign_id: int) -> Response:
     summary = _report(campaign_id)
     if summary.value is None:
         return jsonify(pending=True)
-    return jsonify({**summary.value["charts"], "as_of": summary.age()})
+    charts = summary.value["charts"]
+    # The rules in words, as the campaign page names them (the codes are for the API and the metrics).
+    rules = [{**rule, "label": policy_reason(rule["reason"])} for rule in charts.get("rules", [])]
+    return jsonify({**charts, "rules": rules, "as_of": summary.age()})

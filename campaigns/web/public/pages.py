@@ -51,6 +51,8 @@ def _pause_weeks(raw: str | None) -> int | None:
 def preferences(token: str):  # noqa: ANN201
     """Preference center: topics, how often, a pause, name, resubscribe; with the consent history."""
     (contact_id,) = open_token(Purpose.PREFERENCES, token)
+    if not contact_id:     # the link of a test message: it names no contact
+        return render_template("public/unsubscribe_done.html", test=True, everything=True, topics=[])
     session = db()
     contact = feedback.resolve_unsubscribe(session, contact_id, 0).contact
     changes: list[str] = []

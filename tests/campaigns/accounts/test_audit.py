@@ -47,6 +47,11 @@ def test_a_send_and_a_settings_change_are_recorded_and_shown(admin, db_session, 
     assert "No entries match" in admin.get(f"/admin/audit?since={tomorrow}").get_data(as_text=True)
 
 
+def test_an_empty_audit_log_says_nothing_happened_yet_not_that_filters_match_nothing(admin) -> None:  # noqa: ANN001, F811
+    page = admin.get("/admin/audit").get_data(as_text=True)
+    assert "Nothing recorded yet" in page and "No entries match" not in page
+
+
 def test_user_dkim_and_export_actions_are_recorded(admin, db_session) -> None:  # noqa: ANN001, F811
     r = post(admin, "/admin/settings/users", {"email": "new@shop.test", "name": "New", "role": "viewer",
                                                "password": "a long enough password"})

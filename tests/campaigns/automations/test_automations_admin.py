@@ -45,6 +45,10 @@ def test_create_switch_on_and_see_runs(client, db_session, runtime, greeting) ->
     login(client, db_session)
     page = client.get("/admin/automations/new").get_data(as_text=True)
     assert "Birthday greeting (nurture)" in page and "automations.js" in page
+    # The starter it points to is named as the starter list names it.
+    from campaigns.composing.editor import starter
+
+    assert f"(starter “{starter('birthday').title}” for birthdays)" in page
     token = csrf(client, "/admin/automations/new")
     bad = {"csrf_token": token, "name": "Greetings", "trigger": "cron", "cron": "0 0 31 2 *",
            "template_0": str(greeting.id)}
@@ -63,6 +67,10 @@ def test_create_switch_on_and_see_runs(client, db_session, runtime, greeting) ->
     save_contact(db_session, {"email": "rosa@example.com", "first_name": "Rosa", "birthday": "1990-04-02"})
     db_session.commit()
     auto.run_due(runtime, dt.datetime(2026, 4, 2, 9, tzinfo=dt.UTC))
+    # The template draft's own page says an automation sends it, before anyone presses Send now.
+    page = client.get(f"/admin/campaigns/{greeting.id}").get_data(as_text=True)
+    assert 'id="automation-template"' in page and f'/admin/automations/{a.id}">Greetings</a>' in page
+    assert "An automation sends this draft by itself." in page
     listing = client.get("/admin/automations").get_data(as_text=True)
     assert "Greetings" in listing and "daily at 08:30 local time" in listing and "engagement-decay" in listing
     detail = client.get(f"/admin/automations/{a.id}").get_data(as_text=True)

@@ -271,3 +271,42 @@ def test_missing_campaigns_are_404_not_500(logged_in) -> None:  # noqa: ANN001
         assert logged_in.get(url).status_code == 404, url
     for url in ("/admin/campaigns/999/send", "/admin/campaigns/999/test", "/admin/campaigns/999/schedule"):
         assert logged_in.post(url, data={"csrf_token": token}).status_code == 404, url
+
+
+def test_a_test_sent_as_a_contact_cannot_unsubscribe_or_edit_that_contact(logged_in, db_session, make_contacts,  # noqa: ANN001
+                                                                         outbox, app) -> None:
+    """The test goes to a colleague: its unsubscribe, one-click and preference links must not act for the contact
+    whose name and data it borrows."""
+    topic, contacts = make_contacts(1)
+    token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
+    logged_in.post("/admin/campaigns/new", data=form(token, mjml=campaign_service.BLANK_MJML, topics=[topic.id]))
+    campaign = db_session.scalar(select(Campaign))
+    logged_in.post(f"/admin/campaigns/{campaign.id}/test", data={
+        "addresses": "boss@example.com", "as_contact": contacts[0].email, "csrf_token": token})
+    msg = email.message_from_bytes(outbox.get(outbox.list()[0].key).raw, policy=email.policy.default)
+    html = msg.get_body(("html",)).get_content()
+    assert "Zoë0" in html                                       # still personalised as the contact
+    base = app.extensions["rapport"].settings.base_url
+    unsubscribe = re.search(r'href="[^"]*(/u/[^"]+)"', html).group(1)
+    preferences = re.search(r'href="[^"]*(/p/[^"]+)"', html).group(1)
+    assert msg["List-Unsubscribe"].startswith(f"<{base}{unsubscribe}>")
+    recipient = app.test_client()                               # the colleague: not logged in
+    page = recipient.get(unsubscribe).get_data(as_text=True)
+    assert "This was a test message" in page and contacts[0].email not in page
+    assert recipient.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert recipient.post(unsubscribe, data={"scope": "all"}).status_code == 200
+    prefs = recipient.get(preferences)
+    assert prefs.status_code == 200 and "This was a test message" in prefs.get_data(as_text=True)
+    assert contacts[0].email not in prefs.get_data(as_text=True)
+    db_session.expire_all()
+    assert db_session.get(Contact, contacts[0].id).status == "subscribed"
+
+
+def test_a_campaign_without_an_audience_says_so_before_anyone_presses_send(logged_in, db_session) -> None:  # noqa: ANN001
+    token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
+    logged_in.post("/admin/campaigns/new", data=form(token, mjml=campaign_service.BLANK_MJML))
+    campaign = db_session.scalar(select(Campaign))
+    page = logged_in.get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
+    assert "Cannot be sent yet: nobody would get it" in page
+    assert re.search(r"<button type=\"submit\" disabled>Send now</button>", page)
+    assert re.search(r"<button type=\"submit\" disabled>Schedule</button>", page)

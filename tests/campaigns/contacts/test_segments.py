@@ -339,6 +339,27 @@ def test_segment_alone_is_an_audience_and_export_filters_by_segment(editor, db_s
     assert "Germany" in editor.get(f"/admin/contacts/export?segment={seg.id}").get_data(as_text=True)
 
 
+def test_a_campaign_to_a_segment_alone_is_delivered_to_the_segment(editor, db_session, people, outbox,  # noqa: ANN001
+                                                                   run_worker) -> None:
+    """No topics chosen: the send-time re-check must not ask for a topic subscription the audience never needed."""
+    from tests.conftest import NEWSLETTER_MJML
+
+    seg = segments.save_segment(db_session, {"name": "Germany", "definition": json.dumps(
+        all_of(rule("country", "is", "de")))})
+    db_session.commit()
+    token = _csrf(editor, "/admin/campaigns/new")
+    r = editor.post("/admin/campaigns/new", data={
+        "name": "DE only", "kind": "nurture", "subject": "Hallo", "mjml": NEWSLETTER_MJML,
+        "segment_id": str(seg.id), "csrf_token": token})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    db_session.rollback()
+    campaign = db_session.scalar(select(Campaign).where(Campaign.name == "DE only"))
+    assert editor.post(f"/admin/campaigns/{campaign.id}/send", data={"csrf_token": token}).status_code == 302
+    run_worker()
+    assert sorted(r for m in outbox.list(limit=50) for r in m.recipients) == [
+        "anna@example.com", "ben@example.com", "elif@example.com"]
+
+
 def test_random_junk_never_makes_the_count_endpoint_fail(editor) -> None:  # noqa: ANN001
     token = _csrf(editor, "/admin/segments/new")
     rnd = random.Random(6)

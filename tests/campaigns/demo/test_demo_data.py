@@ -64,3 +64,25 @@ def test_demo_addresses_spell_accented_names_out(demo) -> None:  # noqa: ANN001
         if last in ("müller", "schröder", "köhler", "krüger"):
             assert last.replace("ü", "ue").replace("ö", "oe") in local, c.email
         assert "mller" not in local and "krger" not in local
+
+
+def test_contacts_join_in_id_order_and_never_order_in_the_future(demo) -> None:  # noqa: ANN001
+    """The contacts list sorts "Newest first" by id: its "Added" column must read in the same order."""
+    created = list(demo.scalars(select(Contact.created_at).order_by(Contact.id)))
+    assert created == sorted(created)
+    now = dt.datetime.now(dt.UTC)
+    for contact in demo.scalars(select(Contact)):
+        for order in contact.orders:
+            assert contact.created_at <= order.ordered_at <= now, (contact.email, order.ordered_at)
+
+
+def test_the_demo_survey_mail_counts_its_questions_right(demo) -> None:  # noqa: ANN001
+    from campaigns.demo.data import SURVEY_MJML
+    from campaigns.models import Survey
+
+    survey = demo.scalar(select(Survey))
+    words = {2: "Two", 3: "Three", 4: "Four", 5: "Five"}
+    n = len(survey.questions)
+    assert survey.intro.startswith(f"{words[n]} quick questions")
+    # The mail asks the first question; the page it opens has the rest.
+    assert f"has {words[n - 1].lower()} more short questions" in " ".join(SURVEY_MJML.split())

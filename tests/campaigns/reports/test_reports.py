@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -120,3 +121,37 @@ def test_report_and_dashboard_pages_load_the_vendored_chart_library(
     assert lib.status_code == 200 and b"Chart.js v4" in lib.data[:200]
     lib.close()
     assert "MIT" in (STATIC / "vendor" / "chart.js.LICENSE.md").read_text()
+
+
+def test_held_and_skipped_rules_read_in_words_on_the_report(
+        logged_in, runtime, db_session, make_contacts, make_campaign, run_worker) -> None:  # noqa: ANN001
+    campaign, contacts, sends, _ = _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker, 2)
+    db_session.execute(update(Send).where(Send.id == sends[contacts[0].id].id).values(
+        status=SendStatus.SKIPPED, reason="topic"))
+    db_session.commit()
+    html = logged_in.get(f"/admin/campaigns/{campaign.id}/report").get_data(as_text=True)
+    assert "<td>left the campaign's topic</td>" in html.replace("&#39;", "'")
+    rules = logged_in.get(f"/admin/campaigns/{campaign.id}/report.json").get_json()["rules"]
+    assert rules == [{"reason": "topic", "label": "left the campaign's topic", "held": 0, "skipped": 1}]
+
+
+def test_the_campaigns_list_orders_like_the_dashboard_by_the_date_it_shows(logged_in, db_session) -> None:  # noqa: ANN001
+    now = dt.datetime.now(dt.UTC)
+    db_session.add_all([Campaign(name="Drafted long ago, sent today", subject="a", mjml="<mjml></mjml>",
+                                 created_at=now - dt.timedelta(days=30), started_at=now),
+                        Campaign(name="Drafted yesterday", subject="b", mjml="<mjml></mjml>",
+                                 created_at=now - dt.timedelta(days=1))])
+    db_session.commit()
+    for url in ("/admin/campaigns", "/admin/"):
+        html = logged_in.get(url).get_data(as_text=True)
+        assert html.index("Drafted long ago, sent today") < html.index("Drafted yesterday"), url
+
+
+def test_topic_subscribers_are_the_people_a_campaign_to_it_reaches(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
+    from campaigns.models import ContactStatus
+
+    topic, contacts = make_contacts(3)
+    contacts[0].status = ContactStatus.UNSUBSCRIBED      # left all mail; the topic row stays as history
+    db_session.commit()
+    html = logged_in.get("/admin/topics").get_data(as_text=True)
+    assert re.search(r"<td>Newsletter</td><td></td><td class=\"num\">2</td>", html), html

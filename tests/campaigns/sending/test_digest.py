@@ -234,3 +234,48 @@ def test_mail_of_a_topic_left_meanwhile_is_not_in_the_digest(db_session, runtime
     run_worker()
     assert result.campaign_id is None and mails_to(outbox, weekly.email) == []
     assert all(sends_of(db_session, c.id)[weekly.id] == ("held", "preference") for c in letters)
+
+
+def test_mail_to_a_segment_alone_is_in_the_digest(db_session, runtime, readers, run_worker, outbox,  # noqa: ANN001
+                                                  make_campaign) -> None:
+    import json
+
+    from campaigns.contacts import segments
+
+    weekly, _every, _letters = readers
+    berlin = segments.save_segment(db_session, {"name": "Berlin", "definition": json.dumps(
+        {"match": "all", "rules": [{"field": "city", "op": "is", "value": "Berlin"}]})})
+    db_session.commit()
+    news = make_campaign([], subject="Berlin news for {{ contact.first_name }}")
+    news.segment_id = berlin.id
+    db_session.commit()
+    sending.start(db_session, runtime, news)
+    run_worker()
+    assert sends_of(db_session, news.id)[weekly.id] == ("held", "preference")
+    age(db_session, weekly, dt.timedelta(days=6))
+    digest.run(runtime)
+    run_worker()
+    got = mails_to(outbox, weekly.email)
+    assert len(got) == 1 and f"Berlin news for {weekly.first_name}" in got[0].html
+
+
+def test_mail_of_a_topic_left_is_not_in_the_digest_while_another_topic_is_kept(db_session, runtime, readers,  # noqa: ANN001
+                                                                                run_worker, outbox,
+                                                                                make_campaign) -> None:
+    """The topic check is per campaign: being subscribed to some other campaign's topic does not count."""
+    from campaigns.contacts.records import set_subscriptions
+    from campaigns.models import Topic
+
+    weekly, _every, letters = readers
+    offers = Topic(name="Offers")
+    db_session.add(offers)
+    db_session.commit()
+    make_campaign([offers])                             # a draft about Offers: the topic is some campaign's
+    weekly = fresh(db_session).get(Contact, weekly.id)
+    set_subscriptions(db_session, weekly, [offers.id])  # left the newsletters' topic, joined Offers
+    db_session.commit()
+    age(db_session, weekly, dt.timedelta(days=6))
+    digest.run(runtime)
+    run_worker()
+    assert mails_to(outbox, weekly.email) == []
+    assert all(sends_of(db_session, c.id)[weekly.id] == ("held", "preference") for c in letters)

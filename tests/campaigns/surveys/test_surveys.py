@@ -99,6 +99,9 @@ def test_one_click_answer_in_the_mail_then_the_page_holds_it_and_asks_the_rest(
     assert "Your answer “4” is selected below" in html
     assert re.search(r'name="q0" value="4" checked', html)
     assert "Would you recommend us?" in html and "What do you grow most?" in html
+    # The answer is named as the page's choice reads: "5 — great", not the bare value.
+    html = client.get(mail["links"][4], headers=BROWSER).get_data(as_text=True)
+    assert "Your answer “5 — great” is selected below" in html
     db_session.rollback()
     # Opening the link records nothing (scanners open every link); the page's POST does.
     assert db_session.scalar(select(SurveyAnswer).where(SurveyAnswer.contact_id == anna.id)) is None
@@ -227,7 +230,8 @@ def test_admin_writes_a_survey_sees_results_and_exports_safe_csv(editor, db_sess
     responses.record_answers(db_session, response, {0: "yes", 2: "Tulips"}, source="page")
     db_session.commit()
     page = client.get(f"/admin/surveys/{survey_id}").get_data(as_text=True)
-    assert "1 people answered" in page and '<meter min="0" max="100" value="100"' in page
+    assert "1 person answered" in page and '<meter min="0" max="100" value="100"' in page
+    assert '<th scope="row">Yes</th>' in page and '<th scope="row">Tulips</th>' in page   # as the recipient read them
     contact.first_name = "=cmd|' /C calc'!A0"
     db_session.commit()
     export = client.get(f"/admin/surveys/{survey_id}/answers.csv")

@@ -56,17 +56,30 @@ def test_get_changes_nothing_and_offers_topic_or_all(client, db_session, deliver
     _campaign, topic, contacts, by_rcpt = delivered
     url = unsubscribe_url(by_rcpt[contacts[0].email])
     page = client.get(url).get_data(as_text=True)
-    assert "Only Newsletter" in page and "All mail from us" in page and "/p/" in page
+    assert "Only Newsletter mail" in page and "All mail from us" in page and "/p/" in page
     db_session.rollback()   # end the read snapshot...
     db_session.expire_all()  # ...and forget loaded rows
     assert db_session.get(Contact, contacts[0].id).status == ContactStatus.SUBSCRIBED
     db_session.rollback()
     r = client.post(url, data={"scope": "topics"})
-    assert "no longer receive Newsletter" in r.get_data(as_text=True)
+    assert "no longer receive Newsletter mail" in r.get_data(as_text=True)
     db_session.rollback()   # end the read snapshot...
     db_session.expire_all()  # ...and forget loaded rows
     assert db_session.get(Contact, contacts[0].id).status == ContactStatus.SUBSCRIBED
     assert db_session.get(Subscription, (contacts[0].id, topic.id)).subscribed is False
+
+
+def test_the_unsubscribe_link_of_someone_already_unsubscribed_says_so(client, db_session, delivered) -> None:  # noqa: ANN001
+    _campaign, _topic, contacts, by_rcpt = delivered
+    url = unsubscribe_url(by_rcpt[contacts[0].email])
+    assert "<form" in client.get(url).get_data(as_text=True)
+    client.post(url, data={"List-Unsubscribe": "One-Click"})
+    db_session.rollback()
+    page = client.get(url).get_data(as_text=True)
+    # Not a second form to press: the page says where they stand and how to come back.
+    assert "You are unsubscribed" in page and "<form" not in page and "/p/" in page
+    # The imprint names the business once when the postal address starts with its name.
+    assert "Green Thumb · Green Thumb" not in page and "Green Thumb, " in page
 
 
 def test_unsubscribed_contact_gets_nothing_more(runtime, client, db_session, delivered, make_campaign, outbox,
