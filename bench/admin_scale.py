@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.contacts_list import CONTACT_COLS, bulk_insert, rows  # noqa: E402
+from bench.contacts_list import CONTACT_COLS, bulk_insert, rows
 
 TOPICS = ("Newsletter", "Garden tips", "Offers")
 LINKS = ("https://shop.test/roses", "https://shop.test/tools", "https://shop.test/books", "https://shop.test/sale")
@@ -53,12 +53,12 @@ def in_topic(i: int) -> tuple[bool, bool, bool]:
     return i % 10 != 0, i % 5 in (1, 2), i % 10 == 3
 
 
-def audience(n: int):  # noqa: ANN201
+def audience(n: int):
     """Contact ids of the sent campaign's audience: the first topic's subscribers."""
     return (i for i in range(1, n + 1) if i % 10 != 0)
 
 
-def build(engine, n: int) -> float:  # noqa: ANN001, C901 - one linear recipe
+def build(engine, n: int) -> float:
     """Load the whole data set into an empty migrated database; returns seconds."""
     t0 = time.perf_counter()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -74,7 +74,7 @@ def build(engine, n: int) -> float:  # noqa: ANN001, C901 - one linear recipe
     reach = sum(1 for _ in audience(n))
     half = sum(1 for i in audience(n) if i <= n // 2)
 
-    def campaign(cid: int, name: str, kind: str, status: str, started, finished, recipients: int, sent: int):  # noqa: ANN001, ANN202
+    def campaign(cid: int, name: str, kind: str, status: str, started, finished, recipients: int, sent: int):
         created = started or now - dt.timedelta(days=1)
         return (cid, name, kind, f"{name} subject", "", "", "", "", MJML, "", False, status, "", "", created,
                 created, started, started, finished, recipients, sent, 0, 0, 0, "", False)
@@ -91,13 +91,13 @@ def build(engine, n: int) -> float:  # noqa: ANN001, C901 - one linear recipe
     links = [(k + 1, big, url, k) for k, url in enumerate(LINKS)]
     links += [(len(LINKS) + k + 1, running, url, k) for k, url in enumerate(LINKS)]
 
-    def subscriptions():  # noqa: ANN202
+    def subscriptions():
         for i in range(1, n + 1):
             for topic, yes in enumerate(in_topic(i), start=1):
                 if yes:
                     yield (i, topic, True, now - dt.timedelta(days=30))
 
-    def sends():  # noqa: ANN202
+    def sends():
         for i in audience(n):     # send id = contact id for the big campaign, n + contact id for the running one
             yield (i, big, i, "sent", 1, sent_at, sent_at, sent_at + dt.timedelta(seconds=i % 10800), "", "")
             if i <= n // 2:
@@ -105,13 +105,13 @@ def build(engine, n: int) -> float:  # noqa: ANN001, C901 - one linear recipe
             else:
                 yield (n + i, running, i, "queued", 0, running_at, None, None, "", "")
 
-    def ledger():  # noqa: ANN202
+    def ledger():
         for i in audience(n):
             yield (i, i, "nurture", sent_at + dt.timedelta(seconds=i % 10800))
             if i <= n // 2:
                 yield (n + i, i, "nurture", running_at)
 
-    def events():  # noqa: ANN202
+    def events():
         yield from ((c, None, None, t, o, d, m) for c, t, o, d, m in opens)   # opens outside any campaign
         for i in audience(n):
             at = sent_at + dt.timedelta(seconds=(i * 7) % 600000)
@@ -197,7 +197,7 @@ def prepare(url: str, n: int, rebuild: bool) -> str:
     return url
 
 
-def main() -> None:  # noqa: C901 - one linear script
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
@@ -281,7 +281,7 @@ def main() -> None:  # noqa: C901 - one linear script
         if args.only and args.only not in name:
             continue
 
-        def call(method=method, path=path, body=body) -> float:  # noqa: ANN001
+        def call(method=method, path=path, body=body) -> float:
             t = time.perf_counter()
             resp = client.post(path, json=body) if method == "POST" else client.get(path)
             elapsed = (time.perf_counter() - t) * 1000
@@ -342,7 +342,7 @@ def server_cpu(url: str) -> float:
     return total
 
 
-def time_export(client, work) -> float | None:  # noqa: ANN001
+def time_export(client, work) -> float | None:
     """Start a CSV export of every contact as a job, run it, return its seconds (None if exports are not jobs)."""
     r = client.post("/admin/contacts/exports", data={"status": ""})
     if r.status_code == 404:

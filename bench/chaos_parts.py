@@ -56,7 +56,7 @@ class FaultRelay:
         port_file = work / "faults.port"
         self.proc = subprocess.Popen([sys.executable, "-m", "mailer.faults", "--port", "0", "--port-file",
                                       str(port_file), "--log", str(self.log), *options], cwd=ROOT,
-                                     stderr=open(work / "faults.stderr", "wb"))  # noqa: SIM115
+                                     stderr=open(work / "faults.stderr", "wb"))
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text()):
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -126,7 +126,7 @@ class Workers:
 
     def _start(self, i: int) -> None:
         self.started += 1
-        log = open(self.logs / f"worker-{i}.log", "ab")  # noqa: SIM115 - the child owns it from here
+        log = open(self.logs / f"worker-{i}.log", "ab")
         # A process group of its own: the harness kills only the worker process, as a crash would, and sees
         # afterwards whether a child of it (a forked scheduler) lived on.
         self.procs[i] = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--name",
@@ -213,7 +213,7 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
                                       str(self.dir), "--appendonly", "yes", "--save", "", "--protected-mode", "no"],
-                                     stdout=open(self.dir / "redis.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+                                     stdout=open(self.dir / "redis.log", "ab"), stderr=subprocess.STDOUT)
         wait_port("127.0.0.1", self.port)
 
     def stop(self) -> None:

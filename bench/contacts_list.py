@@ -31,14 +31,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.people import person  # noqa: E402
+from bench.people import person
 
 CONTACT_COLS = ("id", "email", "first_name", "last_name", "phone", "address_line1", "address_line2", "city",
                 "region", "postal_code", "country", "birthday", "timezone", "locale", "attributes", "status",
                 "consent_source", "created_at", "updated_at", "last_sent_at", "engagement_score", "frequency")
 
 
-def rows(n: int, now: dt.datetime):  # noqa: ANN201
+def rows(n: int, now: dt.datetime):
     """Contacts, interests, orders and opens as tuples (ids 1..n, oldest first)."""
     rnd = random.Random(42)
     contacts, interests, orders, events = [], [], [], []
@@ -62,13 +62,13 @@ def rows(n: int, now: dt.datetime):  # noqa: ANN201
     return contacts, interests, orders, events
 
 
-def _sqlite_value(v):  # noqa: ANN001, ANN202 - the text format UTCDateTime stores on SQLite
+def _sqlite_value(v):
     if isinstance(v, dt.datetime):
         return v.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     return v.isoformat() if isinstance(v, dt.date) else v
 
 
-def bulk_insert(engine, tables) -> None:  # noqa: ANN001
+def bulk_insert(engine, tables) -> None:
     """Insert (table, columns, row iterable) with the driver's fastest path (COPY, or executemany), in one
     transaction; the benchmarks that build big data sets share it."""
     raw = engine.raw_connection()
@@ -89,7 +89,7 @@ def bulk_insert(engine, tables) -> None:  # noqa: ANN001
         raw.close()
 
 
-def load(engine, n: int) -> float:  # noqa: ANN001
+def load(engine, n: int) -> float:
     """Bulk-load n contacts and their data; returns seconds."""
     now = dt.datetime.now(dt.UTC)
     t = time.perf_counter()
@@ -106,7 +106,7 @@ def load(engine, n: int) -> float:  # noqa: ANN001
     return time.perf_counter() - t
 
 
-def timed(fn, repeat: int) -> tuple[float, object]:  # noqa: ANN001
+def timed(fn, repeat: int) -> tuple[float, object]:
     result = fn()   # warm-up (and the result, to print what was found)
     times = []
     for _ in range(repeat):
@@ -116,7 +116,7 @@ def timed(fn, repeat: int) -> tuple[float, object]:  # noqa: ANN001
     return statistics.median(times) * 1000, result
 
 
-def database(url: str | None, tmp: Path):  # noqa: ANN201
+def database(url: str | None, tmp: Path):
     from campaigns.config import Settings
     from campaigns.db import scratch_database
     from campaigns.resources import migrate
@@ -131,7 +131,7 @@ def database(url: str | None, tmp: Path):  # noqa: ANN201
     return db_url, stack.close
 
 
-def main() -> None:  # noqa: C901 - one linear script
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
@@ -169,7 +169,7 @@ def main() -> None:  # noqa: C901 - one linear script
             session.add(segment)
             session.commit()
 
-            def page(**kw):  # noqa: ANN003, ANN202
+            def page(**kw):
                 return lambda: contact_service.list_contacts(session, **kw)
 
             deep = n // 2
@@ -216,7 +216,7 @@ def main() -> None:  # noqa: C901 - one linear script
                               ("http_contacts_deep_page", f"/admin/contacts?after={deep}"),
                               ("http_contacts_search", "/admin/contacts?q=anna+beck"),
                               ("http_contacts_segment", f"/admin/contacts?segment={segment.id}")):
-                def get(url=url):  # noqa: ANN001, ANN202
+                def get(url=url):
                     r = client.get(url)
                     assert r.status_code == 200, r.status_code
                     return r.get_data(as_text=True).count('href="/admin/contacts/')

@@ -27,17 +27,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, literal, select, text, update  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, literal, select, text, update
+from sqlalchemy.engine import make_url
 
-from bench.send_throughput import make_database, new_campaign  # noqa: E402
+from bench.send_throughput import make_database, new_campaign
 from campaigns import queueing
-from campaigns.config import Settings  # noqa: E402
-from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus, Topic, utcnow  # noqa: E402
+from campaigns.config import Settings
+from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus, Topic, utcnow
 from campaigns.queueing import Job
-from campaigns.resources import migrate  # noqa: E402
-from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
-from campaigns.sending import lifecycle as sending  # noqa: E402
+from campaigns.resources import migrate
+from campaigns.runtime import Runtime, embedded_redis
+from campaigns.sending import lifecycle as sending
 
 
 def seed(rt: Runtime, n: int) -> int:

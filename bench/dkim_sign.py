@@ -17,7 +17,7 @@ import dkim
 # Let the script run from a plain checkout too, not only from an editable install.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailer.dkim import DEFAULT_SIGNED_HEADERS, DKIMKey, DKIMSigner, generate_private_key_pem  # noqa: E402
+from mailer.dkim import DEFAULT_SIGNED_HEADERS, DKIMKey, DKIMSigner, generate_private_key_pem
 
 logger = logging.getLogger(__name__)
 

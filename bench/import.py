@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_ROWS, TARGET_SECONDS = 1_000_000, 60.0
 sys.path.insert(0, str(ROOT))
 
-from bench.people import person  # noqa: E402
+from bench.people import person
 
 
 def generate(path: Path, rows: int) -> None:

@@ -28,12 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, insert, literal, select, update  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy.engine import make_url
 
-from campaigns.config import Settings  # noqa: E402
-from campaigns.db import scratch_database  # noqa: E402
-from campaigns.models import (  # noqa: E402
+from campaigns.config import Settings
+from campaigns.db import scratch_database
+from campaigns.models import (
     Campaign,
     CampaignStatus,
     Contact,
@@ -42,11 +42,11 @@ from campaigns.models import (  # noqa: E402
     SendStatus,
     utcnow,
 )
-from campaigns.resources import migrate  # noqa: E402
-from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
+from campaigns.resources import migrate
+from campaigns.runtime import Runtime, embedded_redis
 from campaigns.sending import (
     outlook,
-    policy,  # noqa: E402
+    policy,
     release,
 )
 
@@ -97,7 +97,7 @@ def seed(rt: Runtime, n: int) -> dict:
     return {"contacts": n, "sends": sends, "ledger_rows": ledger}
 
 
-def timed(fn, repeat: int) -> tuple[float, object]:  # noqa: ANN001
+def timed(fn, repeat: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()

@@ -25,17 +25,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import insert
+from sqlalchemy.engine import make_url
 
-from campaigns import storage  # noqa: E402
-from campaigns.cli import migrate  # noqa: E402
-from campaigns.config import Settings  # noqa: E402
-from campaigns.coupons.codes import generate_codes  # noqa: E402
-from campaigns.db import scratch_database  # noqa: E402
-from campaigns.models import Campaign, Contact, CouponPool, PostLayout, PostRun  # noqa: E402
-from campaigns.post import runs  # noqa: E402
-from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
+from campaigns import storage
+from campaigns.cli import migrate
+from campaigns.config import Settings
+from campaigns.coupons.codes import generate_codes
+from campaigns.db import scratch_database
+from campaigns.models import Campaign, Contact, CouponPool, PostLayout, PostRun
+from campaigns.post import runs
+from campaigns.runtime import Runtime, embedded_redis
 
 MJML = """<mjml><mj-body><mj-section><mj-column>
 <mj-text>Dear {{ contact.first_name }},</mj-text>

@@ -47,20 +47,20 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert, select  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import insert, select
+from sqlalchemy.engine import make_url
 
-from bench.campaign import newsletter_mjml  # noqa: E402
-from campaigns.composing.editor import save_campaign  # noqa: E402
-from campaigns.config import Settings  # noqa: E402
-from campaigns.db import scratch_database  # noqa: E402
-from campaigns.models import Campaign, CampaignStatus, Contact, Subscription, Topic  # noqa: E402
-from campaigns.resources import migrate  # noqa: E402
-from campaigns.runtime import Runtime, embedded_redis  # noqa: E402
+from bench.campaign import newsletter_mjml
+from campaigns.composing.editor import save_campaign
+from campaigns.config import Settings
+from campaigns.db import scratch_database
+from campaigns.models import Campaign, CampaignStatus, Contact, Subscription, Topic
+from campaigns.resources import migrate
+from campaigns.runtime import Runtime, embedded_redis
 from campaigns.sending import delivery
-from campaigns.sending import lifecycle as sending  # noqa: E402
-from campaigns.sending import policy as policy_service  # noqa: E402
-from mailer.dkim import generate_private_key_pem  # noqa: E402
+from campaigns.sending import lifecycle as sending
+from campaigns.sending import policy as policy_service
+from mailer.dkim import generate_private_key_pem
 
 # ------------------------------------------------------------------ the sink and its counter
 
@@ -90,7 +90,7 @@ def _header_value(block: bytes, name: bytes) -> bytes | None:
     return block[at + len(name) + 2:end].strip()
 
 
-def count_sink_files(directory: str, conn) -> None:  # noqa: ANN001
+def count_sink_files(directory: str, conn) -> None:
     """Child process: read each dumped message's headers, tally Message-IDs per Feedback-ID, delete the file."""
     seen: dict[str, set[bytes]] = {}
     total: dict[str, int] = {}

@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from campaigns.db import scratch_database  # noqa: E402
+from campaigns.db import scratch_database
 
 CONTACTS = 2000
 EXACT_REQUESTS = 6000
@@ -57,7 +57,7 @@ end
 """.replace("AGENT", AGENT)
 
 
-def create_bench_app():  # noqa: ANN201
+def create_bench_app():
     """The real app plus a bare route returning 204: the baseline on the same server and config."""
     from campaigns.web.app import create_app
 
@@ -137,7 +137,7 @@ def ensure_wrk() -> str | None:
 WRK = {"path": None, "checked": False}
 
 
-def _wrk(url: str, paths: list[str] | None, seconds: int, workdir: Path, during=None) -> dict:  # noqa: ANN001
+def _wrk(url: str, paths: list[str] | None, seconds: int, workdir: Path, during=None) -> dict:
     if not WRK["checked"]:
         WRK["path"], WRK["checked"] = ensure_wrk(), True
     if WRK["path"] is None:
@@ -163,7 +163,7 @@ def _wrk(url: str, paths: list[str] | None, seconds: int, workdir: Path, during=
             "p99": p99.group(1) if p99 else "?", "errors": errors.group(1) if errors else ""}
 
 
-def _python_load(url: str, paths: list[str] | None, seconds: int, during) -> dict:  # noqa: ANN001
+def _python_load(url: str, paths: list[str] | None, seconds: int, during) -> dict:
     """The same phase driven by bench/loadgen.py (32 connections), during() called half-way as with wrk."""
     from bench import loadgen
 
@@ -177,7 +177,7 @@ def _python_load(url: str, paths: list[str] | None, seconds: int, during) -> dic
             timer.join()
 
 
-def _exact(port: int, paths: list[str], during) -> dict:  # noqa: ANN001
+def _exact(port: int, paths: list[str], during) -> dict:
     """Send every path once from 8 client threads, counting each answer exactly; call during() half-way."""
     import http.client
     import threading

@@ -76,7 +76,7 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: object) -> Engine
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
+        def _sqlite_pragmas(dbapi_conn, _record):
             # Let SQLAlchemy emit BEGIN itself (pysqlite's own transaction handling defers it and breaks
             # BEGIN IMMEDIATE, which the sender needs for atomic claims).
             dbapi_conn.isolation_level = None
@@ -88,7 +88,7 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: object) -> Engine
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # noqa: ANN001
+        def _sqlite_begin(conn):
             # IMMEDIATE takes the write lock up front and waits for it (busy_timeout). A deferred transaction
             # that reads and later writes fails at once with "database is locked" if another process committed
             # in between, whatever the timeout: the web app and the workers share this file.

@@ -90,7 +90,7 @@ def signer_for_runtime(engine: Engine, settings: Settings, known: tuple | None,
         value = row[0] if row else None
         if isinstance(value, str):
             value = json.loads(value)
-    except Exception as exc:  # noqa: BLE001 - raw driver errors are not wrapped by SQLAlchemy
+    except Exception as exc:
         if known is not None:
             logger.warning("cannot re-read the DKIM settings (%s); keeping the current keys", exc)
             return known, current

@@ -86,7 +86,7 @@ def record_holds(redis: Redis, held_by_rule: Mapping[str, int]) -> None:
     _execute(pipe)
 
 
-def _execute(pipe) -> None:  # noqa: ANN001
+def _execute(pipe) -> None:
     try:
         pipe.execute()
     except RedisError as exc:
@@ -109,7 +109,7 @@ class RapportCollector(Collector):
     queue_figures may raise RedisError: the scrape then reports rapport_redis_up 0, like an unreadable hash.
     """
 
-    def __init__(self, runtime, queue_figures: Callable[[], QueueFigures]) -> None:  # noqa: ANN001 - a Runtime
+    def __init__(self, runtime, queue_figures: Callable[[], QueueFigures]) -> None:
         self.runtime = runtime
         self.queue_figures = queue_figures
 

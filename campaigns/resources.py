@@ -41,7 +41,7 @@ def migrations_dir() -> Path:
     return _package_dir("campaigns.migrations", "migrations")
 
 
-def alembic_config(database_url: str):  # noqa: ANN201 - alembic is imported late
+def alembic_config(database_url: str):
     """An Alembic Config for this database, built in code so an installed package needs no alembic.ini."""
     from alembic.config import Config  # heavy: only migrations need alembic
 

@@ -82,7 +82,7 @@ def trim(redis: Redis, queue_name: str) -> None:
 
 
 @event.listens_for(Session, "after_flush")
-def _collect(session: Session, _flush_context) -> None:  # noqa: ANN001
+def _collect(session: Session, _flush_context) -> None:
     if RECORDER not in session.info:
         return
     found: set[str] = set()

@@ -80,7 +80,7 @@ class Storage(abc.ABC):
 class _Publish(io.FileIO):
     """A file written under a temporary name; on close, `publish(path)` moves it into place."""
 
-    def __init__(self, path: str, publish) -> None:  # noqa: ANN001
+    def __init__(self, path: str, publish) -> None:
         super().__init__(path, "w")
         self._publish = publish
 
@@ -143,7 +143,7 @@ class _Body(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001
+    def readinto(self, buffer) -> int:
         data = self._body.read(len(buffer))
         n = len(data)
         buffer[:n] = data

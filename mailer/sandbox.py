@@ -306,7 +306,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return checks.sized(super().call(__context, __obj, *args, **kwargs))
 
 
-def _small_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
+def _small_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
     """lipsum() with at most 20 paragraphs of at most 200 words."""
     return generate_lorem_ipsum(n=_cap(n, 20), html=html, min=_cap(min, 200), max=_cap(max, 200))
 

@@ -34,7 +34,7 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-def _run(connection) -> None:  # noqa: ANN001
+def _run(connection) -> None:
     # render_as_batch lets later migrations alter tables on SQLite too. A batch alteration copies the table and
     # drops the old one; with foreign keys enforced that DROP would cascade-delete every referencing row (send rows
     # of a rebuilt campaign table), so SQLite migrates with them off. The pragma is a no-op inside a transaction,

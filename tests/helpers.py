@@ -22,7 +22,7 @@ def csrf(client: FlaskClient, url: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def export_contacts(client: FlaskClient, run_worker, **filters: str) -> tuple[str, dict]:  # noqa: ANN001
+def export_contacts(client: FlaskClient, run_worker, **filters: str) -> tuple[str, dict]:
     """Start a contact export in the admin, let the worker write it, and return its CSV text and final state."""
     import gzip
 

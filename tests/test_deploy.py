@@ -87,7 +87,7 @@ def test_compose_commands_are_console_scripts_of_the_image() -> None:
     assert "deploy/rapport.env" in (ROOT / ".gitignore").read_text().splitlines()   # secrets stay out of git
 
 
-def test_compose_config_validates(tmp_path) -> None:  # noqa: ANN001
+def test_compose_config_validates(tmp_path) -> None:
     """`docker compose config` (or Debian's docker-compose 1.29) accepts the file: schema, anchors, conditions."""
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         command = ["docker", "compose"]
@@ -102,7 +102,7 @@ def test_compose_config_validates(tmp_path) -> None:  # noqa: ANN001
         assert done.returncode == 0, done.stderr
 
 
-def test_the_web_healthcheck_path_answers(client) -> None:  # noqa: ANN001
+def test_the_web_healthcheck_path_answers(client) -> None:
     test = compose()["services"]["web"]["healthcheck"]["test"]
     (url,) = re.findall(r"http://127\.0\.0\.1:8000(/[^'\"]*)", " ".join(test))
     assert client.get(url).status_code == 200
@@ -213,7 +213,7 @@ def debian_tool(binary: str, package: str) -> str:
     return path
 
 
-def test_systemd_analyze_verify(tmp_path) -> None:  # noqa: ANN001
+def test_systemd_analyze_verify(tmp_path) -> None:
     analyze = debian_tool("systemd-analyze", "systemd")
     # The units name /opt/rapport/venv; verify checks that ExecStart is executable, so point it at this venv.
     bin_dir = Path(sys.executable).parent
@@ -266,7 +266,7 @@ def test_nginx_example_forwards_what_rapport_trusts() -> None:
     assert f"proxy_read_timeout {gunicorn_conf.timeout}s;" in conf
 
 
-def test_nginx_accepts_the_example(nginx_binary, tmp_path) -> None:  # noqa: ANN001
+def test_nginx_accepts_the_example(nginx_binary, tmp_path) -> None:
     key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mail.example.com",
                     "-keyout", str(key), "-out", str(cert), "-days", "1"], check=True, capture_output=True)

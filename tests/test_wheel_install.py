@@ -43,7 +43,7 @@ def postgres_or_skip() -> None:
 
     try:
         psycopg.connect(PG_SERVER.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=3).close()
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server here"
+    except Exception as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs PostgreSQL for the wheel-install test: {exc}")
         pytest.skip(f"no PostgreSQL server answers at {PG_SERVER}: {exc}")
@@ -120,7 +120,7 @@ class Browser:
         return self.request("POST", action, {"csrf_token": token, **fields})
 
 
-def wait_for(predicate, what: str, procs: list[subprocess.Popen], logs: list[Path], limit: float = 120) -> None:  # noqa: ANN001
+def wait_for(predicate, what: str, procs: list[subprocess.Popen], logs: list[Path], limit: float = 120) -> None:
     """Poll until predicate() holds; fail with the processes' logs when one dies or the limit passes."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -165,7 +165,7 @@ def seed(database_url: str, n: int) -> int:
     return campaign_id
 
 
-def test_the_wheel_installs_and_runs_a_send(installed, database, redis_server, smtp_sink, tmp_path) -> None:  # noqa: ANN001
+def test_the_wheel_installs_and_runs_a_send(installed, database, redis_server, smtp_sink, tmp_path) -> None:
     bin_dir, port = installed, free_port()
     _conn, redis_url = redis_server
     run_dir, instance = tmp_path / "run", tmp_path / "var-lib-rapport"

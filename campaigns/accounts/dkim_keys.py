@@ -153,7 +153,7 @@ def check_dns(info: KeyInfo, resolve: Any = None) -> DNSCheck:
         resolve = resolve_txt
     try:
         records = resolve(info.record_name)
-    except Exception as exc:  # noqa: BLE001 - NXDOMAIN, timeouts, no network: all mean "not visible yet"
+    except Exception as exc:
         return DNSCheck(False, f"No TXT record found at {info.record_name} yet ({type(exc).__name__}).")
     wanted = _tags(info.txt_value)
     for record in records:

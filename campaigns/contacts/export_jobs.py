@@ -210,7 +210,7 @@ def _profile_exprs(dialect: str) -> list[str]:
     return exprs
 
 
-def _joined(value: str | None, sep: str, key=None) -> str:  # noqa: ANN001
+def _joined(value: str | None, sep: str, key=None) -> str:
     return safe_cell(sep.join(sorted(value.split(_SEP), key=key))) if value else ""
 
 
@@ -220,7 +220,7 @@ def _attribute_key(item: str) -> str:
 
 # ---------------------------------------------------------------- SQLite: one streamed SELECT
 
-def _write_pages(session: Session, conds: list, out: IO[bytes], progress) -> int:  # noqa: ANN001
+def _write_pages(session: Session, conds: list, out: IO[bytes], progress) -> int:
     extra = [literal_column(_SQLITE_EXTRA[f]) for f in ("interests", "topics", "attributes")]
     stmt = select(*(literal_column(csvfiles.safe_sql(c, "sqlite")) for c in _profile_exprs("sqlite")), *extra) \
         .select_from(Contact.__table__).where(*conds).order_by(Contact.id)
@@ -241,7 +241,7 @@ def _write_pages(session: Session, conds: list, out: IO[bytes], progress) -> int
 
 # ---------------------------------------------------------------- PostgreSQL: one COPY
 
-def _copy_postgresql(session: Session, conds: list, out: IO[bytes], progress) -> int:  # noqa: ANN001
+def _copy_postgresql(session: Session, conds: list, out: IO[bytes], progress) -> int:
     import psycopg  # PostgreSQL only: its COPY; SQLite installs never load the driver
 
     exprs = _profile_exprs("postgresql") + [_PG_EXTRA[f] for f in ("interests", "topics", "attributes")]

@@ -143,7 +143,7 @@ class ContactPage:
     prev_before: int | None = None
 
 
-def _prefix(column, prefix: str):  # noqa: ANN001, ANN202
+def _prefix(column, prefix: str):
     """column starts with prefix, as an index range (byte/code point order, as SQLite and C collations sort)."""
     last = ord(prefix[-1])
     if last >= 0x10FFFF:
@@ -172,7 +172,7 @@ def _search_branches(query: str) -> list:
     return branches
 
 
-def search_condition(session: Session, query: str):  # noqa: ANN201
+def search_condition(session: Session, query: str):
     """A WHERE clause for a search, or None when the query is empty.
 
     A search for something rare ("müller-lüdenscheidt") reads at most SEARCH_CAP ids from the indexes and pages

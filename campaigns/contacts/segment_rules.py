@@ -168,7 +168,7 @@ def _rule(raw: Any, where: str) -> dict[str, Any]:
     return rule
 
 
-def _value(raw: Any, kind: str, label: str) -> Any:  # noqa: C901 - one branch per value type, kept together
+def _value(raw: Any, kind: str, label: str) -> Any:
     if kind == "none":
         return None
     if raw is None or (isinstance(raw, str) and not raw.strip()):

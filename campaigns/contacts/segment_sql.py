@@ -33,7 +33,7 @@ def _compile_group(group: Mapping[str, Any], dialect: str, now: dt.datetime) -> 
     return and_(*parts) if group.get("match", "all") == "all" else or_(*parts)
 
 
-def _compile_rule(rule: Mapping[str, Any], dialect: str, now: dt.datetime) -> ColumnElement[bool]:  # noqa: C901
+def _compile_rule(rule: Mapping[str, Any], dialect: str, now: dt.datetime) -> ColumnElement[bool]:
     name, op, value = rule["field"], rule["op"], rule.get("value")
     kind = FIELDS[name].kind
     if kind == "text":
@@ -79,11 +79,11 @@ def _compile_rule(rule: Mapping[str, Any], dialect: str, now: dt.datetime) -> Co
     raise AssertionError(kind)
 
 
-def _order_subquery(aggregate):  # noqa: ANN001, ANN202
+def _order_subquery(aggregate):
     return select(aggregate).where(Order.contact_id == Contact.id).correlate(Contact).scalar_subquery()
 
 
-def _text(column, op: str, value: str | None) -> ColumnElement[bool]:  # noqa: ANN001
+def _text(column, op: str, value: str | None) -> ColumnElement[bool]:
     v = (value or "").lower()
     return {
         "is": lambda: column == v,
@@ -97,7 +97,7 @@ def _text(column, op: str, value: str | None) -> ColumnElement[bool]:  # noqa: A
     }[op]()
 
 
-def _date(column, op: str, value: Any, now: dt.datetime) -> ColumnElement[bool]:  # noqa: ANN001
+def _date(column, op: str, value: Any, now: dt.datetime) -> ColumnElement[bool]:
     if op == "in_last_days":
         return column >= now - dt.timedelta(days=value)
     if op == "not_in_last_days":
@@ -110,7 +110,7 @@ def _date(column, op: str, value: Any, now: dt.datetime) -> ColumnElement[bool]:
     return column < day if op == "before" else column >= day
 
 
-def _number(column, op: str, value: Decimal) -> ColumnElement[bool]:  # noqa: ANN001
+def _number(column, op: str, value: Decimal) -> ColumnElement[bool]:
     return {"gte": column >= value, "lte": column <= value, "gt": column > value, "lt": column < value,
             "eq": column == value}[op]
 

@@ -118,7 +118,7 @@ def seed(settings: Settings, contacts: int = 300) -> bool:
         engine.dispose()
 
 
-def _seed(session, settings: Settings, n: int) -> None:  # noqa: ANN001
+def _seed(session, settings: Settings, n: int) -> None:
     rng = random.Random(20261123)
     session.add(AdminUser(email=DEMO_EMAIL, name="Demo Marketer", role=AdminRole.ADMIN,
                           password_hash=generate_password_hash(DEMO_PASSWORD)))
@@ -173,7 +173,7 @@ NOTES = (("Allergic to lilies: never send lilies as a gift.", True),
          ("Runs the community garden on Rosenallee; interested in bulk seed orders.", False))
 
 
-def _seed_notes(session, rng: random.Random) -> None:  # noqa: ANN001
+def _seed_notes(session, rng: random.Random) -> None:
     """A few notes by the demo admin, some pinned as key facts, on the first contacts."""
     admin = session.scalar(select(AdminUser).where(AdminUser.email == DEMO_EMAIL))
     contact_ids = list(session.scalars(select(Contact.id).order_by(Contact.id).limit(3)))
@@ -191,7 +191,7 @@ of our own sweet-pea seeds. Come by the shop and pick it up, or scan the code to
 </mj-column></mj-section></mj-body></mjml>"""
 
 
-def _seed_card(session) -> int:  # noqa: ANN001
+def _seed_card(session) -> int:
     """A thank-you card to the Offers readers, as post: its print run (rendered by _print_card)."""
     card = Campaign(name="Thank-you card (post)", kind=CampaignKind.NURTURE,
                     subject="A little thank-you, {{ contact.first_name|default('friend', true) }}",
@@ -217,7 +217,7 @@ def _print_card(settings: Settings, run_id: int) -> None:
         rt.close()
 
 
-def _backdate_card(session, run_id: int, ago: dt.timedelta) -> None:  # noqa: ANN001
+def _backdate_card(session, run_id: int, ago: dt.timedelta) -> None:
     """Move the card's letters into the past: the demo's mail today is not held by the daily cap for a card.
     Row by row in Python, as SQLite cannot subtract an interval from a stored time."""
     run = session.get(PostRun, run_id)
@@ -247,7 +247,7 @@ def _joined(rng: random.Random, contact: Contact, topic: Topic) -> dt.datetime:
                utcnow() - dt.timedelta(days=1))
 
 
-def _seed_signup_form(session, topics: list[Topic]) -> None:  # noqa: ANN001
+def _seed_signup_form(session, topics: list[Topic]) -> None:
     """A double opt-in sign-up form for the newsletter and tips (hosted page and embeddable snippet)."""
     save_form(session, {"name": "Website footer", "title": "Get the Green Thumb newsletter",
                         "intro": "Monthly notes on what to sow, short guides and garden events. No spam, ever.",
@@ -257,7 +257,7 @@ def _seed_signup_form(session, topics: list[Topic]) -> None:  # noqa: ANN001
               [topics[0].id, topics[1].id])
 
 
-def _seed_segments(session) -> None:  # noqa: ANN001
+def _seed_segments(session) -> None:
     """Two saved segments a marketer would start from (dynamic: evaluated whenever they are used)."""
     session.add_all([
         Segment(name="Loyal customers", description="Spent 150 or more, or ordered at least three times",
@@ -272,7 +272,7 @@ def _seed_segments(session) -> None:  # noqa: ANN001
     ])
 
 
-def _seed_coupons_and_survey(session, coupon: Campaign, newsletter_topic: Topic, owner: Sender,  # noqa: ANN001
+def _seed_coupons_and_survey(session, coupon: Campaign, newsletter_topic: Topic, owner: Sender,
                              settings: Settings) -> None:
     """A coupon pool the coupon mailing draws from (one code per recipient), and a survey in a short mailing."""
     pool = CouponPool(name="Autumn thank-you 15%", value_description="15% off your next order",
@@ -315,7 +315,7 @@ SURVEY_MJML = """<mjml>
 """
 
 
-def _seed_automations(session, owner: Sender, settings: Settings) -> None:  # noqa: ANN001
+def _seed_automations(session, owner: Sender, settings: Settings) -> None:
     """A birthday automation (switched on): a greeting with a small present from its own coupon pool, at 09:00 in
     each contact's time zone. Its template is a draft campaign, editable like any other."""
     pool = CouponPool(name="Birthday present 10%", value_description="10% off one order",

@@ -73,7 +73,7 @@ def run(settings: Settings, port: int) -> int:
 
     stop = False
 
-    def _stop(_sig, _frame) -> None:  # noqa: ANN001
+    def _stop(_sig, _frame) -> None:
         nonlocal stop
         stop = True
 

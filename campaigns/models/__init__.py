@@ -1,6 +1,6 @@
 """Database models, one module per area. Import them from here: `from campaigns.models import Contact`."""
 
-# ruff: noqa: F401, F403
+# ruff: noqa: F403
 from campaigns.models.accounts import *
 from campaigns.models.api import *
 from campaigns.models.audit import *

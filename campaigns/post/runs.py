@@ -264,7 +264,7 @@ def _letters(rt: Runtime, run_id: int) -> Iterator[tuple[render.Letter, Contact]
         after = rows[-1][0].page
 
 
-def _progress(rt: Runtime, run_id: int):  # noqa: ANN202  (a callback)
+def _progress(rt: Runtime, run_id: int):
     def write(done: int) -> None:
         with rt.session_factory() as session:
             session.execute(update(PostRun).where(PostRun.id == run_id).values(rendered=done))

@@ -45,7 +45,7 @@ class Eligibility:
     eligible: int
 
 
-def _not_sent(campaign: Campaign):  # noqa: ANN202  (a SQL condition)
+def _not_sent(campaign: Campaign):
     return not_(exists().where(Send.campaign_id == campaign.id, Send.contact_id == Contact.id))
 
 
@@ -56,7 +56,7 @@ def eligible_conditions(campaign: Campaign) -> list:
 
 def eligibility(session: Session, campaign: Campaign) -> Eligibility:
     """How many of the audience get a letter, and why the others do not (one pass over the audience)."""
-    def total(*conds) -> int:  # noqa: ANN002
+    def total(*conds) -> int:
         return session.scalar(select(func.count()).select_from(Contact).where(*audience_conditions(campaign),
                                                                                 *conds)) or 0
 

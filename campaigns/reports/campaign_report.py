@@ -25,7 +25,7 @@ from campaigns.models import (
 MAX_BUCKETS = 200
 
 
-def _count(session: Session, *conds) -> int:  # noqa: ANN002
+def _count(session: Session, *conds) -> int:
     return session.scalar(select(func.count(distinct(Event.send_id))).where(*conds)) or 0
 
 
@@ -102,7 +102,7 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
 _FORMATS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "%Y-%m-%d"}
 
 
-def _bucket(session: Session, column, unit: str):  # noqa: ANN001, ANN202 - SQL expressions
+def _bucket(session: Session, column, unit: str):
     """The UTC hour, day or week (its Monday) of a timestamp column, as text, on SQLite and PostgreSQL."""
     if session.get_bind().dialect.name == "postgresql":
         utc = func.timezone("UTC", column)

@@ -96,7 +96,7 @@ def due_contacts(session: Session, policy: PolicySettings, now: dt.datetime) -> 
     return list(rows)
 
 
-def _held_items():  # noqa: ANN202
+def _held_items():
     """Send rows a digest collects: nurture, held for the contact's weekly/monthly choice, of a running campaign."""
     return (select(Send.id).join(Campaign, Campaign.id == Send.campaign_id).join(Contact, Contact.id == Send.contact_id)
             .where(Send.status == SendStatus.HELD, Send.reason == SendReason.PREFERENCE.value,

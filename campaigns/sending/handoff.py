@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 HAND_BACK_DELAY = dt.timedelta(seconds=5)
 
 
-def retry_defaults(settings) -> RetrySchedule:  # noqa: ANN001
+def retry_defaults(settings) -> RetrySchedule:
     """The environment's retry schedule (a mailer built without the database's)."""
     return RetrySchedule(settings.retry_delays[:max(1, settings.max_attempts - 1)], settings.retry_max_age)
 
@@ -66,7 +66,7 @@ class Handoff:
 
     IN_FLIGHT = 8
 
-    def __init__(self, rt: Runtime, mailer: CampaignMailer, pool, result: BatchResult) -> None:  # noqa: ANN001
+    def __init__(self, rt: Runtime, mailer: CampaignMailer, pool, result: BatchResult) -> None:
         self.rt = rt
         self.mailer = mailer
         self.pool = pool
@@ -185,7 +185,7 @@ class Handoff:
         except DeliveryError as exc:
             self._failed(send_id, contact_id, attempts, exc)
             return
-        except Exception as exc:   # noqa: BLE001 - e.g. Redis away inside the rate limiter: before any SMTP
+        except Exception as exc:
             logger.warning("campaign_id=%s send %s handed back: %s", self.mailer.campaign_id, send_id, exc)
             self.attempts = attempts - 1
             self._add(send_id, SendStatus.QUEUED, f"not sent yet: {exc}"[:1000],

@@ -196,7 +196,7 @@ def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int)
     queueing.enqueue_many(rt.queue, Job.SEND_BATCH, batches)
 
 
-def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
+def _insert_ignore(session: Session, rows):
     cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"]
     dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(Send.__table__).from_select(cols, rows)
@@ -206,7 +206,7 @@ def _insert_ignore(session: Session, rows):  # noqa: ANN001, ANN202
 PROGRESS_EXACT = 5000      # send rows a progress poll counts one by one (index only); beyond, the counters answer
 
 
-def _count_upto(session: Session, campaign_id: int, statuses: tuple[SendStatus, ...], *conds) -> int:  # noqa: ANN002
+def _count_upto(session: Session, campaign_id: int, statuses: tuple[SendStatus, ...], *conds) -> int:
     """Send rows of the campaign in these statuses, counted up to PROGRESS_EXACT (a bounded index-only scan)."""
     rows = (select(Send.contact_id).where(Send.campaign_id == campaign_id, Send.status.in_(statuses), *conds)
             .limit(PROGRESS_EXACT).subquery())

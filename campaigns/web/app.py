@@ -111,7 +111,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
 
     @app.get("/")
-    def index():  # noqa: ANN202
+    def index():
         return redirect(url_for("admin.dashboard"))
 
     @app.teardown_appcontext
@@ -121,12 +121,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             session.close()
 
     @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError):  # noqa: ANN202
+    def csrf_error(exc: CSRFError):
         return render_template("public/error.html", code=400, title="This form has expired",
                                message="Please go back, reload the page and try again."), 400
 
     @app.errorhandler(RequestEntityTooLarge)
-    def too_large(exc: RequestEntityTooLarge):  # noqa: ANN202
+    def too_large(exc: RequestEntityTooLarge):
         limit = request.max_content_length or 0
         size = f"{limit / 2**20:,.0f} MB" if limit >= 2**20 else f"{limit / 1024:,.0f} KB"
         return render_template("public/error.html", code=413, title="This file is too large",
@@ -134,7 +134,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                                        "upload them one after the other."), 413
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # noqa: ANN202
+    def http_error(exc: HTTPException):
         titles = {404: "Page not found", 405: "Not allowed", 413: "Too large", 400: "Bad request"}
         return render_template("public/error.html", code=exc.code, title=titles.get(exc.code or 0, exc.name),
                                message=exc.description if exc.code != 404 else NOT_FOUND_MESSAGE), exc.code
@@ -143,7 +143,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_error_handler(ValidationError, invalid)
 
     @app.errorhandler(Exception)
-    def server_error(exc: Exception):  # noqa: ANN202
+    def server_error(exc: Exception):
         logger.exception("unhandled error")
         return render_template("public/error.html", code=500, title="Something went wrong",
                                message="We could not finish this request. It has been logged."), 500
@@ -151,7 +151,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.wsgi_app = ChunkedBodyGuard(app.wsgi_app)
     if settings.base_url.startswith("https://"):
         @app.after_request
-        def strict_transport(response):  # noqa: ANN001, ANN202
+        def strict_transport(response):
             # Browsers that have seen the site over https never try http again (no downgrade on a hostile network).
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
             return response

@@ -38,7 +38,7 @@ class _GuardedInput:
     def readlines(self, *args: Any) -> list[bytes]:
         return self._call("readlines", *args)
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return iter(self.readline, b"")
 
 

@@ -60,13 +60,13 @@ class MJMLStructure(HTMLParser):
         self.stack: list[tuple[str, int]] = []
         self.error: TemplateError | None = None
 
-    def handle_starttag(self, tag: str, attrs: list) -> None:  # noqa: ARG002
+    def handle_starttag(self, tag: str, attrs: list) -> None:
         if self.error or not (tag.startswith("mj-") or tag == "mjml"):
             return
         if tag not in self.VOID:
             self.stack.append((tag, self.getpos()[0]))
 
-    def handle_startendtag(self, tag: str, attrs: list) -> None:  # noqa: ARG002
+    def handle_startendtag(self, tag: str, attrs: list) -> None:
         pass  # <mj-image ... /> opens nothing
 
     def handle_endtag(self, tag: str) -> None:

@@ -20,7 +20,7 @@ def html_to_text(html: str) -> str:
         bad.drop_tree()
     parts: list[str] = []
 
-    def walk(el) -> None:  # noqa: ANN001
+    def walk(el) -> None:
         if not isinstance(el.tag, str):   # comments (Outlook conditionals) and processing instructions
             if el.tail:
                 parts.append(el.tail)

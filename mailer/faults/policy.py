@@ -72,7 +72,7 @@ class Log:
     """The append-only JSON-lines log; each line is flushed before the client hears the reply it records."""
 
     def __init__(self, path: str | os.PathLike[str] | None, fsync: bool) -> None:
-        self._fh: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._fh: IO[str] | None = open(path, "a", encoding="utf-8") if path else None
         self._fsync = fsync
         self.counts: Counter[str] = Counter()
         self.accepted: list[dict[str, Any]] = []

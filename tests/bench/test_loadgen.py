@@ -16,7 +16,7 @@ def test_counts_match_the_receiving_server_and_paths_rotate() -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             with lock:
                 seen[self.path] += 1
             status = 302 if self.path.startswith("/c/") else (404 if self.path == "/missing" else 200)

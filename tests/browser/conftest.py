@@ -54,7 +54,7 @@ def _install_chromium() -> None:
 
 
 @pytest.fixture(scope="package")
-def browser():  # noqa: ANN201
+def browser():
     """One headless Chromium for the browser tests (package scope: Playwright's sync API holds an event loop,
     so it is stopped before the rest of the suite runs)."""
     if not CHROMIUM.exists():
@@ -72,7 +72,7 @@ def browser():  # noqa: ANN201
 # ------------------------------------------------------------------ the live app, worker and data
 
 @pytest.fixture()
-def live_server(runtime) -> Iterator[LiveServer]:  # noqa: ANN001
+def live_server(runtime) -> Iterator[LiveServer]:
     """The app in a threaded werkzeug server, with BASE_URL pointing at it (so cookies and links fit)."""
     from werkzeug.serving import make_server
 
@@ -136,7 +136,7 @@ class WorkerProcess:
 
 
 @pytest.fixture()
-def worker(live_server: LiveServer, runtime, tmp_path: Path) -> Iterator[WorkerProcess]:  # noqa: ANN001
+def worker(live_server: LiveServer, runtime, tmp_path: Path) -> Iterator[WorkerProcess]:
     """A worker process to start when the test wants; afterwards no job may have failed."""
     proc = WorkerProcess(live_server.settings, tmp_path / "worker.log")
     yield proc
@@ -174,7 +174,7 @@ CSP_MESSAGE = re.compile(r"Content Security Policy|Refused to (load|execute|appl
 
 
 @pytest.fixture()
-def page(browser, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
+def page(browser, request: pytest.FixtureRequest):
     """A fresh browser context and page (desktop size) that fails the test on CSP violations, uncaught exceptions
     and 5xx responses."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
@@ -182,13 +182,13 @@ def page(browser, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
     pg = context.new_page()
     problems = PageProblems()
 
-    def on_console(msg) -> None:  # noqa: ANN001
+    def on_console(msg) -> None:
         if msg.type in ("error", "warning") and CSP_MESSAGE.search(msg.text):
             problems.csp.append(f"{msg.text} ({msg.location.get('url')}:{msg.location.get('lineNumber')})")
         elif msg.type == "error":
             problems.console_errors.append(msg.text)
 
-    def on_response(resp) -> None:  # noqa: ANN001
+    def on_response(resp) -> None:
         if resp.status >= 500:
             problems.server_errors.append(f"{resp.status} {resp.request.method} {resp.url}")
 
@@ -203,7 +203,7 @@ def page(browser, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture()
-def admin_page(page, demo_data: LiveServer):  # noqa: ANN001, ANN201
+def admin_page(page, demo_data: LiveServer):
     """A page logged in as the demo admin on the demo data."""
     log_in(page, demo_data)
     return page

@@ -47,7 +47,7 @@ def test_the_main_admin_pages_have_no_serious_violations(admin_page: Page, demo_
     assert not failures, "\n\n".join(failures)
 
 
-def test_the_public_pages_have_no_serious_violations(page: Page, demo_data: LiveServer, runtime) -> None:  # noqa: ANN001
+def test_the_public_pages_have_no_serious_violations(page: Page, demo_data: LiveServer, runtime) -> None:
     from sqlalchemy import select
 
     from campaigns.models import Campaign, Contact, SignupForm

@@ -64,7 +64,7 @@ def test_test_send_arrives_in_the_outbox(admin_page: Page, demo_data: LiveServer
 
 
 def test_send_watch_progress_reach_100_and_open_the_report(admin_page: Page, demo_data: LiveServer,
-                                                           worker) -> None:  # noqa: ANN001
+                                                           worker) -> None:
     page = admin_page
     campaign_id = open_campaign(page, "March newsletter")
     audience = int(re.search(r"\((\d+) now\)", page.locator("main").inner_text()).group(1))

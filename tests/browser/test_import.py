@@ -24,7 +24,7 @@ new.fred@example.com,Fred,Fine,,,,
 
 
 def test_import_a_csv_with_bad_rows_and_download_the_error_report(admin_page: Page, demo_data: LiveServer,
-                                                                   worker, tmp_path: Path) -> None:  # noqa: ANN001
+                                                                   worker, tmp_path: Path) -> None:
     page = admin_page
     source = tmp_path / "spring-fair.csv"
     source.write_text(CSV)

@@ -12,7 +12,7 @@ from tests.campaigns.composing.test_mail_head import delivered_html
 
 
 @pytest.mark.parametrize("key", ["coupon", "newsletter", "blank"])
-def test_starter_mails_keep_their_design_in_dark_mode(key, browser, editor, db_session, make_contacts,  # noqa: ANN001
+def test_starter_mails_keep_their_design_in_dark_mode(key, browser, editor, db_session, make_contacts,
                                                       outbox) -> None:
     html = delivered_html(editor, db_session, make_contacts, outbox, key)
     looks = {}

@@ -15,7 +15,7 @@ from tests.browser.flows import LiveServer, screenshot
 pytestmark = pytest.mark.browser
 
 
-def expected_members(db_session) -> set[str]:  # noqa: ANN001
+def expected_members(db_session) -> set[str]:
     """Berlin contacts who like roses or have ordered at least twice, worked out from the data in Python."""
     return {c.email for c in db_session.scalars(select(Contact))
             if c.city == "Berlin" and ({i.interest for i in c.interests} & {"roses"} or len(c.orders) >= 2)}
@@ -28,7 +28,7 @@ def live_count(page: Page) -> int:
 
 
 def test_build_a_segment_with_a_live_count_and_save_it(admin_page: Page, demo_data: LiveServer,
-                                                       db_session) -> None:  # noqa: ANN001
+                                                       db_session) -> None:
     page = admin_page
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Segments").click()
     page.get_by_role("link", name="New segment").click()

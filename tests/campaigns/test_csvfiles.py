@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
     ("+43/1/5551234", "+43/1/5551234"), ("-12.50", "-12.50"), ("-3", "-3"), ("-1,5", "-1,5"),
     ("plain", "plain"), ("a=b", "a=b"), (None, ""), (7, "7"), (dt.date(2026, 12, 2), "2026-12-02"),
 ])
-def test_formulas_get_an_apostrophe_and_plain_data_stays(value, cell: str) -> None:  # noqa: ANN001
+def test_formulas_get_an_apostrophe_and_plain_data_stays(value, cell: str) -> None:
     assert safe_cell(value) == cell
 
 
-def test_the_import_error_report_neutralises_formulas(logged_in, run_worker) -> None:  # noqa: ANN001
+def test_the_import_error_report_neutralises_formulas(logged_in, run_worker) -> None:
     buf = io.StringIO()
     csv.writer(buf).writerows([["email", "first_name", "phone"],
                                ["=HYPERLINK(\"http://evil.example\",\"x\")", "Ann", "+49 152 1234567"],

@@ -6,13 +6,13 @@ from alembic.migration import MigrationContext
 from campaigns.db import Base
 
 
-def test_migrated_schema_matches_models(runtime) -> None:  # noqa: ANN001
+def test_migrated_schema_matches_models(runtime) -> None:
     with runtime.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
 
 
-def test_upgrading_keeps_existing_rows(tmp_path, database_url) -> None:  # noqa: ANN001
+def test_upgrading_keeps_existing_rows(tmp_path, database_url) -> None:
     """Rows written under the first schema survive every later migration (SQLite rebuilds tables to alter them)."""
     import datetime as dt
 

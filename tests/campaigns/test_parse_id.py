@@ -24,5 +24,5 @@ def test_big_ids_reach_bigint() -> None:
 
 
 @pytest.mark.parametrize("query", ["after=%C2%B2", "before=%C2%B2", "segment=99999999999", "segment=%C2%B2"])
-def test_odd_ids_in_the_contact_list_are_ignored(editor, query: str) -> None:  # noqa: ANN001
+def test_odd_ids_in_the_contact_list_are_ignored(editor, query: str) -> None:
     assert editor.get(f"/admin/contacts?{query}").status_code == 200

@@ -85,7 +85,7 @@ def check_upgrade(url: str) -> None:
     engine.dispose()
 
 
-def test_previous_release_upgrades_with_its_data(tmp_path, database_url) -> None:  # noqa: ANN001
+def test_previous_release_upgrades_with_its_data(tmp_path, database_url) -> None:
     if database_url.startswith("sqlite"):
         check_upgrade(f"sqlite:///{tmp_path / 'previous.db'}")
     else:

@@ -18,7 +18,7 @@ CTX = {"contact": {"first_name": "Zoë <script>"}, "sender": {"postal_address": 
        "unsubscribe_url": "https://t/u/TOKEN", "preferences_url": "https://t/p/TOKEN"}
 
 
-def render(src: CampaignSource, ctx: dict = CTX):  # noqa: ANN201
+def render(src: CampaignSource, ctx: dict = CTX):
     compiled = compile_campaign(src)
     return compiled, compiled.render(ctx, lambda i: f"https://t/c/{i}", "https://t/o/OPEN")
 

@@ -12,7 +12,7 @@ TEMPLATE = MessageTemplate.create(from_name="Zoë's Gärten", from_email="news@s
                                   reply_to="help@shop.test", feedback_id="1:nurture:rapport")
 
 
-def build(subject: str = "Grüße", html: str = "<p>Hallo</p>", text: str = "Hallo", name: str = "Jürgen Müller"):  # noqa: ANN201
+def build(subject: str = "Grüße", html: str = "<p>Hallo</p>", text: str = "Hallo", name: str = "Jürgen Müller"):
     headers, body = TEMPLATE.build(to_name=name, to_email="j@example.com", subject=subject,
                                    message_id="<tok@shop.test>", date=format_date(0), html=html, text=text,
                                    list_unsubscribe=["https://t/u/x", "mailto:unsubscribe+x@shop.test"])

@@ -78,20 +78,20 @@ class Recorder:
         self.drop_after_data = False
         self.controller: Controller | None = None
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         if not any(p is server for p in self.protocols):
             self.protocols.append(server)
         return responses
 
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_replies:
             return self.mail_replies.pop(0)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("busy@"):
             return "450 4.2.1 Mailbox busy, try later"
         if address.startswith("nobody@"):
@@ -99,7 +99,7 @@ class Recorder:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope):
         if b"REJECT-ME" in envelope.content:
             return "550 5.7.1 Content rejected"
         if b"DEFER-ME" in envelope.content:
@@ -122,11 +122,11 @@ class Recorder:
             server.transport.close()
         return "250 2.0.0 Queued as 42"
 
-    async def handle_RSET(self, server, session, envelope):  # noqa: ANN001
+    async def handle_RSET(self, server, session, envelope):
         self.rsets += 1
         return "250 OK"
 
-    async def handle_QUIT(self, server, session, envelope):  # noqa: ANN001
+    async def handle_QUIT(self, server, session, envelope):
         self.quits += 1
         return "221 Bye"
 
@@ -624,7 +624,7 @@ def test_implicit_tls(start_server: Start, server_tls: ssl.SSLContext) -> None:
 USERS = {b"mailer": "pä55wörd ✓".encode()}
 
 
-def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN201
+def authenticator(server, session, envelope, mechanism, auth_data):
     ok = isinstance(auth_data, LoginPassword) and USERS.get(auth_data.login) == auth_data.password
     return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
 

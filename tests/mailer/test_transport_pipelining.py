@@ -16,29 +16,29 @@ class Pipelining:
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.replies: dict[str, str] = {}
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201, N802
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001, ANN201, N802
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if address in self.replies:
             return self.replies[address]
         envelope.mail_from = address
         return "250 OK"
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.replies:
             return self.replies[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 queued"
 
 
 @pytest.fixture()
-def server():  # noqa: ANN201
+def server():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -52,7 +52,7 @@ def server():  # noqa: ANN201
 MESSAGE = b"Subject: hi\r\nMessage-ID: <1@x>\r\n\r\n.dot line\r\nbody\r\n"
 
 
-def test_pipelined_sends_arrive_intact_in_two_writes_each(server, monkeypatch) -> None:  # noqa: ANN001
+def test_pipelined_sends_arrive_intact_in_two_writes_each(server, monkeypatch) -> None:
     handler, port = server
     writes = []
     real_send = smtplib.SMTP.send
@@ -68,7 +68,7 @@ def test_pipelined_sends_arrive_intact_in_two_writes_each(server, monkeypatch) -
     assert all(m[2] == MESSAGE for m in handler.messages)
 
 
-def test_pipelined_rejections_are_classified_and_connection_reused(server) -> None:  # noqa: ANN001
+def test_pipelined_rejections_are_classified_and_connection_reused(server) -> None:
     handler, port = server
     handler.replies = {"gone@example.com": "550 5.1.1 no such user", "busy@example.com": "451 4.3.0 later",
                        "blocked@shop.test": "553 5.7.1 sender not allowed"}

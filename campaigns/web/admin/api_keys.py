@@ -26,7 +26,7 @@ SCOPE_HINTS = {
 }
 
 
-def _page(form: dict | None = None, secret: str = "", error_field: str | None = None, status: int = 200):  # noqa: ANN202
+def _page(form: dict | None = None, secret: str = "", error_field: str | None = None, status: int = 200):
     return render_template("admin/settings/api_keys.html", keys=api_keys.list_keys(db()), scopes=SCOPE_HINTS,
                            form=form or {"rate_limit": str(api_keys.DEFAULT_RATE_LIMIT)}, secret=secret,
                            error_field=error_field, default_limit=api_keys.DEFAULT_RATE_LIMIT), status
@@ -34,7 +34,7 @@ def _page(form: dict | None = None, secret: str = "", error_field: str | None = 
 
 @bp.route("/settings/api-keys", methods=["GET", "POST"])
 @admin_required
-def settings_api_keys():  # noqa: ANN201
+def settings_api_keys():
     if request.method == "GET":
         return _page()
     session = db()
@@ -55,7 +55,7 @@ def settings_api_keys():  # noqa: ANN201
 
 @bp.post("/settings/api-keys/<int:key_id>/revoke")
 @admin_required
-def settings_api_key_revoke(key_id: int):  # noqa: ANN201
+def settings_api_key_revoke(key_id: int):
     session = db()
     try:
         key = api_keys.revoke_key(session, key_id)

@@ -30,7 +30,7 @@ def _date(raw: str) -> dt.date | None:
 
 @bp.get("/audit")
 @admin_required
-def audit_log():  # noqa: ANN201
+def audit_log():
     args = request.args
     before = args.get("before", "")
     action = args.get("action", "")

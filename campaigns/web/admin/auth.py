@@ -15,7 +15,7 @@ from campaigns.web.context import db
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():  # noqa: ANN201
+def login():
     if request.method == "POST":
         email = request.form.get("email", "")
         try:
@@ -41,7 +41,7 @@ def login():  # noqa: ANN201
 
 @bp.post("/logout")
 @login_required
-def logout():  # noqa: ANN201
+def logout():
     logout_user()
     session.clear()
     flash("You are logged out.", "info")

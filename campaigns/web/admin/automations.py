@@ -38,7 +38,7 @@ def _steps_from_form() -> list[tuple[str, str]]:
 
 @bp.get("/automations")
 @login_required
-def automations():  # noqa: ANN201
+def automations():
     """Every automation with its trigger, next run and what it sent; the periodic tasks of the scheduler."""
     session = db()
     tasks, beat = scheduler.status(rt())
@@ -49,7 +49,7 @@ def automations():  # noqa: ANN201
 @bp.route("/automations/new", methods=["GET", "POST"])
 @bp.route("/automations/<int:automation_id>", methods=["GET", "POST"])
 @login_required
-def automation_edit(automation_id: int | None = None):  # noqa: ANN201
+def automation_edit(automation_id: int | None = None):
     """Create or edit an automation; its runs (the campaigns it sent) below."""
     session = db()
     obj = get_or_404(db(), Automation, automation_id) if automation_id else None
@@ -80,7 +80,7 @@ def automation_edit(automation_id: int | None = None):  # noqa: ANN201
 
 @bp.post("/automations/<int:automation_id>/<any(activate, pause):action>")
 @editor_required
-def automation_toggle(automation_id: int, action: str):  # noqa: ANN201
+def automation_toggle(automation_id: int, action: str):
     session = db()
     obj = get_or_404(db(), Automation, automation_id)
     try:
@@ -96,7 +96,7 @@ def automation_toggle(automation_id: int, action: str):  # noqa: ANN201
 
 @bp.post("/automations/<int:automation_id>/runs/<int:campaign_id>/resume")
 @editor_required
-def automation_run_resume(automation_id: int, campaign_id: int):  # noqa: ANN201
+def automation_run_resume(automation_id: int, campaign_id: int):
     """Resume a paused run for the contacts it already has."""
     session = db()
     get_or_404(db(), Automation, automation_id)
@@ -114,7 +114,7 @@ def automation_run_resume(automation_id: int, campaign_id: int):  # noqa: ANN201
 
 @bp.get("/automations/cadence")
 @login_required
-def cadence_report():  # noqa: ANN201
+def cadence_report():
     """Subscribed contacts not mailed in N days (default 30), in pages; and the cadence automations."""
     raw_days = request.args.get("days", "30").strip()
     raw_after = request.args.get("after", "")
@@ -134,7 +134,7 @@ def cadence_report():  # noqa: ANN201
 
 @bp.route("/contacts/<int:contact_id>/personal-mail", methods=["GET", "POST"])
 @login_required
-def contact_apology(contact_id: int):  # noqa: ANN201
+def contact_apology(contact_id: int):
     """Write and send a personal transactional message (apology, dispute follow-up) to one contact."""
     session = db()
     contact = get_or_404(session, Contact, contact_id)

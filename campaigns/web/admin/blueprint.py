@@ -30,12 +30,12 @@ def _security_headers(resp: Response) -> Response:
     return resp
 
 
-def editor_required(view):  # noqa: ANN001, ANN201
+def editor_required(view):
     """Viewers may look but not change anything."""
 
     @wraps(view)
     @login_required
-    def wrapped(*args, **kwargs):  # noqa: ANN202
+    def wrapped(*args, **kwargs):
         if current_user.role not in (AdminRole.ADMIN, AdminRole.EDITOR):
             abort(403)
         return view(*args, **kwargs)
@@ -43,12 +43,12 @@ def editor_required(view):  # noqa: ANN001, ANN201
     return wrapped
 
 
-def admin_required(view):  # noqa: ANN001, ANN201
+def admin_required(view):
     """Settings and users: admins only."""
 
     @wraps(view)
     @login_required
-    def wrapped(*args, **kwargs):  # noqa: ANN202
+    def wrapped(*args, **kwargs):
         if current_user.role != AdminRole.ADMIN:
             abort(403)
         return view(*args, **kwargs)
@@ -62,7 +62,7 @@ OPEN_TO_VIEWERS = frozenset({"admin.login", "admin.logout"})
 
 
 @bp.before_request
-def _access_checks():  # noqa: ANN202
+def _access_checks():
     """End idle or too old sessions, and refuse every state-changing request from a viewer.
 
     Session times live in the signed session cookie: login_at (absolute limit RAPPORT_SESSION_MAX_AGE) and seen_at

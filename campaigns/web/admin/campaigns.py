@@ -54,15 +54,15 @@ def _contact_vars(contact: Contact | None) -> dict:
 
 @bp.get("/campaigns")
 @login_required
-def campaigns():  # noqa: ANN201
+def campaigns():
     # As the dashboard orders them, by the date the table shows: when it started, else when it was created.
     activity = func.coalesce(Campaign.started_at, Campaign.created_at)
     rows = list(db().scalars(select(Campaign).order_by(activity.desc(), Campaign.id.desc())))
     return render_template("admin/campaigns.html", campaigns=rows)
 
 
-def _render_editor(obj: Campaign | None, form, errors: list[str], status: int = 200,  # noqa: ANN001
-                   starter: starter_service.Starter | None = None):  # noqa: ANN202
+def _render_editor(obj: Campaign | None, form, errors: list[str], status: int = 200,
+                   starter: starter_service.Starter | None = None):
     session = db()
     senders = list(session.scalars(select(Sender).order_by(Sender.name)))
     choice = form.get("sender", "custom") if form else campaign_service.sender_choice(obj, senders)
@@ -79,7 +79,7 @@ def _render_editor(obj: Campaign | None, form, errors: list[str], status: int = 
 @bp.route("/campaigns/new", methods=["GET", "POST"])
 @bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
 @editor_required
-def campaign_edit(campaign_id: int | None = None):  # noqa: ANN201
+def campaign_edit(campaign_id: int | None = None):
     """New campaign (a starter chooser first) or the composer of an existing one."""
     session = db()
     obj = get_or_404(db(), Campaign, campaign_id) if campaign_id else None
@@ -192,7 +192,7 @@ def campaign_preview_body(token: str) -> Response:
 
 @bp.get("/campaigns/<int:campaign_id>")
 @login_required
-def campaign(campaign_id: int):  # noqa: ANN201
+def campaign(campaign_id: int):
     session = db()
     obj = get_or_404(db(), Campaign, campaign_id)
     error = ""
@@ -266,7 +266,7 @@ def campaign_preview(campaign_id: int) -> Response:
 
 @bp.post("/campaigns/<int:campaign_id>/test")
 @editor_required
-def campaign_test(campaign_id: int):  # noqa: ANN201
+def campaign_test(campaign_id: int):
     """Send a [Test] copy to up to 10 addresses, personalized as a chosen contact (or a blank sample)."""
     session = db()
     obj = get_or_404(db(), Campaign, campaign_id)
@@ -290,7 +290,7 @@ def campaign_test(campaign_id: int):  # noqa: ANN201
 
 @bp.post("/campaigns/<int:campaign_id>/schedule")
 @editor_required
-def campaign_schedule(campaign_id: int):  # noqa: ANN201
+def campaign_schedule(campaign_id: int):
     """Schedule at a wall-clock time in a chosen time zone."""
     session = db()
     obj = get_or_404(db(), Campaign, campaign_id)
@@ -310,7 +310,7 @@ def campaign_schedule(campaign_id: int):  # noqa: ANN201
 
 @bp.post("/campaigns/<int:campaign_id>/<any(send, resume, pause, cancel, unschedule):action>")
 @editor_required
-def campaign_action(campaign_id: int, action: str):  # noqa: ANN201
+def campaign_action(campaign_id: int, action: str):
     session = db()
     obj = get_or_404(db(), Campaign, campaign_id)
     try:
@@ -337,7 +337,7 @@ def campaign_action(campaign_id: int, action: str):  # noqa: ANN201
 
 @bp.post("/campaigns/<int:campaign_id>/resend-unknown")
 @editor_required
-def campaign_resend_unknown(campaign_id: int):  # noqa: ANN201
+def campaign_resend_unknown(campaign_id: int):
     """Queue the sends whose outcome is unknown again, with their own Message-IDs (a person's decision)."""
     session = db()
     obj = get_or_404(db(), Campaign, campaign_id)

@@ -39,7 +39,7 @@ def _frequency_words(value: str) -> str:
 
 @bp.get("/contacts")
 @login_required
-def contacts():  # noqa: ANN201
+def contacts():
     q = request.args.get("q", "")[:200]
     status = request.args.get("status", "")
     if status not in set(ContactStatus):
@@ -66,7 +66,7 @@ def contacts():  # noqa: ANN201
 @bp.route("/contacts/new", methods=["GET", "POST"])
 @bp.route("/contacts/<int:contact_id>", methods=["GET", "POST"])
 @login_required
-def contact(contact_id: int | None = None):  # noqa: ANN201
+def contact(contact_id: int | None = None):
     session = db()
     obj = get_or_404(session, Contact, contact_id) if contact_id else None
     form = None

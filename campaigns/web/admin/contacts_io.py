@@ -33,7 +33,7 @@ TARGET_LABELS = {"email": "Email", "first_name": "First name", "last_name": "Las
 
 @bp.route("/contacts/import", methods=["GET", "POST"])
 @editor_required
-def contact_import():  # noqa: ANN201
+def contact_import():
     if request.method == "POST":
         upload = request.files.get("file")
         if upload is None or not upload.filename:
@@ -51,7 +51,7 @@ def contact_import():  # noqa: ANN201
 
 @bp.route("/contacts/import/<import_id>", methods=["GET", "POST"])
 @editor_required
-def contact_import_map(import_id: str):  # noqa: ANN201
+def contact_import_map(import_id: str):
     try:
         upload = imports.load_upload(rt().redis, storage.for_settings(rt().settings), import_id)
     except (NotFound, ValidationError) as exc:
@@ -78,7 +78,7 @@ def contact_import_map(import_id: str):  # noqa: ANN201
 
 @bp.get("/contacts/import/<import_id>/status")
 @editor_required
-def contact_import_status(import_id: str):  # noqa: ANN201
+def contact_import_status(import_id: str):
     try:
         state = imports.progress(rt().redis, import_id)
     except NotFound as exc:
@@ -118,7 +118,7 @@ def contact_export() -> Response:
 
 @bp.get("/contacts/export")
 @editor_required
-def contact_export_form():  # noqa: ANN201
+def contact_export_form():
     topics = list(db().scalars(select(Topic).order_by(Topic.name)))
     return render_template("admin/export.html", topics=topics, statuses=list(ContactStatus),
                            chosen_segment=request.args.get("segment", ""),
@@ -133,7 +133,7 @@ def _form_int(name: str) -> int | None:
 
 @bp.post("/contacts/exports")
 @editor_required
-def contact_export_start():  # noqa: ANN201
+def contact_export_start():
     """Queue an export of the chosen contacts; the worker writes the file, this page follows it."""
     try:
         export_id = export_jobs.start(rt(), db(), status=request.form.get("status", "")[:20],
@@ -150,7 +150,7 @@ def contact_export_start():  # noqa: ANN201
 
 @bp.get("/contacts/exports/<export_id>")
 @editor_required
-def contact_export_status(export_id: str):  # noqa: ANN201
+def contact_export_status(export_id: str):
     try:
         state = export_jobs.get(rt(), export_id)
     except NotFound as exc:
@@ -187,7 +187,7 @@ def contact_gdpr_export(contact_id: int) -> Response:
 
 @bp.route("/contacts/<int:contact_id>/erase", methods=["GET", "POST"])
 @editor_required
-def contact_erase(contact_id: int):  # noqa: ANN201
+def contact_erase(contact_id: int):
     session = db()
     contact = get_or_404(session, Contact, contact_id)
     if request.method == "POST":

@@ -22,7 +22,7 @@ MAX_JSON = 16 * 1024
 
 @bp.route("/coupons", methods=["GET", "POST"])
 @login_required
-def coupon_pools():  # noqa: ANN201
+def coupon_pools():
     """The pools with their counts, a form for a new pool, and the shop's API tokens."""
     session = db()
     form = None
@@ -48,7 +48,7 @@ def coupon_pools():  # noqa: ANN201
 
 @bp.route("/coupons/<int:pool_id>", methods=["GET", "POST"])
 @login_required
-def coupon_pool(pool_id: int):  # noqa: ANN201
+def coupon_pool(pool_id: int):
     """One pool: its numbers per campaign, import, generate, redeem, and its settings."""
     session = db()
     pool = get_or_404(db(), CouponPool, pool_id)
@@ -77,7 +77,7 @@ def coupon_pool(pool_id: int):  # noqa: ANN201
 
 @bp.post("/coupons/<int:pool_id>/import")
 @editor_required
-def coupon_import(pool_id: int):  # noqa: ANN201
+def coupon_import(pool_id: int):
     """Import a CSV of codes: all or nothing, with every problem named."""
     session = db()
     get_or_404(db(), CouponPool, pool_id)
@@ -110,7 +110,7 @@ def _int_field(name: str, default: int) -> int:
 
 @bp.post("/coupons/<int:pool_id>/generate")
 @editor_required
-def coupon_generate(pool_id: int):  # noqa: ANN201
+def coupon_generate(pool_id: int):
     """Generate random codes (alphabet without look-alikes, optional prefix)."""
     session = db()
     get_or_404(db(), CouponPool, pool_id)
@@ -127,7 +127,7 @@ def coupon_generate(pool_id: int):  # noqa: ANN201
 
 @bp.post("/coupons/<int:pool_id>/redeem")
 @editor_required
-def coupon_redeem(pool_id: int):  # noqa: ANN201
+def coupon_redeem(pool_id: int):
     """Mark a code redeemed by hand (a customer used it in the shop)."""
     session = db()
     get_or_404(db(), CouponPool, pool_id)
@@ -145,7 +145,7 @@ def coupon_redeem(pool_id: int):  # noqa: ANN201
 
 @bp.post("/coupons/tokens")
 @editor_required
-def coupon_token_create():  # noqa: ANN201
+def coupon_token_create():
     """A new bearer token for the shop's redemption calls, shown once."""
     try:
         token = redemption.create_api_token(db(), request.form.get("token_name", ""), created_by=current_user.email)
@@ -158,7 +158,7 @@ def coupon_token_create():  # noqa: ANN201
 
 @bp.post("/coupons/tokens/<int:token_id>/revoke")
 @editor_required
-def coupon_token_revoke(token_id: int):  # noqa: ANN201
+def coupon_token_revoke(token_id: int):
     try:
         redemption.revoke_api_token(db(), token_id)
         db().commit()
@@ -170,7 +170,7 @@ def coupon_token_revoke(token_id: int):  # noqa: ANN201
 
 # ------------------------------------------------------------------ shop API (bearer token, JSON)
 
-def _api_error(message: str, http_status: int, detail: dict | None = None):  # noqa: ANN202
+def _api_error(message: str, http_status: int, detail: dict | None = None):
     resp = jsonify({**(detail or {}), "error": message})
     resp.status_code = http_status
     if http_status == 401:
@@ -191,7 +191,7 @@ def _api_caller() -> str | None:
 
 @bp.post("/api/coupons/redeem")
 @csrf.exempt   # the shop authenticates with its bearer token, not a session
-def coupon_api_redeem():  # noqa: ANN201
+def coupon_api_redeem():
     """POST {"code": "...", "reference": "order 123"} with Authorization: Bearer <token>."""
     caller = _api_caller()
     if caller is None:
@@ -216,7 +216,7 @@ def coupon_api_redeem():  # noqa: ANN201
 
 
 @bp.get("/api/coupons/<path:code>")
-def coupon_api_status(code: str):  # noqa: ANN201
+def coupon_api_status(code: str):
     """GET the status of a code: free, issued, redeemed or expired."""
     if _api_caller() is None:
         return _api_error("missing or unknown API token (send Authorization: Bearer <token>)", 401)

@@ -64,7 +64,7 @@ def note_add(contact_id: int) -> Response:
 
 @bp.route("/contacts/<int:contact_id>/notes/<int:note_id>", methods=["GET", "POST"])
 @login_required
-def note_edit(contact_id: int, note_id: int):  # noqa: ANN201
+def note_edit(contact_id: int, note_id: int):
     session = db()
     try:
         note = notes.get_note(session, contact_id, note_id)

@@ -23,7 +23,7 @@ def _outbox() -> Outbox:
 
 @bp.get("/outbox")
 @login_required
-def outbox():  # noqa: ANN201
+def outbox():
     box = _outbox()
     before = request.args.get("before") or None
     query = outbox_search.OutboxQuery.from_args(request.args)
@@ -43,7 +43,7 @@ def outbox():  # noqa: ANN201
 
 @bp.get("/outbox/<key>")
 @login_required
-def outbox_message(key: str):  # noqa: ANN201
+def outbox_message(key: str):
     try:
         message = _outbox().get(key)
     except KeyError:

@@ -86,7 +86,7 @@ def policy_outlook(contact: Contact) -> outlook_service.Outlook:
 
 @bp.route("/settings/policy", methods=["GET", "POST"])
 @login_required
-def policy_settings():  # noqa: ANN201
+def policy_settings():
     """View and (administrators) edit the ratio cap and frequency caps."""
     session = db()
     if request.method == "POST":
@@ -110,7 +110,7 @@ def policy_settings():  # noqa: ANN201
 
 @bp.post("/campaigns/<int:campaign_id>/release-held")
 @editor_required
-def campaign_release_held(campaign_id: int):  # noqa: ANN201
+def campaign_release_held(campaign_id: int):
     """Re-check held sends now (the scheduler also does this periodically)."""
     campaign = campaign_service.get_campaign(db(), campaign_id)
     db().commit()

@@ -28,7 +28,7 @@ SHEET_LABELS = {LabelSheet.L7160: "Avery L7160 (A4, 21 labels)",
                 LabelSheet.AVERY5160: "Avery 5160 (US Letter, 30 labels)"}
 
 
-def _campaign(campaign_id: int):  # noqa: ANN202
+def _campaign(campaign_id: int):
     try:
         return get_campaign(db(), campaign_id)
     except NotFound:
@@ -37,7 +37,7 @@ def _campaign(campaign_id: int):  # noqa: ANN202
 
 @bp.route("/campaigns/<int:campaign_id>/post", methods=["GET", "POST"])
 @login_required
-def campaign_post(campaign_id: int):  # noqa: ANN201
+def campaign_post(campaign_id: int):
     session = db()
     campaign = _campaign(campaign_id)
     status = 200
@@ -64,7 +64,7 @@ def campaign_post(campaign_id: int):  # noqa: ANN201
 
 @bp.get("/post/<int:run_id>")
 @login_required
-def post_run(run_id: int):  # noqa: ANN201
+def post_run(run_id: int):
     session = db()
     try:
         run = runs.get_run(session, run_id)

@@ -24,7 +24,7 @@ REPORT_MAX_AGE = {True: 60, False: 900}      # recent campaign (sending, or fini
 
 @bp.get("/")
 @login_required
-def dashboard():  # noqa: ANN201
+def dashboard():
     """Recent campaigns, contact counts, and the charts (data from dashboard_data)."""
     session = db()
     # Most recent activity first, by the date the table shows: when it started, else when it was created.
@@ -57,7 +57,7 @@ def _report(campaign_id: int) -> summaries.Summary:
 
 @bp.get("/campaigns/<int:campaign_id>/report")
 @login_required
-def campaign_report_page(campaign_id: int):  # noqa: ANN201
+def campaign_report_page(campaign_id: int):
     """The recipient report of one campaign."""
     summary = _report(campaign_id)
     campaign = db().get(Campaign, campaign_id)

@@ -33,7 +33,7 @@ def _topic_names() -> dict[int, str]:
 
 @bp.get("/segments")
 @login_required
-def segments():  # noqa: ANN201
+def segments():
     session = db()
     rows = segment_service.list_segments(session)
     names = _topic_names()
@@ -51,7 +51,7 @@ def _summary(definition: dict, names: dict[int, str]) -> str:
 @bp.route("/segments/new", methods=["GET", "POST"])
 @bp.route("/segments/<int:segment_id>", methods=["GET", "POST"])
 @login_required
-def segment_edit(segment_id: int | None = None):  # noqa: ANN201
+def segment_edit(segment_id: int | None = None):
     session = db()
     segment = get_or_404(db(), Segment, segment_id) if segment_id else None
     if request.method == "POST":
@@ -65,7 +65,7 @@ def segment_edit(segment_id: int | None = None):  # noqa: ANN201
                            summary=_summary(definition, _topic_names()))
 
 
-def _save(segment: Segment | None):  # noqa: ANN202
+def _save(segment: Segment | None):
     if current_user.role not in (AdminRole.ADMIN, AdminRole.EDITOR):
         abort(403)
     session = db()
@@ -84,7 +84,7 @@ def _save(segment: Segment | None):  # noqa: ANN202
 
 @bp.post("/segments/<int:segment_id>/delete")
 @editor_required
-def segment_delete(segment_id: int):  # noqa: ANN201
+def segment_delete(segment_id: int):
     session = db()
     segment = get_or_404(db(), Segment, segment_id)
     try:

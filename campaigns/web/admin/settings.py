@@ -36,7 +36,7 @@ def _dkim_domain() -> str:
 
 @bp.get("/settings")
 @admin_required
-def settings_home():  # noqa: ANN201
+def settings_home():
     session = db()
     s = rt().settings
     keys, pending = dkim_keys.dkim_overview(session, s)
@@ -50,7 +50,7 @@ def settings_home():  # noqa: ANN201
 
 @bp.route("/settings/senders", methods=["GET", "POST"])
 @admin_required
-def settings_senders():  # noqa: ANN201
+def settings_senders():
     session = db()
     if request.method == "POST":
         try:
@@ -71,7 +71,7 @@ def settings_senders():  # noqa: ANN201
 
 @bp.route("/settings/senders/<int:sender_id>", methods=["GET", "POST"])
 @admin_required
-def settings_sender(sender_id: int):  # noqa: ANN201
+def settings_sender(sender_id: int):
     session = db()
     try:
         sender = settings_service.get_sender(session, sender_id)
@@ -105,7 +105,7 @@ def _warn_unaligned(address: str) -> None:
 
 @bp.post("/settings/senders/<int:sender_id>/delete")
 @admin_required
-def settings_sender_delete(sender_id: int):  # noqa: ANN201
+def settings_sender_delete(sender_id: int):
     session = db()
     try:
         name = settings_service.delete_sender(session, sender_id)
@@ -121,7 +121,7 @@ def settings_sender_delete(sender_id: int):  # noqa: ANN201
 
 @bp.route("/settings/dkim", methods=["GET", "POST"])
 @admin_required
-def settings_dkim():  # noqa: ANN201
+def settings_dkim():
     session = db()
     s = rt().settings
     if request.method == "POST":
@@ -171,7 +171,7 @@ def settings_dkim():  # noqa: ANN201
 
 @bp.route("/settings/postal-address", methods=["GET", "POST"])
 @admin_required
-def settings_postal():  # noqa: ANN201
+def settings_postal():
     session = db()
     s = rt().settings
     if request.method == "POST":
@@ -196,7 +196,7 @@ def settings_postal():  # noqa: ANN201
 
 @bp.route("/settings/brand", methods=["GET", "POST"])
 @admin_required
-def settings_brand():  # noqa: ANN201
+def settings_brand():
     session = db()
     s = rt().settings
     if request.method == "POST":
@@ -218,7 +218,7 @@ def settings_brand():  # noqa: ANN201
 
 @bp.get("/settings/domains")
 @admin_required
-def settings_domains():  # noqa: ANN201
+def settings_domains():
     session = db()
     s = rt().settings
     keys, _pending = dkim_keys.dkim_overview(session, s)
@@ -230,7 +230,7 @@ def settings_domains():  # noqa: ANN201
 
 @bp.route("/settings/retries", methods=["GET", "POST"])
 @admin_required
-def settings_retries():  # noqa: ANN201
+def settings_retries():
     """The retry schedule of temporary (4xx) failures and how long retries go on."""
     session = db()
     s = rt().settings
@@ -256,7 +256,7 @@ def settings_retries():  # noqa: ANN201
 
 @bp.route("/settings/relays", methods=["GET", "POST"])
 @admin_required
-def settings_relays():  # noqa: ANN201
+def settings_relays():
     s = rt().settings
     outcome, tested = None, ""
     status = 200
@@ -281,7 +281,7 @@ def settings_relays():  # noqa: ANN201
 
 @bp.route("/settings/users", methods=["GET", "POST"])
 @admin_required
-def settings_users():  # noqa: ANN201
+def settings_users():
     session = db()
     if request.method == "POST":
         form = accounts.UserForm(email=request.form.get("email", ""), name=request.form.get("name", ""),
@@ -304,7 +304,7 @@ def settings_users():  # noqa: ANN201
 
 @bp.post("/settings/users/<int:user_id>")
 @admin_required
-def settings_user_change(user_id: int):  # noqa: ANN201
+def settings_user_change(user_id: int):
     session = db()
     action = request.form.get("action", "")
     try:

@@ -23,7 +23,7 @@ DEFAULT_CONSENT = ("I would like to receive the newsletters I ticked above by em
 
 @bp.get("/signups")
 @login_required
-def signup_forms():  # noqa: ANN201
+def signup_forms():
     return render_template("admin/signups/index.html", rows=signup_service.list_forms(db()),
                            base_url=rt().settings.base_url)
 
@@ -31,7 +31,7 @@ def signup_forms():  # noqa: ANN201
 @bp.route("/signups/new", methods=["GET", "POST"])
 @bp.route("/signups/<int:form_id>/edit", methods=["GET", "POST"])
 @editor_required
-def signup_form_edit(form_id: int | None = None):  # noqa: ANN201
+def signup_form_edit(form_id: int | None = None):
     session = db()
     form = get_or_404(db(), SignupForm, form_id) if form_id else None
     topics = signup_service.public_topics(session)
@@ -67,7 +67,7 @@ def signup_form_edit(form_id: int | None = None):  # noqa: ANN201
 
 @bp.get("/signups/<int:form_id>")
 @login_required
-def signup_form_detail(form_id: int):  # noqa: ANN201
+def signup_form_detail(form_id: int):
     form = get_or_404(db(), SignupForm, form_id)
     base = rt().settings.base_url
     counts = {f.id: (p, c) for f, p, c in signup_service.list_forms(db())}.get(form.id, (0, 0))
@@ -86,7 +86,7 @@ def signup_form_export(form_id: int) -> Response:
     db().rollback()   # let go of the request's (write-locking on SQLite) transaction before a long download
     session = rt().read_session_factory()
 
-    def generate():  # noqa: ANN202
+    def generate():
         try:
             yield from signup_service.export_csv(session, form_id)
         finally:

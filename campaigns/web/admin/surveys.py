@@ -22,14 +22,14 @@ logger = logging.getLogger(__name__)
 
 @bp.get("/surveys")
 @login_required
-def surveys():  # noqa: ANN201
+def surveys():
     return render_template("admin/surveys/index.html", rows=survey_service.list_surveys(db()))
 
 
 @bp.route("/surveys/new", methods=["GET", "POST"])
 @bp.route("/surveys/<int:survey_id>/edit", methods=["GET", "POST"])
 @editor_required
-def survey_edit(survey_id: int | None = None):  # noqa: ANN201
+def survey_edit(survey_id: int | None = None):
     session = db()
     survey = get_or_404(db(), Survey, survey_id) if survey_id else None
     if request.method == "POST":
@@ -63,7 +63,7 @@ def _rows(questions: list) -> list[dict]:
 
 @bp.get("/surveys/<int:survey_id>")
 @login_required
-def survey_results(survey_id: int):  # noqa: ANN201
+def survey_results(survey_id: int):
     get_or_404(db(), Survey, survey_id)
     used_by = list(db().scalars(select(Campaign).where(Campaign.survey_id == survey_id).order_by(Campaign.id)))
     return render_template("admin/surveys/results.html", results=results_service.results(db(), survey_id),
@@ -78,7 +78,7 @@ def survey_export(survey_id: int) -> Response:
     audit(Action.SURVEY_ANSWERS_EXPORT, f"survey {survey.id}", survey.name)
     session = rt().read_session_factory()   # its own session: the request's is closed when the view returns
 
-    def generate():  # noqa: ANN202
+    def generate():
         try:
             for chunk in results_service.export_csv(session, survey_id):
                 yield chunk.encode("utf-8")
@@ -91,7 +91,7 @@ def survey_export(survey_id: int) -> Response:
 
 @bp.post("/surveys/<int:survey_id>/delete")
 @editor_required
-def survey_delete(survey_id: int):  # noqa: ANN201
+def survey_delete(survey_id: int):
     get_or_404(db(), Survey, survey_id)
     survey_service.delete_survey(db(), survey_id)
     db().commit()

@@ -13,7 +13,7 @@ from campaigns.web.context import rt
 
 @bp.get("/system")
 @admin_required
-def system():  # noqa: ANN201
+def system():
     ready = health.readiness(rt())
     try:
         state, error = liveness.queue_state(rt(), scheduler.status(rt())[1]), ""

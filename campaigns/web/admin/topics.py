@@ -14,7 +14,7 @@ from campaigns.web.context import db, rt
 
 @bp.route("/topics", methods=["GET", "POST"])
 @login_required
-def topics():  # noqa: ANN201
+def topics():
     session = db()
     if request.method == "POST":
         if current_user.role == AdminRole.VIEWER:

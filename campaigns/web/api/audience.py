@@ -34,7 +34,7 @@ from campaigns.web.context import db
 
 @operation(bp, "GET", f"{API_PREFIX}/topics", tag="Topics", summary="List topics", scope=ApiScope.CONTACTS_READ,
            response=TopicList)
-def topic_list():  # noqa: ANN201
+def topic_list():
     return TopicList(data=[TopicOut(id=t.id, name=t.name, description=t.description, public=t.public)
                            for t in records.all_topics(db())])
 
@@ -50,7 +50,7 @@ def _subscriptions(contact_id: int) -> SubscriptionList:
 
 @operation(bp, "GET", f"{API_PREFIX}/contacts/<int:contact_id>/subscriptions", tag="Topics",
            summary="A contact's subscriptions", scope=ApiScope.CONTACTS_READ, response=SubscriptionList)
-def subscription_list(contact_id: int):  # noqa: ANN201
+def subscription_list(contact_id: int):
     """Every topic, with whether the contact is subscribed to it."""
     return _subscriptions(contact_id)
 
@@ -58,7 +58,7 @@ def subscription_list(contact_id: int):  # noqa: ANN201
 @operation(bp, "PUT", f"{API_PREFIX}/contacts/<int:contact_id>/subscriptions", tag="Topics",
            summary="Set a contact's subscriptions", scope=ApiScope.CONTACTS_WRITE, body=SubscriptionsIn,
            response=SubscriptionList)
-def subscription_set(contact_id: int, body: SubscriptionsIn):  # noqa: ANN201
+def subscription_set(contact_id: int, body: SubscriptionsIn):
     """Subscribes the contact to exactly these topics; the others are kept as unsubscribed (history)."""
     session = db()
     contact = records.get_contact(session, contact_id)
@@ -88,7 +88,7 @@ class SegmentCount(BaseModel):
 
 @operation(bp, "GET", f"{API_PREFIX}/segments", tag="Segments", summary="List segments",
            scope=ApiScope.SEGMENTS_READ, response=SegmentList)
-def segment_list():  # noqa: ANN201
+def segment_list():
     return SegmentList(data=[SegmentOut(id=s.id, name=s.name, description=s.description,
                                         definition=dict(s.definition or {}), updated_at=s.updated_at)
                              for s in segments.list_segments(db())])
@@ -96,7 +96,7 @@ def segment_list():  # noqa: ANN201
 
 @operation(bp, "GET", f"{API_PREFIX}/segments/<int:segment_id>/count", tag="Segments",
            summary="Count a segment's members", scope=ApiScope.SEGMENTS_READ, response=SegmentCount)
-def segment_count(segment_id: int):  # noqa: ANN201
+def segment_count(segment_id: int):
     session = db()
     segment = segments.get_segment(session, segment_id)
     return SegmentCount(segment_id=segment.id, count=segments.count(session, segment.definition))
@@ -105,7 +105,7 @@ def segment_count(segment_id: int):  # noqa: ANN201
 @operation(bp, "GET", f"{API_PREFIX}/segments/<int:segment_id>/members", tag="Segments",
            summary="A segment's members (keyset pages)", scope=ApiScope.SEGMENTS_READ, query=PageQuery,
            response=ContactPage)
-def segment_members(segment_id: int, query: PageQuery):  # noqa: ANN201
+def segment_members(segment_id: int, query: PageQuery):
     session = db()
     segments.get_segment(session, segment_id)
     page = records.list_contacts(session, after=decode_cursor(query.cursor), limit=query.limit,
@@ -156,7 +156,7 @@ def _event_page(where: list, query: EventQuery) -> EventPage:
 
 @operation(bp, "GET", f"{API_PREFIX}/contacts/<int:contact_id>/events", tag="Events",
            summary="A contact's events", scope=ApiScope.CONTACTS_READ, query=EventQuery, response=EventPage)
-def contact_events(contact_id: int, query: EventQuery):  # noqa: ANN201
+def contact_events(contact_id: int, query: EventQuery):
     """Sent, open, click, unsubscribe, bounce… newest first."""
     records.get_contact(db(), contact_id)
     return _event_page([Event.contact_id == contact_id], query)
@@ -164,7 +164,7 @@ def contact_events(contact_id: int, query: EventQuery):  # noqa: ANN201
 
 @operation(bp, "GET", f"{API_PREFIX}/campaigns/<int:campaign_id>/events", tag="Events",
            summary="A campaign's events", scope=ApiScope.CAMPAIGNS_READ, query=EventQuery, response=EventPage)
-def campaign_events(campaign_id: int, query: EventQuery):  # noqa: ANN201
+def campaign_events(campaign_id: int, query: EventQuery):
     get_campaign(db(), campaign_id)
     return _event_page([Event.campaign_id == campaign_id], query)
 
@@ -193,7 +193,7 @@ class AnswerQuery(PageQuery):
 
 @operation(bp, "GET", f"{API_PREFIX}/surveys/<int:survey_id>/answers", tag="Surveys",
            summary="A survey's answers", scope=ApiScope.CONTACTS_READ, query=AnswerQuery, response=AnswerPage)
-def survey_answers(survey_id: int, query: AnswerQuery):  # noqa: ANN201
+def survey_answers(survey_id: int, query: AnswerQuery):
     """Each recipient's current answer to each question, newest first (answering again replaces an answer)."""
     session = db()
     surveys.get_survey(session, survey_id)

@@ -115,7 +115,7 @@ def _audit(action: audit.Action, campaign: Campaign, detail: str = "") -> None:
 
 @operation(bp, "GET", f"{API_PREFIX}/campaigns", tag=TAG, summary="List campaigns", scope=ApiScope.CAMPAIGNS_READ,
            query=CampaignQuery, response=CampaignPage)
-def campaign_list(query: CampaignQuery):  # noqa: ANN201
+def campaign_list(query: CampaignQuery):
     """Newest first."""
     stmt = select(Campaign)
     if query.status is not None:
@@ -131,13 +131,13 @@ def campaign_list(query: CampaignQuery):  # noqa: ANN201
 
 @operation(bp, "GET", f"{API_PREFIX}/campaigns/<int:campaign_id>", tag=TAG, summary="Read a campaign",
            scope=ApiScope.CAMPAIGNS_READ, response=CampaignOut)
-def campaign_get(campaign_id: int):  # noqa: ANN201
+def campaign_get(campaign_id: int):
     return campaign_out(editor.get_campaign(db(), campaign_id))
 
 
 @operation(bp, "POST", f"{API_PREFIX}/campaigns", tag=TAG, summary="Create a draft campaign",
            scope=ApiScope.CAMPAIGNS_WRITE, body=CampaignDraft, response=CampaignOut, status=201)
-def campaign_create(body: CampaignDraft):  # noqa: ANN201
+def campaign_create(body: CampaignDraft):
     """A draft, as the admin's editor saves it: template errors are reported when it is scheduled."""
     session = db()
     data: dict[str, Any] = body.model_dump(exclude={"topic_ids", "segment_id", "coupon_pool_id", "survey_id",
@@ -158,7 +158,7 @@ def campaign_create(body: CampaignDraft):  # noqa: ANN201
 
 @operation(bp, "POST", f"{API_PREFIX}/campaigns/<int:campaign_id>/schedule", tag=TAG, summary="Schedule a draft",
            scope=ApiScope.CAMPAIGNS_WRITE, body=ScheduleIn, response=CampaignOut, errors=(409,))
-def campaign_schedule(campaign_id: int, body: ScheduleIn):  # noqa: ANN201
+def campaign_schedule(campaign_id: int, body: ScheduleIn):
     """Checks the template, the audience and compliance now, and starts sending at `at`."""
     session = db()
     campaign = editor.get_campaign(session, campaign_id)
@@ -175,7 +175,7 @@ def campaign_schedule(campaign_id: int, body: ScheduleIn):  # noqa: ANN201
 
 @operation(bp, "POST", f"{API_PREFIX}/campaigns/<int:campaign_id>/pause", tag=TAG, summary="Pause a campaign",
            scope=ApiScope.CAMPAIGNS_WRITE, response=CampaignOut, errors=(409,))
-def campaign_pause(campaign_id: int):  # noqa: ANN201
+def campaign_pause(campaign_id: int):
     """Stops claiming new recipients; resume it in the admin."""
     session = db()
     campaign = editor.get_campaign(session, campaign_id)
@@ -186,7 +186,7 @@ def campaign_pause(campaign_id: int):  # noqa: ANN201
 
 @operation(bp, "POST", f"{API_PREFIX}/campaigns/<int:campaign_id>/cancel", tag=TAG, summary="Cancel a campaign",
            scope=ApiScope.CAMPAIGNS_WRITE, response=CampaignOut, errors=(409,))
-def campaign_cancel(campaign_id: int):  # noqa: ANN201
+def campaign_cancel(campaign_id: int):
     """For good: queued and held recipients are skipped."""
     session = db()
     campaign = editor.get_campaign(session, campaign_id)
@@ -197,7 +197,7 @@ def campaign_cancel(campaign_id: int):  # noqa: ANN201
 
 @operation(bp, "GET", f"{API_PREFIX}/campaigns/<int:campaign_id>/stats", tag=TAG, summary="A campaign's numbers",
            scope=ApiScope.CAMPAIGNS_READ, response=CampaignStats)
-def campaign_stats(campaign_id: int):  # noqa: ANN201
+def campaign_stats(campaign_id: int):
     session = db()
     campaign = editor.get_campaign(session, campaign_id)
     return CampaignStats(campaign_id=campaign.id, status=campaign.status,

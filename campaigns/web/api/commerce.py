@@ -52,7 +52,7 @@ def _recorded(result: recording.Recorded) -> OrderCreated:
            scope=ApiScope.ORDERS_WRITE, body=OrderIn, response=OrderCreated, status=201,
            extra_responses={200: ("Already recorded under this external_id: the first order, unchanged",
                                   OrderCreated)})
-def order_create(body: OrderIn):  # noqa: ANN201
+def order_create(body: OrderIn):
     """Adds the order to the contact with this email, creating the contact as a customer without marketing
     consent unless accepts_marketing is true (docs/api.md, consent rule). With external_id, recording the same
     order again returns the first one (200) and changes nothing."""
@@ -68,7 +68,7 @@ def order_create(body: OrderIn):  # noqa: ANN201
 @operation(bp, "GET", f"{API_PREFIX}/contacts/<int:contact_id>/orders", tag="Orders",
            summary="A contact's orders and lifetime value", scope=ApiScope.CONTACTS_READ, query=PageQuery,
            response=OrderList)
-def order_list(contact_id: int, query: PageQuery):  # noqa: ANN201
+def order_list(contact_id: int, query: PageQuery):
     """Most recently recorded first; order_count and lifetime_value cover all of the contact's orders, not only
     this page."""
     session = db()
@@ -117,7 +117,7 @@ def _shop_webhook(source: OrderSource, secret: str, signature_header: str) -> Ba
 @operation(bp, "POST", f"{API_PREFIX}/webhooks/shopify/orders", tag="Shop webhooks", scope=None,
            summary="Shopify orders/create receiver", response=WebhookResult, security=SHOP_SECURITY,
            raw_body=SHOP_ORDER, errors=(400, 401, 404, 413, 415, 422))
-def shopify_orders():  # noqa: ANN201
+def shopify_orders():
     """Point a Shopify `orders/create` webhook (JSON) here. Verified with X-Shopify-Hmac-Sha256 against
     SHOPIFY_WEBHOOK_SECRET; recorded once per Shopify order id. Off (404) without the secret."""
     return _shop_webhook(OrderSource.SHOPIFY, rt().settings.shopify_webhook_secret, "X-Shopify-Hmac-Sha256")
@@ -126,7 +126,7 @@ def shopify_orders():  # noqa: ANN201
 @operation(bp, "POST", f"{API_PREFIX}/webhooks/woocommerce/orders", tag="Shop webhooks", scope=None,
            summary="WooCommerce order.created receiver", response=WebhookResult, security=SHOP_SECURITY,
            raw_body=SHOP_ORDER, errors=(400, 401, 404, 413, 415, 422))
-def woocommerce_orders():  # noqa: ANN201
+def woocommerce_orders():
     """Point a WooCommerce `Order created` webhook here with WOOCOMMERCE_WEBHOOK_SECRET as its secret; verified
     with X-WC-Webhook-Signature, recorded once per WooCommerce order id. Off (404) without the secret."""
     return _shop_webhook(OrderSource.WOOCOMMERCE, rt().settings.woocommerce_webhook_secret,
@@ -168,7 +168,7 @@ class CodeStatus(BaseModel):
 
 @operation(bp, "POST", f"{API_PREFIX}/coupons/issue", tag="Coupons", summary="Give a contact a code",
            scope=ApiScope.COUPONS_ISSUE, body=IssueIn, response=IssuedCode, status=201, errors=(404, 409))
-def coupon_issue(body: IssueIn):  # noqa: ANN201
+def coupon_issue(body: IssueIn):
     """Takes one free code of the pool for the contact (outside any campaign). 409 when the pool is empty."""
     session = db()
     records.get_contact(session, body.contact_id)
@@ -181,7 +181,7 @@ def coupon_issue(body: IssueIn):  # noqa: ANN201
 
 @operation(bp, "POST", f"{API_PREFIX}/coupons/redeem", tag="Coupons", summary="Redeem a code",
            scope=ApiScope.COUPONS_REDEEM, body=RedeemIn, response=CodeStatus, errors=(404, 409, 410))
-def coupon_redeem(body: RedeemIn):  # noqa: ANN201
+def coupon_redeem(body: RedeemIn):
     """Marks the code used, once: 409 if it was redeemed before (code_status says when and for which order),
     410 if it expired, 404 if unknown. Replaces the deprecated POST /admin/api/coupons/redeem."""
     session = db()
@@ -192,6 +192,6 @@ def coupon_redeem(body: RedeemIn):  # noqa: ANN201
 
 @operation(bp, "GET", f"{API_PREFIX}/coupons/<string:code>", tag="Coupons", summary="Look a code up",
            scope=ApiScope.COUPONS_REDEEM, response=CodeStatus, errors=(400,))
-def coupon_status(code: str):  # noqa: ANN201
+def coupon_status(code: str):
     found, pool = redemption.find_code(db(), code)
     return CodeStatus(**redemption.describe(found, pool))

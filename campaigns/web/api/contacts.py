@@ -119,7 +119,7 @@ def by_email(session: Session, raw: str) -> Contact | None:
 @operation(bp, "POST", f"{API_PREFIX}/contacts", tag=TAG, summary="Create or update a contact by email",
            scope=ApiScope.CONTACTS_WRITE, body=ContactUpsert, response=ContactOut, status=200,
            extra_responses={201: ("Created", ContactOut)}, errors=(409,))
-def contact_upsert(body: ContactUpsert):  # noqa: ANN201
+def contact_upsert(body: ContactUpsert):
     """Creates the contact (201) or updates the one with this email (200); fields left out stay as they are."""
     session = db()
     contact, created = save(session, body, body.email, by_email(session, body.email))
@@ -130,7 +130,7 @@ def contact_upsert(body: ContactUpsert):  # noqa: ANN201
 
 @operation(bp, "GET", f"{API_PREFIX}/contacts", tag=TAG, summary="List contacts (keyset pages, filters)",
            scope=ApiScope.CONTACTS_READ, query=ContactQuery, response=ContactPage)
-def contact_list(query: ContactQuery):  # noqa: ANN201
+def contact_list(query: ContactQuery):
     """Contacts in id order. Pass next_cursor as cursor for the next page; it is null on the last page."""
     session = db()
     if query.segment_id is not None and session.get(Segment, query.segment_id) is None:
@@ -144,14 +144,14 @@ def contact_list(query: ContactQuery):  # noqa: ANN201
 
 @operation(bp, "GET", f"{API_PREFIX}/contacts/<int:contact_id>", tag=TAG, summary="Read a contact",
            scope=ApiScope.CONTACTS_READ, response=ContactOut)
-def contact_get(contact_id: int):  # noqa: ANN201
+def contact_get(contact_id: int):
     session = db()
     return one(session, records.get_contact(session, contact_id))
 
 
 @operation(bp, "PATCH", f"{API_PREFIX}/contacts/<int:contact_id>", tag=TAG, summary="Update a contact",
            scope=ApiScope.CONTACTS_WRITE, body=ContactPatch, response=ContactOut, errors=(409,))
-def contact_update(contact_id: int, body: ContactPatch):  # noqa: ANN201
+def contact_update(contact_id: int, body: ContactPatch):
     """Changes only the fields sent."""
     session = db()
     contact = records.get_contact(session, contact_id)
@@ -162,7 +162,7 @@ def contact_update(contact_id: int, body: ContactPatch):  # noqa: ANN201
 
 @operation(bp, "DELETE", f"{API_PREFIX}/contacts/<int:contact_id>", tag=TAG, status=204,
            summary="Erase a contact (GDPR)", scope=ApiScope.CONTACTS_WRITE)
-def contact_delete(contact_id: int):  # noqa: ANN201
+def contact_delete(contact_id: int):
     """Deletes the contact with its events, sends, orders and subscriptions. Only a hash of the address stays on
     the suppression list, so it is never mailed again (even if imported later). Cannot be undone."""
     session = db()
@@ -173,7 +173,7 @@ def contact_delete(contact_id: int):  # noqa: ANN201
 
 @operation(bp, "POST", f"{API_PREFIX}/contacts/bulk", tag=TAG, summary="Create or update up to 10,000 contacts",
            scope=ApiScope.CONTACTS_WRITE, body=BulkUpsert, response=BulkResult)
-def contact_bulk(body: BulkUpsert):  # noqa: ANN201
+def contact_bulk(body: BulkUpsert):
     """Upserts each contact by email like POST /contacts. Invalid entries are reported by index and skipped; the
     valid ones are saved in one transaction. An email given twice is an error for its later entries."""
     session = db()

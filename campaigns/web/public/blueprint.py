@@ -56,7 +56,7 @@ def _brand() -> dict[str, object]:
     session = db()
     try:
         found, postal = brand(session, settings), postal_address(session, settings)
-    except Exception:  # noqa: BLE001 - an error page must render even when the database is what failed
+    except Exception:
         session.rollback()
         logger.warning("brand settings unavailable; recipient page shows the configured defaults", exc_info=True)
         found, postal = Brand(settings.sender_name, "", settings.default_language), settings.postal_address

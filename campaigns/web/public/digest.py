@@ -25,7 +25,7 @@ WEB_VERSION_CSP = ("sandbox allow-popups allow-popups-to-escape-sandbox; default
 
 
 @bp.route("/m/<token>", methods=["GET", "HEAD"])
-def web_version(token: str):  # noqa: ANN201
+def web_version(token: str):
     """A send's message rendered for its contact, as it was (or would have been) mailed."""
     (send_id,) = open_token(Purpose.WEB, token)
     try:

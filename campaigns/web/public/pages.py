@@ -18,7 +18,7 @@ from mailer.tracking import Purpose
 
 @bp.route("/u/<token>", methods=["GET", "POST"])
 @csrf.exempt   # RFC 8058: mail clients POST without cookies; the sealed token is the credential
-def unsubscribe(token: str):  # noqa: ANN201
+def unsubscribe(token: str):
     """GET and HEAD show a page and change nothing (scanners follow links); only POST unsubscribes, at once."""
     contact_id, campaign_id = open_token(Purpose.UNSUBSCRIBE, token)
     prefs_token = rt().tokens.seal(Purpose.PREFERENCES, contact_id) if contact_id else ""
@@ -48,7 +48,7 @@ def _pause_weeks(raw: str | None) -> int | None:
 
 
 @bp.route("/p/<token>", methods=["GET", "POST"])
-def preferences(token: str):  # noqa: ANN201
+def preferences(token: str):
     """Preference center: topics, how often, a pause, name, resubscribe; with the consent history."""
     (contact_id,) = open_token(Purpose.PREFERENCES, token)
     if not contact_id:     # the link of a test message: it names no contact

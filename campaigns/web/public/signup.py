@@ -20,7 +20,7 @@ from mailer.tracking import MAX_TOKEN_LENGTH, InvalidToken
 logger = logging.getLogger(__name__)
 
 
-def _no_form():  # noqa: ANN202
+def _no_form():
     return render_template("public/error.html", code=404, title="This sign-up form is not available",
                            message="It may have been closed. Please check the address of the page."), 404
 
@@ -31,7 +31,7 @@ def _client() -> tuple[str, str]:
 
 @bp.route("/signup/<public_id>", methods=["GET", "HEAD", "POST"])
 @csrf.exempt   # embedded forms post from other sites: public id + honeypot + rate limits instead (module doc)
-def signup_form(public_id: str):  # noqa: ANN201
+def signup_form(public_id: str):
     session = db()
     try:
         form = signup_service.public_form(session, public_id)
@@ -70,7 +70,7 @@ def _sentence(text: str) -> str:
 
 @bp.route("/signup/confirm/<token>", methods=["GET", "HEAD", "POST"])
 @csrf.exempt   # the sealed token is the credential; GET changes nothing (mail scanners follow links)
-def signup_confirm(token: str):  # noqa: ANN201
+def signup_confirm(token: str):
     if len(token) > MAX_TOKEN_LENGTH:
         return _bad_link()
     session = db()
@@ -87,7 +87,7 @@ def signup_confirm(token: str):  # noqa: ANN201
     return render_template("public/signup_confirm.html", result=result, token=token), status
 
 
-def _bad_link():  # noqa: ANN202
+def _bad_link():
     return render_template("public/error.html", code=404, title="This confirmation link is not valid",
                            message="It may be mistyped or cut short. Copy the whole link from the mail, or sign "
                                    "up again."), 404

@@ -20,14 +20,14 @@ from mailer.tracking import Purpose
 logger = logging.getLogger(__name__)
 
 
-def _unavailable(message: str):  # noqa: ANN202
+def _unavailable(message: str):
     return render_template("public/error.html", code=404, title="This survey is not available",
                            message=message), 404
 
 
 @bp.route("/s/<token>", methods=["GET", "HEAD", "POST"])
 @csrf.exempt   # the sealed token is the credential (no cookie needed; browsers send no Referer to this page)
-def survey(token: str):  # noqa: ANN201
+def survey(token: str):
     send_id, question, code = open_token(Purpose.SURVEY, token)
     if send_id == 0:
         return render_template("public/survey_done.html", test=True, thanks=""), 200

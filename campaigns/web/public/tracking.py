@@ -112,5 +112,5 @@ class TrackingFastPath:
 
 
 @bp.record_once
-def _install_fast_path(state) -> None:  # noqa: ANN001
+def _install_fast_path(state) -> None:
     state.app.wsgi_app = TrackingFastPath(state.app, state.app.wsgi_app)

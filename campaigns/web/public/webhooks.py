@@ -54,7 +54,7 @@ def _headers() -> dict[str, str]:
 
 @bp.post("/webhooks/relay")
 @csrf.exempt   # relays authenticate with the shared secret, not a session
-def relay_events():  # noqa: ANN201
+def relay_events():
     """Apply a batch of normalized relay events: bounce, complaint, delivered, open, click."""
     secret = webhook_secret()
     if not secret:
@@ -122,7 +122,7 @@ def _challenge() -> Response:
 
 @bp.post("/webhooks/relay/<relay>")
 @csrf.exempt   # each relay authenticates with its own scheme, not a session
-def relay_native(relay: str):  # noqa: ANN201
+def relay_native(relay: str):
     """Apply a relay's native webhook payload (ses, postmark, mailgun, sendgrid)."""
     if relay not in NATIVE_RELAYS:
         abort(404)

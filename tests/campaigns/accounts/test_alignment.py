@@ -27,7 +27,7 @@ def test_relaxed_alignment(from_domain: str, dkim_domain: str, expected: bool) -
     assert aligned(from_domain, dkim_domain) is expected
 
 
-def test_a_sender_identity_on_another_domain_needs_the_override(admin, db_session) -> None:  # noqa: ANN001, F811
+def test_a_sender_identity_on_another_domain_needs_the_override(admin, db_session) -> None:  # noqa: F811
     r = post(admin, "/admin/settings/senders", {"name": "Someone", "email": "someone@gmail.com"})
     page = html.unescape(r.get_data(as_text=True))
     assert r.status_code == 400 and "signed for shop.test only" in page and "DMARC" in page
@@ -47,7 +47,7 @@ def test_a_sender_identity_on_another_domain_needs_the_override(admin, db_sessio
     assert r.status_code == 302
 
 
-def _composer_form(client, **fields) -> dict:  # noqa: ANN001
+def _composer_form(client, **fields) -> dict:
     from tests.conftest import NEWSLETTER_MJML
 
     return {"csrf_token": csrf(client, "/admin/campaigns/new?starter=newsletter"), "name": "Autumn", "kind": "nurture",
@@ -55,7 +55,7 @@ def _composer_form(client, **fields) -> dict:  # noqa: ANN001
 
 
 def test_a_campaign_from_another_domain_is_saved_but_not_sent_without_the_override(
-        admin, db_session, make_contacts) -> None:  # noqa: ANN001, F811
+        admin, db_session, make_contacts) -> None:  # noqa: F811
     make_contacts(2)
     r = admin.post("/admin/campaigns/new", data=_composer_form(admin, sender="custom", from_name="Other",
                                                                   from_email="news@othershop.example"))
@@ -80,7 +80,7 @@ def test_a_campaign_from_another_domain_is_saved_but_not_sent_without_the_overri
     assert db_session.get(Campaign, campaign.id).status == CampaignStatus.RUNNING
 
 
-def test_owner_mode_checks_every_sender_identity(admin, db_session, make_contacts) -> None:  # noqa: ANN001, F811
+def test_owner_mode_checks_every_sender_identity(admin, db_session, make_contacts) -> None:  # noqa: F811
     make_contacts(1)
     db_session.add(Sender(name="Ben", email="ben@gmail.com"))
     db_session.commit()
@@ -88,7 +88,7 @@ def test_owner_mode_checks_every_sender_identity(admin, db_session, make_contact
     assert "ben@gmail.com is DKIM-signed for shop.test only" in html.unescape(r.get_data(as_text=True))
 
 
-def test_sending_domains_page_shows_what_dns_has_and_what_to_publish(admin, app, runtime, db_session) -> None:  # noqa: ANN001, F811
+def test_sending_domains_page_shows_what_dns_has_and_what_to_publish(admin, app, runtime, db_session) -> None:  # noqa: F811
     from campaigns.accounts.dkim_keys import dkim_overview
 
     db_session.add(Sender(name="Someone", email="someone@gmail.com", allow_unaligned=True))

@@ -12,11 +12,11 @@ from tests.campaigns.web.test_access import add_user, login
 from tests.helpers import fresh
 
 
-def entries(db_session) -> list[AuditEntry]:  # noqa: ANN001
+def entries(db_session) -> list[AuditEntry]:
     return list(fresh(db_session).scalars(select(AuditEntry).order_by(AuditEntry.id)))
 
 
-def test_a_send_and_a_settings_change_are_recorded_and_shown(admin, db_session, make_contacts,  # noqa: ANN001, F811
+def test_a_send_and_a_settings_change_are_recorded_and_shown(admin, db_session, make_contacts,  # noqa: F811
                                                              make_campaign, run_worker, outbox) -> None:
     topic, _ = make_contacts(3)
     campaign = make_campaign([topic])
@@ -47,12 +47,12 @@ def test_a_send_and_a_settings_change_are_recorded_and_shown(admin, db_session, 
     assert "No entries match" in admin.get(f"/admin/audit?since={tomorrow}").get_data(as_text=True)
 
 
-def test_an_empty_audit_log_says_nothing_happened_yet_not_that_filters_match_nothing(admin) -> None:  # noqa: ANN001, F811
+def test_an_empty_audit_log_says_nothing_happened_yet_not_that_filters_match_nothing(admin) -> None:  # noqa: F811
     page = admin.get("/admin/audit").get_data(as_text=True)
     assert "Nothing recorded yet" in page and "No entries match" not in page
 
 
-def test_user_dkim_and_export_actions_are_recorded(admin, db_session) -> None:  # noqa: ANN001, F811
+def test_user_dkim_and_export_actions_are_recorded(admin, db_session) -> None:  # noqa: F811
     r = post(admin, "/admin/settings/users", {"email": "new@shop.test", "name": "New", "role": "viewer",
                                                "password": "a long enough password"})
     assert r.status_code == 302
@@ -64,7 +64,7 @@ def test_user_dkim_and_export_actions_are_recorded(admin, db_session) -> None:  
     assert actions == ["user.create", "user.deactivate", "dkim.generate", "contacts.export"]
 
 
-def test_only_admins_see_the_audit_log(app, db_session) -> None:  # noqa: ANN001
+def test_only_admins_see_the_audit_log(app, db_session) -> None:
     client = app.test_client()
     add_user(db_session, "ed@shop.test", "editor")
     login(client, "ed@shop.test")
@@ -72,7 +72,7 @@ def test_only_admins_see_the_audit_log(app, db_session) -> None:  # noqa: ANN001
     assert client.get("/admin/system").status_code == 403
 
 
-def test_system_page_shows_workers_and_problems(admin, runtime) -> None:  # noqa: ANN001, F811
+def test_system_page_shows_workers_and_problems(admin, runtime) -> None:  # noqa: F811
     page = admin.get("/admin/system").get_data(as_text=True)
     assert "no worker is alive" in page
     from rq import SimpleWorker
@@ -86,7 +86,7 @@ def test_system_page_shows_workers_and_problems(admin, runtime) -> None:  # noqa
         worker.register_death()
 
 
-def test_survey_answer_export_is_recorded(admin, db_session) -> None:  # noqa: ANN001, F811
+def test_survey_answer_export_is_recorded(admin, db_session) -> None:  # noqa: F811
     r = post(admin, "/admin/surveys/new", {"name": "Spring check-in", "q0_prompt": "Happy?", "q0_kind": "yes_no"})
     assert r.status_code == 302
     survey_id = int(r.headers["Location"].rstrip("/").rsplit("/", 1)[1])

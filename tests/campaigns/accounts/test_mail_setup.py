@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[3]
 BARE = {"PATH": "/usr/bin:/bin"}     # what Postfix's pipe(8) leaves of the environment
 
 
-def _env_file(path: Path, settings, **extra: str) -> Path:  # noqa: ANN001
+def _env_file(path: Path, settings, **extra: str) -> Path:
     values = {"DATABASE_URL": settings.database_url, "SECRET_KEY": settings.secret_key,
               "RAPPORT_INSTANCE": str(settings.instance_path), "REDIS_URL": "redis://127.0.0.1:1/0",
               "BOUNCE_DOMAIN": "bounces.shop.test", **extra}
@@ -44,7 +44,7 @@ def _pipe_script(tmp_path: Path, env_file: Path, name: str = "rapport-ingest") -
     return script
 
 
-def test_env_file_format_and_errors(tmp_path) -> None:  # noqa: ANN001
+def test_env_file_format_and_errors(tmp_path) -> None:
     f = tmp_path / "rapport.env"
     f.write_text('# comment\n\nexport A="x y"\nB=\'z\'\nC=plain=with=equals\n')
     env: dict[str, str] = {"A": "old"}
@@ -57,7 +57,7 @@ def test_env_file_format_and_errors(tmp_path) -> None:  # noqa: ANN001
         load_env_file(str(tmp_path / "missing.env"), {})
 
 
-def test_ingest_runs_with_only_a_settings_file_in_a_bare_environment(runtime, db_session, tmp_path) -> None:  # noqa: ANN001
+def test_ingest_runs_with_only_a_settings_file_in_a_bare_environment(runtime, db_session, tmp_path) -> None:
     env_file = _env_file(tmp_path / "rapport.env", runtime.settings)
     probe = mail_setup.probe_message(runtime.settings, runtime.tokens, "abc123")
     done = subprocess.run([sys.executable, "-m", "campaigns", "ingest", "--env-file", str(env_file)], input=probe,
@@ -71,7 +71,7 @@ def test_ingest_runs_with_only_a_settings_file_in_a_bare_environment(runtime, db
     assert done.returncode == 75 and b"cannot read the settings file" in done.stderr
 
 
-def test_a_probe_sealed_with_another_key_is_not_a_probe(runtime, db_session) -> None:  # noqa: ANN001
+def test_a_probe_sealed_with_another_key_is_not_a_probe(runtime, db_session) -> None:
     from mailer.tracking import TokenCodec
 
     forged = mail_setup.probe_message(runtime.settings, TokenCodec("another-secret-" + "x" * 40), "zzz")
@@ -87,7 +87,7 @@ def _check(tmp_path: Path, env_file: Path, *args: str) -> subprocess.CompletedPr
                            "--no-dns", *args], env=BARE, cwd=str(tmp_path), capture_output=True, timeout=120)
 
 
-def test_check_mail_setup_runs_the_pipe_end_to_end(runtime, tmp_path) -> None:  # noqa: ANN001
+def test_check_mail_setup_runs_the_pipe_end_to_end(runtime, tmp_path) -> None:
     env_file = _env_file(tmp_path / "rapport.env", runtime.settings)
     script = _pipe_script(tmp_path, env_file)
     done = _check(tmp_path, env_file, "--pipe", f"{script} bounces+probe@bounces.shop.test")
@@ -112,13 +112,13 @@ class _PipeTransport:
     def __init__(self, command: list[str]) -> None:
         self.command = command
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if not address.endswith("@bounces.shop.test"):
             return "550 5.1.2 not a domain of this server"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+    async def handle_DATA(self, server, session, envelope):
         for rcpt in envelope.rcpt_tos:
             done = subprocess.run([*self.command, rcpt], input=envelope.original_content, env=BARE,
                                   capture_output=True, timeout=60)
@@ -127,7 +127,7 @@ class _PipeTransport:
         return "250 OK delivered to the pipe"
 
 
-def test_check_mail_setup_delivers_through_the_mta(runtime, tmp_path) -> None:  # noqa: ANN001
+def test_check_mail_setup_delivers_through_the_mta(runtime, tmp_path) -> None:
     env_file = _env_file(tmp_path / "rapport.env", runtime.settings)
     with socket.socket() as probe_port:   # a free port (aiosmtpd's Controller cannot start on port 0)
         probe_port.bind(("127.0.0.1", 0))
@@ -155,7 +155,7 @@ class _Zone:
         return self._mx[name]
 
 
-def test_dns_checks_name_what_is_missing_and_what_to_publish(runtime, capsys) -> None:  # noqa: ANN001
+def test_dns_checks_name_what_is_missing_and_what_to_publish(runtime, capsys) -> None:
     s = runtime.settings.with_overrides({"bounce_domain": "bounces.shop.test"})
     record = ("s2026._domainkey.shop.test", "v=DKIM1; k=rsa; p=MIIBkey")
     empty = _Zone({}, {})

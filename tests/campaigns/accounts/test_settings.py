@@ -16,23 +16,23 @@ from tests.campaigns.web.test_access import PASSWORD, add_user, csrf, login, rer
 
 
 @pytest.fixture()
-def admin(app, db_session):  # noqa: ANN001, ANN201
+def admin(app, db_session):
     client = app.test_client()
     add_user(db_session, "boss@shop.test", "admin")
     assert login(client, "boss@shop.test").status_code == 302
     return client
 
 
-def post(client, url: str, data: dict, **kw):  # noqa: ANN001, ANN201
+def post(client, url: str, data: dict, **kw):
     """POST a form with the session's CSRF token (taken from a page that has a form)."""
     return client.post(url, data={"csrf_token": csrf(client, "/admin/settings/senders"), **data}, **kw)
 
 
-def flashes(response) -> list[str]:  # noqa: ANN001
+def flashes(response) -> list[str]:
     return re.findall(r'<p class="flash \w+" role="status">(.*?)</p>', response.get_data(as_text=True), re.S)
 
 
-def test_overview_links_every_settings_page(admin) -> None:  # noqa: ANN001
+def test_overview_links_every_settings_page(admin) -> None:
     page = admin.get("/admin/settings").get_data(as_text=True)
     for path in ("senders", "dkim", "postal-address", "relays", "users"):
         assert f'href="/admin/settings/{path}"' in page
@@ -40,7 +40,7 @@ def test_overview_links_every_settings_page(admin) -> None:  # noqa: ANN001
 
 # ------------------------------------------------------------------ senders
 
-def test_sender_identities_are_created_validated_edited_and_deleted(admin, db_session) -> None:  # noqa: ANN001
+def test_sender_identities_are_created_validated_edited_and_deleted(admin, db_session) -> None:
     r = post(admin, "/admin/settings/senders", {"name": "Anna Becker", "email": "not an address"})
     assert r.status_code == 400 and "not a valid email address" in r.get_data(as_text=True)
     assert 'value="Anna Becker"' in r.get_data(as_text=True)          # what was typed is kept
@@ -77,7 +77,7 @@ def test_sender_identities_are_created_validated_edited_and_deleted(admin, db_se
 
 # ------------------------------------------------------------------ postal address
 
-def test_postal_address_from_the_admin_is_in_the_footer_of_sent_mail(admin, app, db_session, make_contacts,  # noqa: ANN001
+def test_postal_address_from_the_admin_is_in_the_footer_of_sent_mail(admin, app, db_session, make_contacts,
                                                                       make_campaign, outbox) -> None:
     r = post(admin, "/admin/settings/postal-address", {"postal_address": "Nowhere"})
     assert r.status_code == 400 and "full postal address" in r.get_data(as_text=True)
@@ -100,7 +100,7 @@ def test_postal_address_from_the_admin_is_in_the_footer_of_sent_mail(admin, app,
 
 # ------------------------------------------------------------------ DKIM
 
-def test_dkim_key_generation_publish_record_and_activation(admin, app, db_session, make_contacts,  # noqa: ANN001
+def test_dkim_key_generation_publish_record_and_activation(admin, app, db_session, make_contacts,
                                                            make_campaign, outbox) -> None:
     page = admin.get("/admin/settings/dkim").get_data(as_text=True)
     assert "s2026._domainkey.shop.test" in page and "from the environment" in page
@@ -155,7 +155,7 @@ def test_dkim_key_generation_publish_record_and_activation(admin, app, db_sessio
     assert "s2026._domainkey" not in page and "from the admin" in page
 
 
-def test_ed25519_key_signs_next_to_rsa_and_a_pending_key_can_be_discarded(admin, app) -> None:  # noqa: ANN001
+def test_ed25519_key_signs_next_to_rsa_and_a_pending_key_can_be_discarded(admin, app) -> None:
     post(admin, "/admin/settings/dkim", {"action": "generate", "kind": "ed25519", "selector": "ed2027"})
     key_file = app.extensions["rapport"].settings.instance_path / "dkim" / "ed2027.ed25519.private.pem"
     assert key_file.exists()
@@ -178,7 +178,7 @@ def test_ed25519_key_signs_next_to_rsa_and_a_pending_key_can_be_discarded(admin,
 
 # ------------------------------------------------------------------ relays
 
-def test_relay_test_sends_one_real_message_and_shows_the_answer(admin, outbox) -> None:  # noqa: ANN001
+def test_relay_test_sends_one_real_message_and_shows_the_answer(admin, outbox) -> None:
     page = admin.get("/admin/settings/relays").get_data(as_text=True)
     assert "127.0.0.1" in page and "default" in page
     r = post(admin, "/admin/settings/relays", {"relay": "default", "to": "postmaster@example.com"})
@@ -194,7 +194,7 @@ def test_relay_test_sends_one_real_message_and_shows_the_answer(admin, outbox) -
     assert r.status_code == 400 and "no relay called" in r.get_data(as_text=True)
 
 
-def test_relay_test_reports_a_refused_connection_without_crashing(runtime, db_session) -> None:  # noqa: ANN001
+def test_relay_test_reports_a_refused_connection_without_crashing(runtime, db_session) -> None:
     import socket
 
     from campaigns.web.app import create_app
@@ -220,7 +220,7 @@ def test_relay_test_reports_a_refused_connection_without_crashing(runtime, db_se
 
 # ------------------------------------------------------------------ users
 
-def test_users_are_created_with_a_role_changed_and_deactivated(admin, app, db_session) -> None:  # noqa: ANN001
+def test_users_are_created_with_a_role_changed_and_deactivated(admin, app, db_session) -> None:
     r = post(admin, "/admin/settings/users", {"email": "ed@shop.test", "name": "Ed", "role": "editor",
                                               "password": "short"})
     assert r.status_code == 400 and "at least 10 characters" in r.get_data(as_text=True)
@@ -253,7 +253,7 @@ def test_users_are_created_with_a_role_changed_and_deactivated(admin, app, db_se
     assert login(app.test_client(), "ed@shop.test", "a new password!").status_code == 302
 
 
-def test_the_last_admin_cannot_be_removed(admin, db_session) -> None:  # noqa: ANN001
+def test_the_last_admin_cannot_be_removed(admin, db_session) -> None:
     boss = db_session.scalar(select(AdminUser).where(AdminUser.email == "boss@shop.test"))
     url = f"/admin/settings/users/{boss.id}"
     for data in ({"action": "role", "role": "editor"}, {"action": "deactivate"}):
@@ -271,7 +271,7 @@ def test_the_last_admin_cannot_be_removed(admin, db_session) -> None:  # noqa: A
     assert second.id
 
 
-def test_bad_ids_and_actions_answer_with_a_message(admin) -> None:  # noqa: ANN001
+def test_bad_ids_and_actions_answer_with_a_message(admin) -> None:
     r = post(admin, "/admin/settings/users/999999", {"action": "role", "role": "viewer"}, follow_redirects=True)
     assert any("no such user" in m for m in flashes(r))
     r = post(admin, "/admin/settings/users/999999", {"action": "explode"}, follow_redirects=True)
@@ -280,7 +280,7 @@ def test_bad_ids_and_actions_answer_with_a_message(admin) -> None:  # noqa: ANN0
     assert r.status_code == 200 and any("Unknown action" in m for m in flashes(r))
 
 
-def test_check_dns_compares_the_published_record_with_the_key(admin, app) -> None:  # noqa: ANN001
+def test_check_dns_compares_the_published_record_with_the_key(admin, app) -> None:
     post(admin, "/admin/settings/dkim", {"action": "generate", "kind": "ed25519", "selector": "ed2027"})
     page = html.unescape(admin.get("/admin/settings/dkim").get_data(as_text=True))
     value = re.search(r'ed2027\._domainkey\.shop\.test\. IN TXT "([^"]+)"', page).group(1)
@@ -306,7 +306,7 @@ def test_check_dns_compares_the_published_record_with_the_key(admin, app) -> Non
 
 
 
-def test_workers_greet_relays_with_the_sending_domain(runtime) -> None:  # noqa: ANN001
+def test_workers_greet_relays_with_the_sending_domain(runtime) -> None:
     # A host without an FQDN would otherwise say EHLO [10.0.0.5], which receivers score as spam.
     assert runtime.relays.pool().relay.local_hostname == runtime.settings.dkim_domain == "shop.test"
     named = runtime.settings.with_overrides({"smtp_urls": ("smtp://127.0.0.1:25?local_hostname=mx.shop.test",)})

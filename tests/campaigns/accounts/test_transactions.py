@@ -13,11 +13,11 @@ from campaigns.errors import ValidationError
 from campaigns.models import AdminUser, LoginFailure
 
 
-def _failures(session) -> int:  # noqa: ANN001
+def _failures(session) -> int:
     return session.scalar(select(func.count()).select_from(LoginFailure))
 
 
-def test_a_failed_login_is_recorded_in_the_callers_transaction(db_session) -> None:  # noqa: ANN001
+def test_a_failed_login_is_recorded_in_the_callers_transaction(db_session) -> None:
     db_session.add(AdminUser(email="ops@shop.test", name="Ops", role="admin",
                              password_hash=generate_password_hash("right password here")))
     db_session.commit()
@@ -28,7 +28,7 @@ def test_a_failed_login_is_recorded_in_the_callers_transaction(db_session) -> No
     assert _failures(db_session) == 0       # …and only kept when the caller commits
 
 
-def test_the_login_page_commits_failed_attempts(client, db_session) -> None:  # noqa: ANN001
+def test_the_login_page_commits_failed_attempts(client, db_session) -> None:
     from tests.helpers import csrf, fresh
 
     r = client.post("/admin/login", data={"email": "nobody@shop.test", "password": "x",
@@ -38,7 +38,7 @@ def test_the_login_page_commits_failed_attempts(client, db_session) -> None:  # 
     assert _failures(db_session) == 1
 
 
-def test_the_probe_mark_is_left_in_the_callers_transaction(runtime, db_session) -> None:  # noqa: ANN001
+def test_the_probe_mark_is_left_in_the_callers_transaction(runtime, db_session) -> None:
     mail_setup.record_probe(db_session, "nonce-1")
     db_session.rollback()
     assert get_value(db_session, mail_setup.PROBE_SETTING) is None

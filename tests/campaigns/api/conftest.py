@@ -13,7 +13,7 @@ ALL_SCOPES = [s.value for s in ApiScope]
 
 
 @pytest.fixture()
-def make_key(db_session) -> Callable[..., str]:  # noqa: ANN001
+def make_key(db_session) -> Callable[..., str]:
     """Create a key with these scopes (default: all) and return its secret."""
 
     def make(*scopes: str, name: str = "Shop", rate_limit: int = 10_000) -> str:

@@ -18,12 +18,12 @@ PAGE = "/admin/settings/api-keys"
 
 
 @pytest.fixture()
-def admin(client, db_session):  # noqa: ANN001, ANN201
+def admin(client, db_session):
     login(client, "boss@shop.test", "admin", db_session)
     return client
 
 
-def test_admin_creates_lists_and_revokes_a_key(admin, db_session) -> None:  # noqa: ANN001
+def test_admin_creates_lists_and_revokes_a_key(admin, db_session) -> None:
     r = admin.post(PAGE, data={"name": "Shop", "scopes": ["contacts:read", "orders:write"], "rate_limit": "120",
                                "csrf_token": csrf(admin, PAGE)})
     assert r.status_code == 200
@@ -43,7 +43,7 @@ def test_admin_creates_lists_and_revokes_a_key(admin, db_session) -> None:  # no
     assert actions[-2:] == ["settings.api_key_create", "settings.api_key_revoke"]
 
 
-def test_bad_key_forms_are_refused_with_the_field(admin, db_session) -> None:  # noqa: ANN001
+def test_bad_key_forms_are_refused_with_the_field(admin, db_session) -> None:
     r = admin.post(PAGE, data={"name": "Shop", "rate_limit": "60", "csrf_token": csrf(admin, PAGE)})
     assert r.status_code == 400 and "at least one scope" in r.get_data(as_text=True)
     r = admin.post(PAGE, data={"name": "", "scopes": ["contacts:read"], "csrf_token": csrf(admin, PAGE)})
@@ -51,11 +51,11 @@ def test_bad_key_forms_are_refused_with_the_field(admin, db_session) -> None:  #
     assert fresh(db_session).scalar(select(ApiKey)) is None
 
 
-def test_editors_cannot_manage_keys(editor) -> None:  # noqa: ANN001
+def test_editors_cannot_manage_keys(editor) -> None:
     assert editor.get(PAGE).status_code == 403
 
 
-def test_reference_page_and_document_are_self_hosted(client) -> None:  # noqa: ANN001
+def test_reference_page_and_document_are_self_hosted(client) -> None:
     r = client.get("/api/docs")
     assert r.status_code == 200
     html = r.get_data(as_text=True)
@@ -70,7 +70,7 @@ def test_reference_page_and_document_are_self_hosted(client) -> None:  # noqa: A
     assert doc["paths"]["/api/v1/contacts"]["post"]["x-scope"] == "contacts:write"
 
 
-def test_the_document_is_valid_openapi_3_1_with_every_reference_resolved(client) -> None:  # noqa: ANN001
+def test_the_document_is_valid_openapi_3_1_with_every_reference_resolved(client) -> None:
     from openapi_spec_validator import validate
 
     doc = client.get("/api/v1/openapi.json").get_json()

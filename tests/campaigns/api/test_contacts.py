@@ -11,7 +11,7 @@ from tests.campaigns.api.conftest import auth
 from tests.helpers import fresh
 
 
-def test_upsert_by_email_creates_then_updates_only_what_is_sent(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_upsert_by_email_creates_then_updates_only_what_is_sent(client, db_session, make_key) -> None:
     h = auth(make_key())
     r = client.post("/api/v1/contacts", json={"email": "Ana@Example.com", "first_name": "Ana", "city": "Köln",
                                               "birthday": "1990-04-23", "attributes": {"tier": "gold"}}, headers=h)
@@ -33,7 +33,7 @@ def test_upsert_by_email_creates_then_updates_only_what_is_sent(client, db_sessi
     assert bad.status_code == 422
 
 
-def test_keyset_pages_walk_every_contact_once_with_filters(client, make_contacts, make_key) -> None:  # noqa: ANN001
+def test_keyset_pages_walk_every_contact_once_with_filters(client, make_contacts, make_key) -> None:
     _topic, contacts = make_contacts(7)
     h = auth(make_key())
     seen, cursor = [], None
@@ -56,7 +56,7 @@ def test_keyset_pages_walk_every_contact_once_with_filters(client, make_contacts
     assert client.get("/api/v1/contacts", query_string={"limit": 201}, headers=h).status_code == 422
 
 
-def test_delete_erases_the_contact_and_keeps_it_suppressed(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_delete_erases_the_contact_and_keeps_it_suppressed(client, db_session, make_key) -> None:
     h = auth(make_key())
     cid = client.post("/api/v1/contacts", json={"email": "gone@example.com"}, headers=h).get_json()["id"]
     client.post("/api/v1/orders", json={"email": "gone@example.com", "amount": "12.50"}, headers=h)
@@ -77,7 +77,7 @@ def test_delete_erases_the_contact_and_keeps_it_suppressed(client, db_session, m
     assert r.get_json()["status"] == "unsubscribed"
 
 
-def test_the_api_cannot_resubscribe_someone_who_left(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_the_api_cannot_resubscribe_someone_who_left(client, db_session, make_key) -> None:
     h = auth(make_key())
     cid = client.post("/api/v1/contacts", json={"email": "left@example.com", "status": "unsubscribed"},
                       headers=h).get_json()["id"]
@@ -87,7 +87,7 @@ def test_the_api_cannot_resubscribe_someone_who_left(client, db_session, make_ke
     assert r.status_code == 409 and "only the contact" in r.get_json(force=True)["detail"]
 
 
-def test_bulk_upsert_reports_bad_rows_and_enforces_the_limit(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_bulk_upsert_reports_bad_rows_and_enforces_the_limit(client, db_session, make_key) -> None:
     h = auth(make_key())
     client.post("/api/v1/contacts", json={"email": "known@example.com", "first_name": "Old"}, headers=h)
     items = [{"email": f"bulk{i}@example.com", "first_name": f"B{i}"} for i in range(50)]
@@ -107,7 +107,7 @@ def test_bulk_upsert_reports_bad_rows_and_enforces_the_limit(client, db_session,
     assert client.post("/api/v1/contacts/bulk", json={"contacts": []}, headers=h).status_code == 422
 
 
-def test_subscriptions_can_be_read_and_set(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_subscriptions_can_be_read_and_set(client, db_session, make_key) -> None:
     h = auth(make_key())
     news, offers = Topic(name="News"), Topic(name="Offers")
     db_session.add_all([news, offers])

@@ -28,7 +28,7 @@ NEGATIVE_EXAMPLES = POSITIVE_EXAMPLES // 2 + 1
 
 
 @pytest.fixture()
-def world(db_session, make_contacts, make_campaign, make_key):  # noqa: ANN001, ANN201
+def world(db_session, make_contacts, make_campaign, make_key):
     """Rows the pinned path parameters name, and a key that may do everything."""
     topic, contacts = make_contacts(5)
     db_session.add(Topic(name="Offers"))
@@ -49,7 +49,7 @@ POSITIVE_CHECKS = [not_a_server_error, status_code_conformance, content_type_con
 NEGATIVE_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance]
 
 
-def fuzz(operation, mode: GenerationMode, examples: int, checks: list, headers: dict[str, str],  # noqa: ANN001
+def fuzz(operation, mode: GenerationMode, examples: int, checks: list, headers: dict[str, str],
          called: list[tuple[str, int]], path: dict | None = None) -> None:
     """Run one operation's generated cases in one mode (path parameters pinned to existing rows when given);
     raises the first contract failure."""
@@ -57,7 +57,7 @@ def fuzz(operation, mode: GenerationMode, examples: int, checks: list, headers: 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path))
-    def check(case) -> None:  # noqa: ANN001
+    def check(case) -> None:
         response = case.call(headers=headers)
         case.validate_response(response, checks=checks)
         called.append((operation.label, response.status_code))
@@ -66,7 +66,7 @@ def fuzz(operation, mode: GenerationMode, examples: int, checks: list, headers: 
 
 
 @pytest.mark.slow
-def test_every_operation_keeps_its_contract_under_fuzzing(runtime, world) -> None:  # noqa: ANN001
+def test_every_operation_keeps_its_contract_under_fuzzing(runtime, world) -> None:
     from campaigns.web.app import create_app
 
     # The shop receivers on, so fuzzed webhooks meet the signature check rather than a closed door.
@@ -87,14 +87,14 @@ def test_every_operation_keeps_its_contract_under_fuzzing(runtime, world) -> Non
                                        (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES, NEGATIVE_CHECKS)):
             try:
                 fuzz(operation, mode, examples, checks, headers, called)
-            except BaseException as exc:  # noqa: BLE001 - all failures are reported together
+            except BaseException as exc:
                 failures.append(f"{operation.label} ({mode.value}): {str(exc)[:1500]}")
         names = [p.name for p in operation.path_parameters]
         if names:     # generated ids rarely exist: once more on real rows
             try:
                 fuzz(operation, GenerationMode.POSITIVE, POSITIVE_EXAMPLES, POSITIVE_CHECKS, headers, called,
                      {name: pinned[name] for name in names})
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 failures.append(f"{operation.label} (pinned): {str(exc)[:1500]}")
     assert not failures, "\n\n".join(failures)
     assert len(called) >= 40 * POSITIVE_EXAMPLES, len(called)     # a few hundred requests actually made

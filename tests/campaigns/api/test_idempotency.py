@@ -11,11 +11,11 @@ from tests.helpers import fresh
 DRAFT = {"name": "Spring", "subject": "Spring is here", "mjml": "<mjml><mj-body></mj-body></mjml>"}
 
 
-def campaigns(db_session) -> int:  # noqa: ANN001
+def campaigns(db_session) -> int:
     return fresh(db_session).scalar(select(func.count()).select_from(Campaign))
 
 
-def test_same_key_and_body_replays_the_first_answer(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_same_key_and_body_replays_the_first_answer(client, db_session, make_key) -> None:
     secret = make_key()
     headers = auth(secret, **{"Idempotency-Key": "5f0c-draft-1"})
     first = client.post("/api/v1/campaigns", json=DRAFT, headers=headers)
@@ -31,7 +31,7 @@ def test_same_key_and_body_replays_the_first_answer(client, db_session, make_key
     assert campaigns(db_session) == 3
 
 
-def test_same_key_with_another_body_is_refused(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_same_key_with_another_body_is_refused(client, db_session, make_key) -> None:
     secret = make_key()
     headers = auth(secret, **{"Idempotency-Key": "k1"})
     assert client.post("/api/v1/campaigns", json=DRAFT, headers=headers).status_code == 201
@@ -41,7 +41,7 @@ def test_same_key_with_another_body_is_refused(client, db_session, make_key) -> 
     assert campaigns(db_session) == 1
 
 
-def test_keys_are_per_api_key(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_keys_are_per_api_key(client, db_session, make_key) -> None:
     one, two = make_key(name="One"), make_key(name="Two")
     for secret in (one, two):
         assert client.post("/api/v1/campaigns", json=DRAFT,
@@ -49,7 +49,7 @@ def test_keys_are_per_api_key(client, db_session, make_key) -> None:  # noqa: AN
     assert campaigns(db_session) == 2
 
 
-def test_a_request_still_running_gets_409_and_a_dead_one_runs_again(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_a_request_still_running_gets_409_and_a_dead_one_runs_again(client, db_session, make_key) -> None:
     import datetime as dt
 
     secret = make_key()
@@ -67,7 +67,7 @@ def test_a_request_still_running_gets_409_and_a_dead_one_runs_again(client, db_s
     assert r.status_code == 201 and r.get_json()["id"] != first.get_json()["id"]
 
 
-def test_errors_below_500_are_replayed_and_bad_keys_refused(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_errors_below_500_are_replayed_and_bad_keys_refused(client, db_session, make_key) -> None:
     secret = make_key()
     headers = auth(secret, **{"Idempotency-Key": "bad-draft"})
     first = client.post("/api/v1/campaigns", json={**DRAFT, "topic_ids": [999]}, headers=headers)

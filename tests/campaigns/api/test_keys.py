@@ -11,7 +11,7 @@ from tests.campaigns.api.conftest import auth
 from tests.helpers import fresh
 
 
-def assert_problem(r, status: int) -> dict:  # noqa: ANN001
+def assert_problem(r, status: int) -> dict:
     assert r.status_code == status, (r.status_code, r.get_data(as_text=True))
     assert r.mimetype == "application/problem+json"
     body = r.get_json(force=True)
@@ -19,7 +19,7 @@ def assert_problem(r, status: int) -> dict:  # noqa: ANN001
     return body
 
 
-def test_the_key_is_stored_only_as_a_hash(db_session, make_key) -> None:  # noqa: ANN001
+def test_the_key_is_stored_only_as_a_hash(db_session, make_key) -> None:
     secret = make_key("contacts:read")
     row = db_session.scalar(select(ApiKey))
     assert secret.startswith(f"rk_{row.prefix}_") and secret not in (row.key_hash, row.prefix)
@@ -28,7 +28,7 @@ def test_the_key_is_stored_only_as_a_hash(db_session, make_key) -> None:  # noqa
     assert api_keys.find_key(db_session, secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
 
 
-def test_missing_wrong_and_revoked_keys_get_401(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_missing_wrong_and_revoked_keys_get_401(client, db_session, make_key) -> None:
     secret = make_key("contacts:read")
     body = assert_problem(client.get("/api/v1/contacts"), 401)
     assert "Bearer" in body["detail"]
@@ -43,7 +43,7 @@ def test_missing_wrong_and_revoked_keys_get_401(client, db_session, make_key) ->
     assert_problem(client.get("/api/v1/contacts", headers=auth(secret)), 401)
 
 
-def test_scopes_are_enforced_with_403(client, make_key) -> None:  # noqa: ANN001
+def test_scopes_are_enforced_with_403(client, make_key) -> None:
     reader = make_key("contacts:read")
     body = assert_problem(client.post("/api/v1/contacts", json={"email": "ana@example.com"}, headers=auth(reader)),
                           403)
@@ -56,7 +56,7 @@ def test_scopes_are_enforced_with_403(client, make_key) -> None:  # noqa: ANN001
     assert_problem(client.get("/api/v1/contacts", headers=auth(writer)), 403)
 
 
-def test_rate_limit_per_key_answers_429_with_retry_after(client, make_key) -> None:  # noqa: ANN001
+def test_rate_limit_per_key_answers_429_with_retry_after(client, make_key) -> None:
     slow = make_key("contacts:read", name="Slow", rate_limit=3)
     other = make_key("contacts:read", name="Other", rate_limit=3)
     answers = [client.get("/api/v1/topics", headers=auth(slow)) for _ in range(4)]
@@ -67,7 +67,7 @@ def test_rate_limit_per_key_answers_429_with_retry_after(client, make_key) -> No
     assert client.get("/api/v1/topics", headers=auth(other)).status_code == 200   # counted per key
 
 
-def test_last_use_is_recorded(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_last_use_is_recorded(client, db_session, make_key) -> None:
     secret = make_key("contacts:read")
     assert db_session.scalar(select(ApiKey.last_used_at)) is None
     fresh(db_session)
@@ -75,7 +75,7 @@ def test_last_use_is_recorded(client, db_session, make_key) -> None:  # noqa: AN
     assert fresh(db_session).scalar(select(ApiKey.last_used_at)) is not None
 
 
-def test_create_key_refuses_bad_input(db_session) -> None:  # noqa: ANN001
+def test_create_key_refuses_bad_input(db_session) -> None:
     import pytest
 
     from campaigns.errors import ValidationError
@@ -89,7 +89,7 @@ def test_create_key_refuses_bad_input(db_session) -> None:  # noqa: ANN001
         assert err.value.field == field
 
 
-def test_unknown_paths_and_methods_are_problems_too(client, make_key) -> None:  # noqa: ANN001
+def test_unknown_paths_and_methods_are_problems_too(client, make_key) -> None:
     assert_problem(client.get("/api/v1/nothing-here"), 404)
     r = client.put("/api/v1/contacts", json={})
     assert_problem(r, 405)
@@ -106,7 +106,7 @@ def test_unknown_paths_and_methods_are_problems_too(client, make_key) -> None:  
     assert body["errors"][0]["field"] == "colour"
 
 
-def test_unstorable_text_and_out_of_range_ids_are_refused_not_500(client, make_key) -> None:  # noqa: ANN001
+def test_unstorable_text_and_out_of_range_ids_are_refused_not_500(client, make_key) -> None:
     """PostgreSQL refuses NUL characters and lone surrogates in text and jsonb, and 32-bit ids beyond their range:
     such input is answered 422 or 404 before it reaches the database, on every database."""
     h = auth(make_key())
@@ -127,7 +127,7 @@ def test_unstorable_text_and_out_of_range_ids_are_refused_not_500(client, make_k
     assert_problem(r, 422)
 
 
-def test_absurdly_nested_json_is_a_400(client, make_key) -> None:  # noqa: ANN001
+def test_absurdly_nested_json_is_a_400(client, make_key) -> None:
     h = auth(make_key(), **{"Content-Type": "application/json"})
     body = "[" * 100_000 + "]" * 100_000
     assert_problem(client.post("/api/v1/contacts", data=body, headers=h), 400)

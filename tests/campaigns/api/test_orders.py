@@ -20,7 +20,7 @@ WOO_SECRET = "woo test secret"
 
 
 @pytest.fixture()
-def shop_app(runtime):  # noqa: ANN001, ANN201
+def shop_app(runtime):
     """The app with both shop receivers on."""
     from campaigns.web.app import create_app
 
@@ -41,21 +41,21 @@ def shopify_payload(order_id: int = 820982911946154508, email: str = "jon@exampl
             "created_at": "2026-03-01T10:00:00-05:00", "customer": customer}
 
 
-def post_shopify(client, payload: dict, secret: str = SHOPIFY_SECRET):  # noqa: ANN001, ANN201
+def post_shopify(client, payload: dict, secret: str = SHOPIFY_SECRET):
     body = json.dumps(payload).encode()
     return client.post("/api/v1/webhooks/shopify/orders", data=body, content_type="application/json",
                        headers={"X-Shopify-Hmac-Sha256": shops.signature(secret, body),
                                 "X-Shopify-Topic": "orders/create"})
 
 
-def post_woo(client, payload: dict | bytes, secret: str = WOO_SECRET):  # noqa: ANN001, ANN201
+def post_woo(client, payload: dict | bytes, secret: str = WOO_SECRET):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return client.post("/api/v1/webhooks/woocommerce/orders", data=body, content_type="application/json",
                        headers={"X-WC-Webhook-Signature": shops.signature(secret, body),
                                 "X-WC-Webhook-Topic": "order.created"})
 
 
-def test_shopify_signature_is_checked(shop_app, db_session) -> None:  # noqa: ANN001
+def test_shopify_signature_is_checked(shop_app, db_session) -> None:
     r = post_shopify(shop_app, shopify_payload(), secret="wrong")
     assert r.status_code == 401 and r.mimetype == "application/problem+json"
     body = json.dumps(shopify_payload()).encode()
@@ -70,12 +70,12 @@ def test_shopify_signature_is_checked(shop_app, db_session) -> None:  # noqa: AN
     assert r.status_code == 200 and r.get_json()["created"] is True
 
 
-def test_receivers_are_off_without_a_secret(client) -> None:  # noqa: ANN001
+def test_receivers_are_off_without_a_secret(client) -> None:
     assert post_shopify(client, shopify_payload()).status_code == 404
     assert post_woo(client, {"id": 1}).status_code == 404
 
 
-def test_shopify_order_is_recorded_once_and_totals_stay_exact(shop_app, db_session) -> None:  # noqa: ANN001
+def test_shopify_order_is_recorded_once_and_totals_stay_exact(shop_app, db_session) -> None:
     for _ in range(3):                                      # Shopify retries until it sees a 2xx
         assert post_shopify(shop_app, shopify_payload()).status_code == 200
     assert post_shopify(shop_app, shopify_payload(order_id=2, total="0.35")).status_code == 200
@@ -87,7 +87,7 @@ def test_shopify_order_is_recorded_once_and_totals_stay_exact(shop_app, db_sessi
     assert order.ordered_at.isoformat() == "2026-03-01T15:00:00+00:00"
 
 
-def test_consent_rule_for_shop_buyers(shop_app, db_session) -> None:  # noqa: ANN001
+def test_consent_rule_for_shop_buyers(shop_app, db_session) -> None:
     post_shopify(shop_app, shopify_payload(order_id=10, email="no@example.com", consent="not_subscribed"))
     post_shopify(shop_app, shopify_payload(order_id=11, email="yes@example.com", consent="subscribed"))
     fresh(db_session)
@@ -106,7 +106,7 @@ def test_consent_rule_for_shop_buyers(shop_app, db_session) -> None:  # noqa: AN
         "unsubscribed"
 
 
-def test_woocommerce_signature_ping_and_idempotency(shop_app, db_session) -> None:  # noqa: ANN001
+def test_woocommerce_signature_ping_and_idempotency(shop_app, db_session) -> None:
     payload = {"id": 727, "number": "727", "total": "29.90", "currency": "EUR",
                "date_created_gmt": "2026-02-02T09:30:00",
                "billing": {"email": "eva@example.com", "first_name": "Eva", "last_name": "Roth"}}
@@ -120,7 +120,7 @@ def test_woocommerce_signature_ping_and_idempotency(shop_app, db_session) -> Non
     assert post_woo(shop_app, {"id": 728, "total": "1", "billing": {}}).status_code == 422
 
 
-def test_api_orders_idempotent_by_external_id_and_exact(client, db_session, make_key) -> None:  # noqa: ANN001
+def test_api_orders_idempotent_by_external_id_and_exact(client, db_session, make_key) -> None:
     h = auth(make_key())
     amounts = ["0.10", "0.20", 19.99, "1000000.01"]
     for i, amount in enumerate(amounts):
@@ -144,7 +144,7 @@ def test_api_orders_idempotent_by_external_id_and_exact(client, db_session, make
     assert contact["status"] == "unsubscribed" and contact["order_count"] == 4
 
 
-def test_a_concurrent_delivery_of_the_same_order_finds_the_first(db_session, monkeypatch) -> None:  # noqa: ANN001
+def test_a_concurrent_delivery_of_the_same_order_finds_the_first(db_session, monkeypatch) -> None:
     """Two deliveries of one order racing: the loser's insert hits the unique (source, external_id) and it answers
     with the winner's order instead of failing."""
     from campaigns.models import OrderSource
@@ -157,7 +157,7 @@ def test_a_concurrent_delivery_of_the_same_order_finds_the_first(db_session, mon
     real = recording._existing
     calls = []
 
-    def blind_once(session, source, external):  # noqa: ANN001, ANN202 - the race: not seen before the insert
+    def blind_once(session, source, external):
         calls.append(external)
         return None if len(calls) == 1 else real(session, source, external)
 

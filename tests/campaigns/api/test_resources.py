@@ -16,7 +16,7 @@ from tests.conftest import NEWSLETTER_MJML
 from tests.helpers import fresh
 
 
-def test_campaign_draft_schedule_cancel_and_stats(client, db_session, make_contacts, make_key) -> None:  # noqa: ANN001
+def test_campaign_draft_schedule_cancel_and_stats(client, db_session, make_contacts, make_key) -> None:
     topic, _contacts = make_contacts(3)
     h = auth(make_key())
     r = client.post("/api/v1/campaigns", json={"name": "May news", "subject": "Hello {{ contact.first_name }}",
@@ -47,7 +47,7 @@ def test_campaign_draft_schedule_cancel_and_stats(client, db_session, make_conta
 
 
 def test_pause_a_running_campaign_and_read_its_events(client, db_session, make_contacts, make_campaign,
-                                                      make_key, runtime) -> None:  # noqa: ANN001
+                                                      make_key, runtime) -> None:
     from campaigns.sending import lifecycle
 
     topic, contacts = make_contacts(2)
@@ -65,7 +65,7 @@ def test_pause_a_running_campaign_and_read_its_events(client, db_session, make_c
                       headers=h).status_code == 422
 
 
-def test_segments_list_count_and_members(client, db_session, make_contacts, make_key) -> None:  # noqa: ANN001
+def test_segments_list_count_and_members(client, db_session, make_contacts, make_key) -> None:
     make_contacts(4)
     definition = {"match": "all", "rules": [{"field": "email", "op": "contains", "value": "person1"}]}
     seg = segments.save_segment(db_session, {"name": "Ones", "definition": json.dumps(definition)})
@@ -78,7 +78,7 @@ def test_segments_list_count_and_members(client, db_session, make_contacts, make
     assert client.get("/api/v1/segments/999/count", headers=h).status_code == 404
 
 
-def test_coupons_issue_and_redeem_with_scoped_keys(client, db_session, make_contacts, make_key) -> None:  # noqa: ANN001
+def test_coupons_issue_and_redeem_with_scoped_keys(client, db_session, make_contacts, make_key) -> None:
     _topic, contacts = make_contacts(1)
     pool = make_pool(db_session, ["API-ONE1", "API-TWO2"])
     shop = auth(make_key("coupons:redeem", name="Checkout"))
@@ -100,7 +100,7 @@ def test_coupons_issue_and_redeem_with_scoped_keys(client, db_session, make_cont
     assert empty.status_code == 409
 
 
-def test_survey_answers_are_listed(client, db_session, runtime, make_contacts, make_campaign, make_key) -> None:  # noqa: ANN001
+def test_survey_answers_are_listed(client, db_session, runtime, make_contacts, make_campaign, make_key) -> None:
     from tests.campaigns.surveys.test_surveys import send_survey
 
     survey, _campaign, _contacts = send_survey(runtime, db_session, make_contacts, make_campaign)

@@ -31,7 +31,7 @@ def row_of(page: str, name: str) -> list[str]:
 
 
 def test_list_shows_outcomes_apart_and_running_now_across_time_zones(
-        editor, db_session, runtime, outbox, work) -> None:  # noqa: ANN001
+        editor, db_session, runtime, outbox, work) -> None:
     today_ahead = dt.datetime.now(ZoneInfo(AHEAD)).date()
     template = save_campaign(db_session, {"name": "Greeting", "subject": "Hello", "mjml": GREETING,
                                           "all_contacts": "1"})

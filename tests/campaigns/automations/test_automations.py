@@ -32,8 +32,8 @@ GREETING = """<mjml><mj-body><mj-section><mj-column>
 
 
 @pytest.fixture()
-def template(db_session):  # noqa: ANN001, ANN201
-    def make(kind: str = "nurture", name: str = "Greeting", subject: str = "For you, {{ contact.first_name }}"):  # noqa: ANN202
+def template(db_session):
+    def make(kind: str = "nurture", name: str = "Greeting", subject: str = "For you, {{ contact.first_name }}"):
         c = save_campaign(db_session, {"name": name, "kind": kind, "subject": subject, "mjml": GREETING,
                                        "from_name": "Anna Becker", "all_contacts": "1"})
         c.all_contacts = True
@@ -42,7 +42,7 @@ def template(db_session):  # noqa: ANN001, ANN201
     return make
 
 
-def person(db_session, email: str, *, tz: str = "UTC", birthday: str = "", **extra) -> Contact:  # noqa: ANN001, ANN003
+def person(db_session, email: str, *, tz: str = "UTC", birthday: str = "", **extra) -> Contact:
     c = save_contact(db_session, {"email": email, "first_name": email.split("@")[0].title(), "timezone": tz,
                                   "birthday": birthday})
     for k, v in extra.items():
@@ -51,7 +51,7 @@ def person(db_session, email: str, *, tz: str = "UTC", birthday: str = "", **ext
     return c
 
 
-def automation(db_session, template: Campaign, **data) -> object:  # noqa: ANN001, ANN003
+def automation(db_session, template: Campaign, **data) -> object:
     steps = data.pop("steps", [("0", str(template.id))])
     obj = auto.save_automation(db_session, {"name": data.pop("name", "Auto"), **data}, steps)
     auto.set_active(db_session, obj, True)
@@ -59,7 +59,7 @@ def automation(db_session, template: Campaign, **data) -> object:  # noqa: ANN00
     return obj
 
 
-def sends(db_session) -> list[tuple[str, str]]:  # noqa: ANN001
+def sends(db_session) -> list[tuple[str, str]]:
     db_session.commit()    # a fresh snapshot: the service and the worker wrote in their own sessions
     rows = db_session.execute(select(Contact.email, Campaign.name).join(Send, Send.contact_id == Contact.id)
                               .join(Campaign, Campaign.id == Send.campaign_id).order_by(Contact.email)).all()
@@ -68,7 +68,7 @@ def sends(db_session) -> list[tuple[str, str]]:  # noqa: ANN001
 
 
 def test_birthday_goes_out_at_the_local_send_time_once(db_session, runtime, template, run_worker,
-                                                       outbox) -> None:  # noqa: ANN001
+                                                       outbox) -> None:
     tpl = template()
     person(db_session, "berlin@example.com", tz="Europe/Berlin", birthday="1990-05-14")
     person(db_session, "newyork@example.com", tz="America/New_York", birthday="1985-05-14")
@@ -99,7 +99,7 @@ def test_birthday_goes_out_at_the_local_send_time_once(db_session, runtime, temp
     assert auto.run_due(runtime, ny_nine + dt.timedelta(days=1, minutes=1))["queued"] == 0
 
 
-def test_days_before_and_the_29th_of_february(db_session, runtime, template) -> None:  # noqa: ANN001
+def test_days_before_and_the_29th_of_february(db_session, runtime, template) -> None:
     tpl = template()
     person(db_session, "leap@example.com", birthday="2000-02-29")
     person(db_session, "march@example.com", birthday="1999-03-03")
@@ -119,7 +119,7 @@ def test_days_before_and_the_29th_of_february(db_session, runtime, template) -> 
     assert ("leap@example.com", "Leap · 2028-02-29") in sends(db_session)
 
 
-def test_first_order_anniversary_and_date_attribute(db_session, runtime, template) -> None:  # noqa: ANN001
+def test_first_order_anniversary_and_date_attribute(db_session, runtime, template) -> None:
     tpl = template()
     # First order at 23:30 UTC on 9 June 2024 is 10 June in Berlin: the anniversary is the local date.
     c = person(db_session, "buyer@example.com", tz="Europe/Berlin")
@@ -139,7 +139,7 @@ def test_first_order_anniversary_and_date_attribute(db_session, runtime, templat
                                  ("member@example.com", "Member · 2026-06-10")]
 
 
-def test_cron_and_yearly_calendar(db_session, runtime, template) -> None:  # noqa: ANN001
+def test_cron_and_yearly_calendar(db_session, runtime, template) -> None:
     tpl = template()
     person(db_session, "tokyo@example.com", tz="Asia/Tokyo")
     person(db_session, "utc@example.com")
@@ -163,13 +163,13 @@ def test_cron_and_yearly_calendar(db_session, runtime, template) -> None:  # noq
     ("0 9,17 * * *", "more than once a day"),
     ("", "enter a schedule"),
 ])
-def test_bad_cron_is_refused_with_a_clear_message(db_session, runtime, template, expr, message) -> None:  # noqa: ANN001
+def test_bad_cron_is_refused_with_a_clear_message(db_session, runtime, template, expr, message) -> None:
     tpl = template()
     with pytest.raises(ValidationError, match=message):
         auto.save_automation(db_session, {"name": "Bad", "trigger": "cron", "cron": expr}, [("0", str(tpl.id))])
 
 
-def test_form_mistakes_are_refused(db_session, runtime, template) -> None:  # noqa: ANN001
+def test_form_mistakes_are_refused(db_session, runtime, template) -> None:
     tpl = template()
     no_audience = save_campaign(db_session, {"name": "Nobody", "kind": "nurture", "subject": "x", "mjml": GREETING})
     db_session.commit()
@@ -191,7 +191,7 @@ def test_form_mistakes_are_refused(db_session, runtime, template) -> None:  # no
     assert "28 February in other years" in auto.describe(a)
 
 
-def test_cadence_watch_mails_the_quiet_ones_once(db_session, runtime, template, client) -> None:  # noqa: ANN001
+def test_cadence_watch_mails_the_quiet_ones_once(db_session, runtime, template, client) -> None:
     tpl = template(name="Nurture")
     now = dt.datetime(2026, 9, 1, 12, tzinfo=UTC)
     person(db_session, "quiet@example.com", last_sent_at=now - dt.timedelta(days=45),
@@ -210,7 +210,7 @@ def test_cadence_watch_mails_the_quiet_ones_once(db_session, runtime, template, 
     assert len(sends(db_session)) == 2
 
 
-def test_welcome_series_steps_follow_the_subscription(db_session, runtime, template) -> None:  # noqa: ANN001
+def test_welcome_series_steps_follow_the_subscription(db_session, runtime, template) -> None:
     first, second = template(name="Welcome 1"), template(name="Welcome 2")
     person(db_session, "old@example.com", consent_at=dt.datetime(2020, 1, 1, tzinfo=UTC))
     a = automation(db_session, first, name="Welcome", trigger="welcome",
@@ -228,7 +228,7 @@ def test_welcome_series_steps_follow_the_subscription(db_session, runtime, templ
     assert len(sends(db_session)) == 2
 
 
-def test_concurrent_ticks_send_each_occurrence_once(db_session, runtime, template, run_worker, outbox) -> None:  # noqa: ANN001
+def test_concurrent_ticks_send_each_occurrence_once(db_session, runtime, template, run_worker, outbox) -> None:
     tpl = template()
     for i in range(12):
         person(db_session, f"p{i}@example.com", tz=["UTC", "Europe/Berlin", "Asia/Tokyo"][i % 3],
@@ -240,7 +240,7 @@ def test_concurrent_ticks_send_each_occurrence_once(db_session, runtime, templat
     def tick() -> None:
         try:
             auto.run_due(runtime, now)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=tick) for _ in range(4)]
@@ -257,7 +257,7 @@ def test_concurrent_ticks_send_each_occurrence_once(db_session, runtime, templat
     assert len(recipients) == 12 and len(set(recipients)) == 12
 
 
-def test_lost_send_row_is_repaired_and_broken_template_stops_before_marking(db_session, runtime, template) -> None:  # noqa: ANN001
+def test_lost_send_row_is_repaired_and_broken_template_stops_before_marking(db_session, runtime, template) -> None:
     tpl = template()
     person(db_session, "a@example.com", birthday="1980-07-01")
     a = automation(db_session, tpl, name="Birthday", trigger="date", date_field="birthday", send_time="00:00")
@@ -279,7 +279,7 @@ def test_lost_send_row_is_repaired_and_broken_template_stops_before_marking(db_s
     assert db_session.scalar(select(func.count()).select_from(AutomationOccurrence)) == 1
 
 
-def test_automation_sends_respect_unsubscribes(db_session, runtime, template, run_worker, outbox) -> None:  # noqa: ANN001
+def test_automation_sends_respect_unsubscribes(db_session, runtime, template, run_worker, outbox) -> None:
     tpl = template()
     person(db_session, "gone@example.com", birthday="1980-07-01")
     automation(db_session, tpl, name="Birthday", trigger="date", date_field="birthday", send_time="00:00")
@@ -292,7 +292,7 @@ def test_automation_sends_respect_unsubscribes(db_session, runtime, template, ru
     assert db_session.scalar(select(Send.status)) == SendStatus.SKIPPED
 
 
-def test_demo_birthday_automation_sends_a_greeting_with_a_present(db_session, runtime, run_worker, outbox) -> None:  # noqa: ANN001
+def test_demo_birthday_automation_sends_a_greeting_with_a_present(db_session, runtime, run_worker, outbox) -> None:
     from campaigns.demo import data as demo_data
 
     assert demo_data.seed(runtime.settings, contacts=40)
@@ -311,7 +311,7 @@ def test_demo_birthday_automation_sends_a_greeting_with_a_present(db_session, ru
     assert "Happy birthday" in message.subject and "BDAY-" in (message.html or "")
 
 
-def test_a_paused_run_resumes_for_its_own_contacts_only(db_session, runtime, template, run_worker, outbox) -> None:  # noqa: ANN001
+def test_a_paused_run_resumes_for_its_own_contacts_only(db_session, runtime, template, run_worker, outbox) -> None:
     from campaigns.sending import lifecycle as sending
 
     tpl = template()
@@ -334,7 +334,7 @@ def test_a_paused_run_resumes_for_its_own_contacts_only(db_session, runtime, tem
 
 
 def test_the_campaign_pages_resume_of_a_run_stays_with_its_contacts(db_session, runtime, template, run_worker,
-                                                                     outbox) -> None:  # noqa: ANN001
+                                                                     outbox) -> None:
     """sending.start (the campaign page's Send/Resume) on a run resumes the run; it never walks the audience."""
     from campaigns.errors import InvalidState
     from campaigns.sending import lifecycle as sending

@@ -18,12 +18,12 @@ GREETING = """<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.first
 </mj-column></mj-section></mj-body></mjml>"""
 
 
-def csrf(client, url: str) -> str:  # noqa: ANN001
+def csrf(client, url: str) -> str:
     html = client.get(url).get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def login(client, db_session, role: str = "editor"):  # noqa: ANN001, ANN201
+def login(client, db_session, role: str = "editor"):
     db_session.add(AdminUser(email=f"{role}@shop.test", name=role.title(), role=role,
                              password_hash=generate_password_hash("correct horse battery")))
     db_session.commit()
@@ -34,14 +34,14 @@ def login(client, db_session, role: str = "editor"):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture()
-def greeting(db_session):  # noqa: ANN001, ANN201
+def greeting(db_session):
     c = save_campaign(db_session, {"name": "Birthday greeting", "kind": "nurture", "subject": "Happy birthday",
                                    "mjml": GREETING, "all_contacts": "1"})
     db_session.commit()
     return c
 
 
-def test_create_switch_on_and_see_runs(client, db_session, runtime, greeting) -> None:  # noqa: ANN001
+def test_create_switch_on_and_see_runs(client, db_session, runtime, greeting) -> None:
     login(client, db_session)
     page = client.get("/admin/automations/new").get_data(as_text=True)
     assert "Birthday greeting (nurture)" in page and "automations.js" in page
@@ -81,7 +81,7 @@ def test_create_switch_on_and_see_runs(client, db_session, runtime, greeting) ->
     assert client.get("/admin/automations/99999").status_code == 404
 
 
-def test_welcome_steps_from_the_form_and_cadence_report(client, db_session, runtime, greeting) -> None:  # noqa: ANN001
+def test_welcome_steps_from_the_form_and_cadence_report(client, db_session, runtime, greeting) -> None:
     login(client, db_session)
     token = csrf(client, "/admin/automations/new")
     r = client.post("/admin/automations/new", data={
@@ -100,7 +100,7 @@ def test_welcome_steps_from_the_form_and_cadence_report(client, db_session, runt
     assert r.status_code == 400 and "from 1 to 3650" in r.get_data(as_text=True)
 
 
-def test_viewers_may_look_but_not_change(client, db_session, greeting) -> None:  # noqa: ANN001
+def test_viewers_may_look_but_not_change(client, db_session, greeting) -> None:
     a = auto.save_automation(db_session, {"name": "Xmas", "trigger": "yearly", "yearly_date": "12-24"},
                              [("0", str(greeting.id))])
     db_session.commit()
@@ -111,7 +111,7 @@ def test_viewers_may_look_but_not_change(client, db_session, greeting) -> None: 
     assert client.post(f"/admin/automations/{a.id}", data={"csrf_token": token, "name": "Y"}).status_code == 403
 
 
-def test_every_kind_of_automation_has_a_working_page(client, db_session, greeting) -> None:  # noqa: ANN001
+def test_every_kind_of_automation_has_a_working_page(client, db_session, greeting) -> None:
     kinds = [{"trigger": "date", "date_field": "attribute", "attribute_key": "contract_start", "days_before": "7"},
              {"trigger": "date", "date_field": "first_order"},
              {"trigger": "yearly", "yearly_date": "02-29"},

@@ -9,7 +9,7 @@ from mailer.tracking import Purpose
 from tests.campaigns.accounts.test_settings import admin, flashes, post  # noqa: F401 - the admin fixture
 
 
-def _pages(client, runtime, db_session, make_contacts) -> dict[str, str]:  # noqa: ANN001
+def _pages(client, runtime, db_session, make_contacts) -> dict[str, str]:
     topic, (contact,) = make_contacts(1)
     form = signup_service.save_form(db_session, {"name": "Footer", "title": "Get our newsletter",
                                                  "consent_text": "Yes, send me the newsletter."}, [topic.id])
@@ -26,7 +26,7 @@ def _pages(client, runtime, db_session, make_contacts) -> dict[str, str]:  # noq
     return out
 
 
-def test_every_recipient_page_shows_the_sender_and_the_postal_address(client, runtime, db_session,  # noqa: ANN001
+def test_every_recipient_page_shows_the_sender_and_the_postal_address(client, runtime, db_session,
                                                                       make_contacts) -> None:
     for name, page in _pages(client, runtime, db_session, make_contacts).items():
         header = page.split('<header class="brand">')[1].split("</header>")[0]
@@ -34,7 +34,7 @@ def test_every_recipient_page_shows_the_sender_and_the_postal_address(client, ru
         assert "Green Thumb, Lindenstraße 1, 10115 Berlin" in page.split('<footer class="imprint">')[1], name
 
 
-def test_name_and_logo_set_in_settings_appear_and_the_logo_is_allowed_by_the_csp(  # noqa: ANN001
+def test_name_and_logo_set_in_settings_appear_and_the_logo_is_allowed_by_the_csp(
         admin, client, runtime, db_session, make_contacts) -> None:  # noqa: F811
     r = post(admin, "/admin/settings/brand", {"name": "Green Thumb Gardens", "logo_url": "http://cdn.shop.test/l.png"})
     assert r.status_code == 400 and "https://" in html.unescape(r.get_data(as_text=True))
@@ -53,7 +53,7 @@ def test_name_and_logo_set_in_settings_appear_and_the_logo_is_allowed_by_the_csp
     assert 'id="language" name="language" maxlength="35" required value="de"' in page
 
 
-def test_sent_mail_carries_the_campaign_language(runtime, db_session, make_contacts, make_campaign, outbox,  # noqa: ANN001
+def test_sent_mail_carries_the_campaign_language(runtime, db_session, make_contacts, make_campaign, outbox,
                                                  run_worker) -> None:
     import lxml.html
 

@@ -34,7 +34,7 @@ FOOTER_HIDDEN_BEHIND_A_CONDITION = """<mjml><mj-body>
 </mj-body></mjml>"""
 
 
-def form(token: str, **fields) -> dict:  # noqa: ANN003
+def form(token: str, **fields) -> dict:
     data = {"name": "Spring", "kind": "nurture", "subject": "Hello {{ contact.first_name }}", "mjml": "",
             "sender": "default", "csrf_token": token}
     data.update(fields)
@@ -60,7 +60,7 @@ def test_every_starter_compiles_to_a_compliant_marketing_mail_with_the_footer() 
         assert "Ana" in html, starter.key
 
 
-def test_new_campaign_offers_starters_and_prefills_the_editor(logged_in) -> None:  # noqa: ANN001
+def test_new_campaign_offers_starters_and_prefills_the_editor(logged_in) -> None:
     page = logged_in.get("/admin/campaigns/new").get_data(as_text=True)
     for title in ("Newsletter", "Coupon", "Event invitation", "Survey", "Holiday greeting"):
         assert title in page
@@ -73,7 +73,7 @@ def test_new_campaign_offers_starters_and_prefills_the_editor(logged_in) -> None
     assert r.status_code == 200 and "no such starter" in r.get_data(as_text=True)
 
 
-def test_live_preview_reports_lines_and_renders_as_the_chosen_contact(logged_in, make_contacts) -> None:  # noqa: ANN001
+def test_live_preview_reports_lines_and_renders_as_the_chosen_contact(logged_in, make_contacts) -> None:
     make_contacts(3)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     broken = "<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n<mj-text>Hi</mj-column>\n</mj-section></mj-body></mjml>"
@@ -103,7 +103,7 @@ def test_live_preview_reports_lines_and_renders_as_the_chosen_contact(logged_in,
     assert logged_in.post("/admin/campaigns/preview", data={"mjml": good}).status_code == 400   # no CSRF token
 
 
-def test_browser_line_ends_are_accepted_and_stored_as_lf(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_browser_line_ends_are_accepted_and_stored_as_lf(logged_in, db_session, make_contacts) -> None:
     topic, _ = make_contacts(1)
     token = csrf(logged_in, "/admin/campaigns/new?starter=newsletter")
     crlf = starter_service.starter("newsletter").mjml.replace("\n", "\r\n")   # what a browser's textarea posts
@@ -116,7 +116,7 @@ def test_browser_line_ends_are_accepted_and_stored_as_lf(logged_in, db_session, 
     assert "\r" not in campaign.mjml and campaign.text_body == "a\nb"
 
 
-def test_contact_picker_finds_by_address_or_name_prefix(logged_in, make_contacts) -> None:  # noqa: ANN001
+def test_contact_picker_finds_by_address_or_name_prefix(logged_in, make_contacts) -> None:
     make_contacts(12)
     found = logged_in.get("/admin/campaigns/contacts.json?q=PERSON1").get_json()
     assert {c["email"] for c in found} == {"person1@example.com", "person10@example.com", "person11@example.com"}
@@ -128,7 +128,7 @@ def test_contact_picker_finds_by_address_or_name_prefix(logged_in, make_contacts
 @pytest.mark.parametrize("mjml, needs", [(OWN_FOOTER_WITHOUT_ADDRESS, "postal address"),
                                          (FOOTER_HIDDEN_BEHIND_A_CONDITION, "unsubscribe link")])
 def test_marketing_without_postal_address_or_unsubscribe_link_is_refused(
-        logged_in, db_session, make_contacts, mjml, needs) -> None:  # noqa: ANN001
+        logged_in, db_session, make_contacts, mjml, needs) -> None:
     topic, _ = make_contacts(2)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     out = logged_in.post("/admin/campaigns/preview", data=form(token, kind="marketing", mjml=mjml)).get_json()
@@ -146,7 +146,7 @@ def test_marketing_without_postal_address_or_unsubscribe_link_is_refused(
     assert out["ok"], out["errors"]
 
 
-def test_marketing_is_refused_without_a_configured_postal_address(runtime, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_marketing_is_refused_without_a_configured_postal_address(runtime, db_session, make_contacts) -> None:
     from dataclasses import replace
 
     from campaigns.sending import scheduling
@@ -163,7 +163,7 @@ def test_marketing_is_refused_without_a_configured_postal_address(runtime, db_se
 
 
 def test_survey_and_coupon_campaigns_preview_and_pass_the_marketing_check(
-        logged_in, runtime, db_session, make_contacts) -> None:  # noqa: ANN001
+        logged_in, runtime, db_session, make_contacts) -> None:
     import datetime as dt
 
     from campaigns.models import CouponPool, Survey, SurveyQuestion
@@ -193,7 +193,7 @@ def test_survey_and_coupon_campaigns_preview_and_pass_the_marketing_check(
     assert "Did the seeds sprout?" in saved
 
 
-def test_mail_from_the_contacts_account_owner(logged_in, db_session, make_contacts, outbox, run_worker) -> None:  # noqa: ANN001
+def test_mail_from_the_contacts_account_owner(logged_in, db_session, make_contacts, outbox, run_worker) -> None:
     anna = Sender(name="Anna Becker", email="anna@shop.test", title="Customer care", reply_to="care@shop.test")
     ben = Sender(name="Ben Koch", email="ben@shop.test")
     db_session.add_all([anna, ben])
@@ -228,7 +228,7 @@ def test_mail_from_the_contacts_account_owner(logged_in, db_session, make_contac
     assert got[contacts[2].email]["From"] == "Green Thumb <news@shop.test>"      # no owner: the default sender
 
 
-def test_a_named_sender_identity_and_bad_sender_input(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_a_named_sender_identity_and_bad_sender_input(logged_in, db_session, make_contacts) -> None:
     anna = Sender(name="Anna Becker", email="anna@shop.test", reply_to="care@shop.test")
     db_session.add(anna)
     db_session.commit()
@@ -249,7 +249,7 @@ def test_a_named_sender_identity_and_bad_sender_input(logged_in, db_session, mak
     assert r.status_code == 400 and "longer than 200" in r.get_data(as_text=True)
 
 
-def test_test_send_as_an_unknown_contact_sends_nothing(logged_in, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+def test_test_send_as_an_unknown_contact_sends_nothing(logged_in, db_session, make_contacts, outbox) -> None:
     topic, _ = make_contacts(1)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     logged_in.post("/admin/campaigns/new", data=form(token, mjml=starter_service.BLANK_MJML, topics=[topic.id]))
@@ -264,7 +264,7 @@ def test_test_send_as_an_unknown_contact_sends_nothing(logged_in, db_session, ma
     assert db_session.scalar(select(Contact).where(Contact.email == "ghost@example.com")) is None
 
 
-def test_missing_campaigns_are_404_not_500(logged_in) -> None:  # noqa: ANN001
+def test_missing_campaigns_are_404_not_500(logged_in) -> None:
     token = csrf(logged_in, "/admin/campaigns")
     for url in ("/admin/campaigns/999", "/admin/campaigns/999/edit", "/admin/campaigns/999/progress",
                 "/admin/campaigns/999/report", "/admin/campaigns/999/report.json", "/admin/campaigns/999/preview"):
@@ -273,7 +273,7 @@ def test_missing_campaigns_are_404_not_500(logged_in) -> None:  # noqa: ANN001
         assert logged_in.post(url, data={"csrf_token": token}).status_code == 404, url
 
 
-def test_a_test_sent_as_a_contact_cannot_unsubscribe_or_edit_that_contact(logged_in, db_session, make_contacts,  # noqa: ANN001
+def test_a_test_sent_as_a_contact_cannot_unsubscribe_or_edit_that_contact(logged_in, db_session, make_contacts,
                                                                          outbox, app) -> None:
     """The test goes to a colleague: its unsubscribe, one-click and preference links must not act for the contact
     whose name and data it borrows."""
@@ -302,7 +302,7 @@ def test_a_test_sent_as_a_contact_cannot_unsubscribe_or_edit_that_contact(logged
     assert db_session.get(Contact, contacts[0].id).status == "subscribed"
 
 
-def test_a_campaign_without_an_audience_says_so_before_anyone_presses_send(logged_in, db_session) -> None:  # noqa: ANN001
+def test_a_campaign_without_an_audience_says_so_before_anyone_presses_send(logged_in, db_session) -> None:
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     logged_in.post("/admin/campaigns/new", data=form(token, mjml=campaign_service.BLANK_MJML))
     campaign = db_session.scalar(select(Campaign))

@@ -42,7 +42,7 @@ def test_local_time_in_a_time_zone_becomes_utc_with_clear_errors() -> None:
         scheduling.parse_local_time("2030-01-01T00:00", "UTC", now=NOW)
 
 
-def _draft(logged_in, db_session, make_contacts, n: int = 5):  # noqa: ANN001, ANN202
+def _draft(logged_in, db_session, make_contacts, n: int = 5):
     topic, contacts = make_contacts(n)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     logged_in.post("/admin/campaigns/new", data={"name": "Spring", "kind": "nurture", "subject": "Hi",
@@ -51,7 +51,7 @@ def _draft(logged_in, db_session, make_contacts, n: int = 5):  # noqa: ANN001, A
     return db_session.scalar(select(Campaign)), token, contacts
 
 
-def _run_scheduled(runtime) -> int:  # noqa: ANN001
+def _run_scheduled(runtime) -> int:
     """What the worker's scheduler does when the time comes: move due jobs from the registry to the queue."""
     registry = runtime.queue.scheduled_job_registry
     ids = registry.get_job_ids()
@@ -62,7 +62,7 @@ def _run_scheduled(runtime) -> int:  # noqa: ANN001
 
 
 def test_schedule_then_the_scheduler_starts_it_and_the_worker_sends(
-        logged_in, runtime, db_session, make_contacts, outbox, run_worker) -> None:  # noqa: ANN001
+        logged_in, runtime, db_session, make_contacts, outbox, run_worker) -> None:
     campaign, token, _ = _draft(logged_in, db_session, make_contacts)
     local = (dt.datetime.now(ZoneInfo("Asia/Tokyo")) + dt.timedelta(days=2)).replace(second=0, microsecond=0)
     r = logged_in.post(f"/admin/campaigns/{campaign.id}/schedule", data={
@@ -89,7 +89,7 @@ def test_schedule_then_the_scheduler_starts_it_and_the_worker_sends(
 
 
 def test_unscheduled_or_rescheduled_campaigns_ignore_the_old_job(
-        logged_in, runtime, db_session, make_contacts, outbox, run_worker) -> None:  # noqa: ANN001
+        logged_in, runtime, db_session, make_contacts, outbox, run_worker) -> None:
     campaign, token, _ = _draft(logged_in, db_session, make_contacts)
     when = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
@@ -118,7 +118,7 @@ def test_unscheduled_or_rescheduled_campaigns_ignore_the_old_job(
     assert db_session.get(Campaign, campaign.id).status == CampaignStatus.DRAFT
 
 
-def test_bad_schedule_input_keeps_the_draft_with_a_message(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_bad_schedule_input_keeps_the_draft_with_a_message(logged_in, db_session, make_contacts) -> None:
     campaign, token, _ = _draft(logged_in, db_session, make_contacts, 1)
     for data, message in (({"when": "2001-01-01T10:00", "timezone": "UTC"}, "in the past"),
                           ({"when": "2099-13-45T99:00", "timezone": "UTC"}, "YYYY-MM-DD"),
@@ -132,7 +132,7 @@ def test_bad_schedule_input_keeps_the_draft_with_a_message(logged_in, db_session
     assert db_session.get(Campaign, campaign.id).status == CampaignStatus.DRAFT
 
 
-def test_a_scheduled_campaign_broken_since_is_not_sent_and_says_why(runtime, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_a_scheduled_campaign_broken_since_is_not_sent_and_says_why(runtime, db_session, make_contacts) -> None:
     topic, _ = make_contacts(1)
     campaign = campaign_service.save_campaign(db_session, {"name": "S", "subject": "S",
                                                            "mjml": starter_service.BLANK_MJML},
@@ -148,7 +148,7 @@ def test_a_scheduled_campaign_broken_since_is_not_sent_and_says_why(runtime, db_
     assert campaign.status == CampaignStatus.DRAFT and "scheduled start failed" in campaign.status_reason
 
 
-def test_send_pause_resume_and_progress(logged_in, runtime, db_session, make_contacts, outbox, run_worker) -> None:  # noqa: ANN001
+def test_send_pause_resume_and_progress(logged_in, runtime, db_session, make_contacts, outbox, run_worker) -> None:
     campaign, token, _ = _draft(logged_in, db_session, make_contacts, 30)
     page = logged_in.get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
     assert 'data-progress-url' in page and 'data-confirm="Send' in page and 'data-count="held"' in page
@@ -171,7 +171,7 @@ def test_send_pause_resume_and_progress(logged_in, runtime, db_session, make_con
     assert "only a running campaign can be paused" in r.get_data(as_text=True)
 
 
-def test_cancel_skips_everyone_not_reached(logged_in, runtime, db_session, make_contacts, outbox, run_worker) -> None:  # noqa: ANN001, E501
+def test_cancel_skips_everyone_not_reached(logged_in, runtime, db_session, make_contacts, outbox, run_worker) -> None:
     campaign, token, _ = _draft(logged_in, db_session, make_contacts, 8)
     logged_in.post(f"/admin/campaigns/{campaign.id}/send", data={"csrf_token": token})
     sending.dispatch(runtime, campaign.id)          # send rows exist, no batch has run yet

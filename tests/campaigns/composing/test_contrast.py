@@ -47,7 +47,7 @@ def test_focus_rings_and_field_borders_reach_3_to_1(sheet: str) -> None:
         assert contrast(colour, "#ffffff") >= 3, colour
 
 
-def test_saving_preferences_moves_focus_to_an_announced_confirmation(client, runtime, make_contacts) -> None:  # noqa: ANN001
+def test_saving_preferences_moves_focus_to_an_announced_confirmation(client, runtime, make_contacts) -> None:
     from mailer.tracking import Purpose
 
     _topic, (contact,) = make_contacts(1)

@@ -17,7 +17,7 @@ TITLE = re.compile(r"<title>(.*?)</title>", re.DOTALL)
 CASES = [s.key for s in starter_service.starters()] + ["demo-survey"]
 
 
-def delivered_html(editor, db_session, make_contacts, outbox, key: str) -> str:  # noqa: ANN001
+def delivered_html(editor, db_session, make_contacts, outbox, key: str) -> str:
     """Save the starter (or the demo's survey mail) in the composer, send it as a test, return the delivered HTML."""
     if key == "demo-survey":
         starter = SimpleNamespace(key="demo-survey", kind="nurture", mjml=SURVEY_MJML, preheader="",
@@ -37,7 +37,7 @@ def delivered_html(editor, db_session, make_contacts, outbox, key: str) -> str: 
 
 
 @pytest.mark.parametrize("key", CASES)
-def test_every_mail_has_a_title_and_a_colour_scheme(key, editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+def test_every_mail_has_a_title_and_a_colour_scheme(key, editor, db_session, make_contacts, outbox) -> None:
     html = delivered_html(editor, db_session, make_contacts, outbox, key)
     title = TITLE.search(html)
     assert title and title.group(1).strip(), (key, html[:400])
@@ -46,7 +46,7 @@ def test_every_mail_has_a_title_and_a_colour_scheme(key, editor, db_session, mak
     assert "supported-color-schemes" in html
 
 
-def test_a_mail_without_mj_title_is_titled_by_its_personalised_subject(editor, db_session, make_contacts,  # noqa: ANN001
+def test_a_mail_without_mj_title_is_titled_by_its_personalised_subject(editor, db_session, make_contacts,
                                                                        outbox) -> None:
     html = delivered_html(editor, db_session, make_contacts, outbox, "blank")
     # The blank starter has no <mj-title>: the subject's fixed text is the title ("Hello" in the composer form).
@@ -80,7 +80,7 @@ def test_a_subject_that_fails_is_reported_as_the_subject_not_as_the_html() -> No
         compiled.render({"contact": {}, "sender": {}}, lambda i: "#", "")
 
 
-def test_the_coupon_starter_opens_with_the_senders_brand(editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+def test_the_coupon_starter_opens_with_the_senders_brand(editor, db_session, make_contacts, outbox) -> None:
     html = delivered_html(editor, db_session, make_contacts, outbox, "coupon")
     assert TITLE.search(html).group(1).startswith("A thank-you from ")
     body = html[html.index("<body"):]

@@ -21,7 +21,7 @@ SHOP_MJML = """<mjml><mj-body><mj-section><mj-column>
 </mj-column></mj-section></mj-body></mjml>"""
 
 
-def test_a_coupon_link_is_tracked_and_goes_to_the_recipients_own_url(runtime, client, db_session, make_contacts,  # noqa: ANN001
+def test_a_coupon_link_is_tracked_and_goes_to_the_recipients_own_url(runtime, client, db_session, make_contacts,
                                                                      outbox, run_worker) -> None:
     from campaigns.composing.editor import save_campaign
 
@@ -54,7 +54,7 @@ def test_a_coupon_link_is_tracked_and_goes_to_the_recipients_own_url(runtime, cl
     assert sorted(e.contact_id for e in clicks) == sorted(c.id for c in contacts)
 
 
-def test_a_test_send_click_goes_to_the_sample_url_and_records_nothing(runtime, client, db_session,  # noqa: ANN001
+def test_a_test_send_click_goes_to_the_sample_url_and_records_nothing(runtime, client, db_session,
                                                                        make_contacts) -> None:
     from campaigns.composing.editor import save_campaign
 

@@ -26,7 +26,7 @@ BODY = """<mjml><mj-body>
 </mj-body></mjml>"""
 
 
-def test_live_preview_refuses_a_width_bomb_with_its_line(logged_in, make_contacts) -> None:  # noqa: ANN001
+def test_live_preview_refuses_a_width_bomb_with_its_line(logged_in, make_contacts) -> None:
     make_contacts(1)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
     for bad, message in (("{{ '%*s'|format(10**8, 'a') }}", "width or precision of 100,000,000"),
@@ -44,7 +44,7 @@ def test_live_preview_refuses_a_width_bomb_with_its_line(logged_in, make_contact
         out["errors"][0]["message"]
 
 
-def test_the_worker_refuses_a_message_over_the_limits_and_sends_the_others(runtime, db_session, make_contacts,  # noqa: ANN001
+def test_the_worker_refuses_a_message_over_the_limits_and_sends_the_others(runtime, db_session, make_contacts,
                                                                            make_campaign, outbox, run_worker) -> None:
     topic, contacts = make_contacts(3)
     # Only contacts whose name ends in 1 blow the limit: the data decides, so no check at save time can see it.
@@ -60,7 +60,7 @@ def test_the_worker_refuses_a_message_over_the_limits_and_sends_the_others(runti
     assert "line 4" in refused and "1,000,000,000 characters" in refused
 
 
-def one_click(app, runtime, contact_id: int) -> int:  # noqa: ANN001
+def one_click(app, runtime, contact_id: int) -> int:
     """A recipient's one-click unsubscribe, from another thread (its own request, session and connection)."""
     url = "/u/" + runtime.tokens.seal(Purpose.UNSUBSCRIBE, contact_id, 0)
     answer: list[int] = []
@@ -72,7 +72,7 @@ def one_click(app, runtime, contact_id: int) -> int:  # noqa: ANN001
     return answer[0]
 
 
-def test_an_open_admin_read_does_not_hold_the_write_lock(app, runtime, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_an_open_admin_read_does_not_hold_the_write_lock(app, runtime, db_session, make_contacts) -> None:
     _topic, contacts = make_contacts(2)
     db_session.rollback()
     with app.test_request_context("/admin/contacts", method="GET"):
@@ -85,14 +85,14 @@ def test_an_open_admin_read_does_not_hold_the_write_lock(app, runtime, db_sessio
     db_session.rollback()
 
 
-def test_a_preview_renders_outside_any_transaction(app, runtime, logged_in, db_session, make_contacts,  # noqa: ANN001
+def test_a_preview_renders_outside_any_transaction(app, runtime, logged_in, db_session, make_contacts,
                                                   monkeypatch) -> None:
     _topic, contacts = make_contacts(2)
     db_session.rollback()
     seen = []
     real_preview = preview_service.preview
 
-    def preview_while_a_recipient_unsubscribes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def preview_while_a_recipient_unsubscribes(*args, **kwargs):
         seen.append(g.db.in_transaction())                 # the preview request's own session, mid-request
         seen.append(one_click(app, runtime, contacts[1].id))
         return real_preview(*args, **kwargs)

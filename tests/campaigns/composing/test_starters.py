@@ -22,7 +22,7 @@ STARTERS = [s.key for s in starter_service.starters()]
 SURVEY_LINK = re.compile(r"https?://[^\s\"'<>]+/s/[A-Za-z0-9_-]+")
 
 
-def make_pool(session, n: int = 10, name: str = "Autumn thank-you"):  # noqa: ANN001, ANN201
+def make_pool(session, n: int = 10, name: str = "Autumn thank-you"):
     pool = coupon_service.save_pool(session, {"name": name, "value_description": "15% off your next order",
                                               "expires_on": dt.date.today() + dt.timedelta(days=40)})
     session.commit()
@@ -31,7 +31,7 @@ def make_pool(session, n: int = 10, name: str = "Autumn thank-you"):  # noqa: AN
     return pool
 
 
-def make_survey(session) -> Survey:  # noqa: ANN001
+def make_survey(session) -> Survey:
     survey = survey_service.save_survey(session, {"name": "How was your order?"}, [
         {"prompt": "How happy are you with your last order?", "kind": "rating"},
         {"prompt": "Anything we could do better?", "kind": "text"}])
@@ -39,7 +39,7 @@ def make_survey(session) -> Survey:  # noqa: ANN001
     return survey
 
 
-def composer_form(client, starter: starter_service.Starter, topic_id: int, **fields: str) -> dict:  # noqa: ANN001
+def composer_form(client, starter: starter_service.Starter, topic_id: int, **fields: str) -> dict:
     """The composer's form as it comes filled from a starter."""
     data = {"name": f"From the {starter.key} starter", "kind": starter.kind, "subject": starter.subject or "Hello",
             "preheader": starter.preheader, "mjml": starter.mjml, "text_body": "", "sender": "default",
@@ -48,7 +48,7 @@ def composer_form(client, starter: starter_service.Starter, topic_id: int, **fie
     return data
 
 
-def save(client, data: dict):  # noqa: ANN001, ANN201
+def save(client, data: dict):
     """Post the composer; returns (campaign id, the page it leads to)."""
     r = client.post("/admin/campaigns/new", data=data)
     assert r.status_code == 302, r.get_data(as_text=True)
@@ -58,7 +58,7 @@ def save(client, data: dict):  # noqa: ANN001, ANN201
 
 @pytest.mark.parametrize("key", STARTERS)
 def test_every_starter_sent_as_a_test_renders_the_pool_and_survey_it_supports(
-        key, editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+        key, editor, db_session, make_contacts, outbox) -> None:
     starter = starter_service.starter(key)
     topic, _ = make_contacts(1)
     pool, survey = make_pool(db_session), make_survey(db_session)
@@ -102,7 +102,7 @@ def test_every_starter_sent_as_a_test_renders_the_pool_and_survey_it_supports(
 
 
 def test_coupon_starter_gives_each_recipient_their_own_code_through_the_worker(
-        editor, db_session, make_contacts, outbox, work) -> None:  # noqa: ANN001
+        editor, db_session, make_contacts, outbox, work) -> None:
     topic, contacts = make_contacts(5)
     pool = make_pool(db_session, 8)
     campaign_id, page = save(editor, composer_form(editor, starter_service.starter("coupon"), topic.id,
@@ -135,7 +135,7 @@ def test_coupon_starter_gives_each_recipient_their_own_code_through_the_worker(
 
 
 def test_a_pool_or_survey_the_content_never_shows_is_named_in_the_composer_and_stops_the_send(
-        editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+        editor, db_session, make_contacts, outbox) -> None:
     topic, _ = make_contacts(2)
     pool, survey = make_pool(db_session), make_survey(db_session)
     newsletter = starter_service.starter("newsletter")
@@ -173,7 +173,7 @@ def test_a_pool_or_survey_the_content_never_shows_is_named_in_the_composer_and_s
 
 
 def test_a_template_that_fails_for_the_sample_contact_cannot_be_sent(
-        editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+        editor, db_session, make_contacts, outbox) -> None:
     topic, _ = make_contacts(2)     # every real contact has a first name: only the sample contact has none
     mjml = starter_service.BLANK_MJML.replace("Write your message here.",
                                                "{{ 100 // contact.first_name|length }} points for you.")
@@ -187,7 +187,7 @@ def test_a_template_that_fails_for_the_sample_contact_cannot_be_sent(
 
 
 def test_a_pool_that_has_expired_is_named_in_the_composer_and_refuses_the_send(
-        editor, db_session, make_contacts, outbox) -> None:  # noqa: ANN001
+        editor, db_session, make_contacts, outbox) -> None:
     topic, _ = make_contacts(1)
     pool = make_pool(db_session)
     campaign_id, _page = save(editor, composer_form(editor, starter_service.starter("coupon"), topic.id,

@@ -18,7 +18,7 @@ def test_a_preference_change_reads_as_a_sentence() -> None:
                                            data={"topics": ["News", "Tips"], "source": "one-click"}))
 
 
-def test_contact_campaign_and_report_pages_show_words(logged_in, db_session, make_contacts,  # noqa: ANN001, F811
+def test_contact_campaign_and_report_pages_show_words(logged_in, db_session, make_contacts,  # noqa: F811
                                                       make_campaign) -> None:
     topic, contacts = make_contacts(2)
     contacts[0].frequency = Frequency.WEEKLY

@@ -16,7 +16,7 @@ from campaigns.models import Campaign, Contact, Event, EventType, Order, Topic, 
 
 
 @pytest.fixture()
-def crowd(db_session):  # noqa: ANN001, ANN201
+def crowd(db_session):
     """23 contacts: a few named Anna/Annabel/Hannah/Becker and others, ids ascending in creation order."""
     names = [("Anna", "Becker"), ("Annabel", "Otto"), ("Hannah", "Anders"), ("Ben", "Becker"), ("anna", "Zorn")]
     names += [(f"Person{i}", "Tester") for i in range(18)]
@@ -28,11 +28,11 @@ def crowd(db_session):  # noqa: ANN001, ANN201
     return made
 
 
-def emails(page) -> list[str]:  # noqa: ANN001
+def emails(page) -> list[str]:
     return [c.email for c in page.contacts]
 
 
-def test_keyset_pages_walk_forwards_and_back_without_gaps_or_repeats(db_session, crowd) -> None:  # noqa: ANN001
+def test_keyset_pages_walk_forwards_and_back_without_gaps_or_repeats(db_session, crowd) -> None:
     for newest in (False, True):
         seen, page = [], contact_service.list_contacts(db_session, limit=5, newest_first=newest)
         assert page.prev_before is None
@@ -53,7 +53,7 @@ def test_keyset_pages_walk_forwards_and_back_without_gaps_or_repeats(db_session,
         assert back.prev_before is None and back.next_after == pages[0].next_after
 
 
-def test_search_by_email_prefix_name_prefix_and_full_name(db_session, crowd) -> None:  # noqa: ANN001
+def test_search_by_email_prefix_name_prefix_and_full_name(db_session, crowd) -> None:
     def find(q: str) -> set[str]:
         return {c.full_name for c in contact_service.list_contacts(db_session, query=q).contacts}
 
@@ -70,12 +70,12 @@ def test_search_by_email_prefix_name_prefix_and_full_name(db_session, crowd) -> 
 
 
 
-def _csrf(client, url: str) -> str:  # noqa: ANN001
+def _csrf(client, url: str) -> str:
     html = client.get(url).get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def test_contacts_page_search_pages_and_odd_parameters(editor, crowd) -> None:  # noqa: ANN001
+def test_contacts_page_search_pages_and_odd_parameters(editor, crowd) -> None:
     html = editor.get("/admin/contacts?q=becker").get_data(as_text=True)
     assert "anna.becker0@example.com" in html and "ben.becker3@example.com" in html
     assert "annabel" not in html
@@ -87,7 +87,7 @@ def test_contacts_page_search_pages_and_odd_parameters(editor, crowd) -> None:  
         assert editor.get(url).status_code == 200, url
 
 
-def test_contacts_list_pages_through_the_app(editor, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_contacts_list_pages_through_the_app(editor, db_session, make_contacts) -> None:
     make_contacts(120)
     html = editor.get("/admin/contacts?order=oldest").get_data(as_text=True)
     assert "person0@" in html and "person49@" in html and "person50@" not in html
@@ -101,7 +101,7 @@ def test_contacts_list_pages_through_the_app(editor, db_session, make_contacts) 
     assert "person0@" in html and "person49@" in html and "person50@" not in html
 
 
-def test_contact_page_shows_profile_orders_subscriptions_and_a_paginated_timeline(editor, db_session) -> None:  # noqa: ANN001
+def test_contact_page_shows_profile_orders_subscriptions_and_a_paginated_timeline(editor, db_session) -> None:
     news, offers = Topic(name="Newsletter"), Topic(name="Offers")
     db_session.add_all([news, offers])
     db_session.flush()
@@ -143,7 +143,7 @@ def test_contact_page_shows_profile_orders_subscriptions_and_a_paginated_timelin
     ("first_name", "K" * 201, "first name is longer than 200"),
     ("postal_code", "1" * 21, "postal code is longer than 20"),
 ])
-def test_contact_edit_refuses_bad_input_with_a_message_and_changes_nothing(editor, db_session, field, value,  # noqa: ANN001
+def test_contact_edit_refuses_bad_input_with_a_message_and_changes_nothing(editor, db_session, field, value,
                                                                            message) -> None:
     c = save_contact(db_session, {"email": "kim@example.com", "first_name": "Kim", "timezone": "Europe/Berlin"})
     db_session.commit()
@@ -158,7 +158,7 @@ def test_contact_edit_refuses_bad_input_with_a_message_and_changes_nothing(edito
     assert db_session.scalar(select(Contact.first_name).where(Contact.id == c.id)) == "Kim"
 
 
-def test_contact_edit_saves_and_unknown_contact_is_404(editor, db_session) -> None:  # noqa: ANN001
+def test_contact_edit_saves_and_unknown_contact_is_404(editor, db_session) -> None:
     c = save_contact(db_session, {"email": "kim@example.com", "first_name": "Kim"})
     db_session.commit()
     r = editor.post(f"/admin/contacts/{c.id}", data={

@@ -22,7 +22,7 @@ admin_user = test_admin.admin_user
 logged_in = test_admin.logged_in
 
 
-def test_csv_export_escapes_formulas_and_has_a_bom(logged_in, db_session, make_contacts, work) -> None:  # noqa: ANN001
+def test_csv_export_escapes_formulas_and_has_a_bom(logged_in, db_session, make_contacts, work) -> None:
     make_contacts(3)
     save_contact(db_session, {"email": "evil@example.com", "first_name": "=HYPERLINK(\"http://x\")",
                               "last_name": "+1+cmd|' /C calc'!A0", "city": "@SUM(A1)",
@@ -41,7 +41,7 @@ def test_csv_export_escapes_formulas_and_has_a_bom(logged_in, db_session, make_c
     assert evil["attributes"] == "note=-2"
 
 
-def test_csv_export_filters_by_topic_and_status(logged_in, db_session, make_contacts, work) -> None:  # noqa: ANN001
+def test_csv_export_filters_by_topic_and_status(logged_in, db_session, make_contacts, work) -> None:
     topic, people = make_contacts(2)
     make_contacts(2, topic_name="Offers", prefix="other")
     people[0].status = "unsubscribed"
@@ -56,7 +56,7 @@ def test_csv_export_filters_by_topic_and_status(logged_in, db_session, make_cont
     assert "Export CSV" in page and "Recent exports" in page
 
 
-def _contact_with_history(db_session, make_contacts, make_campaign) -> Contact:  # noqa: ANN001
+def _contact_with_history(db_session, make_contacts, make_campaign) -> Contact:
     topic, (contact, other) = make_contacts(2)
     contact.attributes = {"tier": "gold"}
     save_contact(db_session, {"email": contact.email, "first_name": contact.first_name, "attributes":
@@ -75,7 +75,7 @@ def _contact_with_history(db_session, make_contacts, make_campaign) -> Contact: 
     return contact
 
 
-def test_gdpr_export_holds_everything_about_the_contact(logged_in, db_session, make_contacts,  # noqa: ANN001
+def test_gdpr_export_holds_everything_about_the_contact(logged_in, db_session, make_contacts,
                                                         make_campaign) -> None:
     contact = _contact_with_history(db_session, make_contacts, make_campaign)
     page = logged_in.get(f"/admin/contacts/{contact.id}").get_data(as_text=True)
@@ -94,7 +94,7 @@ def test_gdpr_export_holds_everything_about_the_contact(logged_in, db_session, m
     assert logged_in.get("/admin/contacts/999999/gdpr.json").status_code == 404
 
 
-def test_erase_needs_confirmation_and_leaves_only_the_suppression(logged_in, db_session, make_contacts,  # noqa: ANN001
+def test_erase_needs_confirmation_and_leaves_only_the_suppression(logged_in, db_session, make_contacts,
                                                                   make_campaign) -> None:
     contact = _contact_with_history(db_session, make_contacts, make_campaign)
     cid, email = contact.id, contact.email
@@ -119,7 +119,7 @@ def test_erase_needs_confirmation_and_leaves_only_the_suppression(logged_in, db_
     assert db_session.scalar(select(Topic.name)) == "Newsletter"
 
 
-def test_erasure_tells_running_sends_before_the_commit(runtime, db_session, make_contacts,  # noqa: ANN001
+def test_erasure_tells_running_sends_before_the_commit(runtime, db_session, make_contacts,
                                                        make_campaign) -> None:
     """A sender that claimed the contact a moment earlier must see the erasure in the stops set before SMTP."""
     from campaigns.contacts import exports
@@ -134,7 +134,7 @@ def test_erasure_tells_running_sends_before_the_commit(runtime, db_session, make
     assert db_session.get(Contact, contact.id) is not None
 
 
-def test_an_export_in_progress_does_not_block_sending(logged_in, runtime, db_session, make_contacts, work,  # noqa: ANN001
+def test_an_export_in_progress_does_not_block_sending(logged_in, runtime, db_session, make_contacts, work,
                                                      monkeypatch) -> None:
     """The export job reads for a while: meanwhile a worker's write must not wait for SQLite's write lock."""
     from sqlalchemy import event, text, update
@@ -148,7 +148,7 @@ def test_an_export_in_progress_does_not_block_sending(logged_in, runtime, db_ses
     writes: list[int] = []
     save = export_jobs._save
 
-    def save_and_write(rt, state) -> None:  # noqa: ANN001 - the job is between two pages of its read
+    def save_and_write(rt, state) -> None:
         save(rt, state)
         if state["state"] == "running" and state["rows"] and not writes:
             writer = make_engine(runtime.settings.database_url)

@@ -31,13 +31,13 @@ blocked@example.com,Bo,Locked,,DE,,41,Newsletter
 """
 
 
-def upload(client, data: bytes, name: str = "customers.csv"):  # noqa: ANN001, ANN201
+def upload(client, data: bytes, name: str = "customers.csv"):
     token = csrf(client, "/admin/contacts/import")
     return client.post("/admin/contacts/import", data={"csrf_token": token, "file": (io.BytesIO(data), name)},
                        content_type="multipart/form-data")
 
 
-def map_and_start(client, location: str, fields: dict | None = None, mode: str = "skip"):  # noqa: ANN001, ANN201
+def map_and_start(client, location: str, fields: dict | None = None, mode: str = "skip"):
     html = client.get(location).get_data(as_text=True)
     form = {"csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', html).group(1), "mode": mode}
     for i, target in re.findall(r'<select id="col-(\d+)" name="col-\d+">.*?<option value="(\w+)" selected', html,
@@ -49,7 +49,7 @@ def map_and_start(client, location: str, fields: dict | None = None, mode: str =
     return client.post(location, data=form)
 
 
-def import_file(client, run_worker, data: bytes, **kw) -> dict:  # noqa: ANN001
+def import_file(client, run_worker, data: bytes, **kw) -> dict:
     r = upload(client, data)
     assert r.status_code == 302, r.get_data(as_text=True)
     r = map_and_start(client, r.headers["Location"], **kw)
@@ -59,7 +59,7 @@ def import_file(client, run_worker, data: bytes, **kw) -> dict:  # noqa: ANN001
     return client.get(status_url.replace("/status", "/progress")).get_json() | {"url": status_url}
 
 
-def test_import_maps_guessed_columns_reports_bad_rows_and_keeps_good_ones(logged_in, run_worker,  # noqa: ANN001
+def test_import_maps_guessed_columns_reports_bad_rows_and_keeps_good_ones(logged_in, run_worker,
                                                                            db_session) -> None:
     db_session.add(Topic(name="Newsletter"))
     db_session.commit()
@@ -95,7 +95,7 @@ def test_import_maps_guessed_columns_reports_bad_rows_and_keeps_good_ones(logged
     assert rows[1:][0][:3] == ["not-an-address", "Carl", "Bad"]
 
 
-def test_suppressed_existing_contact_stays_unsubscribed_on_update(logged_in, run_worker, db_session) -> None:  # noqa: ANN001
+def test_suppressed_existing_contact_stays_unsubscribed_on_update(logged_in, run_worker, db_session) -> None:
     contact = save_contact(db_session, {"email": "gone@example.com", "first_name": "Old"})
     contact.status = ContactStatus.BOUNCED
     suppress(db_session, "gone@example.com", SuppressionReason.HARD_BOUNCE, "test")
@@ -109,7 +109,7 @@ def test_suppressed_existing_contact_stays_unsubscribed_on_update(logged_in, run
 
 @pytest.mark.parametrize("mode, first_name, updated, skipped", [("update", "Anna-Lena", 1, 0),
                                                                  ("skip", "Anna", 0, 1)])
-def test_existing_contacts_are_updated_or_skipped_as_chosen(logged_in, run_worker, db_session, mode,  # noqa: ANN001
+def test_existing_contacts_are_updated_or_skipped_as_chosen(logged_in, run_worker, db_session, mode,
                                                             first_name, updated, skipped) -> None:
     save_contact(db_session, {"email": "anna@example.com", "first_name": "Anna", "city": "Berlin",
                               "attributes": {"tier": "gold"}})
@@ -125,14 +125,14 @@ def test_existing_contacts_are_updated_or_skipped_as_chosen(logged_in, run_worke
         assert anna.attributes == {"tier": "gold", "shoe_size": "38"}
 
 
-def test_duplicate_rows_in_one_file_become_one_contact(logged_in, run_worker, db_session) -> None:  # noqa: ANN001
+def test_duplicate_rows_in_one_file_become_one_contact(logged_in, run_worker, db_session) -> None:
     data = b"email,interests\na@example.com,x\nA@example.com,y\n"
     p = import_file(logged_in, run_worker, data, fields={"col-1": "interests"}, mode="update")
     assert (p["created"], p["skipped"]) == (1, 1)
     assert db_session.scalars(select(ContactInterest.interest)).all() == ["y"]
 
 
-def test_latin1_file_is_read_and_the_user_is_told(logged_in, run_worker, db_session) -> None:  # noqa: ANN001
+def test_latin1_file_is_read_and_the_user_is_told(logged_in, run_worker, db_session) -> None:
     r = upload(logged_in, "email,Vorname\njurgen@example.com,Jürgen\n".encode("latin-1"))
     page = logged_in.get(r.headers["Location"]).get_data(as_text=True)
     assert "Latin-1" in page and "Jürgen" in page
@@ -141,7 +141,7 @@ def test_latin1_file_is_read_and_the_user_is_told(logged_in, run_worker, db_sess
     assert db_session.scalar(select(Contact.first_name)) == "Jürgen"
 
 
-def test_utf8_bom_header_is_recognized(logged_in, run_worker, db_session) -> None:  # noqa: ANN001
+def test_utf8_bom_header_is_recognized(logged_in, run_worker, db_session) -> None:
     p = import_file(logged_in, run_worker, "\ufeffEmail;x\n".replace(";", ",").encode() + b"z@example.com,1\n")
     assert p["created"] == 1
 
@@ -152,13 +152,13 @@ def test_utf8_bom_header_is_recognized(logged_in, run_worker, db_session) -> Non
     (b",".join(b"c%d" % i for i in range(10_000)) + b"\n", "10,000 columns"),
     (b"\n\n", "no column names"),
 ])
-def test_bad_files_are_refused_with_a_message(logged_in, data: bytes, message: str) -> None:  # noqa: ANN001
+def test_bad_files_are_refused_with_a_message(logged_in, data: bytes, message: str) -> None:
     r = upload(logged_in, data)
     assert r.status_code == 400
     assert message in r.get_data(as_text=True)
 
 
-def test_no_email_column_mapped_is_refused(logged_in, run_worker, db_session) -> None:  # noqa: ANN001
+def test_no_email_column_mapped_is_refused(logged_in, run_worker, db_session) -> None:
     r = upload(logged_in, b"name,city\nAnna,Berlin\n")
     r2 = map_and_start(logged_in, r.headers["Location"])
     assert r2.status_code == 400
@@ -167,20 +167,20 @@ def test_no_email_column_mapped_is_refused(logged_in, run_worker, db_session) ->
     assert db_session.scalar(select(Contact.id)) is None
 
 
-def test_huge_cell_fails_only_its_row(logged_in, run_worker, db_session) -> None:  # noqa: ANN001
+def test_huge_cell_fails_only_its_row(logged_in, run_worker, db_session) -> None:
     data = b"email,first_name\nbig@example.com," + b"x" * (1024 * 1024) + b"\nok@example.com,Ok\n"
     p = import_file(logged_in, run_worker, data)
     assert (p["created"], p["failed"]) == (1, 1)
     assert db_session.scalars(select(Contact.email)).all() == ["ok@example.com"]
 
 
-def test_unknown_topic_fails_the_row(logged_in, run_worker, db_session) -> None:  # noqa: ANN001
+def test_unknown_topic_fails_the_row(logged_in, run_worker, db_session) -> None:
     p = import_file(logged_in, run_worker, b"email,topics\na@example.com,Nope\n")
     assert (p["created"], p["failed"]) == (0, 1)
     assert db_session.scalar(select(Subscription.contact_id)) is None
 
 
-def test_progress_page_polls_from_a_static_script(logged_in) -> None:  # noqa: ANN001
+def test_progress_page_polls_from_a_static_script(logged_in) -> None:
     r = upload(logged_in, b"email\na@example.com\n")
     r = map_and_start(logged_in, r.headers["Location"])
     page = logged_in.get(r.headers["Location"]).get_data(as_text=True)
@@ -189,7 +189,7 @@ def test_progress_page_polls_from_a_static_script(logged_in) -> None:  # noqa: A
     assert logged_in.get("/admin/contacts/import/not-a-uuid/progress").status_code == 404
 
 
-def test_the_upload_is_deleted_when_the_import_finishes_and_the_report_stays(logged_in, run_worker, runtime) -> None:  # noqa: ANN001
+def test_the_upload_is_deleted_when_the_import_finishes_and_the_report_stays(logged_in, run_worker, runtime) -> None:
     folder = runtime.settings.instance_path / "imports"
     p = import_file(logged_in, run_worker, b"email\nok@example.com\nbroken\n")
     assert (p["created"], p["failed"]) == (1, 1)
@@ -197,7 +197,7 @@ def test_the_upload_is_deleted_when_the_import_finishes_and_the_report_stays(log
     assert logged_in.get(p["url"].replace("/status", "/errors.csv")).status_code == 200
 
 
-def test_cleanup_removes_old_import_files_only(runtime) -> None:  # noqa: ANN001
+def test_cleanup_removes_old_import_files_only(runtime) -> None:
     import datetime as dt
     import os
     import time
@@ -216,7 +216,7 @@ def test_cleanup_removes_old_import_files_only(runtime) -> None:  # noqa: ANN001
     assert not old.exists() and new.exists()
 
 
-def test_an_upload_cleaned_up_before_it_was_started_asks_for_the_file_again(logged_in, runtime) -> None:  # noqa: ANN001
+def test_an_upload_cleaned_up_before_it_was_started_asks_for_the_file_again(logged_in, runtime) -> None:
     r = upload(logged_in, b"email\na@example.com\n")
     location = r.headers["Location"]
     for path in (runtime.settings.instance_path / "imports").iterdir():
@@ -225,7 +225,7 @@ def test_an_upload_cleaned_up_before_it_was_started_asks_for_the_file_again(logg
     assert "upload it again" in r.get_data(as_text=True)
 
 
-def test_large_uploads_are_allowed_on_the_import_route_only_up_to_its_limit(app, logged_in) -> None:  # noqa: ANN001
+def test_large_uploads_are_allowed_on_the_import_route_only_up_to_its_limit(app, logged_in) -> None:
     app.config["MAX_CONTENT_LENGTH"] = 1000
     app.config["RAPPORT_IMPORT_MAX_BYTES"] = 50_000
     data = b"email\n" + b"".join(b"user%d@example.com\n" % i for i in range(1000))      # ~20 KB
@@ -237,7 +237,7 @@ def test_large_uploads_are_allowed_on_the_import_route_only_up_to_its_limit(app,
     assert r.status_code == 413                                        # other forms keep the general limit
 
 
-def test_update_adds_interests_and_topics_but_keeps_an_unsubscribe(logged_in, run_worker, db_session) -> None:  # noqa: ANN001
+def test_update_adds_interests_and_topics_but_keeps_an_unsubscribe(logged_in, run_worker, db_session) -> None:
     news, tips = Topic(name="Newsletter"), Topic(name="Tips")
     db_session.add_all([news, tips])
     db_session.commit()
@@ -258,7 +258,7 @@ def test_update_adds_interests_and_topics_but_keeps_an_unsubscribe(logged_in, ru
     assert interests == {(anna.id, "roses"), (anna.id, "herbs"), (new_id, "herbs")}
 
 
-def test_many_rows_span_several_chunks(logged_in, run_worker, db_session, monkeypatch) -> None:  # noqa: ANN001
+def test_many_rows_span_several_chunks(logged_in, run_worker, db_session, monkeypatch) -> None:
     from campaigns.contacts import imports
 
     monkeypatch.setattr(imports, "CHUNK_ROWS", 7)

@@ -31,18 +31,18 @@ from campaigns.models import (
 from tests.helpers import csrf, export_contacts
 
 
-def rule(field: str, op: str, value=None, **extra) -> dict:  # noqa: ANN001
+def rule(field: str, op: str, value=None, **extra) -> dict:
     r = {"field": field, "op": op, **extra}
     if value is not None:
         r["value"] = value
     return r
 
 
-def all_of(*rules) -> dict:  # noqa: ANN002
+def all_of(*rules) -> dict:
     return {"match": "all", "rules": list(rules)}
 
 
-def any_of(*rules) -> dict:  # noqa: ANN002
+def any_of(*rules) -> dict:
     return {"match": "any", "rules": list(rules)}
 
 
@@ -67,7 +67,7 @@ def any_of(*rules) -> dict:  # noqa: ANN002
      "nested 2 levels deep at most"),
     (all_of(*[rule("city", "is", str(i)) for i in range(61)]), "60 rules at most"),
 ])
-def test_bad_definitions_are_refused_with_a_message_saying_where(definition, message) -> None:  # noqa: ANN001
+def test_bad_definitions_are_refused_with_a_message_saying_where(definition, message) -> None:
     raw = definition if isinstance(definition, str) else json.dumps(definition)
     with pytest.raises(ValidationError) as exc:
         segments.parse_definition(raw)
@@ -88,7 +88,7 @@ def test_definitions_are_normalized_and_described() -> None:
 # ---------------------------------------------------------------- compilation on the real database
 
 @pytest.fixture()
-def people(db_session):  # noqa: ANN001, ANN201
+def people(db_session):
     """Six contacts that differ in every way a segment can tell apart."""
     news = Topic(name="Newsletter")
     offers = Topic(name="Offers")
@@ -136,13 +136,13 @@ def people(db_session):  # noqa: ANN001, ANN201
     return out
 
 
-def who(db_session, definition) -> set[str]:  # noqa: ANN001
+def who(db_session, definition) -> set[str]:
     cond = segments.condition(db_session, definition, now=utcnow())
     names = db_session.scalars(select(Contact.email).where(cond))
     return {n.split("@")[0] for n in names}
 
 
-def test_profile_fields_are_case_insensitive_and_combine_with_and_or(db_session, people) -> None:  # noqa: ANN001
+def test_profile_fields_are_case_insensitive_and_combine_with_and_or(db_session, people) -> None:
     assert who(db_session, all_of(rule("city", "is", "BERLIN"))) == {"anna", "ben"}
     assert who(db_session, all_of(rule("city", "is_not", "berlin"))) == {"clara", "david", "elif", "felix"}
     assert who(db_session, all_of(rule("city", "contains", "ö"))) == {"elif"}
@@ -160,7 +160,7 @@ def test_profile_fields_are_case_insensitive_and_combine_with_and_or(db_session,
     assert who(db_session, all_of(rule("city", "contains", "_"))) == set()
 
 
-def test_custom_attributes_are_read_portably_and_never_fail_on_odd_values(db_session, people) -> None:  # noqa: ANN001
+def test_custom_attributes_are_read_portably_and_never_fail_on_odd_values(db_session, people) -> None:
     assert who(db_session, all_of(rule("attribute", "is", "gold", key="plan"))) == {"anna"}
     assert who(db_session, all_of(rule("attribute", "is_not", "gold", key="plan"))) == \
         {"ben", "clara", "david", "elif", "felix"}
@@ -172,7 +172,7 @@ def test_custom_attributes_are_read_portably_and_never_fail_on_odd_values(db_ses
     assert who(db_session, all_of(rule("attribute", "is", "x", key="no such key"))) == set()
 
 
-def test_orders_engagement_birthdays_topics_and_dates(db_session, people) -> None:  # noqa: ANN001
+def test_orders_engagement_birthdays_topics_and_dates(db_session, people) -> None:
     assert who(db_session, all_of(rule("lifetime_value", "gte", "100"))) == {"anna", "clara"}
     assert who(db_session, all_of(rule("lifetime_value", "lt", "20"))) == {"ben", "david", "elif", "felix"}
     assert who(db_session, all_of(rule("order_count", "eq", "0"))) == {"david", "elif", "felix"}
@@ -201,7 +201,7 @@ def test_orders_engagement_birthdays_topics_and_dates(db_session, people) -> Non
         {"anna", "ben", "clara", "elif", "felix"}
 
 
-def test_survey_answer_rules_read_the_stored_answers(db_session, people) -> None:  # noqa: ANN001
+def test_survey_answer_rules_read_the_stored_answers(db_session, people) -> None:
     from campaigns.models import Survey, SurveyAnswer, SurveyQuestion
 
     survey = Survey(name="Garden", questions=[SurveyQuestion(position=0, kind="yes_no", prompt="Roses?"),
@@ -219,7 +219,7 @@ def test_survey_answer_rules_read_the_stored_answers(db_session, people) -> None
 
 # ---------------------------------------------------------------- saved segments
 
-def test_saved_segments_validate_names_topics_and_cannot_be_deleted_while_in_use(db_session, people,  # noqa: ANN001
+def test_saved_segments_validate_names_topics_and_cannot_be_deleted_while_in_use(db_session, people,
                                                                                  make_campaign) -> None:
     good = json.dumps(all_of(rule("city", "is", "berlin")))
     seg = segments.save_segment(db_session, {"name": "Berliners", "definition": good})
@@ -243,12 +243,12 @@ def test_saved_segments_validate_names_topics_and_cannot_be_deleted_while_in_use
 
 
 
-def _csrf(client, url: str) -> str:  # noqa: ANN001
+def _csrf(client, url: str) -> str:
     html = client.get(url).get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def test_builder_live_count_and_save_through_the_admin(editor, db_session, people) -> None:  # noqa: ANN001
+def test_builder_live_count_and_save_through_the_admin(editor, db_session, people) -> None:
     page = editor.get("/admin/segments/new")
     assert page.status_code == 200 and 'id="segment-builder"' in page.get_data(as_text=True)
     token = _csrf(editor, "/admin/segments/new")
@@ -285,7 +285,7 @@ def test_builder_live_count_and_save_through_the_admin(editor, db_session, peopl
     assert editor.get("/admin/segments/999999").status_code == 404
 
 
-def test_segment_is_dynamic_and_narrows_a_campaign_audience(editor, db_session, people, outbox,  # noqa: ANN001
+def test_segment_is_dynamic_and_narrows_a_campaign_audience(editor, db_session, people, outbox,
                                                           run_worker) -> None:
     token = _csrf(editor, "/admin/segments/new")
     r = editor.post("/admin/segments/new", data={"name": "Rose lovers", "csrf_token": token,
@@ -321,7 +321,7 @@ def test_segment_is_dynamic_and_narrows_a_campaign_audience(editor, db_session, 
     assert sorted(r for m in outbox.list(limit=50) for r in m.recipients) == ["anna@example.com", "ben@example.com"]
 
 
-def test_segment_alone_is_an_audience_and_export_filters_by_segment(editor, db_session, people, work) -> None:  # noqa: ANN001
+def test_segment_alone_is_an_audience_and_export_filters_by_segment(editor, db_session, people, work) -> None:
     seg = segments.save_segment(db_session, {"name": "Germany", "definition": json.dumps(
         all_of(rule("country", "is", "de")))})
     campaign = Campaign(name="DE only", subject="Hallo", mjml="<mjml></mjml>", segment_id=seg.id)
@@ -339,7 +339,7 @@ def test_segment_alone_is_an_audience_and_export_filters_by_segment(editor, db_s
     assert "Germany" in editor.get(f"/admin/contacts/export?segment={seg.id}").get_data(as_text=True)
 
 
-def test_a_campaign_to_a_segment_alone_is_delivered_to_the_segment(editor, db_session, people, outbox,  # noqa: ANN001
+def test_a_campaign_to_a_segment_alone_is_delivered_to_the_segment(editor, db_session, people, outbox,
                                                                    run_worker) -> None:
     """No topics chosen: the send-time re-check must not ask for a topic subscription the audience never needed."""
     from tests.conftest import NEWSLETTER_MJML
@@ -360,7 +360,7 @@ def test_a_campaign_to_a_segment_alone_is_delivered_to_the_segment(editor, db_se
         "anna@example.com", "ben@example.com", "elif@example.com"]
 
 
-def test_random_junk_never_makes_the_count_endpoint_fail(editor) -> None:  # noqa: ANN001
+def test_random_junk_never_makes_the_count_endpoint_fail(editor) -> None:
     token = _csrf(editor, "/admin/segments/new")
     rnd = random.Random(6)
     atoms = [None, True, 0, -1, 2**70, 1.5, "", "x", "é' OR 1=1 --", "%", [], {}, {"rules": 1}, {"rules": []},

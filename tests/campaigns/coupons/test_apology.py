@@ -20,20 +20,20 @@ from tests.helpers import csrf
 
 
 @pytest.fixture()
-def anna(db_session) -> Sender:  # noqa: ANN001
+def anna(db_session) -> Sender:
     s = Sender(name="Anna Becker", email="anna@shop.test", title="Customer care", reply_to="care@shop.test")
     db_session.add(s)
     db_session.commit()
     return s
 
 
-def _message(outbox):  # noqa: ANN001, ANN202
+def _message(outbox):
     (entry,) = outbox.list()
     return entry, email.message_from_bytes(outbox.get(entry.key).raw, policy=policy.default)
 
 
 def test_apology_is_sent_at_once_from_the_person_with_refund_and_coupon(
-        editor, db_session, anna, run_worker, outbox) -> None:  # noqa: ANN001
+        editor, db_session, anna, run_worker, outbox) -> None:
     contact = save_contact(db_session, {"email": "upset@example.com", "first_name": "Jonas"})
     contact.status = "unsubscribed"     # transactional: an unsubscribe from newsletters does not stop it
     db_session.commit()
@@ -72,7 +72,7 @@ def test_apology_is_sent_at_once_from_the_person_with_refund_and_coupon(
     assert campaign.kind == CampaignKind.TRANSACTIONAL and campaign.sent == 1
 
 
-def test_bounced_suppressed_and_bad_input_are_refused_clearly(editor, db_session, anna, outbox) -> None:  # noqa: ANN001
+def test_bounced_suppressed_and_bad_input_are_refused_clearly(editor, db_session, anna, outbox) -> None:
     bounced = save_contact(db_session, {"email": "gone@example.com"})
     bounced.status = "bounced"
     listed = save_contact(db_session, {"email": "listed@example.com"})
@@ -102,7 +102,7 @@ def test_bounced_suppressed_and_bad_input_are_refused_clearly(editor, db_session
 
 
 def test_pickers_leave_out_expired_and_empty_pools_and_a_past_valid_until_is_refused(
-        editor, db_session, anna) -> None:  # noqa: ANN001
+        editor, db_session, anna) -> None:
     contact = save_contact(db_session, {"email": "upset@example.com", "first_name": "Jonas"})
     db_session.commit()
     url = "/admin/coupons"
@@ -140,7 +140,7 @@ def test_pickers_leave_out_expired_and_empty_pools_and_a_past_valid_until_is_ref
 
 
 def test_transactional_mail_offers_preferences_but_no_unsubscribe_link(
-        editor, db_session, anna, run_worker, outbox) -> None:  # noqa: ANN001
+        editor, db_session, anna, run_worker, outbox) -> None:
     contact = save_contact(db_session, {"email": "upset@example.com", "first_name": "Jonas"})
     db_session.commit()
     url = f"/admin/contacts/{contact.id}/personal-mail"

@@ -24,7 +24,7 @@ valid until {{ coupon.expires }}.</mj-text>
 CODE_IN = re.compile(r"CODE\[([A-Z0-9-]+)\]")
 
 
-def make_pool(session, codes=(), *, name="Autumn", expires=None) -> CouponPool:  # noqa: ANN001
+def make_pool(session, codes=(), *, name="Autumn", expires=None) -> CouponPool:
     pool = coupon_service.save_pool(session, {"name": name, "value_description": "15% off",
                                               "expires_on": dt.date.today() + dt.timedelta(days=30)})
     if expires is not None:
@@ -36,7 +36,7 @@ def make_pool(session, codes=(), *, name="Autumn", expires=None) -> CouponPool: 
     return pool
 
 
-def coupon_campaign(db_session, make_campaign, topic, pool, *, kind="nurture"):  # noqa: ANN001, ANN201
+def coupon_campaign(db_session, make_campaign, topic, pool, *, kind="nurture"):
     """A campaign showing {{ coupon.code }}, drawing from pool (as the campaign form saves it)."""
     from campaigns.composing.editor import save_campaign
 
@@ -47,7 +47,7 @@ def coupon_campaign(db_session, make_campaign, topic, pool, *, kind="nurture"): 
     return campaign
 
 
-def codes_in(outbox) -> dict[str, str]:  # noqa: ANN001
+def codes_in(outbox) -> dict[str, str]:
     """recipient -> code, from the delivered messages (HTML and text must agree)."""
     out = {}
     for entry in outbox.list(limit=10_000):
@@ -61,7 +61,7 @@ def codes_in(outbox) -> dict[str, str]:  # noqa: ANN001
 
 # ------------------------------------------------------------------ import and generate
 
-def test_csv_import_finds_the_code_column_and_refuses_bad_files_whole(db_session) -> None:  # noqa: ANN001
+def test_csv_import_finds_the_code_column_and_refuses_bad_files_whole(db_session) -> None:
     pool = make_pool(db_session)
     shop_export = "\ufeffGutscheincode;Wert;Gültig bis\r\nGT-AAA111;15%;2026-12-31\r\nGT-BBB222;15%;2026-12-31\r\n"
     assert coupon_codes.import_codes(db_session, pool.id, shop_export.encode()).added == 2
@@ -96,7 +96,7 @@ def test_csv_import_finds_the_code_column_and_refuses_bad_files_whole(db_session
     assert coupon_service.pool_counts(db_session)[pool.id]["total"] == 3
 
 
-def test_generated_codes_are_unique_prefixed_and_without_look_alikes(db_session) -> None:  # noqa: ANN001
+def test_generated_codes_are_unique_prefixed_and_without_look_alikes(db_session) -> None:
     pool = make_pool(db_session)
     assert coupon_codes.generate_codes(db_session, pool.id, 500, length=8, prefix="gt-") == 500
     db_session.commit()
@@ -112,7 +112,7 @@ def test_generated_codes_are_unique_prefixed_and_without_look_alikes(db_session)
 # ------------------------------------------------------------------ sending
 
 def test_every_recipient_gets_one_unique_code_and_a_retry_gets_the_same(
-        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
     topic, contacts = make_contacts(15)
     pool = make_pool(db_session, [f"GT-{i:04d}X" for i in range(20)])
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
@@ -141,7 +141,7 @@ def test_every_recipient_gets_one_unique_code_and_a_retry_gets_the_same(
 
 
 def test_running_out_pauses_before_anyone_gets_a_mail_without_a_code(
-        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
     topic, contacts = make_contacts(12)
     pool = make_pool(db_session, [f"GT-{i:04d}Y" for i in range(5)])
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
@@ -172,7 +172,7 @@ def test_running_out_pauses_before_anyone_gets_a_mail_without_a_code(
 
 
 def test_an_expired_pool_pauses_the_campaign(runtime, db_session, make_contacts, make_campaign, outbox,
-                                             run_worker) -> None:  # noqa: ANN001
+                                             run_worker) -> None:
     topic, _ = make_contacts(3)
     pool = make_pool(db_session, ["GT-OLD1", "GT-OLD2", "GT-OLD3"])
     campaign = coupon_campaign(db_session, make_campaign, topic, pool)
@@ -192,7 +192,7 @@ def test_an_expired_pool_pauses_the_campaign(runtime, db_session, make_contacts,
     assert "expired on" in db_session.get(Campaign, campaign.id).status_reason
 
 
-def test_content_with_a_coupon_needs_a_pool(db_session, make_contacts) -> None:  # noqa: ANN001
+def test_content_with_a_coupon_needs_a_pool(db_session, make_contacts) -> None:
     from campaigns.composing.editor import save_campaign
 
     with pytest.raises(ValidationError, match="no coupon pool is chosen"):
@@ -205,7 +205,7 @@ def test_content_with_a_coupon_needs_a_pool(db_session, make_contacts) -> None: 
 
 
 
-def test_shop_api_redeems_once_with_a_valid_token_and_clear_errors(client, db_session) -> None:  # noqa: ANN001
+def test_shop_api_redeems_once_with_a_valid_token_and_clear_errors(client, db_session) -> None:
     pool = make_pool(db_session, ["GT-RED1", "GT-RED2"])
     old = make_pool(db_session, ["GT-OLD9"], name="Old", expires=dt.date.today() - dt.timedelta(days=3))
     token = redemption.create_api_token(db_session, "shop")
@@ -239,7 +239,7 @@ def test_shop_api_redeems_once_with_a_valid_token_and_clear_errors(client, db_se
 
 
 def test_admin_creates_pool_imports_marks_redeemed_and_sees_the_report(
-        editor, runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        editor, runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
     client = editor
     token = csrf(client, "/admin/coupons")
     r = client.post("/admin/coupons", data={"csrf_token": token, "name": "Winter", "value_description": "€10 off",
@@ -284,7 +284,7 @@ def test_admin_creates_pool_imports_marks_redeemed_and_sees_the_report(
     assert "Winter — 0 free" in edit
 
 
-def test_the_campaign_report_shows_its_coupon_figures(editor, runtime, db_session, make_contacts, make_campaign,  # noqa: ANN001
+def test_the_campaign_report_shows_its_coupon_figures(editor, runtime, db_session, make_contacts, make_campaign,
                                                       outbox, run_worker) -> None:
     topic, _ = make_contacts(4)
     pool = make_pool(db_session, [f"R-{i:04d}" for i in range(10)])
@@ -312,7 +312,7 @@ def test_the_campaign_report_shows_its_coupon_figures(editor, runtime, db_sessio
     assert "coupon-issued" not in other and "Coupons issued" not in other
 
 
-def codes_in_campaign(outbox, subject: str) -> list[str]:  # noqa: ANN001
+def codes_in_campaign(outbox, subject: str) -> list[str]:
     """The coupon codes in the delivered messages with this subject."""
     out = []
     for entry in outbox.list(limit=10_000):

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_threads_claiming_from_one_pool_never_share_a_code(runtime, db_session, make_contacts,
-                                                          make_campaign) -> None:  # noqa: ANN001
+                                                          make_campaign) -> None:
     topic, contacts = make_contacts(40)
     pool = make_pool(db_session, [f"T-{i:05d}" for i in range(150)])
     campaign_ids = [coupon_campaign(db_session, make_campaign, topic, pool).id for _ in range(6)]
@@ -38,7 +38,7 @@ def test_threads_claiming_from_one_pool_never_share_a_code(runtime, db_session, 
                     codes, _missing = assignment.assign_codes(session, pool_id, campaign_id, chunk)
                     session.commit()
                     got.extend((campaign_id, cid, code) for cid, code in codes.items())
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(cid,)) for cid in campaign_ids]
@@ -57,7 +57,7 @@ def test_threads_claiming_from_one_pool_never_share_a_code(runtime, db_session, 
 
 
 def test_worker_processes_sending_campaigns_from_one_pool_issue_each_code_once(
-        runtime, db_session, make_contacts, make_campaign, outbox) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, outbox) -> None:
     pool = make_pool(db_session, [f"P-{i:05d}" for i in range(80)])
     campaigns = []
     for name in ("a", "b", "c"):

@@ -15,17 +15,17 @@ from tests.helpers import fresh
 
 
 @pytest.fixture()
-def demo(runtime, db_session):  # noqa: ANN001, ANN201
+def demo(runtime, db_session):
     assert seed(runtime.settings, contacts=80)
     return fresh(db_session)
 
 
-def _latest(session, type_: EventType) -> dict[int, dt.datetime]:  # noqa: ANN001
+def _latest(session, type_: EventType) -> dict[int, dt.datetime]:
     return dict(session.execute(select(Event.contact_id, func.max(Event.occurred_at)).where(
         Event.type == type_, Event.machine.is_(False)).group_by(Event.contact_id)).all())
 
 
-def test_engagement_fields_come_from_the_seeded_events(demo) -> None:  # noqa: ANN001
+def test_engagement_fields_come_from_the_seeded_events(demo) -> None:
     opened, clicked = _latest(demo, EventType.OPEN), _latest(demo, EventType.CLICK)
     mailed = dict(demo.execute(select(Send.contact_id, func.max(Send.sent_at)).group_by(Send.contact_id)).all())
     assert len(opened) > 20 and len(clicked) > 3 and len(mailed) > 40
@@ -39,7 +39,7 @@ def test_engagement_fields_come_from_the_seeded_events(demo) -> None:  # noqa: A
             assert c.engagement_at == max(t for t in (opened.get(c.id), clicked.get(c.id)) if t)
 
 
-def test_topic_subscriptions_date_from_when_the_contact_joined(demo) -> None:  # noqa: ANN001
+def test_topic_subscriptions_date_from_when_the_contact_joined(demo) -> None:
     today = dt.datetime.now(dt.UTC).date()
     rows = demo.execute(select(Subscription, Contact.created_at).join(Contact)).all()
     assert rows
@@ -55,7 +55,7 @@ def test_topic_subscriptions_date_from_when_the_contact_joined(demo) -> None:  #
             assert sub.updated_at == left[sub.contact_id]
 
 
-def test_demo_addresses_spell_accented_names_out(demo) -> None:  # noqa: ANN001
+def test_demo_addresses_spell_accented_names_out(demo) -> None:
     contacts = list(demo.scalars(select(Contact)))
     for c in contacts:
         assert c.email.isascii() and normalize_email(c.email) == c.email
@@ -66,7 +66,7 @@ def test_demo_addresses_spell_accented_names_out(demo) -> None:  # noqa: ANN001
         assert "mller" not in local and "krger" not in local
 
 
-def test_contacts_join_in_id_order_and_never_order_in_the_future(demo) -> None:  # noqa: ANN001
+def test_contacts_join_in_id_order_and_never_order_in_the_future(demo) -> None:
     """The contacts list sorts "Newest first" by id: its "Added" column must read in the same order."""
     created = list(demo.scalars(select(Contact.created_at).order_by(Contact.id)))
     assert created == sorted(created)
@@ -76,7 +76,7 @@ def test_contacts_join_in_id_order_and_never_order_in_the_future(demo) -> None: 
             assert contact.created_at <= order.ordered_at <= now, (contact.email, order.ordered_at)
 
 
-def test_the_demo_survey_mail_counts_its_questions_right(demo) -> None:  # noqa: ANN001
+def test_the_demo_survey_mail_counts_its_questions_right(demo) -> None:
     from campaigns.demo.data import SURVEY_MJML
     from campaigns.models import Survey
 

@@ -29,7 +29,7 @@ FIXTURES = ROOT / "tests" / "mailer" / "fixtures" / "bounces"
 
 
 @pytest.fixture()
-def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):  # noqa: ANN001, ANN201
+def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
     """A campaign delivered to 4 contacts; returns (campaign, contacts, {email: outbox entry and message})."""
     topic, contacts = make_contacts(4)
     campaign = make_campaign([topic])
@@ -41,7 +41,7 @@ def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
 
 
 
-def dsn_for(entry, msg, *, status: str = "5.1.1", action: str = "failed",  # noqa: ANN001
+def dsn_for(entry, msg, *, status: str = "5.1.1", action: str = "failed",
             diagnostic: str = "550 5.1.1 User unknown") -> bytes:
     """An RFC 3464 report as Postfix would return the message Rapport really sent."""
     rcpt = entry.recipients[0]
@@ -79,7 +79,7 @@ Content-Type: text/rfc822-headers
 """.replace("\n", "\r\n").encode()
 
 
-def fixture_for(name: str, entry, msg) -> bytes:  # noqa: ANN001
+def fixture_for(name: str, entry, msg) -> bytes:
     """A captured real-world report with its tokens replaced by those of a message Rapport sent."""
     token = re.search(r"bounces\+([\w-]+)@", entry.envelope_from).group(1)
     unsub = re.search(r"unsubscribe\+([\w-]+)@", dict(msg.headers)["List-Unsubscribe"]).group(1)
@@ -88,18 +88,18 @@ def fixture_for(name: str, entry, msg) -> bytes:  # noqa: ANN001
     return re.sub(rb"AQAA[\w-]+", token.encode(), raw)
 
 
-def ingest_committed(session, tokens, raw: bytes, **kw) -> ingest.Outcome:  # noqa: ANN001
+def ingest_committed(session, tokens, raw: bytes, **kw) -> ingest.Outcome:
     """Apply one message and commit, as the stdin command and the mailbox poller do."""
     out = ingest.ingest_message(session, tokens, raw, **kw)
     session.commit()
     return out
 
 
-def contact(db_session, contact_id: int) -> Contact:  # noqa: ANN001
+def contact(db_session, contact_id: int) -> Contact:
     return fresh(db_session).get(Contact, contact_id)
 
 
-def test_hard_bounce_dsn_suppresses_at_once_and_survives_erasure(runtime, db_session, sent) -> None:  # noqa: ANN001
+def test_hard_bounce_dsn_suppresses_at_once_and_survives_erasure(runtime, db_session, sent) -> None:
     campaign, contacts, by_rcpt = sent
     entry, msg = by_rcpt[contacts[0].email]
     out = ingest_committed(db_session, runtime.tokens, dsn_for(entry, msg))
@@ -117,7 +117,7 @@ def test_hard_bounce_dsn_suppresses_at_once_and_survives_erasure(runtime, db_ses
     assert contacts[0].email not in str(db_session.scalars(select(Suppression)).all()[0].__dict__)
 
 
-def test_a_report_arriving_after_acceptance_shows_on_the_send_row(runtime, db_session, sent) -> None:  # noqa: ANN001
+def test_a_report_arriving_after_acceptance_shows_on_the_send_row(runtime, db_session, sent) -> None:
     _campaign, contacts, by_rcpt = sent
     entry, msg = by_rcpt[contacts[0].email]
     row = fresh(db_session).scalar(select(Send).where(Send.contact_id == contacts[0].id))
@@ -129,7 +129,7 @@ def test_a_report_arriving_after_acceptance_shows_on_the_send_row(runtime, db_se
     assert row.last_error == "hard bounce reported later: 5.1.1 550 5.1.1 User unknown"
 
 
-def test_soft_bounces_suppress_only_after_the_configured_count(runtime, db_session, sent, make_campaign,  # noqa: ANN001
+def test_soft_bounces_suppress_only_after_the_configured_count(runtime, db_session, sent, make_campaign,
                                                                 outbox, run_worker) -> None:
     campaign, contacts, by_rcpt = sent
     policy = ingest.BouncePolicy(soft_limit=2)
@@ -152,7 +152,7 @@ def test_soft_bounces_suppress_only_after_the_configured_count(runtime, db_sessi
     assert is_suppressed(db_session, contacts[1].email)
 
 
-def test_real_world_reports_are_matched_by_their_tokens(runtime, db_session, sent) -> None:  # noqa: ANN001
+def test_real_world_reports_are_matched_by_their_tokens(runtime, db_session, sent) -> None:
     _campaign, contacts, by_rcpt = sent
     cases = [("postfix_5_1_1.eml", "hard_bounce", ContactStatus.BOUNCED),
              ("gmail_dsn_failure.eml", "hard_bounce", ContactStatus.BOUNCED),
@@ -164,7 +164,7 @@ def test_real_world_reports_are_matched_by_their_tokens(runtime, db_session, sen
         assert contact(db_session, c.id).status == status, name
 
 
-def test_complaint_unsubscribes_suppresses_and_stops_mail(runtime, db_session, sent, make_campaign, outbox,  # noqa: ANN001
+def test_complaint_unsubscribes_suppresses_and_stops_mail(runtime, db_session, sent, make_campaign, outbox,
                                                           run_worker) -> None:
     campaign, contacts, by_rcpt = sent
     entry, msg = by_rcpt[contacts[2].email]
@@ -180,7 +180,7 @@ def test_complaint_unsubscribes_suppresses_and_stops_mail(runtime, db_session, s
     assert contacts[2].email not in [m.recipients[0] for m in outbox.list()] and len(outbox.list()) == 3
 
 
-def test_mailto_unsubscribe_via_the_stdin_command(runtime, db_session, sent, tmp_path) -> None:  # noqa: ANN001
+def test_mailto_unsubscribe_via_the_stdin_command(runtime, db_session, sent, tmp_path) -> None:
     _campaign, contacts, by_rcpt = sent
     entry, msg = by_rcpt[contacts[3].email]
     raw = fixture_for("mailto_unsubscribe.eml", entry, msg)
@@ -200,7 +200,7 @@ def test_mailto_unsubscribe_via_the_stdin_command(runtime, db_session, sent, tmp
     assert done.returncode == 0 and done.stdout.decode().strip() == "ignored"
 
 
-def test_smtp_rejection_at_send_time(runtime, db_session, sent) -> None:  # noqa: ANN001
+def test_smtp_rejection_at_send_time(runtime, db_session, sent) -> None:
     campaign, contacts, _ = sent
     sends = {s.contact_id: s for s in db_session.scalars(select(Send))}
     policy = ingest.BouncePolicy(soft_limit=3)
@@ -229,7 +229,7 @@ class _Mailbox:
         self.deleted: set[int] = set()
 
 
-def _serve(handler_cls, mailbox: _Mailbox):  # noqa: ANN001, ANN202
+def _serve(handler_cls, mailbox: _Mailbox):
     class Server(socketserver.ThreadingTCPServer):
         allow_reuse_address = True
         daemon_threads = True
@@ -309,7 +309,7 @@ class _POP3Handler(socketserver.StreamRequestHandler):
 
 
 @pytest.mark.parametrize("scheme", ["imap", "pop3"])
-def test_mailbox_polling_applies_and_deletes_each_report(runtime, db_session, sent, scheme) -> None:  # noqa: ANN001
+def test_mailbox_polling_applies_and_deletes_each_report(runtime, db_session, sent, scheme) -> None:
     _campaign, contacts, by_rcpt = sent
     raws = [dsn_for(*by_rcpt[contacts[0].email]),
             fixture_for("arf_yahoo_complaint.eml", *by_rcpt[contacts[1].email]),

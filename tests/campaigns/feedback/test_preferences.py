@@ -15,7 +15,7 @@ from tests.helpers import fresh
 
 
 @pytest.fixture()
-def prefs(runtime, client, db_session, make_contacts):  # noqa: ANN001, ANN201
+def prefs(runtime, client, db_session, make_contacts):
     topic, (contact,) = make_contacts(1)
     tips = Topic(name="Garden tips", description="Monthly advice")
     db_session.add(tips)
@@ -30,7 +30,7 @@ def csrf_of(page: str) -> str:
 
 
 
-def test_page_is_accessible_and_mobile_friendly(client, prefs) -> None:  # noqa: ANN001
+def test_page_is_accessible_and_mobile_friendly(client, prefs) -> None:
     url, contact, topic, tips = prefs
     page = client.get(url).get_data(as_text=True)
     assert '<html lang="en">' in page and 'name="viewport"' in page
@@ -42,7 +42,7 @@ def test_page_is_accessible_and_mobile_friendly(client, prefs) -> None:  # noqa:
     assert "For 4 weeks" in page and contact.email in page
 
 
-def test_saving_topics_frequency_pause_and_name_with_confirmation_and_history(client, db_session, prefs) -> None:  # noqa: ANN001
+def test_saving_topics_frequency_pause_and_name_with_confirmation_and_history(client, db_session, prefs) -> None:
     url, contact, topic, tips = prefs
     page = client.get(url).get_data(as_text=True)
     r = client.post(url, data={"csrf_token": csrf_of(page), "topics": [str(tips.id)], "frequency": "weekly",
@@ -70,7 +70,7 @@ def test_saving_topics_frequency_pause_and_name_with_confirmation_and_history(cl
     assert fresh(db_session).get(Contact, contact.id).paused_until is None
 
 
-def test_resubscribe_is_recorded_as_consent(client, db_session, prefs) -> None:  # noqa: ANN001
+def test_resubscribe_is_recorded_as_consent(client, db_session, prefs) -> None:
     url, contact, topic, _tips = prefs
     db_session.get(Contact, contact.id).status = ContactStatus.UNSUBSCRIBED
     db_session.commit()
@@ -84,7 +84,7 @@ def test_resubscribe_is_recorded_as_consent(client, db_session, prefs) -> None: 
     assert db_session.scalar(select(Event).where(Event.type == "resubscribe")) is not None
 
 
-def test_bad_input_is_refused_kindly_and_changes_nothing(client, db_session, prefs) -> None:  # noqa: ANN001
+def test_bad_input_is_refused_kindly_and_changes_nothing(client, db_session, prefs) -> None:
     url, contact, _topic, _tips = prefs
     assert client.post(url, data={"first_name": "No CSRF"}).status_code == 400
     page = client.get(url).get_data(as_text=True)
@@ -94,7 +94,7 @@ def test_bad_input_is_refused_kindly_and_changes_nothing(client, db_session, pre
     assert fresh(db_session).get(Contact, contact.id).first_name != "Changed"
 
 
-def test_pause_and_frequency_rules_for_the_send_path(db_session, make_contacts) -> None:  # noqa: ANN001
+def test_pause_and_frequency_rules_for_the_send_path(db_session, make_contacts) -> None:
     _topic, (c,) = make_contacts(1)
     now = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
     assert feedback.may_receive(c, "nurture", now)
@@ -111,7 +111,7 @@ def test_pause_and_frequency_rules_for_the_send_path(db_session, make_contacts) 
     assert not feedback.may_receive(c, "nurture", now + dt.timedelta(days=20))
 
 
-def test_saving_over_https_as_a_browser_would(client, db_session, prefs) -> None:  # noqa: ANN001
+def test_saving_over_https_as_a_browser_would(client, db_session, prefs) -> None:
     """Over HTTPS the CSRF check wants a same-origin Referer; the page's Referrer-Policy must let browsers send it."""
     url, contact, topic, tips = prefs
     r = client.get(url, base_url="https://rapport.example")

@@ -24,7 +24,7 @@ def path_of(url: str) -> str:
 
 
 @pytest.fixture()
-def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):  # noqa: ANN001, ANN201
+def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
     """A campaign delivered to 6 contacts; returns (campaign, contacts, {email: (pixel, [click paths])})."""
     topic, contacts = make_contacts(6)
     campaign = make_campaign([topic])
@@ -43,18 +43,18 @@ def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
 
 
 
-def age_sends(db_session, hours: int = 2) -> None:  # noqa: ANN001
+def age_sends(db_session, hours: int = 2) -> None:
     """Pretend delivery happened a while ago, so opens are not 'seconds after delivery'."""
     for send in db_session.scalars(select(Send)):
         send.sent_at -= dt.timedelta(hours=hours)
     db_session.commit()
 
 
-def events(db_session, type_: str) -> list[Event]:  # noqa: ANN001
+def events(db_session, type_: str) -> list[Event]:
     return list(fresh(db_session).scalars(select(Event).where(Event.type == type_).order_by(Event.id)))
 
 
-def test_open_is_queued_fast_then_recorded_by_the_worker_as_human(client, db_session, sent, work) -> None:  # noqa: ANN001
+def test_open_is_queued_fast_then_recorded_by_the_worker_as_human(client, db_session, sent, work) -> None:
     _campaign, contacts, urls = sent
     age_sends(db_session)
     pixel = urls[contacts[0].email][0]
@@ -75,7 +75,7 @@ def test_open_is_queued_fast_then_recorded_by_the_worker_as_human(client, db_ses
     ("Mozilla/5.0 (compatible; Barracuda Sentinel)", "127.0.0.1"),
     ("", "127.0.0.1"),
 ])
-def test_proxy_and_scanner_opens_are_machine_and_not_engagement(client, db_session, sent, work, agent,  # noqa: ANN001
+def test_proxy_and_scanner_opens_are_machine_and_not_engagement(client, db_session, sent, work, agent,
                                                                 ip) -> None:
     campaign, contacts, urls = sent
     age_sends(db_session)
@@ -89,7 +89,7 @@ def test_proxy_and_scanner_opens_are_machine_and_not_engagement(client, db_sessi
     assert report["opens_human"] == 0 and report["opens_machine"] == 1 and report["open_rate"] == 0
 
 
-def test_one_fetcher_opening_for_many_right_after_delivery_is_prefetch(client, db_session, sent, work) -> None:  # noqa: ANN001
+def test_one_fetcher_opening_for_many_right_after_delivery_is_prefetch(client, db_session, sent, work) -> None:
     campaign, contacts, urls = sent
     # Two opens arrive (and are written) first, looking human; then the same fetcher opens for four more.
     for c in contacts[:2]:
@@ -103,7 +103,7 @@ def test_one_fetcher_opening_for_many_right_after_delivery_is_prefetch(client, d
     assert campaign_report(db_session, campaign.id)["opens_human"] == 0
 
 
-def test_a_crowd_reclassified_as_machine_no_longer_counts_as_engagement(client, db_session, sent, work) -> None:  # noqa: ANN001
+def test_a_crowd_reclassified_as_machine_no_longer_counts_as_engagement(client, db_session, sent, work) -> None:
     _campaign, contacts, urls = sent
     a, b = contacts[:2]
     # Two opens through one fetcher look human at first and move the contacts' engagement; a also clicks.
@@ -127,7 +127,7 @@ def test_a_crowd_reclassified_as_machine_no_longer_counts_as_engagement(client, 
     assert all(db_session.get(Contact, c.id).engagement_score == 0 for c in contacts[2:])
 
 
-def test_a_link_sweep_spread_over_two_drains_undoes_the_first_clicks_engagement(client, db_session, sent,  # noqa: ANN001
+def test_a_link_sweep_spread_over_two_drains_undoes_the_first_clicks_engagement(client, db_session, sent,
                                                                                work) -> None:
     _campaign, contacts, urls = sent
     age_sends(db_session)
@@ -143,7 +143,7 @@ def test_a_link_sweep_spread_over_two_drains_undoes_the_first_clicks_engagement(
     assert all(e.machine for e in events(db_session, "click") + events(db_session, "open"))
 
 
-def test_click_redirects_to_stored_url_counts_as_open_and_scores(client, db_session, sent, work) -> None:  # noqa: ANN001
+def test_click_redirects_to_stored_url_counts_as_open_and_scores(client, db_session, sent, work) -> None:
     campaign, contacts, urls = sent
     age_sends(db_session)
     _pixel, clicks = urls[contacts[1].email]
@@ -162,7 +162,7 @@ def test_click_redirects_to_stored_url_counts_as_open_and_scores(client, db_sess
         ("https://shop.test/guide?a=1&b=2", 1), ("https://shop.test/events", 0)]
 
 
-def test_scanner_clicks_are_flagged(client, db_session, sent, work) -> None:  # noqa: ANN001
+def test_scanner_clicks_are_flagged(client, db_session, sent, work) -> None:
     campaign, contacts, urls = sent
     age_sends(db_session)
     # A link checker: HEAD request.
@@ -179,7 +179,7 @@ def test_scanner_clicks_are_flagged(client, db_session, sent, work) -> None:  # 
     assert db_session.get(Contact, contacts[1].id).last_clicked_at is None
 
 
-def test_a_click_pairing_a_send_with_another_campaigns_link_is_never_recorded(runtime, client, db_session, sent,  # noqa: ANN001
+def test_a_click_pairing_a_send_with_another_campaigns_link_is_never_recorded(runtime, client, db_session, sent,
                                                                              make_campaign, work) -> None:
     """Only the server can seal a click token, and it pairs each send with its own campaign's links; should a
     mismatched pair ever exist, the hit writer refuses to turn it into an event (the redirect itself reads no send
@@ -198,7 +198,7 @@ def test_a_click_pairing_a_send_with_another_campaigns_link_is_never_recorded(ru
     assert r.status_code == 404 and "Location" not in r.headers and "not valid" in r.get_data(True)
 
 
-def test_test_send_links_work_but_record_nothing(runtime, client, db_session, sent, work) -> None:  # noqa: ANN001
+def test_test_send_links_work_but_record_nothing(runtime, client, db_session, sent, work) -> None:
     campaign, _contacts, _urls = sent
     link = db_session.scalar(select(Link).where(Link.campaign_id == campaign.id, Link.position == 1))
     r = client.get(f"/c/{runtime.tokens.seal(Purpose.CLICK, 0, link.id)}")
@@ -209,7 +209,7 @@ def test_test_send_links_work_but_record_nothing(runtime, client, db_session, se
     assert events(db_session, "click") == [] and events(db_session, "open") == []
 
 
-def test_an_interrupted_drain_is_replayed_without_loss_or_double_count(runtime, client, db_session, sent,  # noqa: ANN001
+def test_an_interrupted_drain_is_replayed_without_loss_or_double_count(runtime, client, db_session, sent,
                                                                      work) -> None:
     _campaign, contacts, urls = sent
     age_sends(db_session)
@@ -228,7 +228,7 @@ def test_an_interrupted_drain_is_replayed_without_loss_or_double_count(runtime, 
     assert hits.pending(redis) == 0
 
 
-def test_engagement_decays_with_a_30_day_half_life(runtime, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_engagement_decays_with_a_30_day_half_life(runtime, db_session, make_contacts) -> None:
     _topic, (contact,) = make_contacts(1)
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     engagement.add_to_score(contact, 3.0, t0)                       # a click
@@ -242,7 +242,7 @@ def test_engagement_decays_with_a_30_day_half_life(runtime, db_session, make_con
     assert fresh(db_session).get(Contact, contact.id).engagement_score == pytest.approx(1.375)
 
 
-def test_segments_can_ask_for_recent_human_clicks_and_no_recent_opens(client, db_session, sent, work) -> None:  # noqa: ANN001
+def test_segments_can_ask_for_recent_human_clicks_and_no_recent_opens(client, db_session, sent, work) -> None:
     _campaign, contacts, urls = sent
     age_sends(db_session)
     client.get(urls[contacts[0].email][1][0], headers={"User-Agent": BROWSER})       # human click
@@ -256,7 +256,7 @@ def test_segments_can_ask_for_recent_human_clicks_and_no_recent_opens(client, db
     assert no_open == {c.id for c in contacts[1:]}   # the machine open does not count
 
 
-def test_report_page_shows_people_and_machines_apart(client, db_session, sent, work) -> None:  # noqa: ANN001
+def test_report_page_shows_people_and_machines_apart(client, db_session, sent, work) -> None:
     from werkzeug.security import generate_password_hash
 
     from campaigns.models import AdminUser

@@ -28,7 +28,7 @@ SECRET = "relay-shared-secret-0123456789"
 
 
 @pytest.fixture()
-def sent(app, runtime, db_session, make_contacts, make_campaign, outbox, run_worker):  # noqa: ANN001, ANN201
+def sent(app, runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
     app.config["WEBHOOK_SECRET"] = SECRET
     topic, contacts = make_contacts(4)
     campaign = make_campaign([topic])
@@ -41,7 +41,7 @@ def sent(app, runtime, db_session, make_contacts, make_campaign, outbox, run_wor
     return campaign, contacts, ids
 
 
-def post(client, payload, *, secret: str = SECRET, sign: bool = False):  # noqa: ANN001, ANN201
+def post(client, payload, *, secret: str = SECRET, sign: bool = False):
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json"}
     if sign:
@@ -52,7 +52,7 @@ def post(client, payload, *, secret: str = SECRET, sign: bool = False):  # noqa:
 
 
 
-def test_unauthenticated_or_unconfigured_calls_change_nothing(app, client, db_session, sent) -> None:  # noqa: ANN001
+def test_unauthenticated_or_unconfigured_calls_change_nothing(app, client, db_session, sent) -> None:
     _campaign, contacts, ids = sent
     event = {"type": "complaint", "rapport_id": ids[contacts[0].email]}
     assert post(client, event, secret="").status_code == 401
@@ -63,7 +63,7 @@ def test_unauthenticated_or_unconfigured_calls_change_nothing(app, client, db_se
     assert fresh(db_session).get(Contact, contacts[0].id).status == ContactStatus.SUBSCRIBED
 
 
-def test_normalized_events_update_the_contact_list(client, db_session, runtime, sent, run_worker) -> None:  # noqa: ANN001
+def test_normalized_events_update_the_contact_list(client, db_session, runtime, sent, run_worker) -> None:
     campaign, contacts, ids = sent
     domain = runtime.settings.dkim_domain
     r = post(client, {"events": [
@@ -101,7 +101,7 @@ def test_normalized_events_update_the_contact_list(client, db_session, runtime, 
 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"events": []}', b'{"events": "x"}', b"null",
                                   json.dumps({"events": [{"type": "open"}] * 1001}).encode()])
-def test_malformed_bodies_get_a_400(client, sent, body: bytes) -> None:  # noqa: ANN001
+def test_malformed_bodies_get_a_400(client, sent, body: bytes) -> None:
     r = client.post("/webhooks/relay", data=body, headers={"Authorization": f"Bearer {SECRET}",
                                                            "Content-Type": "application/json"})
     assert r.status_code == 400
@@ -113,18 +113,18 @@ def basic(secret: str = SECRET) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"rapport:{secret}".encode()).decode()}
 
 
-def results(r) -> list[str]:  # noqa: ANN001
+def results(r) -> list[str]:
     assert r.status_code == 200, r.get_data(as_text=True)
     return [x["result"] for x in r.get_json()["results"]]
 
 
-def statuses(db_session, contacts) -> list[str]:  # noqa: ANN001
+def statuses(db_session, contacts) -> list[str]:
     db = fresh(db_session)
     return [str(db.get(Contact, c.id).status) for c in contacts]
 
 
 @pytest.fixture()
-def sns(app):  # noqa: ANN001, ANN201
+def sns(app):
     """A self-signed stand-in for SNS's signing certificate, served at an sns.*.amazonaws.com URL."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
@@ -148,7 +148,7 @@ def sns(app):  # noqa: ANN001, ANN201
             if message["Type"] == "Notification" else \
             ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
         canonical = "".join(f"{k}\n{message[k]}\n" for k in fields if k in message)
-        algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303 - SNS SignatureVersion 1
+        algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
         signature = key.sign(canonical.encode(), padding.PKCS1v15(), algorithm)
         return {**message, "SignatureVersion": version, "Signature": base64.b64encode(signature).decode(),
                 "SigningCertURL": cert_url}
@@ -177,7 +177,7 @@ def ses_mail(token: str, to: str, domain: str) -> dict:
                               "messageId": f"<{token}@{domain}>", "subject": "Our news"}}
 
 
-def test_amazon_ses_through_sns_bounces_and_complains(client, db_session, runtime, sent, sns) -> None:  # noqa: ANN001
+def test_amazon_ses_through_sns_bounces_and_complains(client, db_session, runtime, sent, sns) -> None:
     _campaign, contacts, ids = sent
     sign, fetched = sns
     domain = runtime.settings.dkim_domain
@@ -225,7 +225,7 @@ def test_amazon_ses_through_sns_bounces_and_complains(client, db_session, runtim
     assert r.status_code == 200 and r.get_json()["subscribed"] == TOPIC_ARN and subscribe_url in fetched
 
 
-def test_postmark_webhooks_with_basic_auth(client, db_session, sent) -> None:  # noqa: ANN001
+def test_postmark_webhooks_with_basic_auth(client, db_session, sent) -> None:
     _campaign, contacts, _ids = sent
     a, b, c = contacts[:3]
     hard = {"RecordType": "Bounce", "ID": 4323372036854775807, "Type": "HardBounce", "TypeCode": 1,
@@ -264,7 +264,7 @@ def mailgun(event_data: dict, *, key: str = MAILGUN_KEY, age: float = 0) -> dict
     return {"signature": {"timestamp": timestamp, "token": token, "signature": signature}, "event-data": event_data}
 
 
-def test_mailgun_signed_webhooks(app, client, db_session, runtime, sent, run_worker) -> None:  # noqa: ANN001
+def test_mailgun_signed_webhooks(app, client, db_session, runtime, sent, run_worker) -> None:
     app.config["MAILGUN_SIGNING_KEY"] = MAILGUN_KEY
     _campaign, contacts, ids = sent
     domain = runtime.settings.dkim_domain
@@ -302,7 +302,7 @@ def test_mailgun_signed_webhooks(app, client, db_session, runtime, sent, run_wor
     assert fresh(db_session).get(Contact, c.id).last_opened_at is not None
 
 
-def test_sendgrid_signed_event_webhook(app, client, db_session, runtime, sent, run_worker) -> None:  # noqa: ANN001
+def test_sendgrid_signed_event_webhook(app, client, db_session, runtime, sent, run_worker) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     app.config["SENDGRID_VERIFICATION_KEY"] = base64.b64encode(key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
@@ -311,7 +311,7 @@ def test_sendgrid_signed_event_webhook(app, client, db_session, runtime, sent, r
     a, b, c, d = contacts
     now = int(time.time())
 
-    def ev(contact: Contact, event: str, **extra) -> dict:  # noqa: ANN003
+    def ev(contact: Contact, event: str, **extra) -> dict:
         return {"email": contact.email, "timestamp": now, "smtp-id": f"<{ids[contact.email]}@{domain}>",
                 "event": event, "category": ["newsletter"], "sg_event_id": uuid.uuid4().hex,
                 "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0", **extra}
@@ -349,7 +349,7 @@ def test_sendgrid_signed_event_webhook(app, client, db_session, runtime, sent, r
     assert click.contact_id == c.id and click.data["url"] == "https://shop.test/events"
 
 
-def test_native_endpoints_answer_404_when_not_configured_or_unknown(app, client, sent) -> None:  # noqa: ANN001
+def test_native_endpoints_answer_404_when_not_configured_or_unknown(app, client, sent) -> None:
     assert client.post("/webhooks/relay/sparkpost", json={}, headers=basic()).status_code == 404
     app.config["WEBHOOK_SECRET"] = ""
     for relay in ("ses", "postmark", "mailgun", "sendgrid"):

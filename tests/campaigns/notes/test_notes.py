@@ -16,7 +16,7 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture()
-def users(db_session):  # noqa: ANN001, ANN201
+def users(db_session):
     """An admin, two editors and a viewer."""
     made = {}
     for key, role in (("admin", "admin"), ("anna", "editor"), ("ben", "editor"), ("vera", "viewer")):
@@ -27,7 +27,7 @@ def users(db_session):  # noqa: ANN001, ANN201
     return made
 
 
-def login(app, email: str):  # noqa: ANN001, ANN201
+def login(app, email: str):
     """A new test client logged in as `email`."""
     client = app.test_client()
     r = client.post("/admin/login", data={"email": email, "password": PASSWORD,
@@ -36,7 +36,7 @@ def login(app, email: str):  # noqa: ANN001, ANN201
     return client
 
 
-def test_only_the_author_or_an_admin_changes_a_note(db_session, users, make_contacts) -> None:  # noqa: ANN001
+def test_only_the_author_or_an_admin_changes_a_note(db_session, users, make_contacts) -> None:
     _topic, (contact,) = make_contacts(1)
     note = notes.add_note(db_session, contact.id, users["anna"], "  Daughter Mia starts school in May  ")
     db_session.commit()
@@ -60,7 +60,7 @@ def test_only_the_author_or_an_admin_changes_a_note(db_session, users, make_cont
     assert db_session.scalar(select(func.count()).select_from(Note)) == 0
 
 
-def test_notes_on_the_contact_page_pinned_on_top_and_on_the_timeline(app, db_session, users,  # noqa: ANN001
+def test_notes_on_the_contact_page_pinned_on_top_and_on_the_timeline(app, db_session, users,
                                                                       make_contacts) -> None:
     _topic, (contact,) = make_contacts(1)
     contact.attributes = {"partner": "Jonas"}
@@ -92,7 +92,7 @@ def test_notes_on_the_contact_page_pinned_on_top_and_on_the_timeline(app, db_ses
     assert client.get(f"/admin/contacts/{contact.id}/notes/999999").status_code == 404
 
 
-def test_contacts_list_search_finds_words_in_notes(app, db_session, users, make_contacts) -> None:  # noqa: ANN001
+def test_contacts_list_search_finds_words_in_notes(app, db_session, users, make_contacts) -> None:
     _topic, contacts = make_contacts(3)
     notes.add_note(db_session, contacts[1].id, users["anna"], "Prefers 100% organic seeds, no peat")
     notes.add_note(db_session, contacts[2].id, users["anna"], "Asked about peat-free compost")
@@ -107,7 +107,7 @@ def test_contacts_list_search_finds_words_in_notes(app, db_session, users, make_
     assert "Notes mentioning" not in client.get("/admin/contacts?q=zzz").get_data(as_text=True)
 
 
-def test_gdpr_export_holds_the_notes_and_erasure_removes_them(db_session, users, make_contacts) -> None:  # noqa: ANN001
+def test_gdpr_export_holds_the_notes_and_erasure_removes_them(db_session, users, make_contacts) -> None:
     _topic, (contact, other) = make_contacts(2)
     notes.add_note(db_session, contact.id, users["anna"], "Birthday surprise for her husband in June", pinned=True)
     notes.add_note(db_session, other.id, users["anna"], "Someone else's note")
@@ -119,7 +119,7 @@ def test_gdpr_export_holds_the_notes_and_erasure_removes_them(db_session, users,
     assert db_session.scalars(select(Note.body)).all() == ["Someone else's note"]
 
 
-def test_each_note_is_on_exactly_one_page_of_the_timeline(app, db_session, users, make_contacts) -> None:  # noqa: ANN001
+def test_each_note_is_on_exactly_one_page_of_the_timeline(app, db_session, users, make_contacts) -> None:
     import datetime as dt
     import re
 

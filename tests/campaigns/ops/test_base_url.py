@@ -13,12 +13,12 @@ from campaigns.models import Campaign, Send
 from tests.helpers import csrf, fresh
 
 
-def _send(editor, campaign_id: int):  # noqa: ANN001, ANN202
+def _send(editor, campaign_id: int):
     token = csrf(editor, f"/admin/campaigns/{campaign_id}")
     return editor.post(f"/admin/campaigns/{campaign_id}/send", data={"csrf_token": token}, follow_redirects=True)
 
 
-def test_http_base_url_refuses_campaigns_and_says_why(editor, runtime, db_session, make_contacts, make_campaign,  # noqa: ANN001
+def test_http_base_url_refuses_campaigns_and_says_why(editor, runtime, db_session, make_contacts, make_campaign,
                                                       outbox, run_worker) -> None:
     runtime.settings = runtime.settings.with_overrides({"base_url": "http://news.shop.test"})
     topic, _contacts = make_contacts(3)
@@ -34,7 +34,7 @@ def test_http_base_url_refuses_campaigns_and_says_why(editor, runtime, db_sessio
     assert fresh(db_session).get(Campaign, campaign.id).status == "draft"
 
 
-def test_allowed_http_base_url_sends_and_still_warns(editor, runtime, db_session, make_contacts, make_campaign,  # noqa: ANN001
+def test_allowed_http_base_url_sends_and_still_warns(editor, runtime, db_session, make_contacts, make_campaign,
                                                      outbox, run_worker) -> None:
     runtime.settings = runtime.settings.with_overrides({"base_url": "http://127.0.0.1:5000",
                                                         "allow_http_base_url": True})
@@ -47,7 +47,7 @@ def test_allowed_http_base_url_sends_and_still_warns(editor, runtime, db_session
     assert len(outbox.list()) == 2
 
 
-def test_https_base_url_shows_no_warning(editor, make_contacts, make_campaign) -> None:  # noqa: ANN001
+def test_https_base_url_shows_no_warning(editor, make_contacts, make_campaign) -> None:
     topic, _ = make_contacts(1)
     campaign = make_campaign([topic])
     assert 'id="base-url-warning"' not in editor.get("/admin/").get_data(as_text=True)
@@ -61,12 +61,12 @@ def test_https_base_url_shows_no_warning(editor, make_contacts, make_campaign) -
     ({"RAPPORT_DEMO": "1"}, True),
     ({"RAPPORT_ALLOW_INSECURE": "yes"}, True),
 ])
-def test_allowing_http_is_explicit(tmp_path, env: dict, allowed: bool) -> None:  # noqa: ANN001
+def test_allowing_http_is_explicit(tmp_path, env: dict, allowed: bool) -> None:
     settings = from_env({"RAPPORT_INSTANCE": str(tmp_path), "SECRET_KEY": "k" * 40, **env})
     assert settings.allow_http_base_url is allowed
 
 
-def test_recent_campaigns_most_recent_activity_first(editor, db_session, make_contacts, make_campaign) -> None:  # noqa: ANN001
+def test_recent_campaigns_most_recent_activity_first(editor, db_session, make_contacts, make_campaign) -> None:
     topic, _ = make_contacts(1)
     now = dt.datetime.now(dt.UTC)
     names = {}

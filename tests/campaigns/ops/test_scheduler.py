@@ -46,7 +46,7 @@ def test_a_missed_nightly_slot_runs_once_after_a_restart(runtime: Runtime) -> No
     assert beat is not None and {r.task.name for r in rows if r.last_run} >= {"engagement-decay"}
 
 
-def test_a_tick_runs_automations_through_the_worker(runtime: Runtime, db_session, run_worker, outbox) -> None:  # noqa: ANN001
+def test_a_tick_runs_automations_through_the_worker(runtime: Runtime, db_session, run_worker, outbox) -> None:
     today = dt.datetime.now(UTC).date()
     born = auto.yearly_date(today.month, today.day, 1990)
     save_contact(db_session, {"email": "birthday@example.com", "first_name": "Rosa", "timezone": "UTC",

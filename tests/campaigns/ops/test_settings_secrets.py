@@ -9,7 +9,7 @@ from campaigns.config import from_env
 ENV = {"RAPPORT_INSTANCE": "", "SECRET_KEY": "s" * 40}
 
 
-def settings(tmp_path: Path, **extra: str):  # noqa: ANN201
+def settings(tmp_path: Path, **extra: str):
     return from_env({**ENV, "RAPPORT_INSTANCE": str(tmp_path), **extra})
 
 
@@ -31,7 +31,7 @@ def test_unset_credentials_are_empty(tmp_path: Path) -> None:
     assert s.ses_topic_arns == ()
 
 
-def test_the_coupon_api_accepts_the_configured_token(app, client) -> None:  # noqa: ANN001
+def test_the_coupon_api_accepts_the_configured_token(app, client) -> None:
     from campaigns.web.context import rt
 
     with app.app_context():

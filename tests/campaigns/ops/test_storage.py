@@ -52,7 +52,7 @@ def s3_url(s3_server: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["local", "s3"])
-def storage(request, tmp_path: Path) -> Storage:  # noqa: ANN001
+def storage(request, tmp_path: Path) -> Storage:
     if request.param == "local":
         return LocalStorage(tmp_path / "files")
     return S3Storage(request.getfixturevalue("s3_url"))
@@ -104,7 +104,7 @@ def test_storage_url_choice(tmp_path: Path) -> None:
         from_env({"STORAGE_URL": "ftp://files", "SECRET_KEY": "x" * 40, "RAPPORT_INSTANCE": str(tmp_path)})
 
 
-def two_machines(runtime: Runtime, tmp_path: Path, storage_url: str):  # noqa: ANN201
+def two_machines(runtime: Runtime, tmp_path: Path, storage_url: str):
     """The web app on "machine A" and a worker runtime on "machine B": same database and Redis, own instance dirs."""
     web_settings = runtime.settings.with_overrides({"instance_path": tmp_path / "web-a", "storage_url": storage_url})
     app = create_app({"SETTINGS": web_settings, "TESTING": True})
@@ -126,7 +126,7 @@ def run_worker_on(worker_rt: Runtime, runtime: Runtime) -> None:
 CSV = "email,first_name\nana@example.com,Ana\nnot-an-address,Bob\nlea@example.com,Léa\n".encode()
 
 
-def test_import_with_web_and_worker_on_different_machines_sharing_s3(runtime, db_session, s3_url,  # noqa: ANN001
+def test_import_with_web_and_worker_on_different_machines_sharing_s3(runtime, db_session, s3_url,
                                                                      tmp_path: Path) -> None:
     app, worker_rt = two_machines(runtime, tmp_path, s3_url)
     client = app.test_client()
@@ -152,7 +152,7 @@ def test_import_with_web_and_worker_on_different_machines_sharing_s3(runtime, db
     worker_rt.close()
 
 
-def test_without_shared_storage_the_other_machine_cannot_read_the_upload(runtime, db_session,  # noqa: ANN001
+def test_without_shared_storage_the_other_machine_cannot_read_the_upload(runtime, db_session,
                                                                          tmp_path: Path) -> None:
     app, worker_rt = two_machines(runtime, tmp_path, "")
     client = app.test_client()
@@ -166,7 +166,7 @@ def test_without_shared_storage_the_other_machine_cannot_read_the_upload(runtime
     worker_rt.close()
 
 
-def test_export_written_by_a_worker_on_another_machine_downloads_from_the_web(runtime, db_session, s3_url,  # noqa: ANN001
+def test_export_written_by_a_worker_on_another_machine_downloads_from_the_web(runtime, db_session, s3_url,
                                                                                make_contacts, tmp_path: Path) -> None:
     """Export files go through the shared storage too: a worker elsewhere writes it, the web app serves it."""
     make_contacts(3)

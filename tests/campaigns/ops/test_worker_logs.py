@@ -14,7 +14,7 @@ from campaigns.sending import lifecycle as sending
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_a_campaign_of_many_batches_logs_a_few_lines_not_one_per_batch(runtime, db_session, make_contacts,  # noqa: ANN001
+def test_a_campaign_of_many_batches_logs_a_few_lines_not_one_per_batch(runtime, db_session, make_contacts,
                                                                        make_campaign, outbox) -> None:
     s = runtime.settings
     topic, _ = make_contacts(12)

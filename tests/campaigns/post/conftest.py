@@ -18,13 +18,13 @@ BERLIN = {"address_line1": "Lindenstraße 5", "postal_code": "10115", "city": "B
 
 
 @pytest.fixture()
-def post_audience(db_session):  # noqa: ANN001, ANN201
+def post_audience(db_session):
     """A topic and contacts by name: who should get a letter and who not, and why."""
     topic = Topic(name="Garden club")
     db_session.add(topic)
     db_session.flush()
 
-    def add(key: str, **fields: object):  # noqa: ANN202
+    def add(key: str, **fields: object):
         return save_contact(db_session, {"email": f"{key}@example.com", "first_name": key.title(),
                                          "last_name": "Gärtner", **fields}, topic_ids=[topic.id])
 
@@ -49,11 +49,11 @@ COUPON_TEXT = "<mj-text>Your code {{ coupon.code }} gives you {{ coupon.value }}
 
 
 @pytest.fixture()
-def post_campaign(db_session):  # noqa: ANN001, ANN201
+def post_campaign(db_session):
     """A draft nurture campaign for the topic, with a coupon when given a pool."""
     from campaigns.composing.editor import save_campaign
 
-    def make(topic, coupon_pool_id: int | None = None):  # noqa: ANN001, ANN202
+    def make(topic, coupon_pool_id: int | None = None):
         mjml = LETTER_MJML if coupon_pool_id is None else \
             LETTER_MJML.replace("<mj-text>Warm", COUPON_TEXT + "<mj-text>Warm")
         campaign = save_campaign(db_session, {"name": "Thank-you letter", "kind": "nurture", "mjml": mjml,

@@ -32,7 +32,7 @@ from campaigns.post import addresses, runs
 from tests.helpers import fresh
 
 
-def _files(runtime, run_id: int) -> dict[str, bytes]:  # noqa: ANN001
+def _files(runtime, run_id: int) -> dict[str, bytes]:
     store = storage.for_settings(runtime.settings)
     out = {}
     for which in runs.FILES:
@@ -41,7 +41,7 @@ def _files(runtime, run_id: int) -> dict[str, bytes]:  # noqa: ANN001
     return out
 
 
-def _print(db_session, runtime, campaign, **data: str) -> PostRun:  # noqa: ANN001
+def _print(db_session, runtime, campaign, **data: str) -> PostRun:
     run = runs.create_run(db_session, campaign, {"layout": "din5008", "label_sheet": "L7160",
                                                  "return_address": "Green Thumb, Lindenstraße 1, 10115 Berlin",
                                                  **data}, created_by="mara@shop.test")
@@ -52,7 +52,7 @@ def _print(db_session, runtime, campaign, **data: str) -> PostRun:  # noqa: ANN0
     return fresh(db_session).get(PostRun, run_id)
 
 
-def test_letters_go_to_exactly_the_eligible_contacts_and_are_recorded(db_session, runtime, post_audience,  # noqa: ANN001
+def test_letters_go_to_exactly_the_eligible_contacts_and_are_recorded(db_session, runtime, post_audience,
                                                                       post_campaign) -> None:
     topic, people = post_audience
     addresses.set_no_post(db_session, people["nopost"].id, True, source="test")
@@ -82,7 +82,7 @@ def test_letters_go_to_exactly_the_eligible_contacts_and_are_recorded(db_session
         runs.create_run(db_session, campaign, {"layout": "din5008", "label_sheet": "L7160"}, created_by="x")
 
 
-def test_each_page_has_the_right_name_address_and_code(db_session, runtime, post_audience,  # noqa: ANN001
+def test_each_page_has_the_right_name_address_and_code(db_session, runtime, post_audience,
                                                         post_campaign) -> None:
     topic, people = post_audience
     pool = CouponPool(name="Spring", value_description="15% off your next order",
@@ -124,7 +124,7 @@ def test_each_page_has_the_right_name_address_and_code(db_session, runtime, post
     assert rows[3]["address_block"] == "Gwen Gärtner | 12 Elm Street | SPRINGFIELD IL 62701"
 
 
-def test_the_contact_policy_counts_letters_like_mail(db_session, runtime, post_audience,  # noqa: ANN001
+def test_the_contact_policy_counts_letters_like_mail(db_session, runtime, post_audience,
                                                      post_campaign) -> None:
     topic, _people = post_audience
     first = _print(db_session, runtime, post_campaign(topic))
@@ -139,7 +139,7 @@ def test_the_contact_policy_counts_letters_like_mail(db_session, runtime, post_a
     assert sorted(reasons) == ["daily-total"] * 4 + ["paused"]
 
 
-def test_a_run_needs_a_printable_draft(db_session, post_audience, post_campaign) -> None:  # noqa: ANN001
+def test_a_run_needs_a_printable_draft(db_session, post_audience, post_campaign) -> None:
     topic, _people = post_audience
     campaign = post_campaign(topic)
     good = {"layout": "din5008", "label_sheet": "L7160"}
@@ -161,7 +161,7 @@ def test_a_run_needs_a_printable_draft(db_session, post_audience, post_campaign)
         runs.create_run(db_session, campaign, good, created_by="x")
 
 
-def test_no_post_choice_gdpr_export_and_erasure(db_session, runtime, post_audience, post_campaign) -> None:  # noqa: ANN001
+def test_no_post_choice_gdpr_export_and_erasure(db_session, runtime, post_audience, post_campaign) -> None:
     topic, people = post_audience
     anna = people["anna"]
     assert addresses.set_no_post(db_session, anna.id, True, source="test")
@@ -178,12 +178,12 @@ def test_no_post_choice_gdpr_export_and_erasure(db_session, runtime, post_audien
         assert db_session.scalar(select(func.count()).select_from(model).where(model.contact_id == anna.id)) == 0
 
 
-def test_a_failed_run_is_tried_again_without_choosing_twice(db_session, runtime, post_audience, post_campaign,  # noqa: ANN001
+def test_a_failed_run_is_tried_again_without_choosing_twice(db_session, runtime, post_audience, post_campaign,
                                                             monkeypatch) -> None:
     topic, _people = post_audience
     real = runs.render.letters_pdf
 
-    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def broken(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(runs.render, "letters_pdf", broken)

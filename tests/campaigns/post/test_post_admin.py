@@ -18,7 +18,7 @@ from tests.helpers import csrf, fresh
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "screenshots"
 
 
-def test_print_run_through_the_admin_and_the_worker(editor, db_session, post_audience, post_campaign,  # noqa: ANN001
+def test_print_run_through_the_admin_and_the_worker(editor, db_session, post_audience, post_campaign,
                                                     work) -> None:
     topic, people = post_audience
     campaign = post_campaign(topic)
@@ -71,7 +71,7 @@ def test_progress_is_reported_while_rendering() -> None:
     assert len(labels.pages) == 2 and "Person 30" in labels.pages[1].extract_text()
 
 
-def test_no_post_in_the_preference_center_and_on_the_contact_page(client, editor, db_session, runtime,  # noqa: ANN001
+def test_no_post_in_the_preference_center_and_on_the_contact_page(client, editor, db_session, runtime,
                                                                   post_audience) -> None:
     _topic, people = post_audience
     anna = people["anna"]

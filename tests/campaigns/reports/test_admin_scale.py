@@ -25,13 +25,13 @@ from tests.helpers import csrf, export_contacts, fresh
 
 
 @pytest.fixture()
-def big(runtime):  # noqa: ANN001, ANN201
+def big(runtime):
     """Treat the list as big: every costly figure goes through its background job."""
     runtime.settings = dataclasses.replace(runtime.settings, live_count_limit=0)
     return runtime
 
 
-def _age_summary(runtime, kind: str, *args, seconds: int) -> None:  # noqa: ANN001, ANN002
+def _age_summary(runtime, kind: str, *args, seconds: int) -> None:
     """Make a stored summary look `seconds` old (as if computed back then)."""
     key = summaries.KEY.format(":".join([kind, *(str(a) for a in args)]))
     data = json.loads(runtime.redis.get(key))
@@ -40,7 +40,7 @@ def _age_summary(runtime, kind: str, *args, seconds: int) -> None:  # noqa: ANN0
 
 
 def test_topics_and_dashboard_are_counted_in_the_background_and_show_their_age(
-        big, editor, db_session, make_contacts, work) -> None:  # noqa: ANN001
+        big, editor, db_session, make_contacts, work) -> None:
     topic, _ = make_contacts(3)
     page = editor.get("/admin/topics").get_data(as_text=True)
     assert "being counted in the background" in page and "counting…" in page
@@ -69,7 +69,7 @@ def test_topics_and_dashboard_are_counted_in_the_background_and_show_their_age(
 
 
 def test_report_is_computed_once_by_a_job_for_page_and_json(big, editor, db_session, runtime, make_contacts,
-                                                            make_campaign, work) -> None:  # noqa: ANN001
+                                                            make_campaign, work) -> None:
     topic, _ = make_contacts(4)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
@@ -87,7 +87,7 @@ def test_report_is_computed_once_by_a_job_for_page_and_json(big, editor, db_sess
 
 
 def test_audience_and_forecast_come_from_a_job_and_never_from_another_audience(
-        big, editor, db_session, make_contacts, make_campaign, work) -> None:  # noqa: ANN001
+        big, editor, db_session, make_contacts, make_campaign, work) -> None:
     topic, _ = make_contacts(3)
     other, _ = make_contacts(2, topic_name="Offers", prefix="offer")
     campaign = make_campaign([topic], kind="marketing")
@@ -109,7 +109,7 @@ def test_audience_and_forecast_come_from_a_job_and_never_from_another_audience(
 
 
 def test_saved_segment_counts_are_exact_with_their_age_and_builder_counts_are_labelled_estimates(
-        big, editor, db_session, work, monkeypatch) -> None:  # noqa: ANN001
+        big, editor, db_session, work, monkeypatch) -> None:
     for i in range(1, 201):
         save_contact(db_session, {"email": f"c{i}@example.com", "city": "Berlin" if i % 4 == 0 else "Wien"})
     db_session.commit()
@@ -142,7 +142,7 @@ def test_saved_segment_counts_are_exact_with_their_age_and_builder_counts_are_la
 
 
 def test_progress_poll_counts_few_rows_exactly_and_many_from_the_counters(
-        db_session, make_contacts, make_campaign, monkeypatch) -> None:  # noqa: ANN001
+        db_session, make_contacts, make_campaign, monkeypatch) -> None:
     topic, people = make_contacts(6)
     campaign = make_campaign([topic])
     db_session.add_all([Send(campaign_id=campaign.id, contact_id=c.id, status=SendStatus.QUEUED) for c in people])
@@ -162,7 +162,7 @@ def test_progress_poll_counts_few_rows_exactly_and_many_from_the_counters(
     assert sending.progress(db_session, campaign.id)["remaining"] == 3
 
 
-def test_interest_picker_jumps_through_distinct_interests_in_order(db_session, editor) -> None:  # noqa: ANN001
+def test_interest_picker_jumps_through_distinct_interests_in_order(db_session, editor) -> None:
     for i, tags in enumerate([["roses", "tools"], ["roses"], ["books", "wine"], [], ["tools", "zinnias"]]):
         save_contact(db_session, {"email": f"t{i}@example.com"}, interests=tags)
     db_session.commit()
@@ -174,7 +174,7 @@ def test_interest_picker_jumps_through_distinct_interests_in_order(db_session, e
     assert editor.get("/admin/segments/new").status_code == 200
 
 
-def test_export_files_are_deleted_after_their_time(editor, runtime, make_contacts, work) -> None:  # noqa: ANN001
+def test_export_files_are_deleted_after_their_time(editor, runtime, make_contacts, work) -> None:
     make_contacts(2)
     body, state = export_contacts(editor, work)
     assert state["rows"] == 2 and body.count("\n") == 3
@@ -190,7 +190,7 @@ def test_export_files_are_deleted_after_their_time(editor, runtime, make_contact
     assert r.status_code == 302 and r.headers["Location"].endswith("/admin/contacts/export?status=unsubscribed")
 
 
-def test_an_export_of_a_bad_filter_is_refused_and_a_failed_one_says_so(editor, runtime, db_session,  # noqa: ANN001
+def test_an_export_of_a_bad_filter_is_refused_and_a_failed_one_says_so(editor, runtime, db_session,
                                                                         make_contacts, run_worker) -> None:
     make_contacts(2)
     token = csrf(editor, "/admin/contacts/export")
@@ -214,7 +214,7 @@ def test_an_export_of_a_bad_filter_is_refused_and_a_failed_one_says_so(editor, r
     assert db_session.scalar(select(Contact.id).limit(1)) is not None
 
 
-def test_a_long_read_never_blocks_a_worker_sending_and_recording(runtime, client, db_session, make_contacts,  # noqa: ANN001
+def test_a_long_read_never_blocks_a_worker_sending_and_recording(runtime, client, db_session, make_contacts,
                                                                  make_campaign, outbox, run_worker) -> None:
     """A read session (what the admin's GET pages and the summary and export jobs read through) stays open for the
     whole send: the worker still claims, sends and records every message, and writes the recipients' opens."""

@@ -18,7 +18,7 @@ STATIC = Path(__file__).resolve().parents[3] / "campaigns" / "static"
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)        # a Monday
 
 
-def _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker, n: int = 6):  # noqa: ANN001, ANN202
+def _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker, n: int = 6):
     topic, contacts = make_contacts(n)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
@@ -35,13 +35,13 @@ def _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker
     return db_session.get(Campaign, campaign.id), contacts, sends, links
 
 
-def _event(db_session, campaign, contact, send, type_, at, machine=False, **data) -> None:  # noqa: ANN001, ANN003
+def _event(db_session, campaign, contact, send, type_, at, machine=False, **data) -> None:
     db_session.add(Event(contact_id=contact.id, campaign_id=campaign.id, send_id=send.id, type=type_,
                          occurred_at=at, machine=machine, data=data))
 
 
 def test_campaign_charts_bucket_events_by_hour_and_keep_machines_apart(
-        runtime, db_session, make_contacts, make_campaign, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, run_worker) -> None:
     campaign, contacts, sends, links = _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker)
     c = contacts
     _event(db_session, campaign, c[0], sends[c[0].id], EventType.OPEN, T0 + dt.timedelta(minutes=10))
@@ -72,7 +72,7 @@ def test_campaign_charts_bucket_events_by_hour_and_keep_machines_apart(
     assert charts["rules"] == [{"reason": "ratio", "held": 1, "skipped": 0}]
 
 
-def test_long_campaigns_are_charted_by_day(runtime, db_session, make_contacts, make_campaign, run_worker) -> None:  # noqa: ANN001
+def test_long_campaigns_are_charted_by_day(runtime, db_session, make_contacts, make_campaign, run_worker) -> None:
     campaign, contacts, sends, _ = _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker, 2)
     at = T0 + dt.timedelta(days=6, hours=14)                          # Sunday 23:00
     _event(db_session, campaign, contacts[0], sends[contacts[0].id], EventType.OPEN, at)
@@ -82,7 +82,7 @@ def test_long_campaigns_are_charted_by_day(runtime, db_session, make_contacts, m
     assert t["series"]["opens"] == [0, 0, 0, 0, 0, 0, 1]
 
 
-def test_dashboard_counts_list_growth_and_weekly_people_engaged(db_session, make_contacts) -> None:  # noqa: ANN001
+def test_dashboard_counts_list_growth_and_weekly_people_engaged(db_session, make_contacts) -> None:
     _, contacts = make_contacts(5)
     now = dt.datetime(2026, 3, 18, 12, 0, tzinfo=dt.UTC)                 # a Wednesday
     created = [now - dt.timedelta(weeks=30), now - dt.timedelta(weeks=2), now - dt.timedelta(weeks=2),
@@ -103,7 +103,7 @@ def test_dashboard_counts_list_growth_and_weekly_people_engaged(db_session, make
 
 
 def test_report_and_dashboard_pages_load_the_vendored_chart_library(
-        logged_in, runtime, db_session, make_contacts, make_campaign, run_worker) -> None:  # noqa: ANN001
+        logged_in, runtime, db_session, make_contacts, make_campaign, run_worker) -> None:
     campaign, *_ = _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker, 2)
     page = logged_in.get(f"/admin/campaigns/{campaign.id}/report")
     html = page.get_data(as_text=True)
@@ -124,7 +124,7 @@ def test_report_and_dashboard_pages_load_the_vendored_chart_library(
 
 
 def test_held_and_skipped_rules_read_in_words_on_the_report(
-        logged_in, runtime, db_session, make_contacts, make_campaign, run_worker) -> None:  # noqa: ANN001
+        logged_in, runtime, db_session, make_contacts, make_campaign, run_worker) -> None:
     campaign, contacts, sends, _ = _sent_campaign(runtime, db_session, make_contacts, make_campaign, run_worker, 2)
     db_session.execute(update(Send).where(Send.id == sends[contacts[0].id].id).values(
         status=SendStatus.SKIPPED, reason="topic"))
@@ -135,7 +135,7 @@ def test_held_and_skipped_rules_read_in_words_on_the_report(
     assert rules == [{"reason": "topic", "label": "left the campaign's topic", "held": 0, "skipped": 1}]
 
 
-def test_the_campaigns_list_orders_like_the_dashboard_by_the_date_it_shows(logged_in, db_session) -> None:  # noqa: ANN001
+def test_the_campaigns_list_orders_like_the_dashboard_by_the_date_it_shows(logged_in, db_session) -> None:
     now = dt.datetime.now(dt.UTC)
     db_session.add_all([Campaign(name="Drafted long ago, sent today", subject="a", mjml="<mjml></mjml>",
                                  created_at=now - dt.timedelta(days=30), started_at=now),
@@ -147,7 +147,7 @@ def test_the_campaigns_list_orders_like_the_dashboard_by_the_date_it_shows(logge
         assert html.index("Drafted long ago, sent today") < html.index("Drafted yesterday"), url
 
 
-def test_topic_subscribers_are_the_people_a_campaign_to_it_reaches(logged_in, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_topic_subscribers_are_the_people_a_campaign_to_it_reaches(logged_in, db_session, make_contacts) -> None:
     from campaigns.models import ContactStatus
 
     topic, contacts = make_contacts(3)

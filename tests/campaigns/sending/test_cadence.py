@@ -15,13 +15,13 @@ from campaigns.models import Contact, ContactStatus, Send, SendStatus
 from tests.helpers import csrf, fresh
 
 
-def login_demo(client) -> None:  # noqa: ANN001
+def login_demo(client) -> None:
     r = client.post("/admin/login", data={"email": demo_data.DEMO_EMAIL, "password": demo_data.DEMO_PASSWORD,
                                           "csrf_token": csrf(client, "/admin/login")})
     assert r.status_code == 302
 
 
-def test_cadence_report_on_the_demo_matches_the_send_table(runtime, db_session, client) -> None:  # noqa: ANN001
+def test_cadence_report_on_the_demo_matches_the_send_table(runtime, db_session, client) -> None:
     assert demo_data.seed(runtime.settings, contacts=80)
     fresh(db_session)
     now = dt.datetime.now(dt.UTC)
@@ -52,7 +52,7 @@ def test_cadence_report_on_the_demo_matches_the_send_table(runtime, db_session, 
 
 
 def test_a_contact_mailed_lately_is_not_quiet_even_without_last_sent_at(
-        runtime, db_session, make_contacts, outbox, work) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, outbox, work) -> None:
     from campaigns.sending import lifecycle as sending
 
     now = dt.datetime.now(dt.UTC)

@@ -23,13 +23,13 @@ class Scripted:
         self.replies: dict[str, str] = {}
         self.received: list[str] = []
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.replies:
             return self.replies[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+    async def handle_DATA(self, server, session, envelope):
         self.received.extend(envelope.rcpt_tos)
         return "250 OK"
 
@@ -41,7 +41,7 @@ def free_port() -> int:
 
 
 @pytest.fixture()
-def scripted(runtime):  # noqa: ANN001, ANN201
+def scripted(runtime):
     handler = Scripted()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="sink.test")
@@ -51,14 +51,14 @@ def scripted(runtime):  # noqa: ANN001, ANN201
     controller.stop()
 
 
-def use_relay(runtime, url: str) -> None:  # noqa: ANN001
+def use_relay(runtime, url: str) -> None:
     runtime.settings = runtime.settings.with_overrides({"smtp_urls": (url,)})
     if "relays" in runtime.__dict__:
         runtime.relays.close()
         del runtime.__dict__["relays"]
 
 
-def rows(db_session) -> dict[str, Send]:  # noqa: ANN001
+def rows(db_session) -> dict[str, Send]:
     db_session.rollback()
     db_session.expire_all()
     joined = select(Send, Contact).join(Contact, Contact.id == Send.contact_id)
@@ -66,7 +66,7 @@ def rows(db_session) -> dict[str, Send]:  # noqa: ANN001
 
 
 def test_4xx_is_retried_later_with_backoff_and_then_delivered(runtime, db_session, make_contacts, make_campaign,
-                                                              scripted, run_worker) -> None:  # noqa: ANN001
+                                                              scripted, run_worker) -> None:
     topic, contacts = make_contacts(4)
     greylisted = contacts[1].email
     scripted.replies[greylisted] = "451 4.7.1 Greylisted, try again later"
@@ -99,7 +99,7 @@ def test_4xx_is_retried_later_with_backoff_and_then_delivered(runtime, db_sessio
 
 
 def test_5xx_fails_with_the_reply_and_suppresses_the_address(runtime, db_session, make_contacts, make_campaign,
-                                                             scripted, run_worker) -> None:  # noqa: ANN001
+                                                             scripted, run_worker) -> None:
     topic, contacts = make_contacts(3)
     scripted.replies[contacts[0].email] = "550 5.1.1 No such user here"
     campaign = make_campaign([topic])
@@ -114,7 +114,7 @@ def test_5xx_fails_with_the_reply_and_suppresses_the_address(runtime, db_session
 
 
 def test_mixed_outcomes_of_one_claim_are_each_recorded(runtime, db_session, make_contacts, make_campaign,
-                                                       scripted, run_worker) -> None:  # noqa: ANN001
+                                                       scripted, run_worker) -> None:
     """A claim's outcomes are written grouped by outcome: each row still gets exactly its own status and reply."""
     topic, contacts = make_contacts(12)
     rejected = {contacts[1].email, contacts[5].email, contacts[9].email}
@@ -144,7 +144,7 @@ def test_mixed_outcomes_of_one_claim_are_each_recorded(runtime, db_session, make
     assert (campaign.sent, campaign.failed) == (8, 3)
 
 
-def test_max_attempts_then_failed(runtime, db_session, make_contacts, make_campaign, scripted) -> None:  # noqa: ANN001
+def test_max_attempts_then_failed(runtime, db_session, make_contacts, make_campaign, scripted) -> None:
     runtime.settings = runtime.settings.with_overrides({"max_attempts": 2})
     topic, contacts = make_contacts(1)
     scripted.replies[contacts[0].email] = "452 4.2.2 Mailbox full"
@@ -162,7 +162,7 @@ def test_max_attempts_then_failed(runtime, db_session, make_contacts, make_campa
 
 
 def test_retry_schedule_from_the_environment_and_the_settings_page(runtime, editor, db_session, make_contacts,
-                                                                   make_campaign, scripted, run_worker) -> None:  # noqa: ANN001
+                                                                   make_campaign, scripted, run_worker) -> None:
     from campaigns.config import ConfigError, from_env
     from tests.helpers import csrf
 
@@ -208,7 +208,7 @@ def test_retry_schedule_from_the_environment_and_the_settings_page(runtime, edit
 
 
 def test_retries_end_at_the_maximum_age(runtime, db_session, make_contacts, make_campaign, scripted,
-                                         run_worker) -> None:  # noqa: ANN001
+                                         run_worker) -> None:
     runtime.settings = runtime.settings.with_overrides({"retry_max_age": 3600})
     topic, contacts = make_contacts(1)
     scripted.replies[contacts[0].email] = "451 4.3.0 Try later"
@@ -227,10 +227,10 @@ def test_retries_end_at_the_maximum_age(runtime, db_session, make_contacts, make
 
 
 def test_relay_refusing_login_pauses_campaign_and_blames_no_recipient(runtime, db_session, make_contacts,
-                                                                      make_campaign) -> None:  # noqa: ANN001
+                                                                      make_campaign) -> None:
     port = free_port()
 
-    def deny(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+    def deny(server, session, envelope, mechanism, auth_data):
         return AuthResult(success=False, handled=False)
 
     controller = Controller(Scripted(), hostname="127.0.0.1", port=port, authenticator=deny,
@@ -255,7 +255,7 @@ def test_relay_refusing_login_pauses_campaign_and_blames_no_recipient(runtime, d
 
 
 def test_unreachable_relay_auto_pauses_after_consecutive_failures(runtime, db_session, make_contacts,
-                                                                  make_campaign, run_worker) -> None:  # noqa: ANN001
+                                                                  make_campaign, run_worker) -> None:
     use_relay(runtime, f"smtp://127.0.0.1:{free_port()}")     # nothing listens there
     runtime.settings = runtime.settings.with_overrides({"max_consecutive_failures": 4})
     topic, _ = make_contacts(9)
@@ -271,7 +271,7 @@ def test_unreachable_relay_auto_pauses_after_consecutive_failures(runtime, db_se
     assert 4 <= sum(1 for s in state if "temporary failure" in s.last_error) <= 4 + delivery._Delivery.IN_FLIGHT - 1
 
 
-def test_campaign_goes_through_its_chosen_relay(runtime, db_session, make_contacts, make_campaign) -> None:  # noqa: ANN001
+def test_campaign_goes_through_its_chosen_relay(runtime, db_session, make_contacts, make_campaign) -> None:
     from campaigns.composing.editor import save_campaign
     from campaigns.errors import ValidationError
 
@@ -305,7 +305,7 @@ def test_campaign_goes_through_its_chosen_relay(runtime, db_session, make_contac
 
 
 def test_a_suppressed_address_added_again_stays_suppressed(runtime, db_session, make_contacts, make_campaign,
-                                                           scripted, run_worker) -> None:  # noqa: ANN001
+                                                           scripted, run_worker) -> None:
     from campaigns.contacts.records import save_contact
 
     topic, contacts = make_contacts(2)
@@ -329,7 +329,7 @@ def test_a_suppressed_address_added_again_stays_suppressed(runtime, db_session, 
 
 
 def test_a_template_failing_for_many_recipients_pauses_the_campaign_with_the_reason(
-        runtime, db_session, make_contacts, make_campaign, scripted, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, scripted, run_worker) -> None:
     """Issue 12: a template that breaks for real recipients (here: anyone whose last name is set) stops the
     campaign after max_template_failures in a row instead of failing the whole audience."""
     runtime.settings = runtime.settings.with_overrides({"max_template_failures": 3})

@@ -29,19 +29,19 @@ from mailer.tracking import Purpose
 from tests.campaigns.sending.test_policy import days, fresh, history, sends_of, set_policy
 
 
-def age(session, contact: Contact, by: dt.timedelta) -> None:  # noqa: ANN001
+def age(session, contact: Contact, by: dt.timedelta) -> None:
     """Let time pass for one contact: their past mail moves back by `by`."""
     for row in session.scalars(select(PolicyLedger).where(PolicyLedger.contact_id == contact.id)):
         row.sent_at -= by
     session.commit()
 
 
-def mails_to(outbox, email: str) -> list:  # noqa: ANN001
+def mails_to(outbox, email: str) -> list:
     return [outbox.get(e.key) for e in outbox.list(limit=500) if email in e.recipients]
 
 
 @pytest.fixture()
-def readers(db_session, make_contacts, make_campaign, runtime, run_worker):  # noqa: ANN001, ANN201
+def readers(db_session, make_contacts, make_campaign, runtime, run_worker):
     """A weekly reader and an every-mail reader, each mailed 2 days ago, then two newsletters sent to both."""
     topic, (weekly, every) = make_contacts(2)
     weekly.frequency = Frequency.WEEKLY
@@ -63,7 +63,7 @@ def readers(db_session, make_contacts, make_campaign, runtime, run_worker):  # n
 
 
 def test_weekly_reader_gets_one_digest_after_the_period_not_before(
-        db_session, runtime, run_worker, outbox, readers, client):  # noqa: ANN001
+        db_session, runtime, run_worker, outbox, readers, client):
     weekly, every, letters = readers
     # The every-mail reader got both newsletters; the weekly reader's are held for their choice.
     assert len(mails_to(outbox, every.email)) == 2
@@ -125,7 +125,7 @@ def test_weekly_reader_gets_one_digest_after_the_period_not_before(
     assert re.search(r'href="https://mail\.shop\.test/c/[^"]+"', body)          # links are tracked as usual
 
 
-def test_web_version_rejects_forged_and_cross_purpose_tokens(db_session, runtime, client, readers):  # noqa: ANN001
+def test_web_version_rejects_forged_and_cross_purpose_tokens(db_session, runtime, client, readers):
     weekly, _every, letters = readers
     send_id = db_session.scalar(select(Send.id).where(Send.campaign_id == letters[0].id,
                                                       Send.contact_id == weekly.id))
@@ -141,7 +141,7 @@ def test_web_version_rejects_forged_and_cross_purpose_tokens(db_session, runtime
 
 
 def test_monthly_reader_is_due_after_thirty_days(db_session, runtime, make_contacts, make_campaign,
-                                                 run_worker, outbox):  # noqa: ANN001
+                                                 run_worker, outbox):
     topic, (monthly,) = make_contacts(1, prefix="monthly")
     monthly.frequency = Frequency.MONTHLY
     db_session.commit()
@@ -165,7 +165,7 @@ def test_monthly_reader_is_due_after_thirty_days(db_session, runtime, make_conta
 
 
 def test_switching_back_to_every_mail_releases_held_mail(db_session, runtime, readers, run_worker,
-                                                         outbox):  # noqa: ANN001
+                                                         outbox):
     weekly, _every, letters = readers
     weekly = fresh(db_session).get(Contact, weekly.id)
     weekly.frequency = Frequency.EVERY
@@ -177,7 +177,7 @@ def test_switching_back_to_every_mail_releases_held_mail(db_session, runtime, re
     assert db_session.scalars(select(DigestItem)).all() == []
 
 
-def test_a_stranded_run_is_dispatched_by_the_next_run(db_session, runtime, readers, run_worker, outbox):  # noqa: ANN001
+def test_a_stranded_run_is_dispatched_by_the_next_run(db_session, runtime, readers, run_worker, outbox):
     weekly, _every, _letters = readers
     age(db_session, weekly, dt.timedelta(days=6))
     rules = policy.load(db_session, runtime.settings.policy)
@@ -200,7 +200,7 @@ def test_digest_is_scheduled_daily_and_not_offered_as_a_starter() -> None:
 
 
 def test_resuming_a_paused_digest_mails_only_its_own_contacts(db_session, runtime, readers, run_worker,
-                                                               outbox):  # noqa: ANN001
+                                                               outbox):
     weekly, every, _letters = readers
     age(db_session, weekly, dt.timedelta(days=6))
     rules = policy.load(db_session, runtime.settings.policy)
@@ -221,7 +221,7 @@ def test_resuming_a_paused_digest_mails_only_its_own_contacts(db_session, runtim
 
 
 def test_mail_of_a_topic_left_meanwhile_is_not_in_the_digest(db_session, runtime, readers, run_worker,
-                                                            outbox):  # noqa: ANN001
+                                                            outbox):
     from campaigns.models import Subscription
 
     weekly, _every, letters = readers
@@ -236,7 +236,7 @@ def test_mail_of_a_topic_left_meanwhile_is_not_in_the_digest(db_session, runtime
     assert all(sends_of(db_session, c.id)[weekly.id] == ("held", "preference") for c in letters)
 
 
-def test_mail_to_a_segment_alone_is_in_the_digest(db_session, runtime, readers, run_worker, outbox,  # noqa: ANN001
+def test_mail_to_a_segment_alone_is_in_the_digest(db_session, runtime, readers, run_worker, outbox,
                                                   make_campaign) -> None:
     import json
 
@@ -259,7 +259,7 @@ def test_mail_to_a_segment_alone_is_in_the_digest(db_session, runtime, readers, 
     assert len(got) == 1 and f"Berlin news for {weekly.first_name}" in got[0].html
 
 
-def test_mail_of_a_topic_left_is_not_in_the_digest_while_another_topic_is_kept(db_session, runtime, readers,  # noqa: ANN001
+def test_mail_of_a_topic_left_is_not_in_the_digest_while_another_topic_is_kept(db_session, runtime, readers,
                                                                                 run_worker, outbox,
                                                                                 make_campaign) -> None:
     """The topic check is per campaign: being subscribed to some other campaign's topic does not count."""

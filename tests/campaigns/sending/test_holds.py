@@ -25,7 +25,7 @@ def held_rows(page: str) -> dict[str, int]:
 
 
 def test_ratio_held_contacts_made_eligible_by_a_nurture_mail_show_the_daily_limit_and_when(
-        admin_client, runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        admin_client, runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
     topic, contacts = make_contacts(8)
     almost, far = contacts[:5], contacts[5:]
     for c in almost:

@@ -32,7 +32,7 @@ DEFAULTS = {f: getattr(PolicySettings(), f) for f in ("window_days", "ratio_mark
                                                        "messages_per_day", "hold_days")}
 
 
-def set_policy(session, **values) -> PolicySettings:  # noqa: ANN001
+def set_policy(session, **values) -> PolicySettings:
     """Store the policy as the admin would (enabled unless told otherwise)."""
     data = {**DEFAULTS, "enabled": "1", **values}
     if not data["enabled"]:
@@ -42,7 +42,7 @@ def set_policy(session, **values) -> PolicySettings:  # noqa: ANN001
     return saved
 
 
-def history(session, contact: Contact, kind: str, *ages: dt.timedelta) -> None:  # noqa: ANN001
+def history(session, contact: Contact, kind: str, *ages: dt.timedelta) -> None:
     """Mail this contact got in the past: one finished campaign per message, with its send and ledger rows."""
     for age in ages:
         at = utcnow() - age
@@ -63,13 +63,13 @@ def days(*n: float) -> list[dt.timedelta]:
 
 
 
-def sends_of(session, campaign_id: int) -> dict[int, tuple[str, str]]:  # noqa: ANN001
+def sends_of(session, campaign_id: int) -> dict[int, tuple[str, str]]:
     return {s.contact_id: (s.status, s.reason) for s in fresh(session).scalars(
         select(Send).where(Send.campaign_id == campaign_id))}
 
 
 @pytest.fixture()
-def people(db_session, make_contacts):  # noqa: ANN001, ANN201
+def people(db_session, make_contacts):
     """Contacts with different histories, each exercising one rule of the default policy (1:3 in 30 days, 1 marketing
     per 7 days, 1 mail per 24 hours, 3 nurture first)."""
     topic, contacts = make_contacts(10)
@@ -102,7 +102,7 @@ EXPECTED = {"earned": ("sent", ""), "fresh": ("held", "ratio"), "two_nurture": (
 
 
 def test_each_rule_holds_marketing_with_its_reason_and_the_forecast_agrees(
-        runtime, db_session, people, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, people, make_campaign, outbox, run_worker) -> None:
     topic, p = people
     set_policy(db_session)
     coupon = make_campaign([topic], kind="marketing")
@@ -128,7 +128,7 @@ def test_each_rule_holds_marketing_with_its_reason_and_the_forecast_agrees(
 
 
 def test_nurture_is_held_only_by_daily_cap_pause_and_preference(
-        runtime, db_session, people, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, people, make_campaign, outbox, run_worker) -> None:
     topic, p = people
     set_policy(db_session)
     news = make_campaign([topic], kind="nurture")
@@ -143,7 +143,7 @@ def test_nurture_is_held_only_by_daily_cap_pause_and_preference(
 
 
 def test_transactional_mail_is_exempt_but_never_goes_to_bounced_or_complained(
-        runtime, db_session, people, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, people, make_campaign, outbox, run_worker) -> None:
     topic, p = people
     set_policy(db_session)
     receipt = make_campaign([topic], kind="transactional")
@@ -163,7 +163,7 @@ def test_transactional_mail_is_exempt_but_never_goes_to_bounced_or_complained(
 
 
 def test_held_marketing_is_released_after_the_next_nurture_mail_reaches_the_contact(
-        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
     topic, contacts = make_contacts(4)
     for c in contacts:
         history(db_session, c, "nurture", *days(4, 8))      # one short of the three a promotion needs
@@ -185,7 +185,7 @@ def test_held_marketing_is_released_after_the_next_nurture_mail_reaches_the_cont
 
 
 def test_periodic_release_retries_paused_contacts_and_expires_after_valid_until(
-        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
     topic, contacts = make_contacts(3)
     for c in contacts:
         history(db_session, c, "nurture", *days(2, 5, 9))
@@ -225,7 +225,7 @@ def test_periodic_release_retries_paused_contacts_and_expires_after_valid_until(
 
 
 def test_a_campaign_past_its_validity_cannot_start_and_sends_nothing_late(
-        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
     topic, contacts = make_contacts(3)
     for c in contacts:
         history(db_session, c, "nurture", *days(2, 5, 9))
@@ -249,7 +249,7 @@ def test_a_campaign_past_its_validity_cannot_start_and_sends_nothing_late(
 
 
 def test_without_valid_until_held_sends_expire_after_hold_days(runtime, db_session, make_contacts, make_campaign,
-                                                             run_worker) -> None:  # noqa: ANN001
+                                                             run_worker) -> None:
     topic, _ = make_contacts(2)
     set_policy(db_session, hold_days=5)
     coupon = make_campaign([topic], kind="marketing")
@@ -262,7 +262,7 @@ def test_without_valid_until_held_sends_expire_after_hold_days(runtime, db_sessi
     assert set(sends_of(db_session, coupon.id).values()) == {("skipped", "expired")}
 
 
-def test_cancel_turns_held_sends_into_skipped(runtime, db_session, make_contacts, make_campaign, run_worker) -> None:  # noqa: ANN001
+def test_cancel_turns_held_sends_into_skipped(runtime, db_session, make_contacts, make_campaign, run_worker) -> None:
     topic, _ = make_contacts(3)
     set_policy(db_session)
     coupon = make_campaign([topic], kind="marketing")
@@ -277,7 +277,7 @@ def test_cancel_turns_held_sends_into_skipped(runtime, db_session, make_contacts
 
 
 def test_switched_off_caps_still_honour_the_contacts_own_pause(runtime, db_session, people, make_campaign, outbox,
-                                                              run_worker) -> None:  # noqa: ANN001
+                                                              run_worker) -> None:
     topic, p = people
     set_policy(db_session, enabled="")
     coupon = make_campaign([topic], kind="marketing")
@@ -292,7 +292,7 @@ def test_switched_off_caps_still_honour_the_contacts_own_pause(runtime, db_sessi
         PolicyLedger.send_id.in_(select(Send.id).where(Send.campaign_id == coupon.id)))) == 9
 
 
-def test_a_send_that_did_not_go_out_frees_its_place(runtime, db_session, make_contacts, make_campaign) -> None:  # noqa: ANN001
+def test_a_send_that_did_not_go_out_frees_its_place(runtime, db_session, make_contacts, make_campaign) -> None:
     topic, contacts = make_contacts(1)
     history(db_session, contacts[0], "nurture", *days(2, 5, 9))
     pol = set_policy(db_session)
@@ -316,7 +316,7 @@ def test_a_send_that_did_not_go_out_frees_its_place(runtime, db_session, make_co
         session.commit()
 
 
-def test_ledger_rules_at_a_chosen_moment(runtime, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_ledger_rules_at_a_chosen_moment(runtime, db_session, make_contacts) -> None:
     """The weekly and ratio windows roll: the same history allows a promotion later."""
     _topic, (c,) = make_contacts(1)
     history(db_session, c, "nurture", *days(1, 2, 3, 4, 5, 6))
@@ -340,7 +340,7 @@ def test_ledger_rules_at_a_chosen_moment(runtime, db_session, make_contacts) -> 
 
 
 @pytest.fixture()
-def admin_client(client, db_session):  # noqa: ANN001, ANN201
+def admin_client(client, db_session):
     login(client, "boss@shop.test", "admin", db_session)
     return client
 
@@ -349,7 +349,7 @@ def csrf_of(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def login(client, email: str, role: str, session) -> None:  # noqa: ANN001
+def login(client, email: str, role: str, session) -> None:
     from werkzeug.security import generate_password_hash
 
     session.add(AdminUser(email=email, name=role.title(), role=role, password_hash=generate_password_hash("pw-123456")))
@@ -359,7 +359,7 @@ def login(client, email: str, role: str, session) -> None:  # noqa: ANN001
     assert r.status_code == 302
 
 
-def test_policy_settings_page_validates_and_saves(admin_client, db_session, runtime) -> None:  # noqa: ANN001
+def test_policy_settings_page_validates_and_saves(admin_client, db_session, runtime) -> None:
     page = admin_client.get("/admin/settings/policy").get_data(as_text=True)
     assert 'name="ratio_nurture"' in page and 'value="3"' in page and "defaults from the configuration" in page
     form = {**{k: str(v) for k, v in DEFAULTS.items()}, "enabled": "1", "csrf_token": csrf_of(page)}
@@ -380,7 +380,7 @@ def test_policy_settings_page_validates_and_saves(admin_client, db_session, runt
     assert policy.load(fresh(db_session), runtime.settings.policy).enabled is False
 
 
-def test_an_editor_may_look_but_not_change_the_policy(client, db_session) -> None:  # noqa: ANN001
+def test_an_editor_may_look_but_not_change_the_policy(client, db_session) -> None:
     login(client, "ed@shop.test", "editor", db_session)
     page = client.get("/admin/settings/policy").get_data(as_text=True)
     assert "Only administrators" in page
@@ -390,7 +390,7 @@ def test_an_editor_may_look_but_not_change_the_policy(client, db_session) -> Non
 
 
 def test_campaign_page_shows_the_forecast_and_contact_page_what_is_allowed_next(
-        admin_client, db_session, people, make_campaign, runtime, run_worker) -> None:  # noqa: ANN001
+        admin_client, db_session, people, make_campaign, runtime, run_worker) -> None:
     topic, p = people
     set_policy(db_session)
     coupon = make_campaign([topic], kind="marketing")
@@ -422,7 +422,7 @@ def test_campaign_page_shows_the_forecast_and_contact_page_what_is_allowed_next(
     assert "No held contact is eligible yet" in r.get_data(as_text=True)
 
 
-def test_valid_until_on_the_campaign_form(admin_client, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_valid_until_on_the_campaign_form(admin_client, db_session, make_contacts) -> None:
     topic, _ = make_contacts(1)
     page = admin_client.get("/admin/campaigns/new?starter=blank").get_data(as_text=True)
     assert 'name="valid_until"' in page
@@ -443,7 +443,7 @@ def test_valid_until_on_the_campaign_form(admin_client, db_session, make_contact
 
 
 def test_a_campaign_waiting_only_on_held_sends_says_so_and_until_when(runtime, db_session, make_contacts,
-                                                                       make_campaign, run_worker, editor) -> None:  # noqa: ANN001
+                                                                       make_campaign, run_worker, editor) -> None:
     topic, _ = make_contacts(3)
     set_policy(db_session, hold_days=9)
     coupon = make_campaign([topic], kind="marketing")

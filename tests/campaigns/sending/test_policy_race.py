@@ -58,7 +58,7 @@ def _seed_round(rt: Runtime, n: int, kind: str, round_no: int) -> tuple[list[int
         return [c.id for c in contacts], [c.id for c in campaigns]
 
 
-def _wait(predicate, timeout: float, procs) -> None:  # noqa: ANN001
+def _wait(predicate, timeout: float, procs) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         dead = [p for p in procs if p.poll() is not None]
@@ -68,14 +68,14 @@ def _wait(predicate, timeout: float, procs) -> None:  # noqa: ANN001
 
 
 @pytest.fixture()
-def workers(runtime, outbox):  # noqa: ANN001, ANN201
+def workers(runtime, outbox):
     """Four long-running worker.py processes on the test's database, queue and SMTP server."""
     s = runtime.settings
     env = dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
                SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,
                DKIM_SELECTOR=s.dkim_selector, DKIM_PRIVATE_KEY_PATH=str(s.dkim_private_key_path),
                RAPPORT_QUEUE=s.queue_name, RAPPORT_INSTANCE=str(s.instance_path))
-    logs = [open(s.instance_path.parent / f"worker-{i}.log", "w+b") for i in range(WORKERS)]   # noqa: SIM115
+    logs = [open(s.instance_path.parent / f"worker-{i}.log", "w+b") for i in range(WORKERS)]
     # No scheduler: the test releases every batch job itself, and the delivery sweeper would otherwise start
     # campaign-wide jobs for the staged campaigns first, so the four campaigns would rarely race for a contact.
     procs = [subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--name", f"race-{os.getpid()}-{i}",
@@ -98,7 +98,7 @@ def workers(runtime, outbox):  # noqa: ANN001, ANN201
             log.close()
 
 
-def test_four_workers_never_let_two_campaigns_pass_for_one_contact(runtime, db_session, workers, outbox) -> None:  # noqa: ANN001
+def test_four_workers_never_let_two_campaigns_pass_for_one_contact(runtime, db_session, workers, outbox) -> None:
     with runtime.session_factory() as s:
         policy.save(s, {"enabled": "1", "window_days": "30", "ratio_marketing": "1", "ratio_nurture": "3",
                         "min_nurture_before_marketing": "3", "marketing_per_week": "4", "messages_per_day": "1",
@@ -156,7 +156,7 @@ def test_four_workers_never_let_two_campaigns_pass_for_one_contact(runtime, db_s
     assert overlapping >= CONTACTS, overlapping
 
 
-def fresh_rows(session, campaign_ids: list[int]) -> list:  # noqa: ANN001
+def fresh_rows(session, campaign_ids: list[int]) -> list:
     session.rollback()
     session.expire_all()
     return session.execute(select(Send.contact_id, Send.status, Send.reason, Send.claimed_at)

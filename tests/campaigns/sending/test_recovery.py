@@ -38,7 +38,7 @@ class Ledger:
         self.on_data = None                          # called with the recipient before answering
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+    async def handle_DATA(self, server, session, envelope):
         if self.delay:
             time.sleep(self.delay)     # a slow relay: the worker has messages in flight for a while
         rcpt = envelope.rcpt_tos[0]
@@ -57,7 +57,7 @@ class Ledger:
 
 
 @pytest.fixture()
-def ledger(runtime):  # noqa: ANN001, ANN201
+def ledger(runtime):
     handler = Ledger()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="relay.test")
@@ -67,7 +67,7 @@ def ledger(runtime):  # noqa: ANN001, ANN201
     controller.stop()
 
 
-def worker_env(runtime, **extra: str) -> dict[str, str]:  # noqa: ANN001
+def worker_env(runtime, **extra: str) -> dict[str, str]:
     s = runtime.settings
     env = dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, SMTP_URL=s.smtp_urls[0],
                SECRET_KEY=s.secret_key, BASE_URL=s.base_url, DKIM_DOMAIN=s.dkim_domain,
@@ -77,7 +77,7 @@ def worker_env(runtime, **extra: str) -> dict[str, str]:  # noqa: ANN001
     return env
 
 
-def wait_for(condition, timeout: float = 60.0, explain=lambda: "") -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float = 60.0, explain=lambda: "") -> None:
     """Poll a condition about another process (a real worker) until it holds."""
     end = time.monotonic() + timeout
     while not condition():
@@ -85,14 +85,14 @@ def wait_for(condition, timeout: float = 60.0, explain=lambda: "") -> None:  # n
         time.sleep(0.05)
 
 
-def by_status(db_session, campaign_id: int) -> dict[str, int]:  # noqa: ANN001
+def by_status(db_session, campaign_id: int) -> dict[str, int]:
     fresh(db_session)
     return dict(db_session.execute(select(Send.status, func.count()).where(Send.campaign_id == campaign_id)
                                    .group_by(Send.status)).all())
 
 
 def test_a_sigkilled_worker_loses_only_what_was_in_flight_and_the_campaign_finishes_by_itself(
-        runtime, db_session, make_contacts, make_campaign, ledger, run_worker, tmp_path) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, ledger, run_worker, tmp_path) -> None:
     topic, contacts = make_contacts(60)
     ledger.delay = 0.03
     campaign = make_campaign([topic])
@@ -135,7 +135,7 @@ def test_a_sigkilled_worker_loses_only_what_was_in_flight_and_the_campaign_finis
 
 
 def test_a_contact_who_unsubscribes_while_their_message_waits_in_a_claim_gets_nothing(
-        runtime, app, client, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:  # noqa: ANN001
+        runtime, app, client, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:
     topic, contacts = make_contacts(6)     # one claim (claim_size 7): all eligible when it is checked
     campaign = make_campaign([topic])
     leaver = contacts[4]
@@ -160,7 +160,7 @@ def test_a_contact_who_unsubscribes_while_their_message_waits_in_a_claim_gets_no
 
 
 def test_a_drop_after_the_final_dot_is_unknown_and_a_person_can_resend_it_with_the_same_message_id(
-        runtime, editor, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:  # noqa: ANN001
+        runtime, editor, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:
     from tests.helpers import csrf
 
     topic, contacts = make_contacts(5)
@@ -192,7 +192,7 @@ def test_a_drop_after_the_final_dot_is_unknown_and_a_person_can_resend_it_with_t
 
 
 def test_a_killed_dispatch_resumes_from_its_cursor(runtime, db_session, make_contacts, make_campaign, ledger,
-                                                   run_worker, monkeypatch) -> None:  # noqa: ANN001
+                                                   run_worker, monkeypatch) -> None:
     topic, contacts = make_contacts(25)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
@@ -203,7 +203,7 @@ def test_a_killed_dispatch_resumes_from_its_cursor(runtime, db_session, make_con
     calls = {"n": 0}
     real = sending._enqueue_batches
 
-    def dies_after_first_chunk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def dies_after_first_chunk(*args, **kwargs):
         calls["n"] += 1
         real(*args, **kwargs)
         if calls["n"] == 1:
@@ -227,7 +227,7 @@ def test_a_killed_dispatch_resumes_from_its_cursor(runtime, db_session, make_con
 
 
 @pytest.fixture()
-def own_redis(tmp_path, runtime):  # noqa: ANN001, ANN201
+def own_redis(tmp_path, runtime):
     """A real redis-server of this test on a free port that the test can stop and start again (empty)."""
     import shutil
 
@@ -257,15 +257,15 @@ def own_redis(tmp_path, runtime):  # noqa: ANN001, ANN201
             p.wait()
 
 
-def _pings(redis) -> bool:  # noqa: ANN001
+def _pings(redis) -> bool:
     try:
         return bool(redis.ping())
-    except Exception:   # noqa: BLE001 - still starting
+    except Exception:
         return False
 
 
 def test_a_worker_survives_a_redis_restart_and_the_campaign_finishes_by_itself(
-        runtime, db_session, make_contacts, make_campaign, ledger, own_redis, tmp_path) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, ledger, own_redis, tmp_path) -> None:
     from campaigns.runtime import Runtime
 
     url, start_redis, stop_redis = own_redis
@@ -337,7 +337,7 @@ class CuttableProxy:
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     @staticmethod
-    def _pipe(a, b) -> None:  # noqa: ANN001
+    def _pipe(a, b) -> None:
         try:
             while data := a.recv(65536):
                 b.sendall(data)
@@ -374,7 +374,7 @@ class CuttableProxy:
 
 @pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="a database server to cut off (PostgreSQL)")
 def test_a_worker_rides_out_a_database_outage_and_loses_nothing(
-        runtime, db_session, make_contacts, make_campaign, ledger, tmp_path) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, ledger, tmp_path) -> None:
     from sqlalchemy.engine import make_url
 
     url = make_url(runtime.settings.database_url)
@@ -411,7 +411,7 @@ def test_a_worker_rides_out_a_database_outage_and_loses_nothing(
 
 
 def test_a_live_claim_keeps_its_lease_and_a_revoked_owner_can_hand_nothing_over(
-        runtime, db_session, make_contacts, make_campaign) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign) -> None:
     from campaigns.sending import claims
 
     topic, contacts = make_contacts(4)
@@ -441,7 +441,7 @@ def test_a_live_claim_keeps_its_lease_and_a_revoked_owner_can_hand_nothing_over(
     assert state == {SendStatus.UNKNOWN: 1, SendStatus.QUEUED: 3}
 
 
-def test_a_job_marker_of_a_dead_worker_does_not_hold_back_its_campaign(runtime) -> None:  # noqa: ANN001
+def test_a_job_marker_of_a_dead_worker_does_not_hold_back_its_campaign(runtime) -> None:
     import socket
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -455,7 +455,7 @@ def test_a_job_marker_of_a_dead_worker_does_not_hold_back_its_campaign(runtime) 
 
 
 def test_a_message_waiting_for_the_relays_rate_limit_is_checked_after_the_wait(
-        runtime, app, client, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:  # noqa: ANN001
+        runtime, app, client, db_session, make_contacts, make_campaign, ledger, run_worker) -> None:
     """The stop check runs right before MAIL FROM: a contact who unsubscribes while their message waits for the
     relay's rate limit (here 1 message a second) gets nothing."""
     use_relay(runtime, runtime.settings.smtp_urls[0] + "?rate_per_second=1&max_connections=1")
@@ -485,7 +485,7 @@ def test_a_message_waiting_for_the_relays_rate_limit_is_checked_after_the_wait(
     assert db_session.scalar(select(Send.status).where(Send.contact_id == leaver.id)) == SendStatus.SKIPPED
 
 
-def test_metrics_count_an_unknown_outcome(runtime, client, db_session, make_contacts, make_campaign, ledger,  # noqa: ANN001
+def test_metrics_count_an_unknown_outcome(runtime, client, db_session, make_contacts, make_campaign, ledger,
                                           run_worker) -> None:
     """/metrics counts the outcome-unknown sends of a real batch (a drop after the final dot), apart from sent."""
     from tests.campaigns.ops.test_probes import scrape

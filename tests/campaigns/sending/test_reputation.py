@@ -9,7 +9,7 @@ from tests.helpers import fresh
 
 
 def test_a_campaign_whose_first_sends_bounce_hard_is_paused_with_the_reason_once(
-        runtime, db_session, make_contacts, make_campaign, scripted, run_worker) -> None:  # noqa: ANN001, F811
+        runtime, db_session, make_contacts, make_campaign, scripted, run_worker) -> None:  # noqa: F811
     runtime.settings = runtime.settings.with_overrides({"pause_min_sends": 5, "claim_size": 10})
     topic, contacts = make_contacts(30)
     for c in contacts[:3]:       # 3 of the first 10: 30 % hard bounces, far over 5 %
@@ -31,7 +31,7 @@ def test_a_campaign_whose_first_sends_bounce_hard_is_paused_with_the_reason_once
     assert len(scripted.received) == 27
 
 
-def test_a_normal_bounce_rate_does_not_pause(runtime, db_session, make_contacts, make_campaign, scripted,  # noqa: ANN001, F811
+def test_a_normal_bounce_rate_does_not_pause(runtime, db_session, make_contacts, make_campaign, scripted,  # noqa: F811
                                              run_worker) -> None:
     runtime.settings = runtime.settings.with_overrides({"pause_min_sends": 5, "claim_size": 10})
     topic, contacts = make_contacts(30)

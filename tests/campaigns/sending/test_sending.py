@@ -24,22 +24,22 @@ from mailer.dkim import DKIMKey
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def dns_for(settings):  # noqa: ANN001, ANN201
+def dns_for(settings):
     key = DKIMKey.from_pem(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key_path.read_bytes())
 
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:  # noqa: ARG001
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
         assert name.decode().rstrip(".") == key.dns_record_name()
         return key.dns_txt_value().encode()
 
     return dnsfunc
 
 
-def messages(outbox):  # noqa: ANN001, ANN201
+def messages(outbox):
     return [outbox.get(e.key) for e in outbox.list(limit=10_000)]
 
 
 def test_fifty_contacts_personalized_signed_and_sent_once(
-        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
     topic, contacts = make_contacts(50)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
@@ -85,7 +85,7 @@ def test_fifty_contacts_personalized_signed_and_sent_once(
 
 
 def test_status_is_rechecked_at_send_time(runtime, db_session, make_contacts, make_campaign, outbox,
-                                          run_worker) -> None:  # noqa: ANN001
+                                          run_worker) -> None:
     topic, contacts = make_contacts(10)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
@@ -104,7 +104,7 @@ def test_status_is_rechecked_at_send_time(runtime, db_session, make_contacts, ma
 
 
 def test_pause_and_cancel_stop_between_claims(runtime, db_session, make_contacts, make_campaign, outbox,
-                                              run_worker) -> None:  # noqa: ANN001
+                                              run_worker) -> None:
     topic, _ = make_contacts(30)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
@@ -138,7 +138,7 @@ def test_pause_and_cancel_stop_between_claims(runtime, db_session, make_contacts
 
 
 def test_template_cannot_reach_python_internals(runtime, db_session, make_contacts, make_campaign, outbox,
-                                                run_worker) -> None:  # noqa: ANN001
+                                                run_worker) -> None:
     topic, _ = make_contacts(2)
     mjml = ("<mjml><mj-body><mj-section><mj-column><mj-text>{{ ''.__class__.__mro__ }}"
             "{{ contact.__class__.__init__.__globals__ }}</mj-text></mj-column></mj-section></mj-body></mjml>")
@@ -154,7 +154,7 @@ def test_template_cannot_reach_python_internals(runtime, db_session, make_contac
         mailer.message(0, 0, "", "x@example.com", {"email": "x@example.com", "first_name": "X"})
 
 
-def test_real_worker_process_in_burst_mode(runtime, db_session, make_contacts, make_campaign, outbox) -> None:  # noqa: ANN001
+def test_real_worker_process_in_burst_mode(runtime, db_session, make_contacts, make_campaign, outbox) -> None:
     """The worker.py entry point, as production runs it, configured only by environment variables."""
     s = runtime.settings
     topic, _ = make_contacts(12)
@@ -178,7 +178,7 @@ def test_real_worker_process_in_burst_mode(runtime, db_session, make_contacts, m
 
 @pytest.mark.parametrize("kind", ["transactional"])
 def test_transactional_mail_skips_bounced_but_not_topic_choice(runtime, db_session, make_contacts, make_campaign,
-                                                               outbox, run_worker, kind: str) -> None:  # noqa: ANN001
+                                                               outbox, run_worker, kind: str) -> None:
     topic, contacts = make_contacts(3)
     contacts[0].status = ContactStatus.BOUNCED
     db_session.commit()

@@ -23,7 +23,7 @@ CONSENT = "Yes, send me the newsletters I ticked. I can unsubscribe at any time.
 
 
 @pytest.fixture()
-def form(db_session):  # noqa: ANN001, ANN201
+def form(db_session):
     news, tips = Topic(name="Newsletter"), Topic(name="Tips")
     hidden = Topic(name="Internal", public=False)
     db_session.add_all([news, tips, hidden])
@@ -37,7 +37,7 @@ def form(db_session):  # noqa: ANN001, ANN201
 
 
 
-def post(client, form, ip: str = "203.0.113.10", **fields):  # noqa: ANN001, ANN201
+def post(client, form, ip: str = "203.0.113.10", **fields):
     data = {"email": "ada@example.com", "first_name": "Ada", "topics": [str(t.id) for t in form.topics],
             "consent": "yes", "consent_version": str(form.consent_version), "website": ""}
     data.update(fields)
@@ -52,11 +52,11 @@ def confirm_path(outbox, to: str) -> str:
     return "/" + url.split("/", 3)[3]
 
 
-def contact_of(db_session, email: str) -> Contact | None:  # noqa: ANN001
+def contact_of(db_session, email: str) -> Contact | None:
     return fresh(db_session).scalar(select(Contact).where(Contact.email == email))
 
 
-def test_hosted_page_shows_topics_consent_and_a_hidden_trap(client, form) -> None:  # noqa: ANN001
+def test_hosted_page_shows_topics_consent_and_a_hidden_trap(client, form) -> None:
     html = client.get(f"/signup/{form.public_id}").get_data(as_text=True)
     assert "Get our newsletter" in html and CONSENT in html and "Newsletter" in html and "Tips" in html
     assert "Internal" not in html
@@ -65,7 +65,7 @@ def test_hosted_page_shows_topics_consent_and_a_hidden_trap(client, form) -> Non
     assert "not available" in client.get("/signup/" + "x" * 500).get_data(as_text=True)
 
 
-def test_sign_up_confirm_by_mail_and_become_subscribed(runtime, client, db_session, form, outbox, work) -> None:  # noqa: ANN001
+def test_sign_up_confirm_by_mail_and_become_subscribed(runtime, client, db_session, form, outbox, work) -> None:
     r = post(client, form)
     assert r.status_code == 200 and "Check your inbox" in r.get_data(as_text=True)
     assert contact_of(db_session, "ada@example.com") is None          # the request only queued the work
@@ -97,7 +97,7 @@ def test_sign_up_confirm_by_mail_and_become_subscribed(runtime, client, db_sessi
     assert db_session.scalar(select(func.count()).select_from(Event).where(Event.type == "subscribe")) == 1
 
 
-def test_existing_addresses_get_the_same_answer_and_no_needless_mail(runtime, client, db_session, form, outbox,  # noqa: ANN001
+def test_existing_addresses_get_the_same_answer_and_no_needless_mail(runtime, client, db_session, form, outbox,
                                                                      work, make_contacts) -> None:
     news = next(t for t in form.topics if t.name == "Newsletter")
     make_contacts(1, topic_name="Newsletter", prefix="known")        # known0@example.com, subscribed to Newsletter
@@ -115,7 +115,7 @@ def test_existing_addresses_get_the_same_answer_and_no_needless_mail(runtime, cl
     assert sorted(s.topic.name for s in known.subscriptions if s.subscribed) == ["Newsletter", "Tips"]
 
 
-def test_suppressed_and_bounced_addresses_are_never_mailed(client, db_session, form, outbox, work,  # noqa: ANN001
+def test_suppressed_and_bounced_addresses_are_never_mailed(client, db_session, form, outbox, work,
                                                           make_contacts) -> None:
     _topic, (bounced,) = make_contacts(1, prefix="bounced")
     bounced.status = ContactStatus.BOUNCED
@@ -128,7 +128,7 @@ def test_suppressed_and_bounced_addresses_are_never_mailed(client, db_session, f
     assert contact_of(db_session, "complainer@example.com") is None
 
 
-def test_honeypot_posts_look_accepted_but_do_nothing(runtime, client, db_session, form, outbox, work) -> None:  # noqa: ANN001
+def test_honeypot_posts_look_accepted_but_do_nothing(runtime, client, db_session, form, outbox, work) -> None:
     r = post(client, form, website="http://spam.example")
     assert r.status_code == 200 and "Check your inbox" in r.get_data(as_text=True)
     assert runtime.queue.count == 0
@@ -146,7 +146,7 @@ def test_honeypot_posts_look_accepted_but_do_nothing(runtime, client, db_session
     ({"first_name": "a" * 300}, "first name is too long"),
     ({"first_name": "nul\x00"}, "first name is too long"),
 ])
-def test_bad_input_gets_a_clear_message_and_keeps_what_was_typed(runtime, client, form, fields, message) -> None:  # noqa: ANN001
+def test_bad_input_gets_a_clear_message_and_keeps_what_was_typed(runtime, client, form, fields, message) -> None:
     r = post(client, form, **fields)
     html = r.get_data(as_text=True)
     assert r.status_code == 422 and message in unescape(html).lower().replace("choose", "choose")
@@ -155,7 +155,7 @@ def test_bad_input_gets_a_clear_message_and_keeps_what_was_typed(runtime, client
         assert 'value="ada@example.com"' in html
 
 
-def test_an_old_snippet_must_agree_to_the_new_consent_text(runtime, client, db_session, form, work, outbox) -> None:  # noqa: ANN001
+def test_an_old_snippet_must_agree_to_the_new_consent_text(runtime, client, db_session, form, work, outbox) -> None:
     old_version = form.consent_version
     signup_service.save_form(db_session, {"name": "Footer", "title": "Get our newsletter",
                                           "consent_text": CONSENT + " We also send a yearly survey."},
@@ -172,7 +172,7 @@ def test_an_old_snippet_must_agree_to_the_new_consent_text(runtime, client, db_s
     assert record.consent_version == old_version + 1 and "yearly survey" in record.consent_text
 
 
-def test_the_embed_snippet_posts_to_the_hosted_endpoint(runtime, client, db_session, form, work, outbox) -> None:  # noqa: ANN001
+def test_the_embed_snippet_posts_to_the_hosted_endpoint(runtime, client, db_session, form, work, outbox) -> None:
     snippet = signup_service.embed_snippet(form, runtime.settings.base_url)
     action = re.search(r'action="([^"]+)"', snippet).group(1)
     assert action == f"https://mail.shop.test/signup/{form.public_id}" and "csrf" not in snippet
@@ -186,7 +186,7 @@ def test_the_embed_snippet_posts_to_the_hosted_endpoint(runtime, client, db_sess
     assert [list(m.recipients) for m in outbox.list()] == [["eve@example.com"]]
 
 
-def test_rate_limits_per_ip_and_no_mail_storm_to_one_address(runtime, client, db_session, form, outbox,  # noqa: ANN001
+def test_rate_limits_per_ip_and_no_mail_storm_to_one_address(runtime, client, db_session, form, outbox,
                                                               work) -> None:
     # One network signing up many addresses is stopped after IP_PER_HOUR posts, with a clear answer.
     for i in range(signup_service.IP_PER_HOUR):
@@ -203,7 +203,7 @@ def test_rate_limits_per_ip_and_no_mail_storm_to_one_address(runtime, client, db
     assert len(outbox.list()) == signup_service.IP_PER_HOUR + 1
 
 
-def test_forged_cross_purpose_and_expired_links_get_a_clear_page(runtime, client, db_session, form, outbox,  # noqa: ANN001
+def test_forged_cross_purpose_and_expired_links_get_a_clear_page(runtime, client, db_session, form, outbox,
                                                                  work) -> None:
     post(client, form)
     work()
@@ -223,7 +223,7 @@ def test_forged_cross_purpose_and_expired_links_get_a_clear_page(runtime, client
     assert contact_of(db_session, "ada@example.com").status == ContactStatus.PENDING
 
 
-def test_unconfirmed_signups_expire(runtime, client, db_session, form, outbox, work, make_contacts) -> None:  # noqa: ANN001
+def test_unconfirmed_signups_expire(runtime, client, db_session, form, outbox, work, make_contacts) -> None:
     _topic, (former,) = make_contacts(1, topic_name="Old", prefix="former")
     former.status = ContactStatus.UNSUBSCRIBED
     db_session.commit()
@@ -247,7 +247,7 @@ def test_unconfirmed_signups_expire(runtime, client, db_session, form, outbox, w
     assert contact_of(db_session, "former0@example.com").status == ContactStatus.UNSUBSCRIBED
 
 
-def test_an_unsubscribed_contact_can_opt_in_again(client, db_session, form, outbox, work, make_contacts) -> None:  # noqa: ANN001
+def test_an_unsubscribed_contact_can_opt_in_again(client, db_session, form, outbox, work, make_contacts) -> None:
     _topic, (former,) = make_contacts(1, prefix="back")
     former.status = ContactStatus.UNSUBSCRIBED
     db_session.commit()
@@ -258,7 +258,7 @@ def test_an_unsubscribed_contact_can_opt_in_again(client, db_session, form, outb
 
 
 @pytest.fixture()
-def editor(client, db_session):  # noqa: ANN001, ANN201
+def editor(client, db_session):
     db_session.add(AdminUser(email="ed@shop.test", name="Ed", role="editor",
                              password_hash=generate_password_hash("correct horse battery")))
     db_session.commit()
@@ -268,11 +268,11 @@ def editor(client, db_session):  # noqa: ANN001, ANN201
     return client
 
 
-def _csrf(client, url: str) -> str:  # noqa: ANN001
+def _csrf(client, url: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', client.get(url).get_data(True)).group(1)
 
 
-def test_admin_creates_a_form_copies_the_snippet_and_exports_proof(editor, db_session, outbox, work) -> None:  # noqa: ANN001
+def test_admin_creates_a_form_copies_the_snippet_and_exports_proof(editor, db_session, outbox, work) -> None:
     news = Topic(name="Newsletter")
     db_session.add(news)
     db_session.commit()

@@ -21,7 +21,7 @@ FIELDS = ["email", "first_name", "topics", "consent", "consent_version", "websit
 
 
 @pytest.fixture()
-def world(app, runtime, db_session):  # noqa: ANN001, ANN201
+def world(app, runtime, db_session):
     app.config["WEBHOOK_SECRET"] = "fuzz-secret"
     topic = Topic(name="Newsletter")
     db_session.add(topic)
@@ -35,7 +35,7 @@ def world(app, runtime, db_session):  # noqa: ANN001, ANN201
     return world
 
 
-def friendly(resp) -> bool:  # noqa: ANN001
+def friendly(resp) -> bool:
     body = resp.get_data(as_text=True)
     return "<h1>" in body and "Traceback" not in body
 
@@ -43,7 +43,7 @@ def friendly(resp) -> bool:  # noqa: ANN001
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(data=st.data())
-def test_no_input_makes_a_signup_page_fail(client, world, data) -> None:  # noqa: ANN001
+def test_no_input_makes_a_signup_page_fail(client, world, data) -> None:
     public_id, topic_id, tokens = world
     if data.draw(st.booleans()):
         public = data.draw(st.sampled_from([public_id, public_id + "x", "", "A" * 200]))
@@ -78,7 +78,7 @@ JSON = st.recursive(
 @given(relay=st.sampled_from(["postmark", "sendgrid", "ses", "mailgun"]), body=st.one_of(
     st.binary(max_size=2048), JSON.map(lambda v: json.dumps(v).encode())),
        good_auth=st.booleans())
-def test_native_webhooks_never_fail_on_any_body(client, world, relay: str, body: bytes, good_auth: bool) -> None:  # noqa: ANN001
+def test_native_webhooks_never_fail_on_any_body(client, world, relay: str, body: bytes, good_auth: bool) -> None:
     secret = "fuzz-secret" if good_auth else "nope"
     auth = "Basic " + base64.b64encode(f"rapport:{secret}".encode()).decode()
     resp = client.post(f"/webhooks/relay/{relay}", data=body, headers={"Authorization": auth},
@@ -88,7 +88,7 @@ def test_native_webhooks_never_fail_on_any_body(client, world, relay: str, body:
 
 @settings(max_examples=300, deadline=None)
 @given(relay=st.sampled_from(["postmark", "sendgrid", "ses", "mailgun"]), payload=JSON)
-def test_relay_translators_return_events_or_a_clear_error(relay: str, payload) -> None:  # noqa: ANN001
+def test_relay_translators_return_events_or_a_clear_error(relay: str, payload) -> None:
     """Behind each relay's authentication, any JSON becomes normalized events, 'ignored' entries or a payload error."""
     from mailer.relays import RelayEvent, RelayEventType, RelayPayloadError, mailgun, postmark, sendgrid, ses
 

@@ -31,7 +31,7 @@ SURVEY_LINK = re.compile(r"https://mail\.shop\.test/s/[A-Za-z0-9_-]+")
 BROWSER = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0 Safari"}
 
 
-def make_survey(session, questions=QUESTIONS, name="After your order"):  # noqa: ANN001, ANN201
+def make_survey(session, questions=QUESTIONS, name="After your order"):
     survey = survey_service.save_survey(session, {"name": name, "thanks": "Thanks, gardener!"}, questions)
     session.commit()
     return survey
@@ -41,7 +41,7 @@ def csrf_of(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def test_one_to_five_questions_and_six_is_refused_with_a_clear_message(db_session) -> None:  # noqa: ANN001
+def test_one_to_five_questions_and_six_is_refused_with_a_clear_message(db_session) -> None:
     survey = make_survey(db_session)
     assert [q.kind for q in survey.questions] == ["rating", "yes_no", "choice", "text"]
     six = QUESTIONS + [{"prompt": f"Extra {i}", "kind": "yes_no"} for i in range(2)]
@@ -56,7 +56,7 @@ def test_one_to_five_questions_and_six_is_refused_with_a_clear_message(db_sessio
         survey_service.save_survey(db_session, {"name": "Bad"}, [{"prompt": "Hm", "kind": "essay"}])
 
 
-def send_survey(runtime, db_session, make_contacts, make_campaign, n=3):  # noqa: ANN001, ANN201
+def send_survey(runtime, db_session, make_contacts, make_campaign, n=3):
     from campaigns.composing.editor import save_campaign
 
     topic, contacts = make_contacts(n)
@@ -69,7 +69,7 @@ def send_survey(runtime, db_session, make_contacts, make_campaign, n=3):  # noqa
     return survey, campaign, contacts
 
 
-def links_by_recipient(outbox) -> dict[str, dict]:  # noqa: ANN001
+def links_by_recipient(outbox) -> dict[str, dict]:
     out = {}
     for entry in outbox.list(limit=1000):
         msg = outbox.get(entry.key)
@@ -78,7 +78,7 @@ def links_by_recipient(outbox) -> dict[str, dict]:  # noqa: ANN001
 
 
 def test_one_click_answer_in_the_mail_then_the_page_holds_it_and_asks_the_rest(
-        runtime, db_session, make_contacts, make_campaign, outbox, run_worker, client) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker, client) -> None:
     survey, campaign, contacts = send_survey(runtime, db_session, make_contacts, make_campaign)
     run_worker()
     mails = links_by_recipient(outbox)
@@ -162,7 +162,7 @@ def test_one_click_answer_in_the_mail_then_the_page_holds_it_and_asks_the_rest(
 
 
 def test_forged_altered_and_cross_purpose_links_get_a_friendly_page(
-        runtime, db_session, make_contacts, make_campaign, outbox, run_worker, client) -> None:  # noqa: ANN001
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker, client) -> None:
     send_survey(runtime, db_session, make_contacts, make_campaign, n=1)
     run_worker()
     link = next(iter(links_by_recipient(outbox).values()))["links"][0]
@@ -186,7 +186,7 @@ def test_forged_altered_and_cross_purpose_links_get_a_friendly_page(
     assert db_session.scalar(select(SurveyAnswer)) is None
 
 
-def test_questions_lock_once_answered_and_content_needs_a_survey(db_session, make_contacts) -> None:  # noqa: ANN001
+def test_questions_lock_once_answered_and_content_needs_a_survey(db_session, make_contacts) -> None:
     from campaigns.composing.editor import save_campaign
 
     with pytest.raises(ValidationError, match="no survey is chosen"):
@@ -205,7 +205,7 @@ def test_questions_lock_once_answered_and_content_needs_a_survey(db_session, mak
 
 
 
-def test_admin_writes_a_survey_sees_results_and_exports_safe_csv(editor, db_session, make_contacts) -> None:  # noqa: ANN001
+def test_admin_writes_a_survey_sees_results_and_exports_safe_csv(editor, db_session, make_contacts) -> None:
     client = editor
     form_html = client.get("/admin/surveys/new").get_data(as_text=True)
     token = csrf_of(form_html)

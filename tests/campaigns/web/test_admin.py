@@ -12,7 +12,7 @@ from campaigns.models import AdminUser, Campaign, CampaignStatus, Contact, Topic
 
 
 @pytest.fixture()
-def admin_user(db_session):  # noqa: ANN001, ANN201
+def admin_user(db_session):
     user = AdminUser(email="marketer@shop.test", name="Mara", role="editor",
                      password_hash=generate_password_hash("correct horse battery"))
     db_session.add(user)
@@ -20,13 +20,13 @@ def admin_user(db_session):  # noqa: ANN001, ANN201
     return user
 
 
-def csrf(client, url: str) -> str:  # noqa: ANN001
+def csrf(client, url: str) -> str:
     html = client.get(url).get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 @pytest.fixture()
-def logged_in(client, admin_user):  # noqa: ANN001, ANN201
+def logged_in(client, admin_user):
     token = csrf(client, "/admin/login")
     r = client.post("/admin/login", data={"email": "marketer@shop.test", "password": "correct horse battery",
                                           "csrf_token": token})
@@ -34,7 +34,7 @@ def logged_in(client, admin_user):  # noqa: ANN001, ANN201
     return client
 
 
-def test_pages_need_login_and_wrong_password_is_refused(client, admin_user) -> None:  # noqa: ANN001
+def test_pages_need_login_and_wrong_password_is_refused(client, admin_user) -> None:
     assert client.get("/admin/contacts").status_code == 302
     token = csrf(client, "/admin/login")
     r = client.post("/admin/login", data={"email": "marketer@shop.test", "password": "nope", "csrf_token": token})
@@ -42,19 +42,19 @@ def test_pages_need_login_and_wrong_password_is_refused(client, admin_user) -> N
     assert client.get("/admin/contacts").status_code == 302
 
 
-def test_forms_without_csrf_token_are_refused(logged_in) -> None:  # noqa: ANN001
+def test_forms_without_csrf_token_are_refused(logged_in) -> None:
     r = logged_in.post("/admin/topics", data={"name": "Sneaky"})
     assert r.status_code == 400
 
 
-def test_login_does_not_redirect_off_site(client, admin_user) -> None:  # noqa: ANN001
+def test_login_does_not_redirect_off_site(client, admin_user) -> None:
     token = csrf(client, "/admin/login")
     r = client.post("/admin/login?next=//evil.example/x", data={
         "email": "marketer@shop.test", "password": "correct horse battery", "csrf_token": token})
     assert r.headers["Location"] == "/admin/"
 
 
-def test_contact_with_invalid_email_is_rejected_with_a_message(logged_in, db_session) -> None:  # noqa: ANN001
+def test_contact_with_invalid_email_is_rejected_with_a_message(logged_in, db_session) -> None:
     token = csrf(logged_in, "/admin/contacts/new")
     r = logged_in.post("/admin/contacts/new", data={"email": "not-an-address", "first_name": "Kim",
                                                     "csrf_token": token})
@@ -71,7 +71,7 @@ def test_contact_with_invalid_email_is_rejected_with_a_message(logged_in, db_ses
     assert "already in the contact list" in r.get_data(as_text=True)
 
 
-def test_compose_preview_test_send_and_outbox(logged_in, db_session, make_contacts, outbox, run_worker) -> None:  # noqa: ANN001
+def test_compose_preview_test_send_and_outbox(logged_in, db_session, make_contacts, outbox, run_worker) -> None:
     topic, _ = make_contacts(3)
     token = csrf(logged_in, "/admin/campaigns/new")
     bad = "<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n<mj-text>Hi</mj-column>\n</mj-section></mj-body></mjml>"
@@ -118,7 +118,7 @@ def test_compose_preview_test_send_and_outbox(logged_in, db_session, make_contac
     assert logged_in.get("/admin/outbox/..%2F..%2Fetc%2Fpasswd").status_code == 404
 
 
-def test_viewer_cannot_change_campaigns(client, db_session) -> None:  # noqa: ANN001
+def test_viewer_cannot_change_campaigns(client, db_session) -> None:
     db_session.add(AdminUser(email="v@shop.test", name="Vic", role="viewer",
                              password_hash=generate_password_hash("viewer password")))
     db_session.add(Topic(name="T"))

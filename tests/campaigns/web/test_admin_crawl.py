@@ -17,7 +17,7 @@ HREF = re.compile(r'href="([^"#]+)"')
 SKIP = ("/admin/logout",)
 
 
-def _crawl(client, limit: int = 400) -> dict[str, int]:  # noqa: ANN001
+def _crawl(client, limit: int = 400) -> dict[str, int]:
     seen: dict[str, int] = {}
     queue = deque(["/admin/"])
     while queue and len(seen) < limit:
@@ -44,7 +44,7 @@ def _crawl(client, limit: int = 400) -> dict[str, int]:  # noqa: ANN001
     return seen
 
 
-def _login(client, email: str, password: str) -> None:  # noqa: ANN001
+def _login(client, email: str, password: str) -> None:
     page = client.get("/admin/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     r = client.post("/admin/login", data={"email": email, "password": password, "csrf_token": token})
@@ -52,13 +52,13 @@ def _login(client, email: str, password: str) -> None:  # noqa: ANN001
 
 
 @pytest.fixture()
-def demo(runtime):  # noqa: ANN001, ANN201
+def demo(runtime):
     assert seed(runtime.settings, contacts=40)
     return runtime
 
 
 @pytest.mark.slow
-def test_no_admin_page_answers_500_on_the_demo_data(demo, client, db_session) -> None:  # noqa: ANN001
+def test_no_admin_page_answers_500_on_the_demo_data(demo, client, db_session) -> None:
     _login(client, DEMO_EMAIL, DEMO_PASSWORD)
     seen = _crawl(client)
     errors = {url: code for url, code in seen.items() if code >= 500}
@@ -69,7 +69,7 @@ def test_no_admin_page_answers_500_on_the_demo_data(demo, client, db_session) ->
 
 
 @pytest.mark.slow
-def test_a_viewer_crawling_the_admin_never_meets_a_500(demo, client, db_session) -> None:  # noqa: ANN001
+def test_a_viewer_crawling_the_admin_never_meets_a_500(demo, client, db_session) -> None:
     from werkzeug.security import generate_password_hash
 
     db_session.add(AdminUser(email="viewer@rapport.test", name="Viewer", role=AdminRole.VIEWER,

@@ -11,7 +11,7 @@ from tests.campaigns.web.test_admin import admin_user, csrf  # noqa: F401  (fixt
 PASSWORD = "correct horse battery"
 
 
-def login_with_next(client, raw_query: str) -> str:  # noqa: ANN001
+def login_with_next(client, raw_query: str) -> str:
     """Log in with the query string given as sent on the wire; the Location the browser would follow."""
     token = csrf(client, "/admin/login")
     r = client.post(f"/admin/login?next={raw_query}", data={"email": "marketer@shop.test", "password": PASSWORD,
@@ -26,20 +26,20 @@ def login_with_next(client, raw_query: str) -> str:  # noqa: ANN001
     "https://evil.example/admin/", "javascript:alert(1)", "http:/evil.example", "/%00/evil.example",
     "\u3000//evil.example", "/%e2%80%8b/evil.example", "evil.example", "%20//evil.example",
 ])
-def test_login_never_redirects_off_site(client, admin_user, raw: str) -> None:  # noqa: ANN001, F811
+def test_login_never_redirects_off_site(client, admin_user, raw: str) -> None:  # noqa: F811
     location = login_with_next(client, raw if raw.isascii() else quote(raw))
     assert location == "/admin/", (raw, location)
 
 
 @pytest.mark.parametrize("raw", ["/admin/contacts", "/admin/contacts?status=subscribed&topic=2",
                                  "/admin/campaigns/3%20x"])
-def test_login_returns_to_a_local_page(client, admin_user, raw: str) -> None:  # noqa: ANN001, F811
+def test_login_returns_to_a_local_page(client, admin_user, raw: str) -> None:  # noqa: F811
     location = login_with_next(client, quote(raw, safe="/"))
     parts = urlsplit(location)
     assert not parts.scheme and not parts.netloc and location == raw
 
 
-def test_admin_pages_pin_base_uri_and_form_targets(client, admin_user) -> None:  # noqa: ANN001, F811
+def test_admin_pages_pin_base_uri_and_form_targets(client, admin_user) -> None:  # noqa: F811
     for url in ("/admin/login", "/admin/contacts"):
         csp = {part.split()[0]: part.split()[1:] for part in
                client.get(url).headers["Content-Security-Policy"].split("; ")}

@@ -38,21 +38,21 @@ def test_every_error_class_derives_from_the_root() -> None:
 
 
 @pytest.fixture()
-def failing_app(app):  # noqa: ANN001, ANN201
+def failing_app(app):
     """The app with two routes that raise domain errors the way a service does."""
 
     @app.get("/_test/missing")
-    def missing():  # noqa: ANN202
+    def missing():
         raise NotFound("campaign 7 not found")
 
     @app.get("/_test/invalid")
-    def invalid():  # noqa: ANN202
+    def invalid():
         raise ValidationError("the subject is empty", field="subject")
 
     return app
 
 
-def test_not_found_is_the_404_page_or_json(failing_app) -> None:  # noqa: ANN001
+def test_not_found_is_the_404_page_or_json(failing_app) -> None:
     client = failing_app.test_client()
     page = client.get("/_test/missing")
     assert page.status_code == 404 and page.mimetype == "text/html"
@@ -61,7 +61,7 @@ def test_not_found_is_the_404_page_or_json(failing_app) -> None:  # noqa: ANN001
     assert answer.status_code == 404 and answer.get_json() == {"error": "campaign 7 not found"}
 
 
-def test_validation_error_is_a_400_page_or_json(failing_app) -> None:  # noqa: ANN001
+def test_validation_error_is_a_400_page_or_json(failing_app) -> None:
     client = failing_app.test_client()
     page = client.get("/_test/invalid")
     assert page.status_code == 400 and "the subject is empty" in page.get_data(as_text=True)
@@ -73,7 +73,7 @@ def test_validation_error_is_a_400_page_or_json(failing_app) -> None:  # noqa: A
 @pytest.mark.parametrize("path", ["/admin/campaigns/999999", "/admin/contacts/999999", "/admin/segments/999999",
                                   "/admin/coupons/999999", "/admin/surveys/999999", "/admin/signups/999999",
                                   "/admin/automations/999999", "/admin/campaigns/999999/report"])
-def test_a_missing_id_is_the_404_page(editor, path: str) -> None:  # noqa: ANN001
+def test_a_missing_id_is_the_404_page(editor, path: str) -> None:
     r = editor.get(path)
     assert r.status_code == 404, path
     assert "Page not found" in r.get_data(as_text=True)

@@ -13,7 +13,7 @@ from mailer.tracking import Purpose
 
 
 @pytest.fixture()
-def delivered(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):  # noqa: ANN001, ANN201
+def delivered(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
     topic, contacts = make_contacts(3)
     campaign = make_campaign([topic])
     sending.start(db_session, runtime, campaign)
@@ -27,11 +27,11 @@ def path_of(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 
 
-def unsubscribe_url(msg) -> str:  # noqa: ANN001
+def unsubscribe_url(msg) -> str:
     return path_of(re.search(r"<(https://[^>]+)>", dict(msg.headers)["List-Unsubscribe"]).group(1))
 
 
-def test_one_click_post_unsubscribes_at_once_without_cookie_or_csrf(client, db_session, delivered) -> None:  # noqa: ANN001
+def test_one_click_post_unsubscribes_at_once_without_cookie_or_csrf(client, db_session, delivered) -> None:
     _campaign, _topic, contacts, by_rcpt = delivered
     url = unsubscribe_url(by_rcpt[contacts[0].email])
     r = client.post(url, data={"List-Unsubscribe": "One-Click"})
@@ -52,7 +52,7 @@ def test_one_click_post_unsubscribes_at_once_without_cookie_or_csrf(client, db_s
     assert db_session.get(Contact, contacts[1].id).status == ContactStatus.UNSUBSCRIBED
 
 
-def test_get_changes_nothing_and_offers_topic_or_all(client, db_session, delivered) -> None:  # noqa: ANN001
+def test_get_changes_nothing_and_offers_topic_or_all(client, db_session, delivered) -> None:
     _campaign, topic, contacts, by_rcpt = delivered
     url = unsubscribe_url(by_rcpt[contacts[0].email])
     page = client.get(url).get_data(as_text=True)
@@ -69,7 +69,7 @@ def test_get_changes_nothing_and_offers_topic_or_all(client, db_session, deliver
     assert db_session.get(Subscription, (contacts[0].id, topic.id)).subscribed is False
 
 
-def test_the_unsubscribe_link_of_someone_already_unsubscribed_says_so(client, db_session, delivered) -> None:  # noqa: ANN001
+def test_the_unsubscribe_link_of_someone_already_unsubscribed_says_so(client, db_session, delivered) -> None:
     _campaign, _topic, contacts, by_rcpt = delivered
     url = unsubscribe_url(by_rcpt[contacts[0].email])
     assert "<form" in client.get(url).get_data(as_text=True)
@@ -83,7 +83,7 @@ def test_the_unsubscribe_link_of_someone_already_unsubscribed_says_so(client, db
 
 
 def test_unsubscribed_contact_gets_nothing_more(runtime, client, db_session, delivered, make_campaign, outbox,
-                                               run_worker) -> None:  # noqa: ANN001
+                                               run_worker) -> None:
     _campaign, topic, contacts, by_rcpt = delivered
     client.post(unsubscribe_url(by_rcpt[contacts[0].email]), data={"List-Unsubscribe": "One-Click"})
     second = make_campaign([topic])
@@ -93,7 +93,7 @@ def test_unsubscribed_contact_gets_nothing_more(runtime, client, db_session, del
     assert [m.recipients[0] for m in outbox.list()].count(contacts[0].email) == 1
 
 
-def test_forged_or_cross_purpose_tokens_get_a_friendly_404(runtime, client, delivered) -> None:  # noqa: ANN001
+def test_forged_or_cross_purpose_tokens_get_a_friendly_404(runtime, client, delivered) -> None:
     _campaign, _topic, contacts, _ = delivered
     open_token = runtime.tokens.seal(Purpose.OPEN, 1)
     for url in ("/u/" + "A" * 30, f"/u/{open_token}", "/c/garbage", f"/c/{open_token}", "/p/x", "/u/" + "x" * 5000):
@@ -103,11 +103,11 @@ def test_forged_or_cross_purpose_tokens_get_a_friendly_404(runtime, client, deli
     assert client.put(unsubscribe_url_for(runtime, contacts[0].id)).status_code == 405
 
 
-def unsubscribe_url_for(runtime, contact_id: int) -> str:  # noqa: ANN001
+def unsubscribe_url_for(runtime, contact_id: int) -> str:
     return "/u/" + runtime.tokens.seal(Purpose.UNSUBSCRIBE, contact_id, 0)
 
 
-def test_click_goes_only_to_the_stored_url_and_is_recorded(runtime, client, db_session, delivered,  # noqa: ANN001
+def test_click_goes_only_to_the_stored_url_and_is_recorded(runtime, client, db_session, delivered,
                                                            run_worker) -> None:
     campaign, _topic, contacts, by_rcpt = delivered
     html = by_rcpt[contacts[0].email].html
@@ -124,7 +124,7 @@ def test_click_goes_only_to_the_stored_url_and_is_recorded(runtime, client, db_s
     assert foreign.url not in client.get(click).headers["Location"]
 
 
-def test_open_pixel_records_and_never_caches(client, db_session, delivered, run_worker) -> None:  # noqa: ANN001
+def test_open_pixel_records_and_never_caches(client, db_session, delivered, run_worker) -> None:
     _campaign, _topic, contacts, by_rcpt = delivered
     pixel = path_of(re.search(r'src="(https://mail\.shop\.test/o/[^"]+)"', by_rcpt[contacts[1].email].html).group(1))
     r = client.get(pixel, headers={"User-Agent": "Mozilla/5.0"})
@@ -134,7 +134,7 @@ def test_open_pixel_records_and_never_caches(client, db_session, delivered, run_
     assert client.get("/o/forged-token-forged-token-1234").status_code == 200   # still a GIF, records nothing
 
 
-def test_preference_center_updates_topics_and_name(client, db_session, runtime, delivered) -> None:  # noqa: ANN001
+def test_preference_center_updates_topics_and_name(client, db_session, runtime, delivered) -> None:
     _campaign, topic, contacts, _ = delivered
     url = "/p/" + runtime.tokens.seal(Purpose.PREFERENCES, contacts[2].id)
     page = client.get(url).get_data(as_text=True)
@@ -150,7 +150,7 @@ def test_preference_center_updates_topics_and_name(client, db_session, runtime, 
     assert client.post(url, data={"first_name": "No CSRF"}).status_code == 400
 
 
-def test_behind_a_trusted_proxy_the_visitors_address_is_used(settings) -> None:  # noqa: ANN001
+def test_behind_a_trusted_proxy_the_visitors_address_is_used(settings) -> None:
     from flask import request
 
     from campaigns.web.app import create_app

@@ -22,7 +22,7 @@ CONTENT_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data", "mu
 
 
 @pytest.fixture()
-def world(runtime, app, db_session, make_contacts, make_campaign, run_worker):  # noqa: ANN001, ANN201
+def world(runtime, app, db_session, make_contacts, make_campaign, run_worker):
     """Two sent campaigns, so tokens can be replayed across campaigns, contacts and purposes."""
     app.config["WEBHOOK_SECRET"] = "fuzz-secret"
     topic, contacts = make_contacts(2)
@@ -46,7 +46,7 @@ def world(runtime, app, db_session, make_contacts, make_campaign, run_worker):  
     return tokens, contacts
 
 
-def garble(token: str, data) -> str:  # noqa: ANN001
+def garble(token: str, data) -> str:
     how = data.draw(st.sampled_from(["flip", "truncate", "extend", "case", "pad"]))
     if how == "truncate":
         return token[: data.draw(st.integers(0, len(token) - 1))]
@@ -62,7 +62,7 @@ def garble(token: str, data) -> str:  # noqa: ANN001
     return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
 
 
-def friendly(resp) -> bool:  # noqa: ANN001
+def friendly(resp) -> bool:
     body = resp.get_data(as_text=True)
     return "<h1>" in body and "Traceback" not in body
 
@@ -70,7 +70,7 @@ def friendly(resp) -> bool:  # noqa: ANN001
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(data=st.data())
-def test_no_input_makes_a_public_endpoint_fail(client, world, data) -> None:  # noqa: ANN001
+def test_no_input_makes_a_public_endpoint_fail(client, world, data) -> None:
     tokens, _contacts = world
     kind = data.draw(st.sampled_from(["valid", "garbled", "random", "binary", "huge"]))
     if kind == "valid":
@@ -105,13 +105,13 @@ def test_no_input_makes_a_public_endpoint_fail(client, world, data) -> None:  # 
                          "smtp_code", "url", "id", "status"]), children, max_size=6),
     max_leaves=20).map(lambda v: __import__("json").dumps(v).encode())),
        auth=st.sampled_from(["Bearer fuzz-secret", "Bearer nope", "", "Basic x"]))
-def test_webhook_never_fails_on_any_body(client, world, body: bytes, auth: str) -> None:  # noqa: ANN001
+def test_webhook_never_fails_on_any_body(client, world, body: bytes, auth: str) -> None:
     resp = client.post("/webhooks/relay", data=body, headers={"Authorization": auth},
                        content_type="application/json")
     assert resp.status_code in (200, 400, 401), resp.status_code
 
 
-def test_huge_bodies_get_413_and_one_click_still_works_after(client, db_session, world) -> None:  # noqa: ANN001
+def test_huge_bodies_get_413_and_one_click_still_works_after(client, db_session, world) -> None:
     tokens, contacts = world
     unsub = next(t for t in tokens if client.get("/u/" + t).status_code == 200
                  and contacts[0].email in client.get("/u/" + t).get_data(True))

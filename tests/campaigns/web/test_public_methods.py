@@ -19,7 +19,7 @@ from tests.helpers import fresh
 SCANNER = {"User-Agent": "Mimecast Safe Links scanner"}
 
 
-def dump(session) -> dict[str, list[tuple]]:  # noqa: ANN001
+def dump(session) -> dict[str, list[tuple]]:
     """Every row of every table, in a stable order: the whole state a request could change."""
     fresh(session)
     out = {}
@@ -31,7 +31,7 @@ def dump(session) -> dict[str, list[tuple]]:  # noqa: ANN001
 
 
 @pytest.fixture()
-def world(runtime, db_session, make_contacts, make_campaign, run_worker, client):  # noqa: ANN001, ANN201
+def world(runtime, db_session, make_contacts, make_campaign, run_worker, client):
     """A sent survey campaign, a sign-up form with a pending sign-up, and the ids each public route acts on."""
     survey, campaign, contacts = send_survey(runtime, db_session, make_contacts, make_campaign)
     run_worker()
@@ -79,11 +79,11 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
     return args, contact_id
 
 
-def public_rules(app):  # noqa: ANN001, ANN201
+def public_rules(app):
     return [r for r in app.url_map.iter_rules() if not r.endpoint.startswith("admin.")]
 
 
-def test_get_head_and_options_change_nothing_on_any_public_route(app, client, db_session, world) -> None:  # noqa: ANN001
+def test_get_head_and_options_change_nothing_on_any_public_route(app, client, db_session, world) -> None:
     args, contact_id = world
     rules = public_rules(app)
     unknown = sorted(r.endpoint for r in rules if r.endpoint not in args)
@@ -103,7 +103,7 @@ def test_get_head_and_options_change_nothing_on_any_public_route(app, client, db
     assert fresh(db_session).get(Contact, contact_id).status == ContactStatus.SUBSCRIBED
 
 
-def test_only_post_unsubscribes_and_one_click_still_works(runtime, client, db_session, world) -> None:  # noqa: ANN001
+def test_only_post_unsubscribes_and_one_click_still_works(runtime, client, db_session, world) -> None:
     args, contact_id = world
     url = "/u/" + args["public.unsubscribe"]()["token"]
     assert client.head(url).status_code == 200
@@ -115,7 +115,7 @@ def test_only_post_unsubscribes_and_one_click_still_works(runtime, client, db_se
     db_session.rollback()
 
 
-def test_a_survey_answer_clicked_in_the_mail_is_recorded_only_by_the_pages_post(client, db_session, world) -> None:  # noqa: ANN001
+def test_a_survey_answer_clicked_in_the_mail_is_recorded_only_by_the_pages_post(client, db_session, world) -> None:
     args, contact_id = world
     url = "/s/" + args["public.survey"]()["token"]
     page = client.get(url, headers=BROWSER).get_data(as_text=True)
@@ -126,7 +126,7 @@ def test_a_survey_answer_clicked_in_the_mail_is_recorded_only_by_the_pages_post(
 
 
 
-def test_other_spellings_of_a_valid_token_get_the_404(client, db_session, world) -> None:  # noqa: ANN001
+def test_other_spellings_of_a_valid_token_get_the_404(client, db_session, world) -> None:
     args, _contact_id = world
     for endpoint, prefix in (("public.unsubscribe", "/u/"), ("public.preferences", "/p/"), ("public.click", "/c/"),
                              ("public.survey", "/s/"), ("public.web_version", "/m/")):

@@ -13,7 +13,7 @@ from mailer.tracking import Purpose, TokenCodec
 BASE = "https://news.shop.test"
 
 
-def _endpoint(app, url: str, method: str = "GET") -> str:  # noqa: ANN001
+def _endpoint(app, url: str, method: str = "GET") -> str:
     parts = urlsplit(url)
     adapter = app.url_map.bind(parts.netloc, url_scheme=parts.scheme)
     endpoint, _args = adapter.match(parts.path, method=method)
@@ -21,7 +21,7 @@ def _endpoint(app, url: str, method: str = "GET") -> str:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("purpose", list(recipient_urls.PATHS))
-def test_the_public_blueprint_has_a_rule_for_every_recipient_path(app, purpose: Purpose) -> None:  # noqa: ANN001
+def test_the_public_blueprint_has_a_rule_for_every_recipient_path(app, purpose: Purpose) -> None:
     codec = TokenCodec("k" * 32)
     ids = {Purpose.CLICK: (1, 2), Purpose.UNSUBSCRIBE: (1, 0), Purpose.CONFIRM: (1, 20000),
            Purpose.SURVEY: (1, 0, 1)}.get(purpose, (1,))
@@ -30,10 +30,10 @@ def test_the_public_blueprint_has_a_rule_for_every_recipient_path(app, purpose: 
     assert _endpoint(app, url).startswith("public.")
 
 
-def test_the_signup_form_page_is_a_public_rule(app) -> None:  # noqa: ANN001
+def test_the_signup_form_page_is_a_public_rule(app) -> None:
     assert _endpoint(app, recipient_urls.signup_form(BASE, "AbC123")).startswith("public.")
 
 
-def test_a_path_nobody_builds_has_no_rule(app) -> None:  # noqa: ANN001
+def test_a_path_nobody_builds_has_no_rule(app) -> None:
     with pytest.raises(NotFound):
         _endpoint(app, f"{BASE}/x/token")
