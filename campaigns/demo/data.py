@@ -53,6 +53,9 @@ from campaigns.surveys.service import save_survey
 
 DEMO_EMAIL = "demo@rapport.test"
 DEMO_PASSWORD = "rapport-demo"
+# The demo's business, named the same on every page and in every mail (unless SENDER_NAME / POSTAL_ADDRESS say else).
+DEMO_BUSINESS = "Green Thumb"
+DEMO_POSTAL_ADDRESS = "Green Thumb, Lindenstraße 1, 10115 Berlin, Germany"
 STARTERS = starters_dir()
 
 FIRST = ["Anna", "Ben", "Clara", "David", "Elif", "Felix", "Greta", "Hannah", "Ilias", "Jana", "Karim", "Lena",
