@@ -14,7 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from markupsafe import escape
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, object_session
 
 from campaigns.accounts.alignment import FROM_OWNER
@@ -203,20 +205,30 @@ def validate(campaign: Campaign, session: Session | None = None) -> CompiledCamp
 
 
 def ensure_links(session: Session, campaign: Campaign, result: CompiledCampaign) -> list[int]:
-    """Store the campaign's link table (position -> id) and return link ids by position."""
-    existing = {link.position: link for link in campaign.links}
-    for position, url in enumerate(result.links):
-        link = existing.get(position)
-        if link is None:
-            campaign.links.append(Link(position=position, url=url))
-        elif link.url != url:
-            link.url = url
-    for position, link in existing.items():
-        if position >= len(result.links):
-            campaign.links.remove(link)
+    """Store the campaign's link table (position -> url) and return link ids by position. Flushes.
+
+    Written with INSERT … ON CONFLICT DO NOTHING and plain UPDATE/DELETE against the table, not through the loaded
+    `campaign.links`: a send and a preview of the same campaign may store it at the same moment (two PostgreSQL
+    transactions), and a collection loaded before the other one committed would insert its rows a second time.
+    """
+    table = Link.__table__
+    wanted = list(result.links)
+    if wanted:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(insert(table).values([{"campaign_id": campaign.id, "position": i, "url": url}
+                                              for i, url in enumerate(wanted)])
+                        .on_conflict_do_nothing(index_elements=["campaign_id", "position"]))
+    stored = dict(session.execute(select(Link.position, Link.url).where(Link.campaign_id == campaign.id)).all())
+    for position, url in enumerate(wanted):
+        if stored.get(position) != url:
+            session.execute(update(table).where(table.c.campaign_id == campaign.id, table.c.position == position)
+                            .values(url=url))
+    if len(stored) > len(wanted):
+        session.execute(delete(table).where(table.c.campaign_id == campaign.id, table.c.position >= len(wanted)))
     session.flush()
-    by_pos = {link.position: link.id for link in campaign.links}
-    return [by_pos[i] for i in range(len(result.links))]
+    session.expire(campaign, ["links"])
+    return link_ids(session, campaign.id)
 
 
 def link_ids(session: Session, campaign_id: int) -> list[int]:
