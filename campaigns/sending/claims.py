@@ -4,9 +4,10 @@ A batch job claims queued rows (queued -> sending) with this process's owner id 
 thread renews the lease of every live claim with one UPDATE every few seconds, so a claim whose lease ran out
 belongs to a dead (or long-blocked) worker; a claim of a process on this machine that no longer exists is taken
 back at once. Right before a message goes to the relay its send id joins a
-per-owner Redis set (the hand-off record); outcomes are written only to rows still claimed by this owner and
-their ids then leave the set. recover() — run by the sweeper — turns expired claims into `unknown` (handed:
-the relay may have the message) or back into `queued` (never handed: sent normally). Before it reads the
+per-owner Redis set (the hand-off record), and right after the relay's 250 is read it moves to the owner's
+delivered set; outcomes are written only to rows still claimed by this owner and their ids then leave the sets.
+recover() — run by the sweeper — turns expired claims into `sent` (delivered), `unknown` (handed without a
+reply read: the relay may have the message) or back into `queued` (never handed: sent normally). Before it reads the
 hand-off set it revokes the owner, so a worker that was only blocked cannot hand over another of those rows.
 """
 
@@ -35,23 +36,27 @@ logger = logging.getLogger(__name__)
 
 HANDED_TTL = 24 * 3600
 
-# KEYS: stopped zset, handed set, revoked flag, delivered set. ARGV: since, send id, the send id the relay accepted
-# last on this connection (0: none; moved from handed to delivered here, saving a round trip), stop members…
+# KEYS: stopped zset, handed set, revoked flag. ARGV: since, send id, stop members…
 # 1: recorded as handed; 0: the contact stopped after `since`; -1: this owner's claims were revoked.
 _HANDOFF_LUA = f"""
-if ARGV[3] ~= '0' then
-  redis.call('SMOVE', KEYS[2], KEYS[4], ARGV[3])
-  redis.call('EXPIRE', KEYS[4], {HANDED_TTL})
-end
 if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 local since = tonumber(ARGV[1])
-for i = 4, #ARGV do
+for i = 3, #ARGV do
   local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if s and tonumber(s) >= since then return 0 end
 end
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], {HANDED_TTL})
 return 1
+"""
+
+# KEYS: handed set, delivered set. ARGV: the send id the relay answered 250. Moved from handed to delivered (a row
+# the sweeper already settled is no longer in handed: nothing happens).
+_ACCEPTED_LUA = f"""
+if redis.call('SMOVE', KEYS[1], KEYS[2], ARGV[1]) == 1 then
+  redis.call('EXPIRE', KEYS[2], {HANDED_TTL})
+end
+return 0
 """
 
 
@@ -93,6 +98,8 @@ class Lessee:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._handoff = rt.redis.register_script(_HANDOFF_LUA)
+        self._accepted = rt.redis.register_script(_ACCEPTED_LUA)
+        self._owner_keys: dict[str, tuple[str, str, str, str]] = {}
 
     @property
     def lease(self) -> dt.timedelta:
@@ -136,19 +143,34 @@ class Lessee:
         except RedisError:
             pass
 
-    def handoff(self, owner: str, send_id: int, members: Sequence[str], since: float, accepted: int = 0) -> bool:
+    def handoff(self, owner: str, send_id: int, members: Sequence[str], since: float) -> bool:
         """Record the hand-off of one message; False if its contact stopped since `since` (nothing recorded).
 
-        accepted: a send id the relay answered 250 since the last hand-off on this connection, recorded as
-        delivered in the same call. Raises ClaimRevoked when the sweeper took this owner's claims back, RedisError
-        when Redis is away.
+        Raises ClaimRevoked when the sweeper took this owner's claims back, RedisError when Redis is away.
         """
-        got = self._handoff(keys=[stops.key(self.rt.settings.queue_name), handed_key(self.rt, owner),
-                                  revoked_key(self.rt, owner), delivered_key(self.rt, owner)],
-                            args=[since, send_id, accepted, *members])
+        stopped, handed, revoked, _delivered = self._keys(owner)
+        got = self._handoff(keys=[stopped, handed, revoked], args=[since, send_id, *members])
         if got == -1:
             raise ClaimRevoked(owner)
         return got == 1
+
+    def accepted(self, owner: str, send_id: int) -> None:
+        """Record that the relay answered 250 to a handed-over message, right after the reply was read: a worker
+        killed from then on leaves the row `sent` (the sweeper reads the delivered set), not `unknown`.
+
+        Raises RedisError when Redis is away (the caller still writes the outcome to the database itself).
+        """
+        _stopped, handed, _revoked, delivered = self._keys(owner)
+        self._accepted(keys=[handed, delivered], args=[send_id])
+
+    def _keys(self, owner: str) -> tuple[str, str, str, str]:
+        """The Redis keys of one owner's hand-off records (built once per owner: they are used per message)."""
+        keys = self._owner_keys.get(owner)
+        if keys is None:
+            keys = (stops.key(self.rt.settings.queue_name), handed_key(self.rt, owner), revoked_key(self.rt, owner),
+                    delivered_key(self.rt, owner))
+            self._owner_keys = {owner: keys}   # one owner at a time (a fresh one after a revocation)
+        return keys
 
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -84,7 +83,6 @@ class Handoff:
         self.since = 0.0
         self.created: dict[int, dt.datetime] = {}   # send id -> when queued (the retry schedule's max age)
         self.holding: set[int] = set()   # rows claimed by this job whose outcome is not written yet
-        self._thread_state = threading.local()   # per sender thread: the send id last accepted by the relay
         self.members = stops.stopped_members(mailer.kind, mailer.topic_ids, mailer.all_contacts)
         # Two connections, so one message's round trips to the relay overlap the next one's.
         self.sender = ThreadPoolExecutor(max_workers=min(2, pool.relay.max_connections),
@@ -96,24 +94,28 @@ class Handoff:
 
     def _send(self, send_id: int, contact_id: int, envelope_from: str, to: list[str], data: bytes) -> None:
         """In a sender thread: talk SMTP, recording the hand-off (and checking for a stop) right before MAIL FROM,
-        after any wait for the relay's rate limit or a free connection."""
-
-        local = self._thread_state
+        after any wait for the relay's rate limit or a free connection, and the relay's 250 right after it is read.
+        """
+        owner = self.owner
 
         def hand_off() -> None:
             try:
-                handed = self.lessee.handoff(self.owner, send_id, [m.format(c=contact_id) for m in self.members],
-                                             self.since, getattr(local, "accepted", 0))
+                handed = self.lessee.handoff(owner, send_id, [m.format(c=contact_id) for m in self.members],
+                                             self.since)
             except (RedisError, claims.ClaimRevoked) as exc:
                 raise _NotHanded(str(exc) or type(exc).__name__) from exc
-            local.accepted = 0
             if not handed:
                 raise _Stopped()
 
         self.pool.send(envelope_from, to, data, before_transaction=hand_off)
-        # Recorded as delivered with this thread's next hand-off (one Redis call a message, not two); a crash
-        # before that leaves at most this one message per connection "unknown" although the relay has it.
-        local.accepted = send_id
+        try:
+            # A worker killed from here on leaves the row `sent`: only a message whose reply was never read is
+            # `unknown`.
+            self.lessee.accepted(owner, send_id)
+        except RedisError as exc:
+            # The outcome is still written to the database by this worker; only a crash before that write would
+            # now leave the row `unknown` (never sent twice).
+            logger.warning("send %s: could not record the relay's acceptance in Redis: %s", send_id, exc)
 
     def run(self, claimed: Sequence[tuple[int, int, int]], contacts: dict[int, Contact],
             interests: dict[int, list[str]], eligible: set[int], held: dict[int, str], *,
