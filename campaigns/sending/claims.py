@@ -38,7 +38,7 @@ HANDED_TTL = 24 * 3600
 
 # KEYS: stopped zset, handed set, revoked flag. ARGV: since, send id, stop members…
 # 1: recorded as handed; 0: the contact stopped after `since`; -1: this owner's claims were revoked.
-_HANDOFF_LUA = f"""
+HANDOFF_LUA = f"""
 if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 local since = tonumber(ARGV[1])
 for i = 3, #ARGV do
@@ -49,16 +49,6 @@ redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], {HANDED_TTL})
 return 1
 """
-
-# KEYS: handed set, delivered set. ARGV: the send id the relay answered 250. Moved from handed to delivered (a row
-# the sweeper already settled is no longer in handed: nothing happens).
-_ACCEPTED_LUA = f"""
-if redis.call('SMOVE', KEYS[1], KEYS[2], ARGV[1]) == 1 then
-  redis.call('EXPIRE', KEYS[2], {HANDED_TTL})
-end
-return 0
-"""
-
 
 class ClaimRevoked(Exception):
     """The sweeper took this process's claims back (its lease ran out): hand nothing more over."""
@@ -97,8 +87,8 @@ class Lessee:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._handoff = rt.redis.register_script(_HANDOFF_LUA)
-        self._accepted = rt.redis.register_script(_ACCEPTED_LUA)
+        self._handoff = rt.redis.register_script(HANDOFF_LUA)
+        self.handoff_sha: str = self._handoff.sha
         self._owner_keys: dict[str, tuple[str, str, str, str]] = {}
 
     @property
@@ -145,25 +135,18 @@ class Lessee:
 
     def handoff(self, owner: str, send_id: int, members: Sequence[str], since: float) -> bool:
         """Record the hand-off of one message; False if its contact stopped since `since` (nothing recorded).
+        (The send path makes this call, and the acceptance record after the 250, on a sender thread's own
+        connection: campaigns.sending.records.)
 
         Raises ClaimRevoked when the sweeper took this owner's claims back, RedisError when Redis is away.
         """
-        stopped, handed, revoked, _delivered = self._keys(owner)
+        stopped, handed, revoked, _delivered = self.keys(owner)
         got = self._handoff(keys=[stopped, handed, revoked], args=[since, send_id, *members])
         if got == -1:
             raise ClaimRevoked(owner)
         return got == 1
 
-    def accepted(self, owner: str, send_id: int) -> None:
-        """Record that the relay answered 250 to a handed-over message, right after the reply was read: a worker
-        killed from then on leaves the row `sent` (the sweeper reads the delivered set), not `unknown`.
-
-        Raises RedisError when Redis is away (the caller still writes the outcome to the database itself).
-        """
-        _stopped, handed, _revoked, delivered = self._keys(owner)
-        self._accepted(keys=[handed, delivered], args=[send_id])
-
-    def _keys(self, owner: str) -> tuple[str, str, str, str]:
+    def keys(self, owner: str) -> tuple[str, str, str, str]:
         """The Redis keys of one owner's hand-off records (built once per owner: they are used per message)."""
         keys = self._owner_keys.get(owner)
         if keys is None:
