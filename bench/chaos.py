@@ -324,8 +324,18 @@ class Run:
                           "connection": r.get("connection")}
                          for e, t in self.unsubscribed.items() for r in accepted.get(e, ()) if r["started"] > t]}
                if lags else {}),
-            **({"dispatch_hit": self.dispatch_hit} if self.scenario == "kill" else {}),
+            **({"dispatch_hit": self.dispatch_hit,
+                # For each unknown row the relay did accept: ms from the relay logging its acceptance (just before
+                # its 250 left) to the next SIGKILL. A few ms says the worker died before it could read that 250.
+                "unknown_but_delivered_ms_before_kill": self._before_kill(
+                    [accepted[e][-1]["t"] for e in unknown_emails & set(accepted)])}
+               if self.scenario == "kill" else {}),
         }
+
+    def _before_kill(self, times: list[float]) -> list[float]:
+        kills = sorted(self.workers.kill_times) if self.workers else []
+        return sorted(round((min(k for k in kills if k >= t) - t) * 1000, 1) for t in times
+                      if any(k >= t for k in kills))
 
     # ------------------------------------------------------------ what goes wrong
 
