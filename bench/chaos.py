@@ -326,16 +326,17 @@ class Run:
                if lags else {}),
             **({"dispatch_hit": self.dispatch_hit,
                 # For each unknown row the relay did accept: ms from the relay logging its acceptance (just before
-                # its 250 left) to the next SIGKILL. A few ms says the worker died before it could read that 250.
-                "unknown_but_delivered_ms_before_kill": self._before_kill(
+                # its 250 left) to the nearest SIGKILL. Small and positive: the worker died before it could read
+                # or record that 250. Negative: the relay accepted after the worker had died (the whole message
+                # was written, nobody was left to read the reply).
+                "unknown_but_delivered_ms_to_kill": self._to_kill(
                     [accepted[e][-1]["t"] for e in unknown_emails & set(accepted)])}
                if self.scenario == "kill" else {}),
         }
 
-    def _before_kill(self, times: list[float]) -> list[float]:
-        kills = sorted(self.workers.kill_times) if self.workers else []
-        return sorted(round((min(k for k in kills if k >= t) - t) * 1000, 1) for t in times
-                      if any(k >= t for k in kills))
+    def _to_kill(self, times: list[float]) -> list[float]:
+        kills = self.workers.kill_times if self.workers else []
+        return sorted(round((min(kills, key=lambda k: abs(k - t)) - t) * 1000, 1) for t in times) if kills else []
 
     # ------------------------------------------------------------ what goes wrong
 
