@@ -35,7 +35,8 @@ Besides these: the send rows by status, `overdue` (queued rows whose next attemp
 nothing will send), `missing_not_unknown` (missing recipients the app does not call unknown: lost silently),
 `unknown_but_delivered` (unknown recipients the relay did accept; in `kill`, with
 `unknown_but_delivered_ms_to_kill`: ms from each such acceptance to the nearest kill), what the relay did
-(accepted and each fault), worker kills, unexpected worker exits and `worker_orphans` (killed workers whose child processes outlived them).
+(accepted and each fault), worker kills, unexpected worker exits and `worker_orphans` (killed workers whose child
+processes outlived them).
 """
 
 from __future__ import annotations
