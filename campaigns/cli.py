@@ -197,5 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "demo":
         if "BASE_URL" not in os.environ:
             settings = settings.with_overrides({"base_url": f"http://127.0.0.1:{args.port}"})
+        if not os.environ.get("SENDER_NAME"):        # the demo data's shop, not the product's placeholder name
+            settings = settings.with_overrides({"sender_name": demo_data.DEMO_BUSINESS})
+        if not os.environ.get("POSTAL_ADDRESS"):
+            settings = settings.with_overrides({"postal_address": demo_data.DEMO_POSTAL_ADDRESS})
         return demo_runner.run(settings, args.port)
     return 0

@@ -34,7 +34,8 @@ def run(settings: Settings, port: int) -> int:
     seeded = demo_data.seed(settings)
     # RAPPORT_DEMO exempts the children from the production checks (an http BASE_URL, a generated key).
     env = dict(os.environ, RAPPORT_INSTANCE=str(settings.instance_path), PORT=str(port),
-               BASE_URL=settings.base_url, SECRET_KEY=settings.secret_key, RAPPORT_DEMO="1")
+               BASE_URL=settings.base_url, SECRET_KEY=settings.secret_key, RAPPORT_DEMO="1",
+               SENDER_NAME=settings.sender_name, POSTAL_ADDRESS=settings.postal_address)
     redis = None
     if not settings.redis_url:
         redis = embedded_redis(settings.instance_path)

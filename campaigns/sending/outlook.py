@@ -140,8 +140,8 @@ def _allows(contact: Contact, policy: PolicySettings, now: dt.datetime, ledger: 
         lines.append(f"Daily limit reached ({len(day)} of {policy.messages_per_day} in 24 hours): next nurture or "
                      f"marketing mail allowed on {_date(_frees_on(day, policy.messages_per_day, DAY))}.")
     else:
-        lines.append(f"{policy.messages_per_day - len(day)} more nurture or marketing mail(s) allowed in the "
-                     "next 24 hours.")
+        left = policy.messages_per_day - len(day)
+        lines.append(f"{left} more nurture or marketing mail{'' if left == 1 else 's'} allowed in the next 24 hours.")
     nurture, marketing = counts[CampaignKind.NURTURE.value], counts[CampaignKind.MARKETING.value]
     need = max(policy.min_nurture_before_marketing - nurture,
                -(-(marketing + 1) * policy.ratio_nurture // policy.ratio_marketing) - nurture, 0)

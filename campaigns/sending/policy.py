@@ -242,6 +242,10 @@ def ratio_rule(policy: PolicySettings) -> str:
             f"at least {policy.min_nurture_before_marketing} nurture first")
 
 
+def _mails(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def explain(reason: str, contact: Contact | None, policy: PolicySettings) -> str:
     """The held reason in words, for the send row's last_error."""
     if reason == SendReason.PAUSED and contact is not None and contact.paused_until is not None:
@@ -251,7 +255,7 @@ def explain(reason: str, contact: Contact | None, policy: PolicySettings) -> str
     if reason == SendReason.RATIO:
         return f"held: needs more nurture mail first ({ratio_rule(policy)})"
     if reason == SendReason.WEEKLY_MARKETING:
-        return f"held: already {policy.marketing_per_week} marketing mail(s) in the last 7 days"
+        return f"held: already {_mails(policy.marketing_per_week, 'marketing mail')} in the last 7 days"
     if reason == SendReason.DAILY_TOTAL:
-        return f"held: already {policy.messages_per_day} mail(s) in the last 24 hours"
+        return f"held: already {_mails(policy.messages_per_day, 'mail')} in the last 24 hours"
     return f"held: {reason}"

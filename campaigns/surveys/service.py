@@ -16,13 +16,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.db import parse_id
 from campaigns.errors import InvalidState, NotFound, ValidationError
 from campaigns.models import (
     Campaign,
-    Contact,
     QuestionKind,
     Survey,
     SurveyAnswer,
@@ -184,17 +182,6 @@ def delete_survey(session: Session, survey_id: int) -> None:
     session.delete(survey)
     session.flush()
 
-
-# ---------------------------------------------------------------- segments
-
-def answered_condition(survey_id: int, question_index: int, answer: Any = None) -> ColumnElement[bool]:
-    """A condition on Contact.id: the contact's current answer to question question_index (0-based) of the survey
-    is answer (case-insensitive: 'no', 4, 'Roses'), or any answer when answer is None."""
-    conds = [SurveyAnswer.survey_id == survey_id, SurveyAnswer.position == question_index]
-    if answer is not None:
-        text = "yes" if answer is True else "no" if answer is False else str(answer).strip()
-        conds.append(func.lower(SurveyAnswer.value) == text.lower())
-    return Contact.id.in_(select(SurveyAnswer.contact_id).where(*conds))
 
 
 # ---------------------------------------------------------------- campaign form

@@ -14,7 +14,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from campaigns.errors import NotFound, ValidationError
+from campaigns.errors import ValidationError
 from campaigns.models import Contact, Event
 from campaigns.notes import service as notes
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -54,8 +54,6 @@ def note_add(contact_id: int) -> Response:
         notes.add_note(session, contact_id, current_user, request.form.get("body", ""), pinned=_pinned())
         session.commit()
         flash("Note added.", "info")
-    except NotFound:
-        abort(404)
     except ValidationError as exc:
         session.rollback()
         flash(str(exc), "error")
@@ -66,10 +64,7 @@ def note_add(contact_id: int) -> Response:
 @login_required
 def note_edit(contact_id: int, note_id: int):
     session = db()
-    try:
-        note = notes.get_note(session, contact_id, note_id)
-    except NotFound:
-        abort(404)
+    note = notes.get_note(session, contact_id, note_id)
     if not notes.may_edit(note, current_user):
         abort(403)
     status = 200
@@ -96,8 +91,6 @@ def note_delete(contact_id: int, note_id: int) -> Response:
     try:
         note = notes.get_note(session, contact_id, note_id)
         notes.delete_note(session, note, current_user)
-    except NotFound:
-        abort(404)
     except notes.NotAllowed:
         abort(403)
     session.commit()

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from campaigns import storage
 from campaigns.accounts.settings_store import postal_address
 from campaigns.composing.editor import get_campaign
-from campaigns.errors import InvalidState, NotFound, ValidationError
+from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import LabelSheet, PostLayout, PostRun, PostRunStatus
 from campaigns.post import addresses, runs, selection
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -29,10 +29,7 @@ SHEET_LABELS = {LabelSheet.L7160: "Avery L7160 (A4, 21 labels)",
 
 
 def _campaign(campaign_id: int):
-    try:
-        return get_campaign(db(), campaign_id)
-    except NotFound:
-        abort(404)
+    return get_campaign(db(), campaign_id)
 
 
 @bp.route("/campaigns/<int:campaign_id>/post", methods=["GET", "POST"])
@@ -66,10 +63,7 @@ def campaign_post(campaign_id: int):
 @login_required
 def post_run(run_id: int):
     session = db()
-    try:
-        run = runs.get_run(session, run_id)
-    except NotFound:
-        abort(404)
+    run = runs.get_run(session, run_id)
     return render_template("admin/post/run.html", run=run, campaign=_campaign(run.campaign_id),
                            layouts=LAYOUT_LABELS, sheets=SHEET_LABELS, working=run.status in (
                                PostRunStatus.QUEUED, PostRunStatus.RENDERING))
@@ -79,10 +73,7 @@ def post_run(run_id: int):
 @editor_required
 def post_run_retry(run_id: int) -> Response:
     """Queue a failed run again: it goes on from what it recorded (letters are never chosen twice)."""
-    try:
-        run = runs.get_run(db(), run_id)
-    except NotFound:
-        abort(404)
+    run = runs.get_run(db(), run_id)
     if run.status != PostRunStatus.FAILED:
         flash("Only a failed print run can be tried again.", "error")
     else:
@@ -95,10 +86,7 @@ def post_run_retry(run_id: int) -> Response:
 @bp.get("/post/<int:run_id>/status")
 @login_required
 def post_run_status(run_id: int) -> Response:
-    try:
-        run = runs.get_run(db(), run_id)
-    except NotFound:
-        abort(404)
+    run = runs.get_run(db(), run_id)
     return jsonify(status=str(run.status), letters=run.letters, rendered=run.rendered, held=run.held,
                    no_address=run.no_address, no_post=run.no_post, error=run.error)
 
@@ -108,10 +96,7 @@ def post_run_status(run_id: int) -> Response:
 def post_run_file(run_id: int, which: str) -> Response:
     if which not in runs.FILES:
         abort(404)
-    try:
-        run = runs.get_run(db(), run_id)
-    except NotFound:
-        abort(404)
+    run = runs.get_run(db(), run_id)
     if run.status != PostRunStatus.DONE:
         abort(404)
     name, mimetype = runs.FILES[which]
@@ -128,10 +113,7 @@ def post_run_file(run_id: int, which: str) -> Response:
 def contact_no_post(contact_id: int) -> Response:
     session = db()
     wanted = request.form.get("no_post") == "1"
-    try:
-        addresses.set_no_post(session, contact_id, wanted, source=f"admin: {current_user.email}")
-    except NotFound:
-        abort(404)
+    addresses.set_no_post(session, contact_id, wanted, source=f"admin: {current_user.email}")
     session.commit()
     flash("No post for this contact." if wanted else "This contact takes post again.", "info")
     return redirect(url_for("admin.contact", contact_id=contact_id))

@@ -46,7 +46,7 @@ def test_create_switch_on_and_see_runs(client, db_session, runtime, greeting) ->
     page = client.get("/admin/automations/new").get_data(as_text=True)
     assert "Birthday greeting (nurture)" in page and "automations.js" in page
     # The starter it points to is named as the starter list names it.
-    from campaigns.composing.editor import starter
+    from campaigns.composing.starters import starter
 
     assert f"(starter “{starter('birthday').title}” for birthdays)" in page
     token = csrf(client, "/admin/automations/new")

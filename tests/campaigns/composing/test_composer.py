@@ -279,7 +279,7 @@ def test_a_test_sent_as_a_contact_cannot_unsubscribe_or_edit_that_contact(logged
     whose name and data it borrows."""
     topic, contacts = make_contacts(1)
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
-    logged_in.post("/admin/campaigns/new", data=form(token, mjml=campaign_service.BLANK_MJML, topics=[topic.id]))
+    logged_in.post("/admin/campaigns/new", data=form(token, mjml=starter_service.BLANK_MJML, topics=[topic.id]))
     campaign = db_session.scalar(select(Campaign))
     logged_in.post(f"/admin/campaigns/{campaign.id}/test", data={
         "addresses": "boss@example.com", "as_contact": contacts[0].email, "csrf_token": token})
@@ -304,7 +304,7 @@ def test_a_test_sent_as_a_contact_cannot_unsubscribe_or_edit_that_contact(logged
 
 def test_a_campaign_without_an_audience_says_so_before_anyone_presses_send(logged_in, db_session) -> None:
     token = csrf(logged_in, "/admin/campaigns/new?starter=blank")
-    logged_in.post("/admin/campaigns/new", data=form(token, mjml=campaign_service.BLANK_MJML))
+    logged_in.post("/admin/campaigns/new", data=form(token, mjml=starter_service.BLANK_MJML))
     campaign = db_session.scalar(select(Campaign))
     page = logged_in.get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
     assert "Cannot be sent yet: nobody would get it" in page

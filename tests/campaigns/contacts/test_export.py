@@ -122,8 +122,8 @@ def test_erase_needs_confirmation_and_leaves_only_the_suppression(logged_in, db_
 def test_erasure_tells_running_sends_before_the_commit(runtime, db_session, make_contacts,
                                                        make_campaign) -> None:
     """A sender that claimed the contact a moment earlier must see the erasure in the stops set before SMTP."""
+    from campaigns import stops
     from campaigns.contacts import exports
-    from campaigns.sending import stops
 
     contact = _contact_with_history(db_session, make_contacts, make_campaign)
     with runtime.session_factory() as session:

@@ -108,6 +108,9 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         key = re.search(r'href="/admin/outbox/([^"]+)"', outbox).group(1)
         message = web.get(f"/admin/outbox/{key}")
         assert "DKIM-Signature" in message and "List-Unsubscribe-Post" in message
+        # The demo's mail and pages name the demo's shop, not the product's placeholder business.
+        assert "Green Thumb" in message and "Rapport Demo Shop" not in message
+        assert "Rapport Demo Shop" not in web.get("/admin/settings")
     finally:
         code = stop_demo(proc)
     assert code == 0

@@ -250,6 +250,7 @@ def test_mail_to_a_segment_alone_is_in_the_digest(db_session, runtime, readers, 
     news.segment_id = berlin.id
     db_session.commit()
     sending.start(db_session, runtime, news)
+    db_session.commit()     # the dispatch job is enqueued once the start is committed
     run_worker()
     assert sends_of(db_session, news.id)[weekly.id] == ("held", "preference")
     age(db_session, weekly, dt.timedelta(days=6))

@@ -59,10 +59,12 @@ def test_ratio_held_contacts_made_eligible_by_a_nurture_mail_show_the_daily_limi
     contact_page = html.unescape(admin_client.get(f"/admin/contacts/{almost[0].id}").get_data(as_text=True))
     held = contact_page[contact_page.index("Held for this contact"):]
     own_by = nurture_at[almost[0].id] + test_policy.dt.timedelta(days=1)
-    assert "<code>daily-total</code> held: already 1 mail(s) in the last 24 hours" in held
+    # In words, as the report and the campaign page say it, and counted right ("1 mail", not a code or "mail(s)").
+    assert "<strong>daily limit</strong> — held: already 1 mail in the last 24 hours" in held
     assert f"can go by {own_by:%a %d %b %Y, %H:%M} UTC" in held and "needs more nurture mail" not in held
     other = html.unescape(admin_client.get(f"/admin/contacts/{far[0].id}").get_data(as_text=True))
-    assert "<code>ratio</code> held: needs more nurture mail first" in other[other.index("Held for this contact"):]
+    assert ("<strong>not enough nurture mail yet for another promotion</strong> — held: needs more nurture mail first"
+            in other[other.index("Held for this contact"):])
 
     # A day later the limit has passed for the five: the page says they are no longer held by any rule.
     later = max(nurture_at.values()) + test_policy.dt.timedelta(days=1, minutes=1)

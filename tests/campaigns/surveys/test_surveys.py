@@ -7,6 +7,7 @@ import re
 import pytest
 from sqlalchemy import select
 
+from campaigns.contacts import segment_sql
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import Contact, Event, EventType, SurveyAnswer
 from campaigns.sending import lifecycle as sending
@@ -132,12 +133,12 @@ def test_one_click_answer_in_the_mail_then_the_page_holds_it_and_asks_the_rest(
         (3, "=HYPERLINK(\"http://evil\")", "page")]
 
     # Segments: "answered 'no' to question 2".
-    said_no = survey_service.answered_condition(survey.id, 1, "No")
+    said_no = segment_sql.answered_condition(survey.id, 1, "No")
     assert list(db_session.scalars(select(Contact.id).where(said_no))) == [anna.id]
     assert list(db_session.scalars(select(Contact.id).where(
-        survey_service.answered_condition(survey.id, 1, "yes")))) == []
+        segment_sql.answered_condition(survey.id, 1, "yes")))) == []
     assert list(db_session.scalars(select(Contact.id).where(
-        survey_service.answered_condition(survey.id, 0)))) == [anna.id]
+        segment_sql.answered_condition(survey.id, 0)))) == [anna.id]
 
     # A second person: yes/no and a one-click answer from a scanner records nothing.
     bob = contacts[1]
