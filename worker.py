@@ -23,6 +23,11 @@ from campaigns.sending import sweeper
 
 logger = logging.getLogger("rapport.worker")
 MAX_BACKOFF = 10.0
+# CPython's GIL switch interval (default 5 ms). A send batch renders in one thread while sender threads wait on
+# sockets; each reply read (the relay's, Redis's) needs the GIL back, which the rendering thread gives up only
+# after this interval. At 5 ms a relay's 250 could sit that long before the acceptance record (docs/delivery.md),
+# and a sender thread stalled behind rendering several times per message.
+SWITCH_INTERVAL = 0.0005
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         parser.exit(2, f"rapport-worker: {exc}\n")
     logs.configure(settings)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     logs.quiet_job_logs()    # RQ's lines per job (three per send batch) only at DEBUG
     rt = install(Runtime(settings))
     # In-process by default: the SMTP pool, the DKIM key and compiled campaigns stay warm across batch jobs.

@@ -33,8 +33,10 @@ patching. Each scenario prints one JSON line; every figure but `unknown` is coun
   finished                the campaign reached "finished" by itself
 Besides these: the send rows by status, `overdue` (queued rows whose next attempt is more than 10 s past due, which
 nothing will send), `missing_not_unknown` (missing recipients the app does not call unknown: lost silently),
-`unknown_but_delivered` (unknown recipients the relay did accept), what the relay did (accepted and each fault),
-worker kills, unexpected worker exits and `worker_orphans` (killed workers whose child processes outlived them).
+`unknown_but_delivered` (unknown recipients the relay did accept; in `kill`, with
+`unknown_but_delivered_ms_to_kill`: ms from each such acceptance to the nearest kill), what the relay did
+(accepted and each fault), worker kills, unexpected worker exits and `worker_orphans` (killed workers whose child
+processes outlived them).
 """
 
 from __future__ import annotations
@@ -324,8 +326,19 @@ class Run:
                           "connection": r.get("connection")}
                          for e, t in self.unsubscribed.items() for r in accepted.get(e, ()) if r["started"] > t]}
                if lags else {}),
-            **({"dispatch_hit": self.dispatch_hit} if self.scenario == "kill" else {}),
+            **({"dispatch_hit": self.dispatch_hit,
+                # For each unknown row the relay did accept: ms from the relay logging its acceptance (just before
+                # its 250 left) to the nearest SIGKILL. Small and positive: the worker died before it could read
+                # or record that 250. Negative: the relay accepted after the worker had died (the whole message
+                # was written, nobody was left to read the reply).
+                "unknown_but_delivered_ms_to_kill": self._to_kill(
+                    [accepted[e][-1]["t"] for e in unknown_emails & set(accepted)])}
+               if self.scenario == "kill" else {}),
         }
+
+    def _to_kill(self, times: list[float]) -> list[float]:
+        kills = self.workers.kill_times if self.workers else []
+        return sorted(round((min(kills, key=lambda k: abs(k - t)) - t) * 1000, 1) for t in times) if kills else []
 
     # ------------------------------------------------------------ what goes wrong
 

@@ -116,6 +116,7 @@ class Workers:
         self.died_at: dict[int, float] = {}
         self.started = 0
         self.kills = 0
+        self.kill_times: list[float] = []   # time.time() of each SIGKILL
         self.exits: list[int] = []          # exit codes of deaths the harness did not cause
         self.orphans = 0                    # killed workers whose child processes outlived them
         self._groups: list[int] = []
@@ -142,6 +143,7 @@ class Workers:
             if proc is not None and proc.poll() is None:
                 self._killed.add(proc.pid)
                 proc.kill()
+                self.kill_times.append(time.time())
                 self.kills += 1
 
     def alive(self) -> list[int]:

@@ -3,8 +3,9 @@
     .venv/bin/python bench/dispatch.py [--recipients 1000000] [--database-url postgresql://…] [--redis-url redis://…]
                                        [--rounds 3]
 
-Phases, interleaved round by round (before, after, before, after …) so a shared machine's drift hits both:
+Phases (--phases, default before,after), interleaved round by round so a shared machine's drift hits each:
   before  the previous algorithm: keyset pages of batch_size contacts, one INSERT … SELECT … RETURNING per page
+  unranged  the current algorithm with the topic EXISTS not limited to the chunk's contact ids (as it was before)
   after   sending.dispatch: DISPATCH_CHUNK contacts per INSERT … SELECT (rowcount, no RETURNING), the cursor
           committed with each chunk, batch jobs enqueued in one pipeline per chunk
 Each phase dispatches a fresh campaign to the same audience; the send rows are counted in the database afterwards.
@@ -92,6 +93,20 @@ def dispatch_paged(rt: Runtime, campaign_id: int) -> int:
     return created
 
 
+def dispatch_unranged(rt: Runtime, campaign_id: int) -> int:
+    """The chunked dispatch as it was before the topic EXISTS carried the chunk's contact-id range (PostgreSQL
+    then planned a hash aggregate over the whole subscription table for every chunk)."""
+    ranged = sending.audience_conditions
+    sending.audience_conditions = lambda campaign, after=None, upto=None: ranged(campaign)
+    try:
+        return sending.dispatch(rt, campaign_id)
+    finally:
+        sending.audience_conditions = ranged
+
+
+PHASES = {"before": dispatch_paged, "unranged": dispatch_unranged, "after": sending.dispatch}
+
+
 def run(rt: Runtime, topic_id: int, phase: str) -> dict:
     campaign_id = new_campaign(rt, topic_id, phase)
     with rt.session_factory() as session:
@@ -99,7 +114,7 @@ def run(rt: Runtime, topic_id: int, phase: str) -> dict:
         session.commit()
     rt.queue.empty()
     t0 = time.perf_counter()
-    created = sending.dispatch(rt, campaign_id) if phase == "after" else dispatch_paged(rt, campaign_id)
+    created = PHASES[phase](rt, campaign_id)
     seconds = time.perf_counter() - t0
     with rt.session_factory() as session:
         rows = session.scalar(select(func.count()).select_from(Send).where(Send.campaign_id == campaign_id))
@@ -117,11 +132,15 @@ def main() -> int:
     p.add_argument("--database-url", default="")
     p.add_argument("--redis-url", default="")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--skip-before", action="store_true", help="only the current dispatch")
+    p.add_argument("--phases", default="before,after",
+                   help="comma-separated, run in this order each round: before (paged), unranged, after")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rapport-dispatch-"))
     stack = contextlib.ExitStack()
-    results: dict[str, list[dict]] = {"before": [], "after": []}
+    phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+    if not phases or set(phases) - set(PHASES):
+        p.error(f"--phases: choose from {', '.join(PHASES)}")
+    results: dict[str, list[dict]] = {phase: [] for phase in phases}
     try:
         db_url = make_database(args.database_url, work, stack)
         redis_conn = None
@@ -139,7 +158,7 @@ def main() -> int:
         topic_id = seed(rt, args.recipients)
         print(f"  {time.perf_counter() - t0:.1f} s", flush=True)
         for _ in range(args.rounds):
-            for phase in (("after",) if args.skip_before else ("before", "after")):
+            for phase in phases:
                 results[phase].append(run(rt, topic_id, phase))
         rt.close()
         if redis_conn is not None:

@@ -245,6 +245,7 @@ def set_policy(rt: Runtime, enabled: bool) -> None:
                                       "ratio_nurture": "3", "min_nurture_before_marketing": "3",
                                       "marketing_per_week": "100", "messages_per_day": "100", "hold_days": "14"},
                             updated_by="bench")
+        session.commit()   # save() leaves the commit to its caller: without it the workers ran the defaults
 
 
 def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipients: int, sink: Sink) -> dict:

@@ -4,9 +4,10 @@ A batch job claims queued rows (queued -> sending) with this process's owner id 
 thread renews the lease of every live claim with one UPDATE every few seconds, so a claim whose lease ran out
 belongs to a dead (or long-blocked) worker; a claim of a process on this machine that no longer exists is taken
 back at once. Right before a message goes to the relay its send id joins a
-per-owner Redis set (the hand-off record); outcomes are written only to rows still claimed by this owner and
-their ids then leave the set. recover() — run by the sweeper — turns expired claims into `unknown` (handed:
-the relay may have the message) or back into `queued` (never handed: sent normally). Before it reads the
+per-owner Redis set (the hand-off record), and right after the relay's 250 is read it moves to the owner's
+delivered set; outcomes are written only to rows still claimed by this owner and their ids then leave the sets.
+recover() — run by the sweeper — turns expired claims into `sent` (delivered), `unknown` (handed without a
+reply read: the relay may have the message) or back into `queued` (never handed: sent normally). Before it reads the
 hand-off set it revokes the owner, so a worker that was only blocked cannot hand over another of those rows.
 """
 
@@ -35,17 +36,12 @@ logger = logging.getLogger(__name__)
 
 HANDED_TTL = 24 * 3600
 
-# KEYS: stopped zset, handed set, revoked flag, delivered set. ARGV: since, send id, the send id the relay accepted
-# last on this connection (0: none; moved from handed to delivered here, saving a round trip), stop members…
+# KEYS: stopped zset, handed set, revoked flag. ARGV: since, send id, stop members…
 # 1: recorded as handed; 0: the contact stopped after `since`; -1: this owner's claims were revoked.
-_HANDOFF_LUA = f"""
-if ARGV[3] ~= '0' then
-  redis.call('SMOVE', KEYS[2], KEYS[4], ARGV[3])
-  redis.call('EXPIRE', KEYS[4], {HANDED_TTL})
-end
+HANDOFF_LUA = f"""
 if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 local since = tonumber(ARGV[1])
-for i = 4, #ARGV do
+for i = 3, #ARGV do
   local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if s and tonumber(s) >= since then return 0 end
 end
@@ -53,7 +49,6 @@ redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], {HANDED_TTL})
 return 1
 """
-
 
 class ClaimRevoked(Exception):
     """The sweeper took this process's claims back (its lease ran out): hand nothing more over."""
@@ -92,7 +87,9 @@ class Lessee:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._handoff = rt.redis.register_script(_HANDOFF_LUA)
+        self._handoff = rt.redis.register_script(HANDOFF_LUA)
+        self.handoff_sha: str = self._handoff.sha
+        self._owner_keys: dict[str, tuple[str, str, str, str]] = {}
 
     @property
     def lease(self) -> dt.timedelta:
@@ -136,19 +133,27 @@ class Lessee:
         except RedisError:
             pass
 
-    def handoff(self, owner: str, send_id: int, members: Sequence[str], since: float, accepted: int = 0) -> bool:
+    def handoff(self, owner: str, send_id: int, members: Sequence[str], since: float) -> bool:
         """Record the hand-off of one message; False if its contact stopped since `since` (nothing recorded).
+        (The send path makes this call, and the acceptance record after the 250, on a sender thread's own
+        connection: campaigns.sending.records.)
 
-        accepted: a send id the relay answered 250 since the last hand-off on this connection, recorded as
-        delivered in the same call. Raises ClaimRevoked when the sweeper took this owner's claims back, RedisError
-        when Redis is away.
+        Raises ClaimRevoked when the sweeper took this owner's claims back, RedisError when Redis is away.
         """
-        got = self._handoff(keys=[stops.key(self.rt.settings.queue_name), handed_key(self.rt, owner),
-                                  revoked_key(self.rt, owner), delivered_key(self.rt, owner)],
-                            args=[since, send_id, accepted, *members])
+        stopped, handed, revoked, _delivered = self.keys(owner)
+        got = self._handoff(keys=[stopped, handed, revoked], args=[since, send_id, *members])
         if got == -1:
             raise ClaimRevoked(owner)
         return got == 1
+
+    def keys(self, owner: str) -> tuple[str, str, str, str]:
+        """The Redis keys of one owner's hand-off records (built once per owner: they are used per message)."""
+        keys = self._owner_keys.get(owner)
+        if keys is None:
+            keys = (stops.key(self.rt.settings.queue_name), handed_key(self.rt, owner), revoked_key(self.rt, owner),
+                    delivered_key(self.rt, owner))
+            self._owner_keys = {owner: keys}   # one owner at a time (a fresh one after a revocation)
+        return keys
 
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():

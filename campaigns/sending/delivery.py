@@ -142,7 +142,8 @@ class CampaignMailer:
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": recipient_urls.sealed(base, tokens, Purpose.PREFERENCES, link_contact),
         }
-        ctx.update(contributions.variables(self.contributions, Recipient(send_id, contact_id, ctx)))
+        if self.contributions:   # most campaigns have none: no per-message copy of the context then
+            ctx.update(contributions.variables(self.contributions, Recipient(send_id, contact_id, ctx)))
         subject, text_part, html_part = self.compiled.render_mime(
             ctx, click, recipient_urls.sealed(base, tokens, Purpose.OPEN, send_id))
         msg_token = seal(Purpose.MESSAGE, send_id)

@@ -25,7 +25,7 @@ from campaigns.accounts.settings_store import RetrySchedule
 from campaigns.contacts.records import personalization
 from campaigns.models import Campaign, CampaignKind, Contact, ContactStatus, Send, SendReason, SendStatus, utcnow
 from campaigns.runtime import Runtime
-from campaigns.sending import claims, rejections
+from campaigns.sending import claims, records, rejections
 from campaigns.sending import policy as policy_service
 from campaigns.sending.lifecycle import UNSENDABLE
 from mailer.compose import TemplateError
@@ -84,36 +84,48 @@ class Handoff:
         self.since = 0.0
         self.created: dict[int, dt.datetime] = {}   # send id -> when queued (the retry schedule's max age)
         self.holding: set[int] = set()   # rows claimed by this job whose outcome is not written yet
-        self._thread_state = threading.local()   # per sender thread: the send id last accepted by the relay
+        self._local = threading.local()   # per sender thread: its records.Line
+        self._lines: list[records.Line] = []
+        self._lines_lock = threading.Lock()
         self.members = stops.stopped_members(mailer.kind, mailer.topic_ids, mailer.all_contacts)
         # Two connections, so one message's round trips to the relay overlap the next one's.
         self.sender = ThreadPoolExecutor(max_workers=min(2, pool.relay.max_connections),
                                          thread_name_prefix="smtp-sender")
 
     def close(self) -> None:
-        """Stop the sender threads (after the messages they hold)."""
+        """Stop the sender threads (after the messages they hold) and give their Redis connections back."""
         self.sender.shutdown(wait=True)
+        for line in self._lines:
+            line.close()
+        self._lines = []
+
+    def _line(self) -> records.Line:
+        """This sender thread's Redis connection for its hand-off records (opened on first use)."""
+        line = getattr(self._local, "line", None)
+        if line is None:
+            line = self._local.line = records.Line(self.lessee)
+            with self._lines_lock:
+                self._lines.append(line)
+        return line
 
     def _send(self, send_id: int, contact_id: int, envelope_from: str, to: list[str], data: bytes) -> None:
         """In a sender thread: talk SMTP, recording the hand-off (and checking for a stop) right before MAIL FROM,
-        after any wait for the relay's rate limit or a free connection."""
-
-        local = self._thread_state
+        after any wait for the relay's rate limit or a free connection, and the relay's 250 right after it is read
+        (a worker killed from then on leaves the row `sent`: only a message whose reply was not read is `unknown`).
+        """
+        owner = self.owner
+        line = self._line()
 
         def hand_off() -> None:
             try:
-                handed = self.lessee.handoff(self.owner, send_id, [m.format(c=contact_id) for m in self.members],
-                                             self.since, getattr(local, "accepted", 0))
+                handed = line.handoff(owner, send_id, [m.format(c=contact_id) for m in self.members], self.since)
             except (RedisError, claims.ClaimRevoked) as exc:
                 raise _NotHanded(str(exc) or type(exc).__name__) from exc
-            local.accepted = 0
             if not handed:
                 raise _Stopped()
 
         self.pool.send(envelope_from, to, data, before_transaction=hand_off)
-        # Recorded as delivered with this thread's next hand-off (one Redis call a message, not two); a crash
-        # before that leaves at most this one message per connection "unknown" although the relay has it.
-        local.accepted = send_id
+        line.accepted(owner, send_id)
 
     def run(self, claimed: Sequence[tuple[int, int, int]], contacts: dict[int, Contact],
             interests: dict[int, list[str]], eligible: set[int], held: dict[int, str], *,

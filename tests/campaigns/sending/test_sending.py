@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dkim
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from campaigns.errors import ValidationError
 from campaigns.models import Campaign, CampaignStatus, Contact, ContactStatus, Send, SendStatus, Subscription
@@ -191,3 +191,38 @@ def test_transactional_mail_skips_bounced_but_not_topic_choice(runtime, db_sessi
     parsed = email.message_from_bytes(messages(outbox)[0].raw, policy=email.policy.default)
     assert parsed["List-Unsubscribe"] is None
     assert db_session.scalar(select(func.count()).select_from(Contact)) == 3
+
+
+def test_dispatch_reads_only_each_chunks_subscriptions(runtime, db_session, make_contacts, make_campaign,
+                                                       monkeypatch) -> None:
+    """Each chunk's topic EXISTS is limited to the chunk's contact ids on subscription too (without it PostgreSQL
+    aggregates the whole subscription table once per chunk), and the chunks together still reach everyone."""
+    from sqlalchemy import event
+
+    topic, contacts = make_contacts(25)
+    leaver = contacts[13]           # off the topic: the ranged EXISTS still leaves them out
+    db_session.execute(update(Subscription).where(Subscription.contact_id == leaver.id).values(subscribed=False))
+    db_session.commit()
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    monkeypatch.setattr(sending, "DISPATCH_CHUNK", 10)
+    inserts: list[tuple[str, dict]] = []
+
+    def seen(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO SEND"):
+            inserts.append((statement, parameters))
+
+    engine = runtime.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert sending.dispatch(runtime, campaign.id) == 24
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(inserts) == 3
+    for statement, _params in inserts:
+        assert re.search(r"subscription\.contact_id > ", statement) and \
+            re.search(r"subscription\.contact_id <= ", statement), statement
+    db_session.expire_all()
+    sent_to = set(db_session.scalars(select(Send.contact_id).where(Send.campaign_id == campaign.id)))
+    assert sent_to == {c.id for c in contacts} - {leaver.id}

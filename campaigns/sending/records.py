@@ -1,0 +1,93 @@
+"""A sender thread's own Redis connection for the two records it makes per message (see claims): the hand-off
+right before MAIL FROM and the relay's 250 right after it is read.
+
+Why not the shared client: a call through redis-py's client takes a connection from the pool and gives it back,
+under a lock, with its retry wrapper — about twice the CPU of the command itself — and each call that waits for
+its reply makes the sender thread take the GIL back from the rendering thread once more. Here each sender thread
+keeps one connection, and the acceptance record is written without waiting for its reply: Redis executes the
+commands of a connection in order, so it is applied before the next hand-off on that connection, whose round trip
+reads both replies. A worker killed after the write leaves it in the socket, which Redis still reads and applies
+(nothing of ours is unread on the connection then, so the kernel closes it normally); a write that fails is logged
+and the worker still writes the outcome to the database itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from campaigns.sending import claims
+
+logger = logging.getLogger(__name__)
+
+
+class Line:
+    """One sender thread's connection; not shared between threads. close() gives it back to the pool."""
+
+    def __init__(self, lessee: claims.Lessee) -> None:
+        self.lessee = lessee
+        self.pool = lessee.rt.redis.connection_pool
+        self.conn = self.pool.get_connection()
+        self.unread = 0            # replies of acceptance records not read yet
+        self.sha = lessee.handoff_sha
+
+    def handoff(self, owner: str, send_id: int, members: Sequence[str], since: float) -> bool:
+        """As claims.Lessee.handoff (same script, same answers), on this connection; also reads the replies of the
+        acceptance records written before it."""
+        stopped, handed, revoked, _delivered = self.lessee.keys(owner)
+        try:
+            got = self._call("EVALSHA", self.sha, 3, stopped, handed, revoked, since, send_id, *members)
+        except NoScriptError:
+            # Redis restarted and forgot the script: run it from its text (EVAL caches it again).
+            got = self._call("EVAL", claims.HANDOFF_LUA, 3, stopped, handed, revoked, since, send_id, *members)
+        if got == -1:
+            raise claims.ClaimRevoked(owner)
+        return got == 1
+
+    def accepted(self, owner: str, send_id: int) -> None:
+        """Move send_id from the owner's handed set to its delivered set (the relay answered 250), without waiting
+        for Redis's reply. Never raises: the outcome reaches the database through the worker anyway."""
+        _stopped, handed, _revoked, delivered = self.lessee.keys(owner)
+        conn = self.conn
+        try:
+            conn.send_packed_command(conn.pack_commands([("SMOVE", handed, delivered, send_id),
+                                                         ("EXPIRE", delivered, claims.HANDED_TTL)]))
+            self.unread += 2
+        except RedisError as exc:
+            self._reset()
+            logger.warning("send %s: could not record the relay's acceptance in Redis: %s", send_id, exc)
+
+    def close(self) -> None:
+        """Read what is still unread (the connection goes back to the pool clean) and give it back."""
+        try:
+            if self.unread:
+                self._call("PING")
+        except RedisError:
+            self._reset()
+        self.pool.release(self.conn)
+
+    def _call(self, *args: Any) -> Any:
+        """Send one command; read the replies of earlier unacknowledged records, then its own."""
+        conn = self.conn
+        try:
+            conn.send_command(*args)
+            unread, self.unread = self.unread, 0
+            for _ in range(unread):
+                try:
+                    conn.read_response()
+                except ResponseError as exc:     # an acceptance record Redis refused (the row's outcome is ours)
+                    logger.warning("an acceptance record failed in Redis: %s", exc)
+            return conn.read_response()
+        except ResponseError:
+            raise                # an error reply, read whole: the connection is fine
+        except RedisError:
+            self._reset()
+            raise
+
+    def _reset(self) -> None:
+        """Drop the connection (it reconnects on next use): a half-read reply must not be read as another's."""
+        self.unread = 0
+        self.conn.disconnect()
