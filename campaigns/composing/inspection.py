@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from html import escape, unescape
 
+from campaigns import recipient_urls
 from campaigns.errors import NotFound
 from mailer.tracking import InvalidToken, Purpose, TokenCodec
 
@@ -22,21 +23,20 @@ def without_tracking(html: str, base_url: str, tokens: TokenCodec, click_target:
                      web_version: Callable[[str], str]) -> str:
     """html with our open pixels blanked, click links pointing at their targets and web-version links at
     web_version(token) (an admin page that records nothing). click_target(send_id, link_id) gives a link's URL."""
-    prefix = base_url.rstrip("/") + "/"
+    base = base_url.rstrip("/")
 
     def sub(match: re.Match[str]) -> str:
         url = unescape(match.group(3)).strip()
-        if not url.startswith(prefix):
-            return match.group(0)
-        kind, _sep, token = url[len(prefix):].partition("/")
-        if kind == "o":
+        found = recipient_urls.purpose_of(url[len(base):]) if url.startswith(base + "/") else None
+        purpose, token = found if found is not None else (None, "")
+        if purpose == Purpose.OPEN:
             new = BLANK_PIXEL
-        elif kind == "c":
+        elif purpose == Purpose.CLICK:
             try:
                 new = click_target(*tokens.open(Purpose.CLICK, token))
             except (InvalidToken, NotFound):
                 new = "#"
-        elif kind == "m":
+        elif purpose == Purpose.WEB:
             new = web_version(token)
         else:
             return match.group(0)

@@ -38,14 +38,6 @@ def complete_address() -> ColumnElement:
                 or_(func.upper(Contact.country).not_in(NEEDS_REGION), _filled(Contact.region)))
 
 
-def is_complete(contact: Contact) -> bool:
-    """The same rule as complete_address, for one loaded contact."""
-    country = (contact.country or "").strip().upper()
-    return bool((contact.address_line1 or "").strip() and (contact.postal_code or "").strip()
-                and (contact.city or "").strip() and len(country) == 2
-                and (country not in NEEDS_REGION or (contact.region or "").strip()))
-
-
 def wants_post() -> ColumnElement:
     """SQL: the contact did not ask for no post."""
     return not_(exists().where(PostOptOut.contact_id == Contact.id))
