@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import logging
+from urllib.parse import quote
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -18,6 +21,8 @@ from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
 MAX_JSON = 16 * 1024
+# The bearer-token shop endpoints below were replaced by /api/v1 when it landed (RFC 9745 Deprecation header).
+DEPRECATED_SINCE = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
 @bp.route("/coupons", methods=["GET", "POST"])
@@ -189,8 +194,23 @@ def _api_caller() -> str | None:
     return caller
 
 
+def _deprecated(successor: str):
+    """Mark a response of a deprecated endpoint: `Deprecation` (RFC 9745) and a Link to the endpoint replacing it."""
+    def wrap(view):
+        @functools.wraps(view)
+        def marked(*args, **kwargs):
+            response = current_app.make_response(view(*args, **kwargs))
+            response.headers["Deprecation"] = f"@{int(DEPRECATED_SINCE.timestamp())}"
+            target = successor.format(**{key: quote(str(value), safe="") for key, value in kwargs.items()})
+            response.headers["Link"] = f'<{target}>; rel="successor-version"'
+            return response
+        return marked
+    return wrap
+
+
 @bp.post("/api/coupons/redeem")
 @csrf.exempt   # the shop authenticates with its bearer token, not a session
+@_deprecated("/api/v1/coupons/redeem")
 def coupon_api_redeem():
     """POST {"code": "...", "reference": "order 123"} with Authorization: Bearer <token>."""
     caller = _api_caller()
@@ -216,6 +236,7 @@ def coupon_api_redeem():
 
 
 @bp.get("/api/coupons/<path:code>")
+@_deprecated("/api/v1/coupons/{code}")
 def coupon_api_status(code: str):
     """GET the status of a code: free, issued, redeemed or expired."""
     if _api_caller() is None:

@@ -320,3 +320,18 @@ def codes_in_campaign(outbox, subject: str) -> list[str]:
         if msg.subject == subject:
             out.append(CODE_IN.search(msg.html).group(1))
     return out
+
+
+def test_old_shop_endpoints_say_they_are_deprecated_and_name_their_successor(client, db_session) -> None:
+    make_pool(db_session, ["GT-DEP1"], name="Deprecation")
+    token = redemption.create_api_token(db_session, "shop")
+    db_session.commit()
+    auth = {"Authorization": f"Bearer {token}"}
+    redeemed = client.post("/admin/api/coupons/redeem", json={"code": "GT-DEP1"}, headers=auth)
+    refused = client.post("/admin/api/coupons/redeem", json={"code": "GT-DEP1"})
+    status = client.get("/admin/api/coupons/GT DEP1", headers=auth)
+    for response in (redeemed, refused, status):
+        assert response.headers["Deprecation"].startswith("@") and response.headers["Deprecation"][1:].isdigit()
+    assert redeemed.status_code == 200 and refused.status_code == 401
+    assert redeemed.headers["Link"] == '</api/v1/coupons/redeem>; rel="successor-version"'
+    assert status.headers["Link"] == '</api/v1/coupons/GT%20DEP1>; rel="successor-version"'
