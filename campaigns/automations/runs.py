@@ -181,7 +181,9 @@ def save_automation(session: Session, data: Mapping[str, Any], steps: list[tuple
         parsed.append((days, hours, _template(session, template_id, f"template_{i}")))
     delays = [d * 24 + h for d, h, _ in parsed]
     if len(set(delays)) != len(delays):
-        raise ValidationError("two steps of the series fall at the same time; give each step its own delay",
+        raise ValidationError("two steps of the series fall at the same time; give each step its own delay"
+                              if trigger == AutomationTrigger.ORDER else
+                              "two steps of the series are on the same day; give each step its own day",
                               field="template_0")
     parsed.sort(key=lambda p: p[0] * 24 + p[1])
     if obj.id is None:
