@@ -110,8 +110,9 @@ def order_conditions(automation: Automation) -> list:
         conds.append(exists().where(OrderTag.order_id == Order.id, OrderTag.tag == automation.product_tag))
     if automation.first_order_only:
         earlier = aliased(Order)
-        conds.append(~exists().where(earlier.contact_id == Order.contact_id, or_(
-            earlier.ordered_at < Order.ordered_at, and_(earlier.ordered_at == Order.ordered_at, earlier.id < Order.id))))
+        before = or_(earlier.ordered_at < Order.ordered_at,
+                     and_(earlier.ordered_at == Order.ordered_at, earlier.id < Order.id))
+        conds.append(~exists().where(earlier.contact_id == Order.contact_id, before))
     return conds
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns.automations import purchases
 from campaigns.automations.overview import (  # noqa: F401 - re-exported: the admin and tests use them here
     AutomationSummary,
     CadencePage,
@@ -30,7 +31,6 @@ from campaigns.automations.overview import (  # noqa: F401 - re-exported: the ad
     overview,
     runs_of,
 )
-from campaigns.automations import purchases
 from campaigns.automations.triggers import (  # noqa: F401 - re-exported: the admin and tests use them here
     DATE_FIELDS,
     audience_zones,

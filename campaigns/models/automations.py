@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
-
 from decimal import Decimal
+from enum import StrEnum
 
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship

@@ -80,7 +80,8 @@ def order_list(contact_id: int, query: PageQuery):
     rows = rows[:query.limit]
     values = totals(session, [contact_id])[contact_id]
     tags = recording.order_tags(session, [o.id for o in rows])
-    return OrderList(data=[order_out(o, tags[o.id]) for o in rows], next_cursor=encode_cursor(rows[-1].id) if more else None,
+    return OrderList(data=[order_out(o, tags[o.id]) for o in rows],
+                     next_cursor=encode_cursor(rows[-1].id) if more else None,
                      order_count=sum(v.orders for v in values), lifetime_value=values)
 
 

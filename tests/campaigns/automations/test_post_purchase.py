@@ -25,7 +25,7 @@ from campaigns.models import (
     utcnow,
 )
 from campaigns.orders import shops
-from tests.campaigns.api.conftest import auth, make_key  # noqa: F401 - a fixture used here
+from tests.campaigns.api.conftest import auth
 from tests.campaigns.sending import test_policy
 from tests.helpers import fresh
 
@@ -81,8 +81,8 @@ def tick(runtime, work, at: dt.datetime) -> int:
 
 
 def test_thank_you_at_once_follow_up_after_three_days_never_twice(
-        client, db_session, make_key, runtime, work, outbox, post_purchase) -> None:
-    key = make_key()
+        client, db_session, api_key, runtime, work, outbox, post_purchase) -> None:
+    key = api_key
     a = post_purchase()
     placed = order(client, key, "ada@example.com", "A-1")
     assert placed["order"]["tags"] == []
@@ -135,9 +135,9 @@ def test_a_second_order_gets_its_own_thank_you_and_a_retried_webhook_none(
     assert arrived(outbox) == [("bo@example.com", "Thanks for your order")]
 
 
-def test_filters_amount_tag_and_first_order(client, db_session, make_key, runtime, work, outbox,
+def test_filters_amount_tag_and_first_order(client, db_session, api_key, runtime, work, outbox,
                                             post_purchase) -> None:
-    key = make_key()
+    key = api_key
     post_purchase("Big first orders", min_amount="50", max_amount="500", first_order_only="1")
     post_purchase("Seeds", product_tag="seeds")
     order(client, key, "small@example.com", "F-1", "49.99")                      # below the minimum
@@ -155,14 +155,14 @@ def test_filters_amount_tag_and_first_order(client, db_session, make_key, runtim
     big = db_session.scalar(select(Automation).where(Automation.name == "Big first orders"))
     assert [r.order.external_id for r in purchases.order_runs(db_session, seeds)] == ["F-5", "F-4"]
     assert [r.order.external_id for r in purchases.order_runs(db_session, big)] == ["F-2"]
-    tags = client.get(f"/api/v1/contacts/{db_session.scalar(select(Contact.id).where(Contact.email == 'again@example.com'))}/orders",
-                      headers=auth(key)).get_json()["data"][0]["tags"]
+    again = db_session.scalar(select(Contact.id).where(Contact.email == "again@example.com"))
+    tags = client.get(f"/api/v1/contacts/{again}/orders", headers=auth(key)).get_json()["data"][0]["tags"]
     assert tags == ["seeds", "tools"]
 
 
 def test_unsubscribed_meanwhile_and_buyers_without_consent_get_only_the_thank_you(
-        client, db_session, make_key, runtime, work, outbox, post_purchase) -> None:
-    key = make_key()
+        client, db_session, api_key, runtime, work, outbox, post_purchase) -> None:
+    key = api_key
     a = post_purchase()
     order(client, key, "leaves@example.com", "U-1")
     order(client, key, "noconsent@example.com", "U-2", opted_in=False)
@@ -181,8 +181,8 @@ def test_unsubscribed_meanwhile_and_buyers_without_consent_get_only_the_thank_yo
 
 
 def test_policy_caps_hold_the_follow_up_not_the_thank_you_and_suppressed_get_nothing(
-        client, db_session, make_key, runtime, work, outbox, post_purchase) -> None:
-    key = make_key()
+        client, db_session, api_key, runtime, work, outbox, post_purchase) -> None:
+    key = api_key
     a = post_purchase()
     order(client, key, "busy@example.com", "P-1")
     suppression.suppress(db_session, "bounced@example.com", SuppressionReason.HARD_BOUNCE, "test")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from campaigns.automations import runs as auto
 from campaigns.composing.editor import save_campaign
 from campaigns.models import Automation, Campaign, CampaignKind, utcnow
-from tests.campaigns.api.conftest import auth, make_key  # noqa: F401 - a fixture used here
+from tests.campaigns.api.conftest import auth
 from tests.campaigns.automations.test_automations_admin import csrf, login
 from tests.helpers import fresh
 
@@ -21,13 +21,13 @@ THANKS = """<mjml><mj-body><mj-section><mj-column><mj-text>Thanks {{ contact.fir
 
 
 def test_order_trigger_and_filters_in_the_form_and_orders_on_its_page(
-        client, db_session, runtime, make_key, work, outbox) -> None:
+        client, db_session, runtime, api_key, work, outbox) -> None:
     thanks = save_campaign(db_session, {"name": "Thanks", "kind": "transactional", "subject": "Thanks",
                                         "mjml": THANKS, "all_contacts": "1"})
     follow = save_campaign(db_session, {"name": "Follow", "kind": "nurture", "subject": "How was it",
                                         "mjml": THANKS, "all_contacts": "1"})
     db_session.commit()
-    key = make_key()
+    key = api_key
     login(client, db_session)
     page = client.get("/admin/automations/new").get_data(as_text=True)
     assert "An order placed" in page and 'name="min_amount"' in page and 'name="after_1"' in page
@@ -71,8 +71,8 @@ def test_order_trigger_and_filters_in_the_form_and_orders_on_its_page(
 
 
 def test_the_starter_sends_thank_you_survey_and_review_out_of_the_box(
-        client, db_session, runtime, make_key, work, outbox) -> None:
-    key = make_key()
+        client, db_session, runtime, api_key, work, outbox) -> None:
+    key = api_key
     login(client, db_session)
     token = csrf(client, "/admin/automations")
     r = client.post("/admin/automations/post-purchase", data={"csrf_token": token, "name": "Post-purchase",
