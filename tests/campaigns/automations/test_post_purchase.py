@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -21,6 +22,7 @@ from campaigns.models import (
     AutomationOrderOccurrence,
     Contact,
     ContactStatus,
+    Send,
     SuppressionReason,
     utcnow,
 )
@@ -232,3 +234,35 @@ def test_steps_in_hours_and_days_are_kept_and_described(db_session) -> None:
     assert auto.describe(a) == ("after an order (of at least 20.00, with product tag “garden tools”, first orders "
                                 "only): at once, after 4 hours, after 14 days")
     assert auto.next_run(a) == "paused"
+
+
+def test_concurrent_ticks_and_a_lost_send_row_send_each_order_once(
+        client, db_session, api_key, runtime, work, outbox, post_purchase) -> None:
+    post_purchase()
+    for i in range(6):
+        order(client, api_key, f"c{i}@example.com", f"C-{i}")
+    db_session.rollback()
+    now = utcnow()
+    errors: list[BaseException] = []
+
+    def tick_once() -> None:
+        try:
+            auto.run_due(runtime, now)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=tick_once) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert fresh(db_session).scalar(select(func.count()).select_from(AutomationOrderOccurrence)) == 6
+    # A crash between the occurrences' commit and their send rows: the next tick adds the rows, once.
+    db_session.query(Send).delete()
+    db_session.commit()
+    assert auto.run_due(runtime, now + dt.timedelta(minutes=1))["queued"] == 6
+    assert auto.run_due(runtime, now + dt.timedelta(minutes=2))["queued"] == 0
+    work()
+    recipients = [m.recipients[0] for m in outbox.list()]
+    assert len(recipients) == 6 and len(set(recipients)) == 6
