@@ -26,7 +26,7 @@ from campaigns.models import (
     SuppressionReason,
     utcnow,
 )
-from campaigns.orders import shops
+from campaigns.orders import recording, shops
 from tests.campaigns.api.conftest import auth
 from tests.campaigns.sending import test_policy
 from tests.helpers import fresh
@@ -266,3 +266,16 @@ def test_concurrent_ticks_and_a_lost_send_row_send_each_order_once(
     work()
     recipients = [m.recipients[0] for m in outbox.list()]
     assert len(recipients) == 6 and len(set(recipients)) == 6
+
+
+def test_shops_product_tags_and_their_cleaning() -> None:
+    shopify = shops.shopify_order({"id": 5, "email": "a@example.com", "total_price": "9.00", "tags": "Gifts, plants,,",
+                                   "line_items": [{"sku": "SEED-1"}, {"sku": ""}, "junk"]})
+    assert shopify.tags == ("Gifts", " plants", "SEED-1")
+    woo = shops.woocommerce_order({"id": 7, "total": "3", "billing": {"email": "b@example.com"},
+                                   "line_items": [{"sku": "TOOL-9"}, {"name": "no sku"}]})
+    assert woo.tags == ("TOOL-9",)
+    assert recording.clean_tags(["Gifts", " plants", "GIFTS", "", "Seed  Mix"]) == ["gifts", "plants", "seed mix"]
+    for bad in ("plants", [1], ["x" * 101], [f"t{i}" for i in range(51)]):
+        with pytest.raises(ValidationError):
+            recording.clean_tags(bad)
