@@ -100,6 +100,7 @@ class AutomationRun(Base):
     __table_args__ = (
         UniqueConstraint("step_id", "occurrence_date"),
         Index("ix_automation_run_automation", "automation_id", "occurrence_date"),
+        Index("ix_automation_run_campaign", "campaign_id"),     # which run a campaign is (each batch asks)
     )
 
 

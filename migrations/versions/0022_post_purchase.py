@@ -1,4 +1,5 @@
-"""post-purchase automations: order trigger filters, step delays in hours, per-order occurrences, order product tags
+"""post-purchase automations: order trigger filters, step delays in hours, per-order occurrences, order product tags,
+an index to find a run by its campaign
 
 Revision ID: 0022
 Revises: 0019
@@ -26,6 +27,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("first_order_only", sa.Boolean(), server_default=sa.false(), nullable=False))
     with op.batch_alter_table("automation_step") as batch:
         batch.add_column(sa.Column("delay_hours", sa.Integer(), server_default="0", nullable=False))
+    op.create_index("ix_automation_run_campaign", "automation_run", ["campaign_id"], unique=False)
     op.create_table(
         "order_tag",
         sa.Column("order_id", BigId, nullable=False),
@@ -64,6 +66,7 @@ def downgrade() -> None:
     op.drop_table("automation_order_occurrence")
     op.drop_index("ix_order_tag_tag", table_name="order_tag")
     op.drop_table("order_tag")
+    op.drop_index("ix_automation_run_campaign", table_name="automation_run")
     with op.batch_alter_table("automation_step") as batch:
         batch.drop_column("delay_hours")
     with op.batch_alter_table("automation") as batch:

@@ -12,7 +12,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.automations import purchases
+from campaigns.automations import purchases, starter
 from campaigns.automations import runs as auto
 from campaigns.composing.editor import save_campaign
 from campaigns.contacts import suppression
@@ -27,6 +27,7 @@ from campaigns.models import (
     utcnow,
 )
 from campaigns.orders import recording, shops
+from campaigns.sending import lifecycle
 from tests.campaigns.api.conftest import auth
 from tests.campaigns.sending import test_policy
 from tests.helpers import fresh
@@ -279,3 +280,22 @@ def test_shops_product_tags_and_their_cleaning() -> None:
     for bad in ("plants", [1], ["x" * 101], [f"t{i}" for i in range(51)]):
         with pytest.raises(ValidationError):
             recording.clean_tags(bad)
+
+
+def test_the_thank_you_names_the_order_and_other_mail_renders_no_order(
+        client, db_session, api_key, runtime, work, outbox) -> None:
+    a = starter.create_post_purchase(db_session, "https://shop.example/reviews", "Shop")
+    auto.set_active(db_session, a, True)
+    other = mail(db_session, "News", "transactional", "News", THANKS.replace(
+        "Thank you for your order", "Order [{{ order.reference }}]"))
+    db_session.commit()
+    order(client, api_key, "ref@example.com", "R-1", "49.9")
+    tick(runtime, work, utcnow())
+    thanks = outbox.get(outbox.list()[0].key)
+    assert "We have your order R-1 (49.90 EUR) and are getting it ready" in " ".join(thanks.text.split())
+    # A campaign that is no order run: `order` is empty, the mail still goes.
+    contact = fresh(db_session).scalar(select(Contact).where(Contact.email == "ref@example.com"))
+    assert lifecycle.dispatch_to(runtime, other.id, [contact.id]) == 1
+    work()
+    news = [m for m in outbox.list() if m.subject == "News"]
+    assert len(news) == 1 and "Order []" in outbox.get(news[0].key).text
