@@ -16,6 +16,7 @@ from campaigns.errors import ValidationError
 from campaigns.models import (
     Automation,
     AutomationOccurrence,
+    AutomationOrderOccurrence,
     AutomationRun,
     Campaign,
     Contact,
@@ -46,8 +47,11 @@ def _outcomes(by_status: Mapping[str, int]) -> dict[str, int]:
 
 def overview(session: Session, now: dt.datetime | None = None) -> list[AutomationSummary]:
     """Every automation with its occurrences, their messages by outcome, its last occurrence date and next run."""
-    counts = dict(session.execute(select(AutomationOccurrence.automation_id, func.count())
-                                  .group_by(AutomationOccurrence.automation_id)).all())
+    counts: dict[int, int] = defaultdict(int)
+    for table in (AutomationOccurrence, AutomationOrderOccurrence):   # an order automation's are per (step, order)
+        for automation_id, n in session.execute(select(table.automation_id, func.count())
+                                                .group_by(table.automation_id)):
+            counts[automation_id] += n
     runs = {a: (n, last) for a, n, last in session.execute(
         select(AutomationRun.automation_id, func.count(), func.max(AutomationRun.occurrence_date))
         .group_by(AutomationRun.automation_id)).all()}
@@ -88,7 +92,12 @@ def runs_of(session: Session, automation_id: int, limit: int = 50) -> list[RunRo
                 select(Send.campaign_id, Send.status, func.count()).where(Send.campaign_id.in_(campaign_ids))
                 .group_by(Send.campaign_id, Send.status)):
             by_status[campaign_id][status] = n
-    return [RunRow(r, c, n, _outcomes(by_status[c.id] if c is not None else {})) for r, c, n in rows]
+    by_order = dict(session.execute(
+        select(AutomationOrderOccurrence.run_id, func.count())
+        .where(AutomationOrderOccurrence.run_id.in_([r.id for r, _c, _n in rows]))
+        .group_by(AutomationOrderOccurrence.run_id)).all()) if rows else {}
+    return [RunRow(r, c, n + by_order.get(r.id, 0), _outcomes(by_status[c.id] if c is not None else {}))
+            for r, c, n in rows]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns.automations import purchases
 from campaigns.automations.overview import (  # noqa: F401 - re-exported: the admin and tests use them here
     AutomationSummary,
     CadencePage,
@@ -33,6 +34,7 @@ from campaigns.automations.overview import (  # noqa: F401 - re-exported: the ad
 from campaigns.automations.triggers import (  # noqa: F401 - re-exported: the admin and tests use them here
     DATE_FIELDS,
     audience_zones,
+    delay_label,
     describe,
     due_now,
     month_days,
@@ -159,29 +161,37 @@ def save_automation(session: Session, data: Mapping[str, Any], steps: list[tuple
         obj.cron = validate_cron(str(data.get("cron", "")))
     elif trigger == AutomationTrigger.CADENCE:
         obj.inactive_days = _int(data, "inactive_days", 30, 1, 3650, "Days without mail")
+    elif trigger == AutomationTrigger.ORDER:
+        purchases.apply_filters(obj, data)
+    series = trigger in (AutomationTrigger.WELCOME, AutomationTrigger.ORDER)
     wanted = [(d.strip(), t) for d, t in steps if str(t or "").strip()]
     if not wanted:
         raise ValidationError("choose the mail to send", field="template_0")
-    if trigger != AutomationTrigger.WELCOME:
+    if not series:
         wanted = wanted[:1]
     if len(wanted) > MAX_STEPS:
-        raise ValidationError(f"a welcome series has at most {MAX_STEPS} steps", field="template_0")
-    parsed: list[tuple[int, Campaign]] = []
+        raise ValidationError(f"a series has at most {MAX_STEPS} steps", field="template_0")
+    parsed: list[tuple[int, int, Campaign]] = []
     for i, (delay, template_id) in enumerate(wanted):
-        days = _int({"d": delay}, "d", 0, 0, 365, f"Step {i + 1}'s day") if trigger == AutomationTrigger.WELCOME \
-            else 0
-        parsed.append((days, _template(session, template_id, f"template_{i}")))
-    delays = [d for d, _ in parsed]
+        days, hours = 0, 0
+        if trigger == AutomationTrigger.WELCOME:
+            days = _int({"d": delay}, "d", 0, 0, 365, f"Step {i + 1}'s day")
+        elif trigger == AutomationTrigger.ORDER:
+            days, hours = purchases.parse_delay(delay, f"delay_{i}")
+        parsed.append((days, hours, _template(session, template_id, f"template_{i}")))
+    delays = [d * 24 + h for d, h, _ in parsed]
     if len(set(delays)) != len(delays):
-        raise ValidationError("two steps of the series are on the same day; give each step its own day",
+        raise ValidationError("two steps of the series fall at the same time; give each step its own delay"
+                              if trigger == AutomationTrigger.ORDER else
+                              "two steps of the series are on the same day; give each step its own day",
                               field="template_0")
-    parsed.sort(key=lambda p: p[0])
+    parsed.sort(key=lambda p: p[0] * 24 + p[1])
     if obj.id is None:
         session.add(obj)
     existing = {s.position: s for s in obj.steps}
-    for position, (days, template) in enumerate(parsed):
+    for position, (days, hours, template) in enumerate(parsed):
         step = existing.pop(position, None) or AutomationStep(position=position)
-        step.delay_days, step.template = days, template
+        step.delay_days, step.delay_hours, step.template = days, hours, template
         if step not in obj.steps:
             obj.steps.append(step)
     for step in existing.values():
@@ -219,7 +229,8 @@ def _run_for(session: Session, automation: Automation, step: AutomationStep, tem
                                                      AutomationRun.occurrence_date == day))
     if run is not None:
         return run
-    label = f" · day {step.delay_days}" if automation.trigger == AutomationTrigger.WELCOME else ""
+    label = f" · day {step.delay_days}" if automation.trigger == AutomationTrigger.WELCOME else \
+        f" · {delay_label(step)}" if automation.trigger == AutomationTrigger.ORDER else ""
     valid = utcnow() + HELD_VALIDITY   # the run is made when its first contacts fall due
     if template.valid_until is not None:
         valid = min(valid, template.valid_until)
@@ -321,6 +332,16 @@ def run_automation(rt: Runtime, automation_id: int, now: dt.datetime) -> int:
                 raise ValidationError(f"step {step.position + 1}'s template campaign was deleted; "
                                       "choose another mail")
             campaign_service.validate(template)   # a broken template stops here, before anyone is marked as sent
+            if automation.trigger == AutomationTrigger.ORDER:
+                for day, pairs in sorted(purchases.due_orders(session, automation, step, now).items()):
+                    run = _run_for(session, automation, step, template, day)
+                    session.commit()
+                    new = purchases.insert_occurrences(session, automation.id, step.id, run.id, pairs)
+                    session.commit()
+                    if new and run.campaign_id is not None:
+                        queued += sending.dispatch_to(rt, run.campaign_id, new)
+                    automation = get_automation(session, automation_id)
+                continue
             for day, contact_ids in sorted(due_now(session, automation, step, template, now).items()):
                 if not contact_ids:
                     continue
@@ -332,6 +353,8 @@ def run_automation(rt: Runtime, automation_id: int, now: dt.datetime) -> int:
                     queued += sending.dispatch_to(rt, run.campaign_id, new)
                 automation = get_automation(session, automation_id)
         missing = _missing_sends(session, automation_id, now)
+        for campaign_id, ids in purchases.missing_sends(session, automation_id, now - REPAIR_WINDOW).items():
+            missing.setdefault(campaign_id, []).extend(ids)
         session.commit()   # end the read before the sends are queued
         queued += sum(sending.dispatch_to(rt, cid, ids) for cid, ids in missing.items())
         automation = get_automation(session, automation_id)

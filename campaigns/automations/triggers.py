@@ -194,6 +194,39 @@ def due_now(session: Session, automation: Automation, step: AutomationStep, temp
 
 # ---------------------------------------------------------------- in words
 
+def delay(step: AutomationStep) -> dt.timedelta:
+    """How long after the order a post-purchase step falls due."""
+    return dt.timedelta(days=step.delay_days, hours=step.delay_hours or 0)
+
+
+def delay_label(step: AutomationStep) -> str:
+    """The delay in words: "at once", "after 4 hours", "after 3 days"."""
+    hours = step.delay_days * 24 + (step.delay_hours or 0)
+    if not hours:
+        return "at once"
+    if hours % 24:
+        return f"after {hours} hour{'s' if hours != 1 else ''}"
+    return f"after {hours // 24} day{'s' if hours != 24 else ''}"
+
+
+def describe_order(automation: Automation) -> str:
+    """The trigger and its filters in words."""
+    parts = []
+    if automation.min_amount is not None and automation.max_amount is not None:
+        parts.append(f"from {automation.min_amount} to {automation.max_amount}")
+    elif automation.min_amount is not None:
+        parts.append(f"of at least {automation.min_amount}")
+    elif automation.max_amount is not None:
+        parts.append(f"of at most {automation.max_amount}")
+    if automation.product_tag:
+        parts.append(f"with product tag “{automation.product_tag}”")
+    if automation.first_order_only:
+        parts.append("first orders only")
+    which = f"an order ({', '.join(parts)})" if parts else "any order"
+    steps = ", ".join(delay_label(s) for s in automation.steps) or "no steps"
+    return f"after {which}: {steps}"
+
+
 def describe(automation: Automation) -> str:
     """The trigger in words."""
     at = f"{automation.send_minute // 60:02d}:{automation.send_minute % 60:02d}"
@@ -212,6 +245,8 @@ def describe(automation: Automation) -> str:
         return f"schedule `{automation.cron}` in the contact's time zone"
     if trig == AutomationTrigger.CADENCE:
         return f"contacts not mailed in {automation.inactive_days} days, checked daily at {at} the contact's time"
+    if trig == AutomationTrigger.ORDER:
+        return describe_order(automation)
     days = ", ".join(f"day {s.delay_days}" for s in automation.steps)
     return f"after subscribing: {days}"
 
@@ -255,7 +290,7 @@ def next_run(automation: Automation, now: dt.datetime | None = None, zones: Sequ
     now = now or utcnow()
     if not automation.active:
         return "paused"
-    if automation.trigger == AutomationTrigger.WELCOME:
+    if automation.trigger in (AutomationTrigger.WELCOME, AutomationTrigger.ORDER):
         return "within a minute of each step falling due"
     names = sorted({zone(z).key for z in zones} or {"UTC"})
     firings = {name: _firings(automation, zone(name), now) for name in names}

@@ -65,6 +65,14 @@ _STARTERS = (
     Starter("birthday", "Birthday greeting", "A warm birthday note with a small present code (for a birthday "
             "automation; draws a coupon pool).", "nurture",
             "Happy birthday, {{ contact.first_name|default('friend', true) }}!", "A small present from all of us"),
+    Starter("order_thanks", "Thank you for your order", "A transactional thank-you right after an order (for a "
+            "post-purchase automation).", "transactional", "Thank you for your order",
+            "We are getting it ready"),
+    Starter("order_survey", "How did it go?", "A follow-up a few days after an order with a one-click survey "
+            "(choose the survey below).", "nurture",
+            "{{ contact.first_name|default('Hello', true) }}, how did your order go?", "One click, no form"),
+    Starter("order_review", "Leave a review", "A review request some weeks after an order; point the button at "
+            "your review page.", "nurture", "Would you review your order?", "Two minutes that help others choose"),
 )
 # Starters used by one feature only, not offered in the composer's chooser (the personal apology mail, the digest).
 _FEATURE_STARTERS = frozenset({"apology", "digest"})

@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from campaigns.addresses import normalize_email
+from campaigns.automations.runs import set_active
+from campaigns.automations.starter import create_post_purchase
 from campaigns.composing import starters as starter_service
 from campaigns.config import Settings
 from campaigns.coupons.codes import ALPHABET
@@ -322,7 +324,7 @@ SURVEY_MJML = """<mjml>
 
 def _seed_automations(session, owner: Sender, settings: Settings) -> None:
     """A birthday automation (switched on): a greeting with a small present from its own coupon pool, at 09:00 in
-    each contact's time zone. Its template is a draft campaign, editable like any other."""
+    each contact's time zone. Its template is a draft campaign, editable like any other. And a post-purchase one."""
     pool = CouponPool(name="Birthday present 10%", value_description="10% off one order",
                       expires_on=dt.date.today() + dt.timedelta(days=365))
     session.add(pool)
@@ -339,3 +341,6 @@ def _seed_automations(session, owner: Sender, settings: Settings) -> None:
     session.add(Automation(name="Birthday greeting", trigger=AutomationTrigger.DATE, date_field="birthday",
                            days_before=0, send_minute=9 * 60, active=True, activated_at=utcnow(),
                            steps=[AutomationStep(position=0, delay_days=0, template_id=greeting.id)]))
+    # Post-purchase (switched on): a thank-you for every new order, "How did it go?" after 3 days, a review request
+    # after 14 — the starter the automations page offers.
+    set_active(session, create_post_purchase(session, "https://greenthumb.example/reviews", "After an order"), True)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
 from campaigns.models.columns import BigId, UTCDateTime, utcnow
 from campaigns.models.core import Campaign
 
-__all__ = ["Automation", "AutomationOccurrence", "AutomationRun", "AutomationStep", "AutomationTrigger"]
+__all__ = ["Automation", "AutomationOccurrence", "AutomationOrderOccurrence", "AutomationRun", "AutomationStep",
+           "AutomationTrigger"]
 
 
 class AutomationTrigger(StrEnum):
@@ -21,6 +23,7 @@ class AutomationTrigger(StrEnum):
     CRON = "cron"          # a recurring cron-like schedule (the first Monday of the month)
     CADENCE = "cadence"    # contacts not mailed in N days
     WELCOME = "welcome"    # a series of steps after someone subscribes
+    ORDER = "order"        # post-purchase: steps N hours/days after an order is placed (campaigns.automations.orders)
 
 
 class Automation(Base):
@@ -50,6 +53,11 @@ class Automation(Base):
     activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # ORDER: which orders start it (amount bounds inclusive, in any currency; a product tag; a contact's first order).
+    min_amount: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    max_amount: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    product_tag: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    first_order_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     steps: Mapped[list[AutomationStep]] = relationship(
         back_populates="automation", cascade="all, delete-orphan", order_by="AutomationStep.position")
@@ -64,6 +72,8 @@ class AutomationStep(Base):
     automation_id: Mapped[int] = mapped_column(ForeignKey("automation.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer, default=0)
     delay_days: Mapped[int] = mapped_column(Integer, default=0)
+    # ORDER: hours on top of delay_days after the order (a thank-you at 0, a follow-up after 3 days = 72 hours).
+    delay_hours: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A draft campaign used as the mail's template: each run copies its content (kind, subject, MJML, audience).
     template_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id", ondelete="SET NULL"))
 
@@ -90,6 +100,7 @@ class AutomationRun(Base):
     __table_args__ = (
         UniqueConstraint("step_id", "occurrence_date"),
         Index("ix_automation_run_automation", "automation_id", "occurrence_date"),
+        Index("ix_automation_run_campaign", "campaign_id"),     # which run a campaign is (each batch asks)
     )
 
 
@@ -109,4 +120,25 @@ class AutomationOccurrence(Base):
         UniqueConstraint("automation_id", "contact_id", "occurrence_date"),
         Index("ix_automation_occurrence_run", "run_id", "contact_id"),
         Index("ix_automation_occurrence_contact", "contact_id", "automation_id", "occurrence_date"),
+    )
+
+
+class AutomationOrderOccurrence(Base):
+    """One order's occurrence of one step of a post-purchase automation: unique per (step, order), so a retried
+    webhook, a replayed API call or concurrent ticks never mail a step twice for one order."""
+
+    __tablename__ = "automation_order_occurrence"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    automation_id: Mapped[int] = mapped_column(ForeignKey("automation.id", ondelete="CASCADE"))
+    step_id: Mapped[int] = mapped_column(ForeignKey("automation_step.id", ondelete="CASCADE"))
+    order_id: Mapped[int] = mapped_column(BigId, ForeignKey("order.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("automation_run.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("step_id", "order_id"),
+        Index("ix_automation_order_occurrence_run", "run_id", "contact_id"),
+        Index("ix_automation_order_occurrence_order", "automation_id", "order_id"),
     )

@@ -140,6 +140,18 @@ class Order(Base):
     __table_args__ = (UniqueConstraint("source", "external_id"),)
 
 
+class OrderTag(Base):
+    """A product tag of an order (a product's tag, category or SKU as the shop reports it), lower case; what a
+    post-purchase automation's product filter matches."""
+
+    __tablename__ = "order_tag"
+
+    order_id: Mapped[int] = mapped_column(BigId, ForeignKey("order.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+    __table_args__ = (Index("ix_order_tag_tag", "tag", "order_id"),)
+
+
 class Suppression(Base):
     """An address never to mail again, keyed by a hash of the normalized address so it outlives erasure."""
 

@@ -25,12 +25,13 @@ from sqlalchemy.orm import Session
 
 from campaigns.contacts import records
 from campaigns.errors import ValidationError
-from campaigns.models import Contact, ContactStatus, Order, OrderSource, utcnow
+from campaigns.models import Contact, ContactStatus, Order, OrderSource, OrderTag, utcnow
 
 logger = logging.getLogger(__name__)
 
 MAX_AMOUNT = Decimal("9999999999.99")       # Numeric(12, 2)
 CURRENCY = re.compile(r"[A-Z]{3}")
+MAX_TAGS = 50
 NO_CONSENT_SOURCE = "order (no marketing consent)"
 
 
@@ -48,6 +49,8 @@ class OrderInput:
     accepts_marketing: bool = False
     first_name: str = ""
     last_name: str = ""
+    # Product tags (a product's tag, category or SKU): what a post-purchase automation's product filter matches.
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,28 @@ def parse_amount(raw: object) -> Decimal:
     if amount != amount.quantize(Decimal("0.01")):
         raise ValidationError("the amount has at most two decimals", field="amount")
     return amount.quantize(Decimal("0.01"))
+
+
+def clean_tags(raw: object) -> list[str]:
+    """Product tags as stored: trimmed, lower case, each at most 100 characters, no duplicates, at most 50."""
+    if raw is None:
+        return []
+    if isinstance(raw, str) or not hasattr(raw, "__iter__"):
+        raise ValidationError("the product tags are a list of words such as [\"plants\", \"tools\"]", field="tags")
+    tags: list[str] = []
+    for value in raw:
+        if not isinstance(value, str):
+            raise ValidationError("each product tag is a text", field="tags")
+        tag = " ".join(value.split()).lower()
+        if not tag:
+            continue
+        if len(tag) > 100 or "\x00" in tag:
+            raise ValidationError("a product tag is at most 100 characters", field="tags")
+        if tag not in tags:
+            tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        raise ValidationError(f"an order has at most {MAX_TAGS} product tags", field="tags")
+    return tags
 
 
 def _clean(item: OrderInput) -> tuple[str, Decimal, str, str | None, dt.datetime]:
@@ -126,6 +151,7 @@ def _buyer(session: Session, item: OrderInput, email: str, when: dt.datetime) ->
 def record_order(session: Session, item: OrderInput) -> Recorded:
     """Add the order (flushed, not committed) or find the one already recorded under the same external id."""
     email, amount, currency, external, when = _clean(item)
+    tags = clean_tags(item.tags)
     found = _existing(session, item.source.value, external)
     if found is not None:
         return Recorded(found, False, False)
@@ -135,6 +161,8 @@ def record_order(session: Session, item: OrderInput) -> Recorded:
     try:
         with session.begin_nested():       # a concurrent delivery of the same order loses here, not with a 500
             session.add(order)
+            session.flush()
+            session.add_all(OrderTag(order_id=order.id, tag=tag) for tag in tags)
     except IntegrityError:
         found = _existing(session, item.source.value, external)
         if found is None:
@@ -142,6 +170,16 @@ def record_order(session: Session, item: OrderInput) -> Recorded:
         return Recorded(found, False, False)
     logger.info("order %s recorded from %s for contact %s", order.id, item.source.value or "admin", contact.id)
     return Recorded(order, True, contact_created)
+
+
+def order_tags(session: Session, order_ids: list[int]) -> dict[int, list[str]]:
+    """The product tags of these orders, by order id (alphabetical)."""
+    found: dict[int, list[str]] = {i: [] for i in order_ids}
+    if order_ids:
+        for order_id, tag in session.execute(select(OrderTag.order_id, OrderTag.tag)
+                                             .where(OrderTag.order_id.in_(order_ids)).order_by(OrderTag.tag)):
+            found[order_id].append(tag)
+    return found
 
 
 def contact_orders(session: Session, contact_id: int, *, after: int | None = None, limit: int = 50) -> list[Order]:

@@ -58,9 +58,16 @@ def _order_id(value: Any) -> str:
     return str(value).strip()[:100]
 
 
+def _line_skus(payload: Mapping[str, Any]) -> list[str]:
+    items = payload.get("line_items")
+    return [_text(_dict(i).get("sku"), 100) for i in items if _text(_dict(i).get("sku"), 100)] \
+        if isinstance(items, list) else []
+
+
 def shopify_order(payload: Any) -> OrderInput:
     """An orders/create payload as an OrderInput. Marketing consent is the customer's email_marketing_consent
-    state "subscribed" (or the older buyer_accepts_marketing flag): anything else is no consent."""
+    state "subscribed" (or the older buyer_accepts_marketing flag): anything else is no consent. Product tags: the
+    order's tags (a comma-separated text) and its line items' SKUs."""
     if not isinstance(payload, Mapping):
         raise ValidationError("the webhook body is not a JSON object")
     customer = _dict(payload.get("customer"))
@@ -74,12 +81,14 @@ def shopify_order(payload: Any) -> OrderInput:
                       currency=_text(payload.get("currency"), 3) or "EUR", external_id=_order_id(payload.get("id")),
                       ordered_at=_time(payload.get("created_at")), reference=_text(payload.get("name"), 100),
                       accepts_marketing=opted_in, first_name=_text(customer.get("first_name")),
-                      last_name=_text(customer.get("last_name")))
+                      last_name=_text(customer.get("last_name")),
+                      tags=tuple(t for t in _text(payload.get("tags"), 5000).split(",") if t.strip())[:40]
+                      + tuple(_line_skus(payload))[:10])
 
 
 def woocommerce_order(payload: Any) -> OrderInput:
     """An order.created payload as an OrderInput. WooCommerce has no standard marketing opt-in, so its orders
-    never count as consent."""
+    never count as consent. Product tags: its line items' SKUs."""
     if not isinstance(payload, Mapping):
         raise ValidationError("the webhook body is not a JSON object")
     billing = _dict(payload.get("billing"))
@@ -92,4 +101,5 @@ def woocommerce_order(payload: Any) -> OrderInput:
     return OrderInput(source=OrderSource.WOOCOMMERCE, email=email, amount=payload.get("total", ""),
                       currency=_text(payload.get("currency"), 3) or "EUR", external_id=_order_id(payload.get("id")),
                       ordered_at=when, reference=f"#{number}" if number else "", accepts_marketing=False,
-                      first_name=_text(billing.get("first_name")), last_name=_text(billing.get("last_name")))
+                      first_name=_text(billing.get("first_name")), last_name=_text(billing.get("last_name")),
+                      tags=tuple(_line_skus(payload))[:50])

@@ -9,7 +9,9 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from campaigns import scheduler
+from campaigns.automations import purchases
 from campaigns.automations import runs as auto
+from campaigns.automations import starter as post_purchase
 from campaigns.coupons import apology as apology_service
 from campaigns.coupons import pools as coupon_service
 from campaigns.db import parse_id
@@ -28,11 +30,15 @@ TRIGGERS = [
     (AutomationTrigger.CRON, "A recurring schedule", "Cron-like, e.g. a monthly coupon on the first Monday"),
     (AutomationTrigger.CADENCE, "Cadence watch", "Everyone not mailed in N days gets a nurture mail"),
     (AutomationTrigger.WELCOME, "Welcome series", "Steps after someone subscribes: day 0, 3, 10…"),
+    (AutomationTrigger.ORDER, "An order placed", "Post-purchase: a thank-you at once, follow-ups after N hours or "
+                                                 "days, for the orders you choose"),
 ]
 
 
 def _steps_from_form() -> list[tuple[str, str]]:
-    return [(request.form.get(f"delay_{i}", "")[:10], request.form.get(f"template_{i}", "")[:12])
+    """(delay, template) per step: days for a welcome series (delay_i), hours or days after an order (after_i)."""
+    field = "after" if request.form.get("trigger") == AutomationTrigger.ORDER else "delay"
+    return [(request.form.get(f"{field}_{i}", "")[:10], request.form.get(f"template_{i}", "")[:12])
             for i in range(auto.MAX_STEPS)]
 
 
@@ -73,9 +79,27 @@ def automation_edit(automation_id: int | None = None):
     return render_template(
         "admin/automations/edit.html", automation=obj, form=form, steps=steps, templates=templates,
         triggers=TRIGGERS, date_fields=auto.DATE_FIELDS, max_steps=auto.MAX_STEPS,
-        runs=auto.runs_of(session, obj.id) if obj else [], describe=auto.describe,
+        runs=auto.runs_of(session, obj.id) if obj else [], describe=auto.describe, delay_text=purchases.delay_text,
+        order_runs=purchases.order_runs(session, obj) if obj and obj.trigger == AutomationTrigger.ORDER else [],
         next_run=auto.next_run(obj, zones=auto.audience_zones(session, obj)) if obj and obj.active else "",
     ), 400 if form is not None else 200
+
+
+@bp.post("/automations/post-purchase")
+@editor_required
+def automation_post_purchase():
+    """Create the post-purchase starter: thank-you, "How did it go?" survey and review request, switched off."""
+    session = db()
+    try:
+        created = post_purchase.create_post_purchase(session, request.form.get("review_url", "")[:600],
+                                                     request.form.get("name", "")[:200])
+        session.commit()
+    except ValidationError as exc:
+        session.rollback()
+        flash(f"{exc}", "error")
+        return redirect(url_for("admin.automations"))
+    flash("Created with its three mails and survey, switched off: read the mails, then switch it on.", "info")
+    return redirect(url_for("admin.automation_edit", automation_id=created.id))
 
 
 @bp.post("/automations/<int:automation_id>/<any(activate, pause):action>")

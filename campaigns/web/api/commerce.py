@@ -36,14 +36,15 @@ logger = logging.getLogger(__name__)
 MAX_WEBHOOK_BYTES = 2 * 1024 * 1024
 
 
-def order_out(o: Order) -> OrderOut:
+def order_out(o: Order, tags: list[str] | None = None) -> OrderOut:
     return OrderOut(id=o.id, contact_id=o.contact_id, ordered_at=o.ordered_at, amount=o.amount, currency=o.currency,
-                    reference=o.reference, source=o.source, external_id=o.external_id)
+                    reference=o.reference, source=o.source, external_id=o.external_id, tags=tags or [])
 
 
 def _recorded(result: recording.Recorded) -> OrderCreated:
     values = totals(db(), [result.order.contact_id])[result.order.contact_id]
-    return OrderCreated(order=order_out(result.order), created=result.created,
+    tags = recording.order_tags(db(), [result.order.id])[result.order.id]
+    return OrderCreated(order=order_out(result.order, tags), created=result.created,
                         contact_created=result.contact_created, order_count=sum(v.orders for v in values),
                         lifetime_value=values)
 
@@ -60,7 +61,8 @@ def order_create(body: OrderIn):
     result = recording.record_order(session, recording.OrderInput(
         source=OrderSource.API, email=body.email, amount=body.amount, currency=body.currency,
         external_id=body.external_id, ordered_at=body.ordered_at, reference=body.reference,
-        accepts_marketing=body.accepts_marketing, first_name=body.first_name, last_name=body.last_name))
+        accepts_marketing=body.accepts_marketing, first_name=body.first_name, last_name=body.last_name,
+        tags=tuple(body.tags)))
     session.commit()
     return _recorded(result), 201 if result.created else 200
 
@@ -77,7 +79,9 @@ def order_list(contact_id: int, query: PageQuery):
     more = len(rows) > query.limit
     rows = rows[:query.limit]
     values = totals(session, [contact_id])[contact_id]
-    return OrderList(data=[order_out(o) for o in rows], next_cursor=encode_cursor(rows[-1].id) if more else None,
+    tags = recording.order_tags(session, [o.id for o in rows])
+    return OrderList(data=[order_out(o, tags[o.id]) for o in rows],
+                     next_cursor=encode_cursor(rows[-1].id) if more else None,
                      order_count=sum(v.orders for v in values), lifetime_value=values)
 
 

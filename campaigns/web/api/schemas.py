@@ -198,6 +198,10 @@ class OrderIn(Input):
     accepts_marketing: bool = Field(default=False, description="The buyer opted in to marketing at checkout")
     first_name: Short = ""
     last_name: Short = ""
+    tags: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, max_length=50,
+        description="Product tags (tags, categories or SKUs of what was bought), matched by post-purchase "
+                    "automations' product filter; stored in lower case")
 
 
 class OrderOut(BaseModel):
@@ -209,6 +213,7 @@ class OrderOut(BaseModel):
     reference: str
     source: str
     external_id: str | None
+    tags: list[str] = Field(default_factory=list)
 
 
 class OrderCreated(BaseModel):

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from campaigns.contacts.records import normalize_email
 from campaigns.demo.data import seed
 from campaigns.feedback.engagement import current_score
-from campaigns.models import Contact, Event, EventType, Send, Subscription
+from campaigns.models import Automation, AutomationTrigger, Contact, Event, EventType, Send, Subscription
 from tests.helpers import fresh
 
 
@@ -86,3 +86,9 @@ def test_the_demo_survey_mail_counts_its_questions_right(demo) -> None:
     assert survey.intro.startswith(f"{words[n]} quick questions")
     # The mail asks the first question; the page it opens has the rest.
     assert f"has {words[n - 1].lower()} more short questions" in " ".join(SURVEY_MJML.split())
+
+
+def test_the_demo_has_a_post_purchase_automation_switched_on(demo) -> None:
+    post = demo.scalars(select(Automation).where(Automation.trigger == AutomationTrigger.ORDER)).all()
+    assert [(a.name, a.active, [s.template.kind for s in a.steps]) for a in post] == [
+        ("After an order", True, ["transactional", "nurture", "nurture"])]
