@@ -187,7 +187,7 @@ def _contacts(session: Session, _flush_context) -> None:
     rows: list[tuple[EventType, Mapping[str, Any], bool]] = []
     for obj in session.new:
         if isinstance(obj, Contact) and EventType.CONTACT_CREATED in wants:
-            rows.append((EventType.CONTACT_CREATED, contact_data(obj), False))
+            rows.append((EventType.CONTACT_CREATED, {"contact": contact_data(obj), "source": "rapport"}, False))
     for obj in session.dirty:
         if isinstance(obj, Contact):
             rows += _contact_changes(obj, wants)

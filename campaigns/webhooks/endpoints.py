@@ -111,8 +111,12 @@ def listing(session: Session) -> list[Row]:
             .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.status)):
         counts.setdefault(endpoint_id, {})[status] = n
     endpoints = session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)).all()
-    return [Row(e, counts.get(e.id, {}).get(DeliveryStatus.PENDING, 0), counts.get(e.id, {}).get(DeliveryStatus.FAILED, 0),
-                counts.get(e.id, {}).get(DeliveryStatus.DELIVERED, 0)) for e in endpoints]
+    rows = []
+    for e in endpoints:
+        mine = counts.get(e.id, {})
+        rows.append(Row(e, mine.get(DeliveryStatus.PENDING, 0), mine.get(DeliveryStatus.FAILED, 0),
+                        mine.get(DeliveryStatus.DELIVERED, 0)))
+    return rows
 
 
 def auto_disabled(session: Session) -> list[WebhookEndpoint]:
