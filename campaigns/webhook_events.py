@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 CACHE_SECONDS = 5.0
 KICK = "rapport.webhooks.kick"        # session.info key: callable that enqueues the routing job after a commit
 _WROTE = "rapport.webhooks.wrote"     # session.info key: this transaction wrote events
+_CHANGED = "rapport.webhooks.changed"  # session.info key: this transaction changed an endpoint
 
 
 class EventType(StrEnum):
@@ -194,8 +195,8 @@ def _contacts(session: Session, _flush_context) -> None:
         elif isinstance(obj, Subscription) and EventType.CONTACT_UNSUBSCRIBED in wants:
             hist = inspect(obj).attrs.subscribed.history
             if hist.deleted and True in hist.deleted and not obj.subscribed:
-                rows.append((EventType.CONTACT_UNSUBSCRIBED,
-                             {"contact": {"id": obj.contact_id}, "scope": "topic", "topic_id": obj.topic_id}, False))
+                data = {"contact": {"id": obj.contact_id}, "scope": "topics", "topic_ids": [obj.topic_id]}
+                rows.append((EventType.CONTACT_UNSUBSCRIBED, data, False))
     if rows:
         _write(session, rows, None)
 
@@ -237,8 +238,17 @@ def route_started(redis: Redis, queue_name: str) -> None:
     redis.delete(f"rapport:{queue_name}:webhooks:route-queued")
 
 
+def invalidate_on_commit(session: Session) -> None:
+    """Forget the subscribed types again once this session commits (an endpoint changed in it)."""
+    session.info[_CHANGED] = True
+
+
 @event.listens_for(Session, "after_commit")
 def _kick(session: Session) -> None:
+    if session.in_nested_transaction():
+        return                      # a savepoint was released: the transaction goes on
+    if session.info.pop(_CHANGED, False):
+        invalidate()
     if not session.info.pop(_WROTE, False):
         return
     kick = session.info.get(KICK)
@@ -253,3 +263,4 @@ def _kick(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
     session.info.pop(_WROTE, None)
+    session.info.pop(_CHANGED, None)

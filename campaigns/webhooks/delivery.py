@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -200,7 +201,8 @@ def _attempt(rt: Runtime, endpoint_id: int, token: str, target: _Target, deliver
              at: dt.datetime) -> tuple[bool, bool]:
     """Post one delivery and record the outcome; returns (delivered, endpoint disabled now)."""
     settings = rt.settings
-    headers = signing.headers(target.secret, event_id, int(at.timestamp()), body)
+    # Signed with the wall clock (receivers reject old timestamps); `at` only schedules.
+    headers = signing.headers(target.secret, event_id, int(time.time()), body)
     status, answer, error = None, "", ""
     try:
         reply = transport.post(target.url, body.encode(), headers, timeout=settings.webhook_timeout,

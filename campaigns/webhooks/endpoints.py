@@ -50,6 +50,7 @@ def create(session: Session, settings: Settings, *, url: str, description: str, 
     session.add(endpoint)
     session.flush()
     webhook_events.invalidate()
+    webhook_events.invalidate_on_commit(session)
     return Saved(endpoint, secret)
 
 
@@ -66,6 +67,7 @@ def change(session: Session, settings: Settings, endpoint: WebhookEndpoint, *, u
     endpoint.include_machine = include_machine
     session.flush()
     webhook_events.invalidate()
+    webhook_events.invalidate_on_commit(session)
     return endpoint
 
 
@@ -79,6 +81,7 @@ def set_enabled(session: Session, endpoint: WebhookEndpoint, enabled: bool) -> N
         endpoint.failing_since = None
     session.flush()
     webhook_events.invalidate()
+    webhook_events.invalidate_on_commit(session)
 
 
 def rotate_secret(session: Session, endpoint: WebhookEndpoint) -> str:
@@ -93,6 +96,7 @@ def delete(session: Session, endpoint: WebhookEndpoint) -> None:
     session.delete(endpoint)
     session.flush()
     webhook_events.invalidate()
+    webhook_events.invalidate_on_commit(session)
 
 
 @dataclass(frozen=True)
