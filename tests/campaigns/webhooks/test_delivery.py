@@ -4,7 +4,6 @@ worker killed after the commit, leases of dead workers, auto-disable, replay, th
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
 import sys
@@ -17,8 +16,8 @@ from campaigns import queueing, webhook_events
 from campaigns.errors import ValidationError
 from campaigns.models import (
     AuditEntry,
-    Order,
     DeliveryStatus,
+    Order,
     OrderSource,
     WebhookDelivery,
     WebhookEndpoint,
