@@ -20,6 +20,8 @@ from campaigns.webhooks import endpoints
 def standard_webhooks_valid(secret: str, headers: dict[str, str], body: bytes, tolerance: int = 300) -> bool:
     """Verify as a receiver would: HMAC-SHA256 over "<webhook-id>.<webhook-timestamp>.<body>" with the base64
     secret after whsec_, compared with every "v1,<base64>" in webhook-signature; timestamp within 5 minutes."""
+    if not secret.startswith("whsec_") or "webhook-timestamp" not in headers:
+        return False
     key = base64.b64decode(secret.split("_", 1)[1])
     msg_id, stamp = headers["webhook-id"], headers["webhook-timestamp"]
     if abs(time.time() - int(stamp)) > tolerance:
