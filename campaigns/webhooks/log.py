@@ -44,9 +44,10 @@ def _again(settings: Settings, now: dt.datetime) -> dict:
 
 def replay(session: Session, settings: Settings, delivery: WebhookDelivery) -> None:
     """Post this delivery again now (same webhook-id and body, a fresh signature and a new 24-hour window)."""
-    if delivery.status == DeliveryStatus.PENDING and delivery.claim:
+    now = utcnow()
+    if delivery.claim and delivery.claimed_until is not None and delivery.claimed_until > now:
         raise InvalidState("This delivery is being posted right now.")
-    for name, value in _again(settings, utcnow()).items():
+    for name, value in _again(settings, now).items():
         setattr(delivery, name, value)
     session.flush()
 
