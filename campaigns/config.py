@@ -120,9 +120,9 @@ class Settings:
     log_level: str = "INFO"
     sentry_dsn: str = ""                      # errors go to Sentry when set and sentry-sdk is installed
     testing: bool = False
-    # Outgoing webhooks (docs/webhooks.md): endpoints on loopback/private addresses are refused unless allowed
-    # (RAPPORT_WEBHOOKS_ALLOW_PRIVATE=1); retries back off over 24 hours; an endpoint failing without a single success
-    # for webhook_disable_after seconds and at least webhook_disable_failures attempts is disabled.
+    # Outgoing webhooks (docs/outgoing-webhooks.md): endpoints on loopback/private addresses are refused unless
+    # allowed (RAPPORT_WEBHOOKS_ALLOW_PRIVATE=1); retries back off over 24 hours; an endpoint failing without a
+    # success for webhook_disable_after seconds and at least webhook_disable_failures attempts is disabled.
     webhooks_allow_private: bool = False
     webhook_timeout: float = 5.0
     webhook_retry_delays: tuple[int, ...] = (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)

@@ -125,7 +125,7 @@ def wanted(session: Session, type_: EventType, *, machine: bool = False) -> bool
 # -- writing events ------------------------------------------------------------------------------------------------
 
 def body(type_: str, data: Mapping[str, Any], at: dt.datetime) -> str:
-    """The JSON posted for an event: {"type", "timestamp", "data"} (docs/webhooks.md)."""
+    """The JSON posted for an event: {"type", "timestamp", "data"} (docs/outgoing-webhooks.md)."""
     return json.dumps({"type": str(type_), "timestamp": at.isoformat().replace("+00:00", "Z"), "data": data},
                       default=_jsonable, separators=(",", ":"), sort_keys=True)
 

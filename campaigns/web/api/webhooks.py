@@ -1,5 +1,5 @@
 """API: outgoing webhooks — the endpoints (without their secrets), each endpoint's delivery log with the exact
-payloads, and replay of one delivery or of every failed one since a time (docs/webhooks.md). A receiving system
+payloads, and replay of one delivery or of every failed one since a time (docs/outgoing-webhooks.md). A receiving system
 that was down can read what it missed here and have it posted again."""
 
 from __future__ import annotations
