@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -278,3 +279,30 @@ def test_the_subscriber_cache_is_shared_by_other_processes_within_seconds(runtim
         # …until CACHE_SECONDS have passed.
         monkeypatch.setattr(webhook_events, "CACHE_SECONDS", 0.0)
         assert webhook_events.subscribed(session) == {"order.recorded": False}
+
+
+def test_workers_delivering_one_endpoint_at_once_post_each_event_once(runtime, db_session, receiver, subscribe,
+                                                                      run_worker) -> None:
+    endpoint_id = subscribe([EventType.ORDER_RECORDED])
+    for i in range(45):
+        order(runtime, email=f"buyer{i}@example.com")
+    delivery.route(runtime)
+    runtime.queue.empty()
+    results: list[delivery.Result] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(delivery.deliver(runtime, endpoint_id))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and sum(r.delivered for r in results) == 45
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(ids) == 45 and len(set(ids)) == 45 and all(r.valid for r in receiver.received)
+    assert {d.status for d in deliveries(db_session)} == {DeliveryStatus.DELIVERED}
