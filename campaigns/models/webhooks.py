@@ -8,9 +8,7 @@ endpoint that wants them, and delivery jobs post them (campaigns.webhooks).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -41,6 +39,8 @@ class WebhookEndpoint(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # After a failed attempt the endpoint rests a moment: new events do not wake a delivery job for a down endpoint.
+    paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     disabled_reason: Mapped[str] = mapped_column(Text, default="")   # set when Rapport disabled it (the notice)
     created_by: Mapped[str] = mapped_column(String(320), default="")
@@ -63,10 +63,6 @@ class WebhookEvent(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_webhook_event_routed", "routed", "id"),)
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return json.loads(self.body)
 
 
 class WebhookDelivery(Base):

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import queueing, webhook_events
 from campaigns.accounts import audit
+from campaigns.config import Settings
 from campaigns.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent, utcnow
 from campaigns.runtime import Runtime
 from campaigns.webhooks import signing, transport
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 ROUTE_PAGE = 500
 CLAIM_SIZE = 20
 LEASE = dt.timedelta(minutes=5)      # > CLAIM_SIZE attempts at the longest timeout
+PAUSE = dt.timedelta(minutes=1)      # an endpoint rests this long after a failed attempt (not per new event)
 
 
 def _deliver_key(rt: Runtime, endpoint_id: int) -> str:
@@ -105,7 +107,9 @@ def enqueue_due(rt: Runtime, now: dt.datetime | None = None) -> list[int]:
         ids = session.scalars(
             select(WebhookDelivery.endpoint_id).distinct()
             .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-            .where(WebhookEndpoint.enabled, WebhookDelivery.status == DeliveryStatus.PENDING,
+            .where(WebhookEndpoint.enabled,
+                   WebhookEndpoint.paused_until.is_(None) | (WebhookEndpoint.paused_until <= now),
+                   WebhookDelivery.status == DeliveryStatus.PENDING,
                    WebhookDelivery.next_attempt_at <= now,
                    (WebhookDelivery.claimed_until.is_(None)) | (WebhookDelivery.claimed_until < now))).all()
     out = []
@@ -228,7 +232,7 @@ def _attempt(rt: Runtime, endpoint_id: int, token: str, target: _Target, deliver
         disabled = False
         if ok:
             delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.DELIVERED, at, None
-            endpoint.consecutive_failures, endpoint.failing_since = 0, None
+            endpoint.consecutive_failures, endpoint.failing_since, endpoint.paused_until = 0, None, None
         else:
             delays = settings.webhook_retry_delays
             following = at + dt.timedelta(seconds=delays[min(delivery.attempts, len(delays)) - 1])
@@ -244,9 +248,11 @@ def _attempt(rt: Runtime, endpoint_id: int, token: str, target: _Target, deliver
     return ok, disabled
 
 
-def _count_failure(session: Session, settings, endpoint: WebhookEndpoint, at: dt.datetime) -> bool:
-    """One more failed attempt; disable the endpoint after sustained failure (an admin notice and audit entry)."""
+def _count_failure(session: Session, settings: Settings, endpoint: WebhookEndpoint, at: dt.datetime) -> bool:
+    """One more failed attempt: the endpoint rests for PAUSE (however many events arrive meanwhile); disabled after
+    sustained failure (an admin notice and audit entry)."""
     endpoint.consecutive_failures += 1
+    endpoint.paused_until = at + PAUSE
     endpoint.failing_since = endpoint.failing_since or at
     failing_for = (at - endpoint.failing_since).total_seconds()
     if not (endpoint.enabled and endpoint.consecutive_failures >= settings.webhook_disable_failures

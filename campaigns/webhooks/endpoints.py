@@ -78,7 +78,7 @@ def set_enabled(session: Session, endpoint: WebhookEndpoint, enabled: bool) -> N
     endpoint.disabled_reason = ""
     if enabled:
         endpoint.consecutive_failures = 0
-        endpoint.failing_since = None
+        endpoint.failing_since = endpoint.paused_until = None
     session.flush()
     webhook_events.invalidate()
     webhook_events.invalidate_on_commit(session)

@@ -49,6 +49,7 @@ def replay(session: Session, settings: Settings, delivery: WebhookDelivery) -> N
         raise InvalidState("This delivery is being posted right now.")
     for name, value in _again(settings, now).items():
         setattr(delivery, name, value)
+    _wake(session, delivery.endpoint_id)
     session.flush()
 
 
@@ -59,7 +60,13 @@ def replay_failed_since(session: Session, settings: Settings, endpoint_id: int, 
                                     WebhookDelivery.status == DeliveryStatus.FAILED,
                                     WebhookDelivery.created_at >= since)
                              .values(**_again(settings, utcnow())))
+    _wake(session, endpoint_id)
     return result.rowcount or 0
+
+
+def _wake(session: Session, endpoint_id: int) -> None:
+    """An operator asked for a replay: the endpoint's rest after a failure does not delay it."""
+    session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(paused_until=None))
 
 
 def send_test(session: Session, endpoint: WebhookEndpoint) -> None:

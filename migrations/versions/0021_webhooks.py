@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("paused_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("disabled_reason", sa.Text(), nullable=False),
         sa.Column("created_by", sa.String(length=320), nullable=False),

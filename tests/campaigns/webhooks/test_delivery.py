@@ -306,3 +306,19 @@ def test_workers_delivering_one_endpoint_at_once_post_each_event_once(runtime, d
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert len(ids) == 45 and len(set(ids)) == 45 and all(r.valid for r in receiver.received)
     assert {d.status for d in deliveries(db_session)} == {DeliveryStatus.DELIVERED}
+
+
+def test_a_down_endpoint_rests_instead_of_being_tried_for_every_new_event(runtime, db_session, receiver, subscribe,
+                                                                          run_worker) -> None:
+    endpoint_id = subscribe([EventType.ORDER_RECORDED])
+    receiver.answers = [503] * 5
+    order(runtime, amount="1")
+    run_worker()
+    assert len(receiver.received) == 1
+    # A busy shop: more orders arrive, each commit wakes the router — but the endpoint rests for a minute.
+    for amount in ("2", "3", "4"):
+        order(runtime, amount=amount)
+        run_worker()
+    assert len(receiver.received) == 1
+    assert delivery.enqueue_due(runtime, utcnow() + delivery.PAUSE + dt.timedelta(seconds=1)) == [endpoint_id]
+    assert fresh(db_session).get(WebhookEndpoint, endpoint_id).paused_until is not None
