@@ -128,3 +128,22 @@ def test_machine_opens_and_clicks_only_for_endpoints_that_ask(
     run_worker()
     assert sorted(receiver.types()) == ["email.clicked", "email.opened"]
     assert all(r.payload["data"]["machine"] is True for r in receiver.received)
+
+
+def test_leaving_a_topic_and_leaving_everything_are_both_unsubscribes(
+        runtime, db_session, receiver, subscribe, make_contacts, run_worker) -> None:
+    subscribe([EventType.CONTACT_UNSUBSCRIBED])
+    topic, (ana,) = make_contacts(1)
+    contact = db_session.get(Contact, ana.id)
+    preferences.unsubscribe(db_session, preferences.UnsubscribeScope(contact, None, [topic]), everything=False,
+                            source="page")
+    db_session.commit()
+    preferences.unsubscribe(db_session, preferences.UnsubscribeScope(contact, None, [topic]), everything=True,
+                            source="page")
+    db_session.commit()
+    queueing.enqueue(runtime.queue, queueing.Job.ROUTE_WEBHOOKS)
+    db_session.rollback()
+    run_worker()
+    first, second = (r.payload["data"] for r in sorted(receiver.received, key=lambda r: int(r.headers["webhook-id"][4:])))
+    assert (first["scope"], first["topic_ids"], first["topics"]) == ("topics", [topic.id], ["Newsletter"])
+    assert second["scope"] == "all" and second["contact"]["status"] == "unsubscribed"
