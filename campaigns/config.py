@@ -120,6 +120,16 @@ class Settings:
     log_level: str = "INFO"
     sentry_dsn: str = ""                      # errors go to Sentry when set and sentry-sdk is installed
     testing: bool = False
+    # Outgoing webhooks (docs/outgoing-webhooks.md): endpoints on loopback/private addresses are refused unless
+    # allowed (RAPPORT_WEBHOOKS_ALLOW_PRIVATE=1); retries back off over 24 hours; an endpoint failing without a
+    # success for webhook_disable_after seconds and at least webhook_disable_failures attempts is disabled.
+    webhooks_allow_private: bool = False
+    webhook_timeout: float = 5.0
+    webhook_retry_delays: tuple[int, ...] = (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
+    webhook_give_up_after: int = 86400
+    webhook_disable_after: int = 86400
+    webhook_disable_failures: int = 10
+    webhook_keep_days: int = 30
 
     @property
     def smtp_capture_url(self) -> str:
@@ -286,6 +296,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
         log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR")),
         sentry_dsn=env.get("SENTRY_DSN", ""),
+        webhooks_allow_private=env.get("RAPPORT_WEBHOOKS_ALLOW_PRIVATE", "").strip().lower() in TRUE,
+        webhook_timeout=float(max(1, _int(env, "RAPPORT_WEBHOOK_TIMEOUT", 5))),
     )
 
 

@@ -48,6 +48,8 @@ class Job(StrEnum):
     DRAIN_HITS = "drain_hits"
     DECAY_SCORES = "decay_scores"
     RENDER_POST = "render_post"
+    ROUTE_WEBHOOKS = "route_webhooks"
+    DELIVER_WEBHOOKS = "deliver_webhooks"
 
     @property
     def path(self) -> str:
@@ -96,6 +98,8 @@ RUNS: dict[Job, Run] = {
     Job.DRAIN_HITS: Run(timeout=300, result_ttl=0),
     Job.DECAY_SCORES: Run(),
     Job.RENDER_POST: Run(timeout=HOUR),
+    Job.ROUTE_WEBHOOKS: Run(timeout=600, result_ttl=0),
+    Job.DELIVER_WEBHOOKS: Run(timeout=900, result_ttl=0),
 }
 
 
@@ -171,6 +175,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("export-cleanup", Job.CLEANUP_EXPORTS,
                  "delete contact export files older than RAPPORT_EXPORT_KEEP_HOURS",
                  every=dt.timedelta(hours=1)),
+    PeriodicTask("webhooks", Job.ROUTE_WEBHOOKS,
+                 "route outbox events to webhook endpoints, post due deliveries and retries, forget old ones",
+                 every=dt.timedelta(minutes=1)),
 )}
 
 

@@ -20,7 +20,7 @@ from redis.retry import Retry
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import stops
+from campaigns import stops, webhook_events
 from campaigns.config import Settings, from_env
 from campaigns.db import make_engine, make_session_factory
 from campaigns.dkim_signing import signer_for_runtime
@@ -95,7 +95,10 @@ class Runtime:
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
         # Every session of this runtime records contacts who stop (unsubscribe, bounce…) in Redis at flush time,
         # so a sender that claimed them a moment ago still sees it before the hand-off (campaigns.stops).
-        self.session_factory.configure(info={stops.RECORDER: stops.recorder(lambda: self.redis, settings.queue_name)})
+        # A commit that wrote webhook events wakes the routing job at once (campaigns.webhook_events).
+        self.session_factory.configure(info={
+            stops.RECORDER: stops.recorder(lambda: self.redis, settings.queue_name),
+            webhook_events.KICK: webhook_events.kicker(lambda: self.redis, lambda: self.queue, settings.queue_name)})
         self._redis: Redis | None = None
         self._signer: DKIMSigner | None = None
         self._signer_source: tuple | None = None

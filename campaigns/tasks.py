@@ -29,6 +29,7 @@ from campaigns.post import runs as post_runs
 from campaigns.reports import summaries
 from campaigns.sending import delivery, digest, lifecycle, release, scheduling, sweeper
 from campaigns.signup import service as signup
+from campaigns.webhooks import delivery as webhook_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -176,3 +177,15 @@ def refresh_summary(kind: str, args: list) -> None:
 def render_post(run_id: int) -> dict:
     """Choose and record a print run's letters and write its PDF, label sheet and CSV (progress on the run)."""
     return post_runs.run(runtime.current(), run_id)
+
+
+# -- outgoing webhooks -------------------------------------------------------------------------------------------
+
+def route_webhooks() -> int:
+    """Route outbox events to the endpoints that want them and enqueue the endpoints' deliveries."""
+    return webhook_delivery.route(runtime.current())
+
+
+def deliver_webhooks(endpoint_id: int) -> dict:
+    """Post one endpoint's due webhook deliveries (retries included), oldest first."""
+    return asdict(webhook_delivery.deliver(runtime.current(), endpoint_id))

@@ -46,6 +46,15 @@ class Action(StrEnum):
     SURVEY_ANSWERS_EXPORT = "survey.answers_export"
     API_KEY_CREATE = "settings.api_key_create"
     API_KEY_REVOKE = "settings.api_key_revoke"
+    WEBHOOK_CREATE = "webhook.create"
+    WEBHOOK_EDIT = "webhook.edit"
+    WEBHOOK_ENABLE = "webhook.enable"
+    WEBHOOK_DISABLE = "webhook.disable"
+    WEBHOOK_AUTO_DISABLE = "webhook.auto_disable"
+    WEBHOOK_DELETE = "webhook.delete"
+    WEBHOOK_ROTATE = "webhook.rotate_secret"
+    WEBHOOK_REPLAY = "webhook.replay"
+    WEBHOOK_TEST = "webhook.test"
 
 
 def record(session: Session, actor: str, action: Action | str, target: str = "", detail: str = "",

@@ -22,10 +22,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from campaigns import webhook_events
 from campaigns.contacts.import_mapping import Column, Mode, Row
 from campaigns.contacts.import_upload import ErrorReport
 from campaigns.contacts.suppression import email_hash
 from campaigns.models import Contact, ContactInterest, ContactStatus, Frequency, Subscription, utcnow
+from campaigns.webhook_events import EventType
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +154,23 @@ class ChunkWriter:
                 self.session.execute(update(Contact), group)
             counts.updated += len(updates)
         self._link(conn, by_email, created, ids, now)
+        self._hooks(by_email, created, ids)
         self.session.commit()
+
+    def _hooks(self, by_email: dict[str, tuple[list[str], Row]], created: dict[str, int],
+               updated: dict[str, int]) -> None:
+        """contact.created / contact.updated webhooks of this chunk: nothing is built unless an endpoint wants them
+        (a million-row import writes a million outbox rows only for a subscriber)."""
+        for type_, ids in ((EventType.CONTACT_CREATED, created), (EventType.CONTACT_UPDATED, updated)):
+            if ids:
+                webhook_events.record_many(self.session, type_, (
+                    ({"contact": {"id": cid, "email": email,
+                                  **{k: v for k, v in by_email[email][1].values.items() if k != "email"}},
+                      "source": "import",
+                      **({"changed": sorted(k for k, v in by_email[email][1].values.items()
+                                            if k != "email" and v not in ("", None))}
+                         if type_ is EventType.CONTACT_UPDATED else {})}, False)
+                    for email, cid in ids.items()))
 
     # ------------------------------------------------------------ new contacts
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from campaigns import webhook_events
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import CouponApiToken, CouponCode, CouponPool, utcnow
 
@@ -87,7 +88,11 @@ def redeem(session: Session, raw_code: str, *, reference: str = "", by: str = ""
     if not done:
         raise RedeemError(f"code {code.code} was already redeemed", 409, describe(code, pool))
     logger.info("coupon %s redeemed (%s)", code.id, by)
-    return describe(code, pool)
+    described = describe(code, pool)
+    webhook_events.record(session, webhook_events.EventType.COUPON_REDEEMED,
+                          {**described, "contact": {"id": code.contact_id} if code.contact_id else None,
+                           "reference": reference, "redeemed_by": by[:200]})
+    return described
 
 
 # ---------------------------------------------------------------- API tokens

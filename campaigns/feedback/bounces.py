@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import webhook_events
 from campaigns.config import Settings
 from campaigns.contacts.suppression import suppress
 from campaigns.models import Contact, ContactStatus, Event, EventType, Send, SuppressionReason, utcnow
@@ -120,13 +121,24 @@ def apply_bounce(session: Session, contact: Contact, *, hard: bool, send_id: int
         if len(recent) < policy.soft_limit:
             logger.info("contact %s soft bounce %d of %d (campaign_id=%s)", contact.id, len(recent),
                         policy.soft_limit, campaign_id)
+            _hook(session, webhook_events.EventType.EMAIL_BOUNCED, contact, campaign_id, send_id, event.data,
+                  suppressed=False)
             return Outcome(OutcomeKind.SOFT_BOUNCE, contact.id, False, f"{len(recent)} of {policy.soft_limit}")
     if contact.status != ContactStatus.COMPLAINED:
         contact.status = ContactStatus.BOUNCED
     suppress(session, contact.email, SuppressionReason.HARD_BOUNCE if hard else SuppressionReason.SOFT_BOUNCE,
              f"{source} {status or code or ''}".strip())
     logger.info("contact %s suppressed after %s bounce (campaign_id=%s)", contact.id, kind, campaign_id)
+    _hook(session, webhook_events.EventType.EMAIL_BOUNCED, contact, campaign_id, send_id, event.data, suppressed=True)
     return Outcome(OutcomeKind.HARD_BOUNCE if hard else OutcomeKind.SOFT_BOUNCE, contact.id, True)
+
+
+def _hook(session: Session, type_: webhook_events.EventType, contact: Contact, campaign_id: int | None,
+          send_id: int | None, details: dict, *, suppressed: bool) -> None:
+    """The outgoing webhook of a bounce or complaint (written only when an endpoint wants it)."""
+    webhook_events.record(session, type_, {"contact": {"id": contact.id, "email": contact.email},
+                                           "campaign_id": campaign_id, "send_id": send_id, "suppressed": suppressed,
+                                           **details})
 
 
 def _mark_bounced_later(session: Session, send_id: int, kind: str, status: str | None, code: int | None,
@@ -160,6 +172,8 @@ def apply_complaint(session: Session, contact: Contact, *, send_id: int | None, 
     contact.status = ContactStatus.COMPLAINED
     suppress(session, contact.email, SuppressionReason.COMPLAINT, source)
     logger.info("contact %s complained (campaign_id=%s): unsubscribed and suppressed", contact.id, campaign_id)
+    _hook(session, webhook_events.EventType.EMAIL_COMPLAINED, contact, campaign_id, send_id, event.data,
+          suppressed=True)
     return Outcome(OutcomeKind.COMPLAINT, contact.id, True)
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, and_, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.feedback import hits as hit_queue
+from campaigns.feedback import webhooks
 from campaigns.feedback.hits import Hit, HitKind, HitSource
 from campaigns.models import Contact, Event, EventType, Link, Send, utcnow
 from campaigns.runtime import Runtime
@@ -208,6 +209,7 @@ def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> 
     events += _implied_opens(session, clicks, opens)
     if events:
         session.execute(insert(Event), events)
+        webhooks.opens_and_clicks(session, events)
     _update_contacts(session, events)
     if reclassified:
         session.flush()

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from campaigns import stops
+from campaigns import stops, webhook_events
 from campaigns.contacts.records import set_subscriptions
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import (
@@ -78,6 +78,10 @@ def unsubscribe(session: Session, scope: UnsubscribeScope, *, everything: bool, 
             .values(subscribed=False, updated_at=utcnow())).rowcount)
         if changed:   # a bulk UPDATE: tell running sends before the commit (see campaigns.stops)
             stops.note(session, [f"t:{contact.id}:{t}" for t in topic_ids])
+            # … and the webhook the contact listener cannot see either (leaving everything it sees).
+            webhook_events.record(session, webhook_events.EventType.CONTACT_UNSUBSCRIBED, {
+                "contact": webhook_events.contact_data(contact), "scope": "topics", "topic_ids": topic_ids,
+                "topics": [t.name for t in scope.topics], "source": source})
     if changed:
         session.add(Event(contact_id=contact.id, campaign_id=scope.campaign.id if scope.campaign else None,
                           type=EventType.UNSUBSCRIBE,

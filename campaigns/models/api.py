@@ -30,6 +30,7 @@ class ApiScope(StrEnum):
     ORDERS_WRITE = "orders:write"
     COUPONS_ISSUE = "coupons:issue"
     COUPONS_REDEEM = "coupons:redeem"
+    WEBHOOKS_REPLAY = "webhooks:replay"      # outgoing webhook endpoints, their delivery logs, replay
     # Reserved for the transactional send endpoint; no operation of this API version needs it yet.
     SEND_TRANSACTIONAL = "send:transactional"
 

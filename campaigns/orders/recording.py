@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import webhook_events
 from campaigns.contacts import records
 from campaigns.errors import ValidationError
 from campaigns.models import Contact, ContactStatus, Order, OrderSource, OrderTag, utcnow
@@ -169,6 +170,10 @@ def record_order(session: Session, item: OrderInput) -> Recorded:
             raise
         return Recorded(found, False, False)
     logger.info("order %s recorded from %s for contact %s", order.id, item.source.value or "admin", contact.id)
+    webhook_events.record(session, webhook_events.EventType.ORDER_RECORDED, {
+        "order": {"id": order.id, "ordered_at": when, "amount": str(amount), "currency": currency,
+                  "reference": order.reference, "source": order.source, "external_id": external},
+        "contact": {"id": contact.id, "email": contact.email}, "contact_created": contact_created})
     return Recorded(order, True, contact_created)
 
 

@@ -6,9 +6,10 @@ the digest) asks here; it is this small module so none of them needs the rest of
 
 from __future__ import annotations
 
-from sqlalchemy import exists, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
+from campaigns import webhook_events
 from campaigns.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
 
 
@@ -24,4 +25,12 @@ def maybe_finish(session: Session, campaign_id: int) -> bool:
                Campaign.dispatched_at.is_not(None), ~pending)
         .values(status=CampaignStatus.FINISHED, finished_at=utcnow())
     ).rowcount
+    if done and webhook_events.wanted(session, webhook_events.EventType.CAMPAIGN_FINISHED):
+        row = session.execute(select(Campaign.name, Campaign.kind, Campaign.subject, Campaign.started_at,
+                                     Campaign.finished_at).where(Campaign.id == campaign_id)).one()
+        sent = session.scalar(select(func.count()).where(Send.campaign_id == campaign_id,
+                                                         Send.status == SendStatus.SENT))
+        webhook_events.record(session, webhook_events.EventType.CAMPAIGN_FINISHED, {
+            "campaign": {"id": campaign_id, "name": row.name, "kind": str(row.kind), "subject": row.subject},
+            "started_at": row.started_at, "finished_at": row.finished_at, "sent": sent})
     return bool(done)

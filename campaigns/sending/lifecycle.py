@@ -12,7 +12,7 @@ from sqlalchemy import exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from campaigns import queueing
+from campaigns import queueing, webhook_events
 from campaigns.composing import editor as campaign_service
 from campaigns.config import PolicySettings
 from campaigns.contacts.segments import campaign_condition
@@ -97,8 +97,12 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
     result = campaign_service.validate(campaign)
     campaign_service.ensure_links(session, campaign, result)
     campaign.content_hash = result.content_hash
+    resumed = campaign.status == CampaignStatus.PAUSED
     campaign.status = CampaignStatus.RUNNING
     campaign.status_reason = ""
+    webhook_events.record(session, webhook_events.EventType.CAMPAIGN_STARTED,
+                          {"campaign": {"id": campaign.id, "name": campaign.name, "kind": str(campaign.kind),
+                                        "subject": campaign.subject}, "resumed": resumed})
     campaign.started_at = campaign.started_at or utcnow()
     # Walk the audience again (who joined meanwhile gets it too). A statement, not attributes: the session's copy
     # may be stale (dispatch wrote these in its own session), and an unchanged attribute is never written.

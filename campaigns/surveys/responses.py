@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import webhook_events
 from campaigns.errors import NotFound
 from campaigns.models import Campaign, Contact, Event, EventType, Send, Survey, SurveyAnswer, utcnow
 from campaigns.surveys.service import normalize_answer
@@ -85,5 +86,13 @@ def record_answers(session: Session, response: SurveyResponse, answers: Mapping[
                                 "source": source}))
         response.answers[position] = value
         changed += 1
+    if changed:
+        webhook_events.record(session, webhook_events.EventType.SURVEY_ANSWERED, {
+            "contact": {"id": response.contact.id, "email": response.contact.email},
+            "survey": {"id": response.survey.id, "name": response.survey.name},
+            "campaign_id": response.campaign_id, "send_id": response.send_id, "source": source,
+            "answers": [{"question": q.position, "prompt": q.prompt, "answer": response.answers.get(q.position)}
+                        for q in sorted(response.survey.questions, key=lambda q: q.position)
+                        if q.position in response.answers]})
     session.flush()
     return changed

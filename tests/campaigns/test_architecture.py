@@ -19,13 +19,13 @@ MAX_LINES = 400
 LEVELS: dict[str, int] = {
     **dict.fromkeys(["config", "db", "errors", "logs", "metrics", "resources", "storage", "csvfiles", "models",
                      "runtime", "queueing", "scheduler", "recipient_urls", "addresses", "stops",
-                     "dkim_signing"], 0),
+                     "dkim_signing", "webhook_events"], 0),
     "accounts": 1,
     "contacts": 2,
     "composing": 3,
     "sending": 4,
     **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations", "orders", "notes", "post"], 5),
-    **dict.fromkeys(["reports", "ops", "demo"], 6),
+    **dict.fromkeys(["reports", "ops", "demo", "webhooks"], 6),
     **dict.fromkeys(["web", "tasks", "capabilities", "cli", "check", "gunicorn_conf", "__main__"], 7),
 }
 # Package __init__ files hold a docstring only, except blueprint packages, which import their view modules.

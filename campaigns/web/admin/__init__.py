@@ -24,4 +24,5 @@ from campaigns.web.admin import (  # noqa: F401  (register the views on the blue
     surveys,
     system,
     topics,
+    webhooks,
 )

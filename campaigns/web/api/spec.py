@@ -32,7 +32,7 @@ from campaigns.web.api.problems import ApiProblem, Problem
 # Path ids beyond their column's range are simply not found (PostgreSQL would refuse to compare them).
 MAX_ID = 2**31 - 1
 MAX_BIG_ID = 2**63 - 1
-BIG_ID_PARAMS = frozenset({"contact_id"})
+BIG_ID_PARAMS = frozenset({"contact_id", "delivery_id"})
 
 
 def max_id(name: str) -> int:

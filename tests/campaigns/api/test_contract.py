@@ -19,7 +19,15 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from campaigns.contacts import segments
-from campaigns.models import Survey, SurveyQuestion, Topic
+from campaigns.models import (
+    Survey,
+    SurveyQuestion,
+    Topic,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    utcnow,
+)
 from tests.campaigns.api.conftest import auth
 from tests.campaigns.coupons.test_coupons import make_pool
 
@@ -38,9 +46,17 @@ def world(db_session, make_contacts, make_campaign, make_key):
         {"match": "all", "rules": [{"field": "city", "op": "is", "value": "Berlin"}]})})
     survey = Survey(name="Fuzz", questions=[SurveyQuestion(position=0, kind="rating", prompt="How?")])
     db_session.add(survey)
+    hook = WebhookEndpoint(url="https://crm.example/hook", event_types=["order.recorded"], secret="whsec_AA==",
+                           enabled=True, consecutive_failures=0, disabled_reason="")
+    event = WebhookEvent(type="order.recorded", body='{"type":"order.recorded","data":{}}', routed=True)
+    db_session.add_all([hook, event])
+    db_session.flush()
+    posted = WebhookDelivery(endpoint_id=hook.id, event_id=event.id, status="failed", attempts=1,
+                             retry_until=utcnow(), claim="", last_response="", last_error="HTTP 500")
+    db_session.add(posted)
     db_session.commit()
     pinned = {"contact_id": contacts[1].id, "campaign_id": campaign.id, "segment_id": segment.id,
-              "survey_id": survey.id, "code": "FUZZ-0002"}
+              "survey_id": survey.id, "code": "FUZZ-0002", "endpoint_id": hook.id, "delivery_id": posted.id}
     return make_key(rate_limit=100_000), pinned
 
 
