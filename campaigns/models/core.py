@@ -116,6 +116,15 @@ class Campaign(Base):
     language: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
     # The From domain is not one the DKIM key signs for, and the marketer chose to send anyway (DMARC may fail).
     allow_unaligned_from: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Delivery in each reader's local time (campaigns.sending.localtime): "HH:MM" ("" = all at once), the zone of
+    # contacts without one, what a time already past in a zone at dispatch means ("next_day" or "now"), and the
+    # optional best hour per contact learned from their opens and clicks, within local hours [best_from, best_to).
+    local_time: Mapped[str] = mapped_column(String(5), default="", server_default="")
+    local_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    local_late: Mapped[str] = mapped_column(String(10), default="next_day", server_default="next_day")
+    best_time: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    best_from: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
+    best_to: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
 
     topics: Mapped[list[Topic]] = relationship(secondary=campaign_topic)
     links: Mapped[list[Link]] = relationship(back_populates="campaign", cascade="all, delete-orphan")
@@ -158,6 +167,9 @@ class Send(Base):
     smtp_code: Mapped[int | None] = mapped_column(Integer)   # last SMTP reply code
     # Why a held or skipped send did not go out; "" for the others.
     reason: Mapped[SendReason | str] = mapped_column(String(20), default="", server_default="")
+    # A local-time campaign's send waits until then (the contact's local hour); next_attempt_at carries the same
+    # instant so claims take the row only once it is due.
+    not_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
