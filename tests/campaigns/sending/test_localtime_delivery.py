@@ -4,6 +4,7 @@ controllable clock (time-machine moves every clock of this process: the app, the
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from campaigns.models import Campaign, CampaignStatus, Contact, Send, SendStatus
 from campaigns.sending import lifecycle as sending
 from campaigns.sending import sweeper
+from campaigns.sending.localtime import contact_zone, due_at
 from mailer.capture.entries import arrival_time
 from mailer.tracking import Purpose
 from tests.helpers import csrf, fresh
@@ -150,3 +152,24 @@ def test_the_campaign_form_saves_and_checks_the_local_time(clock, editor, db_ses
         fresh(db_session)
         assert db_session.get(Campaign, campaign.id).local_time == "09:30"      # nothing lost, nothing changed
     assert db_session.scalar(select(Contact.timezone).limit(1)) is not None
+
+
+def test_due_times_across_dst_changes_and_half_hour_zones() -> None:
+    ny, adelaide = ZoneInfo("America/New_York"), ZoneInfo("Australia/Adelaide")
+    night = dt.datetime(2026, 3, 8, 0, 0, tzinfo=UTC)          # 7 March 19:00 EST; clocks go forward at 02:00
+    assert due_at(night, ny, dt.time(9)) == dt.datetime(2026, 3, 8, 13, 0, tzinfo=UTC)     # 09:00 EDT
+    # 02:30 does not exist that night: read with the offset before the change (03:30 EDT on the wall).
+    assert due_at(night, ny, dt.time(2, 30)) == dt.datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+    # 01:30 happens twice on 1 November: the first one (EDT).
+    autumn = dt.datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    assert due_at(autumn, ny, dt.time(1, 30)) == dt.datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    # Adelaide moves from +09:30 to +10:30 on 4 October 2026.
+    saturday = dt.datetime(2026, 10, 2, 12, 0, tzinfo=UTC)     # 21:30 on Friday there
+    assert due_at(saturday, adelaide, dt.time(9)) == dt.datetime(2026, 10, 2, 23, 30, tzinfo=UTC)
+    sunday = dt.datetime(2026, 10, 3, 12, 0, tzinfo=UTC)
+    assert due_at(sunday, adelaide, dt.time(9)) == dt.datetime(2026, 10, 3, 22, 30, tzinfo=UTC)
+    # Passed: tomorrow's, or at once.
+    assert due_at(sunday, ZoneInfo("Asia/Kolkata"), dt.time(9)) == dt.datetime(2026, 10, 4, 3, 30, tzinfo=UTC)
+    assert due_at(sunday, ZoneInfo("Asia/Kolkata"), dt.time(9), "now") == sunday
+    assert [contact_zone(n, "Europe/Paris").key for n in ("", "UTC", "Nowhere/Land", None, "Asia/Tokyo")] == \
+        ["Europe/Paris", "Europe/Paris", "Europe/Paris", "Europe/Paris", "Asia/Tokyo"]
