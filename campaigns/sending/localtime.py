@@ -139,14 +139,21 @@ class ZonePlan:
     late: bool          # the local time had passed at `now`: tomorrow's, or at once
 
 
-def plan(session: Session, campaign: Campaign, conds: list, now: dt.datetime | None = None) -> list[ZonePlan]:
-    """The schedule if the campaign were dispatched now, zone by zone in sending order (one GROUP BY)."""
+def zone_counts(session: Session, conds: list) -> dict[str, int]:
+    """The audience (contacts matching conds) by their time zone field, as stored (one GROUP BY)."""
+    return {name or "": n for name, n in
+            session.execute(select(Contact.timezone, func.count()).where(*conds).group_by(Contact.timezone))}
+
+
+def plan(campaign: Campaign, counts: Mapping[str, int], now: dt.datetime | None = None) -> list[ZonePlan]:
+    """The schedule if the campaign were dispatched now, zone by zone in sending order, for an audience counted by
+    zone_counts (contacts without a zone join the campaign's default zone)."""
     if not planned(campaign):
         return []
     now = now or utcnow()
     at = parse_time(campaign.local_time)
     rows: dict[str, int] = {}
-    for name, n in session.execute(select(Contact.timezone, func.count()).where(*conds).group_by(Contact.timezone)):
+    for name, n in counts.items():
         tz = contact_zone(name, campaign.local_zone)
         rows[tz.key] = rows.get(tz.key, 0) + n
     out = []

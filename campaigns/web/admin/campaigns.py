@@ -226,7 +226,7 @@ def campaign(campaign_id: int):
                            and obj.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED),
                            from_owner=obj.from_email == campaign_service.FROM_OWNER, from_line=f"{name} <{email}>",
                            timezones=scheduling.timezones(),
-                           local_plan=localtime.plan(session, obj, sending.audience_conditions(obj))
+                           local_plan=localtime.plan(obj, (g.audience.value or {}).get("zones") or {})
                            if obj.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED) else [])
 
 
