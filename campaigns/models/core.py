@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, false
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
@@ -175,6 +176,11 @@ class Send(Base):
         UniqueConstraint("campaign_id", "contact_id"),
         # Claims walk one status of one campaign in contact order, within a batch's contact range.
         Index("ix_send_campaign_status_contact", "campaign_id", "status", "contact_id"),
+        # Rows of a local-time campaign still to go (campaigns.sending.localtime): whether any is due, how many wait
+        # and for when, answered from this small index alone however many wait for a later zone.
+        Index("ix_send_local_queued", "campaign_id", "next_attempt_at", "not_before",
+              postgresql_where=sql_text("status = 'queued' AND not_before IS NOT NULL"),
+              sqlite_where=sql_text("status = 'queued' AND not_before IS NOT NULL")),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import exists, func, literal, or_, select, update
+from sqlalchemy import exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -100,6 +100,7 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
     campaign.status = CampaignStatus.RUNNING
     campaign.status_reason = ""
     campaign.started_at = campaign.started_at or utcnow()
+    localtime.settle(session, campaign, utcnow())
     # Walk the audience again (who joined meanwhile gets it too). A statement, not attributes: the session's copy
     # may be stale (dispatch wrote these in its own session), and an unchanged attribute is never written.
     session.execute(update(Campaign).where(Campaign.id == campaign.id).values(dispatched_at=None, dispatch_cursor=0))
@@ -240,10 +241,15 @@ def progress(session: Session, campaign_id: int, policy: PolicySettings | None =
         held_now = max(held_now, c.held)
     unknown = _count_upto(session, campaign_id, (SendStatus.UNKNOWN,))
     now = utcnow()
-    local_waiting, local_next = localtime.waiting(session, campaign_id, now) if c.local_time else (0, None)
-    retrying = _count_upto(session, campaign_id, (SendStatus.QUEUED,), Send.next_attempt_at > now,
-                           or_(Send.not_before.is_(None), Send.not_before <= now)) \
-        if remaining and c.dispatched_at is not None else 0
+    local = bool(c.local_time) and not c.recipients_listed
+    local_waiting, local_next = localtime.waiting(session, campaign_id, now) \
+        if local and c.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED) else (0, None)
+    if not remaining or c.dispatched_at is None:
+        retrying = 0
+    elif local:
+        retrying = localtime.retrying(session, campaign_id, now, PROGRESS_EXACT)
+    else:
+        retrying = _count_upto(session, campaign_id, (SendStatus.QUEUED,), Send.next_attempt_at > now)
     waiting = ""
     if c.status == CampaignStatus.RUNNING and local_waiting:
         waiting = (f"Waiting for local time: {local_waiting} recipient{'s' if local_waiting != 1 else ''}, next at "

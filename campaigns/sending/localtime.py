@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import ColumnElement, case, func, literal, null, select, update
+from sqlalchemy import ColumnElement, case, exists, func, literal, null, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from campaigns.composing.contributions import Contributor, register
@@ -31,6 +31,8 @@ from campaigns.models import Campaign, Contact, Send, SendStatus, UTCDateTime, u
 from campaigns.sending import besttime
 
 UTC = ZoneInfo("UTC")
+# The partial index ix_send_local_queued's own condition, as literal SQL so PostgreSQL can use the index in any plan.
+LOCAL_QUEUED = text("send.status = 'queued' AND send.not_before IS NOT NULL")
 LATE_CHOICES = {"next_day": "the next day", "now": "at once"}
 UNSET_ZONES = ("", "UTC", "Etc/UTC")   # Contact.timezone's default: no zone known
 
@@ -165,11 +167,40 @@ def plan(campaign: Campaign, counts: Mapping[str, int], now: dt.datetime | None 
 
 
 def waiting(session: Session, campaign_id: int, now: dt.datetime | None = None) -> tuple[int, dt.datetime | None]:
-    """Queued send rows waiting for their local time, and when the next of them falls due."""
+    """Queued send rows waiting for their local time, and when the next of them falls due (from the index)."""
     now = now or utcnow()
     n, first = session.execute(select(func.count(), func.min(Send.not_before)).where(
-        Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED, Send.not_before > now)).one()
+        Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.next_attempt_at > now, Send.not_before > now)).one()
     return n or 0, first
+
+
+def retrying(session: Session, campaign_id: int, now: dt.datetime, limit: int) -> int:
+    """A local-time campaign's queued rows whose time has come but that wait for another try (up to limit)."""
+    rows = select(Send.id).where(Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.next_attempt_at > now,
+                                 Send.not_before <= now).limit(limit).subquery()
+    return session.scalar(select(func.count()).select_from(rows)) or 0
+
+
+def due_rows(campaign_id: int, now: dt.datetime) -> ColumnElement[bool]:
+    """Whether a local-time campaign has a row due now: the sweeper's question, answered from the partial index
+    (every queued row of such a campaign has a not_before: see settle)."""
+    # Two range probes of the index (an OR inside one EXISTS would walk every waiting row).
+    return or_(exists().where(Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.next_attempt_at.is_(None)),
+               exists().where(Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.next_attempt_at <= now))
+
+
+def settle(session: Session, campaign: Campaign, now: dt.datetime) -> None:
+    """On (re)start: a local-time campaign's rows from before local time was chosen go at once, like they would
+    have (a not_before of now); a campaign no longer in local time sends its waiting rows at once."""
+    if planned(campaign) and not campaign.recipients_listed:
+        session.execute(update(Send).where(Send.campaign_id == campaign.id, Send.not_before.is_(None),
+                                           Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING,
+                                                            SendStatus.HELD, SendStatus.UNKNOWN]))
+                        .values(not_before=now).execution_options(synchronize_session=False))
+    elif not planned(campaign):
+        session.execute(update(Send).where(Send.campaign_id == campaign.id, Send.status == SendStatus.QUEUED,
+                                           Send.not_before > now)
+                        .values(not_before=None, next_attempt_at=None).execution_options(synchronize_session=False))
 
 
 # ---------------------------------------------------------------- the campaign form

@@ -27,10 +27,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column("best_to", sa.Integer(), server_default="20", nullable=False))
     with op.batch_alter_table("send") as batch:
         batch.add_column(sa.Column("not_before", sa.DateTime(timezone=True), nullable=True))
+    queued = sa.text("status = 'queued' AND not_before IS NOT NULL")
+    op.create_index("ix_send_local_queued", "send", ["campaign_id", "next_attempt_at", "not_before"], unique=False,
+                    postgresql_where=queued, sqlite_where=queued)
 
 
 def downgrade() -> None:
     """Downgrade schema."""
+    op.drop_index("ix_send_local_queued", table_name="send")
     with op.batch_alter_table("send") as batch:
         batch.drop_column("not_before")
     with op.batch_alter_table("campaign") as batch:

@@ -173,3 +173,53 @@ def test_due_times_across_dst_changes_and_half_hour_zones() -> None:
     assert due_at(sunday, ZoneInfo("Asia/Kolkata"), dt.time(9), "now") == sunday
     assert [contact_zone(n, "Europe/Paris").key for n in ("", "UTC", "Nowhere/Land", None, "Asia/Tokyo")] == \
         ["Europe/Paris", "Europe/Paris", "Europe/Paris", "Europe/Paris", "Asia/Tokyo"]
+
+
+def test_local_time_turned_off_while_paused_sends_the_waiting_at_once(
+        clock, runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
+    topic, contacts = make_contacts(2)
+    for c in contacts:
+        c.timezone = "Asia/Tokyo"                      # 19:00 there: tomorrow
+    campaign = make_campaign([topic])
+    campaign.local_time = "09:00"
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    run_worker()
+    assert outbox.count() == 0
+    fresh(db_session)
+    campaign = db_session.get(Campaign, campaign.id)
+    sending.pause(db_session, campaign)
+    campaign.local_time = ""
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    run_worker()
+    assert set(received(outbox)) == {c.email for c in contacts}
+    sweeper.sweep(runtime)
+    fresh(db_session)
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
+
+
+def test_rows_from_before_local_time_was_chosen_go_at_once_and_the_sweeper_finds_them(
+        clock, runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
+    topic, contacts = make_contacts(3)
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    lifecycle_dispatch = sending.dispatch(runtime, campaign.id)           # rows written, no batch has run yet
+    assert lifecycle_dispatch == 3
+    fresh(db_session)
+    campaign = db_session.get(Campaign, campaign.id)
+    sending.pause(db_session, campaign)
+    campaign.local_time = "09:00"
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    runtime.queue.empty()                                                  # every job lost (a Redis restart)
+    for key in runtime.redis.scan_iter(f"rapport:{runtime.settings.queue_name}:*:{campaign.id}"):
+        runtime.redis.delete(key)
+    did = sweeper.sweep(runtime)
+    assert did["send"] == 1 and did["dispatch"] == 1
+    run_worker()
+    assert set(received(outbox)) == {c.email for c in contacts}
+    sweeper.sweep(runtime)
+    fresh(db_session)
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
