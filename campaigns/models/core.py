@@ -178,7 +178,7 @@ class Send(Base):
         Index("ix_send_campaign_status_contact", "campaign_id", "status", "contact_id"),
         # Rows of a local-time campaign still to go (campaigns.sending.localtime): whether any is due, how many wait
         # and for when, answered from this small index alone however many wait for a later zone.
-        Index("ix_send_local_queued", "campaign_id", "next_attempt_at", "not_before",
+        Index("ix_send_local_queued", "campaign_id", "not_before", "next_attempt_at",
               postgresql_where=sql_text("status = 'queued' AND not_before IS NOT NULL"),
               sqlite_where=sql_text("status = 'queued' AND not_before IS NOT NULL")),
     )

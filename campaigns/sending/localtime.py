@@ -170,7 +170,7 @@ def waiting(session: Session, campaign_id: int, now: dt.datetime | None = None) 
     """Queued send rows waiting for their local time, and when the next of them falls due (from the index)."""
     now = now or utcnow()
     n, first = session.execute(select(func.count(), func.min(Send.not_before)).where(
-        Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.next_attempt_at > now, Send.not_before > now)).one()
+        Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.not_before > now)).one()
     return n or 0, first
 
 
@@ -184,9 +184,10 @@ def retrying(session: Session, campaign_id: int, now: dt.datetime, limit: int) -
 def due_rows(campaign_id: int, now: dt.datetime) -> ColumnElement[bool]:
     """Whether a local-time campaign has a row due now: the sweeper's question, answered from the partial index
     (every queued row of such a campaign has a not_before: see settle)."""
-    # Two range probes of the index (an OR inside one EXISTS would walk every waiting row).
-    return or_(exists().where(Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.next_attempt_at.is_(None)),
-               exists().where(Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.next_attempt_at <= now))
+    # The index range of rows whose time has come (few: they are being sent); rows waiting for a later zone lie
+    # beyond it and are never read. (A row's next_attempt_at is never before its not_before.)
+    return exists().where(Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.not_before <= now,
+                          or_(Send.next_attempt_at.is_(None), Send.next_attempt_at <= now))
 
 
 def settle(session: Session, campaign: Campaign, now: dt.datetime) -> None:

@@ -28,7 +28,7 @@ def upgrade() -> None:
     with op.batch_alter_table("send") as batch:
         batch.add_column(sa.Column("not_before", sa.DateTime(timezone=True), nullable=True))
     queued = sa.text("status = 'queued' AND not_before IS NOT NULL")
-    op.create_index("ix_send_local_queued", "send", ["campaign_id", "next_attempt_at", "not_before"], unique=False,
+    op.create_index("ix_send_local_queued", "send", ["campaign_id", "not_before", "next_attempt_at"], unique=False,
                     postgresql_where=queued, sqlite_where=queued)
 
 
