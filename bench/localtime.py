@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import exists, or_, select, text, update
+from sqlalchemy import exists, func, or_, select, text, update
 from sqlalchemy.engine import make_url
 
 from bench.dispatch import seed
@@ -102,7 +102,8 @@ def main() -> int:
             local_id, local_s = dispatch(rt, topic_id, local=True)
             now = utcnow()
             with rt.session_factory() as session:
-                waiting, _first = localtime.waiting(session, local_id, now)
+                waiting = session.scalar(select(func.count()).select_from(Send).where(
+                    Send.campaign_id == local_id, Send.not_before > now))
             assert waiting == args.recipients, waiting
             due = or_(Send.next_attempt_at.is_(None), Send.next_attempt_at <= now)
             scan = timed(rt, lambda s, cid=local_id, due=due: s.scalar(select(exists().where(

@@ -242,7 +242,7 @@ def progress(session: Session, campaign_id: int, policy: PolicySettings | None =
     unknown = _count_upto(session, campaign_id, (SendStatus.UNKNOWN,))
     now = utcnow()
     local = bool(c.local_time) and not c.recipients_listed
-    local_waiting, local_next = localtime.waiting(session, campaign_id, now) \
+    local_waiting, local_next = localtime.waiting(session, campaign_id, now, PROGRESS_EXACT, remaining) \
         if local and c.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED) else (0, None)
     if not remaining or c.dispatched_at is None:
         retrying = 0

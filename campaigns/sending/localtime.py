@@ -166,19 +166,33 @@ def plan(campaign: Campaign, counts: Mapping[str, int], now: dt.datetime | None 
     return sorted(out, key=lambda z: (z.utc, z.zone))
 
 
-def waiting(session: Session, campaign_id: int, now: dt.datetime | None = None) -> tuple[int, dt.datetime | None]:
-    """Queued send rows waiting for their local time, and when the next of them falls due (from the index)."""
-    now = now or utcnow()
-    n, first = session.execute(select(func.count(), func.min(Send.not_before)).where(
-        Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.not_before > now)).one()
-    return n or 0, first
+def waiting(session: Session, campaign_id: int, now: dt.datetime, limit: int,
+            remaining: int) -> tuple[int, dt.datetime | None]:
+    """Queued send rows waiting for their local time, and when the next of them falls due (from the index).
+
+    Counted one by one up to limit; beyond, `remaining` (the progress bar's count of rows still to go) less the
+    rows whose time has come says how many, never fewer than were seen.
+    """
+    first = session.scalar(select(func.min(Send.not_before)).where(
+        Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.not_before > now))
+    if first is None:
+        return 0, None
+    n = _count(session, limit, Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.not_before > now)
+    if n == limit:
+        come = _count(session, limit, Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.not_before <= now)
+        n = max(n, remaining - come)
+    return n, first
+
+
+def _count(session: Session, limit: int, *conds) -> int:
+    rows = select(Send.id).where(*conds).limit(limit).subquery()
+    return session.scalar(select(func.count()).select_from(rows)) or 0
 
 
 def retrying(session: Session, campaign_id: int, now: dt.datetime, limit: int) -> int:
     """A local-time campaign's queued rows whose time has come but that wait for another try (up to limit)."""
-    rows = select(Send.id).where(Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.next_attempt_at > now,
-                                 Send.not_before <= now).limit(limit).subquery()
-    return session.scalar(select(func.count()).select_from(rows)) or 0
+    return _count(session, limit, Send.campaign_id == campaign_id, LOCAL_QUEUED, Send.not_before <= now,
+                  Send.next_attempt_at > now)
 
 
 def due_rows(campaign_id: int, now: dt.datetime) -> ColumnElement[bool]:

@@ -223,3 +223,18 @@ def test_rows_from_before_local_time_was_chosen_go_at_once_and_the_sweeper_finds
     sweeper.sweep(runtime)
     fresh(db_session)
     assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
+
+
+def test_many_waiting_are_counted_from_the_campaigns_counters(
+        clock, runtime, editor, db_session, make_contacts, make_campaign, run_worker, monkeypatch) -> None:
+    monkeypatch.setattr(sending, "PROGRESS_EXACT", 3)     # counted one by one up to 3, beyond from the counters
+    topic, contacts = make_contacts(8)
+    for c in contacts:
+        c.timezone = "Asia/Tokyo"
+    campaign = make_campaign([topic])
+    campaign.local_time = "09:00"
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    run_worker()
+    progress = editor.get(f"/admin/campaigns/{campaign.id}/progress").get_json()
+    assert progress["local_waiting"] == 8 and progress["local_next"] == "2026-03-29T00:00:00+00:00"
