@@ -127,6 +127,7 @@ def test_the_campaign_page_shows_the_schedule_before_sending(clock, editor, db_s
     assert "Sun 2026-03-29 09:00" in page and "Sun 2026-03-29 03:30" in page    # Kolkata: passed, next day
     assert "09:00 has passed there: next day" in page
     assert "Sat 2026-03-28 13:00" in page                                       # New York: later today
+    assert "Each gets it at 09:00 in their own time zone" in page                  # the policy forecast knows
 
 
 def test_the_campaign_form_saves_and_checks_the_local_time(clock, editor, db_session, make_contacts,
