@@ -256,6 +256,9 @@ def choose(data: Mapping[str, Any]) -> dict[str, Any]:
                               field="best_from")
     out["best_from"], out["best_to"] = lo, hi
     if not text:
+        if data.get("best_time") not in (None, "", False, "0"):
+            raise ValidationError("best time per reader needs a local time: the time for readers without history",
+                                  field="local_time")
         return out
     try:
         at = parse_time(text)

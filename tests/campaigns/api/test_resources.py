@@ -121,6 +121,7 @@ def test_a_draft_delivered_in_local_time(client, make_contacts, make_key) -> Non
     assert (got["local_time"], got["local_zone"], got["local_late"], got["best_time"], got["best_from"],
             got["best_to"]) == ("09:00", "Asia/Kolkata", "next_day", True, 7, 11)
     for wrong in ({"local_time": "9am"}, {"local_zone": "Asia/Nowhere"}, {"best_from": 10, "best_to": 9},
-                  {"local_time": "12:00"}):   # outside the best-time window
+                  {"local_time": "12:00"},    # outside the best-time window
+                  {"local_time": ""}):        # best time needs a local time (its fallback)
         r = client.post("/api/v1/campaigns", json={**body, **wrong}, headers=h)
         assert r.status_code == 422, (wrong, r.get_json())

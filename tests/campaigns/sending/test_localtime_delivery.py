@@ -147,7 +147,8 @@ def test_the_campaign_form_saves_and_checks_the_local_time(clock, editor, db_ses
     for field, value, message in (("local_zone", "Europe/Atlantis", "unknown time zone"),
                                   ("local_time", "25:00", "time of day"),
                                   ("best_to", "6", "window"),
-                                  ("local_time", "22:00", "outside the best-time window")):
+                                  ("local_time", "22:00", "outside the best-time window"),
+                                  ("local_time", "", "needs a local time")):
         r = editor.post(f"/admin/campaigns/{campaign.id}/edit", data={**form, field: value})
         assert message in r.get_data(as_text=True), field
         fresh(db_session)
