@@ -10,4 +10,5 @@ from campaigns.automations import order_mail  # noqa: F401 - registers the order
 from campaigns.coupons import contribution as coupons  # noqa: F401 - registers the coupon contributor
 from campaigns.feedback import ingest as bounces  # noqa: F401 - registers the recorder of SMTP rejections
 from campaigns.sending import digest  # noqa: F401 - registers the digest contributor
+from campaigns.sending import localtime as local_time  # noqa: F401 - registers the local-time form choices
 from campaigns.surveys import contribution as surveys  # noqa: F401 - registers the survey contributor

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, false
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
@@ -116,6 +117,15 @@ class Campaign(Base):
     language: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
     # The From domain is not one the DKIM key signs for, and the marketer chose to send anyway (DMARC may fail).
     allow_unaligned_from: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Delivery in each reader's local time (campaigns.sending.localtime): "HH:MM" ("" = all at once), the zone of
+    # contacts without one, what a time already past in a zone at dispatch means ("next_day" or "now"), and the
+    # optional best hour per contact learned from their opens and clicks, within local hours [best_from, best_to).
+    local_time: Mapped[str] = mapped_column(String(5), default="", server_default="")
+    local_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    local_late: Mapped[str] = mapped_column(String(10), default="next_day", server_default="next_day")
+    best_time: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    best_from: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
+    best_to: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
 
     topics: Mapped[list[Topic]] = relationship(secondary=campaign_topic)
     links: Mapped[list[Link]] = relationship(back_populates="campaign", cascade="all, delete-orphan")
@@ -158,11 +168,19 @@ class Send(Base):
     smtp_code: Mapped[int | None] = mapped_column(Integer)   # last SMTP reply code
     # Why a held or skipped send did not go out; "" for the others.
     reason: Mapped[SendReason | str] = mapped_column(String(20), default="", server_default="")
+    # A local-time campaign's send waits until then (the contact's local hour); next_attempt_at carries the same
+    # instant so claims take the row only once it is due.
+    not_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
         # Claims walk one status of one campaign in contact order, within a batch's contact range.
         Index("ix_send_campaign_status_contact", "campaign_id", "status", "contact_id"),
+        # Rows of a local-time campaign still to go (campaigns.sending.localtime): whether any is due, how many wait
+        # and for when, answered from this small index alone however many wait for a later zone.
+        Index("ix_send_local_queued", "campaign_id", "not_before", "next_attempt_at",
+              postgresql_where=sql_text("status = 'queued' AND not_before IS NOT NULL"),
+              sqlite_where=sql_text("status = 'queued' AND not_before IS NOT NULL")),
     )
 
 

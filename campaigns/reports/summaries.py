@@ -29,7 +29,7 @@ from campaigns.models import CampaignKind, Contact, ContactStatus, PolicyConfig,
 from campaigns.queueing import Job
 from campaigns.reports import campaign_report as reports
 from campaigns.sending import lifecycle as sending
-from campaigns.sending import outlook, policy
+from campaigns.sending import localtime, outlook, policy
 
 if TYPE_CHECKING:
     from campaigns.runtime import Runtime
@@ -100,6 +100,8 @@ def _compute_audience(rt: Runtime, session: Session, campaign_id: int) -> dict:
     """The campaign's audience now and, for a draft or scheduled one, the contact policy's forecast for it."""
     campaign = get_campaign(session, campaign_id)
     out: dict[str, Any] = {"fingerprint": audience_fingerprint(session, campaign), "forecast": None}
+    if localtime.planned(campaign):    # the local-time schedule: the audience by zone (times follow at display)
+        out["zones"] = localtime.zone_counts(session, sending.audience_conditions(campaign))
     if campaign.kind == CampaignKind.TRANSACTIONAL:
         out["audience"] = sending.audience_count(session, campaign)
         return out
@@ -115,7 +117,8 @@ def audience_fingerprint(session: Session, campaign: Any) -> str:
     saved_policy = session.get(PolicyConfig, 1)
     return json.dumps([campaign.kind, campaign.all_contacts, sorted(t.id for t in campaign.topics),
                        segment.definition if segment else None,
-                       str(getattr(saved_policy, "updated_at", "")) if saved_policy else ""], sort_keys=True,
+                       str(getattr(saved_policy, "updated_at", "")) if saved_policy else "",
+                       bool(getattr(campaign, "local_time", ""))], sort_keys=True,
                       default=str)
 
 

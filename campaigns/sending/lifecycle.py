@@ -31,8 +31,8 @@ from campaigns.models import (
 )
 from campaigns.queueing import Job
 from campaigns.runtime import Runtime
+from campaigns.sending import besttime, localtime, sweeper
 from campaigns.sending import policy as policy_service
-from campaigns.sending import sweeper
 from campaigns.sending.committed import when_committed
 from campaigns.sending.finishing import maybe_finish
 
@@ -104,6 +104,7 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
                           {"campaign": {"id": campaign.id, "name": campaign.name, "kind": str(campaign.kind),
                                         "subject": campaign.subject}, "resumed": resumed})
     campaign.started_at = campaign.started_at or utcnow()
+    localtime.settle(session, campaign, utcnow())
     # Walk the audience again (who joined meanwhile gets it too). A statement, not attributes: the session's copy
     # may be stale (dispatch wrote these in its own session), and an unchanged attribute is never written.
     session.execute(update(Campaign).where(Campaign.id == campaign.id).values(dispatched_at=None, dispatch_cursor=0))
@@ -163,6 +164,10 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
             return 0
         last = campaign.dispatch_cursor or 0
         resumed = campaign.recipients > 0   # rows of an earlier walk (a resume) wait too, in no new job's range
+        now = utcnow()    # local-time campaigns: every zone's time is the next one after this (sending.localtime)
+        default_zone = campaign.local_zone
+        prior = besttime.list_prior(session, now, lambda name: localtime.contact_zone(name, default_zone)) \
+            if localtime.planned(campaign) and campaign.best_time else None
         session.commit()
         while True:
             # The chunk's last contact id: an index-only walk of the contact ids (no rows are fetched).
@@ -171,12 +176,14 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
                                                 .order_by(Contact.id).limit(DISPATCH_CHUNK).subquery().c.id)))
             if hi is None:
                 break
+            chunk = [Contact.id > last, Contact.id <= hi, *audience_conditions(campaign, last, hi)]
+            due = localtime.due_expression(session, campaign, now, chunk)
             rows = select(literal(campaign_id), Contact.id, literal(SendStatus.QUEUED.value), literal(0),
-                          literal(""), literal(utcnow())).where(Contact.id > last, Contact.id <= hi,
-                                                                *audience_conditions(campaign, last, hi))
+                          literal(""), literal(utcnow()), due, due).where(*chunk)
             # preserve_rowcount: SQLAlchemy keeps an INSERT's cursor.rowcount only when asked.
-            inserted = max(session.execute(_insert_ignore(session, rows)
+            inserted = max(session.execute(_insert_ignore(session, rows, scheduled=True)
                                            .execution_options(preserve_rowcount=True)).rowcount or 0, 0)
+            localtime.apply_best_times(session, campaign, now, last, hi, prior)
             # One UPDATE: the cursor and the count move with the rows, in the same transaction.
             session.execute(update(Campaign).where(Campaign.id == campaign_id)
                             .values(recipients=Campaign.recipients + inserted, dispatch_cursor=hi))
@@ -208,8 +215,9 @@ def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int)
     queueing.enqueue_many(rt.queue, Job.SEND_BATCH, batches)
 
 
-def _insert_ignore(session: Session, rows):
-    cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"]
+def _insert_ignore(session: Session, rows, scheduled: bool = False):
+    cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"] + \
+        (["not_before", "next_attempt_at"] if scheduled else [])
     dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(Send.__table__).from_select(cols, rows)
     return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
@@ -236,10 +244,21 @@ def progress(session: Session, campaign_id: int, policy: PolicySettings | None =
     if held_now == PROGRESS_EXACT:
         held_now = max(held_now, c.held)
     unknown = _count_upto(session, campaign_id, (SendStatus.UNKNOWN,))
-    retrying = _count_upto(session, campaign_id, (SendStatus.QUEUED,), Send.next_attempt_at > utcnow()) \
-        if remaining and c.dispatched_at is not None else 0
+    now = utcnow()
+    local = bool(c.local_time) and not c.recipients_listed
+    local_waiting, local_next = localtime.waiting(session, campaign_id, now, PROGRESS_EXACT, remaining) \
+        if local and c.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED) else (0, None)
+    if not remaining or c.dispatched_at is None:
+        retrying = 0
+    elif local:
+        retrying = localtime.retrying(session, campaign_id, now, PROGRESS_EXACT)
+    else:
+        retrying = _count_upto(session, campaign_id, (SendStatus.QUEUED,), Send.next_attempt_at > now)
     waiting = ""
-    if c.status == CampaignStatus.RUNNING and c.dispatched_at is not None and not remaining and held_now:
+    if c.status == CampaignStatus.RUNNING and local_waiting:
+        waiting = (f"Waiting for local time: {local_waiting} recipient{'s' if local_waiting != 1 else ''}, next at "
+                   f"{local_next:%Y-%m-%d %H:%M} UTC. The campaign finishes after the last zone.")
+    elif c.status == CampaignStatus.RUNNING and c.dispatched_at is not None and not remaining and held_now:
         until = policy_service.deadline(c, policy) if policy is not None else None
         waiting = (f"Everyone who may get it now has it. {held_now} recipient{'s are' if held_now != 1 else ' is'} "
                    "held by the contact policy and retried as their nurture mail allows"
@@ -247,7 +266,8 @@ def progress(session: Session, campaign_id: int, policy: PolicySettings | None =
                    + "; the campaign finishes then. Cancel it to stop waiting.")
     return {"status": str(c.status), "reason": c.status_reason, "recipients": c.recipients, "sent": c.sent,
             "failed": c.failed, "held": c.held, "skipped": c.skipped, "remaining": remaining,
-            "held_now": held_now, "waiting": waiting, "unknown": unknown, "retrying": retrying}
+            "held_now": held_now, "waiting": waiting, "unknown": unknown, "retrying": retrying,
+            "local_waiting": local_waiting, "local_next": local_next.isoformat() if local_next else None}
 
 
 def resend_unknown(rt: Runtime, session: Session, campaign: Campaign) -> int:

@@ -22,7 +22,7 @@ from campaigns import queueing, stops
 from campaigns.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
 from campaigns.queueing import Job
 from campaigns.runtime import Runtime
-from campaigns.sending import claims
+from campaigns.sending import claims, localtime
 from campaigns.sending.finishing import maybe_finish
 
 logger = logging.getLogger(__name__)
@@ -84,10 +84,11 @@ def sweep(rt: Runtime, now: dt.datetime | None = None) -> dict[str, int]:
     due = or_(Send.next_attempt_at.is_(None), Send.next_attempt_at <= now)
     with rt.session_factory() as session:
         campaigns = session.execute(
-            select(Campaign.id, Campaign.status, Campaign.dispatched_at)
+            select(Campaign.id, Campaign.status, Campaign.dispatched_at,
+                   (Campaign.local_time != "") & ~Campaign.recipients_listed)
             .where(Campaign.status.in_([CampaignStatus.RUNNING, CampaignStatus.PAUSED]))).all()
         session.commit()
-        for campaign_id, status, dispatched_at in campaigns:
+        for campaign_id, status, dispatched_at, local in campaigns:
             requeued, unknown = claims.recover(rt, campaign_id, now)
             did["requeued"] += requeued
             did["unknown"] += unknown
@@ -95,7 +96,8 @@ def sweep(rt: Runtime, now: dt.datetime | None = None) -> dict[str, int]:
                 continue
             if dispatched_at is None:
                 did["dispatch"] += ensure_job(rt, Work.DISPATCH, campaign_id)
-            has_due = session.scalar(select(exists().where(
+            # A local-time campaign asks its small index (rows waiting for a later zone are not scanned).
+            has_due = session.scalar(select(localtime.due_rows(campaign_id, now) if local else exists().where(
                 Send.campaign_id == campaign_id, Send.status == SendStatus.QUEUED, due)))
             session.commit()
             if has_due:

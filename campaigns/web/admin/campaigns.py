@@ -20,7 +20,7 @@ from campaigns.db import parse_id
 from campaigns.errors import RapportError, ValidationError
 from campaigns.models import Automation, AutomationStep, Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.reports import summaries
-from campaigns.sending import delivery, scheduling
+from campaigns.sending import delivery, localtime, scheduling
 from campaigns.sending import lifecycle as sending
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -225,7 +225,19 @@ def campaign(campaign_id: int):
                            can_resend_unknown=current_user.role in ("admin", "editor")
                            and obj.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED),
                            from_owner=obj.from_email == campaign_service.FROM_OWNER, from_line=f"{name} <{email}>",
-                           timezones=scheduling.timezones())
+                           timezones=scheduling.timezones(),
+                           local_plan=localtime.plan(obj, (g.audience.value or {}).get("zones") or {})
+                           if obj.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED) else [])
+
+
+@bp.app_template_global()
+def zone_choices() -> list[str]:
+    return scheduling.timezones()
+
+
+@bp.app_template_global()
+def late_choices() -> dict[str, str]:
+    return localtime.LATE_CHOICES
 
 
 def _audience(obj: Campaign) -> summaries.Summary:

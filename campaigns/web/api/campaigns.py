@@ -45,6 +45,12 @@ class CampaignOut(BaseModel):
     all_contacts: bool
     coupon_pool_id: int | None
     survey_id: int | None
+    local_time: str = Field(description='Deliver at this time in each reader\'s zone ("HH:MM"); "": all at once')
+    local_zone: str = Field(description="The zone of contacts without one")
+    local_late: str = Field(description='Where local_time has passed at start: "next_day" or "now"')
+    best_time: bool = Field(description="Each reader at their best hour (from their opens and clicks)")
+    best_from: int = Field(description="The best-time window's first local hour")
+    best_to: int = Field(description="The best-time window's end (exclusive local hour)")
     created_at: dt.datetime
     updated_at: dt.datetime
     scheduled_at: dt.datetime | None
@@ -82,6 +88,15 @@ class CampaignDraft(Input):
     all_contacts: bool = False
     coupon_pool_id: Id | None = None
     survey_id: Id | None = None
+    local_time: str = Field(default="", pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$",
+                            description='Deliver at this time in each reader\'s zone, e.g. "09:00"; "": all at once')
+    local_zone: str = Field(default="UTC", max_length=64, description="IANA zone of contacts without one")
+    local_late: Literal["next_day", "now"] = Field(default="next_day",
+                                                   description="Where local_time has passed at start")
+    best_time: bool = Field(default=False, description="Each reader at their best hour within the window "
+                                                       "(needs local_time: the fallback)")
+    best_from: int = Field(default=8, ge=0, le=23)
+    best_to: int = Field(default=20, ge=1, le=24)
 
 
 class ScheduleIn(Input):
@@ -102,6 +117,8 @@ def campaign_out(c: Campaign) -> CampaignOut:
         preheader=c.preheader, from_name=c.from_name, from_email=c.from_email, reply_to=c.reply_to,
         language=c.language, topic_ids=sorted(t.id for t in c.topics), segment_id=c.segment_id,
         all_contacts=c.all_contacts, coupon_pool_id=c.coupon_pool_id, survey_id=c.survey_id,
+        local_time=c.local_time, local_zone=c.local_zone, local_late=c.local_late, best_time=c.best_time,
+        best_from=c.best_from, best_to=c.best_to,
         created_at=c.created_at, updated_at=c.updated_at, scheduled_at=c.scheduled_at, started_at=c.started_at,
         finished_at=c.finished_at, recipients=c.recipients, sent=c.sent, failed=c.failed, held=c.held,
         skipped=c.skipped)

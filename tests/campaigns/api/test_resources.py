@@ -108,3 +108,20 @@ def test_survey_answers_are_listed(client, db_session, runtime, make_contacts, m
     r = client.get(f"/api/v1/surveys/{survey.id}/answers", headers=h)
     assert r.status_code == 200 and r.get_json() == {"data": [], "next_cursor": None}
     assert client.get("/api/v1/surveys/4242/answers", headers=h).status_code == 404
+
+
+def test_a_draft_delivered_in_local_time(client, make_contacts, make_key) -> None:
+    topic, _contacts = make_contacts(1)
+    h = auth(make_key())
+    body = {"name": "Morning", "subject": "Hello", "mjml": NEWSLETTER_MJML, "topic_ids": [topic.id],
+            "local_time": "09:00", "local_zone": "Asia/Kolkata", "best_time": True, "best_from": 7, "best_to": 11}
+    r = client.post("/api/v1/campaigns", json=body, headers=h)
+    assert r.status_code == 201, r.get_json()
+    got = r.get_json()
+    assert (got["local_time"], got["local_zone"], got["local_late"], got["best_time"], got["best_from"],
+            got["best_to"]) == ("09:00", "Asia/Kolkata", "next_day", True, 7, 11)
+    for wrong in ({"local_time": "9am"}, {"local_zone": "Asia/Nowhere"}, {"best_from": 10, "best_to": 9},
+                  {"local_time": "12:00"},    # outside the best-time window
+                  {"local_time": ""}):        # best time needs a local time (its fallback)
+        r = client.post("/api/v1/campaigns", json={**body, **wrong}, headers=h)
+        assert r.status_code == 422, (wrong, r.get_json())
