@@ -114,6 +114,11 @@ class Settings:
     soft_bounce_limit: int = 3                # soft bounces within the window that suppress an address
     soft_bounce_window_days: int = 30
     bounce_mailbox_url: str = ""              # imap[s]:// or pop3[s]:// mailbox that `poll-bounces` reads
+    # Replies (campaigns.replies): Reply-To reply+TOKEN@reply domain on every campaign message (off: the sender's
+    # own Reply-To), the domain (defaults to the return domain) and where replies of contacts without owner go.
+    reply_addresses: bool = False
+    reply_domain: str = ""
+    reply_forward_to: str = ""
     storage_url: str = ""                     # empty: files under instance/; s3://bucket/prefix?endpoint=… to share
     metrics_token: str = ""                   # bearer token /metrics requires (empty: open, keep it off the internet)
     log_format: str = "text"                  # text or json
@@ -153,6 +158,11 @@ class Settings:
     @property
     def return_domain(self) -> str:
         return self.bounce_domain or self.dkim_domain
+
+    @property
+    def reply_address_domain(self) -> str:
+        """The domain of per-recipient reply addresses, '' while they are off."""
+        return (self.reply_domain or self.return_domain) if self.reply_addresses else ""
 
     def with_overrides(self, overrides: Mapping[str, object]) -> Settings:
         """Return a copy with some fields replaced (used by tests and create_app(config))."""
@@ -279,6 +289,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),
         bounce_mailbox_url=env.get("BOUNCE_MAILBOX_URL", ""),
+        reply_addresses=env.get("REPLY_ADDRESSES", "").strip().lower() in TRUE,
+        reply_domain=env.get("REPLY_DOMAIN", "").strip().lower(),
+        reply_forward_to=env.get("REPLY_FORWARD_TO", "").strip(),
         queue_name=env.get("RAPPORT_QUEUE", "") or "rapport",
         trusted_proxies=max(0, _int(env, "TRUSTED_PROXIES", 0)),
         storage_url=_storage_url(env.get("STORAGE_URL", "")),
