@@ -239,3 +239,20 @@ def test_html_only_reply_is_read_as_text_and_kept_sanitised(runtime, db_session,
     assert "<b>offer</b>" in reply.original_html
     for bad in ("script", "onclick", "<img", "tracker.example"):
         assert bad not in reply.original_html
+
+
+def test_replied_in_the_last_n_days_is_a_segment_rule(runtime, db_session, sent) -> None:
+    from campaigns.contacts import segments
+    from campaigns.models import utcnow
+
+    _campaign, contacts, by_rcpt = sent
+    ingest_committed(db_session, runtime.tokens, answer(by_rcpt[contacts[0].email], "Count me in."))
+    ingest_committed(db_session, runtime.tokens, answer(by_rcpt[contacts[1].email], OUT_OF_OFFICE,
+                                                        extra={"Auto-Submitted": "auto-replied"}))
+    definition = {"match": "all", "rules": [{"field": "replied", "op": "in_last_days", "value": 7}]}
+    session = fresh(db_session)
+    cond = segments.condition(session, definition, now=utcnow())
+    assert set(session.scalars(select(Contact.id).where(cond))) == {contacts[0].id}   # the auto-reply is not one
+    never = {"match": "all", "rules": [{"field": "replied", "op": "not_in_last_days", "value": 7}]}
+    cond = segments.condition(session, never, now=utcnow())
+    assert set(session.scalars(select(Contact.id).where(cond))) == {contacts[1].id, contacts[2].id}
