@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from email.message import EmailMessage
-from email.utils import formatdate, getaddresses, parseaddr
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 
 import pytest
@@ -16,64 +16,14 @@ from sqlalchemy import func, select
 
 from campaigns.contacts.records import timeline
 from campaigns.feedback import ingest
-from campaigns.models import Contact, Event, MailState, Reply, Sender
+from campaigns.models import Contact, Event, MailState, Reply
 from campaigns.replies import inbox
 from campaigns.reports.campaign_report import campaign_report
-from campaigns.sending import lifecycle as sending
 from tests.campaigns.feedback.test_ingest import _IMAPHandler, _Mailbox, _POP3Handler, _serve, dsn_for
+from tests.campaigns.replies.conftest import REPLY_DOMAIN, answer, header, reply_to
 from tests.helpers import fresh
 
 ROOT = Path(__file__).resolve().parents[3]
-REPLY_DOMAIN = "reply.shop.test"
-
-
-@pytest.fixture()
-def settings(settings):
-    return settings.with_overrides({"reply_addresses": True, "reply_domain": REPLY_DOMAIN,
-                                    "reply_forward_to": "team@shop.test"})
-
-
-@pytest.fixture()
-def sent(runtime, db_session, make_contacts, make_campaign, outbox, run_worker):
-    """A campaign delivered to 3 contacts, the first owned by Olivia; returns (campaign, contacts, {email: msg})."""
-    topic, contacts = make_contacts(3)
-    owner = Sender(name="Olivia Owner", email="olivia@shop.test")
-    db_session.add(owner)
-    db_session.flush()
-    contacts[0].owner_id = owner.id
-    campaign = make_campaign([topic])
-    sending.start(db_session, runtime, campaign)
-    db_session.commit()
-    run_worker()
-    by_rcpt = {m.recipients[0]: outbox.get(m.key) for m in outbox.list()}
-    return campaign, contacts, by_rcpt
-
-
-def header(msg, name: str) -> str:
-    return next(v for k, v in msg.headers if k.lower() == name.lower())
-
-
-def reply_to(msg) -> str:
-    return parseaddr(" ".join(header(msg, "Reply-To").split()))[1]
-
-
-def answer(msg, body: str, *, to: str | None = None, subject: str | None = None, from_: str | None = None,
-           extra: dict | None = None, html: str | None = None) -> bytes:
-    """What a mail client sends when the recipient of msg presses Reply."""
-    m = EmailMessage()
-    m["From"] = from_ or header(msg, "To")
-    m["To"] = to or header(msg, "Reply-To")
-    m["Subject"] = subject or "Re: " + msg.subject
-    m["Date"] = formatdate()
-    m["Message-ID"] = f"<answer-{abs(hash((body, to, from_)))}@example.com>"
-    m["In-Reply-To"] = header(msg, "Message-ID")
-    m["References"] = header(msg, "Message-ID")
-    for k, v in (extra or {}).items():
-        m[k] = v
-    m.set_content(body)
-    if html:
-        m.add_alternative(html, subtype="html")
-    return m.as_bytes()
 
 
 GMAIL_REPLY = """Yes please, I'd love the winter catalogue!
