@@ -33,7 +33,7 @@ _MSGID_RE = re.compile(r"<([^<>\s]{1,996})>")
 _ADDRESS_HEADERS = ("to", "cc", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
 # Images would be fetched when an admin opens the reply (a tracking pixel of the sender's); forms and media too.
 _HTML_TAGS = set(nh3.ALLOWED_TAGS) - {"img", "picture", "source", "video", "audio", "track", "map", "area"}
-_BLOCK_END_RE = re.compile(r"(?i)<br\s*/?>|</(?:p|div|li|tr|h[1-6]|blockquote|pre)>")
+_BLOCK_RE = re.compile(r"(?i)<br\s*/?>|</?(?:p|div|li|tr|table|h[1-6]|blockquote|pre|hr)\b[^>]*>")
 _TAG_RE = re.compile(r"<[^>]*>")
 
 
@@ -97,8 +97,8 @@ def _bodies(msg: Message) -> tuple[str, str]:
 def html_to_text(markup: str) -> str:
     """Readable text of an HTML body (line breaks kept, tags and entities gone)."""
     cleaned = nh3.clean(markup[:MAX_ORIGINAL_HTML * 2], tags=_HTML_TAGS)
-    text = html.unescape(_TAG_RE.sub("", _BLOCK_END_RE.sub("\n", cleaned)))
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(line.rstrip() for line in text.splitlines())).strip()
+    text = html.unescape(_TAG_RE.sub("", _BLOCK_RE.sub("\n", cleaned)))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(line.strip() for line in text.splitlines())).strip()
 
 
 def sanitise_html(markup: str) -> str:

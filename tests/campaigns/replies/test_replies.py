@@ -185,7 +185,7 @@ def test_html_only_reply_is_read_as_text_and_kept_sanitised(runtime, db_session,
                   '<img src="https://tracker.example/p.gif"><p>Thanks</p>', subtype="html")
     assert ingest_committed(db_session, runtime.tokens, m.as_bytes()).kind == "reply"
     reply = fresh(db_session).scalar(select(Reply))
-    assert reply.text == "Great offer!\nThanks"
+    assert reply.text == "Great offer!\n\nThanks"
     assert "<b>offer</b>" in reply.original_html
     for bad in ("script", "onclick", "<img", "tracker.example"):
         assert bad not in reply.original_html
@@ -206,3 +206,36 @@ def test_replied_in_the_last_n_days_is_a_segment_rule(runtime, db_session, sent)
     never = {"match": "all", "rules": [{"field": "replied", "op": "not_in_last_days", "value": 7}]}
     cond = segments.condition(session, never, now=utcnow())
     assert set(session.scalars(select(Contact.id).where(cond))) == {contacts[1].id, contacts[2].id}
+
+
+def test_a_forward_the_relay_could_not_take_is_retried_then_given_up(runtime, db_session, sent, outbox) -> None:
+    import socket
+
+    from campaigns.replies import mail as reply_mail
+    from campaigns.runtime import Runtime
+
+    _campaign, contacts, by_rcpt = sent
+    out = ingest_committed(db_session, runtime.tokens, answer(by_rcpt[contacts[0].email], "Call me, please."))
+    reply_id = int(out.detail)
+    with socket.socket() as s:   # a port nobody listens on: the relay is down
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    down = Runtime(runtime.settings.with_overrides({"smtp_urls": (f"smtp://127.0.0.1:{dead}",)}))
+    try:
+        assert reply_mail.send_due(down) == 0
+        row = fresh(db_session).get(Reply, reply_id)
+        assert (row.forward_state, row.mail_attempts) == (MailState.PENDING, 1) and row.last_error
+        # The relay is back: the periodic job's next run forwards it, once.
+        before = len(outbox.list())
+        assert reply_mail.send_due(runtime) == 1 and reply_mail.send_due(runtime) == 0
+        assert len(outbox.list()) == before + 1
+        assert fresh(db_session).get(Reply, reply_id).forward_state == MailState.SENT
+        # Another reply while the relay stays down is given up after MAX_MAIL_ATTEMPTS, with the reason kept.
+        out = ingest_committed(db_session, runtime.tokens, answer(by_rcpt[contacts[1].email], "Hello?"))
+        for _ in range(reply_mail.MAX_MAIL_ATTEMPTS):
+            reply_mail.send_due(down)
+        row = fresh(db_session).get(Reply, int(out.detail))
+        assert (row.forward_state, row.mail_attempts) == (MailState.FAILED, reply_mail.MAX_MAIL_ATTEMPTS)
+        assert reply_mail.send_due(runtime) == 0
+    finally:
+        down.close()
