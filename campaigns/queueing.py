@@ -175,7 +175,7 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
                  every=dt.timedelta(hours=1)),
     PeriodicTask("reply-mail", Job.REPLY_MAIL,
                  "forward replies to their owner and send answers written in the admin (retries what failed)",
-                 every=dt.timedelta(minutes=1)),
+                 every=dt.timedelta(minutes=2)),
 )}
 
 
