@@ -89,3 +89,20 @@ def test_attachments_are_not_read_as_text() -> None:
 def test_garbage_never_raises(raw: bytes) -> None:
     r = read_reply(raw)
     assert isinstance(r.text, str) and r.reply_tokens == []
+
+
+def test_long_lines_are_kept_whole_and_a_quote_far_down_cuts_nothing() -> None:
+    paragraph = " ".join(["Word"] * 400)   # one flowed paragraph, far wider than the quote finder's probe
+    assert new_text(f"{paragraph}\n\nOn Wed, Dec 2, 2026 at 9:00 AM A <a@b.test> wrote:\n> q\n") == paragraph
+    many = "\n".join(f"line {i}" for i in range(300))
+    assert new_text(f"{many}\n\nOn Wed, Dec 2, 2026 at 9:00 AM A <a@b.test> wrote:\n> q\n").startswith(many)
+
+
+def test_nul_bytes_and_undecodable_headers_become_storable_text() -> None:
+    raw = (b"From: \xff\xfe Odd <odd@example.org>\r\nTo: reply+T@x.test\r\nSubject: caf\xe9 \x00 bar\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\nnul \x00 here \xff\r\n")
+    r = read_reply(raw)
+    for value in (r.from_name, r.subject, r.text, r.original_text):
+        assert "\x00" not in value
+        value.encode("utf-8")   # no lone surrogates: every database takes it
+    assert r.from_email == "odd@example.org" and r.text.startswith("nul")
