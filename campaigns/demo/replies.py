@@ -21,30 +21,37 @@ from campaigns.models import Campaign, Contact, Event, EventType, Reply, Send, S
 from mailer.tracking import TokenCodec
 
 REPLIES = (
-    ("Thank you! Is the pruning workshop suitable for beginners? I have never pruned roses before.\n\nBest,\n{first}"
-     "\n\nOn {date}, {sender} <{sender_email}> wrote:\n> What to sow this month\n> Sowing calendar inside\n", {}),
-    ("Könnten Sie mir den Aussaatkalender auch als PDF schicken?\n\nViele Grüße\n{first}\n\nAm {date} schrieb "
-     "{sender} <{sender_email}>:\n> Sowing calendar, a ten-minute soil test and a pruning workshop\n", {}),
-    ("Please put me down for two seats at the workshop.\n\n________________________________\nFrom: {sender} "
-     "<{sender_email}>\nSent: {date}\nSubject: What to sow this month\n\nSowing calendar inside\n", {}),
+    ("Thank you! Is it suitable for beginners? I have never pruned roses before.\n\nBest,\n{first}"
+     "\n\nOn {date}, {sender} <{sender_email}> wrote:\n> {subject}\n", {}),
+    ("Könnten Sie mir die Einladung auch als PDF schicken?\n\nViele Grüße\n{first}\n\nAm {date} schrieb "
+     "{sender} <{sender_email}>:\n> {subject}\n", {}),
+    ("Please put me down for two seats.\n\n________________________________\nFrom: {sender} "
+     "<{sender_email}>\nSent: {date}\nSubject: {subject}\n\n{subject}\n", {}),
     ("Thank you for your message. I am out of the office until Monday with limited access to e-mail.\n",
-     {"Auto-Submitted": "auto-replied", "Subject": "Out of Office: What to sow this month"}),
+     {"Auto-Submitted": "auto-replied", "Subject": "Out of Office: {subject}"}),
 )
 
 
 def seed_replies(session: Session, settings: Settings, rng: random.Random) -> int:
-    """Answers to the latest finished campaign from people who clicked it; returns how many were recorded."""
+    """Answers to the latest finished campaign from people who clicked it (then who opened it: they read it);
+    returns how many were recorded."""
     campaign = session.scalar(select(Campaign).where(Campaign.finished_at.is_not(None))
                               .order_by(Campaign.started_at.desc()).limit(1))
     if campaign is None:
         return 0
-    clickers = list(session.scalars(select(Event.contact_id).where(
-        Event.campaign_id == campaign.id, Event.type == EventType.CLICK, Event.machine.is_(False))
-        .distinct().order_by(Event.contact_id).limit(len(REPLIES))))
+    readers: list[int] = []
+    for kind in (EventType.CLICK, EventType.OPEN):
+        readers += [cid for cid in session.scalars(select(Event.contact_id).where(
+            Event.campaign_id == campaign.id, Event.type == kind, Event.machine.is_(False))
+            .distinct().order_by(Event.contact_id)) if cid not in readers]
+    # Customers with an owner first: their replies are forwarded to Anna Becker (the Outbox shows the forwards).
+    owned = set(session.scalars(select(Contact.id).where(Contact.id.in_(readers), Contact.owner_id.is_not(None))))
+    readers.sort(key=lambda cid: cid not in owned)
+    subject = campaign.name if "{" in campaign.subject else campaign.subject
     tokens = TokenCodec(settings.secret_key, settings.old_secret_keys)
     domain = settings.reply_domain or settings.return_domain
     recorded: list[int] = []
-    for (body, headers), contact_id in zip(REPLIES, clickers, strict=False):
+    for (body, headers), contact_id in zip(REPLIES, readers, strict=False):
         contact = session.get(Contact, contact_id)
         send = session.scalar(select(Send).where(Send.campaign_id == campaign.id, Send.contact_id == contact_id,
                                                  Send.status == SendStatus.SENT))
@@ -53,14 +60,14 @@ def seed_replies(session: Session, settings: Settings, rng: random.Random) -> in
         msg = EmailMessage()
         msg["From"] = f"{contact.full_name} <{contact.email}>" if contact.full_name else contact.email
         msg["To"] = recipient_urls.reply_address(tokens, domain, send.id)
-        msg["Subject"] = headers.get("Subject", "Re: What to sow this month")
+        msg["Subject"] = headers.get("Subject", "Re: {subject}").format(subject=subject)
         msg["Message-ID"] = f"<demo-reply-{send.id}@mail.example.org>"
         msg["Date"] = format_datetime(send.sent_at + dt.timedelta(hours=3))
         for name, value in headers.items():
             if name != "Subject":
                 msg[name] = value
         msg.set_content(body.format(first=contact.first_name or "", date=f"{send.sent_at:%a, %d %b %Y %H:%M}",
-                                    sender=campaign.from_name, sender_email=campaign.from_email))
+                                    sender=campaign.from_name, sender_email=campaign.from_email, subject=subject))
         outcome = ingest_message(session, tokens, msg.as_bytes())
         if outcome.detail.isdigit():
             reply_id = int(outcome.detail)

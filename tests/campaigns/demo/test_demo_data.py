@@ -96,6 +96,9 @@ def test_a_few_customers_replied_and_one_was_out_of_office(demo) -> None:
     assert [r.auto for r in replies] == [False, False, False, True]
     assert replies[1].text.startswith("Könnten Sie") and "schrieb" not in replies[1].text
     assert all(r.matched_by == "token" and r.campaign_id for r in replies)
+    # The people's replies are owed a forward to their owner (the demo's worker sends it to the Outbox).
+    assert [r.forward_state for r in replies[:3]] == ["pending"] * 3
+    assert all(demo.get(Contact, r.contact_id).owner_id for r in replies[:3])
     for r in replies:   # on the timeline when they came, after the mail went out
         event = demo.scalar(select(Event).where(Event.contact_id == r.contact_id,
                                                 Event.type.in_([EventType.REPLY, EventType.AUTO_REPLY])))
