@@ -66,11 +66,6 @@ def listing(session: Session, *, view: str = "open", campaign_id: int | None = N
     return Page(rows, counts, rows[-1].reply.id if len(found) > limit and rows else None)
 
 
-def open_count(session: Session) -> int:
-    """Replies waiting for someone (the navigation's badge)."""
-    return session.scalar(select(func.count(Reply.id)).where(_view_filter("open"))) or 0
-
-
 def get_reply(session: Session, reply_id: int) -> Reply:
     reply = session.get(Reply, reply_id)
     if reply is None:

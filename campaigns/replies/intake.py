@@ -3,7 +3,9 @@ event on the contact's timeline, the engagement score (a human reply is the stro
 the contact's owner.
 
 Matching, first that works: the sealed REPLY token of the reply+TOKEN@ address the message was sent to, the sealed
-MESSAGE token of one of our Message-IDs it names in In-Reply-To/References, then the From address. A token that does
+MESSAGE token of one of our Message-IDs it names in In-Reply-To/References, then the From address. When the token
+names one contact's message but another known contact wrote (the mail was forwarded to a colleague), the reply is the
+writer's, about that campaign. A token that does
 not open (forged, garbled, re-spelled) is simply not a match; a reply nobody can be found for is refused (logged,
 not stored), so mail from strangers to a guessed address never fills the inbox. Nothing here commits.
 """
@@ -70,17 +72,17 @@ def match(session: Session, tokens: TokenCodec, reply: InboundReply) -> Matched 
     candidates = [(Purpose.REPLY, t, "token") for t in reply.reply_tokens]
     candidates += [(Purpose.MESSAGE, m.group(1), "message-id") for ref in reversed(reply.references[-10:])
                    if (m := _MSGID_TOKEN.match(ref)) is not None]
+    sender = session.scalar(select(Contact).where(Contact.email == reply.from_email)) if reply.from_email else None
     for purpose, token, by in candidates:
         send = _send(session, tokens, purpose, token)
         if send is not None:
+            if sender is not None and sender.id != send.contact_id:
+                # Another contact answered a message forwarded to them: their reply, about that campaign.
+                return Matched(sender, None, send.campaign_id, "from")
             contact = session.get(Contact, send.contact_id)
             if contact is not None:
                 return Matched(contact, send.id, send.campaign_id, by)
-    if reply.from_email:
-        contact = session.scalar(select(Contact).where(Contact.email == reply.from_email))
-        if contact is not None:
-            return Matched(contact, None, None, "from")
-    return None
+    return Matched(sender, None, None, "from") if sender is not None else None
 
 
 def receive(session: Session, tokens: TokenCodec, raw: bytes, *, envelope_recipient: str | None = None,

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 
 import nh3
 from mailparser_reply import EmailReplyParser
@@ -176,7 +176,3 @@ def read_reply(raw: bytes, envelope_recipient: str | None = None) -> InboundRepl
         precedence=_header(msg, "precedence").lower(),
     )
 
-
-def addresses_of(value: str) -> list[str]:
-    """Addresses in a header value (lower-case)."""
-    return [a.lower() for _n, a in getaddresses([value]) if "@" in a]

@@ -239,3 +239,17 @@ def test_a_forward_the_relay_could_not_take_is_retried_then_given_up(runtime, db
         assert reply_mail.send_due(runtime) == 0
     finally:
         down.close()
+
+
+def test_a_colleague_answering_a_forwarded_message_is_recorded_as_themselves(runtime, db_session, sent) -> None:
+    campaign, contacts, by_rcpt = sent
+    # Contact 0 forwarded the newsletter to contact 1, who answered it: the token is 0's, the reply is 1's.
+    raw = answer(by_rcpt[contacts[0].email], "Forwarded to me by a friend: can I join too?",
+                 from_=f"Colleague <{contacts[1].email}>")
+    out = ingest_committed(db_session, runtime.tokens, raw)
+    assert out.kind == "reply" and out.contact_id == contacts[1].id
+    reply = fresh(db_session).scalar(select(Reply))
+    assert (reply.contact_id, reply.campaign_id, reply.send_id, reply.matched_by) == \
+        (contacts[1].id, campaign.id, None, "from")
+    assert fresh(db_session).scalar(select(func.count(Event.id)).where(Event.contact_id == contacts[0].id,
+                                                                       Event.type == "reply")) == 0
