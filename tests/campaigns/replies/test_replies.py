@@ -253,3 +253,16 @@ def test_a_colleague_answering_a_forwarded_message_is_recorded_as_themselves(run
         (contacts[1].id, campaign.id, None, "from")
     assert fresh(db_session).scalar(select(func.count(Event.id)).where(Event.contact_id == contacts[0].id,
                                                                        Event.type == "reply")) == 0
+
+
+def test_gdpr_export_holds_the_replies_and_erasure_removes_them(runtime, db_session, sent) -> None:
+    from campaigns.contacts.exports import erase_contact, gdpr_export
+
+    _campaign, contacts, by_rcpt = sent
+    ingest_committed(db_session, runtime.tokens, answer(by_rcpt[contacts[0].email], "My new address is ..."))
+    data = gdpr_export(fresh(db_session), contacts[0].id)
+    assert [r["text"] for r in data["replies"]] == ["My new address is ..."]
+    session = fresh(db_session)
+    erase_contact(session, contacts[0].id, by="test")
+    session.commit()
+    assert fresh(db_session).scalar(select(func.count(Reply.id))) == 0
