@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -114,8 +115,8 @@ class Settings:
     soft_bounce_limit: int = 3                # soft bounces within the window that suppress an address
     soft_bounce_window_days: int = 30
     bounce_mailbox_url: str = ""              # imap[s]:// or pop3[s]:// mailbox that `poll-bounces` reads
-    # Replies (campaigns.replies): Reply-To reply+TOKEN@reply domain on every campaign message (off: the sender's
-    # own Reply-To), the domain (defaults to the return domain) and where replies of contacts without owner go.
+    # Replies (docs/replies.md): Reply-To reply+TOKEN@reply_domain (default: return domain) on campaign messages,
+    # and where replies of contacts without an owner are forwarded.
     reply_addresses: bool = False
     reply_domain: str = ""
     reply_forward_to: str = ""
@@ -160,8 +161,7 @@ class Settings:
         return self.bounce_domain or self.dkim_domain
 
     @property
-    def reply_address_domain(self) -> str:
-        """The domain of per-recipient reply addresses, '' while they are off."""
+    def reply_address_domain(self) -> str:   # of per-recipient reply addresses; '' while they are off
         return (self.reply_domain or self.return_domain) if self.reply_addresses else ""
 
     def with_overrides(self, overrides: Mapping[str, object]) -> Settings:
@@ -290,8 +290,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),
         bounce_mailbox_url=env.get("BOUNCE_MAILBOX_URL", ""),
         reply_addresses=env.get("REPLY_ADDRESSES", "").strip().lower() in TRUE,
-        reply_domain=env.get("REPLY_DOMAIN", "").strip().lower(),
-        reply_forward_to=env.get("REPLY_FORWARD_TO", "").strip(),
+        reply_domain=_reply_setting(env, "REPLY_DOMAIN"),
+        reply_forward_to=_reply_setting(env, "REPLY_FORWARD_TO"),
         queue_name=env.get("RAPPORT_QUEUE", "") or "rapport",
         trusted_proxies=max(0, _int(env, "TRUSTED_PROXIES", 0)),
         storage_url=_storage_url(env.get("STORAGE_URL", "")),
@@ -300,6 +300,17 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR")),
         sentry_dsn=env.get("SENTRY_DSN", ""),
     )
+
+
+_REPLY_CHECKS = {"REPLY_DOMAIN": (r"([a-z0-9-]{1,63}\.)+[a-z]{2,63}", "a domain name such as reply.example.com"),
+                 "REPLY_FORWARD_TO": (r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+", "one address such as team@example.com")}
+
+
+def _reply_setting(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "").strip()
+    if raw and not re.fullmatch(_REPLY_CHECKS[name][0], raw, re.I):
+        raise ConfigError(f"{name} must be {_REPLY_CHECKS[name][1]}; got {raw!r}")
+    return raw.lower() if name == "REPLY_DOMAIN" else raw
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -106,3 +106,30 @@ def test_nul_bytes_and_undecodable_headers_become_storable_text() -> None:
         assert "\x00" not in value
         value.encode("utf-8")   # no lone surrogates: every database takes it
     assert r.from_email == "odd@example.org" and r.text.startswith("nul")
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"REPLY_DOMAIN": "reply@example.com"}, "REPLY_DOMAIN must be a domain name"),
+    ({"REPLY_DOMAIN": "no spaces.example.com"}, "REPLY_DOMAIN must be a domain name"),
+    ({"REPLY_FORWARD_TO": "team"}, "REPLY_FORWARD_TO must be one address"),
+    ({"REPLY_FORWARD_TO": "a@example.com, b@example.com"}, "REPLY_FORWARD_TO must be one address"),
+])
+def test_bad_reply_settings_are_refused_with_a_clear_message(tmp_path, env, message) -> None:
+    from campaigns.config import ConfigError, from_env
+
+    with pytest.raises(ConfigError, match=message):
+        from_env({"RAPPORT_INSTANCE": str(tmp_path), "SECRET_KEY": "k" * 32, **env})
+
+
+def test_reply_settings_are_read(tmp_path) -> None:
+    from campaigns.config import from_env
+
+    s = from_env({"RAPPORT_INSTANCE": str(tmp_path), "SECRET_KEY": "k" * 32, "REPLY_ADDRESSES": "1",
+                       "REPLY_DOMAIN": "Reply.Example.com", "REPLY_FORWARD_TO": "team@example.com",
+                       "DKIM_DOMAIN": "example.com"})
+    assert (s.reply_address_domain, s.reply_forward_to) == ("reply.example.com", "team@example.com")
+    off = from_env({"RAPPORT_INSTANCE": str(tmp_path), "SECRET_KEY": "k" * 32, "DKIM_DOMAIN": "example.com"})
+    assert off.reply_address_domain == ""
+    on = from_env({"RAPPORT_INSTANCE": str(tmp_path), "SECRET_KEY": "k" * 32, "DKIM_DOMAIN": "example.com",
+                        "REPLY_ADDRESSES": "yes", "BOUNCE_DOMAIN": "bounces.example.com"})
+    assert on.reply_address_domain == "bounces.example.com"
