@@ -10,6 +10,7 @@ from sqlalchemy import select
 from campaigns.feedback import ingest
 from campaigns.models import MailState, Reply
 from campaigns.replies import mail as reply_mail
+from tests.campaigns.api.conftest import auth
 from tests.campaigns.replies.conftest import answer, header
 from tests.helpers import csrf, fresh
 
@@ -81,3 +82,19 @@ def test_an_answer_from_the_admin_is_threaded_and_comes_from_the_owner(editor, r
         "sender_id": contacts[0].owner_id, "message": "And again", "csrf_token": token}, follow_redirects=True)
     assert "answered already" in again.get_data(as_text=True)
     assert fresh(db_session).scalar(select(Reply.answer_text).where(Reply.id == reply.id)) == "Yes, within 30 days."
+
+
+def test_the_api_lists_replies_as_events(client, runtime, db_session, sent) -> None:
+    from campaigns.accounts import api_keys
+
+    campaign, contacts, by_rcpt = sent
+    reply = _receive(runtime, db_session, by_rcpt[contacts[0].email], "Is the shop open on Sunday?")
+    _receive(runtime, db_session, by_rcpt[contacts[1].email], "Away.", extra={"Auto-Submitted": "auto-replied"})
+    key = api_keys.create_key(db_session, "CRM", ["contacts:read", "campaigns:read"]).secret
+    db_session.commit()
+    r = client.get(f"/api/v1/campaigns/{campaign.id}/events?type=reply", headers=auth(key))
+    assert r.status_code == 200, r.get_json()
+    assert [(e["contact_id"], e["data"]["reply_id"], e["data"]["text"]) for e in r.get_json()["data"]] == \
+        [(contacts[0].id, reply.id, "Is the shop open on Sunday?")]
+    r = client.get(f"/api/v1/contacts/{contacts[1].id}/events?type=auto_reply", headers=auth(key))
+    assert [e["type"] for e in r.get_json()["data"]] == ["auto_reply"]
