@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p_admin.add_argument("--password", default=None, help="omit to be asked (or set RAPPORT_ADMIN_PASSWORD)")
     p_demo = command("demo", help="run web app, worker, embedded Redis and capture SMTP with demo data")
     p_demo.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
-    p_ingest = command("ingest", help="apply one bounce/complaint/unsubscribe message from stdin")
+    p_ingest = command("ingest", help="apply one bounce/complaint/unsubscribe/reply message from stdin")
     p_ingest.add_argument("--recipient", default=None, help="envelope recipient, e.g. Postfix ${recipient}")
     p_poll = command("poll-bounces", help="apply and delete the messages in a bounce mailbox")
     p_poll.add_argument("url", nargs="?", default="",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -114,6 +115,11 @@ class Settings:
     soft_bounce_limit: int = 3                # soft bounces within the window that suppress an address
     soft_bounce_window_days: int = 30
     bounce_mailbox_url: str = ""              # imap[s]:// or pop3[s]:// mailbox that `poll-bounces` reads
+    # Replies (docs/replies.md): Reply-To reply+TOKEN@reply_domain (default: return domain) on campaign messages,
+    # and where replies of contacts without an owner are forwarded.
+    reply_addresses: bool = False
+    reply_domain: str = ""
+    reply_forward_to: str = ""
     storage_url: str = ""                     # empty: files under instance/; s3://bucket/prefix?endpoint=… to share
     metrics_token: str = ""                   # bearer token /metrics requires (empty: open, keep it off the internet)
     log_format: str = "text"                  # text or json
@@ -163,6 +169,10 @@ class Settings:
     @property
     def return_domain(self) -> str:
         return self.bounce_domain or self.dkim_domain
+
+    @property
+    def reply_address_domain(self) -> str:   # of per-recipient reply addresses; '' while they are off
+        return (self.reply_domain or self.return_domain) if self.reply_addresses else ""
 
     def with_overrides(self, overrides: Mapping[str, object]) -> Settings:
         """Return a copy with some fields replaced (used by tests and create_app(config))."""
@@ -289,6 +299,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         soft_bounce_limit=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_LIMIT", 3)),
         soft_bounce_window_days=max(1, _int(env, "RAPPORT_SOFT_BOUNCE_WINDOW_DAYS", 30)),
         bounce_mailbox_url=env.get("BOUNCE_MAILBOX_URL", ""),
+        reply_addresses=env.get("REPLY_ADDRESSES", "").strip().lower() in TRUE,
+        reply_domain=_reply_setting(env, "REPLY_DOMAIN"),
+        reply_forward_to=_reply_setting(env, "REPLY_FORWARD_TO"),
         queue_name=env.get("RAPPORT_QUEUE", "") or "rapport",
         trusted_proxies=max(0, _int(env, "TRUSTED_PROXIES", 0)),
         storage_url=_storage_url(env.get("STORAGE_URL", "")),
@@ -299,6 +312,17 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         webhooks_allow_private=env.get("RAPPORT_WEBHOOKS_ALLOW_PRIVATE", "").strip().lower() in TRUE,
         webhook_timeout=float(max(1, _int(env, "RAPPORT_WEBHOOK_TIMEOUT", 5))),
     )
+
+
+_REPLY_CHECKS = {"REPLY_DOMAIN": (r"([a-z0-9-]{1,63}\.)+[a-z]{2,63}", "a domain name such as reply.example.com"),
+                 "REPLY_FORWARD_TO": (r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+", "one address such as team@example.com")}
+
+
+def _reply_setting(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "").strip()
+    if raw and not re.fullmatch(_REPLY_CHECKS[name][0], raw, re.I):
+        raise ConfigError(f"{name} must be {_REPLY_CHECKS[name][1]}; got {raw!r}")
+    return raw.lower() if name == "REPLY_DOMAIN" else raw
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

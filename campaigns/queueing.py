@@ -50,6 +50,7 @@ class Job(StrEnum):
     RENDER_POST = "render_post"
     ROUTE_WEBHOOKS = "route_webhooks"
     DELIVER_WEBHOOKS = "deliver_webhooks"
+    REPLY_MAIL = "reply_mail"
 
     @property
     def path(self) -> str:
@@ -100,6 +101,7 @@ RUNS: dict[Job, Run] = {
     Job.RENDER_POST: Run(timeout=HOUR),
     Job.ROUTE_WEBHOOKS: Run(timeout=600, result_ttl=0),
     Job.DELIVER_WEBHOOKS: Run(timeout=900, result_ttl=0),
+    Job.REPLY_MAIL: Run(timeout=600),
 }
 
 
@@ -178,6 +180,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("webhooks", Job.ROUTE_WEBHOOKS,
                  "route outbox events to webhook endpoints, post due deliveries and retries, forget old ones",
                  every=dt.timedelta(minutes=1)),
+    PeriodicTask("reply-mail", Job.REPLY_MAIL,
+                 "forward replies to their owner and send answers written in the admin (retries what failed)",
+                 every=dt.timedelta(minutes=2)),
 )}
 
 

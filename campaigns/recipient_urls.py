@@ -50,3 +50,11 @@ def purpose_of(path: str) -> tuple[Purpose, str] | None:
         if path.startswith(start) and "/" not in path[len(start):]:
             return purpose, path[len(start):]
     return None
+
+
+REPLY_PREFIX = "reply"        # reply+<REPLY token>@<reply domain>: where a recipient's answer to a message goes
+
+
+def reply_address(tokens: TokenCodec, domain: str, send_id: int) -> str:
+    """The per-recipient reply address of a send (its Reply-To when reply addresses are on)."""
+    return f"{REPLY_PREFIX}+{tokens.seal(Purpose.REPLY, send_id)}@{domain}"

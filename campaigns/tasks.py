@@ -26,6 +26,7 @@ from campaigns.contacts import export_jobs, imports
 from campaigns.feedback import engagement
 from campaigns.models import Campaign
 from campaigns.post import runs as post_runs
+from campaigns.replies import mail as reply_mail_service
 from campaigns.reports import summaries
 from campaigns.sending import delivery, digest, lifecycle, release, scheduling, sweeper
 from campaigns.signup import service as signup
@@ -165,6 +166,11 @@ def drain_hits() -> int:
 def decay_scores() -> int:
     """Rewrite every contact's engagement score as of now."""
     return engagement.decay_scores(runtime.current())
+
+
+def reply_mail(reply_ids: list[int] | None = None) -> int:
+    """Forward new replies to their owner and send answers written in the admin (these replies, or all due)."""
+    return reply_mail_service.send_due(runtime.current(), reply_ids)
 
 
 def refresh_summary(kind: str, args: list) -> None:

@@ -138,10 +138,11 @@ class MessageTemplate:
     def build(self, *, to_name: str, to_email: str, subject: str, message_id: str, date: str,
               html: str = "", text: str = "", parts: tuple[bytes, bytes] | None = None,
               list_unsubscribe: Sequence[str] = (), one_click: bool = True,
-              extra: Sequence[tuple[str, str]] = ()) -> tuple[Headers, bytes]:
+              extra: Sequence[tuple[str, str]] = (), reply_to: str = "") -> tuple[Headers, bytes]:
         """Headers (wire-ready values) and the multipart/alternative body for one recipient.
 
         parts: already encoded (text/plain, text/html) MIME parts; otherwise html and text are encoded here.
+        reply_to: this recipient's own Reply-To (a per-recipient reply address), instead of the template's.
         """
         boundary = "=_r" + hashlib.blake2s(message_id.encode(), digest_size=12).hexdigest()
         headers: Headers = [
@@ -153,8 +154,8 @@ class MessageTemplate:
             ("MIME-Version", "1.0"),
             ("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"'),
         ]
-        if self.reply_to:
-            headers.append(("Reply-To", self.reply_to))
+        if reply_to or self.reply_to:
+            headers.append(("Reply-To", encode_header("Reply-To", reply_to) if reply_to else self.reply_to))
         if list_unsubscribe:
             value = ", ".join(f"<{u}>" for u in list_unsubscribe)
             headers.append(("List-Unsubscribe", fold_ascii("List-Unsubscribe", value)))

@@ -22,6 +22,7 @@ from campaigns.models import (
     Order,
     PostLetter,
     PostOptOut,
+    Reply,
     Send,
     Subscription,
     SuppressionReason,
@@ -109,6 +110,9 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
         "letters": [_plain(p, ("run_id", "sent_at", "coupon_code"))
                     for p in session.scalars(select(PostLetter).where(PostLetter.contact_id == c.id))],
         "no_post": session.get(PostOptOut, c.id) is not None,
+        "replies": [_plain(r, ("id", "received_at", "campaign_id", "auto", "status", "from_name", "from_email",
+                               "subject", "text", "original_text", "answer_text", "answered_at"))
+                    for r in session.scalars(select(Reply).where(Reply.contact_id == c.id).order_by(Reply.id))],
     }
 
 
@@ -120,7 +124,7 @@ def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
     c = get_contact(session, contact_id)
     suppress(session, c.email, SuppressionReason.MANUAL, f"erased (GDPR){' by ' + by if by else ''}")
     # Explicit deletes: SQLite only cascades when foreign keys are enforced.
-    for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut):
+    for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut, Reply):
         session.execute(delete(model).where(model.contact_id == c.id))
     # The contact row itself goes through the unit of work, not a bulk statement: a deleted Contact is what the
     # session's stop listener (campaigns.stops) tells running sends about at flush, before any commit.

@@ -305,6 +305,8 @@ def describe_event(event: Event) -> str:
                      f"of survey #{data.get('survey_id', '?')}")
     elif event.type == EventType.PREFERENCES:
         parts.append(_describe_preferences(data))
+    elif event.type in (EventType.REPLY, EventType.AUTO_REPLY):
+        parts.append(f"“{data.get('text', '')}”" if data.get("text") else str(data.get("subject", "")))
     elif data.get("source"):
         parts.append(f"via {data['source']}")
     return " · ".join(p for p in parts if p)[:300]

@@ -64,6 +64,7 @@ FIELDS: dict[str, Field] = {
     "last_order_at": Field("Last order", "date", "Orders"),
     "opened": Field("Opened a mail (people, not machines)", "activity", "Engagement"),
     "clicked": Field("Clicked a link (people, not machines)", "activity", "Engagement"),
+    "replied": Field("Replied to a mail (people, not auto-replies)", "activity", "Engagement"),
     "last_sent_at": Field("Last mailed", "date", "Engagement"),
     "engagement_score": Field("Engagement score", "number", "Engagement"),
     "survey": Field("Survey answer", "survey", "Surveys"),

@@ -68,7 +68,7 @@ def _compile_rule(rule: Mapping[str, Any], dialect: str, now: dt.datetime) -> Co
                              Subscription.subscribed.is_(True))
         return sub if op == "subscribed" else ~sub
     if kind == "activity":
-        event = EventType.OPEN if name == "opened" else EventType.CLICK
+        event = {"opened": EventType.OPEN, "clicked": EventType.CLICK, "replied": EventType.REPLY}[name]
         happened = exists().where(Event.contact_id == Contact.id, Event.type == event,
                                   Event.machine.is_(False),
                                   Event.occurred_at >= now - dt.timedelta(days=value))

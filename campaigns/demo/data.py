@@ -19,6 +19,7 @@ from campaigns.composing import starters as starter_service
 from campaigns.config import Settings
 from campaigns.coupons.codes import ALPHABET
 from campaigns.db import make_engine, make_session_factory, session_scope
+from campaigns.demo.replies import seed_replies
 from campaigns.demo.reports import seed_history
 from campaigns.models import (
     AdminRole,
@@ -169,6 +170,7 @@ def _seed(session, settings: Settings, n: int) -> None:
     _seed_automations(session, owner, settings)
     seed_history(session, rng, owner, topics[0])   # sent campaigns: reports and dashboard charts
     _seed_notes(session, rng)
+    seed_replies(session, settings, rng)
 
 
 NOTES = (("Allergic to lilies: never send lilies as a gift.", True),

@@ -57,6 +57,8 @@ class OutcomeKind(StrEnum):
     IGNORED = "ignored"             # nothing to apply (detail says why)
     DUPLICATE = "duplicate"         # applied before
     PROBE = "probe"                 # `rapport check-mail-setup` testing the route
+    REPLY = "reply"                 # a person answered (campaigns.replies); detail: the reply's id
+    AUTO_REPLY = "auto_reply"       # an out-of-office or other automatic answer, recorded as such
 
 
 # A bounce event's data["kind"]: hard bounces suppress at once, soft ones after BouncePolicy.soft_limit.

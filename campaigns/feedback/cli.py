@@ -10,9 +10,10 @@ from typing import BinaryIO
 
 from campaigns.config import Settings
 from campaigns.feedback import engagement
-from campaigns.feedback.bounces import BouncePolicy
+from campaigns.feedback.bounces import BouncePolicy, OutcomeKind
 from campaigns.feedback.inbound import ingest_message
 from campaigns.feedback.mailbox import poll_mailbox
+from campaigns.replies import mail as reply_mail
 from campaigns.runtime import Runtime, install
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ def ingest_piped(rt: Runtime, recipient: str | None, stream: BinaryIO | None = N
     except Exception:
         logger.exception("could not apply the message; asking the MTA to retry")
         return EX_TEMPFAIL
+    if outcome.kind == OutcomeKind.REPLY:   # stored: forwarding it may fail now and be retried by the job
+        reply_mail.send_now(rt, int(outcome.detail))
     print(outcome.kind)
     return 0
 

@@ -1,5 +1,6 @@
 """Inbound messages (from an MTA pipe or a bounce mailbox) classified and applied: DSNs, ARF complaints, mailto
-unsubscribes; auto-replies and the rest are ignored.
+unsubscribes, replies to our mail (a person's, or an auto-reply recorded as such: campaigns.replies.intake); the
+rest is ignored.
 
 A message is matched to its send by the sealed MESSAGE token in the VERP return path (bounces+TOKEN@domain), the
 X-Rapport-ID header or the Message-ID of the returned original; a mailto unsubscribe by its UNSUBSCRIBE token; as a
@@ -25,6 +26,7 @@ from campaigns.feedback.bounces import (
     apply_complaint,
     match_feedback,
 )
+from campaigns.replies import intake as replies
 from mailer.bounces import FeedbackKind, parse_feedback
 from mailer.tracking import InvalidToken, Purpose, TokenCodec
 
@@ -52,6 +54,11 @@ def ingest_message(session: Session, tokens: TokenCodec, raw: bytes, *, envelope
             return Outcome(OutcomeKind.IGNORED, detail="unknown contact")
         changed = feedback.unsubscribe(session, scope, everything=True, source=FeedbackSource.MAILTO)
         return Outcome(OutcomeKind.UNSUBSCRIBE if changed else OutcomeKind.DUPLICATE, contact_id)
+    if fb.kind in (FeedbackKind.AUTO_REPLY, FeedbackKind.UNKNOWN):   # a reply to our mail, or nothing for us
+        replied = replies.receive(session, tokens, raw, envelope_recipient=envelope_recipient,
+                                  auto=fb.kind == FeedbackKind.AUTO_REPLY)
+        if replied is not None:
+            return replied
     if fb.kind not in (FeedbackKind.HARD_BOUNCE, FeedbackKind.SOFT_BOUNCE, FeedbackKind.COMPLAINT):
         logger.info("inbound message ignored: %s", fb.kind)
         return Outcome(OutcomeKind.IGNORED, detail=str(fb.kind))

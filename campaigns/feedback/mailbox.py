@@ -1,5 +1,6 @@
-"""Bounce mailboxes: read every message of an IMAP or POP3 mailbox, apply it (campaigns.feedback.inbound) and
-delete it once its outcome is committed, so a crash re-reads at most what was not yet applied."""
+"""Bounce and reply mailboxes: read every message of an IMAP or POP3 mailbox, apply it (campaigns.feedback.inbound)
+and delete it once its outcome is committed, so a crash re-reads at most what was not yet applied; a reply is
+forwarded to its owner right after (campaigns.replies.mail)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from collections.abc import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from campaigns.errors import ValidationError
-from campaigns.feedback.bounces import BouncePolicy
+from campaigns.feedback.bounces import BouncePolicy, OutcomeKind
 from campaigns.feedback.inbound import ingest_message
+from campaigns.replies import mail as reply_mail
 from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -97,5 +99,7 @@ def poll_mailbox(rt: Runtime, url: str, *, policy: BouncePolicy | None = None, l
             session.commit()
         logger.info("mailbox message: %s", outcome.kind)
         ack()
+        if outcome.kind == OutcomeKind.REPLY:   # stored: forwarding may fail now and be retried by the job
+            reply_mail.send_now(rt, int(outcome.detail))
         done += 1
     return done

@@ -12,6 +12,7 @@ from campaigns.models.coupons import *
 from campaigns.models.notes import *
 from campaigns.models.policy import *
 from campaigns.models.post import *
+from campaigns.models.replies import *
 from campaigns.models.segments import *
 from campaigns.models.settings import *
 from campaigns.models.signup import *

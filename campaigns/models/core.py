@@ -61,6 +61,8 @@ class EventType(StrEnum):
     SURVEY_ANSWER = "survey_answer"   # data: survey_id, question (0-based), answer
     PERSONAL_MAIL = "personal_mail"   # an apology or follow-up written on the contact's page (services.apology)
     LETTER = "letter"                 # a campaign printed for the contact as a letter or card (campaigns.post)
+    REPLY = "reply"                   # the contact answered a mail (campaigns.replies); data: reply_id, text
+    AUTO_REPLY = "auto_reply"         # an out-of-office or other automatic answer: recorded, never engagement
 
 
 campaign_topic = Table(

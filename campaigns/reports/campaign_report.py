@@ -34,6 +34,7 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
 
     Keys: recipients, delivered (accepted by the relay, minus bounces), opens_human, opens_machine,
     open_rate (human opens / delivered), clicks_human (unique recipients), clicks_machine, click_rate,
+    replies (people who wrote back; auto-replies excluded),
     links (per link: url, unique human clicks, total human clicks, machine clicks), unsubscribes,
     bounces_hard, bounces_soft, complaints,
     coupons (issued, delivered, redeemed, expired, redemption_rate; None without coupons).
@@ -87,6 +88,8 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
         "clicks_human": clicks_human,
         "clicks_machine": clicks_machine,
         "click_rate": round(clicks_human / delivered, 4) if delivered else 0.0,
+        # People who wrote back (auto-replies are their own event type and never count).
+        "replies": contacts_with(EventType.REPLY),
         "links": list(per_link.values()),
         "unsubscribes": contacts_with(EventType.UNSUBSCRIBE),
         "bounces_hard": contacts_with(EventType.BOUNCE, kind="hard"),

@@ -48,7 +48,7 @@ from campaigns.sending.finishing import maybe_finish
 from campaigns.sending.handoff import Handoff
 from campaigns.sending.lifecycle import UNSENDABLE, pause
 from mailer.compose import CompiledCampaign, TemplateError
-from mailer.message import MessageTemplate, format_date, serialize
+from mailer.message import MessageTemplate, format_address, format_date, serialize
 from mailer.tracking import Purpose
 from mailer.transport import DeliveryError
 
@@ -84,6 +84,7 @@ class CampaignMailer:
     # each contributor with its state for this batch.
     contributions: list[tuple[Contributor, Any]] = field(default_factory=list)
     retry: RetrySchedule | None = None   # 4xx retries (Settings page, else the environment)
+    reply_domain: str = ""               # REPLY_ADDRESSES on: Reply-To reply+TOKEN@this (campaigns.replies)
 
     @classmethod
     def for_campaign(cls, rt: Runtime, session: Session, campaign: Campaign) -> CampaignMailer:
@@ -117,7 +118,7 @@ class CampaignMailer:
                    topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts,
                    relay=campaign.relay, policy=policy_service.load(session, s.policy),
                    valid_until=campaign.valid_until, contributions=contributions.prepare(rt, session, campaign),
-                   retry=retry_schedule(session, s))
+                   retry=retry_schedule(session, s), reply_domain=s.reply_address_domain)
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
                 contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, bytes]:
@@ -154,6 +155,8 @@ class CampaignMailer:
             list_unsubscribe=(unsubscribe_url, f"mailto:unsubscribe+{unsub_token}@{self.envelope_domain}")
             if self.kind != CampaignKind.TRANSACTIONAL else (),
             extra=(("X-Rapport-ID", msg_token),),
+            reply_to=format_address(sender["name"], recipient_urls.reply_address(tokens, self.reply_domain, send_id))
+            if self.reply_domain and send_id else "",
         )
         signer = self.rt.signer
         prefix = signer.sign(headers, body) if signer is not None else b""

@@ -17,6 +17,7 @@ from campaigns.web.admin import (  # noqa: F401  (register the views on the blue
     outbox,
     policy,
     post,
+    replies,
     reports,
     segments,
     settings,

@@ -107,8 +107,8 @@ class CampaignStats(BaseModel):
     campaign_id: int
     status: str
     progress: dict[str, Any] = Field(description="Sent, held, failed, skipped, remaining")
-    report: dict[str, Any] = Field(description="Delivered, opens, clicks per link, unsubscribes, bounces, "
-                                               "complaints, coupons (human and machine engagement apart)")
+    report: dict[str, Any] = Field(description="Delivered, opens, clicks per link, replies, unsubscribes, "
+                                               "bounces, complaints, coupons (human and machine engagement apart)")
 
 
 def campaign_out(c: Campaign) -> CampaignOut:

@@ -88,7 +88,9 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         assert (instance / "secret_key").exists() and (instance / "dkim" / "rapport.private.pem").exists()
         web = Browser(f"http://127.0.0.1:{port}")
         web.post("/admin/login", {"email": "demo@rapport.test", "password": "rapport-demo"}, "/admin/login")
-        assert "Green Thumb" not in web.get("/admin/outbox")
+        # Nothing of the newsletter before Send (the Outbox may already hold the demo replies' forwards to their
+        # owner, which the demo's worker sends on its own: docs/replies.md).
+        assert "what to sow this month" not in web.get("/admin/outbox?q=what+to+sow")
         contacts = web.get("/admin/contacts")
         assert contacts.count("@example.") >= 50
         campaigns = web.get("/admin/campaigns")
@@ -103,7 +105,7 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
                 break
             time.sleep(0.25)
         assert '"status":"finished"' in status.replace(" ", ""), status
-        outbox = web.get("/admin/outbox")
+        outbox = web.get("/admin/outbox?q=what+to+sow")
         assert "what to sow this month" in outbox
         key = re.search(r'href="/admin/outbox/([^"]+)"', outbox).group(1)
         message = web.get(f"/admin/outbox/{key}")

@@ -27,6 +27,7 @@ def _latest(session, type_: EventType) -> dict[int, dt.datetime]:
 
 def test_engagement_fields_come_from_the_seeded_events(demo) -> None:
     opened, clicked = _latest(demo, EventType.OPEN), _latest(demo, EventType.CLICK)
+    replied = _latest(demo, EventType.REPLY)
     mailed = dict(demo.execute(select(Send.contact_id, func.max(Send.sent_at)).group_by(Send.contact_id)).all())
     assert len(opened) > 20 and len(clicked) > 3 and len(mailed) > 40
     for c in demo.scalars(select(Contact)):
@@ -35,8 +36,8 @@ def test_engagement_fields_come_from_the_seeded_events(demo) -> None:
         assert c.last_sent_at == mailed.get(c.id), c.email
         engaged = c.id in opened or c.id in clicked
         assert (c.engagement_score > 0) is engaged and (current_score(c) > 0) is engaged, c.email
-        if engaged:   # the score is stored as of the contact's latest human open or click
-            assert c.engagement_at == max(t for t in (opened.get(c.id), clicked.get(c.id)) if t)
+        if engaged:   # the score is stored as of the contact's latest human open, click or reply
+            assert c.engagement_at == max(t for t in (opened.get(c.id), clicked.get(c.id), replied.get(c.id)) if t)
 
 
 def test_topic_subscriptions_date_from_when_the_contact_joined(demo) -> None:
@@ -92,3 +93,20 @@ def test_the_demo_has_a_post_purchase_automation_switched_on(demo) -> None:
     post = demo.scalars(select(Automation).where(Automation.trigger == AutomationTrigger.ORDER)).all()
     assert [(a.name, a.active, [s.template.kind for s in a.steps]) for a in post] == [
         ("After an order", True, ["transactional", "nurture", "nurture"])]
+
+
+def test_a_few_customers_replied_and_one_was_out_of_office(demo) -> None:
+    from campaigns.models import Reply
+
+    replies = list(demo.scalars(select(Reply).order_by(Reply.id)))
+    assert [r.auto for r in replies] == [False, False, False, True]
+    assert replies[1].text.startswith("Könnten Sie") and "schrieb" not in replies[1].text
+    assert all(r.matched_by == "token" and r.campaign_id for r in replies)
+    # The people's replies are owed a forward to their owner (the demo's worker sends it to the Outbox).
+    assert [r.forward_state for r in replies[:3]] == ["pending"] * 3
+    assert all(demo.get(Contact, r.contact_id).owner_id for r in replies[:3])
+    for r in replies:   # on the timeline when they came, after the mail went out
+        event = demo.scalar(select(Event).where(Event.contact_id == r.contact_id,
+                                                Event.type.in_([EventType.REPLY, EventType.AUTO_REPLY])))
+        sent = demo.scalar(select(Send.sent_at).where(Send.id == r.send_id))
+        assert event.occurred_at == r.received_at and sent < r.received_at <= dt.datetime.now(dt.UTC)
