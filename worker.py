@@ -16,7 +16,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import campaigns.tasks  # noqa: F401 - every job's code, imported before the first job arrives
 from campaigns import logs
-from campaigns.config import ConfigError, load_settings
+from campaigns.config import ConfigError
+from campaigns.config_checks import load_settings
 from campaigns.runtime import Runtime, install
 from campaigns.scheduler import Ticker
 from campaigns.sending import sweeper

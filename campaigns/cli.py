@@ -19,7 +19,8 @@ from campaigns.accounts import mail_setup
 from campaigns.accounts.dkim_keys import dkim_overview, ensure_dkim_key, zone_record
 from campaigns.accounts.users import check_password_rules, hash_password
 from campaigns.addresses import normalize_email
-from campaigns.config import ConfigError, Settings, from_env, load_settings, unsafe_settings
+from campaigns.config import ConfigError, Settings, from_env
+from campaigns.config_checks import load_settings, unsafe_settings
 from campaigns.db import make_engine, make_session_factory, session_scope
 from campaigns.demo import data as demo_data
 from campaigns.demo import runner as demo_runner
@@ -90,7 +91,7 @@ def check_config(env: Mapping[str, str]) -> int:
     return 1 if problems else 0
 
 
-# Commands that run the product for real: they refuse an unsafe configuration (campaigns.config.load_settings).
+# Commands that run the product for real: they refuse an unsafe configuration (campaigns.config_checks.load_settings).
 GUARDED = frozenset({"init", "web"})
 
 

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from campaigns.cli import main as rapport_main
-from campaigns.config import Settings, unsafe_settings
+from campaigns.config import Settings
+from campaigns.config_checks import unsafe_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

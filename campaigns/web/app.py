@@ -22,7 +22,8 @@ from campaigns import (
     capabilities,  # noqa: F401 - every feature registers its part in messages
     logs,
 )
-from campaigns.config import Settings, load_settings
+from campaigns.config import Settings
+from campaigns.config_checks import load_settings
 from campaigns.db import parse_id
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import AdminUser

@@ -17,8 +17,8 @@ MAX_LINES = 400
 
 # Levels, lowest first: a module may import its own level or lower, never higher (docs/architecture.md).
 LEVELS: dict[str, int] = {
-    **dict.fromkeys(["config", "db", "errors", "logs", "metrics", "resources", "storage", "csvfiles", "models",
-                     "runtime", "queueing", "scheduler", "recipient_urls", "addresses", "stops",
+    **dict.fromkeys(["config", "config_checks", "db", "errors", "logs", "metrics", "resources", "storage",
+                     "csvfiles", "models", "runtime", "queueing", "scheduler", "recipient_urls", "addresses", "stops",
                      "dkim_signing", "webhook_events"], 0),
     "accounts": 1,
     "contacts": 2,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.config import UnsafeConfigError, from_env, load_settings, unsafe_settings
+from campaigns.config import from_env
+from campaigns.config_checks import UnsafeConfigError, load_settings, unsafe_settings
 from campaigns.web.app import create_app
 
 SAFE = {
