@@ -120,6 +120,9 @@ class Settings:
     log_level: str = "INFO"
     sentry_dsn: str = ""                      # errors go to Sentry when set and sentry-sdk is installed
     testing: bool = False
+    # RSS-to-email reads feeds from the public internet only; 1 also allows private and local addresses (an
+    # intranet blog, tests): RAPPORT_FEEDS_ALLOW_PRIVATE (campaigns.archive.fetching).
+    feeds_allow_private: bool = False
 
     @property
     def smtp_capture_url(self) -> str:
@@ -286,6 +289,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
         log_level=_choice(env, "LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR")),
         sentry_dsn=env.get("SENTRY_DSN", ""),
+        feeds_allow_private=env.get("RAPPORT_FEEDS_ALLOW_PRIVATE", "").strip().lower() in TRUE,
     )
 
 

@@ -21,6 +21,7 @@ from campaigns import (
     runtime,
     storage,
 )
+from campaigns.archive import feed_mailings
 from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
 from campaigns.feedback import engagement
@@ -176,3 +177,10 @@ def refresh_summary(kind: str, args: list) -> None:
 def render_post(run_id: int) -> dict:
     """Choose and record a print run's letters and write its PDF, label sheet and CSV (progress on the run)."""
     return post_runs.run(runtime.current(), run_id)
+
+
+# -- RSS-to-email ------------------------------------------------------------------------------------------------
+
+def run_feed_mailings() -> dict:
+    """Check the feeds of due feed mailings and mail their new items (campaigns.archive.feed_mailings)."""
+    return feed_mailings.run_due(runtime.current())

@@ -65,6 +65,10 @@ _STARTERS = (
     Starter("birthday", "Birthday greeting", "A warm birthday note with a small present code (for a birthday "
             "automation; draws a coupon pool).", "nurture",
             "Happy birthday, {{ contact.first_name|default('friend', true) }}!", "A small present from all of us"),
+    Starter("blog_report", "Blog activity report", "The new articles of your blog's RSS/Atom feed, each with its "
+            "summary and a link (for a feed mailing: Feeds → New feed mailing).", "nurture",
+            "New on our blog: {{ feed_items[0].title if feed_items else 'our latest articles' }}",
+            "Our latest articles, with a short summary of each"),
 )
 # Starters used by one feature only, not offered in the composer's chooser (the personal apology mail, the digest).
 _FEATURE_STARTERS = frozenset({"apology", "digest"})

@@ -24,7 +24,8 @@ LEVELS: dict[str, int] = {
     "contacts": 2,
     "composing": 3,
     "sending": 4,
-    **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations", "orders", "notes", "post"], 5),
+    **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations", "orders", "notes", "post",
+                     "archive"], 5),
     **dict.fromkeys(["reports", "ops", "demo"], 6),
     **dict.fromkeys(["web", "tasks", "capabilities", "cli", "check", "gunicorn_conf", "__main__"], 7),
 }
