@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +23,7 @@ from campaigns import recipient_urls
 from campaigns.accounts.alignment import FROM_OWNER
 from campaigns.accounts.settings_store import postal_address
 from campaigns.archive import feed_items
+from campaigns.composing import contributions, sample
 from campaigns.composing.editor import compiled, sender_context
 from campaigns.config import Settings
 from campaigns.errors import NotFound, ValidationError
@@ -92,12 +95,11 @@ def set_archived(session: Session, settings: Settings, campaign: Campaign,
         raise ValidationError(f"this campaign cannot be shown without a recipient: {exc}", field="archive") from None
     if issue is not None and issue.topic_id == topic.id:
         return issue
+    slug = _free_slug(session, topic.id, slugify(rendered.subject) or f"issue-{campaign.id}", campaign.id)
     if issue is None:
         issue = ArchivedIssue(campaign_id=campaign.id)
         session.add(issue)
-    issue.topic_id = topic.id
-    issue.slug = _free_slug(session, topic.id, slugify(rendered.subject) or f"issue-{campaign.id}", campaign.id)
-    issue.archived_at = utcnow()
+    issue.topic_id, issue.slug, issue.archived_at = topic.id, slug, utcnow()
     session.flush()
     return issue
 
@@ -161,6 +163,24 @@ def signup_url(session: Session, settings: Settings, topic_id: int) -> str:
     return recipient_urls.signup_form(settings.base_url, form.public_id) if form is not None else ""
 
 
+def _blank(value: Any) -> Any:
+    """A contributor's value with nothing in it, in the same shape (a code's fields empty, a link function that
+    gives ""), so a template using it renders without it instead of failing."""
+    if isinstance(value, Mapping):
+        return {k: _blank(v) for k, v in value.items()}
+    if callable(value):
+        return lambda *_args, **_kwargs: ""
+    if isinstance(value, list | tuple):
+        return []
+    return ""
+
+
+def blank_contributions(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """Every contributor's template values for this campaign (a coupon, a survey…), emptied: no code, no link."""
+    found = sample.attachments(session, contributions.attributes_of(campaign))
+    return {name: _blank(value) for name, value in found.extras.items()}
+
+
 def render_neutral(session: Session, settings: Settings, campaign: Campaign, page_url: str) -> Rendered:
     """The campaign as nobody in particular gets it; raises TemplateError. page_url stands in for the unsubscribe
     and preference links (an archive reader has nothing to unsubscribe from)."""
@@ -169,7 +189,7 @@ def render_neutral(session: Session, settings: Settings, campaign: Campaign, pag
     sender = sender_context(settings.sender_name if owner or not campaign.from_name else campaign.from_name,
                             settings.sender_email if owner else campaign.from_email,
                             postal_address(session, settings))
-    ctx = {"contact": NEUTRAL_CONTACT, "sender": sender, "unsubscribe_url": page_url or "#",
+    ctx = {**blank_contributions(session, campaign), "contact": NEUTRAL_CONTACT, "sender": sender, "unsubscribe_url": page_url or "#",
            "preferences_url": page_url or "#", "feed_items": feed_items.values_of(session, campaign.id)}
     rendered = result.render(ctx, lambda i: result.links[i], "")
     return Rendered(rendered.subject, _PIXEL.sub("", rendered.html), rendered.text)
