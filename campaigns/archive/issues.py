@@ -189,8 +189,9 @@ def render_neutral(session: Session, settings: Settings, campaign: Campaign, pag
     sender = sender_context(settings.sender_name if owner or not campaign.from_name else campaign.from_name,
                             settings.sender_email if owner else campaign.from_email,
                             postal_address(session, settings))
-    ctx = {**blank_contributions(session, campaign), "contact": NEUTRAL_CONTACT, "sender": sender, "unsubscribe_url": page_url or "#",
-           "preferences_url": page_url or "#", "feed_items": feed_items.values_of(session, campaign.id)}
+    ctx = {**blank_contributions(session, campaign), "contact": NEUTRAL_CONTACT, "sender": sender,
+           "unsubscribe_url": page_url or "#", "preferences_url": page_url or "#",
+           "feed_items": feed_items.values_of(session, campaign.id)}
     rendered = result.render(ctx, lambda i: result.links[i], "")
     return Rendered(rendered.subject, _PIXEL.sub("", rendered.html), rendered.text)
 

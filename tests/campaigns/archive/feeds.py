@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ class FeedServer:
     body: bytes = b""
     status: int = 200
     content_type: str = "application/rss+xml"
+    delay: float = 0.0           # seconds to wait before answering (a feed that hangs)
+    redirect_to: str = ""        # answer 302 to this address instead
     requests: int = 0
     conditional_hits: int = 0
     port: int = 0
@@ -53,6 +56,14 @@ def serve(state: FeedServer) -> Iterator[FeedServer]:
         def do_GET(self) -> None:
             state.requests += 1
             state.headers_seen.append(dict(self.headers.items()))
+            if state.delay:
+                time.sleep(state.delay)
+            if state.redirect_to:
+                self.send_response(302)
+                self.send_header("Location", state.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if state.status == 200 and self.headers.get("If-None-Match") == state.etag():
                 state.conditional_hits += 1
                 self.send_response(304)

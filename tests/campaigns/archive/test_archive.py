@@ -21,7 +21,7 @@ BASE = "https://mail.shop.test"
 PERSONAL_MJML = """<mjml><mj-body><mj-section><mj-column>
 <mj-text>Hello {{ contact.first_name|default('reader', true) }} {{ contact.last_name }} from {{ contact.city }}
 ({{ contact.email }}). Your code: CODE[{{ coupon.code }}], valid until {{ coupon.expires }}.</mj-text>
-<mj-text><a href="https://shop.test/guide">Read the guide</a> · <a href="{{ preferences_url }}">Preferences</a></mj-text>
+<mj-text><a href="https://shop.test/guide">Read the guide</a> · <a href="{{ preferences_url }}">Settings</a></mj-text>
 </mj-column></mj-section></mj-body></mjml>"""
 ATOM = "{http://www.w3.org/2005/Atom}"
 

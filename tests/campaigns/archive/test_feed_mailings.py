@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.archive import feed_mailings
-from campaigns.archive.fetching import FeedError, fetch
+from campaigns.archive import feed_mailings, fetching
+from campaigns.archive.fetching import FeedError, blocked, fetch
 from campaigns.composing.editor import save_campaign
 from campaigns.composing.starters import starter
 from campaigns.errors import ValidationError
@@ -180,6 +180,35 @@ def test_limits_size_and_time(feed) -> None:
     feed.body = rss(A) + b" " * 5000
     with pytest.raises(FeedError, match="larger than"):
         fetch(feed.url, allow_private=True, max_bytes=4096)
+    feed.delay = 1.0
+    with pytest.raises(FeedError, match="did not answer within 0.2 seconds"):
+        fetch(feed.url, allow_private=True, timeout=0.2)
+
+
+@pytest.mark.parametrize(("address", "refused"), [
+    ("127.0.0.1", True), ("10.1.2.3", True), ("172.16.0.1", True), ("192.168.1.1", True), ("169.254.169.254", True),
+    ("100.64.0.1", True), ("0.0.0.0", True), ("224.0.0.1", True), ("::1", True), ("fe80::1%eth0", True),
+    ("fd00::1", True), ("::ffff:127.0.0.1", True), ("::ffff:10.0.0.1", True),
+    ("93.184.215.14", False), ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", False), ("::ffff:93.184.215.14", False),
+])
+def test_the_ssrf_guard_knows_private_addresses(address: str, refused: bool) -> None:
+    assert blocked(address) is refused
+
+
+def test_redirects_are_checked_again_and_limited(feed, monkeypatch) -> None:
+    with serve(FeedServer(body=rss(C))) as target:
+        feed.redirect_to = target.url
+        assert fetch(feed.url, allow_private=True).body == rss(C)          # followed
+        # Every hop is checked: the feed's own host counts as public here, the redirect's target as private.
+        real = fetching._resolve
+        monkeypatch.setattr(fetching, "_resolve", lambda host, port, allow_private: real(
+            host, port, allow_private or port != target.port))
+        with pytest.raises(FeedError, match="private or local address"):
+            fetch(feed.url)
+        monkeypatch.undo()
+        target.redirect_to = feed.url                                       # a loop
+        with pytest.raises(FeedError, match="redirected more than 3 times"):
+            fetch(feed.url, allow_private=True)
 
 
 def test_save_refuses_bad_input(db_session, mailing) -> None:
