@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from campaigns.archive import feed_items
 from campaigns.archive.fetching import FeedError, check_url, fetch
 from campaigns.db import parse_id
-from campaigns.errors import InvalidState, NotFound, RapportError, ValidationError
+from campaigns.errors import InvalidState, NotFound, ValidationError
 from campaigns.models import Campaign, CampaignStatus, FeedItem, FeedMailing, utcnow
 from campaigns.runtime import Runtime
 from campaigns.sending import lifecycle
@@ -182,7 +182,12 @@ def check(rt: Runtime, mailing_id: int, now: dt.datetime | None = None) -> Check
             mailing.etag, mailing.last_modified = fetched.etag, fetched.last_modified
             _checked(mailing, now, "")
             session.commit()
-    except (FeedError, ValidationError, InvalidState, TemplateError, IntegrityError) as exc:
+    except IntegrityError:
+        # Another check of this mailing (the periodic one and "Check now" at once) recorded the same items first:
+        # it sends them and records its own outcome; this one sent nothing.
+        logger.info("feed mailing %s: a concurrent check recorded the new items first", mailing_id)
+        result.new_items, result.mailed, result.campaign_id = 0, 0, None
+    except (FeedError, ValidationError, InvalidState, TemplateError) as exc:
         result.mailed, result.campaign_id = 0, None
         result.error = _reason(exc)
         logger.warning("feed mailing %s: %s", mailing_id, result.error)
@@ -195,11 +200,7 @@ def check(rt: Runtime, mailing_id: int, now: dt.datetime | None = None) -> Check
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, IntegrityError):
-        return "another check recorded these items at the same moment; nothing was sent twice"
-    if isinstance(exc, TemplateError):
-        return f"the template cannot be sent: {exc}"
-    if isinstance(exc, RapportError) and not isinstance(exc, FeedError):
+    if isinstance(exc, TemplateError | ValidationError | InvalidState):
         return f"the template cannot be sent: {exc}"
     return str(exc)
 
