@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from campaigns.addresses import normalize_email
+from campaigns.archive import feed_mailings, issues
 from campaigns.composing import starters as starter_service
 from campaigns.config import Settings
 from campaigns.coupons.codes import ALPHABET
@@ -26,6 +27,7 @@ from campaigns.models import (
     AutomationTrigger,
     Campaign,
     CampaignKind,
+    CampaignStatus,
     Contact,
     ContactInterest,
     ContactStatus,
@@ -167,6 +169,7 @@ def _seed(session, settings: Settings, n: int) -> None:
     _seed_automations(session, owner, settings)
     seed_history(session, rng, owner, topics[0])   # sent campaigns: reports and dashboard charts
     _seed_notes(session, rng)
+    _seed_archive(session, settings, topics[0])
 
 
 NOTES = (("Allergic to lilies: never send lilies as a gift.", True),
@@ -339,3 +342,22 @@ def _seed_automations(session, owner: Sender, settings: Settings) -> None:
     session.add(Automation(name="Birthday greeting", trigger=AutomationTrigger.DATE, date_field="birthday",
                            days_before=0, send_minute=9 * 60, active=True, activated_at=utcnow(),
                            steps=[AutomationStep(position=0, delay_days=0, template_id=greeting.id)]))
+
+
+def _seed_archive(session, settings: Settings, topic: Topic) -> None:
+    """The sent newsletters in the topic's public archive (/archive/<id>-newsletter), and a feed mailing (off: the
+    demo has no blog) with its "Blog activity report" template."""
+    session.flush()
+    for campaign in session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.FINISHED,
+                                                           Campaign.sent > 0).order_by(Campaign.id)):
+        if topic in campaign.topics:
+            issues.set_archived(session, settings, campaign, topic.id)
+    report = starter_service.starter("blog_report")
+    template = Campaign(name="Blog activity report (feed template)", kind=CampaignKind.NURTURE,
+                        subject=report.subject, preheader=report.preheader, from_name=settings.sender_name,
+                        from_email=settings.sender_email, mjml=report.mjml)
+    template.topics = [topic]
+    session.add(template)
+    session.flush()
+    feed_mailings.save_mailing(session, {"name": "Our blog, monthly", "feed_url": "https://blog.example.com/feed.xml",
+                                         "template_id": template.id, "every_hours": "720", "max_items": "5"})

@@ -86,3 +86,16 @@ def test_the_demo_survey_mail_counts_its_questions_right(demo) -> None:
     assert survey.intro.startswith(f"{words[n]} quick questions")
     # The mail asks the first question; the page it opens has the rest.
     assert f"has {words[n - 1].lower()} more short questions" in " ".join(SURVEY_MJML.split())
+
+
+def test_the_demo_newsletters_are_in_the_public_archive(demo, client) -> None:
+    from campaigns.archive import issues
+    from campaigns.models import ArchivedIssue, FeedMailing, Topic
+
+    topic = demo.scalar(select(Topic).where(Topic.name == "Newsletter"))
+    assert demo.scalar(select(func.count()).select_from(ArchivedIssue)) == 3
+    page = client.get(f"/archive/{issues.topic_ref(topic)}").get_data(as_text=True)
+    assert "Season&#39;s greetings from all of us" in page and "Hello, plans for the new season" in page
+    assert client.get(f"/archive/{issues.topic_ref(topic)}/feed.atom").status_code == 200
+    mailing = demo.scalar(select(FeedMailing))
+    assert mailing is not None and not mailing.active and "feed_items" in mailing.template.mjml
