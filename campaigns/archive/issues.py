@@ -44,6 +44,12 @@ NEUTRAL_CONTACT = {"email": "", "first_name": "", "last_name": "", "full_name": 
 SENT_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED, CampaignStatus.CANCELLED)
 FEED_LENGTH = 20
 _PIXEL = re.compile(r'<img src="" width="1" height="1" alt=""[^>]*>')
+# The unsubscribe and preference links point here in a neutral render; the archive drops them (and a separator
+# next to them): an archive reader has nothing to unsubscribe from.
+RECIPIENT_LINK = "https://recipient-link.invalid/"
+_SEP = r"(?:\s*(?:·|&middot;|&#183;|&#xb7;|\|)\s*)"
+_LINK = r'<a\b[^>]*href="' + re.escape(RECIPIENT_LINK) + r'"[^>]*>.*?</a>'
+_RECIPIENT_LINKS = re.compile(f"{_SEP}{_LINK}|{_LINK}{_SEP}?", re.IGNORECASE | re.DOTALL)
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -90,7 +96,7 @@ def set_archived(session: Session, settings: Settings, campaign: Campaign,
     if topic is None or not topic.public:
         raise ValidationError("choose a public topic for the archive", field="topic_id")
     try:
-        rendered = render_neutral(session, settings, campaign, "")
+        rendered = render_neutral(session, settings, campaign)
     except TemplateError as exc:
         raise ValidationError(f"this campaign cannot be shown without a recipient: {exc}", field="archive") from None
     if issue is not None and issue.topic_id == topic.id:
@@ -181,19 +187,21 @@ def blank_contributions(session: Session, campaign: Campaign) -> dict[str, Any]:
     return {name: _blank(value) for name, value in found.extras.items()}
 
 
-def render_neutral(session: Session, settings: Settings, campaign: Campaign, page_url: str) -> Rendered:
-    """The campaign as nobody in particular gets it; raises TemplateError. page_url stands in for the unsubscribe
-    and preference links (an archive reader has nothing to unsubscribe from)."""
+def render_neutral(session: Session, settings: Settings, campaign: Campaign) -> Rendered:
+    """The campaign as nobody in particular gets it, without unsubscribe and preference links; raises
+    TemplateError."""
     result = compiled(campaign)
     owner = campaign.from_email in ("", FROM_OWNER)
     sender = sender_context(settings.sender_name if owner or not campaign.from_name else campaign.from_name,
                             settings.sender_email if owner else campaign.from_email,
                             postal_address(session, settings))
     ctx = {**blank_contributions(session, campaign), "contact": NEUTRAL_CONTACT, "sender": sender,
-           "unsubscribe_url": page_url or "#", "preferences_url": page_url or "#",
+           "unsubscribe_url": RECIPIENT_LINK, "preferences_url": RECIPIENT_LINK,
            "feed_items": feed_items.values_of(session, campaign.id)}
     rendered = result.render(ctx, lambda i: result.links[i], "")
-    return Rendered(rendered.subject, _PIXEL.sub("", rendered.html), rendered.text)
+    html = _RECIPIENT_LINKS.sub("", _PIXEL.sub("", rendered.html)).replace(RECIPIENT_LINK, "#")
+    text = "\n".join(line for line in rendered.text.splitlines() if RECIPIENT_LINK not in line)
+    return Rendered(rendered.subject, html, text)
 
 
 def entries(session: Session, settings: Settings, topic: Topic, limit: int = 500) -> list[Entry]:
@@ -201,7 +209,7 @@ def entries(session: Session, settings: Settings, topic: Topic, limit: int = 500
     out = []
     for issue, campaign in issues_of(session, topic, limit):
         try:
-            rendered = render_neutral(session, settings, campaign, "")
+            rendered = render_neutral(session, settings, campaign)
         except TemplateError:
             continue
         summary = campaign.preheader.strip() or " ".join(rendered.text.split())[:300]

@@ -90,7 +90,7 @@ def archive_issue(ref: str, slug: str):
         campaign = issues.find_issue(session, topic, slug)
         index_url, _issue, feed_url = _urls(topic)
         signup = issues.signup_url(session, settings, topic.id)
-        rendered = issues.render_neutral(session, settings, campaign, signup or index_url)
+        rendered = issues.render_neutral(session, settings, campaign)
     except NotFound as exc:
         return _not_found(f"Sorry: {exc}.")
     except TemplateError:

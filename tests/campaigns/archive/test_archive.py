@@ -97,6 +97,9 @@ def test_archive_and_feed_show_the_issue_with_no_personal_data(db_session, edito
     assert "Hello reader" in html and "Code: CODE[]" in html.replace("Your code", "Code")
     assert 'href="https://shop.test/guide"' in html                 # the link as written, not tracked
     assert 'width="1" height="1"' not in html                       # no open pixel
+    # No unsubscribe or preference link (the footer's nor the template's own), and no separator left dangling.
+    assert ">Unsubscribe<" not in html and ">Settings<" not in html and "recipient-link.invalid" not in html
+    assert re.search(r"Read the guide</a>\s*(·|&middot;)", html) is None
     assert f"{BASE}/signup/{form.public_id}" in html and f"{BASE}/signup/{form.public_id}" in bodies["index"]
     assert "Spring news for you" in bodies["index"] and "What to sow now" in bodies["index"]
     assert page.headers["Cache-Control"] == "public, max-age=300" and "sandbox" in page.headers[
