@@ -24,7 +24,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from campaigns.archive import feed_items
+from campaigns.archive import feed_items, issues
 from campaigns.archive.fetching import FeedError, check_url, fetch
 from campaigns.db import parse_id
 from campaigns.errors import InvalidState, NotFound, ValidationError
@@ -238,6 +238,12 @@ def _record(rt: Runtime, session: Session, mailing: FeedMailing, items: list[fee
     session.flush()
     lifecycle.start(session, rt, run)
     result.mailed, result.campaign_id = len(mailed), run.id
+    shown = issues.archive_choice(session, template)
+    if shown is not None:     # a template in a public archive: each of its mails is an issue there too
+        try:
+            issues.set_archived(session, rt.settings, run, shown.topic_id)
+        except ValidationError as exc:
+            logger.warning("feed mailing %s: run %s not archived: %s", mailing.id, run.id, exc)
 
 
 def _row(mailing_id: int, item: feed_items.Item, position: int, campaign_id: int | None) -> FeedItem:

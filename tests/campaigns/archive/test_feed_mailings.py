@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.archive import feed_mailings, fetching
+from campaigns.archive import feed_mailings, fetching, issues
 from campaigns.archive.fetching import FeedError, blocked, fetch
 from campaigns.composing.editor import save_campaign
 from campaigns.composing.starters import starter
@@ -243,3 +243,19 @@ def test_admin_creates_switches_on_and_checks_now(db_session, runtime, editor, m
     assert sorted(r for m in outbox.list() for r in m.recipients) == ["person0@example.com", "person1@example.com"]
     html = editor.get(page).get_data(as_text=True)
     assert "Our blog · " in html and "Check now" in html
+
+
+def test_runs_of_an_archived_template_are_archived_with_their_items(db_session, runtime, mailing, feed, work,
+                                                                    client) -> None:
+    template = db_session.get(Campaign, mailing.template_id)
+    topic = template.topics[0]
+    issues.set_archived(db_session, runtime.settings, template, topic.id)
+    db_session.commit()
+    assert feed_mailings.check(runtime, mailing.id).mailed == 2
+    work()
+    ref = issues.topic_ref(topic)
+    index = client.get(f"/archive/{ref}").get_data(as_text=True)
+    assert "New on our blog: Sowing tomatoes" in index
+    page = client.get(f"/archive/{ref}/new-on-our-blog-sowing-tomatoes").get_data(as_text=True)
+    assert "Sowing tomatoes" in page and "Compost basics" in page and "<strong>indoors</strong>" in page
+    assert "person0@example.com" not in page and "Hello there" in page
