@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -259,3 +260,29 @@ def test_runs_of_an_archived_template_are_archived_with_their_items(db_session, 
     page = client.get(f"/archive/{ref}/new-on-our-blog-sowing-tomatoes").get_data(as_text=True)
     assert "Sowing tomatoes" in page and "Compost basics" in page and "<strong>indoors</strong>" in page
     assert "person0@example.com" not in page and "Hello there" in page
+
+
+def test_two_checks_at_the_same_moment_mail_each_item_once(db_session, runtime, mailing, feed, work, outbox,
+                                                           monkeypatch) -> None:
+    """Both checks read "nothing seen yet" before either records: the unique item key lets one of them through.
+    (SQLite serialises writers before the read, so the race only exists on PostgreSQL.)"""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's BEGIN IMMEDIATE serialises the two checks before they read")
+    both_read = threading.Barrier(2, timeout=30)
+    real_copy = feed_mailings._copy
+
+    def copy_after_both_read(template, m):
+        both_read.wait()
+        return real_copy(template, m)
+
+    monkeypatch.setattr(feed_mailings, "_copy", copy_after_both_read)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(feed_mailings.check(runtime, mailing.id)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r.mailed for r in results) == [0, 2] and all(not r.error for r in results)
+    work()
+    assert sorted(r for m in outbox.list() for r in m.recipients) == [f"person{i}@example.com" for i in range(3)]
