@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns import recipient_urls
@@ -149,6 +149,16 @@ def issues_of(session: Session, topic: Topic, limit: int = 500) -> list[tuple[Ar
                            .where(ArchivedIssue.topic_id == topic.id, *_published_conditions())
                            .order_by(Campaign.started_at.desc(), Campaign.id.desc()).limit(limit))
     return [(i, c) for i, c in rows]
+
+
+def archives(session: Session) -> list[tuple[Topic, int]]:
+    """Public topics whose archive shows at least one issue, with how many."""
+    rows = session.execute(select(Topic, func.count(ArchivedIssue.campaign_id))
+                           .join(ArchivedIssue, ArchivedIssue.topic_id == Topic.id)
+                           .join(Campaign, Campaign.id == ArchivedIssue.campaign_id)
+                           .where(Topic.public.is_(True), *_published_conditions())
+                           .group_by(Topic.id).order_by(Topic.name))
+    return [(t, n) for t, n in rows]
 
 
 def find_issue(session: Session, topic: Topic, slug: str) -> Campaign:

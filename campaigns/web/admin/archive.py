@@ -23,8 +23,12 @@ from campaigns.web.lookup import get_or_404
 logger = logging.getLogger(__name__)
 
 
+def _index_url(topic: Topic) -> str:
+    return f"{rt().settings.base_url}/archive/{issues.topic_ref(topic)}"
+
+
 def _archive_url(issue) -> str:
-    return f"{rt().settings.base_url}/archive/{issues.topic_ref(issue.topic)}/{issue.slug}"
+    return f"{_index_url(issue.topic)}/{issue.slug}"
 
 
 @bp.route("/campaigns/<int:campaign_id>/archive", methods=["GET", "POST"])
@@ -61,8 +65,8 @@ def campaign_archive(campaign_id: int):
     return render_template("admin/archive/campaign.html", campaign=campaign, issue=issue, topics=topics,
                            shown=issue is not None and issues.published(campaign),
                            url=_archive_url(issue) if issue is not None else "",
-                           index_url=f"{rt().settings.base_url}/archive/{issues.topic_ref(issue.topic)}"
-                           if issue is not None else ""), status
+                           index_url=_index_url(issue.topic) if issue is not None else "",
+                           archives=[(t, n, _index_url(t)) for t, n in issues.archives(session)]), status
 
 
 @bp.get("/feeds")

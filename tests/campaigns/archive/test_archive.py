@@ -80,8 +80,9 @@ def test_archive_and_feed_show_the_issue_with_no_personal_data(db_session, edito
     issue = issues.archive_choice(fresh(db_session), db_session.get(Campaign, campaign.id))
     ref = f"{topic.id}-newsletter"
     assert issue.slug == "spring-news-for-you"
-    assert f"{BASE}/archive/{ref}/spring-news-for-you" in editor.get(
-        f"/admin/campaigns/{campaign.id}/archive").get_data(as_text=True)
+    admin_page = editor.get(f"/admin/campaigns/{campaign.id}/archive").get_data(as_text=True)
+    assert f"{BASE}/archive/{ref}/spring-news-for-you" in admin_page
+    assert f'<a href="{BASE}/archive/{ref}/feed.atom">Atom feed</a></td><td class="num">1</td>' in admin_page
 
     index = client.get(f"/archive/{ref}")
     page = client.get(f"/archive/{ref}/spring-news-for-you")
