@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from campaigns.runtime import Runtime
 
 MAX_SUMMARY_CHARS = 20_000       # of an item's HTML before sanitising; nh3 closes what the cut leaves open
+MAX_ENTRIES = 500                # items read from one feed (blogs publish 10 to 50); the rest of a huge one is ignored
 ALLOWED_TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "em", "h3", "h4", "i", "li", "ol", "p", "pre", "q",
                 "small", "strong", "sub", "sup", "u", "ul"}
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}}
@@ -95,7 +96,7 @@ def parse(body: bytes) -> list[Item]:
                         + (f" ({str(reason)[:200]})" if reason else ""))
     seen: set[str] = set()
     items: list[Item] = []
-    for entry in parsed.entries:
+    for entry in parsed.entries[:MAX_ENTRIES]:
         title = plain(entry.get("title", ""))[:500]
         link = _web_link(entry.get("link", ""))
         content = entry.get("content") or []

@@ -13,6 +13,7 @@ import ipaddress
 import socket
 import ssl
 import time
+import zlib
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -130,6 +131,8 @@ def fetch(url: str, *, etag: str = "", last_modified: str = "", allow_private: b
             if resp.status != 200:
                 raise FeedError(f"the feed answered HTTP {resp.status} {resp.reason}".rstrip())
             body = _read(resp, max_bytes, deadline)
+            if (resp.getheader("Content-Encoding") or "").strip().lower() in ("gzip", "x-gzip"):
+                body = _gunzip(body, max_bytes)    # sent compressed although we asked for identity
             return Fetched(body=body, etag=(resp.getheader("ETag") or "")[:500],
                            last_modified=(resp.getheader("Last-Modified") or "")[:100], url=url)
         except TimeoutError:
@@ -160,3 +163,15 @@ def _read(resp: http.client.HTTPResponse, max_bytes: int, deadline: float) -> by
         if size > max_bytes:
             raise FeedError(f"the feed is larger than {max_bytes // 1024:,} KB")
         chunks.append(chunk)
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    """A gzip body inflated to at most max_bytes (a small body must not expand into a huge one)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise FeedError(f"the feed's compressed body is broken ({exc})") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise FeedError(f"the feed is larger than {max_bytes // 1024:,} KB")
+    return out

@@ -23,6 +23,7 @@ class FeedServer:
     content_type: str = "application/rss+xml"
     delay: float = 0.0           # seconds to wait before answering (a feed that hangs)
     redirect_to: str = ""        # answer 302 to this address instead
+    encoding: str = ""           # a Content-Encoding header to send (the body is sent as it is)
     requests: int = 0
     conditional_hits: int = 0
     port: int = 0
@@ -72,6 +73,8 @@ def serve(state: FeedServer) -> Iterator[FeedServer]:
             self.send_response(state.status)
             self.send_header("Content-Type", state.content_type)
             self.send_header("Content-Length", str(len(state.body)))
+            if state.encoding:
+                self.send_header("Content-Encoding", state.encoding)
             if state.status == 200:
                 self.send_header("ETag", state.etag())
             self.end_headers()
@@ -80,7 +83,11 @@ def serve(state: FeedServer) -> Iterator[FeedServer]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request, client_address) -> None:
+            pass     # a client that stops reading (the size limit, the timeout) is what some tests do on purpose
+
+    server = Server(("127.0.0.1", 0), Handler)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gzip
 import threading
 
 import pytest
@@ -181,6 +182,13 @@ def test_limits_size_and_time(feed) -> None:
     feed.body = rss(A) + b" " * 5000
     with pytest.raises(FeedError, match="larger than"):
         fetch(feed.url, allow_private=True, max_bytes=4096)
+    # Compressed although identity was asked for: inflated, within the same limit (a gzip bomb is refused).
+    feed.encoding, feed.body = "gzip", gzip.compress(rss(A))
+    assert fetch(feed.url, allow_private=True).body == rss(A)
+    feed.body = gzip.compress(b" " * 100_000)
+    with pytest.raises(FeedError, match="larger than"):
+        fetch(feed.url, allow_private=True, max_bytes=4096)
+    feed.encoding = ""
     feed.delay = 1.0
     with pytest.raises(FeedError, match="did not answer within 0.2 seconds"):
         fetch(feed.url, allow_private=True, timeout=0.2)
