@@ -28,7 +28,7 @@ from campaigns.archive import feed_items, issues
 from campaigns.archive.fetching import FeedError, check_url, fetch
 from campaigns.db import parse_id
 from campaigns.errors import InvalidState, NotFound, ValidationError
-from campaigns.models import Campaign, CampaignStatus, FeedItem, FeedMailing, utcnow
+from campaigns.models import Campaign, CampaignKind, CampaignStatus, FeedItem, FeedMailing, utcnow
 from campaigns.runtime import Runtime
 from campaigns.sending import lifecycle
 from mailer.compose import TemplateError
@@ -67,6 +67,9 @@ def _template(session: Session, raw: Any) -> Campaign:
     if session.scalar(select(exists().where(FeedItem.campaign_id == campaign.id))):
         raise ValidationError(f"“{campaign.name}” was sent by a feed mailing; choose a draft as template",
                               field="template_id")
+    if campaign.kind == CampaignKind.TRANSACTIONAL:
+        raise ValidationError(f"“{campaign.name}” is transactional; a blog report is nurture (or marketing) mail, "
+                              "which the contact policy and unsubscribes govern", field="template_id")
     if not campaign.all_contacts and not campaign.topics and campaign.segment_id is None:
         raise ValidationError(f"the template “{campaign.name}” has no audience: give it topics, a segment or "
                               "“all subscribed contacts”", field="template_id")

@@ -222,6 +222,13 @@ def test_redirects_are_checked_again_and_limited(feed, monkeypatch) -> None:
 
 def test_save_refuses_bad_input(db_session, mailing) -> None:
     template_id = mailing.template_id
+    receipt = save_campaign(db_session, {"name": "Receipt", "kind": "transactional", "subject": "Receipt",
+                                         "mjml": starter("blog_report").mjml, "all_contacts": "1"})
+    db_session.commit()
+    with pytest.raises(ValidationError, match="transactional"):
+        feed_mailings.save_mailing(db_session, {"name": "T", "feed_url": "https://blog.shop.test/feed",
+                                                "template_id": str(receipt.id)})
+    db_session.rollback()
     good = {"name": "Other", "feed_url": "https://blog.shop.test/feed", "template_id": str(template_id)}
     for change, fld in (({"feed_url": "ftp://x.test/feed"}, "feed_url"), ({"name": ""}, "name"),
                         ({"name": "Blog"}, "name"), ({"every_hours": "5"}, "every_hours"),
