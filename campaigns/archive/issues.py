@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from campaigns.accounts.alignment import FROM_OWNER
 from campaigns.accounts.settings_store import postal_address
 from campaigns.archive import feed_items
 from campaigns.composing import contributions, sample
-from campaigns.composing.editor import compiled, sender_context
+from campaigns.composing.editor import compiled, sender_context, source_of
 from campaigns.config import Settings
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import (
@@ -43,6 +44,8 @@ NEUTRAL_CONTACT = {"email": "", "first_name": "", "last_name": "", "full_name": 
                    "interests": []}
 SENT_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED, CampaignStatus.CANCELLED)
 FEED_LENGTH = 20
+_HEADLINES = 4096
+_headlines: OrderedDict[tuple[int, str, str, str], tuple[str, str] | None] = OrderedDict()
 _PIXEL = re.compile(r'<img src="" width="1" height="1" alt=""[^>]*>')
 # The unsubscribe and preference links point here in a neutral render; the archive drops them (and a separator
 # next to them): an archive reader has nothing to unsubscribe from.
@@ -214,17 +217,35 @@ def render_neutral(session: Session, settings: Settings, campaign: Campaign) -> 
     return Rendered(rendered.subject, html, text)
 
 
+def _headline(session: Session, settings: Settings, campaign: Campaign) -> tuple[str, str] | None:
+    """(subject, summary) of a shown campaign, rendered once per process and content (a sent campaign's content
+    never changes), so a list of hundreds of issues does not compile each on every request. None when it no longer
+    renders."""
+    key = (campaign.id, source_of(campaign).content_hash(), campaign.from_name, campaign.from_email)
+    if key in _headlines:
+        _headlines.move_to_end(key)
+        return _headlines[key]
+    try:
+        rendered = render_neutral(session, settings, campaign)
+    except TemplateError:
+        found = None
+    else:
+        summary = campaign.preheader.strip()
+        if not summary or "{" in summary:   # none, or template code: the rendered text says it without the code
+            summary = " ".join(rendered.text.split())[:300]
+        found = (rendered.subject, summary)
+    _headlines[key] = found
+    if len(_headlines) > _HEADLINES:
+        _headlines.popitem(last=False)
+    return found
+
+
 def entries(session: Session, settings: Settings, topic: Topic, limit: int = 500) -> list[Entry]:
     """The topic's issues as the index and the feed list them (a campaign that no longer renders is left out)."""
     out = []
     for issue, campaign in issues_of(session, topic, limit):
-        try:
-            rendered = render_neutral(session, settings, campaign)
-        except TemplateError:
-            continue
-        summary = campaign.preheader.strip() or " ".join(rendered.text.split())[:300]
-        if "{" in summary:     # a preheader with template code: the rendered text says it without the code
-            summary = " ".join(rendered.text.split())[:300]
-        out.append(Entry(campaign.id, issue.slug, rendered.subject, summary,
-                         campaign.started_at or campaign.finished_at or issue.archived_at))
+        found = _headline(session, settings, campaign)
+        if found is not None:
+            out.append(Entry(campaign.id, issue.slug, found[0], found[1],
+                             campaign.started_at or campaign.finished_at or issue.archived_at))
     return out

@@ -160,7 +160,7 @@ def runtime_settings(client):
     return client.application.extensions["rapport"].settings
 
 
-def test_caching_escaping_and_the_one_address(db_session, editor, client, sent) -> None:
+def test_caching_escaping_and_the_one_address(db_session, editor, client, sent, monkeypatch) -> None:
     campaign, topic = sent
     topic.name = "Tips & <Tricks>"
     campaign.subject = "Soil & <b>roots</b>\x07"
@@ -171,6 +171,11 @@ def test_caching_escaping_and_the_one_address(db_session, editor, client, sent) 
     index = client.get(f"/archive/{ref}")
     body = index.get_data(as_text=True)
     assert "Tips &amp; &lt;Tricks&gt;" in body and "<Tricks>" not in body and "<b>roots" not in body
+    # The list renders each issue once per process and content, not on every request.
+    rendered = []
+    real = issues.render_neutral
+    monkeypatch.setattr(issues, "render_neutral", lambda *a: rendered.append(a) or real(*a))
+    assert client.get(f"/archive/{ref}").get_data(as_text=True) == body and rendered == []
     again = client.get(f"/archive/{ref}", headers={"If-None-Match": index.headers["ETag"]})
     assert again.status_code == 304 and again.get_data() == b""
     feed = client.get(f"/archive/{ref}/feed.atom").get_data()
