@@ -161,7 +161,13 @@ def run_due(rt: Runtime, now: dt.datetime | None = None) -> dict[str, int]:
         ids = due(session, now)
     out = {"checked": 0, "mailed": 0, "failed": 0}
     for mailing_id in ids:
-        result = check(rt, mailing_id, now)
+        try:
+            result = check(rt, mailing_id, now)
+        except Exception:   # a bug or an outage: logged with its traceback, and the other mailings still checked
+            logger.exception("feed mailing %s: the check failed", mailing_id)
+            out["checked"] += 1
+            out["failed"] += 1
+            continue
         out["checked"] += 1
         out["mailed"] += result.mailed
         out["failed"] += bool(result.error)

@@ -301,3 +301,22 @@ def test_two_checks_at_the_same_moment_mail_each_item_once(db_session, runtime, 
     assert sorted(r.mailed for r in results) == [0, 2] and all(not r.error for r in results)
     work()
     assert sorted(r for m in outbox.list() for r in m.recipients) == [f"person{i}@example.com" for i in range(3)]
+
+
+def test_a_mailing_whose_check_crashes_does_not_stop_the_others(db_session, runtime, mailing, feed, work, outbox,
+                                                                monkeypatch) -> None:
+    other = feed_mailings.save_mailing(db_session, {"name": "Blog again", "feed_url": feed.url + "?again",
+                                                    "template_id": str(mailing.template_id)})
+    feed_mailings.set_active(db_session, other, True)
+    db_session.commit()
+    real = feed_mailings.fetch
+
+    def crash_for_the_first(url, **kwargs):
+        if url == feed.url:
+            raise RuntimeError("a bug")
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(feed_mailings, "fetch", crash_for_the_first)
+    assert feed_mailings.run_due(runtime) == {"checked": 2, "mailed": 2, "failed": 1}
+    work()
+    assert len(outbox.list()) == 3
