@@ -16,6 +16,7 @@ from campaigns.composing.editor import save_campaign
 from campaigns.composing.starters import starter
 from campaigns.errors import ValidationError
 from campaigns.models import Campaign, FeedItem, FeedMailing
+from campaigns.sending import sweeper
 from tests.campaigns.archive.feeds import FeedServer, rss, serve
 from tests.helpers import csrf, fresh
 
@@ -110,6 +111,21 @@ def test_a_worker_dying_after_the_check_sends_nothing_twice(db_session, runtime,
     assert sorted(r for m in outbox.list() for r in m.recipients) == [f"person{i}@example.com" for i in range(3)]
     fresh(db_session)
     assert db_session.scalar(select(func.count()).select_from(Campaign).where(Campaign.name.like("Blog ·%"))) == 1
+
+
+def test_a_lost_dispatch_job_is_recovered_by_the_sweeper(db_session, runtime, mailing, feed, work, outbox) -> None:
+    """The worker dies right after the check committed (its dispatch job lost): the items are recorded and the run
+    is running, so the sweeper dispatches it; each item still goes out exactly once."""
+    result = feed_mailings.check(runtime, mailing.id)
+    assert result.mailed == 2
+    runtime.queue.empty()
+    runtime.redis.delete(sweeper.marker(runtime, sweeper.Work.DISPATCH, result.campaign_id))
+    work()
+    assert outbox.list() == []
+    assert feed_mailings.check(runtime, mailing.id, dt.datetime.now(dt.UTC) + LATER).mailed == 0
+    assert sweeper.sweep(runtime)["dispatch"] == 1
+    work()
+    assert sorted(r for m in outbox.list() for r in m.recipients) == [f"person{i}@example.com" for i in range(3)]
 
 
 def test_broken_feed_is_shown_in_the_admin_and_nothing_is_sent(db_session, runtime, mailing, feed, work, outbox,
