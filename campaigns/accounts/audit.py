@@ -46,6 +46,7 @@ class Action(StrEnum):
     SURVEY_ANSWERS_EXPORT = "survey.answers_export"
     API_KEY_CREATE = "settings.api_key_create"
     API_KEY_REVOKE = "settings.api_key_revoke"
+    CAMPAIGN_ARCHIVE = "campaign.archive"      # shown in (or taken out of) a public archive
 
 
 def record(session: Session, actor: str, action: Action | str, target: str = "", detail: str = "",

@@ -10,12 +10,14 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from campaigns import queueing
+from campaigns.accounts.audit import Action
 from campaigns.archive import feed_mailings, issues
 from campaigns.composing.editor import get_campaign
 from campaigns.db import parse_id
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import FeedMailing, Topic
 from campaigns.queueing import Job
+from campaigns.web.admin.audit import audit
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
 from campaigns.web.lookup import get_or_404
@@ -45,8 +47,15 @@ def campaign_archive(campaign_id: int):
         try:
             if request.form.get("archive") == "1" and topic_id is None:
                 raise ValidationError("choose the topic whose archive shows the campaign", field="topic_id")
+            before = issues.archive_choice(session, campaign)
+            was = (before.topic_id, before.slug) if before is not None else None
             issue = issues.set_archived(session, rt().settings, campaign, topic_id)
             session.commit()
+            now = (issue.topic_id, issue.slug) if issue is not None else None
+            if now != was:
+                audit(Action.CAMPAIGN_ARCHIVE, f"campaign {campaign.id}",
+                      f"{campaign.name}: " + (f"public at {_archive_url(issue)}" if issue is not None
+                                              else "taken out of the public archive"))
             if issue is None:
                 flash("The campaign is not in the public archive.", "info")
             elif issues.published(campaign):

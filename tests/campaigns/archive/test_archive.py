@@ -7,11 +7,12 @@ from xml.etree import ElementTree as ET
 
 import feedparser
 import pytest
+from sqlalchemy import select
 
 from campaigns.archive import issues
 from campaigns.composing.editor import save_campaign
 from campaigns.errors import ValidationError
-from campaigns.models import Campaign, Topic
+from campaigns.models import AuditEntry, Campaign, Topic
 from campaigns.sending import lifecycle
 from campaigns.signup import forms as signup_forms
 from tests.campaigns.coupons.test_coupons import make_pool
@@ -132,9 +133,13 @@ def test_only_archived_sent_campaigns_appear(db_session, runtime, editor, client
     _send(db_session, runtime, db_session.get(Campaign, draft.id), work)   # sent: now it appears
     assert "Draft news" in client.get(f"/archive/{ref}").get_data(as_text=True)
     assert client.get(f"/archive/{ref}/draft-news").status_code == 200
-    # Taken out of the archive: gone.
+    # Taken out of the archive: gone. Both are in the audit log.
     assert archive(editor, campaign.id, None).status_code == 303
     assert client.get(f"/archive/{ref}/spring-news-for-you").status_code == 404
+    fresh(db_session)
+    logged = [(e.action, e.detail) for e in db_session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert logged[-1] == ("campaign.archive", "Spring: taken out of the public archive")
+    assert ("campaign.archive", f"Spring: public at {BASE}/archive/{ref}/spring-news-for-you") in logged
     for path in ("/archive/999999", "/archive/abc", f"/archive/{ref}/no-such-issue", f"/archive/{ref}/../x"):
         assert client.get(path).status_code == 404, path
 
