@@ -191,3 +191,21 @@ def test_caching_escaping_and_the_one_address(db_session, editor, client, sent, 
     moved = client.get(f"/archive/{topic.id}-old-name")
     assert moved.status_code == 301 and moved.headers["Location"].endswith(f"/archive/{ref}")
     assert client.head(f"/archive/{ref}").status_code == 200
+
+
+def test_the_api_reads_a_campaigns_place_in_the_archive(db_session, editor, client, sent) -> None:
+    from campaigns.accounts import api_keys
+
+    campaign, topic = sent
+    key = api_keys.create_key(db_session, "Site", ["campaigns:read"]).secret
+    db_session.commit()
+    headers = {"Authorization": f"Bearer {key}"}
+    url = f"/api/v1/campaigns/{campaign.id}/archive"
+    assert client.get(url, headers=headers).get_json() == {
+        "campaign_id": campaign.id, "archived": False, "shown": False, "topic_id": None, "url": None}
+    assert archive(editor, campaign.id, topic.id).status_code == 303
+    assert client.get(url, headers=headers).get_json() == {
+        "campaign_id": campaign.id, "archived": True, "shown": True, "topic_id": topic.id,
+        "url": f"{BASE}/archive/{topic.id}-newsletter/spring-news-for-you"}
+    assert client.get(url).status_code == 401
+    assert client.get("/api/v1/feed-mailings", headers=headers).get_json() == {"data": []}

@@ -10,6 +10,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from campaigns.accounts import api_keys
 from campaigns.archive import feed_mailings, fetching, issues
 from campaigns.archive.fetching import FeedError, blocked, fetch
 from campaigns.composing.editor import save_campaign
@@ -140,6 +141,11 @@ def test_broken_feed_is_shown_in_the_admin_and_nothing_is_sent(db_session, runti
     assert outbox.list() == []
     page = editor.get(f"/admin/feeds/{mailing.id}").get_data(as_text=True)
     assert "Last check failed, nothing was sent: the feed answered HTTP 500" in page
+    key = api_keys.create_key(fresh(db_session), "Site", ["campaigns:read"]).secret
+    db_session.commit()
+    listed = editor.get("/api/v1/feed-mailings", headers={"Authorization": f"Bearer {key}"}).get_json()["data"]
+    assert [(m["name"], m["active"], m["last_error"]) for m in listed] == [
+        ("Blog", True, "the feed answered HTTP 500 Internal Server Error")]
     assert "problem" in editor.get("/admin/feeds").get_data(as_text=True)
     fresh(db_session)
     m = db_session.get(FeedMailing, mailing.id)
