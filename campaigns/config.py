@@ -136,6 +136,9 @@ class Settings:
     webhook_disable_after: int = 86400
     webhook_disable_failures: int = 10
     webhook_keep_days: int = 30
+    # RSS-to-email reads feeds from the public internet only; 1 also allows private and local addresses (an
+    # intranet blog, tests): RAPPORT_FEEDS_ALLOW_PRIVATE (campaigns.archive.fetching).
+    feeds_allow_private: bool = False
 
     @property
     def smtp_capture_url(self) -> str:
@@ -311,6 +314,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sentry_dsn=env.get("SENTRY_DSN", ""),
         webhooks_allow_private=env.get("RAPPORT_WEBHOOKS_ALLOW_PRIVATE", "").strip().lower() in TRUE,
         webhook_timeout=float(max(1, _int(env, "RAPPORT_WEBHOOK_TIMEOUT", 5))),
+        feeds_allow_private=env.get("RAPPORT_FEEDS_ALLOW_PRIVATE", "").strip().lower() in TRUE,
     )
 
 

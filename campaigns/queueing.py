@@ -51,6 +51,7 @@ class Job(StrEnum):
     ROUTE_WEBHOOKS = "route_webhooks"
     DELIVER_WEBHOOKS = "deliver_webhooks"
     REPLY_MAIL = "reply_mail"
+    RUN_FEED_MAILINGS = "run_feed_mailings"
 
     @property
     def path(self) -> str:
@@ -102,6 +103,7 @@ RUNS: dict[Job, Run] = {
     Job.ROUTE_WEBHOOKS: Run(timeout=600, result_ttl=0),
     Job.DELIVER_WEBHOOKS: Run(timeout=900, result_ttl=0),
     Job.REPLY_MAIL: Run(timeout=600),
+    Job.RUN_FEED_MAILINGS: Run(timeout=HOUR),
 }
 
 
@@ -183,6 +185,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("reply-mail", Job.REPLY_MAIL,
                  "forward replies to their owner and send answers written in the admin (retries what failed)",
                  every=dt.timedelta(minutes=2)),
+    PeriodicTask("feed-mailings", Job.RUN_FEED_MAILINGS,
+                 "check the feeds of active RSS-to-email mailings that are due and mail their new items",
+                 every=dt.timedelta(minutes=5)),
 )}
 
 

@@ -21,6 +21,7 @@ from campaigns import (
     runtime,
     storage,
 )
+from campaigns.archive import feed_mailings
 from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
 from campaigns.feedback import engagement
@@ -195,3 +196,10 @@ def route_webhooks() -> int:
 def deliver_webhooks(endpoint_id: int) -> dict:
     """Post one endpoint's due webhook deliveries (retries included), oldest first."""
     return asdict(webhook_delivery.deliver(runtime.current(), endpoint_id))
+
+
+# -- RSS-to-email ------------------------------------------------------------------------------------------------
+
+def run_feed_mailings() -> dict:
+    """Check the feeds of due feed mailings and mail their new items (campaigns.archive.feed_mailings)."""
+    return feed_mailings.run_due(runtime.current())

@@ -55,6 +55,7 @@ class Action(StrEnum):
     WEBHOOK_ROTATE = "webhook.rotate_secret"
     WEBHOOK_REPLAY = "webhook.replay"
     WEBHOOK_TEST = "webhook.test"
+    CAMPAIGN_ARCHIVE = "campaign.archive"      # shown in (or taken out of) a public archive
 
 
 def record(session: Session, actor: str, action: Action | str, target: str = "", detail: str = "",

@@ -73,6 +73,10 @@ _STARTERS = (
             "{{ contact.first_name|default('Hello', true) }}, how did your order go?", "One click, no form"),
     Starter("order_review", "Leave a review", "A review request some weeks after an order; point the button at "
             "your review page.", "nurture", "Would you review your order?", "Two minutes that help others choose"),
+    Starter("blog_report", "Blog activity report", "The new articles of your blog's RSS/Atom feed, each with its "
+            "summary and a link (for a feed mailing: Feeds → New feed mailing).", "nurture",
+            "New on our blog: {{ feed_items[0].title if feed_items else 'our latest articles' }}",
+            "Our latest articles, with a short summary of each"),
 )
 # Starters used by one feature only, not offered in the composer's chooser (the personal apology mail, the digest).
 _FEATURE_STARTERS = frozenset({"apology", "digest"})

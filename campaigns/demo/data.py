@@ -15,6 +15,7 @@ from werkzeug.security import generate_password_hash
 from campaigns.addresses import normalize_email
 from campaigns.automations.runs import set_active
 from campaigns.automations.starter import create_post_purchase
+from campaigns.archive import feed_mailings, issues
 from campaigns.composing import starters as starter_service
 from campaigns.config import Settings
 from campaigns.coupons.codes import ALPHABET
@@ -29,6 +30,7 @@ from campaigns.models import (
     AutomationTrigger,
     Campaign,
     CampaignKind,
+    CampaignStatus,
     Contact,
     ContactInterest,
     ContactStatus,
@@ -171,6 +173,7 @@ def _seed(session, settings: Settings, n: int) -> None:
     seed_history(session, rng, owner, topics[0])   # sent campaigns: reports and dashboard charts
     _seed_notes(session, rng)
     seed_replies(session, settings, rng)
+    _seed_archive(session, settings, topics[0])
 
 
 NOTES = (("Allergic to lilies: never send lilies as a gift.", True),
@@ -346,3 +349,22 @@ def _seed_automations(session, owner: Sender, settings: Settings) -> None:
     # Post-purchase (switched on): a thank-you for every new order, "How did it go?" after 3 days, a review request
     # after 14 — the starter the automations page offers.
     set_active(session, create_post_purchase(session, "https://greenthumb.example/reviews", "After an order"), True)
+
+
+def _seed_archive(session, settings: Settings, topic: Topic) -> None:
+    """The sent newsletters in the topic's public archive (/archive/<id>-newsletter), and a feed mailing (off: the
+    demo has no blog) with its "Blog activity report" template."""
+    session.flush()
+    for campaign in session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.FINISHED,
+                                                           Campaign.sent > 0).order_by(Campaign.id)):
+        if topic in campaign.topics:
+            issues.set_archived(session, settings, campaign, topic.id)
+    report = starter_service.starter("blog_report")
+    template = Campaign(name="Blog activity report (feed template)", kind=CampaignKind.NURTURE,
+                        subject=report.subject, preheader=report.preheader, from_name=settings.sender_name,
+                        from_email=settings.sender_email, mjml=report.mjml)
+    template.topics = [topic]
+    session.add(template)
+    session.flush()
+    feed_mailings.save_mailing(session, {"name": "Our blog, monthly", "feed_url": "https://blog.example.com/feed.xml",
+                                         "template_id": template.id, "every_hours": "720", "max_items": "5"})

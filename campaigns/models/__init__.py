@@ -3,6 +3,7 @@
 # ruff: noqa: F403
 from campaigns.models.accounts import *
 from campaigns.models.api import *
+from campaigns.models.archive import *
 from campaigns.models.audit import *
 from campaigns.models.automations import *
 from campaigns.models.columns import *

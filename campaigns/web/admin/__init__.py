@@ -6,6 +6,7 @@ registers all admin pages on that blueprint.
 
 from campaigns.web.admin import (  # noqa: F401  (register the views on the blueprint)
     api_keys,
+    archive,
     audit,
     auth,
     automations,

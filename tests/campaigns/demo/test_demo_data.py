@@ -110,3 +110,16 @@ def test_a_few_customers_replied_and_one_was_out_of_office(demo) -> None:
                                                 Event.type.in_([EventType.REPLY, EventType.AUTO_REPLY])))
         sent = demo.scalar(select(Send.sent_at).where(Send.id == r.send_id))
         assert event.occurred_at == r.received_at and sent < r.received_at <= dt.datetime.now(dt.UTC)
+
+
+def test_the_demo_newsletters_are_in_the_public_archive(demo, client) -> None:
+    from campaigns.archive import issues
+    from campaigns.models import ArchivedIssue, FeedMailing, Topic
+
+    topic = demo.scalar(select(Topic).where(Topic.name == "Newsletter"))
+    assert demo.scalar(select(func.count()).select_from(ArchivedIssue)) == 3
+    page = client.get(f"/archive/{issues.topic_ref(topic)}").get_data(as_text=True)
+    assert "Season&#39;s greetings from all of us" in page and "Hello, plans for the new season" in page
+    assert client.get(f"/archive/{issues.topic_ref(topic)}/feed.atom").status_code == 200
+    mailing = demo.scalar(select(FeedMailing))
+    assert mailing is not None and not mailing.active and "feed_items" in mailing.template.mjml

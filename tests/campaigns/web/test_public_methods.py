@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select, text
 
+from campaigns.archive import issues as archive_issues
 from campaigns.db import Base
-from campaigns.models import Contact, ContactStatus, Send, Signup
+from campaigns.models import Campaign, Contact, ContactStatus, Send, Signup, Topic
 from campaigns.signup import service as signup_service
 from mailer.tracking import Purpose
 from tests.campaigns.surveys.test_surveys import BROWSER, send_survey
@@ -51,6 +52,10 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
     link_id = db_session.execute(text("SELECT min(id) FROM link")).scalar()
     db_session.rollback()
     assert signup is not None and send is not None and link_id
+    topic = db_session.get(Topic, contacts[0].subscriptions[0].topic_id)
+    issue = archive_issues.set_archived(db_session, runtime.settings, db_session.get(Campaign, campaign.id), topic.id)
+    ref, slug = archive_issues.topic_ref(topic), issue.slug
+    db_session.commit()
     day = (dt.datetime.now(dt.UTC).date() - dt.date(1970, 1, 1)).days
     seal = runtime.tokens.seal
     contact_id = contacts[0].id
@@ -64,6 +69,9 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
         "public.web_version": lambda: {"token": seal(Purpose.WEB, send.id)},
         "public.open_pixel": lambda: {"token": seal(Purpose.OPEN, send.id)},
         "public.click": lambda: {"token": seal(Purpose.CLICK, send.id, link_id)},
+        "public.archive_index": lambda: {"ref": ref},
+        "public.archive_issue": lambda: {"ref": ref, "slug": slug},
+        "public.archive_feed": lambda: {"ref": ref},
         "public.relay_events": dict,
         "public.relay_native": lambda: {"relay": "sendgrid"},
         "static": lambda: {"filename": "admin.css"},
@@ -100,6 +108,7 @@ def test_get_head_and_options_change_nothing_on_any_public_route(app, client, db
                 answered.append((method, rule.endpoint, r.status_code))
                 assert dump(db_session) == before, f"{method} {rule.rule} changed the database"
     assert ("HEAD", "public.unsubscribe", 200) in answered and ("GET", "public.survey", 200) in answered
+    assert ("GET", "public.archive_issue", 200) in answered and ("HEAD", "public.archive_feed", 200) in answered
     assert fresh(db_session).get(Contact, contact_id).status == ContactStatus.SUBSCRIBED
 
 
