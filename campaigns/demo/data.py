@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from campaigns.addresses import normalize_email
+from campaigns.archive import feed_mailings, issues
 from campaigns.automations.runs import set_active
 from campaigns.automations.starter import create_post_purchase
-from campaigns.archive import feed_mailings, issues
 from campaigns.composing import starters as starter_service
 from campaigns.config import Settings
 from campaigns.coupons.codes import ALPHABET
