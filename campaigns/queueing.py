@@ -48,6 +48,7 @@ class Job(StrEnum):
     DRAIN_HITS = "drain_hits"
     DECAY_SCORES = "decay_scores"
     RENDER_POST = "render_post"
+    DECIDE_AB_TESTS = "decide_ab_tests"
 
     @property
     def path(self) -> str:
@@ -96,6 +97,7 @@ RUNS: dict[Job, Run] = {
     Job.DRAIN_HITS: Run(timeout=300, result_ttl=0),
     Job.DECAY_SCORES: Run(),
     Job.RENDER_POST: Run(timeout=HOUR),
+    Job.DECIDE_AB_TESTS: Run(timeout=600),
 }
 
 
@@ -171,6 +173,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("export-cleanup", Job.CLEANUP_EXPORTS,
                  "delete contact export files older than RAPPORT_EXPORT_KEEP_HOURS",
                  every=dt.timedelta(hours=1)),
+    PeriodicTask("abtest-decisions", Job.DECIDE_AB_TESTS,
+                 "judge A/B tests whose time has come and send the winner to the rest",
+                 every=dt.timedelta(minutes=1)),
 )}
 
 

@@ -21,6 +21,7 @@ from campaigns import (
     runtime,
     storage,
 )
+from campaigns.abtests import decide as ab_decide
 from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
 from campaigns.feedback import engagement
@@ -176,3 +177,10 @@ def refresh_summary(kind: str, args: list) -> None:
 def render_post(run_id: int) -> dict:
     """Choose and record a print run's letters and write its PDF, label sheet and CSV (progress on the run)."""
     return post_runs.run(runtime.current(), run_id)
+
+
+# -- A/B tests ---------------------------------------------------------------------------------------------------
+
+def decide_ab_tests() -> int:
+    """Decide every A/B test whose time has come; the winner (or default) goes to the rest."""
+    return ab_decide.decide_due(runtime.current())

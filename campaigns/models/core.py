@@ -10,7 +10,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, false
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, SmallInteger, String, Table, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
@@ -158,6 +158,8 @@ class Send(Base):
     smtp_code: Mapped[int | None] = mapped_column(Integer)   # last SMTP reply code
     # Why a held or skipped send did not go out; "" for the others.
     reason: Mapped[SendReason | str] = mapped_column(String(20), default="", server_default="")
+    # The A/B test variant this send renders (0 = A, the campaign itself); None without a test.
+    variant: Mapped[int | None] = mapped_column(SmallInteger)
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),

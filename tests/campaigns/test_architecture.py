@@ -26,6 +26,7 @@ LEVELS: dict[str, int] = {
     "sending": 4,
     **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations", "orders", "notes", "post"], 5),
     **dict.fromkeys(["reports", "ops", "demo"], 6),
+    "abtests": 5,
     **dict.fromkeys(["web", "tasks", "capabilities", "cli", "check", "gunicorn_conf", "__main__"], 7),
 }
 # Package __init__ files hold a docstring only, except blueprint packages, which import their view modules.

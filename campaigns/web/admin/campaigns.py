@@ -20,7 +20,7 @@ from campaigns.db import parse_id
 from campaigns.errors import RapportError, ValidationError
 from campaigns.models import Automation, AutomationStep, Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.reports import summaries
-from campaigns.sending import delivery, scheduling
+from campaigns.sending import delivery, scheduling, test_sends
 from campaigns.sending import lifecycle as sending
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -278,7 +278,7 @@ def campaign_test(campaign_id: int):
         return redirect(url_for("admin.campaign", campaign_id=campaign_id))
     try:
         session.commit()   # the test is sent from a session of its own
-        sent = delivery.send_test(rt(), obj.id, addresses, as_contact_id=as_contact.id if as_contact else None)
+        sent = test_sends.send_test(rt(), obj.id, addresses, as_contact_id=as_contact.id if as_contact else None)
         who = f" as {as_contact.email}" if as_contact else ""
         audit(Action.CAMPAIGN_TEST, f"campaign {obj.id}", f"to {', '.join(sent)}{who}")
         flash(f"Test sent to {', '.join(sent)}{who}.", "info")
