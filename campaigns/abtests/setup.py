@@ -51,7 +51,8 @@ def read_variants(data: Mapping[str, Any]) -> list[dict[str, str]]:
         if values["from_email"]:
             values["from_email"] = normalize_email(values["from_email"], own_address=True)
         elif values["from_name"]:
-            raise ValidationError(f"variant {letter}: a sender name needs its address too", field=f"from_email_{position}")
+            raise ValidationError(f"variant {letter}: a sender name needs its address too",
+                                  field=f"from_email_{position}")
         out.append(values)
     return out
 

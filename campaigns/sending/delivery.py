@@ -1,5 +1,6 @@
 """Delivery: a campaign's messages composed per recipient (CampaignMailer), batch jobs that claim, send and record
-them (send_batch); test sends are campaigns.sending.test_sends. Starting, dispatching and finishing campaigns is campaigns.sending.lifecycle.
+them (send_batch); test sends are campaigns.sending.test_sends. Starting, dispatching and finishing campaigns is
+campaigns.sending.lifecycle.
 
 A batch claims rows (queued -> sending, with this process as owner and a short lease, campaigns.sending.claims)
 and commits *before* talking SMTP; each message's hand-off is recorded in Redis right before it goes to the relay
@@ -13,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,6 @@ from campaigns.composing import contributions
 from campaigns.composing import editor as campaign_service
 from campaigns.composing.contributions import Contributor, Hold, Recipient
 from campaigns.config import PolicySettings
-from campaigns.contacts.records import normalize_email, personalization
-from campaigns.errors import ValidationError
 from campaigns.models import (
     Campaign,
     CampaignKind,
@@ -43,15 +41,14 @@ from campaigns.models import (
 )
 from campaigns.runtime import Runtime
 from campaigns.sending import claims, release, reputation
-from campaigns.sending import variants as variants_service
 from campaigns.sending import policy as policy_service
+from campaigns.sending import variants as variants_service
 from campaigns.sending.finishing import maybe_finish
 from campaigns.sending.handoff import Handoff
 from campaigns.sending.lifecycle import UNSENDABLE, pause
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
-from mailer.transport import DeliveryError
 
 logger = logging.getLogger(__name__)
 

@@ -44,7 +44,8 @@ def send_test(rt: Runtime, campaign_id: int, addresses: Sequence[str], as_contac
             name, cid = "", 0
             variables = {"email": email, "first_name": "", "last_name": "", "full_name": ""}
         # send id 0: tracking links of a test message work but record nothing.
-        envelope_from, data = mailer.message(0, cid, name, email, variables, subject_prefix="[Test] ", variant=variant or 0,
+        envelope_from, data = mailer.message(0, cid, name, email, variables, subject_prefix="[Test] ",
+                                             variant=variant or 0,
                                              owner_id=as_contact.owner_id if as_contact is not None else None)
         try:
             pool.send(envelope_from, [email], data)

@@ -8,8 +8,8 @@ from html import unescape
 from sqlalchemy import func, select
 
 from campaigns.models import Event, Send
-from campaigns.sending import test_sends
 from campaigns.sending import lifecycle as sending
+from campaigns.sending import test_sends
 from mailer.tracking import Purpose
 from tests.campaigns.web.test_admin import admin_user, logged_in  # noqa: F401 - fixtures
 
