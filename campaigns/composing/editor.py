@@ -6,6 +6,7 @@ composer's preview is campaigns.composing.preview, the starter templates campaig
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 from collections import OrderedDict
@@ -244,6 +245,13 @@ def link_ids(session: Session, campaign_id: int, base: int = 0) -> list[int]:
     """Link ids of a campaign (or of its A/B variant whose links start at base) ordered by position."""
     return list(session.scalars(select(Link.id).where(Link.campaign_id == campaign_id, Link.position >= base,
                                                       Link.position < base + LINK_STRIDE).order_by(Link.position)))
+
+
+def links_per_message(session: Session, campaign_id: int) -> dict[int, int]:
+    """link id -> how many links the message holding it has (a campaign's, or one A/B variant's: its block)."""
+    rows = session.execute(select(Link.id, Link.position).where(Link.campaign_id == campaign_id)).all()
+    per_block = collections.Counter(position // LINK_STRIDE for _id, position in rows)
+    return {link_id: per_block[position // LINK_STRIDE] for link_id, position in rows}
 
 
 # ---------------------------------------------------------------- sender identity

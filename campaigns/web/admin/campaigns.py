@@ -20,7 +20,7 @@ from campaigns.db import parse_id
 from campaigns.errors import RapportError, ValidationError
 from campaigns.models import Automation, AutomationStep, Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.reports import summaries
-from campaigns.sending import delivery, scheduling, test_sends
+from campaigns.sending import delivery, scheduling, test_sends, variants
 from campaigns.sending import lifecycle as sending
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -217,7 +217,7 @@ def campaign(campaign_id: int):
         select(Automation).join(AutomationStep, AutomationStep.automation_id == Automation.id)
         .where(AutomationStep.template_id == obj.id).distinct().order_by(Automation.name)))
     return render_template("admin/campaign.html", campaign=obj, error=error, subject_sample=subject_sample,
-                           automations=used_by,
+                           automations=used_by, ab_test=variants.test_of(session, obj.id),
                            subject_for=first.email if first else "a sample contact",
                            audience=g.audience,
                            base_url_warning=campaign_service.base_url_warning(rt().settings),
