@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
+from campaigns.abtests import report as ab_report
 from campaigns.composing.editor import get_campaign
 from campaigns.coupons.reports import campaign_stats as coupon_stats
 from campaigns.models import (
@@ -36,7 +37,8 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
     open_rate (human opens / delivered), clicks_human (unique recipients), clicks_machine, click_rate,
     links (per link: url, unique human clicks, total human clicks, machine clicks), unsubscribes,
     bounces_hard, bounces_soft, complaints,
-    coupons (issued, delivered, redeemed, expired, redemption_rate; None without coupons).
+    coupons (issued, delivered, redeemed, expired, redemption_rate; None without coupons),
+    ab_test (campaigns.abtests.report.summary; None without an A/B test).
     """
     campaign = get_campaign(session, campaign_id)
     sent = session.scalar(select(func.count()).select_from(Send).where(
@@ -94,6 +96,8 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
         "complaints": contacts_with(EventType.COMPLAINT),
         # The campaign's coupons (issued, delivered, redeemed, expired, rate), from the pool's own report.
         "coupons": coupon_stats(session, campaign.id),
+        # The A/B test: per-variant figures of the test share, the decision and its confidence (None without one).
+        "ab_test": ab_report.summary(session, campaign.id),
     }
 
 

@@ -16,6 +16,7 @@ from campaigns.abtests import decide
 from campaigns.models import AbOutcome, AbPhase, AbTest, Campaign, CampaignStatus, Event, Send
 from campaigns.queueing import Job
 from campaigns.reports.campaign_report import campaign_report
+from campaigns.sending import lifecycle
 from tests.helpers import csrf, fresh
 
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -59,7 +60,7 @@ def make_due(db_session, campaign_id: int, hours: int = 3) -> None:
     """Pretend the campaign started (and its mail went out) some hours ago: the decision is due, and clicks are
     not 'seconds after delivery'."""
     earlier = dt.timedelta(hours=hours)
-    c = db_session.get(Campaign, campaign_id)
+    c = fresh(db_session).get(Campaign, campaign_id)
     c.started_at -= earlier
     for send in db_session.scalars(select(Send).where(Send.campaign_id == campaign_id, Send.sent_at.is_not(None))):
         send.sent_at -= earlier
@@ -181,10 +182,10 @@ def test_the_decision_waits_for_the_test_share_to_go_out_and_for_a_paused_campai
     set_up(editor, campaign, test_percent="50")
     start(editor, campaign)
     make_due(db_session, campaign.id)
-    db_session.execute(update(Campaign).where(Campaign.id == campaign.id).values(dispatched_at=dt.datetime.now(dt.UTC)))
-    db_session.commit()
-    # Rows not created yet / still queued: nothing judged.
-    assert decide.decide_due(runtime) == 0
+    assert decide.decide_due(runtime) == 0          # not dispatched yet
+    fresh(db_session)
+    assert lifecycle.dispatch(runtime, campaign.id) > 0
+    assert decide.decide_due(runtime) == 0          # the test share is dispatched but still queued
     work()
     db_session.execute(update(Campaign).where(Campaign.id == campaign.id).values(status=CampaignStatus.PAUSED))
     db_session.commit()
