@@ -96,7 +96,7 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
         raise ValidationError(f"this campaign was valid until {campaign.valid_until:%Y-%m-%d %H:%M} UTC; "
                               "change or clear that date first", field="valid_until")
     result = campaign_service.validate(campaign)
-    variants.check(session, campaign)    # every A/B variant too
+    variants.check(session, campaign, store_links=True)    # every A/B variant too
     campaign_service.ensure_links(session, campaign, result)
     campaign.content_hash = result.content_hash
     campaign.status = CampaignStatus.RUNNING

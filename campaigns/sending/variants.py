@@ -143,8 +143,9 @@ def variants_of_sends(session: Session, send_ids: list[int]) -> dict[int, int]:
                                                                    Send.variant.is_not(None))).all())
 
 
-def check(session: Session, campaign: Campaign) -> None:
-    """Every variant compiles and shows what the campaign needs shown; raises ValidationError naming the variant."""
+def check(session: Session, campaign: Campaign, store_links: bool = False) -> None:
+    """Every variant compiles and shows what the campaign needs shown; raises ValidationError naming the variant.
+    store_links: also store each variant's link table (when the campaign starts; flushed, the caller commits)."""
     test = test_of(session, campaign.id)
     if test is None:
         return
@@ -160,6 +161,8 @@ def check(session: Session, campaign: Campaign) -> None:
             sample.check(session, campaign, result)
         except (TemplateError, ValidationError) as exc:
             raise ValidationError(f"variant {letter}: {exc}", field="mjml") from None
+        if store_links:
+            campaign_service.ensure_links(session, campaign, result, variant.position * campaign_service.LINK_STRIDE)
 
 
 CRITERION_WORDS = {"human_clicks": "people's clicks", "human_opens": "people's opens",

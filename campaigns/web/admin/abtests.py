@@ -14,7 +14,7 @@ from campaigns.composing import editor as campaign_service
 from campaigns.contacts import records as contact_service
 from campaigns.errors import RapportError
 from campaigns.models import MAX_VARIANTS, AbCriterion, Campaign, Contact, variant_letter
-from campaigns.sending import delivery, test_sends, variants
+from campaigns.sending import test_sends, variants
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.admin.helpers import PREVIEW_CSP, escape_text
@@ -125,17 +125,21 @@ def campaign_abtest_preview(campaign_id: int, variant: int) -> Response:
     session = db()
     obj = get_or_404(session, Campaign, campaign_id)
     contact = session.scalar(select(Contact).order_by(Contact.id).limit(1))
-    try:
-        mailer = delivery.CampaignMailer.for_campaign(rt(), session, obj)
-        compiled, _ids, chosen = mailer.content(variant)
+    try:   # compiled here, nothing stored: a GET changes nothing (several previews load at once)
+        chosen = variants.variant_at(session, obj.id, variant)
         if variant and chosen is None:
             raise RapportError(f"there is no variant {variant_letter(variant)}")
+        compiled = campaign_service.compile_source(variants.source(obj, chosen))
+        name, email = campaign_service.from_identity(obj, rt().settings)
+        if chosen is not None and chosen.from_email:
+            name, email = chosen.from_name or obj.from_name, chosen.from_email
+        sender = campaign_service.sender_context(name, email, campaign_service.postal_address(session, rt().settings))
         extras = campaign_service.sample_extras(session, contributions.attributes_of(obj), rt().settings.base_url,
                                                 rt().tokens)
         contact_vars = contact_service.personalization(contact, [i.interest for i in contact.interests]) \
             if contact is not None else dict(campaign_service.SAMPLE_CONTACT)
         ctx = {**extras, "contact": contact_vars,
-               "sender": chosen.sender if chosen is not None and chosen.sender else mailer.sender,
+               "sender": sender,
                "unsubscribe_url": "#unsubscribe", "preferences_url": "#preferences"}
         session.commit()   # no transaction is held while the template renders
         rendered = compiled.render(ctx, lambda i: compiled.links[i], "")
