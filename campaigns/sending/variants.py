@@ -20,9 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from campaigns.accounts import alignment
 from campaigns.addresses import normalize_email
 from campaigns.composing import editor as campaign_service
 from campaigns.composing import sample
+from campaigns.config import Settings
 from campaigns.errors import ValidationError
 from campaigns.models import AbPhase, AbTest, AbVariant, Campaign, Contact, Send, SendStatus, utcnow, variant_letter
 from mailer.compose import CampaignSource, CompiledCampaign, TemplateError
@@ -141,6 +143,16 @@ def variants_of_sends(session: Session, send_ids: list[int]) -> dict[int, int]:
     """send id -> variant of those sends that have one."""
     return dict(session.execute(select(Send.id, Send.variant).where(Send.id.in_(send_ids),
                                                                    Send.variant.is_not(None))).all())
+
+
+def check_senders(session: Session, campaign: Campaign, settings: Settings) -> None:
+    """A variant's own From must align with the DKIM domain, unless the campaign allows unaligned senders."""
+    test = test_of(session, campaign.id)
+    for variant in test.variants if test is not None else ():
+        try:
+            alignment.check_from(variant.from_email, settings, override=campaign.allow_unaligned_from)
+        except ValidationError as exc:
+            raise ValidationError(f"variant {variant_letter(variant.position)}: {exc}", field="from_email") from None
 
 
 def check(session: Session, campaign: Campaign, store_links: bool = False) -> None:

@@ -113,7 +113,20 @@ def test_a_variant_with_its_own_sender_and_content_previews_and_test_sends(edito
             assert msg.subject == "Bold B" and "Garden Team" in dict(msg.headers)["From"] and "variant B" in msg.html
             assert "https://mail.shop.test/c/" in msg.html      # B's own link, tracked
         else:
-            assert msg.subject == "Plain A" and "Anna Becker" in dict(msg.headers)["From"] and "variant B" not in msg.html
+            assert msg.subject == "Plain A" and "Anna Becker" in dict(msg.headers)["From"]
+            assert "variant B" not in msg.html
+
+
+def test_a_variant_sender_on_a_foreign_domain_stops_the_send_unless_allowed(editor, db_session, make_contacts,
+                                                                           make_campaign, outbox) -> None:
+    topic, _ = make_contacts(3)
+    campaign = make_campaign([topic])
+    assert post(editor, campaign, subject_1="B", from_email_1="news@elsewhere.example").status_code == 302
+    page = editor.get(f"/admin/campaigns/{campaign.id}").get_data(True)
+    assert "Cannot be sent yet: variant B:" in page and "elsewhere.example" in page
+    token = csrf(editor, f"/admin/campaigns/{campaign.id}")
+    editor.post(f"/admin/campaigns/{campaign.id}/send", data={"csrf_token": token})
+    assert fresh(db_session).get(type(campaign), campaign.id).status == "draft" and outbox.list() == []
 
 
 def test_figures_count_people_apart_from_machines_and_redeemed_coupons(db_session, make_contacts,
