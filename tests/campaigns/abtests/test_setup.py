@@ -20,6 +20,7 @@ from campaigns.models import (
     SendStatus,
     utcnow,
 )
+from mailer.tracking import Purpose
 from tests.helpers import csrf, fresh
 
 MJML_B = """<mjml><mj-body><mj-section><mj-column>
@@ -81,8 +82,9 @@ def test_viewers_cannot_set_up_and_a_started_campaign_cannot_change(app, editor,
     assert r.status_code == 403 and fresh(db_session).scalar(select(AbTest)).variants[0].subject == "B"
 
 
-def test_a_variant_with_its_own_sender_and_content_previews_and_test_sends(editor, db_session, make_contacts,
-                                                                         make_campaign, outbox, work) -> None:
+def test_a_variant_with_its_own_sender_and_content_previews_and_test_sends(runtime, editor, db_session,
+                                                                         make_contacts, make_campaign, outbox,
+                                                                         work) -> None:
     topic, contacts = make_contacts(20)
     campaign = make_campaign([topic], subject="Plain A")
     r = post(editor, campaign, subject_1="Bold B", mjml_1=MJML_B, from_name_1="Garden Team",
@@ -115,6 +117,10 @@ def test_a_variant_with_its_own_sender_and_content_previews_and_test_sends(edito
         else:
             assert msg.subject == "Plain A" and "Anna Becker" in dict(msg.headers)["From"]
             assert "variant B" not in msg.html
+    # The web version of a send (a digest's "Read it", the Outbox) shows the variant the contact got.
+    for send in fresh(db_session).scalars(select(Send)):
+        html = editor.get(f"/m/{runtime.tokens.seal(Purpose.WEB, send.id)}").get_data(True)
+        assert ("variant B speaking" in html) == (send.variant == 1)
 
 
 def test_a_variant_sender_on_a_foreign_domain_stops_the_send_unless_allowed(editor, db_session, make_contacts,
