@@ -6,12 +6,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from campaigns.addresses import normalize_email
 from campaigns.composing import editor as campaign_service
 from campaigns.errors import InvalidState, ValidationError
-from campaigns.models import MAX_VARIANTS, AbCriterion, AbTest, AbVariant, Campaign, CampaignStatus, variant_letter
+from campaigns.models import (
+    MAX_VARIANTS,
+    AbCriterion,
+    AbTest,
+    AbVariant,
+    Campaign,
+    CampaignStatus,
+    Link,
+    variant_letter,
+)
 from campaigns.sending import variants
 
 SETUP_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
@@ -83,11 +93,22 @@ def save(session: Session, campaign: Campaign, data: Mapping[str, Any]) -> AbTes
     test.wait_minutes = round(hours * 60)
     test.auto_send = bool(data.get("auto_send"))
     test.default_variant = default
-    test.variants = [AbVariant(position=i + 1, **values) for i, values in enumerate(found)]
     session.add(test)
+    if test.variants:   # the old rows go first: (test, position) is unique
+        test.variants.clear()
+        session.flush()
+    test.variants = [AbVariant(position=i + 1, **values) for i, values in enumerate(found)]
     session.flush()
-    variants.check(session, campaign)
+    # Stored now (a POST), so the campaign page's previews (GET) find the variants' link tables and write nothing.
+    variants.check(session, campaign, store_links=True)
+    _drop_links(session, campaign, variants.variant_count(test))
     return test
+
+
+def _drop_links(session: Session, campaign: Campaign, keep: int) -> None:
+    """Forget the link tables of variants that no longer exist (a draft has no clicks on them)."""
+    session.execute(delete(Link).where(Link.campaign_id == campaign.id,
+                                       Link.position >= keep * campaign_service.LINK_STRIDE))
 
 
 def remove(session: Session, campaign: Campaign) -> bool:
@@ -98,5 +119,6 @@ def remove(session: Session, campaign: Campaign) -> bool:
     if test is None:
         return False
     session.delete(test)
+    _drop_links(session, campaign, 1)
     session.flush()
     return True

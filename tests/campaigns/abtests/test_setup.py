@@ -16,6 +16,7 @@ from campaigns.models import (
     CouponPool,
     Event,
     EventType,
+    Link,
     Send,
     SendStatus,
     utcnow,
@@ -56,6 +57,22 @@ def test_bad_setups_are_refused_with_the_reason_and_keep_what_was_typed(editor, 
         for value in fields.values():   # what was typed is still in the form
             assert value.replace("<", "&lt;").replace(">", "&gt;") in page or value in page
     assert fresh(db_session).scalar(select(AbTest)) is None
+
+
+def test_removing_variants_or_the_test_forgets_their_links(editor, db_session, make_contacts, make_campaign) -> None:
+    topic, _ = make_contacts(2)
+    campaign = make_campaign([topic])
+    assert post(editor, campaign, subject_1="B", mjml_1=MJML_B, subject_2="C", mjml_2=MJML_B).status_code == 302
+
+    def positions():
+        return sorted(fresh(db_session).scalars(select(Link.position).where(Link.campaign_id == campaign.id)))
+
+    assert positions() == [10_000, 20_000]              # B's and C's one link each (A's are stored at start)
+    assert post(editor, campaign, subject_1="B", mjml_1=MJML_B).status_code == 302
+    assert positions() == [10_000]
+    token = csrf(editor, f"/admin/campaigns/{campaign.id}/abtest")
+    assert editor.post(f"/admin/campaigns/{campaign.id}/abtest/remove", data={"csrf_token": token}).status_code == 302
+    assert positions() == [] and fresh(db_session).scalar(select(AbTest)) is None
 
 
 def test_viewers_cannot_set_up_and_a_started_campaign_cannot_change(app, editor, db_session, make_contacts,
