@@ -16,7 +16,7 @@ from campaigns.abtests import decide
 from campaigns.models import AbOutcome, AbPhase, AbTest, Campaign, CampaignStatus, Event, Send
 from campaigns.queueing import Job
 from campaigns.reports.campaign_report import campaign_report
-from campaigns.sending import lifecycle
+from campaigns.sending import lifecycle, sweeper
 from tests.helpers import csrf, fresh
 
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -193,3 +193,26 @@ def test_the_decision_waits_for_the_test_share_to_go_out_and_for_a_paused_campai
     db_session.execute(update(Campaign).where(Campaign.id == campaign.id).values(status=CampaignStatus.RUNNING))
     db_session.commit()
     assert decide.decide_due(runtime) == 1
+
+
+def test_the_rest_goes_even_when_the_dispatch_job_after_the_decision_is_lost(runtime, editor, db_session,
+                                                                            make_contacts, make_campaign, outbox,
+                                                                            work):
+    """A worker dies (or Redis restarts) right after the decision committed: the job that walks the audience for
+    the rest is gone, and the delivery sweeper starts it again from the database."""
+    topic, _contacts = make_contacts(30)
+    campaign = make_campaign([topic], subject=SUBJECT_A)
+    set_up(editor, campaign, test_percent="40", default_variant="1")
+    start(editor, campaign)
+    work()
+    share = len(delivered(outbox))
+    make_due(db_session, campaign.id)
+    assert decide.decide_due(runtime) == 1
+    runtime.queue.empty()                                   # the dispatch job is lost
+    runtime.redis.delete(sweeper.marker(runtime, sweeper.Work.DISPATCH, campaign.id))
+    work()
+    assert len(delivered(outbox)) == share                  # nothing sent: nobody walks the audience
+    assert sweeper.sweep(runtime)["dispatch"] == 1
+    work()
+    got = delivered(outbox)
+    assert len(got) == 30 and fresh(db_session).get(Campaign, campaign.id).status == CampaignStatus.FINISHED
