@@ -10,7 +10,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.abtests import report as ab_report
-from campaigns.composing.editor import get_campaign
+from campaigns.composing.editor import LINK_STRIDE, get_campaign
 from campaigns.coupons.reports import campaign_stats as coupon_stats
 from campaigns.models import (
     Contact,
@@ -21,6 +21,7 @@ from campaigns.models import (
     Send,
     SendStatus,
     utcnow,
+    variant_letter,
 )
 
 MAX_BUCKETS = 200
@@ -60,6 +61,7 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
     clicks_machine = session.scalar(select(func.count()).where(
         of, Event.type == EventType.CLICK, Event.machine.is_(True))) or 0
     per_link: dict[int, dict] = {link.id: {"link_id": link.id, "url": link.url, "position": link.position,
+                                           "variant": variant_letter(link.position // LINK_STRIDE),   # A/B
                                            "unique_clicks": 0, "clicks": 0, "machine_clicks": 0}
                                  for link in session.scalars(select(Link).where(Link.campaign_id == campaign_id)
                                                              .order_by(Link.position))}
