@@ -122,7 +122,7 @@ def pick(rt: Runtime, session: Session, campaign: Campaign, variant: int, who: s
         raise InvalidState(f"the A/B test can be decided while the campaign sends (it is {campaign.status})")
     if not 0 <= variant < variants.variant_count(test):
         raise ValidationError("choose one of the test's variants", field="variant")
-    text = test.decision or explain(test, *judge(session, test))
+    text = test.decision or f"Decided before the set time; the figures then: {explain(test, *judge(session, test))}"
     text = f"{text} {variant_letter(variant)} chosen for the rest by {who}."
     done = session.execute(
         update(AbTest).where(AbTest.id == test.id, AbTest.phase.in_([AbPhase.TEST, AbPhase.DECIDED]))
