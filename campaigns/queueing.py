@@ -52,6 +52,7 @@ class Job(StrEnum):
     DELIVER_WEBHOOKS = "deliver_webhooks"
     REPLY_MAIL = "reply_mail"
     RUN_FEED_MAILINGS = "run_feed_mailings"
+    DECIDE_AB_TESTS = "decide_ab_tests"
 
     @property
     def path(self) -> str:
@@ -104,6 +105,7 @@ RUNS: dict[Job, Run] = {
     Job.DELIVER_WEBHOOKS: Run(timeout=900, result_ttl=0),
     Job.REPLY_MAIL: Run(timeout=600),
     Job.RUN_FEED_MAILINGS: Run(timeout=HOUR),
+    Job.DECIDE_AB_TESTS: Run(timeout=600),
 }
 
 
@@ -188,6 +190,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("feed-mailings", Job.RUN_FEED_MAILINGS,
                  "check the feeds of active RSS-to-email mailings that are due and mail their new items",
                  every=dt.timedelta(minutes=5)),
+    PeriodicTask("abtest-decisions", Job.DECIDE_AB_TESTS,
+                 "judge A/B tests whose time has come and send the winner to the rest",
+                 every=dt.timedelta(minutes=1)),
 )}
 
 

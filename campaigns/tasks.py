@@ -21,6 +21,7 @@ from campaigns import (
     runtime,
     storage,
 )
+from campaigns.abtests import decide as ab_decide
 from campaigns.archive import feed_mailings
 from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
@@ -203,3 +204,10 @@ def deliver_webhooks(endpoint_id: int) -> dict:
 def run_feed_mailings() -> dict:
     """Check the feeds of due feed mailings and mail their new items (campaigns.archive.feed_mailings)."""
     return feed_mailings.run_due(runtime.current())
+
+
+# -- A/B tests ---------------------------------------------------------------------------------------------------
+
+def decide_ab_tests() -> int:
+    """Decide every A/B test whose time has come; the winner (or default) goes to the rest."""
+    return ab_decide.decide_due(runtime.current())

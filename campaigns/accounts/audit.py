@@ -24,6 +24,8 @@ class Action(StrEnum):
     CAMPAIGN_SCHEDULE = "campaign.schedule"
     CAMPAIGN_UNSCHEDULE = "campaign.unschedule"
     CAMPAIGN_TEST = "campaign.test_send"
+    CAMPAIGN_AB_TEST = "campaign.ab_test"           # an A/B test set up, changed or removed
+    CAMPAIGN_AB_PICK = "campaign.ab_pick"           # a person chose the variant the rest gets
     SENDER_ADD = "settings.sender_add"
     SENDER_EDIT = "settings.sender_edit"
     SENDER_DELETE = "settings.sender_delete"

@@ -6,6 +6,7 @@ composer's preview is campaigns.composing.preview, the starter templates campaig
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 from collections import OrderedDict
@@ -39,6 +40,7 @@ from mailer.tracking import TokenCodec
 
 logger = logging.getLogger(__name__)
 
+LINK_STRIDE = 10_000      # link positions per A/B variant: variant v's links are at v * LINK_STRIDE + i
 EDITABLE_STATUSES = {CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED}
 MAX_SOURCE_CHARS = 400_000
 _cache: OrderedDict[str, CompiledCampaign] = OrderedDict()
@@ -84,7 +86,11 @@ def source_of(campaign: Campaign) -> CampaignSource:
 
 def compiled(campaign: Campaign) -> CompiledCampaign:
     """Compile once per content hash per process; editing the campaign changes the hash and so the entry."""
-    src = source_of(campaign)
+    return compile_source(source_of(campaign))
+
+
+def compile_source(src: CampaignSource) -> CompiledCampaign:
+    """Compile a source once per content hash per process (a campaign's, or an A/B variant's)."""
     key = src.content_hash()
     hit = _cache.get(key)
     if hit is not None:
@@ -204,36 +210,48 @@ def validate(campaign: Campaign, session: Session | None = None) -> CompiledCamp
     return result
 
 
-def ensure_links(session: Session, campaign: Campaign, result: CompiledCampaign) -> list[int]:
+def ensure_links(session: Session, campaign: Campaign, result: CompiledCampaign, base: int = 0) -> list[int]:
     """Store the campaign's link table (position -> url) and return link ids by position. Flushes.
 
     Written with INSERT … ON CONFLICT DO NOTHING and plain UPDATE/DELETE against the table, not through the loaded
     `campaign.links`: a send and a preview of the same campaign may store it at the same moment (two PostgreSQL
     transactions), and a collection loaded before the other one committed would insert its rows a second time.
+    base: where the positions start; an A/B variant's links live at base = variant * LINK_STRIDE.
     """
     table = Link.__table__
     wanted = list(result.links)
     if wanted:
         dialect = session.get_bind().dialect.name
         insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(insert(table).values([{"campaign_id": campaign.id, "position": i, "url": url}
+        session.execute(insert(table).values([{"campaign_id": campaign.id, "position": base + i, "url": url}
                                               for i, url in enumerate(wanted)])
                         .on_conflict_do_nothing(index_elements=["campaign_id", "position"]))
-    stored = dict(session.execute(select(Link.position, Link.url).where(Link.campaign_id == campaign.id)).all())
-    for position, url in enumerate(wanted):
+    span = (Link.position >= base, Link.position < base + LINK_STRIDE)
+    stored = dict(session.execute(select(Link.position, Link.url).where(Link.campaign_id == campaign.id, *span)).all())
+    for position, url in enumerate(wanted, start=base):
         if stored.get(position) != url:
             session.execute(update(table).where(table.c.campaign_id == campaign.id, table.c.position == position)
                             .values(url=url))
     if len(stored) > len(wanted):
-        session.execute(delete(table).where(table.c.campaign_id == campaign.id, table.c.position >= len(wanted)))
+        session.execute(delete(table).where(table.c.campaign_id == campaign.id,
+                                            table.c.position >= base + len(wanted),
+                                            table.c.position < base + LINK_STRIDE))
     session.flush()
     session.expire(campaign, ["links"])
-    return link_ids(session, campaign.id)
+    return link_ids(session, campaign.id, base)
 
 
-def link_ids(session: Session, campaign_id: int) -> list[int]:
-    """Link ids of a campaign ordered by position."""
-    return list(session.scalars(select(Link.id).where(Link.campaign_id == campaign_id).order_by(Link.position)))
+def link_ids(session: Session, campaign_id: int, base: int = 0) -> list[int]:
+    """Link ids of a campaign (or of its A/B variant whose links start at base) ordered by position."""
+    return list(session.scalars(select(Link.id).where(Link.campaign_id == campaign_id, Link.position >= base,
+                                                      Link.position < base + LINK_STRIDE).order_by(Link.position)))
+
+
+def links_per_message(session: Session, campaign_id: int) -> dict[int, int]:
+    """link id -> how many links the message holding it has (a campaign's, or one A/B variant's: its block)."""
+    rows = session.execute(select(Link.id, Link.position).where(Link.campaign_id == campaign_id)).all()
+    per_block = collections.Counter(position // LINK_STRIDE for _id, position in rows)
+    return {link_id: per_block[position // LINK_STRIDE] for link_id, position in rows}
 
 
 # ---------------------------------------------------------------- sender identity

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, exists, insert, select, update
 from sqlalchemy.orm import Session
 
+from campaigns.composing import editor as campaign_service
 from campaigns.feedback import hits as hit_queue
 from campaigns.feedback import webhooks
 from campaigns.feedback.hits import Hit, HitKind, HitSource
@@ -281,10 +282,9 @@ def _flag_link_sweeps(session: Session, clicks: list[_Row], links: dict[int, tup
     swept: list[int] = []
     for send_id, rows in by_send.items():
         campaign_id = rows[0].send[1]
-        if campaign_id not in link_counts:
-            link_counts[campaign_id] = len(session.scalars(select(Link.id).where(Link.campaign_id == campaign_id))
-                                           .all())
-        needed = max(2, min(3, link_counts[campaign_id]))
+        if campaign_id not in link_counts:   # an A/B variant's message has its own links
+            link_counts[campaign_id] = campaign_service.links_per_message(session, campaign_id)
+        needed = max(2, min(3, link_counts[campaign_id].get(rows[0].hit.link_id, 0)))
         seen = earlier[send_id] + [(r.at, r.hit.link_id) for r in rows]
         for r in rows:
             near = {link for at, link in seen if abs((at - r.at).total_seconds()) <= SCANNER_CLICK_WINDOW.seconds}

@@ -1,6 +1,7 @@
 """Database models, one module per area. Import them from here: `from campaigns.models import Contact`."""
 
 # ruff: noqa: F403
+from campaigns.models.abtests import *
 from campaigns.models.accounts import *
 from campaigns.models.api import *
 from campaigns.models.archive import *

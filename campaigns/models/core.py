@@ -10,7 +10,20 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -173,6 +186,8 @@ class Send(Base):
     # A local-time campaign's send waits until then (the contact's local hour); next_attempt_at carries the same
     # instant so claims take the row only once it is due.
     not_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The A/B test variant this send renders (0 = A, the campaign itself); None without a test.
+    variant: Mapped[int | None] = mapped_column(SmallInteger)
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from campaigns.composing.editor import get_campaign
+from campaigns.abtests import report as ab_report
+from campaigns.composing.editor import LINK_STRIDE, get_campaign
 from campaigns.coupons.reports import campaign_stats as coupon_stats
 from campaigns.models import (
     Contact,
@@ -20,6 +21,7 @@ from campaigns.models import (
     Send,
     SendStatus,
     utcnow,
+    variant_letter,
 )
 
 MAX_BUCKETS = 200
@@ -37,7 +39,8 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
     replies (people who wrote back; auto-replies excluded),
     links (per link: url, unique human clicks, total human clicks, machine clicks), unsubscribes,
     bounces_hard, bounces_soft, complaints,
-    coupons (issued, delivered, redeemed, expired, redemption_rate; None without coupons).
+    coupons (issued, delivered, redeemed, expired, redemption_rate; None without coupons),
+    ab_test (campaigns.abtests.report.summary; None without an A/B test).
     """
     campaign = get_campaign(session, campaign_id)
     sent = session.scalar(select(func.count()).select_from(Send).where(
@@ -59,6 +62,7 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
     clicks_machine = session.scalar(select(func.count()).where(
         of, Event.type == EventType.CLICK, Event.machine.is_(True))) or 0
     per_link: dict[int, dict] = {link.id: {"link_id": link.id, "url": link.url, "position": link.position,
+                                           "variant": variant_letter(link.position // LINK_STRIDE),   # A/B
                                            "unique_clicks": 0, "clicks": 0, "machine_clicks": 0}
                                  for link in session.scalars(select(Link).where(Link.campaign_id == campaign_id)
                                                              .order_by(Link.position))}
@@ -97,6 +101,8 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
         "complaints": contacts_with(EventType.COMPLAINT),
         # The campaign's coupons (issued, delivered, redeemed, expired, rate), from the pool's own report.
         "coupons": coupon_stats(session, campaign.id),
+        # The A/B test: per-variant figures of the test share, the decision and its confidence (None without one).
+        "ab_test": ab_report.summary(session, campaign.id),
     }
 
 

@@ -1,5 +1,6 @@
 """Delivery: a campaign's messages composed per recipient (CampaignMailer), batch jobs that claim, send and record
-them (send_batch), and test sends. Starting, dispatching and finishing campaigns is campaigns.sending.lifecycle.
+them (send_batch); test sends are campaigns.sending.test_sends. Starting, dispatching and finishing campaigns is
+campaigns.sending.lifecycle.
 
 A batch claims rows (queued -> sending, with this process as owner and a short lease, campaigns.sending.claims)
 and commits *before* talking SMTP; each message's hand-off is recorded in Redis right before it goes to the relay
@@ -13,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,6 @@ from campaigns.composing import contributions
 from campaigns.composing import editor as campaign_service
 from campaigns.composing.contributions import Contributor, Hold, Recipient
 from campaigns.config import PolicySettings
-from campaigns.contacts.records import normalize_email, personalization
-from campaigns.errors import ValidationError
 from campaigns.models import (
     Campaign,
     CampaignKind,
@@ -44,13 +42,13 @@ from campaigns.models import (
 from campaigns.runtime import Runtime
 from campaigns.sending import claims, release, reputation
 from campaigns.sending import policy as policy_service
+from campaigns.sending import variants as variants_service
 from campaigns.sending.finishing import maybe_finish
 from campaigns.sending.handoff import Handoff
 from campaigns.sending.lifecycle import UNSENDABLE, pause
 from mailer.compose import CompiledCampaign, TemplateError
 from mailer.message import MessageTemplate, format_address, format_date, serialize
 from mailer.tracking import Purpose
-from mailer.transport import DeliveryError
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +83,9 @@ class CampaignMailer:
     contributions: list[tuple[Contributor, Any]] = field(default_factory=list)
     retry: RetrySchedule | None = None   # 4xx retries (Settings page, else the environment)
     reply_domain: str = ""               # REPLY_ADDRESSES on: Reply-To reply+TOKEN@this (campaigns.replies)
+    # An A/B test's variants B-D (campaigns.sending.variants) and, per claim, the variant of each claimed send.
+    variants: dict[int, variants_service.VariantMail] = field(default_factory=dict)
+    variant_of: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def for_campaign(cls, rt: Runtime, session: Session, campaign: Campaign) -> CampaignMailer:
@@ -110,25 +111,38 @@ class CampaignMailer:
         owners = {o.id: (headers_from(o.name, o.email, campaign.reply_to or o.reply_to or ""),
                          campaign_service.sender_context(o.name, o.email, postal, o.title or ""))
                   for o in campaign_service.owner_senders(session, campaign)}
-        campaign_service.check_compliance(   # marketing: postal address and unsubscribe link, or no mail
-            campaign.kind, result, sender, campaign_service.sample_extras(
-                session, contributions.attributes_of(campaign), s.base_url, rt.tokens))
+        extras = campaign_service.sample_extras(session, contributions.attributes_of(campaign), s.base_url, rt.tokens)
+        mails = variants_service.prepare(session, campaign, headers_from,
+                                         lambda n, e: campaign_service.sender_context(n, e, postal))
+        for compiled_one, sender_one in [(result, sender)] + [(v.compiled, v.sender or sender) for v in mails.values()]:
+            # marketing: postal address and unsubscribe link, or no mail (every A/B variant)
+            campaign_service.check_compliance(campaign.kind, compiled_one, sender_one, extras)
         return cls(rt=rt, campaign_id=campaign.id, kind=str(campaign.kind), compiled=result, link_ids=ids,
                    template=template, envelope_domain=s.return_domain, sender=sender, owners=owners,
                    topic_ids=frozenset(t.id for t in campaign.topics), all_contacts=campaign.all_contacts,
                    relay=campaign.relay, policy=policy_service.load(session, s.policy),
                    valid_until=campaign.valid_until, contributions=contributions.prepare(rt, session, campaign),
-                   retry=retry_schedule(session, s), reply_domain=s.reply_address_domain)
+                   retry=retry_schedule(session, s), reply_domain=s.reply_address_domain,
+                   variants=mails)
+
+    def content(self, variant: int | None) -> tuple[CompiledCampaign, list[int], variants_service.VariantMail | None]:
+        """The compiled content and link ids of an A/B variant (None or 0: the campaign's own), and the variant."""
+        chosen = self.variants.get(variant) if variant else None
+        return (chosen.compiled, chosen.link_ids, chosen) if chosen else (self.compiled, self.link_ids, None)
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
-                contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, bytes]:
-        """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode)."""
+                contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None,
+                variant: int | None = None) -> tuple[str, bytes]:
+        """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode), in the
+        send's A/B variant (variant_of, or `variant` for a test)."""
         template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
             (self.template, self.sender)
+        compiled, link_ids, chosen = self.content(self.variant_of.get(send_id) if variant is None else variant)
+        if chosen is not None and chosen.template is not None:
+            template, sender = chosen.template, chosen.sender or sender
         tokens = self.rt.tokens
         base = self.rt.settings.base_url
         seal = tokens.seal
-        link_ids = self.link_ids
 
         def click(i: int) -> str:   # called at most once per link and recipient (see mailer.compose.LinkURLs)
             return recipient_urls.sealed(base, tokens, Purpose.CLICK, send_id, link_ids[i])
@@ -145,7 +159,7 @@ class CampaignMailer:
         }
         if self.contributions:   # most campaigns have none: no per-message copy of the context then
             ctx.update(contributions.variables(self.contributions, Recipient(send_id, contact_id, ctx)))
-        subject, text_part, html_part = self.compiled.render_mime(
+        subject, text_part, html_part = compiled.render_mime(
             ctx, click, recipient_urls.sealed(base, tokens, Purpose.OPEN, send_id))
         msg_token = seal(Purpose.MESSAGE, send_id)
         domain = self.rt.settings.dkim_domain
@@ -271,6 +285,8 @@ def _claim_round(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Campai
         if not claimed:
             return False
         sender.lessee.hold(created)
+        if mailer.variants:
+            mailer.variant_of = variants_service.variants_of_sends(session, [sid for sid, _c, _a in claimed])
         sender.holding.update(created)
         sender.created = created
         try:
@@ -353,40 +369,3 @@ def _finish_batch(rt: Runtime, campaign_id: int, lo: int, hi: int, result: Batch
         session.commit()
     if mailer.kind == CampaignKind.NURTURE and result.sent and mailer.policy.enabled:
         release.release_held(rt, contact_range=(lo, hi))
-
-
-# ---------------------------------------------------------------- test sends
-
-def send_test(rt: Runtime, campaign_id: int, addresses: Sequence[str], as_contact_id: int | None = None) -> list[str]:
-    """Send the campaign now to up to 10 addresses, personalized as contact as_contact_id (or a sample); returns
-    addresses. Opens its own session: the link table is committed before anything talks to the relay."""
-    emails = [normalize_email(a) for a in addresses if a.strip()]
-    if not emails:
-        raise ValidationError("enter at least one address", field="addresses")
-    if len(emails) > 10:
-        raise ValidationError("a test goes to at most 10 addresses", field="addresses")
-    with rt.session_factory() as session:
-        campaign = campaign_service.get_campaign(session, campaign_id)
-        as_contact = session.get(Contact, as_contact_id) if as_contact_id is not None else None
-        result = campaign_service.validate(campaign)
-        campaign_service.ensure_links(session, campaign, result)
-        session.commit()
-        mailer = CampaignMailer.for_campaign(rt, session, campaign)
-        variables_of = personalization(as_contact, [i.interest for i in as_contact.interests]) if as_contact else None
-        session.commit()    # no transaction held while talking to the relay
-    pool = rt.relays.pool(mailer.relay or None)
-    for email in emails:
-        if as_contact is not None:
-            name, cid = as_contact.full_name, as_contact.id
-            variables = variables_of
-        else:
-            name, cid = "", 0
-            variables = {"email": email, "first_name": "", "last_name": "", "full_name": ""}
-        # send id 0: tracking links of a test message work but record nothing.
-        envelope_from, data = mailer.message(0, cid, name, email, variables, subject_prefix="[Test] ",
-                                             owner_id=as_contact.owner_id if as_contact is not None else None)
-        try:
-            pool.send(envelope_from, [email], data)
-        except DeliveryError as exc:
-            raise ValidationError(f"the mail server refused the test to {email}: {exc}") from None
-    return emails

@@ -298,6 +298,8 @@ def web_version(rt: Runtime, session: Session, send_id: int) -> str:
         raise NotFound("this message cannot be shown any more") from None
     interests = session.scalars(select(ContactInterest.interest).where(ContactInterest.contact_id == contact.id))
     sender = mailer.owners.get(contact.owner_id, (None, mailer.sender))[1] if contact.owner_id else mailer.sender
+    compiled, link_ids, variant = mailer.content(send.variant)   # an A/B variant's content and From
+    sender = variant.sender if variant is not None and variant.sender else sender
     base = rt.settings.base_url
     ctx: dict[str, Any] = {
         "contact": personalization(contact, list(interests)),
@@ -306,9 +308,8 @@ def web_version(rt: Runtime, session: Session, send_id: int) -> str:
         "preferences_url": recipient_urls.sealed(base, rt.tokens, Purpose.PREFERENCES, contact.id),
     }
     ctx.update(contributions.variables(mailer.contributions, Recipient(send_id, contact.id, ctx, web=True)))
-    link_ids = mailer.link_ids
     try:
-        return mailer.compiled.render(
+        return compiled.render(
             ctx, lambda i: recipient_urls.sealed(base, rt.tokens, Purpose.CLICK, send_id, link_ids[i]), "").html
     except TemplateError:
         raise NotFound("this message cannot be shown any more") from None

@@ -10,19 +10,21 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns import webhook_events
-from campaigns.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
+from campaigns.models import AbPhase, AbTest, Campaign, CampaignStatus, Send, SendStatus, utcnow
 
 
 def maybe_finish(session: Session, campaign_id: int) -> bool:
     """Mark the campaign finished when dispatch is done and no row is waiting, held or in flight (one atomic
     UPDATE; the caller commits). Held sends keep a campaign running until they are released and sent, or expire
-    (campaigns.sending.release)."""
+    (campaigns.sending.release), and so does an A/B test waiting for its decision."""
     pending = exists().where(Send.campaign_id == campaign_id,
                              Send.status.in_([SendStatus.QUEUED, SendStatus.SENDING, SendStatus.HELD]))
+    # An A/B test whose winner has not gone to the rest yet keeps the campaign running (campaigns.abtests).
+    deciding = exists().where(AbTest.campaign_id == campaign_id, AbTest.phase != AbPhase.REST)
     done = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.RUNNING,
-               Campaign.dispatched_at.is_not(None), ~pending)
+               Campaign.dispatched_at.is_not(None), ~pending, ~deciding)
         .values(status=CampaignStatus.FINISHED, finished_at=utcnow())
     ).rowcount
     if done and webhook_events.wanted(session, webhook_events.EventType.CAMPAIGN_FINISHED):

@@ -18,6 +18,7 @@ from campaigns.config import PolicySettings
 from campaigns.contacts.segments import campaign_condition
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import (
+    AbPhase,
     Campaign,
     CampaignKind,
     CampaignStatus,
@@ -31,7 +32,7 @@ from campaigns.models import (
 )
 from campaigns.queueing import Job
 from campaigns.runtime import Runtime
-from campaigns.sending import besttime, localtime, sweeper
+from campaigns.sending import besttime, localtime, sweeper, variants
 from campaigns.sending import policy as policy_service
 from campaigns.sending.committed import when_committed
 from campaigns.sending.finishing import maybe_finish
@@ -95,6 +96,7 @@ def start(session: Session, rt: Runtime, campaign: Campaign) -> None:
         raise ValidationError(f"this campaign was valid until {campaign.valid_until:%Y-%m-%d %H:%M} UTC; "
                               "change or clear that date first", field="valid_until")
     result = campaign_service.validate(campaign)
+    variants.check(session, campaign, store_links=True)    # every A/B variant too
     campaign_service.ensure_links(session, campaign, result)
     campaign.content_hash = result.content_hash
     resumed = campaign.status == CampaignStatus.PAUSED
@@ -168,8 +170,13 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
         default_zone = campaign.local_zone
         prior = besttime.list_prior(session, now, lambda name: localtime.contact_zone(name, default_zone)) \
             if localtime.planned(campaign) and campaign.best_time else None
+        # An A/B test: its test share first (each send with its variant), then the rest with the winner; while a
+        # person decides (DECIDED) nobody new is added.
+        test = variants.test_of(session, campaign_id)
+        phase = test.phase if test is not None else None
+        rest = variants.rest_variant(test)
         session.commit()
-        while True:
+        while phase != AbPhase.DECIDED:
             # The chunk's last contact id: an index-only walk of the contact ids (no rows are fetched).
             hi = session.scalar(select(func.max(select(Contact.id).where(Contact.id > last,
                                                                          *audience_conditions(campaign, last))
@@ -179,11 +186,15 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
             chunk = [Contact.id > last, Contact.id <= hi, *audience_conditions(campaign, last, hi)]
             due = localtime.due_expression(session, campaign, now, chunk)
             rows = select(literal(campaign_id), Contact.id, literal(SendStatus.QUEUED.value), literal(0),
-                          literal(""), literal(utcnow()), due, due).where(*chunk)
-            # preserve_rowcount: SQLAlchemy keeps an INSERT's cursor.rowcount only when asked.
-            inserted = max(session.execute(_insert_ignore(session, rows, scheduled=True)
-                                           .execution_options(preserve_rowcount=True)).rowcount or 0, 0)
-            localtime.apply_best_times(session, campaign, now, last, hi, prior)
+                          literal(""), literal(utcnow()), due, due,
+                          *([literal(rest)] if rest is not None else [])).where(*chunk)
+            if phase == AbPhase.TEST:   # an A/B test is never a local-time campaign (abtests.setup refuses it)
+                inserted = variants.insert_test_share(session, campaign_id, test, variants.audience_ids(
+                    session, audience_conditions(campaign, last, hi), last, hi))
+            else:   # preserve_rowcount: SQLAlchemy keeps an INSERT's cursor.rowcount only when asked.
+                inserted = max(session.execute(_insert_ignore(session, rows, rest is not None)
+                                               .execution_options(preserve_rowcount=True)).rowcount or 0, 0)
+                localtime.apply_best_times(session, campaign, now, last, hi, prior)
             # One UPDATE: the cursor and the count move with the rows, in the same transaction.
             session.execute(update(Campaign).where(Campaign.id == campaign_id)
                             .values(recipients=Campaign.recipients + inserted, dispatch_cursor=hi))
@@ -215,9 +226,9 @@ def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int)
     queueing.enqueue_many(rt.queue, Job.SEND_BATCH, batches)
 
 
-def _insert_ignore(session: Session, rows, scheduled: bool = False):
-    cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"] + \
-        (["not_before", "next_attempt_at"] if scheduled else [])
+def _insert_ignore(session: Session, rows, with_variant: bool = False):
+    cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at", "not_before",
+            "next_attempt_at"] + (["variant"] if with_variant else [])
     dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(Send.__table__).from_select(cols, rows)
     return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
@@ -264,6 +275,8 @@ def progress(session: Session, campaign_id: int, policy: PolicySettings | None =
                    "held by the contact policy and retried as their nurture mail allows"
                    + (f", until {until:%Y-%m-%d %H:%M} UTC" if until else "")
                    + "; the campaign finishes then. Cancel it to stop waiting.")
+    if c.status == CampaignStatus.RUNNING and c.dispatched_at is not None and not remaining and not waiting:
+        waiting = variants.waiting(session, c)
     return {"status": str(c.status), "reason": c.status_reason, "recipients": c.recipients, "sent": c.sent,
             "failed": c.failed, "held": c.held, "skipped": c.skipped, "remaining": remaining,
             "held_now": held_now, "waiting": waiting, "unknown": unknown, "retrying": retrying,

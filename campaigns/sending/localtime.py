@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from campaigns.composing.contributions import Contributor, register
 from campaigns.errors import ValidationError
 from campaigns.models import Campaign, Contact, Send, SendStatus, UTCDateTime, utcnow
-from campaigns.sending import besttime
+from campaigns.sending import besttime, variants
 
 UTC = ZoneInfo("UTC")
 # The partial index ix_send_local_queued's own condition, as literal SQL so PostgreSQL can use the index in any plan.
@@ -231,7 +231,11 @@ class LocalTime(Contributor):
                content: str) -> dict[str, Any]:
         if "local_time" not in data:
             return {}
-        return choose(data)
+        chosen = choose(data)
+        if chosen["local_time"] and campaign is not None and variants.test_of(session, campaign.id) is not None:
+            raise ValidationError("this campaign has an A/B test, which sends its test share at once: remove the "
+                                  "test (A/B test page) to deliver in each reader's local time", field="local_time")
+        return chosen
 
 
 def choose(data: Mapping[str, Any]) -> dict[str, Any]:

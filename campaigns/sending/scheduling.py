@@ -22,7 +22,7 @@ from campaigns.errors import InvalidState, RapportError, ValidationError
 from campaigns.models import Campaign, CampaignStatus, utcnow
 from campaigns.queueing import Job
 from campaigns.runtime import Runtime
-from campaigns.sending import delivery
+from campaigns.sending import delivery, variants
 from campaigns.sending import lifecycle as sending
 from campaigns.sending.committed import when_committed
 from mailer.compose import TemplateError
@@ -103,6 +103,7 @@ def ready_to_send(session: Session, rt: Runtime, campaign: Campaign) -> None:
     campaign_service.validate(campaign)
     campaign_service.check_base_url(campaign, rt.settings)
     alignment.check_campaign_from(session, campaign, rt.settings)
+    variants.check_senders(session, campaign, rt.settings)    # an A/B variant's own From, too
     try:
         delivery.CampaignMailer.for_campaign(rt, session, campaign)
     except TemplateError as exc:

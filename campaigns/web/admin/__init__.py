@@ -5,6 +5,7 @@ registers all admin pages on that blueprint.
 """
 
 from campaigns.web.admin import (  # noqa: F401  (register the views on the blueprint)
+    abtests,
     api_keys,
     archive,
     audit,

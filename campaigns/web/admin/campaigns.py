@@ -20,7 +20,7 @@ from campaigns.db import parse_id
 from campaigns.errors import RapportError, ValidationError
 from campaigns.models import Automation, AutomationStep, Campaign, CampaignKind, CampaignStatus, Contact, Sender, Topic
 from campaigns.reports import summaries
-from campaigns.sending import delivery, localtime, scheduling
+from campaigns.sending import delivery, localtime, scheduling, test_sends, variants
 from campaigns.sending import lifecycle as sending
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
@@ -217,7 +217,7 @@ def campaign(campaign_id: int):
         select(Automation).join(AutomationStep, AutomationStep.automation_id == Automation.id)
         .where(AutomationStep.template_id == obj.id).distinct().order_by(Automation.name)))
     return render_template("admin/campaign.html", campaign=obj, error=error, subject_sample=subject_sample,
-                           automations=used_by,
+                           automations=used_by, ab_test=variants.test_of(session, obj.id),
                            subject_for=first.email if first else "a sample contact",
                            audience=g.audience,
                            base_url_warning=campaign_service.base_url_warning(rt().settings),
@@ -290,7 +290,7 @@ def campaign_test(campaign_id: int):
         return redirect(url_for("admin.campaign", campaign_id=campaign_id))
     try:
         session.commit()   # the test is sent from a session of its own
-        sent = delivery.send_test(rt(), obj.id, addresses, as_contact_id=as_contact.id if as_contact else None)
+        sent = test_sends.send_test(rt(), obj.id, addresses, as_contact_id=as_contact.id if as_contact else None)
         who = f" as {as_contact.email}" if as_contact else ""
         audit(Action.CAMPAIGN_TEST, f"campaign {obj.id}", f"to {', '.join(sent)}{who}")
         flash(f"Test sent to {', '.join(sent)}{who}.", "info")

@@ -108,7 +108,8 @@ class CampaignStats(BaseModel):
     status: str
     progress: dict[str, Any] = Field(description="Sent, held, failed, skipped, remaining")
     report: dict[str, Any] = Field(description="Delivered, opens, clicks per link, replies, unsubscribes, "
-                                               "bounces, complaints, coupons (human and machine engagement apart)")
+                                               "bounces, complaints, coupons, ab_test (human and machine "
+                                               "engagement apart)")
 
 
 def campaign_out(c: Campaign) -> CampaignOut:

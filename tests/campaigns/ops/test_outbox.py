@@ -8,8 +8,8 @@ from html import unescape
 from sqlalchemy import func, select
 
 from campaigns.models import Event, Send
-from campaigns.sending import delivery
 from campaigns.sending import lifecycle as sending
+from campaigns.sending import test_sends
 from mailer.tracking import Purpose
 from tests.campaigns.web.test_admin import admin_user, logged_in  # noqa: F401 - fixtures
 
@@ -36,7 +36,7 @@ def test_viewing_sent_and_test_messages_in_the_outbox_records_nothing(
         runtime, logged_in, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:  # noqa: F811
     topic, contacts = make_contacts(2)
     campaign = make_campaign([topic])
-    delivery.send_test(runtime, campaign.id, ["tester@example.com"], as_contact_id=contacts[0].id)
+    test_sends.send_test(runtime, campaign.id, ["tester@example.com"], as_contact_id=contacts[0].id)
     sending.start(db_session, runtime, campaign)
     db_session.commit()
     run_worker()
@@ -106,7 +106,7 @@ def test_outbox_search_finds_recipients_subjects_campaigns_and_test_sends(
     campaign = make_campaign([topic])
     campaign.name = "Autumn news"
     db_session.commit()
-    delivery.send_test(runtime, campaign.id, ["tester@example.com"], as_contact_id=contacts[0].id)
+    test_sends.send_test(runtime, campaign.id, ["tester@example.com"], as_contact_id=contacts[0].id)
     sending.start(db_session, runtime, campaign)
     db_session.commit()
     run_worker()
