@@ -192,7 +192,8 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
                 inserted = variants.insert_test_share(session, campaign_id, test, variants.audience_ids(
                     session, audience_conditions(campaign, last, hi), last, hi))
             else:   # preserve_rowcount: SQLAlchemy keeps an INSERT's cursor.rowcount only when asked.
-                inserted = max(session.execute(_insert_ignore(session, rows, rest is not None)
+                inserted = max(session.execute(_insert_ignore(session, rows, scheduled=True,
+                                                              with_variant=rest is not None)
                                                .execution_options(preserve_rowcount=True)).rowcount or 0, 0)
                 localtime.apply_best_times(session, campaign, now, last, hi, prior)
             # One UPDATE: the cursor and the count move with the rows, in the same transaction.
@@ -226,9 +227,9 @@ def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int)
     queueing.enqueue_many(rt.queue, Job.SEND_BATCH, batches)
 
 
-def _insert_ignore(session: Session, rows, with_variant: bool = False):
-    cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at", "not_before",
-            "next_attempt_at"] + (["variant"] if with_variant else [])
+def _insert_ignore(session: Session, rows, scheduled: bool = False, with_variant: bool = False):
+    cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"] + \
+        (["not_before", "next_attempt_at"] if scheduled else []) + (["variant"] if with_variant else [])
     dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(Send.__table__).from_select(cols, rows)
     return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])

@@ -186,3 +186,24 @@ def test_figures_count_people_apart_from_machines_and_redeemed_coupons(db_sessio
     assert (a.sent, a.human_opens, a.human_clicks, a.machine_opens, a.coupon_redemptions) == (3, 1, 1, 1, 1)
     assert (b.sent, b.human_opens, b.human_clicks, b.machine_opens, b.coupon_redemptions) == (3, 1, 0, 0, 1)
     assert a.rate("human_clicks") == 1 / 3 and b.count("coupon_redemptions") == 1
+
+
+def test_an_ab_test_and_local_time_delivery_refuse_each_other(editor, db_session, make_contacts,
+                                                              make_campaign) -> None:
+    """The test share goes out at once and is judged after a set time: it cannot also wait for each reader's 09:00."""
+    topic, _ = make_contacts(2)
+    local = make_campaign([topic])
+    local.local_time = "09:00"
+    db_session.commit()
+    r = post(editor, local, subject_1="B")
+    assert r.status_code == 422 and "local time" in r.get_data(True)
+    assert fresh(db_session).scalar(select(AbTest)) is None
+
+    tested = make_campaign([topic])
+    assert post(editor, tested, subject_1="B").status_code in (200, 302)
+    form = {"name": "Tested", "subject": "Hi", "kind": "nurture", "mjml": tested.mjml, "topics": str(topic.id),
+            "from_name": "Anna Becker", "local_time": "09:00", "local_zone": "Europe/Berlin", "local_late": "now",
+            "csrf_token": csrf(editor, f"/admin/campaigns/{tested.id}/edit")}
+    r = editor.post(f"/admin/campaigns/{tested.id}/edit", data=form)
+    assert "has an A/B test" in r.get_data(True)
+    assert fresh(db_session).get(type(tested), tested.id).local_time == ""
