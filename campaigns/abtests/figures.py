@@ -1,4 +1,4 @@
-"""An A/B test's figures per variant: recipients sent, people who opened, clicked or redeemed their coupon, and the
+"""An A/B test's figures per variant: recipients sent, people who opened, clicked, replied or redeemed their coupon, and the
 sends opened only by machines (privacy proxies, scanners: shown, never counted)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import and_, distinct, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from campaigns.models import AbCriterion, CouponCode, Event, EventType, Send, SendStatus, variant_letter
+from campaigns.models import AbCriterion, CouponCode, Event, EventType, Reply, Send, SendStatus, variant_letter
 
 
 @dataclass
@@ -22,15 +22,17 @@ class VariantFigures:
     human_clicks: int = 0
     machine_opens: int = 0      # opened by a machine and never by the person
     coupon_redemptions: int = 0
+    replies: int = 0            # people who answered in person (auto-replies never count)
 
     @property
     def letter(self) -> str:
         return variant_letter(self.variant)
 
     def count(self, criterion: AbCriterion | str) -> int:
-        """What the criterion counts (replies will be one more member)."""
+        """What the criterion counts."""
         return {AbCriterion.HUMAN_CLICKS: self.human_clicks, AbCriterion.HUMAN_OPENS: self.human_opens,
-                AbCriterion.COUPON_REDEMPTIONS: self.coupon_redemptions}[AbCriterion(criterion)]
+                AbCriterion.COUPON_REDEMPTIONS: self.coupon_redemptions,
+                AbCriterion.REPLIES: self.replies}[AbCriterion(criterion)]
 
     def rate(self, criterion: AbCriterion | str) -> float:
         return self.count(criterion) / self.sent if self.sent else 0.0
@@ -71,9 +73,13 @@ def per_variant(session: Session, campaign_id: int, variants: int, before: dt.da
         .join(Send, and_(Send.campaign_id == CouponCode.campaign_id, Send.contact_id == CouponCode.contact_id))
         .where(CouponCode.campaign_id == campaign_id, CouponCode.redeemed_at.is_not(None), *sends)
         .group_by(Send.variant)).all())
+    replied = dict(session.execute(
+        select(Send.variant, func.count(distinct(Reply.send_id))).join(Send, Send.id == Reply.send_id)
+        .where(Reply.campaign_id == campaign_id, Reply.auto.is_(False), *sends).group_by(Send.variant)).all())
     for f in out:
         f.human_opens = human_opens.get(f.variant, 0)
         f.human_clicks = human_clicks.get(f.variant, 0)
         f.machine_opens = machine_only.get(f.variant, 0)
         f.coupon_redemptions = redeemed.get(f.variant, 0)
+        f.replies = replied.get(f.variant, 0)
     return out

@@ -21,15 +21,13 @@ VARIANT_LETTERS = "ABCD"
 
 
 class AbCriterion(StrEnum):
-    """What picks the winner: share of recipients who did it. Machine opens and clicks never count.
-
-    Replies are to follow (their recording is being built); add the member here and its count in
-    campaigns.abtests.figures.
-    """
+    """What picks the winner: share of recipients who did it. Machine opens and clicks never count, nor do
+    auto-replies (out-of-office)."""
 
     HUMAN_CLICKS = "human_clicks"
     HUMAN_OPENS = "human_opens"
     COUPON_REDEMPTIONS = "coupon_redemptions"
+    REPLIES = "replies"
 
 
 class AbPhase(StrEnum):

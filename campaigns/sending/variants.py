@@ -178,7 +178,7 @@ def check(session: Session, campaign: Campaign, store_links: bool = False) -> No
 
 
 CRITERION_WORDS = {"human_clicks": "people's clicks", "human_opens": "people's opens",
-                   "coupon_redemptions": "coupon redemptions"}
+                   "coupon_redemptions": "coupon redemptions", "replies": "people's replies"}
 
 
 def decision_due(test: AbTest, campaign: Campaign) -> dt.datetime | None:

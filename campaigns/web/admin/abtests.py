@@ -24,7 +24,8 @@ from mailer.compose import TemplateError
 
 CRITERIA = [(AbCriterion.HUMAN_CLICKS, "People's clicks (recommended)"),
             (AbCriterion.HUMAN_OPENS, "People's opens (machine opens never count)"),
-            (AbCriterion.COUPON_REDEMPTIONS, "Coupon redemptions")]
+            (AbCriterion.COUPON_REDEMPTIONS, "Coupon redemptions"),
+            (AbCriterion.REPLIES, "People's replies (out-of-office never counts)")]
 
 
 def _page(obj: Campaign, form=None, errors: list[str] | None = None, status: int = 200):

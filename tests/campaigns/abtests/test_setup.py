@@ -17,6 +17,7 @@ from campaigns.models import (
     Event,
     EventType,
     Link,
+    Reply,
     Send,
     SendStatus,
     utcnow,
@@ -181,11 +182,15 @@ def test_figures_count_people_apart_from_machines_and_redeemed_coupons(db_sessio
         db_session.add(CouponCode(pool_id=pool.id, code=f"C{s.id}", campaign_id=campaign.id,
                                   contact_id=s.contact_id, send_id=s.id, assigned_at=utcnow(),
                                   redeemed_at=utcnow() if redeemed else None))
+    for s, auto, key in ((sends[0], True, "ooo"), (sends[3], False, "r1"), (sends[3], False, "r2")):
+        db_session.add(Reply(contact_id=s.contact_id, campaign_id=campaign.id, send_id=s.id, auto=auto,
+                             dedupe_key=key))                        # A: an out-of-office; B: a person, twice
     db_session.commit()
     a, b = figures.per_variant(db_session, campaign.id, 2)
     assert (a.sent, a.human_opens, a.human_clicks, a.machine_opens, a.coupon_redemptions) == (3, 1, 1, 1, 1)
     assert (b.sent, b.human_opens, b.human_clicks, b.machine_opens, b.coupon_redemptions) == (3, 1, 0, 0, 1)
     assert a.rate("human_clicks") == 1 / 3 and b.count("coupon_redemptions") == 1
+    assert (a.count("replies"), b.count("replies")) == (0, 1)
 
 
 def test_an_ab_test_and_local_time_delivery_refuse_each_other(editor, db_session, make_contacts,
