@@ -1,5 +1,5 @@
-"""An A/B test's figures per variant: recipients sent, people who opened, clicked, replied or redeemed their coupon, and the
-sends opened only by machines (privacy proxies, scanners: shown, never counted)."""
+"""An A/B test's figures per variant: recipients sent, people who opened, clicked, replied or redeemed their
+coupon, and the sends opened only by machines (privacy proxies, scanners: shown, never counted)."""
 
 from __future__ import annotations
 
