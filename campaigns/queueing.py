@@ -48,6 +48,7 @@ class Job(StrEnum):
     DRAIN_HITS = "drain_hits"
     DECAY_SCORES = "decay_scores"
     RENDER_POST = "render_post"
+    RECOMPUTE_TIERS = "recompute_tiers"
 
     @property
     def path(self) -> str:
@@ -96,6 +97,7 @@ RUNS: dict[Job, Run] = {
     Job.DRAIN_HITS: Run(timeout=300, result_ttl=0),
     Job.DECAY_SCORES: Run(),
     Job.RENDER_POST: Run(timeout=HOUR),
+    Job.RECOMPUTE_TIERS: Run(timeout=HOUR),
 }
 
 
@@ -171,6 +173,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("export-cleanup", Job.CLEANUP_EXPORTS,
                  "delete contact export files older than RAPPORT_EXPORT_KEEP_HOURS",
                  every=dt.timedelta(hours=1)),
+    PeriodicTask("loyalty-tiers", Job.RECOMPUTE_TIERS,
+                 "recompute loyalty tiers as periods roll on (promotions and demotions without a new order)",
+                 at=dt.time(2, 30)),
 )}
 
 

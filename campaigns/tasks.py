@@ -25,6 +25,7 @@ from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
 from campaigns.feedback import engagement
 from campaigns.models import Campaign
+from campaigns.orders import tiers as loyalty_tiers
 from campaigns.post import runs as post_runs
 from campaigns.reports import summaries
 from campaigns.sending import delivery, digest, lifecycle, release, scheduling, sweeper
@@ -176,3 +177,10 @@ def refresh_summary(kind: str, args: list) -> None:
 def render_post(run_id: int) -> dict:
     """Choose and record a print run's letters and write its PDF, label sheet and CSV (progress on the run)."""
     return post_runs.run(runtime.current(), run_id)
+
+
+# -- loyalty tiers -----------------------------------------------------------------------------------------------
+
+def recompute_tiers(reason: str = "nightly") -> dict:
+    """Recompute the loyalty tier of everyone with an order or a tier (nightly, and after the tiers are edited)."""
+    return loyalty_tiers.recompute_all(runtime.current(), reason=reason)

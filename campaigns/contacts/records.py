@@ -361,5 +361,6 @@ def personalization(contact: Contact, interests: Iterable[str] = ()) -> dict[str
         full_name=contact.full_name, phone=contact.phone, city=contact.city, region=contact.region,
         postal_code=contact.postal_code, country=contact.country, locale=contact.locale,
         birthday=contact.birthday.isoformat() if contact.birthday else "", interests=list(interests),
+        tier=contact.tier or "",
     )
     return data

@@ -21,6 +21,7 @@ class AutomationTrigger(StrEnum):
     CRON = "cron"          # a recurring cron-like schedule (the first Monday of the month)
     CADENCE = "cadence"    # contacts not mailed in N days
     WELCOME = "welcome"    # a series of steps after someone subscribes
+    TIER = "tier"          # a contact reached a higher loyalty tier (campaigns.orders.tiers): a thank-you
 
 
 class Automation(Base):

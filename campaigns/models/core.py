@@ -60,6 +60,7 @@ class EventType(StrEnum):
     SURVEY_ANSWER = "survey_answer"   # data: survey_id, question (0-based), answer
     PERSONAL_MAIL = "personal_mail"   # an apology or follow-up written on the contact's page (services.apology)
     LETTER = "letter"                 # a campaign printed for the contact as a letter or card (campaigns.post)
+    DETAILS = "details"               # the contact changed their details in the preference center (data: fields)
 
 
 campaign_topic = Table(
