@@ -46,6 +46,8 @@ class Action(StrEnum):
     SURVEY_ANSWERS_EXPORT = "survey.answers_export"
     API_KEY_CREATE = "settings.api_key_create"
     API_KEY_REVOKE = "settings.api_key_revoke"
+    TIER_SAVE = "loyalty.tier_save"
+    TIER_DELETE = "loyalty.tier_delete"
 
 
 def record(session: Session, actor: str, action: Action | str, target: str = "", detail: str = "",

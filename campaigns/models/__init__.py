@@ -9,6 +9,7 @@ from campaigns.models.columns import *
 from campaigns.models.contacts import *
 from campaigns.models.core import *
 from campaigns.models.coupons import *
+from campaigns.models.loyalty import *
 from campaigns.models.notes import *
 from campaigns.models.policy import *
 from campaigns.models.post import *
@@ -16,4 +17,3 @@ from campaigns.models.segments import *
 from campaigns.models.settings import *
 from campaigns.models.signup import *
 from campaigns.models.surveys import *
-from campaigns.models.loyalty import *

@@ -28,6 +28,8 @@ TRIGGERS = [
     (AutomationTrigger.CRON, "A recurring schedule", "Cron-like, e.g. a monthly coupon on the first Monday"),
     (AutomationTrigger.CADENCE, "Cadence watch", "Everyone not mailed in N days gets a nurture mail"),
     (AutomationTrigger.WELCOME, "Welcome series", "Steps after someone subscribes: day 0, 3, 10…"),
+    (AutomationTrigger.TIER, "Reached a new tier", "A thank-you when a customer moves up a loyalty tier "
+     "(write {{ contact.tier }} for the tier)"),
 ]
 
 
