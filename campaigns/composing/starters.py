@@ -65,6 +65,10 @@ _STARTERS = (
     Starter("birthday", "Birthday greeting", "A warm birthday note with a small present code (for a birthday "
             "automation; draws a coupon pool).", "nurture",
             "Happy birthday, {{ contact.first_name|default('friend', true) }}!", "A small present from all of us"),
+    Starter("details", "Is this still right?", "Shows the address, phone, birthday and interests you have and "
+            "links to the page where the contact updates them (for a yearly or cadence automation).", "nurture",
+            "{{ contact.first_name|default('Hello', true) }}, is this still right?",
+            "Two minutes to keep your address and birthday current"),
 )
 # Starters used by one feature only, not offered in the composer's chooser (the personal apology mail, the digest).
 _FEATURE_STARTERS = frozenset({"apology", "digest"})

@@ -305,6 +305,8 @@ def describe_event(event: Event) -> str:
                      f"of survey #{data.get('survey_id', '?')}")
     elif event.type == EventType.PREFERENCES:
         parts.append(_describe_preferences(data))
+    elif event.type == EventType.DETAILS:
+        parts.append(f"changed {data.get('field', 'details')} via {data.get('source', '?')}")
     elif data.get("source"):
         parts.append(f"via {data['source']}")
     return " · ".join(p for p in parts if p)[:300]

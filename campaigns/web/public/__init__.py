@@ -5,4 +5,4 @@ registers all recipient pages on that blueprint. Tracking endpoints only push a 
 (campaigns.feedback.hits); a worker writes the events.
 """
 
-from campaigns.web.public import digest, pages, signup, surveys, tracking, webhooks  # noqa: F401  (register the views on bp)
+from campaigns.web.public import details, digest, pages, signup, surveys, tracking, webhooks  # noqa: F401  (register the views on bp)
