@@ -86,3 +86,18 @@ def test_the_demo_survey_mail_counts_its_questions_right(demo) -> None:
     assert survey.intro.startswith(f"{words[n]} quick questions")
     # The mail asks the first question; the page it opens has the rest.
     assert f"has {words[n - 1].lower()} more short questions" in " ".join(SURVEY_MJML.split())
+
+
+def test_demo_seeds_loyalty_tiers_from_its_orders(demo) -> None:
+    from campaigns.models import LoyaltyTier
+    from campaigns.orders import tiers
+
+    assert [t.name for t in demo.scalars(select(LoyaltyTier).order_by(LoyaltyTier.rank))] == ["Member", "Silver",
+                                                                                           "Gold"]
+    by_tier = dict(demo.execute(select(Contact.tier, func.count()).group_by(Contact.tier)).all())
+    assert by_tier.get("Member") and by_tier.get("Silver") and by_tier.get("Gold") and by_tier.get("")
+    # Exactly what the rules give for the seeded orders.
+    ids = list(demo.scalars(select(Contact.id)))
+    reached = tiers.compute(demo, tiers.rules(demo), ids, dt.datetime.now(dt.UTC))
+    assert {cid: (t.name if t else "") for cid, t in reached.items()} == dict(
+        demo.execute(select(Contact.id, Contact.tier)).all())
