@@ -24,7 +24,8 @@ from campaigns.orders import tiers
 TIERS = (("Member", "1", "0", "1", "0"), ("Silver", "2", "150", "1", "365"), ("Gold", "3", "400", "3", "365"))
 THANKS = """<mjml><mj-body background-color="#f3f4f6"><mj-section background-color="#ffffff" padding="32px 24px">
 <mj-column>
-<mj-text font-size="24px" font-weight="700">Welcome to {{ contact.tier }}, {{ contact.first_name|default("friend", true) }}!</mj-text>
+<mj-text font-size="24px" font-weight="700">Welcome to {{ contact.tier }},
+{{ contact.first_name|default("friend", true) }}!</mj-text>
 <mj-text>Thank you for shopping with us so often. As a {{ contact.tier }} customer you now get early access to our
 seasonal plants and a free soil test at the counter.</mj-text>
 <mj-text>{{ sender.name }}</mj-text>
