@@ -37,7 +37,7 @@ def _page(form=None, editing: LoyaltyTier | None = None, status: int = 200):
                            may_edit=current_user.role in (AdminRole.ADMIN, AdminRole.EDITOR)), status
 
 
-@bp.get("/loyalty")
+@bp.get("/contacts/loyalty")
 @login_required
 def loyalty_tiers():
     """The tiers, a form for a new one, and the tier report."""
@@ -46,8 +46,8 @@ def loyalty_tiers():
     return _page(editing=editing)
 
 
-@bp.post("/loyalty")
-@bp.post("/loyalty/<int:tier_id>")
+@bp.post("/contacts/loyalty")
+@bp.post("/contacts/loyalty/<int:tier_id>")
 @editor_required
 def loyalty_tier_save(tier_id: int | None = None):
     session = db()
@@ -66,7 +66,7 @@ def loyalty_tier_save(tier_id: int | None = None):
     return redirect(url_for("admin.loyalty_tiers"))
 
 
-@bp.post("/loyalty/<int:tier_id>/delete")
+@bp.post("/contacts/loyalty/<int:tier_id>/delete")
 @editor_required
 def loyalty_tier_delete(tier_id: int):
     session = db()

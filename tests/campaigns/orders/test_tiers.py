@@ -103,29 +103,30 @@ def test_admin_defines_tiers_the_worker_recomputes_and_the_report_shows_changes(
     _topic, (ana,) = make_contacts(1)
     db_session.add(Order(contact_id=ana.id, ordered_at=utcnow(), amount=Decimal("120.00"), currency="EUR"))
     db_session.commit()
-    token = csrf(editor, "/admin/loyalty")
-    r = editor.post("/admin/loyalty", data={"csrf_token": token, "name": "Silver", "rank": "2", "min_value": "100",
-                                            "min_orders": "1", "period_days": "365"})
+    token = csrf(editor, "/admin/contacts/loyalty")
+    r = editor.post("/admin/contacts/loyalty", data={"csrf_token": token, "name": "Silver", "rank": "2",
+                                                     "min_value": "100", "min_orders": "1", "period_days": "365"})
     assert r.status_code == 302
-    bad = editor.post("/admin/loyalty", data={"csrf_token": token, "name": "Gold", "rank": "2", "min_value": "1.001"})
+    bad = editor.post("/admin/contacts/loyalty", data={"csrf_token": token, "name": "Gold", "rank": "2",
+                                                       "min_value": "1.001"})
     assert bad.status_code == 400
     assert b"minimum order value" in bad.data
-    clash = editor.post("/admin/loyalty", data={"csrf_token": token, "name": "silver", "rank": "3"})
+    clash = editor.post("/admin/contacts/loyalty", data={"csrf_token": token, "name": "silver", "rank": "3"})
     assert clash.status_code == 400 and b"already a tier called silver" in clash.data
     assert tier_of(db_session, ana.email) == ""          # until the worker has run the recompute job
     work()
     assert tier_of(db_session, ana.email) == "Silver"
     assert changes(db_session, ana.email) == [("", "Silver", "tiers changed")]
-    page = editor.get("/admin/loyalty").get_data(as_text=True)
+    page = editor.get("/admin/contacts/loyalty").get_data(as_text=True)
     assert "Silver" in page and "1 promotion" in page and ana.email in page
     contact_page = editor.get(f"/admin/contacts/{ana.id}").get_data(as_text=True)
     assert "Loyalty tier changes" in contact_page and "tiers changed" in contact_page
     # Renaming a tier renames it on its customers at once.
     tier_id = fresh(db_session).scalar(select(LoyaltyTier.id))
-    editor.post(f"/admin/loyalty/{tier_id}", data={"csrf_token": token, "name": "Argent", "rank": "2",
+    editor.post(f"/admin/contacts/loyalty/{tier_id}", data={"csrf_token": token, "name": "Argent", "rank": "2",
                                                    "min_value": "100", "min_orders": "1", "period_days": "365"})
     assert tier_of(db_session, ana.email) == "Argent"
-    editor.post(f"/admin/loyalty/{tier_id}/delete", data={"csrf_token": token})
+    editor.post(f"/admin/contacts/loyalty/{tier_id}/delete", data={"csrf_token": token})
     work()
     assert tier_of(db_session, ana.email) == ""
     assert [(e.action, e.detail.split(":")[0]) for e in fresh(db_session).scalars(
