@@ -114,7 +114,7 @@ def _birthday(form: Mapping[str, Any], errors: dict[str, str], today: dt.date) -
         errors["birthday"] = f"The year of birth is between {today.year - 120} and {today.year}."
         return None
     if not 1 <= m <= 12 or not 1 <= d <= calendar.monthrange(y, m)[1]:
-        where = f" in {y}" if year else ""
+        where = f" in {y}" if year and m == 2 else ""     # only February's length depends on the year
         errors["birthday"] = f"{calendar.month_name[m] if 1 <= m <= 12 else 'That month'} has no day {d}{where}."
         return None
     when = dt.date(y, m, d)
