@@ -56,13 +56,15 @@ def test_tier_is_exact_after_each_order_over_the_api(client, db_session, make_ke
     for i, (amount, tier) in enumerate(zip(["40.00", "60.00", "0.01", "399.99"], expected, strict=True)):
         r = client.post("/api/v1/orders", json={"email": "ana@example.com", "amount": amount,
                                                 "external_id": f"T-{i}"}, headers=h)
-        assert r.status_code == 201, r.get_json()
+        assert r.status_code == 201 and r.get_json()["tier"] == tier, r.get_json()
         assert tier_of(db_session, "ana@example.com") == tier, (i, amount)
     # 40 + 60 + 0.01 + 399.99 = 500.00 exactly, the fourth order: Gold (3 orders and 500.00 in the year).
     # A replayed order changes nothing, and records no change.
     r = client.post("/api/v1/orders", json={"email": "ana@example.com", "amount": "399.99", "external_id": "T-3"},
                     headers=h)
     assert r.status_code == 200 and r.get_json()["created"] is False
+    cid = r.get_json()["order"]["contact_id"]
+    assert client.get(f"/api/v1/contacts/{cid}", headers=h).get_json()["tier"] == "Gold"
     assert changes(db_session, "ana@example.com") == [("", "Member", "order"), ("Member", "Silver", "order"),
                                                       ("Silver", "Gold", "order")]
     # One cent short of Gold stays Silver: the sums are exact decimals, never floats.
