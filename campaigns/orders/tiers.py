@@ -185,8 +185,11 @@ def recompute(session: Session, contact_ids: Iterable[int], *, reason: str,
         return []
     tiers = rules(session) if tiers is None else tiers
     rank_of = {t.name: t.rank for t in tiers}
+    # Lock the contacts first (PostgreSQL: FOR NO KEY UPDATE, in id order), then sum: two orders of one customer
+    # recorded at the same moment take turns, and the second sums with the first one's order committed.
+    current = dict(session.execute(select(Contact.id, Contact.tier).where(Contact.id.in_(ids))
+                                   .order_by(Contact.id).with_for_update(key_share=True)).all())
     reached = compute(session, tiers, ids, now)
-    current = dict(session.execute(select(Contact.id, Contact.tier).where(Contact.id.in_(ids))).all())
     changes: list[TierChange] = []
     for cid in ids:
         if cid not in current:

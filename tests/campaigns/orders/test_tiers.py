@@ -229,3 +229,45 @@ def test_reached_a_new_tier_sends_one_thank_you_through_the_worker(client, db_se
     run_worker()
     assert outbox.count() == 1
     assert "promotion" in auto.next_run(fresh(db_session).get(type(a), a.id))
+
+
+def test_two_orders_recorded_at_the_same_moment_both_count(db_session, runtime, programme) -> None:
+    """Two orders of one customer in two transactions at once: the second waits for the first (the contact row's
+    lock) and sums with its order, so the tier is exact whatever the interleaving (Silver: 60 + 60 ≥ 100)."""
+    import threading
+    import time
+
+    from campaigns.models import OrderSource
+    from campaigns.orders.recording import OrderInput, record_order
+
+    save_contact(db_session, {"email": "duo@example.com"})
+    db_session.commit()
+    first = runtime.session_factory()
+    record_order(first, OrderInput(OrderSource.API, "duo@example.com", "60.00", external_id="D1"))
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with runtime.session_factory() as session:
+                record_order(session, OrderInput(OrderSource.API, "duo@example.com", "60.00", external_id="D2"))
+                session.commit()
+        except BaseException as exc:   # reported by the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    if runtime.engine.dialect.name == "postgresql":      # let the second reach the lock before the first commits
+        from sqlalchemy import text
+        for _ in range(400):
+            with runtime.engine.connect() as conn:
+                if conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND wait_event_type = 'Lock'")):
+                    break
+            time.sleep(0.025)
+        else:
+            pytest.fail("the second order never waited for the first")
+    first.commit()
+    first.close()
+    thread.join(30)
+    assert not errors, errors
+    assert tier_of(db_session, "duo@example.com") == "Silver"
