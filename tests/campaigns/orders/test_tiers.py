@@ -271,3 +271,19 @@ def test_two_orders_recorded_at_the_same_moment_both_count(db_session, runtime, 
     thread.join(30)
     assert not errors, errors
     assert tier_of(db_session, "duo@example.com") == "Silver"
+
+
+def test_gdpr_export_holds_the_tier_and_erasure_removes_its_changes(client, db_session, make_key,
+                                                                     programme) -> None:
+    from campaigns.contacts.exports import erase_contact, gdpr_export
+
+    h = auth(make_key())
+    cid = client.post("/api/v1/orders", json={"email": "eva@example.com", "amount": "120.00", "external_id": "E1"},
+                      headers=h).get_json()["order"]["contact_id"]
+    data = gdpr_export(fresh(db_session), cid)
+    assert data["profile"]["tier"] == "Silver"
+    assert [(t["from_tier"], t["to_tier"], t["reason"]) for t in data["tier_changes"]] == [("", "Silver", "order")]
+    db_session.rollback()
+    erase_contact(db_session, cid)
+    db_session.commit()
+    assert db_session.scalar(select(TierChange.id).where(TierChange.contact_id == cid)) is None
