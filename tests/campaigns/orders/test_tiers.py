@@ -287,3 +287,22 @@ def test_gdpr_export_holds_the_tier_and_erasure_removes_its_changes(client, db_s
     erase_contact(db_session, cid)
     db_session.commit()
     assert db_session.scalar(select(TierChange.id).where(TierChange.contact_id == cid)) is None
+
+
+def test_the_automation_form_offers_reached_a_new_tier(editor, db_session) -> None:
+    from campaigns.models import Automation, AutomationTrigger
+
+    tpl = save_campaign(db_session, {"name": "Thanks", "kind": "nurture", "subject": "Thanks",
+                                     "mjml": "<mjml><mj-body><mj-section><mj-column><mj-text>Thanks</mj-text>"
+                                             "</mj-column></mj-section></mj-body></mjml>", "all_contacts": "1"})
+    db_session.commit()
+    page = editor.get("/admin/automations/new").get_data(as_text=True)
+    assert 'value="tier"' in page and "Reached a new tier" in page
+    r = editor.post("/admin/automations/new", data={"csrf_token": csrf(editor, "/admin/automations/new"),
+                                                    "name": "Tier thanks", "trigger": "tier",
+                                                    "template_0": str(tpl.id)})
+    assert r.status_code == 302
+    saved = fresh(db_session).scalar(select(Automation))
+    assert saved.trigger == AutomationTrigger.TIER and saved.steps[0].template_id == tpl.id
+    listing = editor.get("/admin/automations").get_data(as_text=True)
+    assert "a contact reaches a higher loyalty tier" in listing
