@@ -5,6 +5,7 @@ tier-only coupon pools, and the "reached a new tier" automation sending once."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -121,6 +122,9 @@ def test_admin_defines_tiers_the_worker_recomputes_and_the_report_shows_changes(
     assert changes(db_session, ana.email) == [("", "Silver", "tiers changed")]
     page = editor.get("/admin/contacts/loyalty").get_data(as_text=True)
     assert "Silver" in page and "1 promotion" in page and ana.email in page
+    builder = editor.get("/admin/segments/new").get_data(as_text=True)     # the segment builder offers the tiers
+    assert "Loyalty tier" in builder and re.search(r"&#34;tiers&#34;: \[&#34;Silver&#34;\]|\"tiers\": \[\"Silver\"\]",
+                                                   builder), builder[:200]
     contact_page = editor.get(f"/admin/contacts/{ana.id}").get_data(as_text=True)
     assert "Loyalty tier changes" in contact_page and "tiers changed" in contact_page
     # Renaming a tier renames it on its customers at once.
