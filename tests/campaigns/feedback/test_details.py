@@ -158,3 +158,54 @@ def test_parse_keeps_a_phone_stored_before_the_checks(db_session, make_contacts)
     with pytest.raises(service.DetailsInvalid):
         service.parse({**GOOD, "phone": "0171 556", "country": ""}, current=contact)
     assert db_session.scalar(select(func.count()).select_from(ContactInterest)) == 0
+
+
+FIELDS = ("address_line1", "address_line2", "postal_code", "city", "region", "country", "phone", "birth_day",
+          "birth_month", "birth_year", "timezone", "interests", "no_post")
+
+
+def test_anything_a_recipient_sends_is_answered_without_a_crash(client, db_session, page) -> None:
+    """Arbitrary text (control characters, huge values, other scripts) in every field: 200 or 422, never a 500,
+    and a refused form leaves the contact as it was."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    url, contact = page
+    token = csrf_of(client.get(url).get_data(as_text=True))
+    values = st.one_of(st.text(max_size=40), st.text(max_size=3000), st.sampled_from(["", "29", "2", "+1", "ZZ",
+                                                                                     "Europe/Berlin", "0", "-1"]))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.fixed_dictionaries({}, optional=dict.fromkeys(FIELDS, values)))
+    def post(data) -> None:
+        before = snapshot(db_session, contact.id)
+        r = client.post(url, data={"csrf_token": token, **data})
+        assert r.status_code in (200, 422), (r.status_code, data)
+        assert "Traceback" not in r.get_data(as_text=True)
+        if r.status_code == 422:
+            assert snapshot(db_session, contact.id) == before
+
+    post()
+
+
+def test_a_birthday_given_without_a_year_is_greeted(client, db_session, runtime, page, outbox, run_worker) -> None:
+    from campaigns.automations import runs as auto
+    from campaigns.composing.editor import save_campaign
+
+    url, contact = page
+    data = {"csrf_token": csrf_of(client.get(url).get_data(as_text=True)), **GOOD}   # 29 February, no year
+    assert client.post(url, data=data).status_code == 200
+    db_session.rollback()
+    tpl = save_campaign(db_session, {"name": "Greeting", "kind": "nurture", "subject": "Happy birthday",
+                                     "mjml": "<mjml><mj-body><mj-section><mj-column><mj-text>Happy day!</mj-text>"
+                                             "</mj-column></mj-section></mj-body></mjml>", "all_contacts": "1"})
+    tpl.all_contacts = True
+    a = auto.save_automation(db_session, {"name": "Birthday", "trigger": "date", "date_field": "birthday",
+                                          "send_time": "09:00"}, [("0", str(tpl.id))])
+    auto.set_active(db_session, a, True)
+    db_session.commit()
+    # 2027 has no 29 February: the greeting goes on the 28th at 09:00 in the contact's new time zone (Berlin).
+    assert auto.run_due(runtime, dt.datetime(2027, 2, 28, 7, 30, tzinfo=dt.UTC))["queued"] == 0   # 08:30 there
+    assert auto.run_due(runtime, dt.datetime(2027, 2, 28, 8, 5, tzinfo=dt.UTC))["queued"] == 1
+    run_worker()
+    assert [m.recipients for m in outbox.list()] == [(contact.email,)]
