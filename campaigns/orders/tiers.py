@@ -156,9 +156,10 @@ def delete_tier(session: Session, tier: LoyaltyTier) -> None:
 
 def figures(session: Session, contact_ids: Sequence[int], period_days: int,
             now: dt.datetime) -> dict[int, tuple[Decimal, int]]:
-    """contact id -> (order value, order count) over the period (0: all time) up to now."""
+    """contact id -> (order value, order count) of the orders placed in the last period_days before now (0: all
+    time); an order a shop dated a little ahead (recording allows up to a day) counts at once."""
     stmt = (select(Order.contact_id, func.coalesce(func.sum(Order.amount), 0), func.count(Order.id))
-            .where(Order.contact_id.in_(list(contact_ids)), Order.ordered_at <= now).group_by(Order.contact_id))
+            .where(Order.contact_id.in_(list(contact_ids))).group_by(Order.contact_id))
     if period_days:
         stmt = stmt.where(Order.ordered_at > now - dt.timedelta(days=period_days))
     return {cid: (Decimal(str(value)).quantize(Decimal("0.01")), int(count))

@@ -73,6 +73,11 @@ def test_tier_is_exact_after_each_order_over_the_api(client, db_session, make_ke
         client.post("/api/v1/orders", json={"email": "bo@example.com", "amount": amount, "external_id": f"B-{i}"},
                     headers=h)
     assert tier_of(db_session, "bo@example.com") == "Silver"
+    # A shop whose clock runs a little ahead: its order counts at once.
+    ahead = (utcnow() + dt.timedelta(hours=2)).isoformat()
+    r = client.post("/api/v1/orders", json={"email": "cy@example.com", "amount": "150.00", "external_id": "C-1",
+                                            "ordered_at": ahead}, headers=h)
+    assert r.status_code == 201 and r.get_json()["tier"] == "Silver"
 
 
 def test_nightly_recompute_demotes_when_the_period_rolls_on(client, db_session, make_key, programme, runtime,
