@@ -8,7 +8,6 @@ from __future__ import annotations
 from flask import render_template, request
 from sqlalchemy import select
 
-from campaigns.errors import NotFound
 from campaigns.feedback import details as service
 from campaigns.feedback import preferences as feedback
 from campaigns.models import ContactInterest
@@ -24,10 +23,7 @@ def details(token: str):
     if not contact_id:     # the link of a test message: it names no contact
         return render_template("public/unsubscribe_done.html", test=True, everything=True, topics=[])
     session = db()
-    try:
-        contact = feedback.resolve_unsubscribe(session, contact_id, 0).contact
-    except NotFound:
-        return render_template("public/unsubscribe_done.html", test=True, everything=True, topics=[])
+    contact = feedback.resolve_unsubscribe(session, contact_id, 0).contact   # an erased contact: the 404 page
     changes: list[str] = []
     errors: dict[str, str] = {}
     values = None

@@ -43,7 +43,7 @@ def snapshot(db_session, contact_id: int) -> tuple:
     return state
 
 
-def test_get_and_head_show_the_form_and_change_nothing(client, db_session, page) -> None:
+def test_get_and_head_show_the_form_and_change_nothing(client, db_session, runtime, page) -> None:
     url, contact = page
     before = snapshot(db_session, contact.id)
     r = client.get(url)
@@ -60,6 +60,9 @@ def test_get_and_head_show_the_form_and_change_nothing(client, db_session, page)
     assert client.get(url.replace("/details", "x/details")).status_code == 404     # a re-spelled token
     assert client.post(url, data=GOOD).status_code == 400                           # no CSRF token
     assert snapshot(db_session, contact.id) == before
+    # A test message's link names no contact; an erased contact's link finds nothing.
+    assert "test message" in client.get(f"/p/{runtime.tokens.seal(Purpose.PREFERENCES, 0)}/details").get_data(True)
+    assert client.get(f"/p/{runtime.tokens.seal(Purpose.PREFERENCES, 10**9)}/details").status_code == 404
 
 
 def test_post_saves_details_with_history_and_they_count_at_once(client, db_session, page) -> None:

@@ -315,3 +315,34 @@ def test_the_automation_form_offers_reached_a_new_tier(editor, db_session) -> No
     assert saved.trigger == AutomationTrigger.TIER and saved.steps[0].template_id == tpl.id
     listing = editor.get("/admin/automations").get_data(as_text=True)
     assert "a contact reaches a higher loyalty tier" in listing
+
+
+def test_a_campaign_from_a_tier_only_pool_mails_only_that_tier_and_pauses_with_the_reason(
+        db_session, runtime, make_contacts, programme, outbox, run_worker) -> None:
+    from campaigns.models import Campaign, CampaignStatus, Send, SendStatus
+
+    topic, contacts = make_contacts(4)
+    for c, tier in zip(contacts, ["Gold", "Silver", "Gold", ""], strict=True):
+        c.tier = tier
+    pool = coupon_service.save_pool(db_session, {"name": "Gold thanks", "value_description": "20% off",
+                                                 "expires_on": dt.date.today() + dt.timedelta(days=30),
+                                                 "tiers": ["Gold"]})
+    db_session.commit()
+    codes.import_codes(db_session, pool.id, b"code\nG-1\nG-2\nG-3\nG-4\n")
+    mjml = ("<mjml><mj-body><mj-section><mj-column><mj-text>Your code {{ coupon.code }}, valid until "
+            "{{ coupon.expires }}.</mj-text></mj-column></mj-section></mj-body></mjml>")
+    campaign = save_campaign(db_session, {"name": "Gold offer", "kind": "nurture", "subject": "For you",
+                                          "mjml": mjml, "coupon_pool_id": str(pool.id)}, topic_ids=[topic.id])
+    db_session.commit()
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    run_worker()
+    assert sorted(m.recipients[0] for m in outbox.list()) == sorted([contacts[0].email, contacts[2].email])
+    s = fresh(db_session)
+    paused = s.get(Campaign, campaign.id)
+    assert paused.status == CampaignStatus.PAUSED
+    assert "only for Gold customers" in paused.status_reason and "segment by loyalty tier" in paused.status_reason
+    held = s.scalars(select(Send.contact_id).where(Send.campaign_id == campaign.id,
+                                                   Send.status == SendStatus.QUEUED)).all()
+    assert sorted(held) == sorted([contacts[1].id, contacts[3].id])
+    assert coupon_service.free_count(s, pool.id) == 2
