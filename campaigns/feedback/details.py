@@ -149,8 +149,8 @@ def _interests(raw: Any, errors: dict[str, str]) -> list[str]:
         tag = " ".join(str(item).split()).lower()
         if not tag:
             continue
-        if len(tag) > 100 or "\x00" in tag:
-            errors["interests"] = "Each interest is at most 100 characters."
+        if len(tag) > 100 or any(ord(ch) < 32 for ch in tag):
+            errors["interests"] = "Each interest is at most 100 characters of printable text."
             return []
         if tag not in wanted:
             wanted.append(tag)
@@ -162,13 +162,15 @@ def _interests(raw: Any, errors: dict[str, str]) -> list[str]:
 
 def parse(form: Mapping[str, Any], today: dt.date | None = None, *, current: Contact | None = None) -> Details:
     """The submitted form as Details; raises DetailsInvalid naming every field that is wrong. A phone number or
-    time zone sent back as the contact already has it is kept as it is (one entered before these checks)."""
+    time zone or country sent back as the contact already has it is kept as it is (one entered before these checks,
+    by an import or the API)."""
     errors: dict[str, str] = {}
     details = Details()
     for name, (_label, limit) in TEXT_FIELDS.items():
         details.text[name] = _text(form.get(name), limit, name, errors)
     country = str(form.get("country", "") or "").strip().upper()
-    if country and country not in phonenumbers.SUPPORTED_REGIONS:
+    if country and country not in phonenumbers.SUPPORTED_REGIONS and not (current is not None
+                                                                           and country == current.country):
         errors["country"] = "Choose your country from the list."
         country = ""
     details.country = country

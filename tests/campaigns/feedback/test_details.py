@@ -212,3 +212,17 @@ def test_a_birthday_given_without_a_year_is_greeted(client, db_session, runtime,
     assert auto.run_due(runtime, dt.datetime(2027, 2, 28, 8, 5, tzinfo=dt.UTC))["queued"] == 1
     run_worker()
     assert [m.recipients for m in outbox.list()] == [(contact.email,)]
+
+
+def test_values_stored_before_these_checks_are_kept_when_sent_back(client, db_session, page) -> None:
+    url, contact = page
+    c = db_session.get(Contact, contact.id)
+    c.country, c.phone, c.timezone = "UK", "0171 555", "Etc/GMT+1"      # an import's spelling
+    db_session.commit()
+    html = client.get(url).get_data(as_text=True)
+    assert '<option value="UK" selected>' in html and '<option value="Etc/GMT+1" selected>' in html
+    data = {"csrf_token": csrf_of(html), **GOOD, "country": "UK", "phone": "0171 555", "timezone": "Etc/GMT+1"}
+    r = client.post(url, data=data)
+    assert r.status_code == 200, r.get_data(as_text=True)[:2000]
+    c = fresh(db_session).get(Contact, contact.id)
+    assert (c.country, c.phone, c.timezone) == ("UK", "0171 555", "Etc/GMT+1")
