@@ -219,6 +219,10 @@ def recompute_all(rt: Runtime, *, reason: str = REASON_NIGHTLY, now: dt.datetime
     now = now or utcnow()
     after = 0
     seen = promoted = demoted = 0
+    with rt.session_factory() as session:
+        if not session.scalar(select(func.count()).select_from(LoyaltyTier)) and \
+                session.scalar(select(Contact.id).where(Contact.tier != "").limit(1)) is None:
+            return {"contacts": 0, "promoted": 0, "demoted": 0}     # no programme: nothing to walk through
     with_orders = select(Order.contact_id).where(Order.contact_id == Contact.id).exists()
     while True:
         with rt.session_factory() as session:
@@ -231,7 +235,7 @@ def recompute_all(rt: Runtime, *, reason: str = REASON_NIGHTLY, now: dt.datetime
             session.commit()
         seen += len(ids)
         promoted += sum(1 for c in changes if c.rank_to > c.rank_from)
-        demoted += sum(1 for c in changes if c.rank_to < c.rank_from)
+        demoted += sum(1 for c in changes if c.rank_to <= c.rank_from)     # to a lower tier, or a deleted one's end
         after = ids[-1]
     if promoted or demoted:
         logger.info("loyalty tiers (%s): %d promoted, %d demoted of %d contacts", reason, promoted, demoted, seen)

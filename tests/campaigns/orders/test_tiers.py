@@ -346,3 +346,15 @@ def test_a_campaign_from_a_tier_only_pool_mails_only_that_tier_and_pauses_with_t
                                                    Send.status == SendStatus.QUEUED)).all()
     assert sorted(held) == sorted([contacts[1].id, contacts[3].id])
     assert coupon_service.free_count(s, pool.id) == 2
+
+
+def test_without_tiers_the_nightly_task_walks_nobody(db_session, runtime, make_contacts) -> None:
+    _topic, (ana,) = make_contacts(1)
+    db_session.add(Order(contact_id=ana.id, ordered_at=utcnow(), amount=Decimal("10.00"), currency="EUR"))
+    db_session.commit()
+    assert tiers.recompute_all(runtime) == {"contacts": 0, "promoted": 0, "demoted": 0}
+    ana = db_session.get(Contact, ana.id)
+    ana.tier = "Gold"                        # a tier whose definition was deleted: the night takes it away
+    db_session.commit()
+    assert tiers.recompute_all(runtime) == {"contacts": 1, "promoted": 0, "demoted": 1}
+    assert tier_of(db_session, ana.email) == ""
