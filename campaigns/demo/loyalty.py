@@ -1,5 +1,6 @@
 """Demo loyalty programme: Member, Silver and Gold tiers computed from the seeded orders, a coupon pool only Gold
-customers can get codes from, and a "reached a new tier" thank-you automation (switched off) with its template."""
+customers can get codes from, and a "reached a new tier" thank-you automation (switched off) with its template; and
+a yearly "Is this still right?" mail (switched off) that asks customers to check their details."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import secrets
 
 from sqlalchemy import select
 
+from campaigns.composing import starters
 from campaigns.config import Settings
 from campaigns.models import (
     Automation,
@@ -55,4 +57,13 @@ def seed_loyalty(session, settings: Settings) -> None:
     session.flush()
     session.add(Automation(name="Reached a new tier", trigger=AutomationTrigger.TIER, active=False,
                            steps=[AutomationStep(position=0, delay_days=0, template_id=thanks.id)]))
+    check = starters.starter("details")
+    still_right = Campaign(name="Is this still right? (automation template)", kind=CampaignKind.NURTURE,
+                           subject=check.subject, preheader=check.preheader, from_name=settings.sender_name,
+                           from_email=settings.sender_email, all_contacts=True, mjml=check.mjml)
+    session.add(still_right)
+    session.flush()
+    session.add(Automation(name="Is this still right? (every March)", trigger=AutomationTrigger.YEARLY, month=3,
+                           day=1, send_minute=10 * 60, active=False,
+                           steps=[AutomationStep(position=0, delay_days=0, template_id=still_right.id)]))
     session.flush()

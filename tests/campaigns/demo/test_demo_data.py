@@ -101,3 +101,6 @@ def test_demo_seeds_loyalty_tiers_from_its_orders(demo) -> None:
     reached = tiers.compute(demo, tiers.rules(demo), ids, dt.datetime.now(dt.UTC))
     assert {cid: (t.name if t else "") for cid, t in reached.items()} == dict(
         demo.execute(select(Contact.id, Contact.tier)).all())
+    from campaigns.models import Automation
+    assert {a.name for a in demo.scalars(select(Automation))} >= {"Reached a new tier",
+                                                                  "Is this still right? (every March)"}
