@@ -53,6 +53,7 @@ class Job(StrEnum):
     REPLY_MAIL = "reply_mail"
     RUN_FEED_MAILINGS = "run_feed_mailings"
     DECIDE_AB_TESTS = "decide_ab_tests"
+    RECOMPUTE_TIERS = "recompute_tiers"
 
     @property
     def path(self) -> str:
@@ -106,6 +107,7 @@ RUNS: dict[Job, Run] = {
     Job.REPLY_MAIL: Run(timeout=600),
     Job.RUN_FEED_MAILINGS: Run(timeout=HOUR),
     Job.DECIDE_AB_TESTS: Run(timeout=600),
+    Job.RECOMPUTE_TIERS: Run(timeout=HOUR),
 }
 
 
@@ -193,6 +195,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("abtest-decisions", Job.DECIDE_AB_TESTS,
                  "judge A/B tests whose time has come and send the winner to the rest",
                  every=dt.timedelta(minutes=1)),
+    PeriodicTask("loyalty-tiers", Job.RECOMPUTE_TIERS,
+                 "recompute loyalty tiers as periods roll on (promotions and demotions without a new order)",
+                 at=dt.time(2, 30)),
 )}
 
 

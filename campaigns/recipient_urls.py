@@ -4,7 +4,9 @@ The paths here are the public routes of campaigns.web.public (a test checks that
 each): open pixel /o/, click /c/, unsubscribe /u/, preference center /p/, web version /m/, survey /s/, sign-up
 confirmation /signup/confirm/, and a sign-up form's hosted page /signup/<public id>. Services that write mail or
 pages (delivery, digest, click targets, surveys, sign-up) build their links through these functions, so a path
-changes in one place and the admin's outbox (campaigns.composing.inspection) recognises the same ones.
+changes in one place and the admin's outbox (campaigns.composing.inspection) recognises the same ones. The
+preference center's details page is the preference URL + DETAILS ("/p/<token>/details", as the mail footer writes
+it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ PATHS: dict[Purpose, str] = {
     Purpose.CONFIRM: "/signup/confirm/",
 }
 SIGNUP_FORM = "/signup/"      # + the form's public id (not a token: the page is public)
+DETAILS = "/details"          # after a preference center URL: the contact's details page
 
 
 def url(base_url: str, purpose: Purpose, token: str) -> str:

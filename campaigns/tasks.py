@@ -27,6 +27,7 @@ from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
 from campaigns.feedback import engagement
 from campaigns.models import Campaign
+from campaigns.orders import tiers as loyalty_tiers
 from campaigns.post import runs as post_runs
 from campaigns.replies import mail as reply_mail_service
 from campaigns.reports import summaries
@@ -211,3 +212,10 @@ def run_feed_mailings() -> dict:
 def decide_ab_tests() -> int:
     """Decide every A/B test whose time has come; the winner (or default) goes to the rest."""
     return ab_decide.decide_due(runtime.current())
+
+
+# -- loyalty tiers -----------------------------------------------------------------------------------------------
+
+def recompute_tiers(reason: str = "nightly") -> dict:
+    """Recompute the loyalty tier of everyone with an order or a tier (nightly, and after the tiers are edited)."""
+    return loyalty_tiers.recompute_all(runtime.current(), reason=reason)

@@ -58,6 +58,8 @@ class Action(StrEnum):
     WEBHOOK_REPLAY = "webhook.replay"
     WEBHOOK_TEST = "webhook.test"
     CAMPAIGN_ARCHIVE = "campaign.archive"      # shown in (or taken out of) a public archive
+    TIER_SAVE = "loyalty.tier_save"
+    TIER_DELETE = "loyalty.tier_delete"
 
 
 def record(session: Session, actor: str, action: Action | str, target: str = "", detail: str = "",

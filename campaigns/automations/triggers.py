@@ -29,12 +29,14 @@ from campaigns.models import (
     Order,
     Send,
     SendStatus,
+    TierChange,
     utcnow,
 )
 from campaigns.sending import lifecycle as sending
 
 DATE_FIELDS = {"birthday": "Birthday", "first_order": "First order (anniversary)", "attribute": "A date attribute"}
 WELCOME_GRACE = dt.timedelta(days=2)      # a welcome step still goes out this long after it fell due
+TIER_GRACE = dt.timedelta(days=2)         # a "reached a new tier" thank-you still goes out this long after
 
 
 @cache
@@ -161,6 +163,8 @@ def due_now(session: Session, automation: Automation, step: AutomationStep, temp
             fell_due = when + dt.timedelta(days=step.delay_days)
             due[fell_due.astimezone(zone(tzname)).date()].append(cid)
         return due
+    if trig == AutomationTrigger.TIER:
+        return _promoted(session, automation, base, now)
     for tzname in _zones(session, base):
         tz = zone(tzname)
         local = now.astimezone(tz)
@@ -189,6 +193,20 @@ def due_now(session: Session, automation: Automation, step: AutomationStep, temp
                 AutomationOccurrence.automation_id == automation.id, AutomationOccurrence.contact_id == Contact.id,
                 AutomationOccurrence.occurrence_date > today - dt.timedelta(days=automation.inactive_days))
             due[today].extend(session.scalars(select(Contact.id).where(*conds, *quiet_since(cutoff), ~recent)))
+    return due
+
+
+def _promoted(session: Session, automation: Automation, base: list, now: dt.datetime) -> dict[dt.date, list[int]]:
+    """Contacts promoted to a higher loyalty tier since the automation was switched on (within TIER_GRACE), by
+    the day of the promotion in their time zone: one thank-you per contact and day, whatever the tier."""
+    earliest = max(now - TIER_GRACE, automation.activated_at or now)
+    rows = session.execute(select(TierChange.contact_id, Contact.timezone, TierChange.changed_at)
+                           .join(Contact, Contact.id == TierChange.contact_id)
+                           .where(*base, TierChange.rank_to > TierChange.rank_from,
+                                  TierChange.changed_at >= earliest, TierChange.changed_at <= now)).all()
+    due: dict[dt.date, list[int]] = defaultdict(list)
+    for cid, tzname, when in rows:
+        due[when.astimezone(zone(tzname)).date()].append(cid)
     return due
 
 
@@ -247,6 +265,8 @@ def describe(automation: Automation) -> str:
         return f"contacts not mailed in {automation.inactive_days} days, checked daily at {at} the contact's time"
     if trig == AutomationTrigger.ORDER:
         return describe_order(automation)
+    if trig == AutomationTrigger.TIER:
+        return "a contact reaches a higher loyalty tier (within a minute)"
     days = ", ".join(f"day {s.delay_days}" for s in automation.steps)
     return f"after subscribing: {days}"
 
@@ -292,6 +312,8 @@ def next_run(automation: Automation, now: dt.datetime | None = None, zones: Sequ
         return "paused"
     if automation.trigger in (AutomationTrigger.WELCOME, AutomationTrigger.ORDER):
         return "within a minute of each step falling due"
+    if automation.trigger == AutomationTrigger.TIER:
+        return "within a minute of a promotion"
     names = sorted({zone(z).key for z in zones} or {"UTC"})
     firings = {name: _firings(automation, zone(name), now) for name in names}
     if any(f is None for f in firings.values()):

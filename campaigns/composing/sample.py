@@ -21,7 +21,7 @@ from mailer.compose import CompiledCampaign, Rendered, TemplateError
 from mailer.tracking import TokenCodec
 
 SAMPLE_CONTACT = {"email": "sample@example.com", "first_name": "", "last_name": "", "full_name": "",
-                  "city": "", "country": "", "interests": []}
+                  "city": "", "country": "", "interests": [], "tier": ""}
 SAMPLE_SENDER = {"name": "Sample sender", "email": "sender@example.com", "postal_address": "Sample address",
                  "title": ""}
 # Links of a check render point here and are sealed with a key of their own: nobody ever follows them.

@@ -77,6 +77,10 @@ _STARTERS = (
             "summary and a link (for a feed mailing: Feeds → New feed mailing).", "nurture",
             "New on our blog: {{ feed_items[0].title if feed_items else 'our latest articles' }}",
             "Our latest articles, with a short summary of each"),
+    Starter("details", "Is this still right?", "Shows the address, phone, birthday and interests you have and "
+            "links to the page where the contact updates them (for a yearly or cadence automation).", "nurture",
+            "{{ contact.first_name|default('Hello', true) }}, is this still right?",
+            "Two minutes to keep your address and birthday current"),
 )
 # Starters used by one feature only, not offered in the composer's chooser (the personal apology mail, the digest).
 _FEATURE_STARTERS = frozenset({"apology", "digest"})

@@ -26,6 +26,7 @@ from campaigns.models import (
     Send,
     Subscription,
     SuppressionReason,
+    TierChange,
     Topic,
 )
 
@@ -91,7 +92,8 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
     profile = _plain(c, ("id", "email", "first_name", "last_name", "phone", "address_line1", "address_line2",
                          "postal_code", "city", "region", "country", "birthday", "timezone", "locale", "status",
                          "consent_source", "consent_at", "created_at", "updated_at", "last_sent_at",
-                         "last_opened_at", "last_clicked_at", "engagement_score", "frequency", "paused_until"))
+                         "last_opened_at", "last_clicked_at", "engagement_score", "frequency", "paused_until",
+                         "tier"))
     subs = session.execute(select(Subscription, Topic.name).join(Topic).where(Subscription.contact_id == c.id))
     return {
         "profile": profile,
@@ -113,6 +115,9 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
         "replies": [_plain(r, ("id", "received_at", "campaign_id", "auto", "status", "from_name", "from_email",
                                "subject", "text", "original_text", "answer_text", "answered_at"))
                     for r in session.scalars(select(Reply).where(Reply.contact_id == c.id).order_by(Reply.id))],
+        "tier_changes": [_plain(t, ("changed_at", "from_tier", "to_tier", "reason"))
+                         for t in session.scalars(select(TierChange).where(TierChange.contact_id == c.id)
+                                                  .order_by(TierChange.id))],
     }
 
 
@@ -124,7 +129,8 @@ def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
     c = get_contact(session, contact_id)
     suppress(session, c.email, SuppressionReason.MANUAL, f"erased (GDPR){' by ' + by if by else ''}")
     # Explicit deletes: SQLite only cascades when foreign keys are enforced.
-    for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut, Reply):
+    for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut, Reply,
+                  TierChange):
         session.execute(delete(model).where(model.contact_id == c.id))
     # The contact row itself goes through the unit of work, not a bulk statement: a deleted Contact is what the
     # session's stop listener (campaigns.stops) tells running sends about at flush, before any commit.

@@ -307,6 +307,8 @@ def describe_event(event: Event) -> str:
         parts.append(_describe_preferences(data))
     elif event.type in (EventType.REPLY, EventType.AUTO_REPLY):
         parts.append(f"“{data.get('text', '')}”" if data.get("text") else str(data.get("subject", "")))
+    elif event.type == EventType.DETAILS:
+        parts.append(f"changed {data.get('field', 'details')} via {data.get('source', '?')}")
     elif data.get("source"):
         parts.append(f"via {data['source']}")
     return " · ".join(p for p in parts if p)[:300]
@@ -363,5 +365,6 @@ def personalization(contact: Contact, interests: Iterable[str] = ()) -> dict[str
         full_name=contact.full_name, phone=contact.phone, city=contact.city, region=contact.region,
         postal_code=contact.postal_code, country=contact.country, locale=contact.locale,
         birthday=contact.birthday.isoformat() if contact.birthday else "", interests=list(interests),
+        tier=contact.tier or "",
     )
     return data

@@ -62,6 +62,7 @@ FIELDS: dict[str, Field] = {
     "lifetime_value": Field("Lifetime value", "number", "Orders"),
     "order_count": Field("Number of orders", "number", "Orders"),
     "last_order_at": Field("Last order", "date", "Orders"),
+    "tier": Field("Loyalty tier", "text", "Orders"),
     "opened": Field("Opened a mail (people, not machines)", "activity", "Engagement"),
     "clicked": Field("Clicked a link (people, not machines)", "activity", "Engagement"),
     "replied": Field("Replied to a mail (people, not auto-replies)", "activity", "Engagement"),

@@ -32,6 +32,7 @@ from campaigns.models import (
     Contact,
     ContactInterest,
     ContactStatus,
+    LoyaltyTier,
     Segment,
     Survey,
     Topic,
@@ -196,6 +197,7 @@ def builder_schema(session: Session) -> dict[str, Any]:
         "months": MONTHS,
         "topics": [{"id": t.id, "name": t.name} for t in session.scalars(select(Topic).order_by(Topic.name))],
         "interests": interests,
+        "tiers": list(session.scalars(select(LoyaltyTier.name).order_by(LoyaltyTier.rank.desc()))),
     }
 
 

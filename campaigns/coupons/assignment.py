@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from campaigns.coupons.pools import coupon_vars, free_count, get_pool
-from campaigns.errors import RapportError, ValidationError
-from campaigns.models import Campaign, CouponCode, CouponPool, utcnow
+from campaigns.coupons.pools import coupon_vars, free_count, get_pool, outside_tiers, tier_refusal
+from campaigns.errors import InvalidState, NotFound, RapportError, ValidationError
+from campaigns.models import Campaign, Contact, CouponCode, CouponPool, utcnow
 from mailer.compose import TemplateError
 
 
@@ -31,6 +31,12 @@ def issue_code(session: Session, pool_id: int, contact_id: int, note: str) -> di
     pool = get_pool(session, pool_id)
     if pool.expires_on < dt.date.today():
         raise ValidationError(f"the pool {pool.name} expired on {pool.expires_on}", field="coupon_pool")
+    if pool.tiers:
+        contact = session.get(Contact, contact_id)
+        if contact is None:
+            raise NotFound(f"contact {contact_id} not found")
+        if refusal := tier_refusal(pool, contact.tier or ""):
+            raise InvalidState(refusal)
     for _ in range(5):
         pick = (select(CouponCode.id).where(CouponCode.pool_id == pool_id, CouponCode.assigned_at.is_(None),
                                             CouponCode.redeemed_at.is_(None)).order_by(CouponCode.id).limit(1))
@@ -98,6 +104,7 @@ class BatchCoupons:
     pool_name: str
     expires_on: dt.date
     template_vars: dict[str, str]   # coupon vars without the code
+    tiers: list[str] = field(default_factory=list)   # a tier-only pool's tiers
     coupon_of: dict[int, dict[str, str]] = field(default_factory=dict)   # contact id -> coupon, set per claim
 
     @classmethod
@@ -108,13 +115,24 @@ class BatchCoupons:
         pool = session.get(CouponPool, campaign.coupon_pool_id)
         if pool is None:
             return None
-        return cls(pool.id, campaign.id, pool.name, pool.expires_on, coupon_vars(pool, ""))
+        return cls(pool.id, campaign.id, pool.name, pool.expires_on, coupon_vars(pool, ""), list(pool.tiers or []))
 
     def assign(self, session: Session, recipients: Sequence[tuple[int, int]]) -> tuple[dict[int, dict], str]:
         """({contact_id: coupon vars}, pause reason or ""); recipients left without a code must not be sent."""
         if self.expires_on < dt.date.today():
             return {}, (f"the coupons of pool “{self.pool_name}” expired on {self.expires_on}: "
                         "choose another pool or cancel the campaign")
+        if self.tiers:
+            pool = session.get(CouponPool, self.pool_id)
+            others = outside_tiers(session, pool, [cid for _, cid in recipients]) if pool is not None else set()
+            if others:
+                recipients = [(sid, cid) for sid, cid in recipients if cid not in others]
+                codes, _ = assign_codes(session, self.pool_id, self.campaign_id, recipients)
+                return ({cid: dict(self.template_vars, code=code) for cid, code in codes.items()},
+                        f"the coupon pool “{self.pool_name}” is only for {', '.join(self.tiers)} customers and "
+                        f"{len(others)} recipient{'s' if len(others) != 1 else ''} in this batch "
+                        f"{'are' if len(others) != 1 else 'is'} in another tier or none: limit the audience to a "
+                        "segment by loyalty tier, then resume")
         codes, missing = assign_codes(session, self.pool_id, self.campaign_id, recipients)
         reason = ""
         if missing:

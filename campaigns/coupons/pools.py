@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.db import parse_id
 from campaigns.errors import NotFound, ValidationError
-from campaigns.models import Campaign, CouponCode, CouponPool
+from campaigns.models import Campaign, Contact, CouponCode, CouponPool
+from campaigns.orders.tiers import tier_names
 
 SAMPLE = {"code": "SAMPLE-CODE", "expires": "", "expires_on": "", "value": ""}
 
@@ -70,8 +71,36 @@ def save_pool(session: Session, data: Mapping[str, Any], pool: CouponPool | None
         pool = CouponPool()
         session.add(pool)
     pool.name, pool.value_description, pool.expires_on = name, value, expires
+    pool.tiers = _chosen_tiers(session, data)
     session.flush()
     return pool
+
+
+def _chosen_tiers(session: Session, data: Mapping[str, Any]) -> list[str]:
+    """The loyalty tiers the form restricts the pool to ([]: anyone), each an existing tier."""
+    raw = data.getlist("tiers") if hasattr(data, "getlist") else data.get("tiers") or []
+    wanted = [str(t).strip() for t in raw if str(t).strip()][:50]
+    known = tier_names(session)
+    unknown = [t for t in wanted if t not in known]
+    if unknown:
+        raise ValidationError(f"there is no loyalty tier called {unknown[0][:50]}", field="tiers")
+    return [t for t in known if t in wanted]     # in rank order, each once
+
+
+def tier_refusal(pool: CouponPool, tier: str) -> str:
+    """Why a contact in `tier` may not get a code of the pool, or "" when they may."""
+    if not pool.tiers or tier in pool.tiers:
+        return ""
+    who = f"in tier {tier}" if tier else "in no loyalty tier"
+    return f"the coupon pool {pool.name} is only for {', '.join(pool.tiers)} customers; this contact is {who}"
+
+
+def outside_tiers(session: Session, pool: CouponPool, contact_ids: Iterable[int]) -> set[int]:
+    """The contacts a tier-only pool may not give a code to (none for a pool open to anyone)."""
+    ids = list(contact_ids)
+    if not pool.tiers or not ids:
+        return set()
+    return set(session.scalars(select(Contact.id).where(Contact.id.in_(ids), Contact.tier.not_in(pool.tiers))))
 
 
 def pool_counts(session: Session, pool_ids: Iterable[int] | None = None) -> dict[int, dict[str, int]]:

@@ -20,6 +20,7 @@ from campaigns.composing import starters as starter_service
 from campaigns.config import Settings
 from campaigns.coupons.codes import ALPHABET
 from campaigns.db import make_engine, make_session_factory, session_scope
+from campaigns.demo.loyalty import seed_loyalty
 from campaigns.demo.replies import seed_replies
 from campaigns.demo.reports import seed_history
 from campaigns.models import (
@@ -170,6 +171,8 @@ def _seed(session, settings: Settings, n: int) -> None:
     _seed_segments(session)
     _seed_signup_form(session, topics)
     _seed_automations(session, owner, settings)
+    session.flush()
+    seed_loyalty(session, settings)
     seed_history(session, rng, owner, topics[0])   # sent campaigns: reports and dashboard charts
     _seed_notes(session, rng)
     seed_replies(session, settings, rng)

@@ -177,7 +177,7 @@ def update_preferences(session: Session, contact: Contact, *, topic_ids: Iterabl
 
 
 CONSENT_EVENTS = (EventType.SUBSCRIBE, EventType.UNSUBSCRIBE, EventType.RESUBSCRIBE, EventType.PREFERENCES,
-                  EventType.COMPLAINT)
+                  EventType.COMPLAINT, EventType.DETAILS)
 
 
 def consent_history(session: Session, contact_id: int, limit: int = 20) -> list[Event]:

@@ -24,6 +24,7 @@ class AutomationTrigger(StrEnum):
     CADENCE = "cadence"    # contacts not mailed in N days
     WELCOME = "welcome"    # a series of steps after someone subscribes
     ORDER = "order"        # post-purchase: steps N hours/days after an order is placed (campaigns.automations.orders)
+    TIER = "tier"          # a contact reached a higher loyalty tier (campaigns.orders.tiers): a thank-you
 
 
 class Automation(Base):

@@ -84,6 +84,8 @@ class Contact(Base):
     engagement_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     frequency: Mapped[Frequency] = mapped_column(String(20), default=Frequency.EVERY, server_default="every")
     paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The loyalty tier's name ("" = none), kept by campaigns.orders.tiers when orders arrive and nightly.
+    tier: Mapped[str] = mapped_column(String(50), default="", server_default="", index=True)
 
     owner: Mapped[Sender | None] = relationship()
     subscriptions: Mapped[list[Subscription]] = relationship(

@@ -76,6 +76,7 @@ class EventType(StrEnum):
     LETTER = "letter"                 # a campaign printed for the contact as a letter or card (campaigns.post)
     REPLY = "reply"                   # the contact answered a mail (campaigns.replies); data: reply_id, text
     AUTO_REPLY = "auto_reply"         # an out-of-office or other automatic answer: recorded, never engagement
+    DETAILS = "details"               # the contact changed their details in the preference center (data: fields)
 
 
 campaign_topic = Table(

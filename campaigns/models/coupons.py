@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
@@ -20,6 +20,8 @@ class CouponPool(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     value_description: Mapped[str] = mapped_column(String(200))      # "15% off your next order"
     expires_on: Mapped[dt.date] = mapped_column(Date)                  # last day a code is valid
+    # Loyalty tier names a code may go to ([]: anyone); a tier-only pool refuses everyone else.
+    tiers: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     @property

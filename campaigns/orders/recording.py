@@ -9,6 +9,8 @@ consent: someone who unsubscribed, bounced or complained stays as they are. Supp
 Idempotency: (source, external_id) is unique on the order table. Recording an order a second time (a retried
 webhook, a replayed API call) finds the first one and changes nothing, so lifetime value and order count (sums
 over the order rows, campaigns.contacts.records.order_totals) stay exact.
+
+Loyalty tier: a new order recomputes the buyer's tier in the same transaction (campaigns.orders.tiers).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from campaigns import webhook_events
 from campaigns.contacts import records
 from campaigns.errors import ValidationError
 from campaigns.models import Contact, ContactStatus, Order, OrderSource, OrderTag, utcnow
+from campaigns.orders import tiers
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +172,7 @@ def record_order(session: Session, item: OrderInput) -> Recorded:
         if found is None:
             raise
         return Recorded(found, False, False)
+    tiers.recompute(session, [contact.id], reason=tiers.REASON_ORDER)   # exact when this order is committed
     logger.info("order %s recorded from %s for contact %s", order.id, item.source.value or "admin", contact.id)
     webhook_events.record(session, webhook_events.EventType.ORDER_RECORDED, {
         "order": {"id": order.id, "ordered_at": when, "amount": str(amount), "currency": currency,

@@ -137,6 +137,7 @@
     else if (type === "date") attrs.type = "date";
     else if (type === "number") Object.assign(attrs, { inputmode: "decimal" });
     else if (rule.field === "interest" && schema.interests.length) attrs.list = "seg-interests";
+    else if (rule.field === "tier" && (schema.tiers || []).length) attrs.list = "seg-tiers";
     const input = el("input", attrs);
     const wrapped = labelled(`Rule ${n} value`, input);
     if (type === "days") wrapped.append(el("span", { class: "muted", text: " days" }));
@@ -213,6 +214,11 @@
     if (schema.interests.length) {
       const dl = el("datalist", { id: "seg-interests" });
       for (const i of schema.interests) dl.append(el("option", { value: i }));
+      root.append(dl);
+    }
+    if ((schema.tiers || []).length) {
+      const dl = el("datalist", { id: "seg-tiers" });
+      for (const t of schema.tiers) dl.append(el("option", { value: t }));
       root.append(dl);
     }
     if (focusLabel) {

@@ -29,7 +29,8 @@ DEFAULT_FOOTER = """
     <mj-text align="center" font-size="13px" line-height="20px" color="#4b5563">
       {{ sender.postal_address }}<br>
       <a href="{{ unsubscribe_url }}" style="color:#374151;text-decoration:underline">Unsubscribe</a> &middot;
-      <a href="{{ preferences_url }}" style="color:#374151;text-decoration:underline">Manage preferences</a>
+      <a href="{{ preferences_url }}" style="color:#374151;text-decoration:underline">Manage preferences</a> &middot;
+      <a href="{{ preferences_url }}/details" style="color:#374151;text-decoration:underline">Update your details</a>
     </mj-text>
   </mj-column>
 </mj-section>
@@ -42,7 +43,8 @@ TRANSACTIONAL_FOOTER = """
   <mj-column>
     <mj-text align="center" font-size="12px" line-height="18px" color="#6b7280">
       {{ sender.postal_address }}<br>
-      <a href="{{ preferences_url }}" style="color:#6b7280">Manage your mail preferences</a>
+      <a href="{{ preferences_url }}" style="color:#6b7280">Manage your mail preferences</a> &middot;
+      <a href="{{ preferences_url }}/details" style="color:#6b7280">Update your details</a>
     </mj-text>
   </mj-column>
 </mj-section>

@@ -18,7 +18,7 @@ ADMIN_PAGES = [
     "/admin/campaigns/new?starter=newsletter", "/admin/coupons", "/admin/surveys", "/admin/automations",
     "/admin/signups", "/admin/outbox", "/admin/settings", "/admin/settings/senders", "/admin/settings/dkim",
     "/admin/settings/brand", "/admin/settings/postal-address", "/admin/settings/relays", "/admin/settings/users",
-    "/admin/settings/policy",
+    "/admin/settings/policy", "/admin/contacts/loyalty",
 ]
 
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.browser
 
 PAGES = ("/admin/", "/admin/contacts", "/admin/contacts/1", "/admin/segments", "/admin/campaigns", "/admin/campaigns/1",
          "/admin/outbox", "/admin/coupons", "/admin/surveys", "/admin/automations", "/admin/settings",
-         "/admin/settings/dkim", "/admin/settings/policy", "/admin/audit")
+         "/admin/settings/dkim", "/admin/settings/policy", "/admin/audit", "/admin/contacts/loyalty")
 
 
 def test_admin_pages_fit_a_phone(admin_page: Page, demo_data: LiveServer) -> None:

@@ -32,6 +32,8 @@ TRIGGERS = [
     (AutomationTrigger.WELCOME, "Welcome series", "Steps after someone subscribes: day 0, 3, 10…"),
     (AutomationTrigger.ORDER, "An order placed", "Post-purchase: a thank-you at once, follow-ups after N hours or "
                                                  "days, for the orders you choose"),
+    (AutomationTrigger.TIER, "Reached a new tier", "A thank-you when a customer moves up a loyalty tier "
+     "(write {{ contact.tier }} for the tier)"),
 ]
 
 

@@ -13,6 +13,7 @@ from campaigns.db import parse_id
 from campaigns.errors import ValidationError
 from campaigns.models import AdminRole, Contact, ContactStatus, Segment
 from campaigns.notes import service as notes_service
+from campaigns.orders import tiers as loyalty
 from campaigns.post import addresses as post_addresses
 from campaigns.web.admin.blueprint import bp
 from campaigns.web.admin.notes import contact_page_notes
@@ -96,4 +97,5 @@ def contact(contact_id: int | None = None):
         "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page, **notes,
         topics=contact_service.subscriptions_by_topic(session, obj) if obj else
         [(t, None) for t in contact_service.all_topics(session)],
-        totals=contact_service.order_totals(session, obj.id) if obj else []), status
+        totals=contact_service.order_totals(session, obj.id) if obj else [],
+        tier_changes=loyalty.changes_of(session, obj.id) if obj else []), status

@@ -15,6 +15,7 @@ from campaigns.coupons import pools as coupon_service
 from campaigns.coupons import reports as coupon_reports
 from campaigns.errors import RapportError, ValidationError
 from campaigns.models import CouponPool
+from campaigns.orders import tiers as loyalty_tiers
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import csrf, db, rt
 from campaigns.web.lookup import get_or_404
@@ -47,6 +48,7 @@ def coupon_pools():
     counts = coupon_service.pool_counts(session, [p.id for p in pools])
     status = 400 if form is not None else 200
     return render_template("admin/coupons/index.html", pools=pools, counts=counts, form=form,
+                           tier_names=loyalty_tiers.tier_names(session),
                            tokens=redemption.list_api_tokens(session),
                            api_url=url_for("admin.coupon_api_redeem", _external=True)), status
 
@@ -74,6 +76,7 @@ def coupon_pool(pool_id: int):
     counts = coupon_service.pool_counts(session, [pool.id]).get(pool.id, {"total": 0, "free": 0, "issued": 0,
                                                                           "redeemed": 0})
     return render_template("admin/coupons/pool.html", pool=pool, counts=counts, form=form,
+                           tier_names=loyalty_tiers.tier_names(session),
                            report=coupon_reports.pool_report(session, pool.id),
                            recent=coupon_reports.recent_codes(session, pool.id),
                            status_of=redemption.code_status,

@@ -8,10 +8,11 @@ import logging
 
 from flask import json, request
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from campaigns.contacts import records
 from campaigns.coupons import assignment, pools, redemption
-from campaigns.models import ApiScope, Order, OrderSource
+from campaigns.models import ApiScope, Contact, Order, OrderSource
 from campaigns.orders import recording, shops
 from campaigns.web.api.blueprint import bp
 from campaigns.web.api.contacts import totals
@@ -46,7 +47,8 @@ def _recorded(result: recording.Recorded) -> OrderCreated:
     tags = recording.order_tags(db(), [result.order.id])[result.order.id]
     return OrderCreated(order=order_out(result.order, tags), created=result.created,
                         contact_created=result.contact_created, order_count=sum(v.orders for v in values),
-                        lifetime_value=values)
+                        lifetime_value=values,
+                        tier=db().scalar(select(Contact.tier).where(Contact.id == result.order.contact_id)) or "")
 
 
 @operation(bp, "POST", f"{API_PREFIX}/orders", tag="Orders", summary="Record an order",

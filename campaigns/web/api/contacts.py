@@ -60,7 +60,8 @@ def contact_out(contact: Contact, values: list[LifetimeValue]) -> ContactOut:
         interests=sorted(i.interest for i in contact.interests),
         topic_ids=sorted(s.topic_id for s in contact.subscriptions if s.subscribed),
         consent_source=contact.consent_source, consent_at=contact.consent_at, created_at=contact.created_at,
-        updated_at=contact.updated_at, order_count=sum(v.orders for v in values), lifetime_value=values)
+        updated_at=contact.updated_at, order_count=sum(v.orders for v in values), lifetime_value=values,
+        tier=contact.tier or "")
 
 
 def one(session: Session, contact: Contact) -> ContactOut:

@@ -129,6 +129,7 @@ class ContactOut(BaseModel):
     updated_at: dt.datetime
     order_count: int
     lifetime_value: list[LifetimeValue]
+    tier: str = Field(description="Loyalty tier, kept from the contact's orders (read-only); empty: none")
 
 
 class ContactPage(BaseModel):
@@ -222,6 +223,7 @@ class OrderCreated(BaseModel):
     contact_created: bool
     order_count: int
     lifetime_value: list[LifetimeValue]
+    tier: str = Field(description="The buyer's loyalty tier with this order counted; empty: none")
 
 
 class OrderList(BaseModel):

@@ -5,4 +5,13 @@ registers all recipient pages on that blueprint. Tracking endpoints only push a 
 (campaigns.feedback.hits); a worker writes the events.
 """
 
-from campaigns.web.public import archive, digest, pages, signup, surveys, tracking, webhooks  # noqa: F401  (register the views on bp)
+from campaigns.web.public import (  # noqa: F401  (register the views on bp)
+    archive,
+    details,
+    digest,
+    pages,
+    signup,
+    surveys,
+    tracking,
+    webhooks,
+)

@@ -123,3 +123,21 @@ def test_the_demo_newsletters_are_in_the_public_archive(demo, client) -> None:
     assert client.get(f"/archive/{issues.topic_ref(topic)}/feed.atom").status_code == 200
     mailing = demo.scalar(select(FeedMailing))
     assert mailing is not None and not mailing.active and "feed_items" in mailing.template.mjml
+
+
+def test_demo_seeds_loyalty_tiers_from_its_orders(demo) -> None:
+    from campaigns.models import LoyaltyTier
+    from campaigns.orders import tiers
+
+    assert [t.name for t in demo.scalars(select(LoyaltyTier).order_by(LoyaltyTier.rank))] == ["Member", "Silver",
+                                                                                           "Gold"]
+    by_tier = dict(demo.execute(select(Contact.tier, func.count()).group_by(Contact.tier)).all())
+    assert by_tier.get("Member") and by_tier.get("Silver") and by_tier.get("Gold") and by_tier.get("")
+    # Exactly what the rules give for the seeded orders.
+    ids = list(demo.scalars(select(Contact.id)))
+    reached = tiers.compute(demo, tiers.rules(demo), ids, dt.datetime.now(dt.UTC))
+    assert {cid: (t.name if t else "") for cid, t in reached.items()} == dict(
+        demo.execute(select(Contact.id, Contact.tier)).all())
+    from campaigns.models import Automation
+    assert {a.name for a in demo.scalars(select(Automation))} >= {"Reached a new tier",
+                                                                  "Is this still right? (every March)"}

@@ -63,6 +63,7 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
     args: dict[str, Callable[[], dict[str, str]]] = {
         "public.unsubscribe": lambda: {"token": seal(Purpose.UNSUBSCRIBE, contact_id, campaign.id)},
         "public.preferences": lambda: {"token": seal(Purpose.PREFERENCES, contact_id)},
+        "public.details": lambda: {"token": seal(Purpose.PREFERENCES, contact_id)},
         "public.survey": lambda: {"token": seal(Purpose.SURVEY, send.id, 0, 4)},
         "public.signup_form": lambda: {"public_id": form.public_id},
         "public.signup_confirm": lambda: {"token": seal(Purpose.CONFIRM, signup.id, day)},
