@@ -16,3 +16,4 @@ from campaigns.models.segments import *
 from campaigns.models.settings import *
 from campaigns.models.signup import *
 from campaigns.models.surveys import *
+from campaigns.models.transactional import *

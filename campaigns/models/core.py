@@ -116,6 +116,9 @@ class Campaign(Base):
     language: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
     # The From domain is not one the DKIM key signs for, and the marketer chose to send anyway (DMARC may fail).
     allow_unaligned_from: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # How the transactional API names this template (POST /api/v1/tx {"template": "order-receipt"}); every
+    # transactional campaign has one (campaigns.composing.editor.save_campaign), other kinds none.
+    slug: Mapped[str | None] = mapped_column(String(100), unique=True, index=True)
 
     topics: Mapped[list[Topic]] = relationship(secondary=campaign_topic)
     links: Mapped[list[Link]] = relationship(back_populates="campaign", cascade="all, delete-orphan")
