@@ -48,6 +48,8 @@ class Job(StrEnum):
     DRAIN_HITS = "drain_hits"
     DECAY_SCORES = "decay_scores"
     RENDER_POST = "render_post"
+    SEND_TRANSACTIONAL = "send_transactional"
+    RESUME_TRANSACTIONAL = "resume_transactional"
 
     @property
     def path(self) -> str:
@@ -96,6 +98,9 @@ RUNS: dict[Job, Run] = {
     Job.DRAIN_HITS: Run(timeout=300, result_ttl=0),
     Job.DECAY_SCORES: Run(),
     Job.RENDER_POST: Run(timeout=HOUR),
+    # One message; retries after a 4xx are the job's own (campaigns.transactional.delivery), not RQ's.
+    Job.SEND_TRANSACTIONAL: Run(timeout=300, result_ttl=0, failure_ttl=7 * 24 * HOUR),
+    Job.RESUME_TRANSACTIONAL: Run(timeout=300, result_ttl=0),
 }
 
 
@@ -171,6 +176,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("export-cleanup", Job.CLEANUP_EXPORTS,
                  "delete contact export files older than RAPPORT_EXPORT_KEEP_HOURS",
                  every=dt.timedelta(hours=1)),
+    PeriodicTask("transactional-resume", Job.RESUME_TRANSACTIONAL,
+                 "queue transactional messages whose job was lost, settle those a dead worker left sending",
+                 every=dt.timedelta(minutes=1)),
 )}
 
 

@@ -29,6 +29,7 @@ from campaigns.post import runs as post_runs
 from campaigns.reports import summaries
 from campaigns.sending import delivery, digest, lifecycle, release, scheduling, sweeper
 from campaigns.signup import service as signup
+from campaigns.transactional import delivery as transactional
 
 logger = logging.getLogger(__name__)
 
@@ -176,3 +177,15 @@ def refresh_summary(kind: str, args: list) -> None:
 def render_post(run_id: int) -> dict:
     """Choose and record a print run's letters and write its PDF, label sheet and CSV (progress on the run)."""
     return post_runs.run(runtime.current(), run_id)
+
+
+# -- transactional -----------------------------------------------------------------------------------------------
+
+def send_transactional(tx_id: int) -> str:
+    """Deliver one transactional message (its own queue, taken before bulk work)."""
+    return transactional.send(runtime.current(), tx_id)
+
+
+def resume_transactional() -> int:
+    """Re-queue transactional messages whose job was lost; settle those a dead worker left sending."""
+    return transactional.resume_due(runtime.current())

@@ -39,11 +39,12 @@ class Purpose(IntEnum):
     CONFIRM = 6       # (contact_id, issued_day)  double opt-in
     SURVEY = 7        # (send_id, question, answer)
     WEB = 8           # (send_id,)  the web version of a message (digest "Read it"); not MESSAGE, which headers carry
+    TX_MESSAGE = 9    # (tx_message_id,)  MESSAGE for a transactional message, which has no send row
 
 
 ARITY = {
     Purpose.OPEN: 1, Purpose.CLICK: 2, Purpose.UNSUBSCRIBE: 2, Purpose.PREFERENCES: 1,
-    Purpose.MESSAGE: 1, Purpose.CONFIRM: 2, Purpose.SURVEY: 3, Purpose.WEB: 1,
+    Purpose.MESSAGE: 1, Purpose.CONFIRM: 2, Purpose.SURVEY: 3, Purpose.WEB: 1, Purpose.TX_MESSAGE: 1,
 }
 
 

@@ -30,8 +30,7 @@ class ApiScope(StrEnum):
     ORDERS_WRITE = "orders:write"
     COUPONS_ISSUE = "coupons:issue"
     COUPONS_REDEEM = "coupons:redeem"
-    # Reserved for the transactional send endpoint; no operation of this API version needs it yet.
-    SEND_TRANSACTIONAL = "send:transactional"
+    SEND_TRANSACTIONAL = "send:transactional"   # send transactional messages, read their status
 
 
 class OrderSource(StrEnum):

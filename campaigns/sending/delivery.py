@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ from campaigns.sending.finishing import maybe_finish
 from campaigns.sending.handoff import Handoff
 from campaigns.sending.lifecycle import UNSENDABLE, pause
 from mailer.compose import CompiledCampaign, TemplateError
-from mailer.message import MessageTemplate, format_date, serialize
+from mailer.message import Attachment, MessageTemplate, format_date, serialize
 from mailer.tracking import Purpose
 from mailer.transport import DeliveryError
 
@@ -120,8 +120,14 @@ class CampaignMailer:
                    retry=retry_schedule(session, s))
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
-                contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None) -> tuple[str, bytes]:
-        """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode)."""
+                contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None,
+                variables: Mapping[str, Any] | None = None, attachments: Sequence[Attachment] = (),
+                message_token: str = "") -> tuple[str, bytes]:
+        """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode).
+
+        variables: more template variables (a transactional message's, checked by the caller not to shadow
+        these); message_token: the Message-ID and return path token of a message with no send row.
+        """
         template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
             (self.template, self.sender)
         tokens = self.rt.tokens
@@ -142,18 +148,20 @@ class CampaignMailer:
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": recipient_urls.sealed(base, tokens, Purpose.PREFERENCES, link_contact),
         }
+        if variables:
+            ctx.update(variables)
         if self.contributions:   # most campaigns have none: no per-message copy of the context then
             ctx.update(contributions.variables(self.contributions, Recipient(send_id, contact_id, ctx)))
         subject, text_part, html_part = self.compiled.render_mime(
             ctx, click, recipient_urls.sealed(base, tokens, Purpose.OPEN, send_id))
-        msg_token = seal(Purpose.MESSAGE, send_id)
+        msg_token = message_token or seal(Purpose.MESSAGE, send_id)
         domain = self.rt.settings.dkim_domain
         headers, body = template.build(
             to_name=to_name, to_email=to_email, subject=subject_prefix + subject,
             message_id=f"<{msg_token}@{domain}>", date=format_date(time.time()), parts=(text_part, html_part),
             list_unsubscribe=(unsubscribe_url, f"mailto:unsubscribe+{unsub_token}@{self.envelope_domain}")
             if self.kind != CampaignKind.TRANSACTIONAL else (),
-            extra=(("X-Rapport-ID", msg_token),),
+            extra=(("X-Rapport-ID", msg_token),), attachments=attachments,
         )
         signer = self.rt.signer
         prefix = signer.sign(headers, body) if signer is not None else b""

@@ -25,6 +25,7 @@ LEVELS: dict[str, int] = {
     "composing": 3,
     "sending": 4,
     **dict.fromkeys(["coupons", "surveys", "feedback", "signup", "automations", "orders", "notes", "post"], 5),
+    "transactional": 5,
     **dict.fromkeys(["reports", "ops", "demo"], 6),
     **dict.fromkeys(["web", "tasks", "capabilities", "cli", "check", "gunicorn_conf", "__main__"], 7),
 }

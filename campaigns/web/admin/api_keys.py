@@ -22,7 +22,7 @@ SCOPE_HINTS = {
     ApiScope.ORDERS_WRITE: "record orders from the shop",
     ApiScope.COUPONS_ISSUE: "give a contact a coupon code",
     ApiScope.COUPONS_REDEEM: "look up and redeem coupon codes at checkout",
-    ApiScope.SEND_TRANSACTIONAL: "reserved for transactional sending (no operation uses it yet)",
+    ApiScope.SEND_TRANSACTIONAL: "send transactional messages (receipts, notices) and read their status",
 }
 
 

@@ -5,7 +5,7 @@ handlers answer problem+json for this blueprint only; the admin and public pages
 """
 
 # Importing the view modules registers their operations on bp.
-from campaigns.web.api import audience, campaigns, commerce, contacts, docs  # noqa: F401
+from campaigns.web.api import audience, campaigns, commerce, contacts, docs, transactional  # noqa: F401
 from campaigns.web.api.blueprint import bp
 
 __all__ = ["bp"]
