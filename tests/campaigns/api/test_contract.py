@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from campaigns.contacts import segments
-from campaigns.models import Survey, SurveyQuestion, Topic
+from campaigns.models import Survey, SurveyQuestion, Topic, TxMessage, TxStatus
 from tests.campaigns.api.conftest import auth
 from tests.campaigns.coupons.test_coupons import make_pool
 
@@ -38,9 +38,12 @@ def world(db_session, make_contacts, make_campaign, make_key):
         {"match": "all", "rules": [{"field": "city", "op": "is", "value": "Berlin"}]})})
     survey = Survey(name="Fuzz", questions=[SurveyQuestion(position=0, kind="rating", prompt="How?")])
     db_session.add(survey)
+    receipt = make_campaign([], kind="transactional")
+    db_session.add(TxMessage(public_id="tx_fuzz", campaign_id=receipt.id, contact_id=contacts[0].id,
+                             email=contacts[0].email, status=TxStatus.SENT, smtp_code=250, smtp_reply="250 OK"))
     db_session.commit()
     pinned = {"contact_id": contacts[1].id, "campaign_id": campaign.id, "segment_id": segment.id,
-              "survey_id": survey.id, "code": "FUZZ-0002"}
+              "survey_id": survey.id, "code": "FUZZ-0002", "message_id": "tx_fuzz"}
     return make_key(rate_limit=100_000), pinned
 
 
