@@ -182,9 +182,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
 )}
 
 
-def enqueue(queue: Queue, job: Job, *args: Any, description: str | None = None) -> RQJob:
-    """Enqueue a job now, with its declared timeout and retries."""
-    return queue.enqueue(job.path, *args, description=description, **RUNS[job].options())
+def enqueue(queue: Queue, job: Job, *args: Any, description: str | None = None, at_front: bool = False) -> RQJob:
+    """Enqueue a job now, with its declared timeout and retries (at_front: before the jobs already waiting)."""
+    return queue.enqueue(job.path, *args, description=description, at_front=at_front, **RUNS[job].options())
 
 
 def enqueue_at(queue: Queue, when: dt.datetime, job: Job, *args: Any) -> RQJob:

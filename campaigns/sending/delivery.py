@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from campaigns import recipient_urls
+from campaigns import queueing, recipient_urls
 from campaigns.accounts.settings_store import RetrySchedule, retry_schedule
 from campaigns.composing import contributions
 from campaigns.composing import editor as campaign_service
@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 DATABASE_PATIENCE = 300.0   # seconds a batch waits for an unreachable database before giving up (the sweeper
                             # then settles its claims and queues the work again)
 _Delivery = Handoff         # the per-claim sender's former name
+YIELDED = "yielded"         # a batch stopped between claims because transactional mail waits (taken first)
 
 
 # ---------------------------------------------------------------- per-message composition
@@ -123,11 +124,8 @@ class CampaignMailer:
                 contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None,
                 variables: Mapping[str, Any] | None = None, attachments: Sequence[Attachment] = (),
                 message_token: str = "") -> tuple[str, bytes]:
-        """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode).
-
-        variables: more template variables (a transactional message's, checked by the caller not to shadow
-        these); message_token: the Message-ID and return path token of a message with no send row.
-        """
+        """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode); variables
+        and message_token (Message-ID and return path): a transactional message's, which has no send row."""
         template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
             (self.template, self.sender)
         tokens = self.rt.tokens
@@ -230,6 +228,8 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
         # them (handed: unknown, the rest: queued again).
         sender.lessee.release(list(sender.holding), forget_handed=False)
     _finish_batch(rt, campaign_id, lo, hi, result, mailer)
+    if result.stopped == YIELDED:   # the rest of the range: first in the bulk queue, after the transactional jobs
+        queueing.enqueue(rt.queue, queueing.Job.SEND_BATCH, campaign_id, lo, hi, at_front=True)
     logger.debug("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)   # one per batch: DEBUG
     return result
 
@@ -249,6 +249,8 @@ def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Cam
             if not _claim_round(rt, campaign_id, lo, hi, mailer, sender, result):
                 break
             waited = 0.0
+            if rt.tx_queue.count:   # transactional mail waits: this worker takes it next, the rest comes after
+                result.stopped = YIELDED
         except OperationalError as exc:
             if waited >= DATABASE_PATIENCE:
                 raise

@@ -40,6 +40,30 @@ def test_a_transactional_job_is_taken_before_queued_bulk_batches(client, runtime
     assert arrived[0].recipients == ("ada@example.com",)
 
 
+def test_a_running_batch_yields_to_transactional_mail_between_claims(client, runtime, db_session, receipt, tx_key,
+                                                                     make_contacts, make_campaign, outbox) -> None:
+    from campaigns.sending import delivery as bulk
+
+    topic, contacts = make_contacts(20)
+    campaign = make_campaign([topic])
+    lifecycle.start(db_session, runtime, campaign)
+    db_session.commit()
+    SimpleWorker(runtime.queues, connection=runtime.redis).work(burst=True, max_jobs=1, logging_level="WARNING")
+    (batch,) = runtime.queue.get_jobs()
+    runtime.queue.empty()
+    assert client.post("/api/v1/tx", json=receipt_body(), headers=tx_key).status_code == 202
+    db_session.rollback()
+    # The batch job runs while the receipt waits: it stops after one claim (claim_size 7) and queues the rest.
+    result = bulk.send_batch(runtime, campaign.id, *batch.args[1:])
+    assert result.stopped == bulk.YIELDED and result.sent == 7 and outbox.count() == 7
+    (rest,) = runtime.queue.get_jobs()
+    assert rest.args == batch.args
+    SimpleWorker(runtime.queues, connection=runtime.redis).work(burst=True, logging_level="WARNING")
+    arrived = sorted(messages(outbox), key=lambda m: sort_key(m.key))
+    assert len(arrived) == 21 and arrived[7].recipients == ("ada@example.com",)
+    assert len({m.recipients for m in arrived}) == 21        # nobody twice
+
+
 def test_a_5xx_for_the_recipient_bounces_the_message_and_suppresses_the_address(
         client, runtime, db_session, receipt, tx_key, make_contacts, scripted, run_worker) -> None:  # noqa: F811
     _topic, (person,) = make_contacts(1)
