@@ -249,7 +249,7 @@ def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Cam
             if not _claim_round(rt, campaign_id, lo, hi, mailer, sender, result):
                 break
             waited = 0.0
-            if rt.tx_queue.count:   # transactional mail waits: this worker takes it next, the rest comes after
+            if sender.yielded or rt.tx_queue.count:   # transactional mail waits: this worker takes it next
                 result.stopped = YIELDED
         except OperationalError as exc:
             if waited >= DATABASE_PATIENCE:

@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from campaigns import queueing
 from campaigns.addresses import normalize_email
-from campaigns.contacts import records
 from campaigns.contacts.suppression import suppressed_status
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import Campaign, CampaignKind, Contact, ContactStatus, TxMessage, TxStatus
@@ -94,35 +93,33 @@ def check_variables(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     return variables
 
 
-def blocked(session: Session, contact: Contact) -> str:
-    """Why no mail may go to this contact now ("" when it may)."""
+def blocked(contact: Contact, suppressed: ContactStatus | None) -> str:
+    """Why no mail may go to this contact now ("" when it may); suppressed: its address's suppression status."""
     if contact.status in (ContactStatus.BOUNCED, ContactStatus.COMPLAINED):
         return f"the address {contact.status}: no mail goes to it"
-    found = suppressed_status(session, contact.email)
-    if found is not None:
-        return f"the address is on the suppression list ({found})"
+    if suppressed is not None:
+        return f"the address is on the suppression list ({suppressed})"
     return ""
 
 
-def recipient(session: Session, email: str, name: str) -> Contact:
-    """The contact with this address, created without marketing consent when there is none (a concurrent
-    request creating the same one is found instead)."""
+def recipient(session: Session, email: str, name: str, suppressed: ContactStatus | None) -> Contact:
+    """The contact with this (normalized) address, created without marketing consent when there is none (a
+    concurrent request creating the same one is found instead)."""
     contact = session.scalar(select(Contact).where(Contact.email == email))
     if contact is not None:
         return contact
     first, _, last = " ".join(name.split()).partition(" ")
     try:
         with session.begin_nested():
-            contact = records.save_contact(session, {"email": email, "first_name": first[:200],
-                                                     "last_name": last[:200]}, consent_source=NO_CONSENT_SOURCE)
-            contact.status = suppressed_status(session, email) or ContactStatus.UNSUBSCRIBED
-            contact.consent_at = None
+            contact = Contact(email=email, first_name=first[:200], last_name=last[:200], timezone="UTC",
+                              status=suppressed or ContactStatus.UNSUBSCRIBED, consent_source=NO_CONSENT_SOURCE,
+                              consent_at=None, attributes={})
+            session.add(contact)
             session.flush()
-    except (IntegrityError, ValidationError) as exc:
+    except IntegrityError:
         contact = session.scalar(select(Contact).where(Contact.email == email))
         if contact is None:
-            raise ValidationError(str(exc) if isinstance(exc, ValidationError) else "the recipient could not be "
-                                  "recorded; retry", field="to") from None
+            raise ValidationError("the recipient could not be recorded; retry", field="to") from None
     return contact
 
 
@@ -136,8 +133,9 @@ def accept(rt: Runtime, session: Session, req: Request, *, api_key_id: int | Non
     campaign = template(session, req.template)
     variables = check_variables(req.variables)
     attached = tx_files.check(req.attachments)
-    contact = recipient(session, email, req.to_name)
-    reason = blocked(session, contact)
+    suppressed = suppressed_status(session, email)
+    contact = recipient(session, email, req.to_name, suppressed)
+    reason = blocked(contact, suppressed)
     message = TxMessage(public_id=public_id(), campaign_id=campaign.id, contact_id=contact.id, email=email,
                         api_key_id=api_key_id, variables=variables,
                         attachments=tx_files.described(tx_files.stored(attached)) if reason

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import queueing
 from campaigns.contacts.records import personalization
+from campaigns.contacts.suppression import suppressed_status
 from campaigns.models import TX_FINAL, Campaign, Contact, Event, EventType, TxMessage, TxStatus, utcnow
 from campaigns.queueing import Job
 from campaigns.runtime import Runtime
@@ -99,7 +100,7 @@ def _prepare(rt: Runtime, session: Session, message: TxMessage, contact: Contact
     """The outcome when the message cannot go (recipient blocked, template gone or broken), else None."""
     if contact is None:
         return Outcome(TxStatus.FAILED, "the contact was erased")
-    reason = blocked(session, contact)
+    reason = blocked(contact, suppressed_status(session, contact.email))
     if reason:
         return Outcome(TxStatus.SUPPRESSED, reason)
     if campaign is None:
