@@ -1,25 +1,25 @@
 """Transactional priority: how fast POST /api/v1/tx answers (the message's job is on the queue by then), and the
 transactional delivery rate alone against the same while a bulk campaign of several thousand is sending.
 
-    .venv/bin/python bench/tx_priority.py [--bulk 5000] [--tx 200] [--workers 2] [--rounds 3]
-                                         [--database-url postgresql://…] [--redis-url redis://…]
+    .venv/bin/python bench/tx_priority.py [--bulk 5000] [--tx 300] [--posters 4] [--latency 200] [--workers 2]
+                                         [--rounds 3] [--database-url postgresql://…] [--redis-url redis://…]
 
-Everything is real: the Flask app (its test client, in this process) with an API key, the idempotency and rate
-limit checks; Redis (embedded unless --redis-url); `worker.py` processes, started once and kept running as in
-production; the capture SMTP server (python -m mailer.capture) in its own process, where arrivals are counted.
+Everything is real: the Flask app (test clients, in this process) with an API key, rate limit and Idempotency-Key;
+Redis (embedded unless --redis-url); `worker.py` processes, started once and kept running as in production; the
+capture SMTP server (python -m mailer.capture) in its own process, where arrivals are counted by recipient.
+Every receipt has variables and a 20 KB PDF attached; each phase mails addresses of its own (new contacts).
 
-Phases, interleaved --rounds times (solo, bulk, solo, bulk, …):
-  solo  --tx receipts (a PDF attached, variables) posted one after another, to addresses of this phase only;
-        nothing else is queued
-  bulk  a campaign to --bulk contacts is started; once 200 of its messages have arrived, the same --tx receipts
-        are posted; the campaign must still be sending when the last receipt arrives (checked and printed), then
-        it is cancelled and the queues drained before the next phase
-
-enqueue latency: each POST's duration (the answer is written after the commit, whose hook puts the job on the
-transactional queue). tx rate: receipts / (last receipt's arrival at the capture server − the first POST), the
-receipts counted there by recipient. delivery latency: a receipt's arrival − its POST. Reported: each phase's
-figures, the medians over rounds, and ratio = the median of the rounds' bulk/solo rate ratios. The last line
-printed is one JSON object.
+Each round, interleaved --rounds times:
+  enqueue  --latency receipts posted one after another while the workers deliver them: each call's wall time
+           (the answer is written after the commit, whose hook has put the job on the transactional queue) and
+           the CPU time this process spent on it (which a busy machine does not inflate)
+  solo     --tx receipts posted at once by --posters threads, faster than the workers deliver; nothing else
+           queued. rate = receipts / (last arrival at the capture server − first POST)
+  bulk     a campaign to --bulk contacts is started; once 200 of its messages have arrived, the same burst; the
+           campaign must still be sending when the last receipt arrives (checked, printed), then it is cancelled
+           and the queues drained
+Reported: each phase's figures, medians over rounds, and ratio = the median of the rounds' bulk/solo rate ratios.
+The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,20 +72,57 @@ def body(to: str, i: int) -> dict:
             "attachments": [{"filename": f"invoice-{i}.pdf", "content_type": "application/pdf", "content": PDF}]}
 
 
-def post_receipts(client, headers: dict, tag: str, n: int) -> tuple[float, list[float], dict[str, float]]:
-    """Post n receipts; (time of the first POST, each call's seconds, recipient -> POST time)."""
-    latencies, posted = [], {}
-    first = time.time()
+def post_one(client, headers: dict, to: str, i: int, tag: str) -> None:
+    r = client.post("/api/v1/tx", json=body(to, i), headers={**headers, "Idempotency-Key": f"{tag}-{i}"})
+    if r.status_code != 202:
+        raise SystemExit(f"POST /api/v1/tx answered {r.status_code}: {r.get_data(as_text=True)[:500]}")
+
+
+def enqueue_latency(app, headers: dict, tag: str, n: int) -> dict:
+    """n receipts posted one after another (the workers deliver them meanwhile): each call's wall and CPU time."""
+    client = app.test_client()
+    wall, cpu = [], []
     for i in range(n):
-        to = f"{tag}-{i}@example.com"
-        t0 = time.perf_counter()
-        at = time.time()
-        r = client.post("/api/v1/tx", json=body(to, i), headers={**headers, "Idempotency-Key": f"{tag}-{i}"})
-        latencies.append(time.perf_counter() - t0)
-        if r.status_code != 202:
-            raise SystemExit(f"POST /api/v1/tx answered {r.status_code}: {r.get_data(as_text=True)[:500]}")
-        posted[to] = at
-    return first, latencies, posted
+        t0, c0 = time.perf_counter(), time.process_time()
+        post_one(client, headers, f"{tag}-{i}@example.com", i, tag)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {"enqueue_ms_median": 1000 * statistics.median(wall),
+            "enqueue_ms_p95": 1000 * sorted(wall)[int(0.95 * (n - 1))],
+            "enqueue_cpu_ms_median": 1000 * statistics.median(cpu)}
+
+
+def burst(rt: Runtime, app, headers: dict, outbox: Outbox, tag: str, n: int, posters: int) -> dict:
+    """n receipts posted by `posters` threads as fast as they go (faster than the workers deliver, so the rate is
+    the delivery path's); rate = n / (last arrival − first POST), counted at the capture server."""
+    posted: dict[str, float] = {}
+
+    def post(k: int) -> None:
+        client = app.test_client()
+        for i in range(k, n, posters):
+            to = f"{tag}-{i}@example.com"
+            posted[to] = time.time()
+            post_one(client, headers, to, i, tag)
+
+    first = time.time()
+    with ThreadPoolExecutor(posters) as pool:
+        list(pool.map(post, range(posters)))
+    posting = time.time() - first
+
+    def settled() -> bool:     # the database says every receipt is done; then they are counted where they arrived
+        with rt.session_factory() as session:
+            return len(session.scalars(select(TxMessage.id).where(TxMessage.email.like(f"{tag}-%"),
+                                                                  TxMessage.status.in_(TX_FINAL))).all()) >= n
+
+    wait_until(settled, 600, f"{n} receipts of {tag}")
+    got = arrivals(outbox, f"{tag}-")
+    if len(got) < n:
+        raise SystemExit(f"{tag}: only {len(got)} of {n} receipts arrived at the capture server")
+    last = max(got.values())
+    delivery = sorted(got[to] - posted[to] for to in posted)
+    return {"rate": n / (last - first), "seconds": last - first, "posting_s": posting, "delivered": len(got),
+            "delivery_ms_median": 1000 * statistics.median(delivery),
+            "delivery_ms_p95": 1000 * delivery[int(0.95 * (n - 1))]}
 
 
 def arrivals(outbox: Outbox, prefix: str) -> dict[str, float]:
@@ -109,28 +147,7 @@ def idle(rt: Runtime) -> bool:
     return all(q.count == 0 and StartedJobRegistry(queue=q).count == 0 for q in rt.queues)
 
 
-def tx_phase(rt: Runtime, client, headers: dict, outbox: Outbox, tag: str, n: int) -> dict:
-    first, latencies, posted = post_receipts(client, headers, tag, n)
-
-    def settled() -> bool:     # the database says every receipt is done; then they are counted where they arrived
-        with rt.session_factory() as session:
-            return len(session.scalars(select(TxMessage.id).where(TxMessage.email.like(f"{tag}-%"),
-                                                                  TxMessage.status.in_(TX_FINAL))).all()) >= n
-
-    wait_until(settled, 300, f"{n} receipts of {tag}")
-    got = arrivals(outbox, f"{tag}-")
-    if len(got) < n:
-        raise SystemExit(f"{tag}: only {len(got)} of {n} receipts arrived at the capture server")
-    last = max(got.values())
-    delivery = sorted(got[to] - posted[to] for to in posted)
-    return {"rate": n / (last - first), "seconds": last - first, "delivered": len(got),
-            "enqueue_ms_median": 1000 * statistics.median(latencies),
-            "enqueue_ms_p95": 1000 * sorted(latencies)[int(0.95 * (n - 1))],
-            "delivery_ms_median": 1000 * statistics.median(delivery),
-            "delivery_ms_p95": 1000 * delivery[int(0.95 * (n - 1))]}
-
-
-def bulk_phase(rt: Runtime, client, headers: dict, outbox: Outbox, topic_id: int, tag: str, n: int,
+def bulk_phase(rt: Runtime, app, headers: dict, outbox: Outbox, topic_id: int, tag: str, n: int, posters: int,
                bulk: int) -> dict:
     campaign_id = new_campaign(rt, topic_id, f"bulk {tag}")
     before = outbox.count()
@@ -139,7 +156,7 @@ def bulk_phase(rt: Runtime, client, headers: dict, outbox: Outbox, topic_id: int
         session.commit()
     wait_until(lambda: outbox.count() - before >= 200, 300, "the bulk campaign's mail to flow")
     bulk_at_start = outbox.count() - before
-    result = tx_phase(rt, client, headers, outbox, tag, n)
+    result = burst(rt, app, headers, outbox, tag, n, posters)
     bulk_at_end = outbox.count() - before - n
     with rt.session_factory() as session:
         campaign = session.get(Campaign, campaign_id)
@@ -156,7 +173,9 @@ def bulk_phase(rt: Runtime, client, headers: dict, outbox: Outbox, topic_id: int
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bulk", type=int, default=5000, help="recipients of the bulk campaign")
-    p.add_argument("--tx", type=int, default=200, help="transactional messages per phase")
+    p.add_argument("--tx", type=int, default=300, help="transactional messages per solo or bulk phase")
+    p.add_argument("--posters", type=int, default=4, help="threads posting them")
+    p.add_argument("--latency", type=int, default=200, help="receipts posted one by one for the enqueue latency")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
@@ -195,7 +214,6 @@ def main() -> int:
 
         app = create_app({"SETTINGS": settings, "TESTING": True})
         app.extensions["rapport"] = rt
-        client = app.test_client()
         headers = {"Authorization": f"Bearer {secret}"}
         env = dict(os.environ, DATABASE_URL=db_url, REDIS_URL=redis_url, SMTP_URL=settings.smtp_urls[0],
                    SECRET_KEY=settings.secret_key, BASE_URL=settings.base_url, DKIM_DOMAIN="bench.test",
@@ -209,37 +227,44 @@ def main() -> int:
                                           stderr=open(settings.instance_path / f"worker-{i}.log", "wb")))
         outbox = Outbox(outbox_dir)
         # Warm-up (imports, connections, the compiled template) outside the figures.
-        tx_phase(rt, client, headers, outbox, "warmup", 20)
-        solo, bulk = [], []
+        burst(rt, app, headers, outbox, "warmup", 20, args.posters)
+        latency, solo, bulk = [], [], []
+
+        def show(figures: dict) -> None:
+            print("  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items()}),
+                  flush=True)
+
         for r in range(1, args.rounds + 1):
-            print(f"round {r}/{args.rounds} solo: {args.tx} receipts, nothing else queued", flush=True)
-            solo.append(tx_phase(rt, client, headers, outbox, f"solo{r}", args.tx))
-            print("  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in solo[-1].items()}),
-                  flush=True)
-            print(f"round {r}/{args.rounds} bulk: {args.tx} receipts while {args.bulk:,} campaign mails go out",
-                  flush=True)
-            bulk.append(bulk_phase(rt, client, headers, outbox, topic_id, f"bulk{r}", args.tx, args.bulk))
-            print("  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in bulk[-1].items()}),
-                  flush=True)
+            print(f"round {r}/{args.rounds} enqueue: {args.latency} receipts posted one by one", flush=True)
+            latency.append(enqueue_latency(app, headers, f"lat{r}", args.latency))
+            show(latency[-1])
+            wait_until(lambda: idle(rt), 300, "the workers to deliver them")
+            print(f"round {r}/{args.rounds} solo: {args.tx} receipts at once, nothing else queued", flush=True)
+            solo.append(burst(rt, app, headers, outbox, f"solo{r}", args.tx, args.posters))
+            show(solo[-1])
+            print(f"round {r}/{args.rounds} bulk: {args.tx} receipts at once while {args.bulk:,} campaign mails go "
+                  "out", flush=True)
+            bulk.append(bulk_phase(rt, app, headers, outbox, topic_id, f"bulk{r}", args.tx, args.posters, args.bulk))
+            show(bulk[-1])
             outbox.clear()
 
         def med(runs: list[dict], k: str) -> float:
             return round(statistics.median(x[k] for x in runs), 2)
 
         figures = {"database": db_url.split(":", 1)[0], "workers": args.workers, "bulk": args.bulk, "tx": args.tx,
-                   "rounds": args.rounds,
-                   "enqueue_ms_median": med(solo + bulk, "enqueue_ms_median"),
-                   "enqueue_ms_median_solo": med(solo, "enqueue_ms_median"),
-                   "enqueue_ms_median_bulk": med(bulk, "enqueue_ms_median"),
+                   "posters": args.posters, "rounds": args.rounds,
+                   "enqueue_ms_median": med(latency, "enqueue_ms_median"),
+                   "enqueue_ms_p95": med(latency, "enqueue_ms_p95"),
+                   "enqueue_cpu_ms_median": med(latency, "enqueue_cpu_ms_median"),
                    "tx_rate_solo": med(solo, "rate"), "tx_rate_bulk": med(bulk, "rate"),
                    "ratio": round(statistics.median(b["rate"] / s["rate"] for s, b in zip(solo, bulk, strict=True)),
                                   3),
                    "ratios": [round(b["rate"] / s["rate"], 3) for s, b in zip(solo, bulk, strict=True)],
                    "delivery_ms_median_solo": med(solo, "delivery_ms_median"),
                    "delivery_ms_median_bulk": med(bulk, "delivery_ms_median"),
-                   "delivery_ms_p95_bulk": med(bulk, "delivery_ms_p95"),
                    "bulk_still_sending": all(b["bulk_still_sending"] for b in bulk),
-                   "bulk_sent_during": [b["bulk_sent_during"] for b in bulk]}
+                   "bulk_sent_during": [b["bulk_sent_during"] for b in bulk],
+                   "load_average": [round(x, 1) for x in os.getloadavg()]}
         print(json.dumps(figures), flush=True)
         return 0
     finally:
