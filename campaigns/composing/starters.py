@@ -65,6 +65,9 @@ _STARTERS = (
     Starter("birthday", "Birthday greeting", "A warm birthday note with a small present code (for a birthday "
             "automation; draws a coupon pool).", "nurture",
             "Happy birthday, {{ contact.first_name|default('friend', true) }}!", "A small present from all of us"),
+    Starter("receipt", "Order receipt", "A transactional receipt for the API (POST /api/v1/tx): order number, items "
+            "and total from the shop's variables, the invoice attached.", "transactional",
+            "Your order {{ order_number }}", "Thank you, we are packing it now"),
 )
 # Starters used by one feature only, not offered in the composer's chooser (the personal apology mail, the digest).
 _FEATURE_STARTERS = frozenset({"apology", "digest"})
