@@ -142,3 +142,16 @@ def test_transactional_templates_get_a_unique_api_name(db_session) -> None:
     with pytest.raises(ValidationError, match="lower-case"):
         save("Other", slug="Bad Slug")
     assert save("News", kind="nurture", slug="news").slug is None
+
+
+def test_a_transactional_message_waiting_over_a_minute_is_a_health_problem(client, runtime, receipt,
+                                                                           tx_key) -> None:
+    from campaigns.ops.liveness import queue_state
+
+    assert client.post("/api/v1/tx", json=receipt_body(), headers=tx_key).status_code == 202
+    now = utcnow()
+    state = queue_state(runtime, now, now=now + dt.timedelta(seconds=30))
+    assert state.jobs["queued"] == 1 and not any("transactional" in p for p in state.problems)
+    later = now + dt.timedelta(seconds=90)
+    state = queue_state(runtime, later, now=later)
+    assert any(p.startswith("transactional mail waits") for p in state.problems), state.problems
