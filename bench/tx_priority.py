@@ -10,9 +10,10 @@ capture SMTP server (python -m mailer.capture) in its own process, where arrival
 Every receipt has variables and a 20 KB PDF attached; each phase mails addresses of its own (new contacts).
 
 Each round, interleaved --rounds times:
-  enqueue  --latency receipts posted one after another while the workers deliver them: each call's wall time
-           (the answer is written after the commit, whose hook has put the job on the transactional queue) and
-           the CPU time this process spent on it (which a busy machine does not inflate)
+  enqueue  --latency receipts posted one after another while the workers deliver them, then as many with the
+           workers suspended (`api_alone`: the API, its database and Redis only; the jobs are delivered after):
+           each call's wall time (the answer is written after the commit, whose hook has put the job on the
+           transactional queue) and the CPU time this process spent on it (which a busy machine inflates less)
   solo     --tx receipts posted at once by --posters threads, faster than the workers deliver; nothing else
            queued. rate = receipts / (last arrival at the capture server − first POST)
   bulk     a campaign to --bulk contacts is started; once 200 of its messages have arrived, the same burst; the
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rq.registry import StartedJobRegistry
+from rq.suspension import resume, suspend
 from sqlalchemy import select
 
 from bench.send_throughput import free_port, make_database, new_campaign, seed_contacts, set_policy
@@ -78,18 +80,29 @@ def post_one(client, headers: dict, to: str, i: int, tag: str) -> None:
         raise SystemExit(f"POST /api/v1/tx answered {r.status_code}: {r.get_data(as_text=True)[:500]}")
 
 
-def enqueue_latency(app, headers: dict, tag: str, n: int) -> dict:
-    """n receipts posted one after another (the workers deliver them meanwhile): each call's wall and CPU time."""
+def enqueue_latency(rt: Runtime, app, headers: dict, tag: str, n: int) -> dict:
+    """n receipts posted one after another, twice: with the workers delivering them meanwhile, and with the workers
+    suspended (the API path alone: the jobs wait on the queue, delivered after); each call's wall and CPU time."""
     client = app.test_client()
-    wall, cpu = [], []
-    for i in range(n):
-        t0, c0 = time.perf_counter(), time.process_time()
-        post_one(client, headers, f"{tag}-{i}@example.com", i, tag)
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return {"enqueue_ms_median": 1000 * statistics.median(wall),
-            "enqueue_ms_p95": 1000 * sorted(wall)[int(0.95 * (n - 1))],
-            "enqueue_cpu_ms_median": 1000 * statistics.median(cpu)}
+    out = {}
+    for mode in ("delivering", "api_alone"):
+        if mode == "api_alone":
+            suspend(rt.redis)
+        wall, cpu = [], []
+        try:
+            for i in range(n):
+                t0, c0 = time.perf_counter(), time.process_time()
+                post_one(client, headers, f"{tag}{mode[0]}-{i}@example.com", i, f"{tag}{mode[0]}")
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+        finally:
+            resume(rt.redis)
+        wait_until(lambda: idle(rt), 300, "the workers to deliver them")
+        suffix = "" if mode == "delivering" else "_api_alone"
+        out.update({f"enqueue_ms_median{suffix}": 1000 * statistics.median(wall),
+                    f"enqueue_ms_p95{suffix}": 1000 * sorted(wall)[int(0.95 * (n - 1))],
+                    f"enqueue_cpu_ms_median{suffix}": 1000 * statistics.median(cpu)})
+    return out
 
 
 def burst(rt: Runtime, app, headers: dict, outbox: Outbox, tag: str, n: int, posters: int) -> dict:
@@ -236,9 +249,8 @@ def main() -> int:
 
         for r in range(1, args.rounds + 1):
             print(f"round {r}/{args.rounds} enqueue: {args.latency} receipts posted one by one", flush=True)
-            latency.append(enqueue_latency(app, headers, f"lat{r}", args.latency))
+            latency.append(enqueue_latency(rt, app, headers, f"lat{r}", args.latency))
             show(latency[-1])
-            wait_until(lambda: idle(rt), 300, "the workers to deliver them")
             print(f"round {r}/{args.rounds} solo: {args.tx} receipts at once, nothing else queued", flush=True)
             solo.append(burst(rt, app, headers, outbox, f"solo{r}", args.tx, args.posters))
             show(solo[-1])
@@ -256,6 +268,9 @@ def main() -> int:
                    "enqueue_ms_median": med(latency, "enqueue_ms_median"),
                    "enqueue_ms_p95": med(latency, "enqueue_ms_p95"),
                    "enqueue_cpu_ms_median": med(latency, "enqueue_cpu_ms_median"),
+                   "enqueue_ms_median_api_alone": med(latency, "enqueue_ms_median_api_alone"),
+                   "enqueue_ms_p95_api_alone": med(latency, "enqueue_ms_p95_api_alone"),
+                   "enqueue_cpu_ms_median_api_alone": med(latency, "enqueue_cpu_ms_median_api_alone"),
                    "tx_rate_solo": med(solo, "rate"), "tx_rate_bulk": med(bulk, "rate"),
                    "ratio": round(statistics.median(b["rate"] / s["rate"] for s, b in zip(solo, bulk, strict=True)),
                                   3),
