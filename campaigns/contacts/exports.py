@@ -26,6 +26,7 @@ from campaigns.models import (
     Subscription,
     SuppressionReason,
     Topic,
+    TxMessage,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,10 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
         "letters": [_plain(p, ("run_id", "sent_at", "coupon_code"))
                     for p in session.scalars(select(PostLetter).where(PostLetter.contact_id == c.id))],
         "no_post": session.get(PostOptOut, c.id) is not None,
+        "transactional_messages": [
+            _plain(m, ("public_id", "campaign_id", "email", "subject", "variables", "status", "reason", "created_at",
+                       "sent_at"))
+            for m in session.scalars(select(TxMessage).where(TxMessage.contact_id == c.id).order_by(TxMessage.id))],
     }
 
 
@@ -120,7 +125,7 @@ def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
     c = get_contact(session, contact_id)
     suppress(session, c.email, SuppressionReason.MANUAL, f"erased (GDPR){' by ' + by if by else ''}")
     # Explicit deletes: SQLite only cascades when foreign keys are enforced.
-    for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut):
+    for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut, TxMessage):
         session.execute(delete(model).where(model.contact_id == c.id))
     # The contact row itself goes through the unit of work, not a bulk statement: a deleted Contact is what the
     # session's stop listener (campaigns.stops) tells running sends about at flush, before any commit.

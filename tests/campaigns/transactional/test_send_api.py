@@ -181,3 +181,18 @@ def test_bad_input_gets_a_clear_4xx_and_sends_nothing(client, db_session, receip
     assert fresh(db_session).scalar(select(TxMessage)) is None
     work()
     assert outbox.count() == 0
+
+
+def test_a_recipients_messages_are_in_the_gdpr_export_and_go_with_the_erasure(client, db_session, receipt, tx_key,
+                                                                              outbox, work) -> None:
+    from campaigns.contacts.exports import erase_contact, gdpr_export
+
+    out = client.post("/api/v1/tx", json=receipt_body(), headers=tx_key).get_json()
+    work()
+    contact_id = out["contact_id"]
+    exported = gdpr_export(fresh(db_session), contact_id)["transactional_messages"]
+    assert [(m["public_id"], m["status"], m["variables"]["order_number"]) for m in exported] == \
+        [(out["message_id"], "sent", "A-1042")]
+    erase_contact(db_session, contact_id, by="test")
+    db_session.commit()
+    assert db_session.scalar(select(TxMessage)) is None
