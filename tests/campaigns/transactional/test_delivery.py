@@ -155,3 +155,16 @@ def test_a_transactional_message_waiting_over_a_minute_is_a_health_problem(clien
     later = now + dt.timedelta(seconds=90)
     state = queue_state(runtime, later, now=later)
     assert any(p.startswith("transactional mail waits") for p in state.problems), state.problems
+
+
+def test_the_composer_sets_and_shows_the_api_name(editor, db_session) -> None:
+    from tests.helpers import csrf
+
+    token = csrf(editor, "/admin/campaigns/new")
+    r = editor.post("/admin/campaigns/new", data={
+        "csrf_token": token, "name": "Shipping notice", "kind": "transactional", "slug": "shipped",
+        "subject": "On its way", "mjml": "<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text>"
+        "</mj-column></mj-section></mj-body></mjml>", "sender": "default"})
+    assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+    page = editor.get(r.headers["Location"]).get_data(as_text=True)
+    assert "API name" in page and "<code>shipped</code>" in page
