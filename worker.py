@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             name = args.name if not attempt or args.name is None else f"{args.name}-{attempt}"
             try:
-                worker = worker_class([rt.queue], connection=rt.redis, name=name)
+                worker = worker_class(rt.queues, connection=rt.redis, name=name)   # transactional first
                 worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=args.burst)
                 break
             except (RedisConnectionError, RedisTimeoutError) as exc:

@@ -54,6 +54,8 @@ class Job(StrEnum):
     RUN_FEED_MAILINGS = "run_feed_mailings"
     DECIDE_AB_TESTS = "decide_ab_tests"
     RECOMPUTE_TIERS = "recompute_tiers"
+    SEND_TRANSACTIONAL = "send_transactional"
+    RESUME_TRANSACTIONAL = "resume_transactional"
 
     @property
     def path(self) -> str:
@@ -108,6 +110,9 @@ RUNS: dict[Job, Run] = {
     Job.RUN_FEED_MAILINGS: Run(timeout=HOUR),
     Job.DECIDE_AB_TESTS: Run(timeout=600),
     Job.RECOMPUTE_TIERS: Run(timeout=HOUR),
+    # One message; retries after a 4xx are the job's own (campaigns.transactional.delivery), not RQ's.
+    Job.SEND_TRANSACTIONAL: Run(timeout=300, result_ttl=0, failure_ttl=7 * 24 * HOUR),
+    Job.RESUME_TRANSACTIONAL: Run(timeout=300, result_ttl=0),
 }
 
 
@@ -198,12 +203,15 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("loyalty-tiers", Job.RECOMPUTE_TIERS,
                  "recompute loyalty tiers as periods roll on (promotions and demotions without a new order)",
                  at=dt.time(2, 30)),
+    PeriodicTask("transactional-resume", Job.RESUME_TRANSACTIONAL,
+                 "queue transactional messages whose job was lost, settle those a dead worker left sending",
+                 every=dt.timedelta(minutes=1)),
 )}
 
 
-def enqueue(queue: Queue, job: Job, *args: Any, description: str | None = None) -> RQJob:
-    """Enqueue a job now, with its declared timeout and retries."""
-    return queue.enqueue(job.path, *args, description=description, **RUNS[job].options())
+def enqueue(queue: Queue, job: Job, *args: Any, description: str | None = None, at_front: bool = False) -> RQJob:
+    """Enqueue a job now, with its declared timeout and retries (at_front: before the jobs already waiting)."""
+    return queue.enqueue(job.path, *args, description=description, at_front=at_front, **RUNS[job].options())
 
 
 def enqueue_at(queue: Queue, when: dt.datetime, job: Job, *args: Any) -> RQJob:

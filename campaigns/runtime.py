@@ -130,6 +130,16 @@ class Runtime:
     def queue(self) -> Queue:
         return Queue(self.settings.queue_name, connection=self.redis)
 
+    @property
+    def tx_queue(self) -> Queue:
+        """Transactional messages (receipts, notices): workers take from it before any bulk job."""
+        return Queue(f"{self.settings.queue_name}-tx", connection=self.redis)
+
+    @property
+    def queues(self) -> list[Queue]:
+        """What workers listen to, in priority order (RQ takes from the first non-empty queue)."""
+        return [self.tx_queue, self.queue]
+
     @cached_property
     def tokens(self) -> TokenCodec:
         return TokenCodec(self.settings.secret_key, self.settings.old_secret_keys)

@@ -104,7 +104,7 @@ class Ticker(threading.Thread):
     def _promote_delayed(self) -> None:
         """Move due delayed jobs (enqueue_at / enqueue_in) to the queue, one process at a time (RQ's lock)."""
         if self._rq_scheduler is None:
-            self._rq_scheduler = RQScheduler([self.rt.queue], connection=self.rt.redis)
+            self._rq_scheduler = RQScheduler(self.rt.queues, connection=self.rt.redis)
         if self._rq_scheduler.acquire_locks():
             self._rq_scheduler.enqueue_scheduled_jobs()
 

@@ -33,6 +33,7 @@ from campaigns.replies import mail as reply_mail_service
 from campaigns.reports import summaries
 from campaigns.sending import delivery, digest, lifecycle, release, scheduling, sweeper
 from campaigns.signup import service as signup
+from campaigns.transactional import delivery as transactional
 from campaigns.webhooks import delivery as webhook_delivery
 
 logger = logging.getLogger(__name__)
@@ -219,3 +220,15 @@ def decide_ab_tests() -> int:
 def recompute_tiers(reason: str = "nightly") -> dict:
     """Recompute the loyalty tier of everyone with an order or a tier (nightly, and after the tiers are edited)."""
     return loyalty_tiers.recompute_all(runtime.current(), reason=reason)
+
+
+# -- transactional -----------------------------------------------------------------------------------------------
+
+def send_transactional(tx_id: int) -> str:
+    """Deliver one transactional message (its own queue, taken before bulk work)."""
+    return transactional.send(runtime.current(), tx_id)
+
+
+def resume_transactional() -> int:
+    """Re-queue transactional messages whose job was lost; settle those a dead worker left sending."""
+    return transactional.resume_due(runtime.current())

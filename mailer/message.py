@@ -11,6 +11,7 @@ import binascii
 import datetime
 import email.utils
 import hashlib
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -114,6 +115,32 @@ def qp_part(encoded: str, subtype: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message: its name as the recipient sees it, its MIME type and its bytes."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def _param(name: str, value: str) -> str:
+    """A MIME parameter: quoted when ASCII, RFC 2231 (utf-8'') otherwise; line breaks never pass."""
+    value = " ".join(value.split())
+    if value.isascii():
+        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{name}="{quoted}"'
+    return f"{name}*=utf-8''{urllib.parse.quote(value, safe='')}"
+
+
+def attachment_part(item: Attachment) -> bytes:
+    """A base64 MIME part (headers + body) with Content-Disposition: attachment."""
+    body = base64.encodebytes(item.data).replace(b"\n", CRLF)
+    return (f"Content-Type: {item.content_type};\r\n {_param('name', item.filename)}\r\n"
+            f"Content-Disposition: attachment;\r\n {_param('filename', item.filename)}\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n").encode("ascii") + body
+
+
+@dataclass(frozen=True)
 class MessageTemplate:
     """Header fragments shared by all messages of a campaign."""
 
@@ -138,11 +165,13 @@ class MessageTemplate:
     def build(self, *, to_name: str, to_email: str, subject: str, message_id: str, date: str,
               html: str = "", text: str = "", parts: tuple[bytes, bytes] | None = None,
               list_unsubscribe: Sequence[str] = (), one_click: bool = True,
-              extra: Sequence[tuple[str, str]] = (), reply_to: str = "") -> tuple[Headers, bytes]:
+              extra: Sequence[tuple[str, str]] = (), reply_to: str = "",
+              attachments: Sequence[Attachment] = ()) -> tuple[Headers, bytes]:
         """Headers (wire-ready values) and the multipart/alternative body for one recipient.
 
         parts: already encoded (text/plain, text/html) MIME parts; otherwise html and text are encoded here.
         reply_to: this recipient's own Reply-To (a per-recipient reply address), instead of the template's.
+        attachments: the body becomes multipart/mixed, the alternative part first, then one part per file.
         """
         boundary = "=_r" + hashlib.blake2s(message_id.encode(), digest_size=12).hexdigest()
         headers: Headers = [
@@ -174,6 +203,14 @@ class MessageTemplate:
             b"--", b, CRLF, html_part,
             b"--", b, b"--", CRLF,
         ))
+        if attachments:
+            outer = "=_m" + boundary[3:]
+            headers[6] = ("Content-Type", f'multipart/mixed;\r\n boundary="{outer}"')
+            o = outer.encode()
+            inner = f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode()
+            body = b"".join((b"--", o, CRLF, inner, body,
+                             *(b"".join((b"--", o, CRLF, attachment_part(a))) for a in attachments),
+                             b"--", o, b"--", CRLF))
         return headers, body
 
 

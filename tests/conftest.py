@@ -203,10 +203,11 @@ def run_worker(runtime: Runtime):
     from rq import SimpleWorker
 
     def run() -> None:
-        worker = SimpleWorker([runtime.queue], connection=runtime.redis)
+        worker = SimpleWorker(runtime.queues, connection=runtime.redis)
         worker.work(burst=True, logging_level="WARNING")
-        failed = runtime.queue.failed_job_registry
-        assert failed.count == 0, [runtime.queue.fetch_job(j).exc_info for j in failed.get_job_ids()]
+        for queue in runtime.queues:
+            failed = queue.failed_job_registry
+            assert failed.count == 0, [queue.fetch_job(j).exc_info for j in failed.get_job_ids()]
 
     return run
 

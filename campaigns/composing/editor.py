@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 LINK_STRIDE = 10_000      # link positions per A/B variant: variant v's links are at v * LINK_STRIDE + i
 EDITABLE_STATUSES = {CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED}
 MAX_SOURCE_CHARS = 400_000
+SLUG = re.compile(r"[a-z][a-z0-9-]{0,99}")   # a transactional template's API name
 _cache: OrderedDict[str, CompiledCampaign] = OrderedDict()
 _CACHE_SIZE = 32
 
@@ -132,6 +134,7 @@ def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign 
         raise ValidationError(f"there is no relay called {relay!r}; configured: {', '.join(known_relays)}",
                               field="relay")
     segment_id = _segment_id(session, data.get("segment_id"))
+    slug = _slug(session, data, campaign, name) if kind == CampaignKind.TRANSACTIONAL else None
     content = "\n".join(str(data.get(k, "") or "") for k in ("subject", "mjml", "text_body"))
     chosen = {name: value for contributor in contributions.contributors()
               for name, value in contributor.choose(session, data, campaign, content).items()}
@@ -142,6 +145,7 @@ def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign 
     campaign.name = name
     campaign.subject = subject
     campaign.kind = CampaignKind(kind)
+    campaign.slug = slug
     campaign.preheader = str(data.get("preheader", "") or "").strip()
     campaign.from_name = from_name
     campaign.from_email = from_email
@@ -161,6 +165,32 @@ def save_campaign(session: Session, data: Mapping[str, Any], campaign: Campaign 
         setattr(campaign, name, value)
     session.flush()
     return campaign
+
+
+def _slug(session: Session, data: Mapping[str, Any], campaign: Campaign | None, name: str) -> str:
+    """A transactional template's API name: the one given (unique), else the one it had, else made from the name."""
+    raw = str(data.get("slug", "") or "").strip().lower()
+
+    def taken(slug: str) -> bool:
+        return session.scalar(select(Campaign.id).where(Campaign.slug == slug)) not in (None, getattr(campaign, "id",
+                                                                                                      None))
+
+    if raw:
+        if not SLUG.fullmatch(raw):
+            raise ValidationError("the API name is a lower-case letter, then letters, digits or hyphens (at most "
+                                  "100)", field="slug")
+        if taken(raw):
+            raise ValidationError(f"another template is already called {raw!r}", field="slug")
+        return raw
+    if campaign is not None and campaign.slug:
+        return campaign.slug
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80]
+    base = base if base[:1].isalpha() else f"template-{base}".rstrip("-")
+    slug, n = base, 1
+    while taken(slug):
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
 
 
 def _segment_id(session: Session, raw: Any) -> int | None:

@@ -81,6 +81,9 @@ _STARTERS = (
             "links to the page where the contact updates them (for a yearly or cadence automation).", "nurture",
             "{{ contact.first_name|default('Hello', true) }}, is this still right?",
             "Two minutes to keep your address and birthday current"),
+    Starter("receipt", "Order receipt", "A transactional receipt for the API (POST /api/v1/tx): order number, items "
+            "and total from the shop's variables, the invoice attached.", "transactional",
+            "Your order {{ order_number }}", "Thank you, we are packing it now"),
 )
 # Starters used by one feature only, not offered in the composer's chooser (the personal apology mail, the digest).
 _FEATURE_STARTERS = frozenset({"apology", "digest"})

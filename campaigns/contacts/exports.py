@@ -28,6 +28,7 @@ from campaigns.models import (
     SuppressionReason,
     TierChange,
     Topic,
+    TxMessage,
 )
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,10 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
         "tier_changes": [_plain(t, ("changed_at", "from_tier", "to_tier", "reason"))
                          for t in session.scalars(select(TierChange).where(TierChange.contact_id == c.id)
                                                   .order_by(TierChange.id))],
+        "transactional_messages": [
+            _plain(m, ("public_id", "campaign_id", "email", "subject", "variables", "status", "reason", "created_at",
+                       "sent_at"))
+            for m in session.scalars(select(TxMessage).where(TxMessage.contact_id == c.id).order_by(TxMessage.id))],
     }
 
 
@@ -130,7 +135,7 @@ def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
     suppress(session, c.email, SuppressionReason.MANUAL, f"erased (GDPR){' by ' + by if by else ''}")
     # Explicit deletes: SQLite only cascades when foreign keys are enforced.
     for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut, Reply,
-                  TierChange):
+                  TierChange, TxMessage):
         session.execute(delete(model).where(model.contact_id == c.id))
     # The contact row itself goes through the unit of work, not a bulk statement: a deleted Contact is what the
     # session's stop listener (campaigns.stops) tells running sends about at flush, before any commit.

@@ -166,7 +166,11 @@ def _seed(session, settings: Settings, n: int) -> None:
                       preheader=coupon_starter.preheader, from_name=settings.sender_name,
                       from_email=settings.sender_email, mjml=coupon_starter.mjml)
     coupon.topics = [topics[2]]
-    session.add_all([newsletter, coupon])
+    receipt_starter = starter_service.starter("receipt")
+    receipt = Campaign(name="Order receipt (transactional API)", kind=CampaignKind.TRANSACTIONAL,
+                       slug="order-receipt", subject=receipt_starter.subject, preheader=receipt_starter.preheader,
+                       from_name=settings.sender_name, from_email=settings.sender_email, mjml=receipt_starter.mjml)
+    session.add_all([newsletter, coupon, receipt])
     _seed_coupons_and_survey(session, coupon, topics[0], owner, settings)
     _seed_segments(session)
     _seed_signup_form(session, topics)

@@ -20,4 +20,5 @@ from campaigns.models.segments import *
 from campaigns.models.settings import *
 from campaigns.models.signup import *
 from campaigns.models.surveys import *
+from campaigns.models.transactional import *
 from campaigns.models.webhooks import *

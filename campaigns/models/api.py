@@ -31,8 +31,7 @@ class ApiScope(StrEnum):
     COUPONS_ISSUE = "coupons:issue"
     COUPONS_REDEEM = "coupons:redeem"
     WEBHOOKS_REPLAY = "webhooks:replay"      # outgoing webhook endpoints, their delivery logs, replay
-    # Reserved for the transactional send endpoint; no operation of this API version needs it yet.
-    SEND_TRANSACTIONAL = "send:transactional"
+    SEND_TRANSACTIONAL = "send:transactional"   # send transactional messages, read their status
 
 
 class OrderSource(StrEnum):

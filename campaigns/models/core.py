@@ -142,6 +142,9 @@ class Campaign(Base):
     best_time: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     best_from: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
     best_to: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
+    # How the transactional API names this template (POST /api/v1/tx {"template": "order-receipt"}); every
+    # transactional campaign has one (campaigns.composing.editor.save_campaign), other kinds none.
+    slug: Mapped[str | None] = mapped_column(String(100), unique=True, index=True)
 
     topics: Mapped[list[Topic]] = relationship(secondary=campaign_topic)
     links: Mapped[list[Link]] = relationship(back_populates="campaign", cascade="all, delete-orphan")

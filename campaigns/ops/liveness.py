@@ -21,6 +21,8 @@ from campaigns.runtime import Runtime
 ALIVE_WITHIN = dt.timedelta(seconds=DEFAULT_WORKER_TTL + 60)
 # The oldest waiting job may be this old before the queue counts as stuck (batches queue behind each other).
 STUCK_AFTER = dt.timedelta(minutes=10)
+# A transactional message is taken before any batch: one waiting this long means the workers cannot keep up.
+TX_STUCK_AFTER = dt.timedelta(minutes=1)
 # Every ticker ticks each campaigns.scheduler.TICK_SECONDS; a few missed ticks mean no worker runs the scheduler.
 TICKER_LATE = dt.timedelta(minutes=2)
 
@@ -63,20 +65,23 @@ def queue_state(rt: Runtime, scheduler_tick: dt.datetime | None, now: dt.datetim
     """Read workers and registries from Redis (RedisError propagates) and judge them with the scheduler's last tick
     (campaigns.scheduler.status; None: no scheduler ever ticked)."""
     now = now or dt.datetime.now(dt.UTC)
-    queue = rt.queue
     workers = []
-    for w in Worker.all(queue=queue):
+    for w in Worker.all(queue=rt.queue):
         beat_age = age(w.last_heartbeat, now)
         workers.append(WorkerInfo(w.name, w.hostname or "", str(w.get_state()), w.last_heartbeat,
                                   w.get_current_job_id() or "", beat_age is not None and beat_age <= ALIVE_WITHIN))
-    jobs = {"queued": queue.count, "started": queue.started_job_registry.count,
-            "scheduled": queue.scheduled_job_registry.count, "deferred": queue.deferred_job_registry.count,
-            "failed": queue.failed_job_registry.count}
-    oldest = None
-    first = queue.get_job_ids(0, 1)
-    if first:
-        job = queue.fetch_job(first[0])
-        oldest = age(job.enqueued_at if job is not None else None, now)
+    jobs = dict.fromkeys(("queued", "started", "scheduled", "deferred", "failed"), 0)
+    oldest_of: dict[str, dt.timedelta | None] = {}
+    for q in rt.queues:     # the transactional queue and the bulk queue, counted together
+        for name, count in (("queued", q.count), ("started", q.started_job_registry.count),
+                            ("scheduled", q.scheduled_job_registry.count),
+                            ("deferred", q.deferred_job_registry.count), ("failed", q.failed_job_registry.count)):
+            jobs[name] += count
+        first = q.get_job_ids(0, 1)
+        job = q.fetch_job(first[0]) if first else None
+        oldest_of[q.name] = age(job.enqueued_at, now) if job is not None else None
+    oldest = max((a for a in oldest_of.values() if a is not None), default=None)
+    tx_oldest = oldest_of.get(rt.tx_queue.name)
     tick = scheduler_tick
     state = QueueState(now, workers, jobs, oldest, tick)
     alive = [w for w in workers if w.alive]
@@ -86,6 +91,9 @@ def queue_state(rt: Runtime, scheduler_tick: dt.datetime | None, now: dt.datetim
     if oldest is not None and oldest > STUCK_AFTER:
         state.problems.append(f"the queue is stuck: its oldest job has waited {int(oldest.total_seconds())} s "
                               f"({jobs['queued']} jobs waiting)")
+    if tx_oldest is not None and tx_oldest > TX_STUCK_AFTER:
+        state.problems.append(f"transactional mail waits: its oldest message has been queued "
+                              f"{int(tx_oldest.total_seconds())} s (workers take it before any batch)")
     tick_age = age(tick, now)
     if tick_age is None or tick_age > TICKER_LATE:
         when = "never" if tick_age is None else f"{int(tick_age.total_seconds())} s ago"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from campaigns import recipient_urls
+from campaigns import queueing, recipient_urls
 from campaigns.accounts.settings_store import RetrySchedule, retry_schedule
 from campaigns.composing import contributions
 from campaigns.composing import editor as campaign_service
@@ -47,7 +48,7 @@ from campaigns.sending.finishing import maybe_finish
 from campaigns.sending.handoff import Handoff
 from campaigns.sending.lifecycle import UNSENDABLE, pause
 from mailer.compose import CompiledCampaign, TemplateError
-from mailer.message import MessageTemplate, format_address, format_date, serialize
+from mailer.message import Attachment, MessageTemplate, format_address, format_date, serialize
 from mailer.tracking import Purpose
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 DATABASE_PATIENCE = 300.0   # seconds a batch waits for an unreachable database before giving up (the sweeper
                             # then settles its claims and queues the work again)
 _Delivery = Handoff         # the per-claim sender's former name
+YIELDED = "yielded"         # a batch stopped between claims because transactional mail waits (taken first)
 
 
 # ---------------------------------------------------------------- per-message composition
@@ -132,9 +134,11 @@ class CampaignMailer:
 
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
                 contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None,
-                variant: int | None = None) -> tuple[str, bytes]:
+                variant: int | None = None, variables: Mapping[str, Any] | None = None,
+                attachments: Sequence[Attachment] = (), message_token: str = "") -> tuple[str, bytes]:
         """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode), in the
-        send's A/B variant (variant_of, or `variant` for a test)."""
+        send's A/B variant (variant_of, or `variant` for a test); variables and message_token (Message-ID and
+        return path): a transactional message's, which has no send row."""
         template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
             (self.template, self.sender)
         compiled, link_ids, chosen = self.content(self.variant_of.get(send_id) if variant is None else variant)
@@ -157,18 +161,20 @@ class CampaignMailer:
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": recipient_urls.sealed(base, tokens, Purpose.PREFERENCES, link_contact),
         }
+        if variables:
+            ctx.update(variables)
         if self.contributions:   # most campaigns have none: no per-message copy of the context then
             ctx.update(contributions.variables(self.contributions, Recipient(send_id, contact_id, ctx)))
         subject, text_part, html_part = compiled.render_mime(
             ctx, click, recipient_urls.sealed(base, tokens, Purpose.OPEN, send_id))
-        msg_token = seal(Purpose.MESSAGE, send_id)
+        msg_token = message_token or seal(Purpose.MESSAGE, send_id)
         domain = self.rt.settings.dkim_domain
         headers, body = template.build(
             to_name=to_name, to_email=to_email, subject=subject_prefix + subject,
             message_id=f"<{msg_token}@{domain}>", date=format_date(time.time()), parts=(text_part, html_part),
             list_unsubscribe=(unsubscribe_url, f"mailto:unsubscribe+{unsub_token}@{self.envelope_domain}")
             if self.kind != CampaignKind.TRANSACTIONAL else (),
-            extra=(("X-Rapport-ID", msg_token),),
+            extra=(("X-Rapport-ID", msg_token),), attachments=attachments,
             reply_to=format_address(sender["name"], recipient_urls.reply_address(tokens, self.reply_domain, send_id))
             if self.reply_domain and send_id else "",
         )
@@ -239,6 +245,8 @@ def send_batch(rt: Runtime, campaign_id: int, lo: int, hi: int) -> BatchResult:
         # them (handed: unknown, the rest: queued again).
         sender.lessee.release(list(sender.holding), forget_handed=False)
     _finish_batch(rt, campaign_id, lo, hi, result, mailer)
+    if result.stopped == YIELDED:   # the rest of the range: first in the bulk queue, after the transactional jobs
+        queueing.enqueue(rt.queue, queueing.Job.SEND_BATCH, campaign_id, lo, hi, at_front=True)
     logger.debug("campaign %s batch %s-%s: %s", campaign_id, lo, hi, result)   # one per batch: DEBUG
     return result
 
@@ -258,6 +266,8 @@ def _deliver_claims(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Cam
             if not _claim_round(rt, campaign_id, lo, hi, mailer, sender, result):
                 break
             waited = 0.0
+            if sender.yielded or rt.tx_queue.count:   # transactional mail waits: this worker takes it next
+                result.stopped = YIELDED
         except OperationalError as exc:
             if waited >= DATABASE_PATIENCE:
                 raise

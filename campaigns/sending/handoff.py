@@ -65,6 +65,7 @@ class Handoff:
     """
 
     IN_FLIGHT = 8
+    URGENT_CHECK = 0.05   # seconds between looks at the transactional queue (one LLEN) while a claim is sent
 
     def __init__(self, rt: Runtime, mailer: CampaignMailer, pool, result: BatchResult) -> None:
         self.rt = rt
@@ -80,6 +81,8 @@ class Handoff:
         self.template_failures = 0
         self.pause_reason = ""
         self.revoked = False
+        self.yielded = False          # transactional mail was waiting: the claim's rest went back to the queue
+        self._next_look = time.monotonic() + self.URGENT_CHECK
         self.attempts = 0
         self.since = 0.0
         self.created: dict[int, dt.datetime] = {}   # send id -> when queued (the retry schedule's max age)
@@ -135,7 +138,7 @@ class Handoff:
         self.since = (checked_at or time.time()) - 30
         in_flight: deque[tuple[int, int, int, Future]] = deque()
         for index, (send_id, contact_id, attempts) in enumerate(claimed):
-            if self.pause_reason or self.revoked:
+            if self.pause_reason or self.revoked or self._urgent():
                 # Stop at once; the rest of the claim goes back to the queue untouched.
                 for sid, _cid, att in claimed[index:]:
                     self.attempts = att - 1
@@ -171,6 +174,19 @@ class Handoff:
                 self._settle(*in_flight.popleft())
         while in_flight:
             self._settle(*in_flight.popleft())
+
+    def _urgent(self) -> bool:
+        """Whether transactional mail waits on its queue (looked at every URGENT_CHECK seconds): the batch then
+        stops after the messages in flight, so a worker takes the transactional job within moments, not after the
+        whole claim (campaigns.sending.delivery re-queues the rest of the batch behind it)."""
+        now = time.monotonic()
+        if not self.yielded and now >= self._next_look:
+            self._next_look = now + self.URGENT_CHECK
+            try:
+                self.yielded = bool(self.rt.tx_queue.count)
+            except RedisError:
+                self.yielded = False      # Redis away: the claim's own hand-off checks will say so
+        return self.yielded
 
     def _template_failed(self, send_id: int, exc: TemplateError) -> None:
         self._done(send_id, SendStatus.FAILED, f"template: {exc}"[:1000])

@@ -23,7 +23,7 @@ SCOPE_HINTS = {
     ApiScope.COUPONS_ISSUE: "give a contact a coupon code",
     ApiScope.COUPONS_REDEEM: "look up and redeem coupon codes at checkout",
     ApiScope.WEBHOOKS_REPLAY: "read outgoing webhook endpoints and their delivery logs; replay deliveries",
-    ApiScope.SEND_TRANSACTIONAL: "reserved for transactional sending (no operation uses it yet)",
+    ApiScope.SEND_TRANSACTIONAL: "send transactional messages (receipts, notices) and read their status",
 }
 
 

@@ -5,7 +5,16 @@ handlers answer problem+json for this blueprint only; the admin and public pages
 """
 
 # Importing the view modules registers their operations on bp.
-from campaigns.web.api import audience, campaigns, commerce, contacts, docs, feeds, webhooks  # noqa: F401
+from campaigns.web.api import (  # noqa: F401
+    audience,
+    campaigns,
+    commerce,
+    contacts,
+    docs,
+    feeds,
+    transactional,
+    webhooks,
+)
 from campaigns.web.api.blueprint import bp
 
 __all__ = ["bp"]

@@ -334,9 +334,10 @@ def openapi(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Rapport API", "version": version,
-                 "description": "Contacts, topics, segments, orders, events, campaigns, coupons and survey "
-                                "answers. Authenticate with `Authorization: Bearer <API key>` (Settings → API "
-                                "keys). Errors are RFC 9457 problem details. See docs/api.md."},
+                 "description": "Contacts, topics, segments, orders, events, campaigns, coupons, survey "
+                                "answers and transactional messages. Authenticate with `Authorization: Bearer "
+                                "<API key>` (Settings → API keys). Errors are RFC 9457 problem details. See "
+                                "docs/api.md."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": {name: schema for name, schema in defs.items()

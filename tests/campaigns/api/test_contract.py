@@ -23,6 +23,8 @@ from campaigns.models import (
     Survey,
     SurveyQuestion,
     Topic,
+    TxMessage,
+    TxStatus,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -54,9 +56,13 @@ def world(db_session, make_contacts, make_campaign, make_key):
     posted = WebhookDelivery(endpoint_id=hook.id, event_id=event.id, status="failed", attempts=1,
                              retry_until=utcnow(), claim="", last_response="", last_error="HTTP 500")
     db_session.add(posted)
+    receipt = make_campaign([], kind="transactional")
+    db_session.add(TxMessage(public_id="tx_fuzz", campaign_id=receipt.id, contact_id=contacts[0].id,
+                             email=contacts[0].email, status=TxStatus.SENT, smtp_code=250, smtp_reply="250 OK"))
     db_session.commit()
     pinned = {"contact_id": contacts[1].id, "campaign_id": campaign.id, "segment_id": segment.id,
-              "survey_id": survey.id, "code": "FUZZ-0002", "endpoint_id": hook.id, "delivery_id": posted.id}
+              "survey_id": survey.id, "code": "FUZZ-0002", "endpoint_id": hook.id, "delivery_id": posted.id,
+              "message_id": "tx_fuzz"}
     return make_key(rate_limit=100_000), pinned
 
 

@@ -30,7 +30,7 @@ def test_many_workers_enqueue_each_slot_once(runtime: Runtime) -> None:
     assert sorted(_jobs(runtime)) == sorted(t.job.path for t in queueing.PERIODIC.values())
     # The next minute: only the every-minute tasks again; the nightly one waits for tomorrow 03:15.
     every_minute = [t.name for t in queueing.PERIODIC.values() if t.every == dt.timedelta(minutes=1)]
-    assert {"automations", "abtest-decisions"} <= set(every_minute)
+    assert {"automations", "abtest-decisions", "transactional-resume"} <= set(every_minute)
     assert scheduler.tick(other, now + dt.timedelta(minutes=1), owner="worker-b") == every_minute
     assert scheduler.tick(runtime, dt.datetime(2026, 3, 2, 3, 14, tzinfo=UTC)).count("engagement-decay") == 0
     assert "engagement-decay" in scheduler.tick(runtime, dt.datetime(2026, 3, 2, 3, 15, tzinfo=UTC))
