@@ -52,6 +52,10 @@ def _mailer(rt: Runtime, session: Session, campaign: Campaign) -> CampaignMailer
     if found is not None and now - found[0] < MAILER_TTL:
         return found[1]
     mailer = CampaignMailer.for_campaign(rt, session, campaign)
+    # Features' per-send parts (coupons, surveys, a post-purchase run's order, feed items) need a send row, which a
+    # transactional message has not: its values are the API call's variables alone (coupon and survey templates are
+    # refused outright).
+    mailer.contributions = []
     if len(_mailers) > 64:
         _mailers.clear()
     _mailers[key] = (now, mailer)
@@ -109,7 +113,7 @@ def _prepare(rt: Runtime, session: Session, message: TxMessage, contact: Contact
         mailer = _mailer(rt, session, campaign)
     except (TemplateError, ValueError) as exc:
         return Outcome(TxStatus.FAILED, f"template error: {exc}"[:1000])
-    if mailer.contributions:
+    if campaign.coupon_pool_id is not None or campaign.survey_id is not None:
         return Outcome(TxStatus.FAILED, "the template hands out a coupon or survey; transactional mail cannot")
     return None
 

@@ -196,3 +196,26 @@ def test_a_recipients_messages_are_in_the_gdpr_export_and_go_with_the_erasure(cl
     erase_contact(db_session, contact_id, by="test")
     db_session.commit()
     assert db_session.scalar(select(TxMessage)) is None
+
+
+def test_a_receipts_variables_are_its_own_whatever_features_add_to_campaign_mail(client, db_session, tx_key,
+                                                                                 outbox, work) -> None:
+    """Features' per-send values (a post-purchase run's `order`, a feed mailing's `feed_items`) belong to campaign
+    sends: a transactional message, which has none, renders exactly the variables of its API call."""
+    from campaigns.composing.editor import save_campaign
+
+    save_campaign(db_session, {"name": "Shipped", "kind": "transactional", "slug": "shipped",
+                               "subject": "Order {{ order.number }} shipped",
+                               "mjml": "<mjml><mj-body><mj-section><mj-column><mj-text>Parcel {{ order.parcel }}"
+                                       "{% for item in feed_items %} {{ item }}{% endfor %}"
+                                       "</mj-text></mj-column></mj-section></mj-body></mjml>"})
+    db_session.commit()
+    body = {"template": "shipped", "to": "ada@example.com",
+            "variables": {"order": {"number": "A-7", "parcel": "DHL 0042"}, "feed_items": ["theirs"]}}
+    r = client.post("/api/v1/tx", json=body, headers=tx_key)
+    assert r.status_code == 202, r.get_json()
+    work()
+    (msg,) = messages(outbox)
+    parsed = email.message_from_bytes(msg.raw, policy=email.policy.default)
+    assert parsed["Subject"] == "Order A-7 shipped"
+    assert "Parcel DHL 0042 theirs" in parsed.get_body(("plain",)).get_content()
