@@ -110,7 +110,7 @@ def _prepare(rt: Runtime, session: Session, message: TxMessage, contact: Contact
     if campaign is None:
         return Outcome(TxStatus.FAILED, "the template was deleted")
     try:
-        mailer = _mailer(rt, session, campaign)
+        _mailer(rt, session, campaign)   # builds (and caches) it: a template that does not compile fails here
     except (TemplateError, ValueError) as exc:
         return Outcome(TxStatus.FAILED, f"template error: {exc}"[:1000])
     if campaign.coupon_pool_id is not None or campaign.survey_id is not None:
