@@ -2,7 +2,7 @@
 
 The paths here are the public routes of campaigns.web.public (a test checks that the app's URL map has a rule for
 each): open pixel /o/, click /c/, unsubscribe /u/, preference center /p/, web version /m/, survey /s/, sign-up
-confirmation /signup/confirm/, and a sign-up form's hosted page /signup/<public id>. Services that write mail or
+confirmation /signup/confirm/, prize draw entry /d/, a draw's public page /draws/<public id>, and a sign-up form's hosted page /signup/<public id>. Services that write mail or
 pages (delivery, digest, click targets, surveys, sign-up) build their links through these functions, so a path
 changes in one place and the admin's outbox (campaigns.composing.inspection) recognises the same ones. The
 preference center's details page is the preference URL + DETAILS ("/p/<token>/details", as the mail footer writes
@@ -22,9 +22,11 @@ PATHS: dict[Purpose, str] = {
     Purpose.WEB: "/m/",
     Purpose.SURVEY: "/s/",
     Purpose.CONFIRM: "/signup/confirm/",
+    Purpose.DRAW: "/d/",
 }
 SIGNUP_FORM = "/signup/"      # + the form's public id (not a token: the page is public)
 DETAILS = "/details"          # after a preference center URL: the contact's details page
+DRAW_PAGE = "/draws/"         # + a draw's public id: its public page (rules, committed seed hash, entries, winners)
 
 
 def url(base_url: str, purpose: Purpose, token: str) -> str:
@@ -45,6 +47,11 @@ def prefix(base_url: str, purpose: Purpose) -> str:
 def signup_form(base_url: str, public_id: str) -> str:
     """The hosted page of a sign-up form (also where its embeddable snippet posts)."""
     return f"{base_url}{SIGNUP_FORM}{public_id}"
+
+
+def draw_page(base_url: str, public_id: str) -> str:
+    """The public page of a prize draw (append ".json" for its published data)."""
+    return f"{base_url}{DRAW_PAGE}{public_id}"
 
 
 def purpose_of(path: str) -> tuple[Purpose, str] | None:

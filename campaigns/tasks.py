@@ -25,6 +25,7 @@ from campaigns.abtests import decide as ab_decide
 from campaigns.archive import feed_mailings
 from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
+from campaigns.draws import drawing as draws
 from campaigns.feedback import engagement
 from campaigns.models import Campaign
 from campaigns.orders import tiers as loyalty_tiers
@@ -232,3 +233,10 @@ def send_transactional(tx_id: int) -> str:
 def resume_transactional() -> int:
     """Re-queue transactional messages whose job was lost; settle those a dead worker left sending."""
     return transactional.resume_due(runtime.current())
+
+
+# -- prize draws -------------------------------------------------------------------------------------------------
+
+def draw_due() -> int:
+    """Draw the winners of every prize draw whose entry window has closed (campaigns.draws.drawing)."""
+    return draws.draw_due(runtime.current())

@@ -60,6 +60,10 @@ class Action(StrEnum):
     CAMPAIGN_ARCHIVE = "campaign.archive"      # shown in (or taken out of) a public archive
     TIER_SAVE = "loyalty.tier_save"
     TIER_DELETE = "loyalty.tier_delete"
+    DRAW_SAVE = "draw.save"                    # a prize draw created or edited
+    DRAW_DRAW = "draw.draw"                    # the winners drawn and the seed revealed (by a person or the job)
+    DRAW_EXPORT = "draw.entries_export"
+    DRAW_NOTIFY = "draw.notify_winners"
 
 
 def record(session: Session, actor: str, action: Action | str, target: str = "", detail: str = "",

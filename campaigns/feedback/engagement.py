@@ -11,7 +11,8 @@ Engagement score (human events only), a sum that halves every 30 days::
 
     score(t) = sum over human events e of  weight(e) * 0.5 ** ((t - t_e) / 30 days)
     weight: open 1, click 3 (a click also counts as an open when none was recorded), reply 5 (a person wrote
-    back: the strongest signal; auto-replies never count, campaigns.replies)
+    back: the strongest signal; auto-replies never count, campaigns.replies), entered a prize draw 3 (confirmed
+    on the draw's page by the person, campaigns.draws)
 
 It is stored as ``contact.engagement_score`` exact as of ``contact.engagement_at`` and updated incrementally;
 :func:`current_score` decays it to any later moment and :func:`decay_scores` rewrites it for everyone.
@@ -44,7 +45,7 @@ from campaigns.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 HALF_LIFE = dt.timedelta(days=30)
-WEIGHTS = {EventType.OPEN: 1.0, EventType.CLICK: 3.0, EventType.REPLY: 5.0}
+WEIGHTS = {EventType.OPEN: 1.0, EventType.CLICK: 3.0, EventType.REPLY: 5.0, EventType.DRAW_ENTRY: 3.0}
 PREFETCH_AFTER_DELIVERY = dt.timedelta(minutes=5)   # "seconds after delivery", generously
 CROWD_WINDOW = dt.timedelta(seconds=60)
 CROWD_SIZE = 5                                      # distinct recipients from one fetcher in the window
@@ -362,7 +363,7 @@ def recompute_engagement(session: Session, contact_ids: set[int] | Sequence[int]
                 Event.contact_id.in_(chunk), Event.machine.is_(False),
                 Event.type.in_([str(t) for t in WEIGHTS]))):
             row = state[cid]
-            if type_ != EventType.REPLY:
+            if type_ in (EventType.OPEN, EventType.CLICK):
                 column = "last_opened_at" if type_ == EventType.OPEN else "last_clicked_at"
                 row[column] = max(row[column] or at, at)
             timeline[cid].append((at, WEIGHTS[EventType(type_)]))

@@ -77,6 +77,7 @@ class EventType(StrEnum):
     REPLY = "reply"                   # the contact answered a mail (campaigns.replies); data: reply_id, text
     AUTO_REPLY = "auto_reply"         # an out-of-office or other automatic answer: recorded, never engagement
     DETAILS = "details"               # the contact changed their details in the preference center (data: fields)
+    DRAW_ENTRY = "draw_entry"         # the contact entered a prize draw (campaigns.draws); data: draw_id, source
 
 
 campaign_topic = Table(

@@ -1,0 +1,78 @@
+"""Prize draws on the recipient side: the one-click entry page (/d/<token>) and the draw's public page.
+
+The entry link in a mail is sealed to (draw, contact) (Purpose.DRAW): GET and HEAD show the rules and an "Enter"
+button and change nothing (mail scanners open every link); only the page's POST enters, once per contact. The public
+page (/draws/<public id>, and its data as JSON) shows the committed seed hash, the opaque entry references and, once
+drawn, the seed and the winners' references: no personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify, render_template, request
+
+from campaigns import recipient_urls
+from campaigns.draws import drawing
+from campaigns.draws import service as draws
+from campaigns.errors import NotFound, RapportError
+from campaigns.models import Draw
+from campaigns.web.context import csrf, db, rt
+from campaigns.web.public.blueprint import bp, open_token
+from mailer.tracking import Purpose
+
+logger = logging.getLogger(__name__)
+
+
+def _unavailable():
+    return render_template("public/error.html", code=404, title="This draw is not available",
+                           message="Sorry: this prize draw does not exist any more."), 404
+
+
+@bp.route("/d/<token>", methods=["GET", "HEAD", "POST"])
+@csrf.exempt   # the sealed token is the credential (no cookie needed), as for one-click unsubscribe
+def draw_entry(token: str):
+    draw_id, contact_id = open_token(Purpose.DRAW, token)
+    session = db()
+    draw = session.get(Draw, draw_id)
+    if draw is None:
+        return _unavailable()
+    page = recipient_urls.draw_page(rt().settings.base_url, draw.public_id)
+    if contact_id == 0:
+        return render_template("public/draw_entry.html", draw=draw, test=True, entry=None, error="", page=page,
+                               state=draws.state(draw))
+    entry = draws.entry_of(session, draw.id, contact_id)
+    error, new, status = "", False, 200
+    if request.method == "POST" and entry is None:
+        try:
+            entered = draws.enter(session, draw, contact_id, source="mail")
+            session.commit()
+            entry, new = entered.entry, entered.new
+        except RapportError as exc:
+            session.rollback()
+            error, status = str(exc), 409
+    return render_template("public/draw_entry.html", draw=draw, test=False, entry=entry, new=new, error=error,
+                           page=page, state=draws.state(draw),
+                           posted=request.method == "POST"), status
+
+
+@bp.get("/draws/<public_id>")
+def draw_page(public_id: str):
+    session = db()
+    try:
+        draw = draws.by_public_id(session, public_id)
+    except NotFound:
+        return _unavailable()
+    return render_template("public/draw.html", draw=draw, data=drawing.published(session, draw))
+
+
+@bp.get("/draws/<public_id>/data.json")
+def draw_data(public_id: str):
+    session = db()
+    try:
+        draw = draws.by_public_id(session, public_id)
+    except NotFound:
+        return jsonify({"error": "no such draw"}), 404
+    resp = jsonify(drawing.published(session, draw))
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
