@@ -106,6 +106,7 @@ def draw_draw(draw_id: int):
 @editor_required
 def draw_notify(draw_id: int):
     get_or_404(db(), Draw, draw_id)
+    db().commit()   # the mail is written in a session of its own (SQLite: this one must not hold a transaction)
     try:
         done = notify.notify_winners(rt(), draw_id, request.form, written_by=current_user.email)
     except RapportError as exc:

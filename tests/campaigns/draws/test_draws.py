@@ -4,9 +4,11 @@ recomputes it), drawing twice changes nothing, the winners get a DKIM-signed per
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import email
 import hashlib
+import io
 import json
 import re
 import subprocess
@@ -145,3 +147,150 @@ def test_one_click_entry_only_on_post_once_eligible_and_in_the_window(
     assert r.status_code == 409 and "closed" in r.get_data(as_text=True)
     assert "You have entered already" in client.post(link, headers=BROWSER).get_data(as_text=True)
     assert len(entries(db_session)) == 1
+
+
+def enter_all(client, db_session, outbox, contacts) -> list[DrawEntry]:
+    mails = links(outbox)
+    for c in contacts:
+        assert client.post(mails[c.email], headers=BROWSER).status_code == 200
+    return entries(db_session)
+
+
+def test_draw_is_verifiable_from_the_published_data_idempotent_and_winners_get_mail_from_the_owner(
+        world, editor, db_session, outbox, run_worker, tmp_path) -> None:
+    draw, contacts = world
+    owner = Sender(name="Anna Becker", email="anna@shop.test", title="Owner", reply_to="anna@shop.test")
+    db_session.add(owner)
+    db_session.commit()
+    made = enter_all(editor, db_session, outbox, contacts[:3])
+    assert len(made) == 3
+    page = f"/admin/draws/{draw.id}"
+    # Before the window closes the draw button refuses (and the page does not offer it).
+    assert "Draw the winners" not in editor.get(page).get_data(as_text=True)
+    r = editor.post(f"{page}/draw", data={"csrf_token": csrf(editor, page)})
+    assert r.status_code == 302
+    assert "can only be made after" in editor.get(page).get_data(as_text=True)
+    assert fresh(db_session).get(Draw, draw.id).drawn_at is None
+    db_session.rollback()
+
+    before = editor.get(f"/draws/{draw.public_id}/data.json").get_json()
+    assert before["seed"] is None and before["winners"] == [] and before["state"] == "open"
+    assert before["entries"] == sorted(e.ref for e in made)
+    public_html = editor.get(f"/draws/{draw.public_id}").get_data(as_text=True)
+    assert before["seed_hash"] in public_html
+    assert not any(c.email in public_html or c.email in json.dumps(before) for c in contacts)   # no personal data
+
+    close_window(db_session, draw.id)
+    assert "Draw the winners" in editor.get(page).get_data(as_text=True)
+    assert editor.post(f"{page}/draw", data={"csrf_token": csrf(editor, page)}).status_code == 302
+    drawn = fresh(db_session).get(Draw, draw.id)
+    drawn_at = drawn.drawn_at
+    winners = [e.ref for e in drawing.winner_entries(db_session, draw.id)]
+    db_session.rollback()
+    assert len(winners) == 1 and drawn_at is not None
+    # Pressing again (or the job running) changes nothing.
+    assert editor.post(f"{page}/draw", data={"csrf_token": csrf(editor, page)}).status_code == 302
+    enqueue(editor.application.extensions["rapport"].queue, Job.DRAW_DUE)
+    run_worker()
+    assert fresh(db_session).get(Draw, draw.id).drawn_at == drawn_at
+    assert [e.ref for e in drawing.winner_entries(db_session, draw.id)] == winners
+    assert db_session.scalar(select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.action == str(audit.Action.DRAW_DRAW))) == 1
+    db_session.rollback()
+
+    after = editor.get(f"/draws/{draw.public_id}/data.json").get_json()
+    assert after["seed_hash"] == before["seed_hash"]                           # committed before, unchanged
+    assert hashlib.sha256(bytes.fromhex(after["seed"])).hexdigest() == after["seed_hash"]
+    assert after["entries"] == before["entries"] and after["winners"] == winners and after["state"] == "drawn"
+    assert after["seed"] in editor.get(f"/draws/{draw.public_id}").get_data(as_text=True)
+    # The documented stand-alone script recomputes the same winners from the published JSON.
+    saved = tmp_path / "draw.json"
+    saved.write_text(json.dumps(after))
+    script = tmp_path / "verify.py"
+    script.write_text(snippet())
+    out = subprocess.run([sys.executable, str(script), str(saved)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["verified:", *winners]
+    # …and notices a tampered result.
+    saved.write_text(json.dumps({**after, "winners": [r for r in after["entries"] if r not in winners][:1]}))
+    assert subprocess.run([sys.executable, str(script), str(saved)], capture_output=True).returncode != 0
+
+    # The entrant's confirmation shows the reference that is in the public list.
+    winner = fresh(db_session).scalar(select(DrawEntry).where(DrawEntry.ref == winners[0]))
+    winner_contact = db_session.get(Contact, winner.contact_id)
+    winner_email, winner_name = winner_contact.email, winner_contact.first_name
+    db_session.rollback()
+    confirmation = editor.post(links(outbox)[winner_email], headers=BROWSER).get_data(as_text=True)
+    assert winners[0] in confirmation and "one of the winners" in confirmation
+
+    # The CSV export has every entry, with contact and winner rank; it is audited.
+    csv_text = editor.get(f"{page}/entries.csv").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert len(rows) == 3 and {r["reference"] for r in rows} == set(after["entries"])
+    assert [(r["reference"], r["email"]) for r in rows if r["winner_rank"] == "1"] == [(winners[0], winner_email)]
+
+    # Tell the winners: one personal mail from the owner, through the normal (DKIM-signed) send path.
+    before_count = len(outbox.list(limit=100))
+    r = editor.post(f"{page}/notify", data={"csrf_token": csrf(editor, page), "sender_id": str(owner.id),
+                                            "subject": "You won the bench!",
+                                            "message": "Congratulations {{ not template }}.\n\nReply with your address."})
+    assert r.status_code == 302
+    run_worker()
+    new = [m for m in (outbox.get(e.key) for e in outbox.list(limit=100)) if "Enter the draw" not in (m.html or "")]
+    assert [list(m.recipients) for m in new] == [[winner_email]]
+    msg = email.message_from_bytes(new[0].raw, policy=policy.default)
+    assert msg["From"].addresses[0].addr_spec == "anna@shop.test" and msg["Subject"] == "You won the bench!"
+    assert msg["DKIM-Signature"] and "d=shop.test" in msg["DKIM-Signature"].replace(" ", "")
+    html = msg.get_body(("html",)).get_content()
+    assert f"Dear {winner_name}" in html and "Congratulations {{ not template }}." in html
+    # Once only.
+    editor.post(f"{page}/notify", data={"csrf_token": csrf(editor, page), "sender_id": str(owner.id),
+                                        "subject": "Again", "message": "Again"})
+    run_worker()
+    assert len(outbox.list(limit=100)) == before_count + 1
+    assert "told on" in editor.get(page).get_data(as_text=True)
+
+
+def test_the_scheduled_job_draws_closed_draws_and_an_empty_draw_has_no_winners(
+        runtime, db_session, run_worker) -> None:
+    draw = draws.save_draw(db_session, form(name="Nobody came"))
+    db_session.commit()
+    with pytest.raises(InvalidState, match="only be made after"):
+        drawing.draw(db_session, draw, actor="someone")
+    db_session.rollback()
+    close_window(db_session, draw.id)
+    enqueue(runtime.queue, Job.DRAW_DUE)
+    run_worker()
+    done = fresh(db_session).get(Draw, draw.id)
+    assert done.drawn_at is not None and done.drawn_by == "scheduled draw"
+    assert drawing.winner_entries(db_session, draw.id) == []
+
+
+def test_bad_draw_forms_are_refused_with_clear_messages(db_session) -> None:
+    with pytest.raises(ValidationError, match="name"):
+        draws.save_draw(db_session, form(name=""))
+    with pytest.raises(ValidationError, match="close after it opens"):
+        draws.save_draw(db_session, form(closes_at=(utcnow() - dt.timedelta(days=1)).isoformat()))
+    with pytest.raises(ValidationError, match="close in the future"):
+        draws.save_draw(db_session, form(opens_at=(utcnow() - dt.timedelta(days=3)).isoformat(),
+                                         closes_at=(utcnow() - dt.timedelta(days=1)).isoformat()))
+    with pytest.raises(ValidationError, match="1 to 100"):
+        draws.save_draw(db_session, form(winners_count="0"))
+    with pytest.raises(ValidationError, match="segment does not exist"):
+        draws.save_draw(db_session, form(segment_id="999"))
+    with pytest.raises(ValidationError, match="date and time"):
+        draws.save_draw(db_session, form(opens_at="next tuesday"))
+    draw = draws.save_draw(db_session, form())
+    assert len(draw.seed) == 64 and draw.seed_hash == hashlib.sha256(bytes.fromhex(draw.seed)).hexdigest()
+    seed = draw.seed
+    draws.save_draw(db_session, form(prize="Two benches"), draw)
+    assert draw.seed == seed                    # editing never changes the committed seed
+
+
+def test_ranking_is_the_documented_function() -> None:
+    seed = "00" * 32
+    refs = ["a1", "b2", "c3", "d4"]
+    key = bytes(32)
+    import hmac
+    expected = sorted(refs, key=lambda r: hmac.new(key, r.encode(), hashlib.sha256).hexdigest())[:2]
+    assert drawing.winners(seed, refs, 2) == expected
+    assert drawing.winners(seed, list(reversed(refs)), 2) == expected     # order of the list does not matter
