@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 
 from campaigns.archive import issues as archive_issues
 from campaigns.db import Base
+from campaigns.draws import service as draw_service
 from campaigns.models import Campaign, Contact, ContactStatus, Send, Signup, Topic
 from campaigns.signup import service as signup_service
 from mailer.tracking import Purpose
@@ -56,6 +57,11 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
     issue = archive_issues.set_archived(db_session, runtime.settings, db_session.get(Campaign, campaign.id), topic.id)
     ref, slug = archive_issues.topic_ref(topic), issue.slug
     db_session.commit()
+    now = dt.datetime.now(dt.UTC)
+    draw = draw_service.save_draw(db_session, {"name": "Bench", "prize": "A bench", "rules": "One entry each.",
+                                               "opens_at": (now - dt.timedelta(hours=1)).isoformat(),
+                                               "closes_at": (now + dt.timedelta(days=1)).isoformat()})
+    db_session.commit()
     day = (dt.datetime.now(dt.UTC).date() - dt.date(1970, 1, 1)).days
     seal = runtime.tokens.seal
     contact_id = contacts[0].id
@@ -70,6 +76,9 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
         "public.web_version": lambda: {"token": seal(Purpose.WEB, send.id)},
         "public.open_pixel": lambda: {"token": seal(Purpose.OPEN, send.id)},
         "public.click": lambda: {"token": seal(Purpose.CLICK, send.id, link_id)},
+        "public.draw_entry": lambda: {"token": seal(Purpose.DRAW, draw.id, contact_id)},
+        "public.draw_page": lambda: {"public_id": draw.public_id},
+        "public.draw_data": lambda: {"public_id": draw.public_id},
         "public.archive_index": lambda: {"ref": ref},
         "public.archive_issue": lambda: {"ref": ref, "slug": slug},
         "public.archive_feed": lambda: {"ref": ref},
@@ -109,6 +118,7 @@ def test_get_head_and_options_change_nothing_on_any_public_route(app, client, db
                 answered.append((method, rule.endpoint, r.status_code))
                 assert dump(db_session) == before, f"{method} {rule.rule} changed the database"
     assert ("HEAD", "public.unsubscribe", 200) in answered and ("GET", "public.survey", 200) in answered
+    assert ("GET", "public.draw_entry", 200) in answered and ("HEAD", "public.draw_entry", 200) in answered
     assert ("GET", "public.archive_issue", 200) in answered and ("HEAD", "public.archive_feed", 200) in answered
     assert fresh(db_session).get(Contact, contact_id).status == ContactStatus.SUBSCRIBED
 

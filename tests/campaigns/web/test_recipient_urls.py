@@ -24,7 +24,7 @@ def _endpoint(app, url: str, method: str = "GET") -> str:
 def test_the_public_blueprint_has_a_rule_for_every_recipient_path(app, purpose: Purpose) -> None:
     codec = TokenCodec("k" * 32)
     ids = {Purpose.CLICK: (1, 2), Purpose.UNSUBSCRIBE: (1, 0), Purpose.CONFIRM: (1, 20000),
-           Purpose.SURVEY: (1, 0, 1)}.get(purpose, (1,))
+           Purpose.SURVEY: (1, 0, 1), Purpose.DRAW: (1, 2)}.get(purpose, (1,))
     url = recipient_urls.sealed(BASE, codec, purpose, *ids)
     assert url.startswith(recipient_urls.prefix(BASE, purpose))
     assert _endpoint(app, url).startswith("public.")
@@ -32,6 +32,10 @@ def test_the_public_blueprint_has_a_rule_for_every_recipient_path(app, purpose: 
 
 def test_the_signup_form_page_is_a_public_rule(app) -> None:
     assert _endpoint(app, recipient_urls.signup_form(BASE, "AbC123")).startswith("public.")
+
+
+def test_a_draws_public_page_is_a_public_rule(app) -> None:
+    assert _endpoint(app, recipient_urls.draw_page(BASE, "AbC123")) == "public.draw_page"
 
 
 def test_a_path_nobody_builds_has_no_rule(app) -> None:
