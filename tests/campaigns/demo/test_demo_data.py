@@ -27,17 +27,18 @@ def _latest(session, type_: EventType) -> dict[int, dt.datetime]:
 
 def test_engagement_fields_come_from_the_seeded_events(demo) -> None:
     opened, clicked = _latest(demo, EventType.OPEN), _latest(demo, EventType.CLICK)
-    replied = _latest(demo, EventType.REPLY)
+    replied, entered = _latest(demo, EventType.REPLY), _latest(demo, EventType.DRAW_ENTRY)
     mailed = dict(demo.execute(select(Send.contact_id, func.max(Send.sent_at)).group_by(Send.contact_id)).all())
     assert len(opened) > 20 and len(clicked) > 3 and len(mailed) > 40
     for c in demo.scalars(select(Contact)):
         assert c.last_opened_at == opened.get(c.id), c.email
         assert c.last_clicked_at == clicked.get(c.id), c.email
         assert c.last_sent_at == mailed.get(c.id), c.email
-        engaged = c.id in opened or c.id in clicked
+        engaged = c.id in opened or c.id in clicked or c.id in entered   # entering a draw is engagement too
         assert (c.engagement_score > 0) is engaged and (current_score(c) > 0) is engaged, c.email
-        if engaged:   # the score is stored as of the contact's latest human open, click or reply
-            assert c.engagement_at == max(t for t in (opened.get(c.id), clicked.get(c.id), replied.get(c.id)) if t)
+        if engaged:   # the score is stored as of the contact's latest human open, click, reply or draw entry
+            assert c.engagement_at == max(t for t in (opened.get(c.id), clicked.get(c.id), replied.get(c.id),
+                                                      entered.get(c.id)) if t)
 
 
 def test_topic_subscriptions_date_from_when_the_contact_joined(demo) -> None:
@@ -141,3 +142,14 @@ def test_demo_seeds_loyalty_tiers_from_its_orders(demo) -> None:
     from campaigns.models import Automation
     assert {a.name for a in demo.scalars(select(Automation))} >= {"Reached a new tier",
                                                                   "Is this still right? (every March)"}
+
+
+def test_demo_seeds_an_open_prize_draw_with_a_few_entries(demo, client) -> None:
+    from campaigns.draws import service as draws
+    from campaigns.models import Draw, DrawEntry
+
+    draw = demo.scalar(select(Draw))
+    assert draw is not None and draws.state(draw) == "open"
+    assert demo.scalar(select(func.count()).select_from(DrawEntry)) == 6
+    data = client.get(f"/draws/{draw.public_id}/data.json").get_json()
+    assert len(data["entries"]) == 6 and data["seed"] is None and data["seed_hash"] == draw.seed_hash
