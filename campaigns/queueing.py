@@ -57,6 +57,7 @@ class Job(StrEnum):
     SEND_TRANSACTIONAL = "send_transactional"
     RESUME_TRANSACTIONAL = "resume_transactional"
     DRAW_DUE = "draw_due"
+    DRAW_ENTRY_LINK = "draw_entry_link"
 
     @property
     def path(self) -> str:
@@ -115,6 +116,7 @@ RUNS: dict[Job, Run] = {
     Job.SEND_TRANSACTIONAL: Run(timeout=300, result_ttl=0, failure_ttl=7 * 24 * HOUR),
     Job.RESUME_TRANSACTIONAL: Run(timeout=300, result_ttl=0),
     Job.DRAW_DUE: Run(timeout=600),
+    Job.DRAW_ENTRY_LINK: Run(timeout=300, retry=(10, 60)),
 }
 
 

@@ -26,6 +26,7 @@ from campaigns.archive import feed_mailings
 from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
 from campaigns.draws import drawing as draws
+from campaigns.draws import page_entry as draw_page_entry
 from campaigns.feedback import engagement
 from campaigns.models import Campaign
 from campaigns.orders import tiers as loyalty_tiers
@@ -240,3 +241,8 @@ def resume_transactional() -> int:
 def draw_due() -> int:
     """Draw the winners of every prize draw whose entry window has closed (campaigns.draws.drawing)."""
     return draws.draw_due(runtime.current())
+
+
+def draw_entry_link(draw_id: int, email: str) -> int:
+    """Mail a subscriber who asked on a draw's public page their personal entry link (campaigns.draws.page_entry)."""
+    return draw_page_entry.send_link(runtime.current(), draw_id, email)

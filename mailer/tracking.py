@@ -41,13 +41,13 @@ class Purpose(IntEnum):
     WEB = 8           # (send_id,)  the web version of a message (digest "Read it"); not MESSAGE, which headers carry
     REPLY = 9         # (send_id,)  the per-recipient reply address reply+TOKEN@reply domain (campaigns.replies)
     TX_MESSAGE = 10   # (tx_message_id,)  MESSAGE for a transactional message, which has no send row
-    DRAW = 11         # (draw_id, contact_id)  one-click entry to a prize draw (confirmed on the page by POST)
+    DRAW = 11         # (draw_id, contact_id, via)  entry to a prize draw (confirmed by POST); via 0 a mail, 1 the page
 
 
 ARITY = {
     Purpose.OPEN: 1, Purpose.CLICK: 2, Purpose.UNSUBSCRIBE: 2, Purpose.PREFERENCES: 1,
     Purpose.MESSAGE: 1, Purpose.CONFIRM: 2, Purpose.SURVEY: 3, Purpose.WEB: 1, Purpose.REPLY: 1,
-    Purpose.TX_MESSAGE: 1, Purpose.DRAW: 2,
+    Purpose.TX_MESSAGE: 1, Purpose.DRAW: 3,
 }
 
 

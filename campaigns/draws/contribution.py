@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import recipient_urls
 from campaigns.composing.contributions import Contributor, Recipient, SampleContribution, register
-from campaigns.draws.service import open_draws
+from campaigns.draws.service import VIA_MAIL, VIA_PAGE, open_draws
 from campaigns.models import Campaign
 from mailer.compose import TemplateError
 from mailer.tracking import Purpose, TokenCodec
@@ -32,6 +32,7 @@ class DrawLinks:
     draws: dict[str, int]
     base_url: str
     tokens: TokenCodec
+    via: int = VIA_MAIL            # VIA_PAGE in the entry-link mail a subscriber asked for on the public page
 
     def url(self, contact_id: int, public_id: str | None = None) -> str:
         if not self.draws:
@@ -39,15 +40,16 @@ class DrawLinks:
         draw_id = next(iter(self.draws.values())) if public_id is None else self.draws.get(str(public_id))
         if draw_id is None:
             raise TemplateError(f"draw_url({public_id!r}): no open draw has this public id")
-        return recipient_urls.sealed(self.base_url, self.tokens, Purpose.DRAW, draw_id, contact_id)
+        return recipient_urls.sealed(self.base_url, self.tokens, Purpose.DRAW, draw_id, contact_id, self.via)
 
     def context(self, contact_id: int) -> dict[str, Any]:
         return {"draw_url": lambda public_id=None: self.url(contact_id, public_id)}
 
 
-def _links(session: Session | None, base_url: str, tokens: TokenCodec) -> DrawLinks:
+def _links(session: Session | None, base_url: str, tokens: TokenCodec, campaign_id: int | None = None) -> DrawLinks:
     found = open_draws(session) if session is not None else []
-    return DrawLinks({d.public_id: d.id for d in found}, base_url, tokens)
+    via = VIA_PAGE if campaign_id is not None and any(d.link_campaign_id == campaign_id for d in found) else VIA_MAIL
+    return DrawLinks({d.public_id: d.id for d in found}, base_url, tokens, via)
 
 
 class Draws(Contributor):
@@ -62,7 +64,7 @@ class Draws(Contributor):
         return SampleContribution(links.context(0)) if links.draws else None
 
     def prepare(self, rt: Runtime, session: Session, campaign: Campaign) -> DrawLinks | None:
-        links = _links(session, rt.settings.base_url, rt.tokens)
+        links = _links(session, rt.settings.base_url, rt.tokens, campaign.id)
         return links if links.draws else None
 
     def variables(self, state: DrawLinks, recipient: Recipient) -> dict[str, Any]:

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 MAX_NAME = 200
 MAX_TEXT = 10_000
 MAX_WINNERS = 100
+VIA_MAIL, VIA_PAGE = 0, 1        # the third id of a DRAW token: how the entrant got the link
+SOURCES = {VIA_MAIL: "mail", VIA_PAGE: "page"}
 
 
 def seed_hash(seed_hex: str) -> str:

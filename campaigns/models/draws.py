@@ -33,6 +33,8 @@ class Draw(Base):
     drawn_by: Mapped[str] = mapped_column(String(320), default="")
     notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     notify_campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id", ondelete="SET NULL"))
+    # The mail with a personal entry link that a subscriber asks for on the public page (one per contact).
+    link_campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -137,7 +137,7 @@ def test_one_click_entry_only_on_post_once_eligible_and_in_the_window(
 
     # A forged or altered token is a 404 before the database is read; a test message's link enters nobody.
     assert client.post(link[:-2] + ("AA" if not link.endswith("AA") else "BB")).status_code == 404
-    test_page = client.post("/d/" + runtime.tokens.seal(Purpose.DRAW, draw.id, 0), headers=BROWSER)
+    test_page = client.post("/d/" + runtime.tokens.seal(Purpose.DRAW, draw.id, 0, 0), headers=BROWSER)
     assert test_page.status_code == 200 and "This was a test message" in test_page.get_data(as_text=True)
     assert len(entries(db_session)) == 1
 

@@ -76,7 +76,7 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
         "public.web_version": lambda: {"token": seal(Purpose.WEB, send.id)},
         "public.open_pixel": lambda: {"token": seal(Purpose.OPEN, send.id)},
         "public.click": lambda: {"token": seal(Purpose.CLICK, send.id, link_id)},
-        "public.draw_entry": lambda: {"token": seal(Purpose.DRAW, draw.id, contact_id)},
+        "public.draw_entry": lambda: {"token": seal(Purpose.DRAW, draw.id, contact_id, 0)},
         "public.draw_page": lambda: {"public_id": draw.public_id},
         "public.draw_data": lambda: {"public_id": draw.public_id},
         "public.archive_index": lambda: {"ref": ref},
