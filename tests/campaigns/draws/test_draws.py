@@ -294,3 +294,36 @@ def test_ranking_is_the_documented_function() -> None:
     expected = sorted(refs, key=lambda r: hmac.new(key, r.encode(), hashlib.sha256).hexdigest())[:2]
     assert drawing.winners(seed, refs, 2) == expected
     assert drawing.winners(seed, list(reversed(refs)), 2) == expected     # order of the list does not matter
+
+
+def test_a_subscriber_asks_for_the_entry_link_on_the_public_page_and_confirms_it(
+        runtime, db_session, make_contacts, client, outbox, run_worker) -> None:
+    _topic, contacts = make_contacts(2)
+    db_session.execute(update(Contact).where(Contact.id == contacts[1].id).values(status="unsubscribed"))
+    db_session.commit()
+    draw = draws.save_draw(db_session, form())
+    db_session.commit()
+    page = f"/draws/{draw.public_id}"
+    answers = set()
+    for address in (contacts[0].email, contacts[1].email, "nobody@example.com", contacts[0].email.upper()):
+        r = client.post(page, data={"email": address}, headers=BROWSER)
+        assert r.status_code == 200
+        answers.add(re.sub(r"\s+", " ", r.get_data(as_text=True)))
+    assert len(answers) == 1 and "entry link is on its way" in answers.pop()   # no hint who is on the list
+    bad = client.post(page, data={"email": "not an address"}, headers=BROWSER)
+    assert bad.status_code == 422 and "not a valid email address" in bad.get_data(as_text=True)
+    run_worker()
+    mails = [outbox.get(e.key) for e in outbox.list(limit=100)]
+    assert [list(m.recipients) for m in mails] == [[contacts[0].email]]      # once, only to the subscriber
+    (link,) = set(DRAW_LINK.findall(mails[0].html))
+    assert "DKIM-Signature" in {name for name, _v in mails[0].headers}
+    for method in ("HEAD", "GET"):
+        assert client.open(link, method=method, headers=SCANNER).status_code == 200
+    assert entries(db_session) == []
+    assert "You are in the draw" in client.post(link, headers=BROWSER).get_data(as_text=True)
+    (entry,) = entries(db_session)
+    assert entry.contact_id == contacts[0].id and entry.source == "page"
+    # Asking again after entering sends nothing more.
+    client.post(page, data={"email": contacts[0].email}, headers=BROWSER)
+    run_worker()
+    assert len(outbox.list(limit=100)) == 1
