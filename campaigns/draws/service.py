@@ -182,7 +182,8 @@ def enter(session: Session, draw: Draw, contact_id: int, *, source: str = "mail"
             raise
         return Entered(found, False)
     session.add(Event(contact_id=contact_id, type=EventType.DRAW_ENTRY, occurred_at=now,
-                      dedupe_key=f"draw:{draw.id}:{contact_id}", data={"draw_id": draw.id, "draw": draw.name, "source": source}))
+                      dedupe_key=f"draw:{draw.id}:{contact_id}",
+                      data={"draw_id": draw.id, "draw": draw.name, "source": source}))
     contact = session.get(Contact, contact_id)
     if contact is not None:
         add_to_score(contact, WEIGHTS[EventType.DRAW_ENTRY], now)

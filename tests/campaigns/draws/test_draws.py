@@ -48,8 +48,8 @@ def snippet() -> str:
 def form(**over) -> dict:
     now = utcnow()
     data = {"name": "Summer bench draw", "prize": "A teak garden bench", "rules": "One entry per subscriber.",
-            "winners_count": "1", "segment_id": "",
-            "opens_at": (now - dt.timedelta(hours=1)).isoformat(), "closes_at": (now + dt.timedelta(days=7)).isoformat()}
+            "winners_count": "1", "segment_id": "", "opens_at": (now - dt.timedelta(hours=1)).isoformat(),
+            "closes_at": (now + dt.timedelta(days=7)).isoformat()}
     data.update(over)
     return data
 
@@ -232,7 +232,7 @@ def test_draw_is_verifiable_from_the_published_data_idempotent_and_winners_get_m
     before_count = len(outbox.list(limit=100))
     r = editor.post(f"{page}/notify", data={"csrf_token": csrf(editor, page), "sender_id": str(owner.id),
                                             "subject": "You won the bench!",
-                                            "message": "Congratulations {{ not template }}.\n\nReply with your address."})
+                                            "message": "Congratulations {{ not template }}.\n\nReply with an address."})
     assert r.status_code == 302
     run_worker()
     new = [m for m in (outbox.get(e.key) for e in outbox.list(limit=100)) if "Enter the draw" not in (m.html or "")]
