@@ -60,12 +60,11 @@ class Draws(Contributor):
 
     def sample(self, session: Session | None, choices: Mapping[str, Any], *, base_url: str,
                tokens: TokenCodec) -> SampleContribution | None:
-        links = _links(session, base_url, tokens)
-        return SampleContribution(links.context(0)) if links.draws else None
+        # Always offered, so a template that uses draw_url() while no draw is open fails with the reason.
+        return SampleContribution(_links(session, base_url, tokens).context(0))
 
     def prepare(self, rt: Runtime, session: Session, campaign: Campaign) -> DrawLinks | None:
-        links = _links(session, rt.settings.base_url, rt.tokens, campaign.id)
-        return links if links.draws else None
+        return _links(session, rt.settings.base_url, rt.tokens, campaign.id)
 
     def variables(self, state: DrawLinks, recipient: Recipient) -> dict[str, Any]:
         return state.context(recipient.contact_id)

@@ -327,3 +327,37 @@ def test_a_subscriber_asks_for_the_entry_link_on_the_public_page_and_confirms_it
     client.post(page, data={"email": contacts[0].email}, headers=BROWSER)
     run_worker()
     assert len(outbox.list(limit=100)) == 1
+
+
+def test_admin_creates_and_edits_a_draw_and_bad_input_keeps_what_was_typed(editor, db_session) -> None:
+    url = "/admin/draws/new"
+    data = {"csrf_token": csrf(editor, url), **form(name="Autumn draw", rules="Subscribers only.")}
+    bad = editor.post(url, data={**data, "winners_count": "0"})
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "1 to 100" in html and "Subscribers only." in html and "Autumn draw" in html
+    assert fresh(db_session).scalar(select(func.count()).select_from(Draw)) == 0
+    db_session.rollback()
+    r = editor.post(url, data=data)
+    assert r.status_code == 302
+    draw = fresh(db_session).scalar(select(Draw))
+    seed_hash, draw_id = draw.seed_hash, draw.id
+    db_session.rollback()
+    page = editor.get(r.location).get_data(as_text=True)
+    assert seed_hash in page and "draw_url(" in page and "Export entries" in page
+    assert draw.seed not in page                              # the seed stays secret until the draw
+    edit = f"/admin/draws/{draw_id}/edit"
+    r = editor.post(edit, data={**data, "csrf_token": csrf(editor, edit), "prize": "Two pumpkins"})
+    assert r.status_code == 302
+    again = fresh(db_session).get(Draw, draw_id)
+    assert again.prize == "Two pumpkins" and again.seed_hash == seed_hash
+    db_session.rollback()
+    assert "Autumn draw" in editor.get("/admin/draws").get_data(as_text=True)
+    assert "Autumn draw" in editor.get(f"/draws/{again.public_id}").get_data(as_text=True)
+
+
+def test_a_campaign_using_draw_url_while_no_draw_is_open_is_refused_with_the_reason(db_session) -> None:
+    from campaigns.composing.editor import save_campaign, validate
+
+    campaign = save_campaign(db_session, {"name": "Draw mail", "subject": "Win", "mjml": DRAW_MJML})
+    with pytest.raises(ValidationError, match="no prize draw is open"):
+        validate(campaign, db_session)
