@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.contacts.consent_proof import consent_records
@@ -17,6 +17,7 @@ from campaigns.csvfiles import CsvChunks
 from campaigns.models import (
     Contact,
     ContactInterest,
+    DrawEntry,
     Event,
     Note,
     Order,
@@ -119,6 +120,9 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
         "tier_changes": [_plain(t, ("changed_at", "from_tier", "to_tier", "reason"))
                          for t in session.scalars(select(TierChange).where(TierChange.contact_id == c.id)
                                                   .order_by(TierChange.id))],
+        "draw_entries": [_plain(d, ("draw_id", "ref", "source", "entered_at", "winner_rank"))
+                         for d in session.scalars(select(DrawEntry).where(DrawEntry.contact_id == c.id)
+                                                  .order_by(DrawEntry.id))],
         "transactional_messages": [
             _plain(m, ("public_id", "campaign_id", "email", "subject", "variables", "status", "reason", "created_at",
                        "sent_at"))
@@ -137,6 +141,8 @@ def erase_contact(session: Session, contact_id: int, *, by: str = "") -> None:
     for model in (Event, Send, Order, ContactInterest, Subscription, Note, PostLetter, PostOptOut, Reply,
                   TierChange, TxMessage):
         session.execute(delete(model).where(model.contact_id == c.id))
+    # A prize draw entry loses its contact but keeps its opaque reference: the published draw stays verifiable.
+    session.execute(update(DrawEntry).where(DrawEntry.contact_id == c.id).values(contact_id=None))
     # The contact row itself goes through the unit of work, not a bulk statement: a deleted Contact is what the
     # session's stop listener (campaigns.stops) tells running sends about at flush, before any commit.
     session.expire(c)

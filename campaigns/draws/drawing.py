@@ -119,7 +119,7 @@ def export_csv(session: Session, draw_id: int) -> Iterator[str]:
     writer.writerow(["reference", "email", "first_name", "last_name", "entered_at", "source", "winner_rank"])
     rows = session.execute(select(DrawEntry.ref, Contact.email, Contact.first_name, Contact.last_name,
                                   DrawEntry.entered_at, DrawEntry.source, DrawEntry.winner_rank)
-                           .join(Contact, Contact.id == DrawEntry.contact_id)
+                           .outerjoin(Contact, Contact.id == DrawEntry.contact_id)
                            .where(DrawEntry.draw_id == draw_id).order_by(DrawEntry.id)).yield_per(1000)
     for n, row in enumerate(rows, 1):
         writer.writerow(row)

@@ -63,9 +63,9 @@ def _write(session: Session, draw_id: int, data: Mapping[str, Any], *, written_b
         raise InvalidState("draw the winners first")
     if draw.notified_at is not None:
         raise InvalidState(f"the winners were told on {draw.notified_at:%Y-%m-%d %H:%M} UTC already")
-    winners = winner_entries(session, draw.id)
+    winners = [w for w in winner_entries(session, draw.id) if w.contact_id is not None]
     if not winners:
-        raise InvalidState("this draw has no winners (nobody entered)")
+        raise InvalidState("this draw has no winners to tell (nobody entered, or the winners were erased)")
     raw_sender = str(data.get("sender_id", "")).strip()
     sender = session.get(Sender, sender_id) if (sender_id := parse_id(raw_sender)) is not None else None
     if sender is None:

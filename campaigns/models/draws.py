@@ -45,7 +45,8 @@ class DrawEntry(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     draw_id: Mapped[int] = mapped_column(ForeignKey("draw.id", ondelete="CASCADE"))
-    contact_id: Mapped[int] = mapped_column(BigId, ForeignKey("contact.id", ondelete="CASCADE"))
+    # NULL once the contact is erased: the reference stays in the published list, so the draw stays verifiable.
+    contact_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("contact.id", ondelete="SET NULL"))
     ref: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(20), default="mail")         # mail | page
     entered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

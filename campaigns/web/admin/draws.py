@@ -72,14 +72,14 @@ def draw_edit(draw_id: int | None = None):
 def draw_show(draw_id: int):
     session = db()
     draw = get_or_404(session, Draw, draw_id)
-    rows = session.execute(select(DrawEntry, Contact.email).join(Contact, Contact.id == DrawEntry.contact_id)
+    rows = session.execute(select(DrawEntry, Contact.email).outerjoin(Contact, Contact.id == DrawEntry.contact_id)
                            .where(DrawEntry.draw_id == draw.id)
                            .order_by(DrawEntry.winner_rank.is_(None), DrawEntry.winner_rank, DrawEntry.id.desc())
                            .limit(PAGE)).all()
     total = len(drawing.refs_of(session, draw.id))
     winners = drawing.winner_entries(session, draw.id)
     emails = dict(session.execute(select(Contact.id, Contact.email).where(
-        Contact.id.in_([w.contact_id for w in winners]))).all()) if winners else {}
+        Contact.id.in_([w.contact_id for w in winners if w.contact_id]))).all()) if winners else {}
     return render_template("admin/draws/show.html", draw=draw, rows=rows, total=total, state=draws.state(draw),
                            winners=winners, emails=emails, senders=senders(session),
                            public_url=recipient_urls.draw_page(rt().settings.base_url, draw.public_id),

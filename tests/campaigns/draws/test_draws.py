@@ -361,3 +361,33 @@ def test_a_campaign_using_draw_url_while_no_draw_is_open_is_refused_with_the_rea
     campaign = save_campaign(db_session, {"name": "Draw mail", "subject": "Win", "mjml": DRAW_MJML})
     with pytest.raises(ValidationError, match="no prize draw is open"):
         validate(campaign, db_session)
+
+
+def test_an_erased_entrant_leaves_the_draw_verifiable_and_the_gdpr_export_lists_entries(
+        runtime, db_session, make_contacts, tmp_path) -> None:
+    from campaigns.contacts.exports import erase_contact, gdpr_export
+
+    _topic, contacts = make_contacts(3)
+    draw = draws.save_draw(db_session, form(winners_count="2"))
+    for c in contacts:
+        draws.enter(db_session, draw, c.id)
+    db_session.commit()
+    mine = gdpr_export(db_session, contacts[0].id)["draw_entries"]
+    assert [(e["draw_id"], e["source"]) for e in mine] == [(draw.id, "mail")]
+    close_window(db_session, draw.id)
+    drawing.draw(db_session, fresh(db_session).get(Draw, draw.id), actor="test")
+    db_session.commit()
+    before = drawing.published(db_session, fresh(db_session).get(Draw, draw.id))
+    for c in contacts:
+        erase_contact(db_session, c.id, by="test")
+    db_session.commit()
+    after = drawing.published(db_session, fresh(db_session).get(Draw, draw.id))
+    assert after["entries"] == before["entries"] and after["winners"] == before["winners"]
+    assert {e.contact_id for e in entries(db_session)} == {None}
+    saved = tmp_path / "draw.json"
+    saved.write_text(json.dumps(after))
+    script = tmp_path / "verify.py"
+    script.write_text(snippet())
+    assert subprocess.run([sys.executable, str(script), str(saved)], capture_output=True).returncode == 0
+    rows = list(csv.DictReader(io.StringIO("".join(drawing.export_csv(fresh(db_session), draw.id)))))
+    assert len(rows) == 3 and {r["email"] for r in rows} == {""}
