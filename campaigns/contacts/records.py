@@ -307,6 +307,8 @@ def describe_event(event: Event) -> str:
         parts.append(_describe_preferences(data))
     elif event.type in (EventType.REPLY, EventType.AUTO_REPLY):
         parts.append(f"“{data.get('text', '')}”" if data.get("text") else str(data.get("subject", "")))
+    elif event.type == EventType.DRAW_ENTRY:
+        parts.append(f"entered the prize draw “{data.get('draw', '?')}” via {data.get('source', '?')}")
     elif event.type == EventType.DETAILS:
         parts.append(f"changed {data.get('field', 'details')} via {data.get('source', '?')}")
     elif data.get("source"):

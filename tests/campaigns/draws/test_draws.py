@@ -248,6 +248,8 @@ def test_draw_is_verifiable_from_the_published_data_idempotent_and_winners_get_m
     run_worker()
     assert len(outbox.list(limit=100)) == before_count + 1
     assert "told on" in editor.get(page).get_data(as_text=True)
+    timeline = editor.get(f"/admin/contacts/{winner.contact_id}").get_data(as_text=True)
+    assert "entered the prize draw “Summer bench draw” via mail" in timeline
 
 
 def test_the_scheduled_job_draws_closed_draws_and_an_empty_draw_has_no_winners(
