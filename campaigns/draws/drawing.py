@@ -30,6 +30,9 @@ from campaigns.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
+# The draw waits this long after the window closes, so an entry confirmed in the window's last instant is stored
+# before the entry list is ranked (and the list the draw used is the list published).
+GRACE = dt.timedelta(minutes=1)
 ALGORITHM = "rank references by HMAC-SHA256(seed, reference) hex ascending; the first winners_count win"
 
 
@@ -57,9 +60,9 @@ def draw(session: Session, draw_obj: Draw, *, actor: str, now: dt.datetime | Non
     """
     now = now or utcnow()
     if draw_obj.drawn_at is None:
-        if state(draw_obj, now) != "closed":
+        if state(draw_obj, now) != "closed" or now < draw_obj.closes_at + GRACE:
             raise InvalidState(f"the entry window closes on {draw_obj.closes_at:%Y-%m-%d %H:%M} UTC: the draw can "
-                               "only be made after it")
+                               "only be made after it (a minute after, so the last entries are in)")
         claimed = session.execute(update(Draw).where(Draw.id == draw_obj.id, Draw.drawn_at.is_(None))
                                   .values(drawn_at=now, drawn_by=actor[:320]).execution_options(
                                       synchronize_session=False)).rowcount
@@ -87,7 +90,7 @@ def draw_due(rt: Runtime, now: dt.datetime | None = None) -> int:
     now = now or utcnow()
     done = 0
     with rt.session_factory() as session:
-        due = list(session.scalars(select(Draw).where(Draw.drawn_at.is_(None), Draw.closes_at <= now)))
+        due = list(session.scalars(select(Draw).where(Draw.drawn_at.is_(None), Draw.closes_at <= now - GRACE)))
         for draw_obj in due:
             draw(session, draw_obj, actor="scheduled draw", now=now)
             session.commit()

@@ -88,9 +88,9 @@ def entries(db_session) -> list[DrawEntry]:
 
 
 def close_window(db_session, draw_id: int) -> None:
-    """Time passes: the window closed a minute ago."""
+    """Time passes: the window closed two minutes ago (the draw waits a minute after closing)."""
     db_session.execute(update(Draw).where(Draw.id == draw_id).values(
-        closes_at=utcnow() - dt.timedelta(minutes=1)))
+        closes_at=utcnow() - dt.timedelta(minutes=2)))
     db_session.commit()
 
 
@@ -258,6 +258,16 @@ def test_the_scheduled_job_draws_closed_draws_and_an_empty_draw_has_no_winners(
     db_session.commit()
     with pytest.raises(InvalidState, match="only be made after"):
         drawing.draw(db_session, draw, actor="someone")
+    db_session.rollback()
+    # Closed only seconds ago: the last entries may still be landing, neither the button nor the job draws yet.
+    db_session.execute(update(Draw).where(Draw.id == draw.id).values(closes_at=utcnow() - dt.timedelta(seconds=20)))
+    db_session.commit()
+    with pytest.raises(InvalidState, match="a minute after"):
+        drawing.draw(db_session, fresh(db_session).get(Draw, draw.id), actor="someone")
+    db_session.rollback()
+    enqueue(runtime.queue, Job.DRAW_DUE)
+    run_worker()
+    assert fresh(db_session).get(Draw, draw.id).drawn_at is None
     db_session.rollback()
     close_window(db_session, draw.id)
     enqueue(runtime.queue, Job.DRAW_DUE)
