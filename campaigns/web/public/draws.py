@@ -45,6 +45,15 @@ def draw_entry(token: str):
                                state=draws.state(draw))
     entry = draws.entry_of(session, draw.id, contact_id)
     error, new, status = "", False, 200
+    if request.method != "POST" and entry is None:
+        # Said before the button is pressed (reading only): outside the window, or not among those who may enter.
+        current = draws.state(draw)
+        if current == "upcoming":
+            error = f"Entries open on {draw.opens_at:%Y-%m-%d at %H:%M} UTC."
+        elif current != "open":
+            error = "This draw is closed: entries are no longer accepted."
+        elif not draws.eligible(session, draw, contact_id):
+            error = "Sorry, this draw is open to selected subscribers only, and this address is not one of them."
     if request.method == "POST" and entry is None:
         try:
             entered = draws.enter(session, draw, contact_id, source=draws.SOURCES.get(via, "mail"))

@@ -126,7 +126,9 @@ def test_one_click_entry_only_on_post_once_eligible_and_in_the_window(
     assert db_session.get(Contact, contacts[0].id).engagement_score == pytest.approx(score_before + 3.0, abs=0.01)
     db_session.rollback()
 
-    # Not in the segment (Hamburg): refused with a reason, nothing recorded.
+    # Not in the segment (Hamburg): told on the page, refused on POST with the reason, nothing recorded.
+    told = client.get(mails[contacts[3].email], headers=BROWSER).get_data(as_text=True)
+    assert "selected subscribers only" in told and 'method="post"' not in told
     r = client.post(mails[contacts[3].email], headers=BROWSER)
     assert r.status_code == 409 and "selected subscribers only" in r.get_data(as_text=True)
     # Unsubscribed since the mail: refused too.
