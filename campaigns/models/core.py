@@ -223,10 +223,13 @@ class Event(Base):
     fetcher: Mapped[str | None] = mapped_column(String(16))
     # Idempotency key of the tracking hit or inbound message this event came from; replays are ignored.
     dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The transactional message (tx_message.id) an open, click or bounce is about; such events have no send.
+    tx_message_id: Mapped[int | None] = mapped_column(BigId)
 
     __table_args__ = (
         Index("ix_event_contact_time", "contact_id", "occurred_at"),
         Index("ix_event_campaign_type", "campaign_id", "type"),
         Index("ix_event_type_time", "type", "occurred_at", "contact_id"),
         Index("ix_event_send_type", "send_id", "type"),
+        Index("ix_event_tx_type", "tx_message_id", "type"),
     )
