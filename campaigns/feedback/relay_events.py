@@ -88,14 +88,15 @@ def apply_relay_event(session: Session, rt: Runtime, event: object,
         if code is not None and (not isinstance(code, int) or isinstance(code, bool) or not 200 <= code <= 599):
             raise BadEvent("smtp_code must be an integer SMTP reply code")
         out = apply_bounce(session, match.contact, hard=bounce_type == BounceKind.HARD, send_id=match.send_id,
-                           campaign_id=match.campaign_id, source=FeedbackSource.WEBHOOK,
+                           campaign_id=match.campaign_id, tx_id=match.tx_id, source=FeedbackSource.WEBHOOK,
                            status=_text(event, "status", 11), code=code,
                            diagnostic=_text(event, "diagnostic", 1000) or "",
-                           dedupe_key=None if match.send_id else key, policy=policy, now=at)
+                           dedupe_key=None if match.send_id or match.tx_id else key, policy=policy, now=at)
     elif kind == RelayEventType.COMPLAINT:
         out = apply_complaint(session, match.contact, send_id=match.send_id, campaign_id=match.campaign_id,
-                              source=FeedbackSource.WEBHOOK, feedback_type=_text(event, "feedback_type", 64),
-                              dedupe_key=None if match.send_id else key, now=at)
+                              tx_id=match.tx_id, source=FeedbackSource.WEBHOOK,
+                              feedback_type=_text(event, "feedback_type", 64),
+                              dedupe_key=None if match.send_id or match.tx_id else key, now=at)
     elif kind == RelayEventType.DELIVERED:
         added = add_event(session, Event(
             contact_id=match.contact.id, campaign_id=match.campaign_id, send_id=match.send_id,
