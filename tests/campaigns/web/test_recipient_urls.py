@@ -23,7 +23,7 @@ def _endpoint(app, url: str, method: str = "GET") -> str:
 @pytest.mark.parametrize("purpose", list(recipient_urls.PATHS))
 def test_the_public_blueprint_has_a_rule_for_every_recipient_path(app, purpose: Purpose) -> None:
     codec = TokenCodec("k" * 32)
-    ids = {Purpose.CLICK: (1, 2), Purpose.UNSUBSCRIBE: (1, 0), Purpose.CONFIRM: (1, 20000),
+    ids = {Purpose.CLICK: (1, 2), Purpose.TX_CLICK: (1, 2), Purpose.UNSUBSCRIBE: (1, 0), Purpose.CONFIRM: (1, 20000),
            Purpose.SURVEY: (1, 0, 1)}.get(purpose, (1,))
     url = recipient_urls.sealed(BASE, codec, purpose, *ids)
     assert url.startswith(recipient_urls.prefix(BASE, purpose))
