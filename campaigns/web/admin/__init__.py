@@ -28,5 +28,6 @@ from campaigns.web.admin import (  # noqa: F401  (register the views on the blue
     surveys,
     system,
     topics,
+    transactional,
     webhooks,
 )
