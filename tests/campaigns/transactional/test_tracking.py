@@ -15,6 +15,7 @@ from campaigns.reports.campaign_report import campaign_report
 from mailer.tracking import Purpose
 from tests.campaigns.sending.test_sending import messages
 from tests.campaigns.transactional.conftest import receipt_body
+from tests.campaigns.web.test_admin import admin_user, logged_in  # noqa: F401 - fixtures
 from tests.helpers import fresh
 
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -118,3 +119,31 @@ def test_tokens_are_sealed_per_purpose_and_message(client, runtime, db_session, 
     work()
     got = client.get(f"/api/v1/tx/{message_id}?machine=true", headers=tx_key).get_json()["tracking"]
     assert (got["opens"], got["clicks"]) == (0, 0)
+
+
+def test_the_admin_outbox_shows_a_message_without_firing_its_tracking(client, db_session, receipt, tx_key,
+                                                                      outbox, work, logged_in) -> None:  # noqa: F811
+    message_id, msg = _sent(client, tx_key, work, outbox, receipt_body())
+    body = logged_in.get(f"/admin/outbox/{msg.key}/body").get_data(as_text=True)
+    assert "/to/" not in body and "/tc/" not in body                # blanked pixel, links to their targets
+    assert 'href="https://shop.example.com/orders/track"' in body
+    work()
+    got = client.get(f"/api/v1/tx/{message_id}?machine=true", headers=tx_key).get_json()["tracking"]
+    assert (got["opens"], got["clicks"]) == (0, 0)
+
+
+def test_a_relay_webhook_open_names_the_message(app, client, db_session, receipt, tx_key, outbox, work) -> None:
+    import json
+
+    app.config["WEBHOOK_SECRET"] = "relay-shared-secret-0123456789"
+    message_id, msg = _sent(client, tx_key, work, outbox, receipt_body())
+    header = next(v for k, v in msg.headers if k.lower() == "message-id")
+    for kind, extra in (("open", {}), ("click", {"url": "https://shop.example.com/orders/track"})):
+        event = {"type": kind, "message_id": " ".join(header.split()), "user_agent": MAIL_APP, "id": f"e-{kind}",
+                 **extra}
+        r = client.post("/webhooks/relay", data=json.dumps(event), headers={
+            "Content-Type": "application/json", "Authorization": "Bearer relay-shared-secret-0123456789"})
+        assert r.status_code == 200, r.get_data(as_text=True)
+    work()
+    got = client.get(f"/api/v1/tx/{message_id}", headers=tx_key).get_json()["tracking"]
+    assert (got["opens"], got["clicks"]) == (1, 1)
