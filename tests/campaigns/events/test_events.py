@@ -15,7 +15,6 @@ from sqlalchemy import select
 from campaigns import queueing
 from campaigns.errors import ValidationError
 from campaigns.events import attendance, service
-from campaigns.events import mailings as event_mailings
 from campaigns.models import CalendarEvent, EventReply
 from campaigns.sending import lifecycle as sending
 from tests.helpers import fresh
