@@ -3,11 +3,10 @@
 The paths here are the public routes of campaigns.web.public (a test checks that the app's URL map has a rule for
 each): open pixel /o/, click /c/, unsubscribe /u/, preference center /p/, web version /m/, survey /s/, event reply
 /e/ (and its calendar file /e/<token>.ics), sign-up confirmation /signup/confirm/, and a sign-up form's hosted page
-/signup/<public id>. Services that write mail or
-pages (delivery, digest, click targets, surveys, sign-up) build their links through these functions, so a path
-changes in one place and the admin's outbox (campaigns.composing.inspection) recognises the same ones. The
-preference center's details page is the preference URL + DETAILS ("/p/<token>/details", as the mail footer writes
-it).
+/signup/<public id>. Services that write mail or pages (delivery, digest, click targets, surveys, events, sign-up)
+build their links through these functions, so a path changes in one place and the admin's outbox
+(campaigns.composing.inspection) recognises the same ones. The preference center's details page is the preference
+URL + DETAILS ("/p/<token>/details", as the mail footer writes it).
 """
 
 from __future__ import annotations
