@@ -20,7 +20,8 @@ INVITE_MJML = """<mjml>
         <mj-text font-size="22px" font-weight="700">
           {{ contact.first_name|default("Hello", true) }}, come and prune roses with us</mj-text>
         <mj-text font-size="16px" line-height="24px">Two hours in the nursery's rose garden with our head
-          gardener: when to cut, where, and why. Coffee and cake included. One click tells us whether you come.</mj-text>
+          gardener: when to cut, where, and why. Coffee and cake included.
+          One click tells us whether you come.</mj-text>
         <mj-text font-size="16px">{{ event_block() }}</mj-text>
         <mj-text font-size="14px" color="#6b7280">See you there, {{ sender.name }}</mj-text>
       </mj-column>
