@@ -2,7 +2,8 @@
 
 Links are sealed tokens (Purpose.EVENT: send id, answer code); a forged or altered one gets the friendly 404 before
 the database is read. GET and HEAD show the event with the clicked answer preselected and never record anything
-(mail scanners open every link); the page's POST records the answer. A promotion off the waitlist is mailed right
+(mail scanners open every link); the page's POST records the answer, and a new place is confirmed by a
+transactional mail with the .ics attached (campaigns.events.confirmation). A promotion off the waitlist is mailed right
 after the commit (campaigns.events.mailings; the periodic job retries).
 """
 
@@ -14,7 +15,7 @@ from flask import Response, render_template, request
 
 from campaigns import queueing
 from campaigns.errors import NotFound, ValidationError
-from campaigns.events import ics, replies, service
+from campaigns.events import confirmation, ics, replies, service
 from campaigns.models import ReplyAnswer
 from campaigns.web.context import csrf, db, rt
 from campaigns.web.public.blueprint import bp, open_token
@@ -51,6 +52,8 @@ def event_reply(token: str):
             error = str(exc)
         else:
             outcome = replies.record(session, invitation, answer)
+            if outcome == ReplyAnswer.YES and current != ReplyAnswer.YES:
+                confirmation.send(rt(), session, invitation)    # the place, with the .ics attached
             session.commit()
             if current == ReplyAnswer.YES and outcome != ReplyAnswer.YES:
                 queueing.enqueue(rt().queue, queueing.Job.EVENT_MAIL)   # tell whoever the waitlist moved up

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from email import message_from_bytes
+from email.policy import default
 
 import pytest
 import time_machine
@@ -101,6 +103,15 @@ def test_invitation_replies_waitlist_promotion_reminder_and_calendar(
     assert answers(db_session) == {a: "yes", b: "yes", c: "waitlist", d: "maybe"}
     assert fresh(db_session).get(CalendarEvent, event.id).taken == 2
     db_session.rollback()
+
+    # Each new place is confirmed by mail with the calendar file attached (not the waitlist, nor maybe).
+    run_worker()
+    confirmations = [m for m in mails(outbox) if m.subject.startswith("You have a place")]
+    assert sorted(m.recipients[0] for m in confirmations) == sorted([contacts[0].email, contacts[1].email])
+    attached = [part for part in message_from_bytes(confirmations[0].raw, policy=default).iter_attachments()]
+    assert [p.get_content_type() for p in attached] == ["text/calendar"]
+    assert Calendar.from_ical(attached[0].get_content()).walk("VEVENT")[0]["summary"] == "Autumn tasting"
+    assert "/e/" in confirmations[0].text
 
     # A day later (the sending policy allows one nurture mail a day), a yes becomes no: the first in line gets the
     # place and is told by mail, once.
