@@ -137,6 +137,11 @@ def test_invitation_replies_waitlist_promotion_reminder_and_calendar(
         reminders = [m for m in mails(outbox) if m.subject.startswith("Tomorrow")]
         assert sorted(m.recipients[0] for m in reminders) == sorted(contacts[i].email for i in (1, 2, 3))
         assert "Autumn tasting" in reminders[0].subject
+        # The reminder's own links answer for the same event: the maybe says yes, and waits (the event is full).
+        to_d = next(m for m in reminders if m.recipients[0] == contacts[3].email)
+        done = client.post(path(links_of(to_d)["yes"]), data={"answer": "yes"}, headers=BROWSER)
+        assert "number 1 on the waitlist" in done.get_data(as_text=True)
+        assert answers(db_session)[d] == "waitlist"
 
     # The calendar file parses back with the right time, in the event's zone.
     ics = client.get(path(links[a]["ics"]), headers=BROWSER)
@@ -154,7 +159,7 @@ def test_invitation_replies_waitlist_promotion_reminder_and_calendar(
     attendance.mark(db_session, event.id, [rows[b].id], [rows[b].id, rows[c].id])
     db_session.commit()
     figures = attendance.figures(db_session, stored)
-    assert (figures.yes, figures.no, figures.maybe, figures.waitlist) == (2, 1, 1, 0)
+    assert (figures.yes, figures.no, figures.maybe, figures.waitlist) == (2, 1, 0, 1)
     assert (figures.attended, figures.no_show, figures.remaining) == (1, 1, 0)
     assert attendance.csv_text(db_session, stored).splitlines()[1].startswith(contacts[1].email + ",")
 
