@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from flask import Response, render_template, request
+from redis.exceptions import RedisError
 
 from campaigns import queueing
 from campaigns.errors import NotFound, ValidationError
@@ -56,7 +57,10 @@ def event_reply(token: str):
                 confirmation.send(rt(), session, invitation)    # the place, with the .ics attached
             session.commit()
             if current == ReplyAnswer.YES and outcome != ReplyAnswer.YES:
-                queueing.enqueue(rt().queue, queueing.Job.EVENT_MAIL)   # tell whoever the waitlist moved up
+                try:    # tell whoever the waitlist moved up now; the periodic job does it otherwise
+                    queueing.enqueue(rt().queue, queueing.Job.EVENT_MAIL)
+                except RedisError:
+                    logger.warning("event mail not queued now (Redis unavailable); the periodic job will")
             position = replies.waitlist_position(session, invitation.reply)
             return render_template("public/event_done.html", test=False, event=event, outcome=outcome.value,
                                    position=position, when=service.when(event),
