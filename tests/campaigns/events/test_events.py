@@ -177,3 +177,33 @@ def test_forged_and_test_links_and_form_errors(runtime, db_session, client) -> N
                          ({"title": "x", "starts_at": "2026-12-10T18:30"}, "place or a link")):
         with pytest.raises(ValidationError, match=message):
             service.parse_form(bad)
+
+
+def test_a_freed_place_is_saved_and_told_even_when_redis_is_down_at_that_moment(
+        runtime, db_session, invited, outbox, run_worker, client) -> None:
+    import socket
+
+    from redis import Redis
+
+    event, contacts, links = invited
+    a, _b, c, _d = (x.id for x in contacts)
+    for i in (0, 1, 2):
+        client.post(path(links[contacts[i].id]["yes"]), data={"answer": "yes"}, headers=BROWSER)
+    run_worker()                                  # the two confirmations
+    before = len(mails(outbox))
+    with socket.socket() as probe:               # a port nobody listens on: connection refused, a real outage
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    live = runtime.redis
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(hours=25), tick=True):
+        runtime.use_redis(Redis(host="127.0.0.1", port=dead_port, socket_connect_timeout=0.5))
+        try:
+            r = client.post(path(links[a]["no"]), data={"answer": "no"}, headers=BROWSER)
+        finally:
+            runtime.use_redis(live)
+        assert r.status_code == 200 and "you will not come" in r.get_data(as_text=True)
+        assert answers(db_session)[c] == "yes"
+        queueing.enqueue(runtime.queue, queueing.Job.EVENT_MAIL)      # the periodic run
+        run_worker()
+    told = mails(outbox)[: len(mails(outbox)) - before]
+    assert [m.recipients[0] for m in told] == [contacts[2].email] and "you are in" in told[0].subject
