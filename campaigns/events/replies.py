@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.errors import NotFound, ValidationError
 from campaigns.events import service
-from campaigns.models import CalendarEvent, Contact, EventReply, ReplyAnswer, Send, utcnow
+from campaigns.models import CalendarEvent, Contact, Event, EventReply, EventType, ReplyAnswer, Send, utcnow
 
 ANSWERS = (ReplyAnswer.YES, ReplyAnswer.NO, ReplyAnswer.MAYBE)       # what a person may choose; code = index + 1
 HOLDS_PLACE = ReplyAnswer.YES.value
@@ -106,6 +106,10 @@ def promote(session: Session, event_id: int) -> list[int]:
             break
         first.answer, first.promoted_at, first.waiting_since = ReplyAnswer.YES, utcnow(), None
         first.notice_campaign_id = None
+        session.add(Event(contact_id=first.contact_id, type=EventType.EVENT_REPLY, occurred_at=first.promoted_at,
+                          data={"event_id": event_id, "answer": ReplyAnswer.YES.value, "source": "waitlist",
+                                "title": session.scalar(select(CalendarEvent.title)
+                                                        .where(CalendarEvent.id == event_id))}))
         session.flush()
         promoted.append(first.contact_id)
     return promoted
@@ -132,6 +136,10 @@ def record(session: Session, invitation: Invitation, answer: ReplyAnswer) -> Rep
         reply.waiting_since = None
     if before != outcome.value:
         reply.answer, reply.answered_at, reply.send_id = outcome, now, invitation.send_id
+        send = session.get(Send, invitation.send_id) if invitation.send_id else None
+        session.add(Event(contact_id=invitation.contact.id, campaign_id=send.campaign_id if send else None,
+                          send_id=send.id if send else None, type=EventType.EVENT_REPLY, occurred_at=now,
+                          data={"event_id": event_id, "title": invitation.event.title, "answer": outcome.value}))
     session.flush()
     if before == HOLDS_PLACE and outcome != ReplyAnswer.YES:
         _free_place(session, event_id)

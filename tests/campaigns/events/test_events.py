@@ -17,7 +17,8 @@ from sqlalchemy import select
 from campaigns import queueing
 from campaigns.errors import ValidationError
 from campaigns.events import attendance, service
-from campaigns.models import CalendarEvent, EventReply
+from campaigns.models import CalendarEvent, EventReply, EventType
+from campaigns.models import Event as ContactEvent
 from campaigns.sending import lifecycle as sending
 from tests.helpers import fresh
 
@@ -126,6 +127,13 @@ def test_invitation_replies_waitlist_promotion_reminder_and_calendar(
         queueing.enqueue(runtime.queue, queueing.Job.EVENT_MAIL)
         run_worker()
         assert len(mails(outbox)) == sent_before + 1
+
+    # The contact's timeline holds each answer.
+    timeline = [e.data["answer"] for e in fresh(db_session).scalars(
+        select(ContactEvent).where(ContactEvent.contact_id == c, ContactEvent.type == EventType.EVENT_REPLY)
+        .order_by(ContactEvent.id))]
+    assert timeline == ["waitlist", "yes"]
+    db_session.rollback()
 
     # The reminder the day before: to yes and maybe, once each.
     reminder_time = fresh(db_session).get(CalendarEvent, event.id).starts_at - dt.timedelta(hours=20)
