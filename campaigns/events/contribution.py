@@ -9,7 +9,8 @@ itself (a reminder, a 'you are in' note: campaigns.events.mailings). Registered 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +18,9 @@ from markupsafe import escape
 from sqlalchemy.orm import Session
 
 from campaigns import recipient_urls
-from campaigns.composing.contributions import Contributor, Recipient, SampleContribution, register
+from campaigns.composing.contributions import Contributor, Hold, Recipient, SampleContribution, register
 from campaigns.events import replies, service
-from campaigns.models import CalendarEvent, Campaign
+from campaigns.models import CalendarEvent, Campaign, CampaignKind
 from mailer.tracking import Purpose, TokenCodec
 
 if TYPE_CHECKING:
@@ -94,6 +95,17 @@ class _Block:
         return self.text
 
 
+@dataclass(frozen=True)
+class NoEvent:
+    """A campaign whose content shows event links but that no event is attached to: its sends are held."""
+
+    campaign: str
+
+
+# event_block(), event_url(…), event_calendar_url or event.<field> inside a template tag ({{ … }} or {% … %}).
+USES_EVENT = re.compile(r"\{[{%][^}]*?\bevent(?:_block|_url|_calendar_url|\.\w)")
+
+
 class Events(Contributor):
     """The event a nurture campaign invites to, answerable from the mail with one click."""
 
@@ -106,19 +118,30 @@ class Events(Contributor):
         # the content carries the answer links: service.attach).
         return SampleContribution(EventLinks(dict(SAMPLE), base_url, tokens).context(0))
 
-    def prepare(self, rt: Runtime, session: Session, campaign: Campaign) -> EventLinks | None:
+    def prepare(self, rt: Runtime, session: Session, campaign: Campaign) -> EventLinks | NoEvent | None:
         event = service.for_campaign(session, campaign.id)
-        if event is None:
-            return None
-        return EventLinks.of(event, base_url=rt.settings.base_url, tokens=rt.tokens)
+        if event is not None:
+            return EventLinks.of(event, base_url=rt.settings.base_url, tokens=rt.tokens)
+        content = f"{campaign.subject or ''}\n{campaign.mjml or ''}\n{campaign.text_body or ''}"
+        if campaign.kind != CampaignKind.TRANSACTIONAL and USES_EVENT.search(content):
+            return NoEvent(campaign.name)
+        return None
 
-    def variables(self, state: EventLinks, recipient: Recipient) -> dict[str, Any]:
-        return state.context(recipient.send_id)
+    def hold(self, session: Session, state: EventLinks | NoEvent,
+             recipients: Sequence[tuple[int, int]]) -> Hold | None:
+        if not isinstance(state, NoEvent):
+            return None
+        return Hold([sid for sid, _cid in recipients],
+                    "this campaign shows event answer links but no event is attached to it: attach it on the "
+                    "event's page (Events) and resume the campaign")
+
+    def variables(self, state: EventLinks | NoEvent, recipient: Recipient) -> dict[str, Any]:
+        return state.context(recipient.send_id) if isinstance(state, EventLinks) else {}
 
     def recall(self, rt: Runtime, session: Session, campaign: Campaign, send_id: int,
                contact_id: int) -> dict[str, Any]:
         links = self.prepare(rt, session, campaign)
-        return links.context(send_id) if links is not None else {}
+        return links.context(send_id) if isinstance(links, EventLinks) else {}
 
 
 register(Events())

@@ -215,3 +215,27 @@ def test_a_freed_place_is_saved_and_told_even_when_redis_is_down_at_that_moment(
         run_worker()
     told = mails(outbox)[: len(mails(outbox)) - before]
     assert [m.recipients[0] for m in told] == [contacts[2].email] and "you are in" in told[0].subject
+
+
+def test_an_invitation_started_without_its_event_is_held_until_the_event_is_attached(
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
+    from campaigns.models import Campaign, CampaignStatus
+
+    topic, contacts = make_contacts(2)
+    campaign = make_campaign([topic], mjml=INVITE_MJML, subject="You are invited")
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    run_worker()
+    assert mails(outbox) == []
+    paused = fresh(db_session).get(Campaign, campaign.id)
+    assert paused.status == CampaignStatus.PAUSED and "no event is attached" in paused.status_reason
+    db_session.rollback()
+    service.save(db_session, None, {"title": "Late attach", "starts_at": "2027-02-01T18:00", "zone": "UTC",
+                                    "place": "Shop", "campaign_id": str(campaign.id)})
+    db_session.commit()
+    sending.start(db_session, runtime, fresh(db_session).get(Campaign, campaign.id))    # resume
+    db_session.commit()
+    run_worker()
+    sent = mails(outbox)
+    assert sorted(m.recipients[0] for m in sent) == sorted(c.email for c in contacts)
+    assert all(set(links_of(m)) == {"yes", "maybe", "no", "ics"} for m in sent)
