@@ -41,12 +41,14 @@ class Purpose(IntEnum):
     WEB = 8           # (send_id,)  the web version of a message (digest "Read it"); not MESSAGE, which headers carry
     REPLY = 9         # (send_id,)  the per-recipient reply address reply+TOKEN@reply domain (campaigns.replies)
     TX_MESSAGE = 10   # (tx_message_id,)  MESSAGE for a transactional message, which has no send row
+    EVENT = 12        # (send_id, answer)  an event invitation's reply page (answer 0: none clicked; campaigns.events)
 
 
 ARITY = {
     Purpose.OPEN: 1, Purpose.CLICK: 2, Purpose.UNSUBSCRIBE: 2, Purpose.PREFERENCES: 1,
     Purpose.MESSAGE: 1, Purpose.CONFIRM: 2, Purpose.SURVEY: 3, Purpose.WEB: 1, Purpose.REPLY: 1,
     Purpose.TX_MESSAGE: 1,
+    Purpose.EVENT: 2,
 }
 
 
