@@ -9,6 +9,7 @@ first, so no message is ever rendered without a feature it uses.
 from campaigns.archive import feed_items  # noqa: F401 - registers the feed items contributor (RSS-to-email)
 from campaigns.automations import order_mail  # noqa: F401 - registers the order contributor (post-purchase)
 from campaigns.coupons import contribution as coupons  # noqa: F401 - registers the coupon contributor
+from campaigns.events import contribution as events  # noqa: F401 - registers the event invitation contributor
 from campaigns.feedback import ingest as bounces  # noqa: F401 - registers the recorder of SMTP rejections
 from campaigns.sending import digest  # noqa: F401 - registers the digest contributor
 from campaigns.sending import localtime as local_time  # noqa: F401 - registers the local-time form choices

@@ -56,6 +56,7 @@ class Job(StrEnum):
     RECOMPUTE_TIERS = "recompute_tiers"
     SEND_TRANSACTIONAL = "send_transactional"
     RESUME_TRANSACTIONAL = "resume_transactional"
+    EVENT_MAIL = "event_mail"
 
     @property
     def path(self) -> str:
@@ -113,6 +114,7 @@ RUNS: dict[Job, Run] = {
     # One message; retries after a 4xx are the job's own (campaigns.transactional.delivery), not RQ's.
     Job.SEND_TRANSACTIONAL: Run(timeout=300, result_ttl=0, failure_ttl=7 * 24 * HOUR),
     Job.RESUME_TRANSACTIONAL: Run(timeout=300, result_ttl=0),
+    Job.EVENT_MAIL: Run(timeout=600),
 }
 
 
@@ -205,6 +207,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
                  at=dt.time(2, 30)),
     PeriodicTask("transactional-resume", Job.RESUME_TRANSACTIONAL,
                  "queue transactional messages whose job was lost, settle those a dead worker left sending",
+                 every=dt.timedelta(minutes=1)),
+    PeriodicTask("event-mail", Job.EVENT_MAIL,
+                 "send event reminders the day before and tell people the waitlist moved up",
                  every=dt.timedelta(minutes=1)),
 )}
 

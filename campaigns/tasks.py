@@ -25,6 +25,7 @@ from campaigns.abtests import decide as ab_decide
 from campaigns.archive import feed_mailings
 from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
+from campaigns.events import mailings as event_mailings
 from campaigns.feedback import engagement
 from campaigns.models import Campaign
 from campaigns.orders import tiers as loyalty_tiers
@@ -232,3 +233,10 @@ def send_transactional(tx_id: int) -> str:
 def resume_transactional() -> int:
     """Re-queue transactional messages whose job was lost; settle those a dead worker left sending."""
     return transactional.resume_due(runtime.current())
+
+
+# -- events ------------------------------------------------------------------------------------------------------
+
+def event_mail() -> dict:
+    """Send due event reminders and the notes to people the waitlist moved up (campaigns.events.mailings)."""
+    return asdict(event_mailings.run(runtime.current()))

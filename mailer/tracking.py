@@ -41,14 +41,16 @@ class Purpose(IntEnum):
     WEB = 8           # (send_id,)  the web version of a message (digest "Read it"); not MESSAGE, which headers carry
     REPLY = 9         # (send_id,)  the per-recipient reply address reply+TOKEN@reply domain (campaigns.replies)
     TX_MESSAGE = 10   # (tx_message_id,)  MESSAGE for a transactional message, which has no send row
-    TX_OPEN = 11      # (tx_message_id,)  OPEN of a transactional message
-    TX_CLICK = 12     # (tx_message_id, link_id)  CLICK of a transactional message
+    EVENT = 12        # (send_id, answer)  an event invitation's reply page (answer 0: none clicked; campaigns.events)
+    TX_OPEN = 13      # (tx_message_id,)  OPEN of a transactional message
+    TX_CLICK = 14     # (tx_message_id, link_id)  CLICK of a transactional message
 
 
 ARITY = {
     Purpose.OPEN: 1, Purpose.CLICK: 2, Purpose.UNSUBSCRIBE: 2, Purpose.PREFERENCES: 1,
     Purpose.MESSAGE: 1, Purpose.CONFIRM: 2, Purpose.SURVEY: 3, Purpose.WEB: 1, Purpose.REPLY: 1,
     Purpose.TX_MESSAGE: 1, Purpose.TX_OPEN: 1, Purpose.TX_CLICK: 2,
+    Purpose.EVENT: 2,
 }
 
 

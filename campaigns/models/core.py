@@ -77,6 +77,7 @@ class EventType(StrEnum):
     REPLY = "reply"                   # the contact answered a mail (campaigns.replies); data: reply_id, text
     AUTO_REPLY = "auto_reply"         # an out-of-office or other automatic answer: recorded, never engagement
     DETAILS = "details"               # the contact changed their details in the preference center (data: fields)
+    EVENT_REPLY = "event_reply"       # answered an event invitation (campaigns.events); data: event_id, title, answer
 
 
 campaign_topic = Table(

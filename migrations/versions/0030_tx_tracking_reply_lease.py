@@ -1,7 +1,7 @@
 """transactional tracking and reply-mail lease: event.tx_message_id, reply.mail_lease_until
 
 Revision ID: 0030
-Revises: 0020
+Revises: 0029
 
 """
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0030"
-down_revision: str | Sequence[str] | None = "0020"
+down_revision: str | Sequence[str] | None = "0029"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

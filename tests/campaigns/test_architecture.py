@@ -30,6 +30,7 @@ LEVELS: dict[str, int] = {
     **dict.fromkeys(["reports", "ops", "demo", "webhooks"], 6),
     "abtests": 5,
     "transactional": 5,
+    "events": 5,
     **dict.fromkeys(["web", "tasks", "capabilities", "cli", "check", "gunicorn_conf", "__main__"], 7),
 }
 # Package __init__ files hold a docstring only, except blueprint packages, which import their view modules.

@@ -15,6 +15,7 @@ from campaigns.web.admin import (  # noqa: F401  (register the views on the blue
     contacts,
     contacts_io,
     coupons,
+    events,
     loyalty,
     notes,
     outbox,

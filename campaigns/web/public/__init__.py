@@ -9,6 +9,7 @@ from campaigns.web.public import (  # noqa: F401  (register the views on bp)
     archive,
     details,
     digest,
+    events,
     pages,
     signup,
     surveys,

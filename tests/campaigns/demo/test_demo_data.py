@@ -141,3 +141,14 @@ def test_demo_seeds_loyalty_tiers_from_its_orders(demo) -> None:
     from campaigns.models import Automation
     assert {a.name for a in demo.scalars(select(Automation))} >= {"Reached a new tier",
                                                                   "Is this still right? (every March)"}
+
+
+def test_the_demo_seeds_an_upcoming_event_with_a_few_answers(demo, client) -> None:
+    from campaigns.events import attendance
+    from campaigns.models import CalendarEvent, utcnow
+
+    event = demo.scalar(select(CalendarEvent))
+    assert event.starts_at > utcnow() and event.campaign_id is not None
+    figures = attendance.figures(demo, event)
+    # Seven said yes to six places: six hold one, the seventh waits.
+    assert (figures.yes, figures.waitlist, figures.maybe, figures.no, figures.remaining) == (6, 1, 2, 2, 0)
