@@ -74,6 +74,9 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
         "public.web_version": lambda: {"token": seal(Purpose.WEB, send.id)},
         "public.open_pixel": lambda: {"token": seal(Purpose.OPEN, send.id)},
         "public.click": lambda: {"token": seal(Purpose.CLICK, send.id, link_id)},
+        # No transactional message here (their hits are walked in tests/campaigns/transactional): an unknown one.
+        "public.tx_open_pixel": lambda: {"token": seal(Purpose.TX_OPEN, 1)},
+        "public.tx_click": lambda: {"token": seal(Purpose.TX_CLICK, 1, link_id)},
         "public.archive_index": lambda: {"ref": ref},
         "public.archive_issue": lambda: {"ref": ref, "slug": slug},
         "public.archive_feed": lambda: {"ref": ref},
