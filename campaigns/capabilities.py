@@ -10,6 +10,7 @@ from campaigns.archive import feed_items  # noqa: F401 - registers the feed item
 from campaigns.automations import order_mail  # noqa: F401 - registers the order contributor (post-purchase)
 from campaigns.coupons import contribution as coupons  # noqa: F401 - registers the coupon contributor
 from campaigns.draws import contribution as draws  # noqa: F401 - registers the prize draw contributor (draw_url)
+from campaigns.events import contribution as events  # noqa: F401 - registers the event invitation contributor
 from campaigns.feedback import ingest as bounces  # noqa: F401 - registers the recorder of SMTP rejections
 from campaigns.sending import digest  # noqa: F401 - registers the digest contributor
 from campaigns.sending import localtime as local_time  # noqa: F401 - registers the local-time form choices

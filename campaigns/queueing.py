@@ -58,6 +58,7 @@ class Job(StrEnum):
     RESUME_TRANSACTIONAL = "resume_transactional"
     DRAW_DUE = "draw_due"
     DRAW_ENTRY_LINK = "draw_entry_link"
+    EVENT_MAIL = "event_mail"
 
     @property
     def path(self) -> str:
@@ -117,6 +118,7 @@ RUNS: dict[Job, Run] = {
     Job.RESUME_TRANSACTIONAL: Run(timeout=300, result_ttl=0),
     Job.DRAW_DUE: Run(timeout=600),
     Job.DRAW_ENTRY_LINK: Run(timeout=300, retry=(10, 60)),
+    Job.EVENT_MAIL: Run(timeout=600),
 }
 
 
@@ -213,6 +215,9 @@ PERIODIC: dict[str, PeriodicTask] = {task.name: task for task in (
     PeriodicTask("draws", Job.DRAW_DUE,
                  "draw the winners of prize draws whose entry window has closed (reveals their seed)",
                  every=dt.timedelta(minutes=5)),
+    PeriodicTask("event-mail", Job.EVENT_MAIL,
+                 "send event reminders the day before and tell people the waitlist moved up",
+                 every=dt.timedelta(minutes=1)),
 )}
 
 

@@ -1,13 +1,13 @@
 """Every URL a recipient follows, built in one place from the base URL and a sealed token.
 
 The paths here are the public routes of campaigns.web.public (a test checks that the app's URL map has a rule for
-each): open pixel /o/, click /c/, unsubscribe /u/, preference center /p/, web version /m/, survey /s/, sign-up
-confirmation /signup/confirm/, prize draw entry /d/, a draw's public page /draws/<public id>, and a sign-up form's
-hosted page /signup/<public id>. Services that write mail or pages (delivery, digest, click targets, surveys, sign-up,
-draws) build their links through these functions, so a path
-changes in one place and the admin's outbox (campaigns.composing.inspection) recognises the same ones. The
-preference center's details page is the preference URL + DETAILS ("/p/<token>/details", as the mail footer writes
-it).
+each): open pixel /o/, click /c/ (a transactional message's: /to/, /tc/), unsubscribe /u/, preference center /p/,
+web version /m/, survey /s/, event reply /e/ (and its calendar file /e/<token>.ics), sign-up confirmation
+/signup/confirm/, prize draw entry /d/, a draw's public page /draws/<public id>, and a sign-up form's hosted page
+/signup/<public id>. Services that write mail or pages (delivery, digest, click targets, surveys, events, sign-up,
+draws) build their links through these functions, so a path changes in one place and the admin's outbox
+(campaigns.composing.inspection) recognises the same ones. The preference center's details page is the preference
+URL + DETAILS ("/p/<token>/details", as the mail footer writes it).
 """
 
 from __future__ import annotations
@@ -24,10 +24,14 @@ PATHS: dict[Purpose, str] = {
     Purpose.SURVEY: "/s/",
     Purpose.CONFIRM: "/signup/confirm/",
     Purpose.DRAW: "/d/",
+    Purpose.TX_OPEN: "/to/",        # a transactional message's open pixel and clicks (its own tokens: no send row)
+    Purpose.TX_CLICK: "/tc/",
+    Purpose.EVENT: "/e/",
 }
 SIGNUP_FORM = "/signup/"      # + the form's public id (not a token: the page is public)
 DETAILS = "/details"          # after a preference center URL: the contact's details page
 DRAW_PAGE = "/draws/"         # + a draw's public id: its public page (rules, committed seed hash, entries, winners)
+CALENDAR = ".ics"             # after an event reply URL (answer 0): the event's calendar file
 
 
 def url(base_url: str, purpose: Purpose, token: str) -> str:

@@ -27,6 +27,7 @@ from campaigns.automations import runs as automations
 from campaigns.contacts import export_jobs, imports
 from campaigns.draws import drawing as draws
 from campaigns.draws import page_entry as draw_page_entry
+from campaigns.events import mailings as event_mailings
 from campaigns.feedback import engagement
 from campaigns.models import Campaign
 from campaigns.orders import tiers as loyalty_tiers
@@ -246,3 +247,10 @@ def draw_due() -> int:
 def draw_entry_link(draw_id: int, email: str) -> int:
     """Mail a subscriber who asked on a draw's public page their personal entry link (campaigns.draws.page_entry)."""
     return draw_page_entry.send_link(runtime.current(), draw_id, email)
+
+
+# -- events ------------------------------------------------------------------------------------------------------
+
+def event_mail() -> dict:
+    """Send due event reminders and the notes to people the waitlist moved up (campaigns.events.mailings)."""
+    return asdict(event_mailings.run(runtime.current()))

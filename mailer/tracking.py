@@ -42,12 +42,16 @@ class Purpose(IntEnum):
     REPLY = 9         # (send_id,)  the per-recipient reply address reply+TOKEN@reply domain (campaigns.replies)
     TX_MESSAGE = 10   # (tx_message_id,)  MESSAGE for a transactional message, which has no send row
     DRAW = 11         # (draw_id, contact_id, via)  entry to a prize draw (confirmed by POST); via 0 a mail, 1 the page
+    EVENT = 12        # (send_id, answer)  an event invitation's reply page (answer 0: none clicked; campaigns.events)
+    TX_OPEN = 13      # (tx_message_id,)  OPEN of a transactional message
+    TX_CLICK = 14     # (tx_message_id, link_id)  CLICK of a transactional message
 
 
 ARITY = {
     Purpose.OPEN: 1, Purpose.CLICK: 2, Purpose.UNSUBSCRIBE: 2, Purpose.PREFERENCES: 1,
     Purpose.MESSAGE: 1, Purpose.CONFIRM: 2, Purpose.SURVEY: 3, Purpose.WEB: 1, Purpose.REPLY: 1,
-    Purpose.TX_MESSAGE: 1, Purpose.DRAW: 3,
+    Purpose.TX_MESSAGE: 1, Purpose.DRAW: 3, Purpose.TX_OPEN: 1, Purpose.TX_CLICK: 2,
+    Purpose.EVENT: 2,
 }
 
 

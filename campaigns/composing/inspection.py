@@ -20,20 +20,27 @@ _URL_ATTR = re.compile(r"""(\b(?:href|src)\s*=\s*)(["'])(.*?)\2""", re.IGNORECAS
 
 
 def without_tracking(html: str, base_url: str, tokens: TokenCodec, click_target: Callable[[int, int], str],
-                     web_version: Callable[[str], str]) -> str:
+                     web_version: Callable[[str], str],
+                     tx_click_target: Callable[[int, int], str] | None = None) -> str:
     """html with our open pixels blanked, click links pointing at their targets and web-version links at
-    web_version(token) (an admin page that records nothing). click_target(send_id, link_id) gives a link's URL."""
+    web_version(token) (an admin page that records nothing). click_target(send_id, link_id) gives a link's URL,
+    tx_click_target(tx_message_id, link_id) a transactional message's."""
     base = base_url.rstrip("/")
 
     def sub(match: re.Match[str]) -> str:
         url = unescape(match.group(3)).strip()
         found = recipient_urls.purpose_of(url[len(base):]) if url.startswith(base + "/") else None
         purpose, token = found if found is not None else (None, "")
-        if purpose == Purpose.OPEN:
+        if purpose in (Purpose.OPEN, Purpose.TX_OPEN):
             new = BLANK_PIXEL
         elif purpose == Purpose.CLICK:
             try:
                 new = click_target(*tokens.open(Purpose.CLICK, token))
+            except (InvalidToken, NotFound):
+                new = "#"
+        elif purpose == Purpose.TX_CLICK:
+            try:
+                new = tx_click_target(*tokens.open(Purpose.TX_CLICK, token)) if tx_click_target else "#"
             except (InvalidToken, NotFound):
                 new = "#"
         elif purpose == Purpose.WEB:

@@ -74,7 +74,7 @@ _STARTERS = (
     Starter("order_review", "Leave a review", "A review request some weeks after an order; point the button at "
             "your review page.", "nurture", "Would you review your order?", "Two minutes that help others choose"),
     Starter("blog_report", "Blog activity report", "The new articles of your blog's RSS/Atom feed, each with its "
-            "summary and a link (for a feed mailing: Feeds → New feed mailing).", "nurture",
+            "summary and a link (for a feed mailing: Campaigns → Feed mailings).", "nurture",
             "New on our blog: {{ feed_items[0].title if feed_items else 'our latest articles' }}",
             "Our latest articles, with a short summary of each"),
     Starter("details", "Is this still right?", "Shows the address, phone, birthday and interests you have and "

@@ -305,6 +305,8 @@ def describe_event(event: Event) -> str:
                      f"of survey #{data.get('survey_id', '?')}")
     elif event.type == EventType.PREFERENCES:
         parts.append(_describe_preferences(data))
+    elif event.type == EventType.EVENT_REPLY:
+        parts.append(f"{data.get('answer', '')} to the event “{data.get('title', '')}”")
     elif event.type in (EventType.REPLY, EventType.AUTO_REPLY):
         parts.append(f"“{data.get('text', '')}”" if data.get("text") else str(data.get("subject", "")))
     elif event.type == EventType.DRAW_ENTRY:

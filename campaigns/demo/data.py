@@ -21,6 +21,7 @@ from campaigns.config import Settings
 from campaigns.coupons.codes import ALPHABET
 from campaigns.db import make_engine, make_session_factory, session_scope
 from campaigns.demo.draws import seed_draw
+from campaigns.demo.events import seed_event
 from campaigns.demo.loyalty import seed_loyalty
 from campaigns.demo.replies import seed_replies
 from campaigns.demo.reports import seed_history
@@ -183,6 +184,7 @@ def _seed(session, settings: Settings, n: int) -> None:
     seed_replies(session, settings, rng)
     _seed_archive(session, settings, topics[0])
     seed_draw(session)
+    seed_event(session, settings, topics[0])
 
 
 NOTES = (("Allergic to lilies: never send lilies as a gift.", True),

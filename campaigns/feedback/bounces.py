@@ -1,5 +1,6 @@
 """Bounces and complaints applied to the contact list, whatever reported them (an SMTP rejection at send time, a
-DSN or ARF report, a relay's webhook), and the matching of a report to the send it is about.
+DSN or ARF report, a relay's webhook), and the matching of a report to the send (or transactional message) it is
+about.
 
 Rules: a hard bounce suppresses at once; soft bounces suppress once BouncePolicy.soft_limit of them arrived within
 BouncePolicy.window; a complaint unsubscribes and suppresses (campaigns.contacts.suppression). Each report is an
@@ -21,7 +22,18 @@ from sqlalchemy.orm import Session
 from campaigns import webhook_events
 from campaigns.config import Settings
 from campaigns.contacts.suppression import suppress
-from campaigns.models import Contact, ContactStatus, Event, EventType, Send, SuppressionReason, utcnow
+from campaigns.models import (
+    TX_FINAL,
+    Contact,
+    ContactStatus,
+    Event,
+    EventType,
+    Send,
+    SuppressionReason,
+    TxMessage,
+    TxStatus,
+    utcnow,
+)
 from campaigns.sending import rejections
 from mailer.bounces import FeedbackKind, classify_smtp_reply
 from mailer.relays import BounceType
@@ -100,21 +112,26 @@ def add_event(session: Session, event: Event) -> bool:
 def apply_bounce(session: Session, contact: Contact, *, hard: bool, send_id: int | None, campaign_id: int | None,
                  source: str, status: str | None = None, code: int | None = None, diagnostic: str = "",
                  dedupe_key: str | None = None, policy: BouncePolicy | None = None,
-                 now: dt.datetime | None = None) -> Outcome:
-    """Record a bounce and suppress when the rules say so. Does not commit."""
+                 now: dt.datetime | None = None, tx_id: int | None = None) -> Outcome:
+    """Record a bounce and suppress when the rules say so; a bounce of a transactional message (tx_id) makes it
+    `bounced`. Does not commit."""
     policy = policy or BouncePolicy()
     now = now or utcnow()
     kind = BounceKind.HARD if hard else BounceKind.SOFT
     if dedupe_key is None and send_id:
         dedupe_key = f"bounce:{send_id}:{kind}"   # one message counts once, however it is reported
+    elif dedupe_key is None and tx_id:
+        dedupe_key = f"bounce:tx{tx_id}:{kind}"
     event = Event(contact_id=contact.id, campaign_id=campaign_id, send_id=send_id, type=EventType.BOUNCE,
-                  occurred_at=now, dedupe_key=dedupe_key,
+                  occurred_at=now, dedupe_key=dedupe_key, tx_message_id=tx_id,
                   data={"kind": kind, "status": status, "code": code, "diagnostic": (diagnostic or "")[:500],
                         "source": source})
     if not add_event(session, event):
         return Outcome(OutcomeKind.DUPLICATE, contact.id)
     if send_id and source != FeedbackSource.SMTP:
         _mark_bounced_later(session, send_id, kind, status, code, diagnostic)
+    if tx_id and source != FeedbackSource.SMTP:
+        _mark_tx_bounced(session, tx_id, kind, status, code, diagnostic)
     if not hard:
         since = now - policy.window
         recent = [d for d in session.scalars(select(Event.data).where(
@@ -158,13 +175,31 @@ def _mark_bounced_later(session: Session, send_id: int, kind: str, status: str |
     send.last_error = f"{kind} bounce reported later: {detail}"[:1000] if detail else f"{kind} bounce reported later"
 
 
+def _mark_tx_bounced(session: Session, tx_id: int, kind: str, status: str | None, code: int | None,
+                     diagnostic: str) -> None:
+    """A transactional message the relay accepted, reported bounced later (DSN, relay webhook): it did not arrive,
+    so its status becomes `bounced`, with the report's code and words."""
+    message = session.get(TxMessage, tx_id)
+    if message is None or message.status not in TX_FINAL:
+        return
+    detail = " ".join(p for p in (status or "", (diagnostic or "").strip()) if p)
+    message.status = TxStatus.BOUNCED
+    message.reason = (f"{kind} bounce reported after the relay accepted it: {detail}" if detail
+                      else f"{kind} bounce reported after the relay accepted it")[:1000]
+    if code is not None:
+        message.smtp_code = code
+    message.updated_at = utcnow()
+
+
 def apply_complaint(session: Session, contact: Contact, *, send_id: int | None, campaign_id: int | None,
                     source: str, feedback_type: str | None = None, dedupe_key: str | None = None,
-                    now: dt.datetime | None = None) -> Outcome:
+                    now: dt.datetime | None = None, tx_id: int | None = None) -> Outcome:
     """A spam complaint: unsubscribe from everything, mark complained, suppress. Does not commit."""
     now = now or utcnow()
+    if dedupe_key is None:
+        dedupe_key = f"complaint:{send_id}" if send_id else f"complaint:tx{tx_id}" if tx_id else None
     event = Event(contact_id=contact.id, campaign_id=campaign_id, send_id=send_id, type=EventType.COMPLAINT,
-                  occurred_at=now, dedupe_key=dedupe_key or (f"complaint:{send_id}" if send_id else None),
+                  occurred_at=now, dedupe_key=dedupe_key, tx_message_id=tx_id,
                   data={"source": source, "feedback_type": feedback_type or "abuse"})
     if not add_event(session, event):
         return Outcome(OutcomeKind.DUPLICATE, contact.id)
@@ -200,11 +235,12 @@ _MSGID_TOKEN = re.compile(r"<([A-Za-z0-9_-]{24,120})@")
 
 @dataclass(frozen=True)
 class Match:
-    """The send (when known) and contact a piece of feedback is about."""
+    """The send or transactional message (when known) and contact a piece of feedback is about."""
 
     contact: Contact
     send_id: int | None
     campaign_id: int | None
+    tx_id: int | None = None      # a transactional message (tx_message.id); send_id is None then
 
 
 def _send_of(session: Session, tokens: TokenCodec, token: str | None) -> Send | None:
@@ -217,16 +253,30 @@ def _send_of(session: Session, tokens: TokenCodec, token: str | None) -> Send | 
     return session.get(Send, send_id) if send_id else None
 
 
+def _tx_of(session: Session, tokens: TokenCodec, token: str | None) -> TxMessage | None:
+    if not token:
+        return None
+    try:
+        (tx_id,) = tokens.open(Purpose.TX_MESSAGE, token)
+    except InvalidToken:
+        return None
+    return session.get(TxMessage, tx_id)
+
+
 def match_feedback(session: Session, tokens: TokenCodec, token: str | None, message_id: str | None,
                    recipient: str | None) -> Match | None:
-    """The send a sealed MESSAGE token or our Message-ID names, else the contact with that address, else None."""
-    send = _send_of(session, tokens, token)
-    if send is None and message_id:
-        m = _MSGID_TOKEN.match(message_id)
-        send = _send_of(session, tokens, m.group(1) if m else None)
+    """The send (or transactional message) a sealed MESSAGE (TX_MESSAGE) token or our Message-ID names, else the
+    contact with that address, else None."""
+    m = _MSGID_TOKEN.match(message_id or "")
+    msgid_token = m.group(1) if m else None
+    send = _send_of(session, tokens, token) or _send_of(session, tokens, msgid_token)
     if send is not None:
         contact = session.get(Contact, send.contact_id)
         return Match(contact, send.id, send.campaign_id) if contact is not None else None
+    tx = _tx_of(session, tokens, token) or _tx_of(session, tokens, msgid_token)
+    if tx is not None and tx.contact_id:
+        contact = session.get(Contact, tx.contact_id)
+        return Match(contact, None, tx.campaign_id, tx.id) if contact is not None else None
     if recipient:
         contact = session.scalar(select(Contact).where(Contact.email == recipient.strip().lower()))
         if contact is not None:

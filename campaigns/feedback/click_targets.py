@@ -19,7 +19,7 @@ from campaigns.composing import contributions
 from campaigns.composing import editor as campaign_service
 from campaigns.contacts.records import personalization
 from campaigns.errors import NotFound
-from campaigns.models import Campaign, Contact, ContactInterest, Link, Send, Sender
+from campaigns.models import Campaign, Contact, ContactInterest, Link, Send, Sender, TxMessage
 from campaigns.runtime import Runtime
 from mailer.compose import TemplateError, is_personalised, render_link
 from mailer.tracking import Purpose
@@ -35,8 +35,33 @@ def link_target(rt: Runtime, session: Session, send_id: int, link_id: int) -> st
     campaign = session.get(Campaign, link.campaign_id)
     if campaign is None:
         raise NotFound("unknown link")
+    return _rendered(link, _context(rt, session, campaign, send_id))
+
+
+def tx_link_target(rt: Runtime, session: Session, tx_id: int, link_id: int) -> str:
+    """The URL a click on link_id in transactional message tx_id goes to: rendered with its contact and the API
+    call's variables (`https://shop.example/orders/{{ order_number }}`); NotFound for a link of another template."""
+    message = session.get(TxMessage, tx_id)
+    link = session.get(Link, link_id)
+    if message is None or link is None or link.campaign_id != message.campaign_id:
+        raise NotFound("unknown link")
+    if not is_personalised(link.url):
+        return link.url
+    campaign = session.get(Campaign, link.campaign_id)
+    contact = session.get(Contact, message.contact_id) if message.contact_id else None
+    if campaign is None or contact is None:
+        raise NotFound("this message is no longer available")
+    ctx = _context(rt, session, campaign, 0)
+    interests = session.scalars(select(ContactInterest.interest).where(ContactInterest.contact_id == contact.id))
+    ctx["contact"] = personalization(contact, list(interests))
+    ctx.update(message.variables or {})
+    return _rendered(link, ctx)
+
+
+def _rendered(link: Link, ctx: dict[str, Any]) -> str:
+    """link's URL rendered with ctx, on the site its template names."""
     try:
-        url = render_link(link.url, _context(rt, session, campaign, send_id))
+        url = render_link(link.url, ctx)
     except TemplateError:
         raise NotFound("this link cannot be followed any more") from None
     template_site, site = urlsplit(link.url), urlsplit(url)

@@ -24,10 +24,7 @@ spans two drains), :func:`recompute_engagement` rebuilds those contacts' columns
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import ipaddress
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,8 +34,9 @@ from sqlalchemy.orm import Session
 
 from campaigns.composing import editor as campaign_service
 from campaigns.feedback import hits as hit_queue
-from campaigns.feedback import webhooks
+from campaigns.feedback import tx_hits, webhooks
 from campaigns.feedback.hits import Hit, HitKind, HitSource
+from campaigns.feedback.machines import fetcher_of, machine_agent
 from campaigns.models import Contact, Event, EventType, Link, Send, utcnow
 from campaigns.runtime import Runtime
 
@@ -50,50 +48,6 @@ PREFETCH_AFTER_DELIVERY = dt.timedelta(minutes=5)   # "seconds after delivery", 
 CROWD_WINDOW = dt.timedelta(seconds=60)
 CROWD_SIZE = 5                                      # distinct recipients from one fetcher in the window
 SCANNER_CLICK_WINDOW = dt.timedelta(seconds=2)
-
-_APPLE = ipaddress.ip_network("17.0.0.0/8")
-_PROXY_AGENTS = re.compile(r"GoogleImageProxy|ggpht\.com|YahooMailProxy|Yahoo! ?Slurp", re.I)
-_SCANNER_AGENTS = re.compile(
-    r"bot\b|bot/|spider|crawl|scanner|headless|phantomjs|python-|curl/|wget|go-http-client|java/|libwww|okhttp"
-    r"|httpclient|barracuda|mimecast|proofpoint|messagelabs|symantec|trend ?micro|fortiguard|ironport|cisco"
-    r"|sophos|forcepoint|safelinks|linkpreview|preview|facebookexternalhit|slack|whatsapp|outlook-ios-linkcheck"
-    r"|microsoft office protocol|ms-office|zgrab|nmap|masscan",
-    re.I,
-)
-
-
-def machine_agent(user_agent: str, ip: str) -> str:
-    """Why a request is a machine by who made it ('' when it looks like a person's mail client or browser)."""
-    ua = user_agent.strip()
-    if not ua:
-        return "no user agent"
-    if ua == "Mozilla/5.0":
-        return "apple privacy protection"
-    try:
-        if ip and ipaddress.ip_address(ip) in _APPLE:
-            return "apple privacy protection"
-    except ValueError:
-        pass
-    if _PROXY_AGENTS.search(ua):
-        return "image proxy"
-    if _SCANNER_AGENTS.search(ua):
-        return "security scanner"
-    return ""
-
-
-def fetcher_of(user_agent: str, ip: str) -> str:
-    """A short hash of the client's network (/24, /48) and agent: one proxy or scanner fetching for many."""
-    try:
-        addr = ipaddress.ip_address(ip)
-        net = ipaddress.ip_network(f"{ip}/{24 if addr.version == 4 else 48}", strict=False)
-    except ValueError:
-        net = ip
-    return hashlib.sha256(f"{net}|{user_agent}".encode()).hexdigest()[:16]
-
-
-def _ts(at: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(at, dt.UTC)
-
 
 def decayed(score: float, since: dt.datetime | None, now: dt.datetime) -> float:
     """score (exact at since) decayed to now."""
@@ -180,9 +134,10 @@ def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> 
         if h.key and h.key not in seen:
             seen.add(h.key)
             unique.append(h)
-    hits = unique
-    if not hits:
+    if not unique:
         return 0
+    hits = [h for h in unique if not h.tx_id]    # a transactional message's hits: campaigns.feedback.tx_hits
+    tx_events, tx_swept = tx_hits.events(session, [h for h in unique if h.tx_id])
     sends = {r[0]: tuple(r) for r in session.execute(
         select(Send.id, Send.campaign_id, Send.contact_id, Send.sent_at)
         .where(Send.id.in_({h.send_id for h in hits})))}
@@ -195,7 +150,7 @@ def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> 
         if send is None:
             logger.info("tracking hit for unknown send %s dropped", h.send_id)
             continue
-        row = _Row(h, send, _ts(h.at), fetcher_of(h.user_agent, h.ip), machine_agent(h.user_agent, h.ip))
+        row = _Row(h, send, tx_hits.moment(h.at), fetcher_of(h.user_agent, h.ip), machine_agent(h.user_agent, h.ip))
         if h.kind == HitKind.CLICK:
             link = links.get(h.link_id)
             if link is None or link[0] != send[1]:
@@ -207,9 +162,9 @@ def record_hits(session: Session, hits: Sequence[Hit], replay: bool = False) -> 
             clicks.append(row)
         else:
             opens.append(row)
-    reclassified = _flag_crowds(session, opens) | _flag_link_sweeps(session, clicks, links)
+    reclassified = _flag_crowds(session, opens) | _flag_link_sweeps(session, clicks, links) | tx_swept
     events = [_event(r, EventType.OPEN) for r in opens] + [_event(r, EventType.CLICK) for r in clicks]
-    events += _implied_opens(session, clicks, opens)
+    events += _implied_opens(session, clicks, opens) + tx_events
     if events:
         session.execute(insert(Event), events)
         webhooks.opens_and_clicks(session, events)
@@ -231,7 +186,7 @@ def _event(row: _Row, type_: EventType) -> dict:
         data.update(link_id=row.hit.link_id, url=row.url[:500])
     return {"contact_id": row.send[2], "campaign_id": row.send[1], "send_id": row.send[0], "type": type_,
             "occurred_at": row.at, "data": data, "machine": bool(row.reason), "fetcher": row.fetcher,
-            "dedupe_key": row.hit.key}
+            "dedupe_key": row.hit.key, "tx_message_id": None}
 
 
 def _flag_crowds(session: Session, opens: list[_Row]) -> set[int]:

@@ -86,11 +86,13 @@ class Hit:
     head: bool = False   # a HEAD request (link checkers, scanners)
     source: str = HitSource.WEB
     key: str = ""        # unique id: the event's dedupe_key
+    tx_id: int = 0       # a transactional message's hit (send_id 0): campaigns.feedback.tx_hits records it
 
     def dumps(self) -> str:
         return json.dumps({"k": self.kind[0], "s": self.send_id, "l": self.link_id, "t": round(self.at, 3),
                            "u": self.user_agent[:300], "i": self.ip[:64], "h": int(self.head),
-                           "o": self.source, "id": self.key}, separators=(",", ":"))
+                           "o": self.source, "id": self.key, **({"x": self.tx_id} if self.tx_id else {})},
+                          separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: bytes | str) -> Hit | None:
@@ -100,7 +102,7 @@ class Hit:
             kind = _KIND_CODES[d["k"]]
             return cls(kind=kind, send_id=int(d["s"]), link_id=int(d.get("l", 0)), at=float(d["t"]),
                        user_agent=str(d.get("u", ""))[:300], ip=str(d.get("i", ""))[:64], head=bool(d.get("h")),
-                       source=str(d.get("o", "web"))[:10], key=str(d["id"])[:64])
+                       source=str(d.get("o", "web"))[:10], key=str(d["id"])[:64], tx_id=int(d.get("x", 0)))
         except (ValueError, KeyError, TypeError):
             return None
 

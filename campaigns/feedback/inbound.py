@@ -66,13 +66,14 @@ def ingest_message(session: Session, tokens: TokenCodec, raw: bytes, *, envelope
     if match is None:
         logger.warning("inbound %s matched no send or contact (recipient %s)", fb.kind, fb.recipient)
         return Outcome(OutcomeKind.IGNORED, detail="no matching send or contact")
-    key = None if match.send_id else raw_key
+    key = None if match.send_id or match.tx_id else raw_key   # one message's report counts once
     if fb.kind == FeedbackKind.COMPLAINT:
         out = apply_complaint(session, match.contact, send_id=match.send_id, campaign_id=match.campaign_id,
-                              source=FeedbackSource.ARF, feedback_type=fb.feedback_type, dedupe_key=key)
+                              tx_id=match.tx_id, source=FeedbackSource.ARF, feedback_type=fb.feedback_type,
+                              dedupe_key=key)
     else:
         out = apply_bounce(session, match.contact, hard=fb.kind == FeedbackKind.HARD_BOUNCE,
-                           send_id=match.send_id, campaign_id=match.campaign_id, source=FeedbackSource.DSN,
-                           status=fb.status, code=fb.smtp_code, diagnostic=fb.diagnostic or "", dedupe_key=key,
-                           policy=policy)
+                           send_id=match.send_id, campaign_id=match.campaign_id, tx_id=match.tx_id,
+                           source=FeedbackSource.DSN, status=fb.status, code=fb.smtp_code,
+                           diagnostic=fb.diagnostic or "", dedupe_key=key, policy=policy)
     return out

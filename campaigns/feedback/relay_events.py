@@ -88,14 +88,15 @@ def apply_relay_event(session: Session, rt: Runtime, event: object,
         if code is not None and (not isinstance(code, int) or isinstance(code, bool) or not 200 <= code <= 599):
             raise BadEvent("smtp_code must be an integer SMTP reply code")
         out = apply_bounce(session, match.contact, hard=bounce_type == BounceKind.HARD, send_id=match.send_id,
-                           campaign_id=match.campaign_id, source=FeedbackSource.WEBHOOK,
+                           campaign_id=match.campaign_id, tx_id=match.tx_id, source=FeedbackSource.WEBHOOK,
                            status=_text(event, "status", 11), code=code,
                            diagnostic=_text(event, "diagnostic", 1000) or "",
-                           dedupe_key=None if match.send_id else key, policy=policy, now=at)
+                           dedupe_key=None if match.send_id or match.tx_id else key, policy=policy, now=at)
     elif kind == RelayEventType.COMPLAINT:
         out = apply_complaint(session, match.contact, send_id=match.send_id, campaign_id=match.campaign_id,
-                              source=FeedbackSource.WEBHOOK, feedback_type=_text(event, "feedback_type", 64),
-                              dedupe_key=None if match.send_id else key, now=at)
+                              tx_id=match.tx_id, source=FeedbackSource.WEBHOOK,
+                              feedback_type=_text(event, "feedback_type", 64),
+                              dedupe_key=None if match.send_id or match.tx_id else key, now=at)
     elif kind == RelayEventType.DELIVERED:
         added = add_event(session, Event(
             contact_id=match.contact.id, campaign_id=match.campaign_id, send_id=match.send_id,
@@ -103,7 +104,7 @@ def apply_relay_event(session: Session, rt: Runtime, event: object,
             dedupe_key=f"delivered:{match.send_id}" if match.send_id else key))
         out = Outcome(OutcomeKind.DELIVERED if added else OutcomeKind.DUPLICATE, match.contact.id)
     else:
-        if not match.send_id:
+        if not match.send_id and not match.tx_id:
             return Outcome(OutcomeKind.IGNORED, detail="opens and clicks need rapport_id or message_id")
         link_id = 0
         if kind == RelayEventType.CLICK:
@@ -112,7 +113,8 @@ def apply_relay_event(session: Session, rt: Runtime, event: object,
                                                            Link.url == url)) or 0
             if not link_id:
                 return Outcome(OutcomeKind.IGNORED, detail="url is not a link of this campaign")
-        hits.push(rt, hits.Hit(kind=hits.HitKind(kind), send_id=match.send_id, link_id=link_id, at=at.timestamp(),
+        hits.push(rt, hits.Hit(kind=hits.HitKind(kind), send_id=match.send_id or 0, link_id=link_id,
+                               at=at.timestamp(), tx_id=match.tx_id or 0,
                                user_agent=_text(event, "user_agent", 300) or "", ip=_text(event, "ip", 64) or "",
                                source=hits.HitSource.RELAY, key=key or hits.new_key()))
         return Outcome(OutcomeKind(kind), match.contact.id)

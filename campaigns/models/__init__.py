@@ -12,6 +12,7 @@ from campaigns.models.contacts import *
 from campaigns.models.core import *
 from campaigns.models.coupons import *
 from campaigns.models.draws import *
+from campaigns.models.events import *
 from campaigns.models.loyalty import *
 from campaigns.models.notes import *
 from campaigns.models.policy import *

@@ -78,6 +78,7 @@ class EventType(StrEnum):
     AUTO_REPLY = "auto_reply"         # an out-of-office or other automatic answer: recorded, never engagement
     DETAILS = "details"               # the contact changed their details in the preference center (data: fields)
     DRAW_ENTRY = "draw_entry"         # the contact entered a prize draw (campaigns.draws); data: draw_id, source
+    EVENT_REPLY = "event_reply"       # answered an event invitation (campaigns.events); data: event_id, title, answer
 
 
 campaign_topic = Table(
@@ -224,10 +225,13 @@ class Event(Base):
     fetcher: Mapped[str | None] = mapped_column(String(16))
     # Idempotency key of the tracking hit or inbound message this event came from; replays are ignored.
     dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The transactional message (tx_message.id) an open, click or bounce is about; such events have no send.
+    tx_message_id: Mapped[int | None] = mapped_column(BigId)
 
     __table_args__ = (
         Index("ix_event_contact_time", "contact_id", "occurred_at"),
         Index("ix_event_campaign_type", "campaign_id", "type"),
         Index("ix_event_type_time", "type", "occurred_at", "contact_id"),
         Index("ix_event_send_type", "send_id", "type"),
+        Index("ix_event_tx_type", "tx_message_id", "type"),
     )

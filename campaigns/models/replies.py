@@ -66,6 +66,9 @@ class Reply(Base):
     answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     answer_state: Mapped[MailState] = mapped_column(String(10), default=MailState.NONE)
     mail_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Whoever sends what this reply owes holds it until then (campaigns.replies.mail.claim); an expired lease is
+    # a dead sender's, so the mail is retried.
+    mail_lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (

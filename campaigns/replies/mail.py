@@ -9,21 +9,28 @@
 Both are owed as a state on the Reply row (MailState.PENDING) and sent by `send_due`, which the ingest commands call
 right after their commit and the periodic `reply_mail` job calls as the safety net; a failure is retried up to
 MAX_MAIL_ATTEMPTS times, a permanent refusal fails at once (Reply.last_error says why).
+
+One sender per reply, on every database: a sender first *claims* the reply with one conditional UPDATE (a mail
+still pending, no live lease) and goes on only when that changed the row, so the ingest's immediate forward and
+the periodic job never both send it. The claim is a lease (LEASE), committed before the SMTP conversation (no
+transaction is held while talking to the relay) and cleared with the outcome; a sender that died mid-way leaves
+an expired lease, and the next run retries the mail.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import html
 import logging
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
-from campaigns.models import Campaign, Contact, MailState, Reply, ReplyStatus, Sender
+from campaigns.models import Campaign, Contact, MailState, Reply, ReplyStatus, Sender, utcnow
 from campaigns.runtime import Runtime
 from mailer.message import MessageTemplate, format_address, format_date, serialize
 from mailer.transport import DeliveryError
@@ -32,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MAIL_ATTEMPTS = 5
 FORWARD_LOCAL_PART = "replies"      # From: "<customer> via <sender name>" <replies@DKIM_DOMAIN>
+LEASE = dt.timedelta(minutes=5)     # a claim older than this belongs to a dead sender (SMTP timeouts are shorter)
 
 
 def _html(text: str) -> str:
@@ -107,40 +115,77 @@ def _failed(reply: Reply, exc: Exception, permanent: bool) -> MailState:
     return MailState.FAILED if give_up else MailState.PENDING
 
 
-def _send_one(rt: Runtime, session: Session, reply: Reply) -> bool:
-    """Send what reply owes (forward, answer) and record the states; True when something went out."""
-    went = False
-    if reply.forward_state == MailState.PENDING:
-        to = reply.forward_to or forward_target(session, rt.settings, reply)
+def _owed(session: Session, settings: Settings, reply: Reply, kind: str) -> tuple[str, list, bytes] | None:
+    """(recipient, headers, body) of the forward or answer the reply owes, or None (nothing owed, or it cannot be
+    sent: the state says why)."""
+    if kind == "forward":
+        if reply.forward_state != MailState.PENDING:
+            return None
+        to = reply.forward_to or forward_target(session, settings, reply)
         if not to:
             reply.forward_state = MailState.NONE
             reply.last_error = "no owner and no REPLY_FORWARD_TO: not forwarded"
-        else:
-            reply.forward_to = to
-            try:
-                _send(rt, to, *forward_message(session, rt.settings, reply, to))
-                reply.forward_state, went = MailState.SENT, True
-            except DeliveryError as exc:
-                reply.forward_state = _failed(reply, exc, exc.permanent)
-            except OSError as exc:
-                reply.forward_state = _failed(reply, exc, False)
-    if reply.answer_state == MailState.PENDING:
+            return None
+        reply.forward_to = to
+        return (to, *forward_message(session, settings, reply, to))
+    if reply.answer_state != MailState.PENDING:
+        return None
+    try:
+        return answer_message(session, settings, reply)
+    except LookupError as exc:
+        reply.answer_state = _failed(reply, exc, True)
+        return None
+
+
+def _send_one(rt: Runtime, reply_id: int) -> int:
+    """Send what the claimed reply owes (forward, answer) and record the states; returns mails sent. No
+    transaction is open while the relay is spoken to (on SQLite it would hold the database's write lock)."""
+    went = 0
+    for kind in ("forward", "answer"):
+        with rt.session_factory() as session:
+            reply = session.get(Reply, reply_id)
+            mail = _owed(session, rt.settings, reply, kind) if reply is not None else None
+            session.commit()
+        if mail is None:
+            continue
+        error: tuple[Exception, bool] | None = None
         try:
-            _send(rt, *answer_message(session, rt.settings, reply))
-            reply.answer_state, went = MailState.SENT, True
-            reply.status = ReplyStatus.ANSWERED
-        except LookupError as exc:
-            reply.answer_state = _failed(reply, exc, True)
+            _send(rt, *mail)
         except DeliveryError as exc:
-            reply.answer_state = _failed(reply, exc, exc.permanent)
+            error = (exc, exc.permanent)
         except OSError as exc:
-            reply.answer_state = _failed(reply, exc, False)
+            error = (exc, False)
+        with rt.session_factory() as session:
+            reply = session.get(Reply, reply_id)
+            if reply is None:
+                continue
+            state = _failed(reply, *error) if error else MailState.SENT
+            if kind == "forward":
+                reply.forward_state = state
+            else:
+                reply.answer_state = state
+                if state == MailState.SENT:
+                    reply.status = ReplyStatus.ANSWERED
+            session.commit()
+        went += error is None
     return went
 
 
+def claim(session: Session, reply_id: int) -> bool:
+    """Take the reply for sending the mail it owes: True for exactly one caller until its lease expires, on SQLite
+    as on PostgreSQL (one conditional UPDATE; rowcount 1 wins). The caller commits the claim before sending."""
+    now = utcnow()
+    owed = or_(Reply.forward_state == MailState.PENDING, Reply.answer_state == MailState.PENDING)
+    free = or_(Reply.mail_lease_until.is_(None), Reply.mail_lease_until < now)
+    return session.execute(update(Reply).where(Reply.id == reply_id, owed, free)
+                           .values(mail_lease_until=now + LEASE)
+                           .execution_options(synchronize_session=False)).rowcount == 1
+
+
 def send_due(rt: Runtime, reply_ids: Sequence[int] | None = None, *, limit: int = 200) -> int:
-    """Send the forwards and answers owed (of these replies, or all); returns mails sent. Each reply in its own
-    session, committed right after its mail went, so a crash resends at most the one in flight."""
+    """Send the forwards and answers owed (of these replies, or all); returns mails sent. Each reply is claimed
+    first (claim: one sender per reply) and its state committed right after its mail went, so a crash resends at
+    most the one in flight, once its lease ran out."""
     with rt.session_factory() as session:
         stmt = select(Reply.id).where(or_(Reply.forward_state == MailState.PENDING,
                                           Reply.answer_state == MailState.PENDING)).order_by(Reply.id).limit(limit)
@@ -150,11 +195,17 @@ def send_due(rt: Runtime, reply_ids: Sequence[int] | None = None, *, limit: int 
     sent = 0
     for reply_id in due:
         with rt.session_factory() as session:
-            reply = session.get(Reply, reply_id, with_for_update=True)   # one sender per reply (PostgreSQL)
-            if reply is None:
+            if not claim(session, reply_id):   # another sender has it, or it was sent meanwhile
+                session.rollback()
                 continue
-            sent += _send_one(rt, session, reply)
             session.commit()
+        try:
+            sent += _send_one(rt, reply_id)
+        finally:
+            with rt.session_factory() as session:
+                session.execute(update(Reply).where(Reply.id == reply_id).values(mail_lease_until=None)
+                                .execution_options(synchronize_session=False))
+                session.commit()
     if due:
         logger.info("reply mail: %d mails sent for %d due replies", sent, len(due))
     return sent

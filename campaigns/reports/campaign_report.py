@@ -4,6 +4,7 @@ complaints, and the same over time for charts) and the dashboard (list growth, w
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import distinct, func, select
@@ -13,6 +14,7 @@ from campaigns.abtests import report as ab_report
 from campaigns.composing.editor import LINK_STRIDE, get_campaign
 from campaigns.coupons.reports import campaign_stats as coupon_stats
 from campaigns.models import (
+    CampaignKind,
     Contact,
     ContactStatus,
     Event,
@@ -23,6 +25,7 @@ from campaigns.models import (
     utcnow,
     variant_letter,
 )
+from campaigns.transactional.tracking import template_totals
 
 MAX_BUCKETS = 200
 
@@ -40,7 +43,8 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
     links (per link: url, unique human clicks, total human clicks, machine clicks), unsubscribes,
     bounces_hard, bounces_soft, complaints,
     coupons (issued, delivered, redeemed, expired, redemption_rate; None without coupons),
-    ab_test (campaigns.abtests.report.summary; None without an A/B test).
+    ab_test (campaigns.abtests.report.summary; None without an A/B test),
+    transactional (a transactional template's messages: messages, sent, opened, clicked, bounced; else None).
     """
     campaign = get_campaign(session, campaign_id)
     sent = session.scalar(select(func.count()).select_from(Send).where(
@@ -103,6 +107,9 @@ def campaign_report(session: Session, campaign_id: int) -> dict:
         "coupons": coupon_stats(session, campaign.id),
         # The A/B test: per-variant figures of the test share, the decision and its confidence (None without one).
         "ab_test": ab_report.summary(session, campaign.id),
+        # A transactional template: its messages (campaigns.transactional.tracking), which have no send rows.
+        "transactional": asdict(template_totals(session, campaign.id))
+        if campaign.kind == CampaignKind.TRANSACTIONAL else None,
     }
 
 

@@ -135,10 +135,10 @@ class CampaignMailer:
     def message(self, send_id: int, contact_id: int, to_name: str, to_email: str,
                 contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None,
                 variant: int | None = None, variables: Mapping[str, Any] | None = None,
-                attachments: Sequence[Attachment] = (), message_token: str = "") -> tuple[str, bytes]:
+                attachments: Sequence[Attachment] = (), message_token: str = "", tx_id: int = 0) -> tuple[str, bytes]:
         """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode), in the
-        send's A/B variant (variant_of, or `variant` for a test); variables and message_token (Message-ID and
-        return path): a transactional message's, which has no send row."""
+        send's A/B variant (variant_of, or `variant` for a test); variables, message_token (Message-ID and
+        return path) and tx_id (its open and click tokens): a transactional message's, which has no send row."""
         template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
             (self.template, self.sender)
         compiled, link_ids, chosen = self.content(self.variant_of.get(send_id) if variant is None else variant)
@@ -149,6 +149,8 @@ class CampaignMailer:
         seal = tokens.seal
 
         def click(i: int) -> str:   # called at most once per link and recipient (see mailer.compose.LinkURLs)
+            if tx_id:
+                return recipient_urls.sealed(base, tokens, Purpose.TX_CLICK, tx_id, link_ids[i])
             return recipient_urls.sealed(base, tokens, Purpose.CLICK, send_id, link_ids[i])
 
         # A test (send id 0) personalised as a contact goes to someone else: its links name no contact.
@@ -166,7 +168,8 @@ class CampaignMailer:
         if self.contributions:   # most campaigns have none: no per-message copy of the context then
             ctx.update(contributions.variables(self.contributions, Recipient(send_id, contact_id, ctx)))
         subject, text_part, html_part = compiled.render_mime(
-            ctx, click, recipient_urls.sealed(base, tokens, Purpose.OPEN, send_id))
+            ctx, click, recipient_urls.sealed(base, tokens, Purpose.TX_OPEN, tx_id) if tx_id
+            else recipient_urls.sealed(base, tokens, Purpose.OPEN, send_id))
         msg_token = message_token or seal(Purpose.MESSAGE, send_id)
         domain = self.rt.settings.dkim_domain
         headers, body = template.build(

@@ -1,12 +1,11 @@
 """Delivering one transactional message: taken (queued -> sending, once), the recipient re-checked, rendered from
 its template with the same compiled campaign, tracked links and DKIM signature as campaign mail, handed to the
-relay, and its outcome written on the row and the contact's timeline.
+relay, and its outcome written on the row and the contact's timeline. Its open pixel and links carry tokens of
+their own (TX_OPEN, TX_CLICK: the message's id), recorded per message by campaigns.feedback.tx_hits.
 
 A 4xx or a lost connection before the message was handed over is retried (RETRY_DELAYS) through a delayed job; a
 5xx for the recipient bounces it (recorded like any send-time rejection, which suppresses a hard bounce); a
-message handed over without a reply is `unknown` and never sent again by itself. Opens and clicks of a
-transactional message are not recorded per message: its links carry send id 0, like a test send's, so they
-work and reveal nothing about anyone.
+message handed over without a reply is `unknown` and never sent again by itself.
 """
 
 from __future__ import annotations
@@ -127,7 +126,7 @@ def _rendered(rt: Runtime, session: Session, message: TxMessage, contact: Contac
             0, contact.id, contact.full_name, message.email,
             personalization(contact, [i.interest for i in contact.interests]), owner_id=contact.owner_id,
             variables=message.variables or {},
-            message_token=rt.tokens.seal(Purpose.TX_MESSAGE, message.id),
+            message_token=rt.tokens.seal(Purpose.TX_MESSAGE, message.id), tx_id=message.id,
             attachments=[Attachment(f.filename, f.content_type, f.data)
                          for f in tx_files.loaded(message.attachments or [])])
     except TemplateError as exc:

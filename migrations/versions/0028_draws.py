@@ -1,7 +1,7 @@
 """prize draws: draws with their committed seed, entries with opaque references and winner ranks
 
 Revision ID: 0028
-Revises: 0020
+Revises: 0030
 
 """
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0028"
-down_revision: str | Sequence[str] | None = "0020"
+down_revision: str | Sequence[str] | None = "0030"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

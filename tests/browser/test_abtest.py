@@ -65,7 +65,7 @@ def test_set_up_send_pick_and_report(admin_page: Page, demo_data: LiveServer, wo
 
     page.goto(demo_data.path(f"/admin/campaigns/{campaign_id}"))
     expect(page.locator("#status")).to_have_text("finished")
-    page.get_by_role("link", name="Report").click()
+    page.get_by_role("link", name="Report", exact=True).click()
     section = page.locator("#ab-report")
     expect(section.get_by_role("heading", name="A/B test")).to_be_visible()
     expect(section).to_contain_text("Variant B went to the rest")

@@ -31,6 +31,7 @@ LEVELS: dict[str, int] = {
     "abtests": 5,
     "transactional": 5,
     "draws": 5,
+    "events": 5,
     **dict.fromkeys(["web", "tasks", "capabilities", "cli", "check", "gunicorn_conf", "__main__"], 7),
 }
 # Package __init__ files hold a docstring only, except blueprint packages, which import their view modules.

@@ -16,6 +16,7 @@ from campaigns.web.admin import (  # noqa: F401  (register the views on the blue
     contacts_io,
     coupons,
     draws,
+    events,
     loyalty,
     notes,
     outbox,
@@ -29,5 +30,6 @@ from campaigns.web.admin import (  # noqa: F401  (register the views on the blue
     surveys,
     system,
     topics,
+    transactional,
     webhooks,
 )

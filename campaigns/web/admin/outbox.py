@@ -80,4 +80,5 @@ def _untracked(html: str) -> str:
     return inspection.without_tracking(
         html, runtime.settings.base_url, runtime.tokens,
         lambda send_id, link_id: click_targets.link_target(runtime, db(), send_id, link_id),
-        lambda token: url_for("admin.outbox_web", token=token))
+        lambda token: url_for("admin.outbox_web", token=token),
+        lambda tx_id, link_id: click_targets.tx_link_target(runtime, db(), tx_id, link_id))

@@ -11,6 +11,8 @@ from flask_login import login_required
 from sqlalchemy import func, select
 
 from campaigns.composing import editor as campaign_service
+from campaigns.events import attendance as event_attendance
+from campaigns.events import service as event_service
 from campaigns.models import Campaign, utcnow
 from campaigns.reports import summaries
 from campaigns.web.admin.blueprint import bp
@@ -63,8 +65,10 @@ def campaign_report_page(campaign_id: int):
     campaign = db().get(Campaign, campaign_id)
     if summary.value is None:
         return render_template("admin/report_pending.html", campaign=campaign, summary=summary)
+    event = event_service.for_campaign(db(), campaign_id)      # live: attendance is marked after the event
     return render_template("admin/report.html", report=summary.value["report"], charts=summary.value["charts"],
-                           campaign=campaign, summary=summary)
+                           campaign=campaign, summary=summary, event=event,
+                           figures=event_attendance.figures(db(), event) if event else None)
 
 
 @bp.get("/campaigns/<int:campaign_id>/report.json")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, StringConstraints
 
 from campaigns.models import ApiScope, Campaign, TxMessage, TxStatus
-from campaigns.transactional import accept, files
+from campaigns.transactional import accept, files, tracking
 from campaigns.web.api.blueprint import bp
 from campaigns.web.api.guard import caller
 from campaigns.web.api.problems import ApiProblem
@@ -44,6 +44,18 @@ class TxAttachmentOut(BaseModel):
     size: int
 
 
+class TxTracking(BaseModel):
+    machine: bool = Field(description="Whether machine opens and clicks (image proxies, scanners) are counted")
+    opens: int = Field(description="Opens of this message (a click without a recorded open counts as one)")
+    clicks: int
+    first_opened_at: dt.datetime | None
+    first_clicked_at: dt.datetime | None
+
+
+class TxStatusQuery(Input):
+    machine: bool = Field(default=False, description="Count machine opens and clicks too (default: people only)")
+
+
 class TxOut(BaseModel):
     message_id: str = Field(description="Read the status back at /api/v1/tx/{message_id}")
     status: TxStatus = Field(description="queued, sending, sent, failed, suppressed (never sent: the address "
@@ -63,15 +75,19 @@ class TxOut(BaseModel):
     updated_at: dt.datetime
     sent_at: dt.datetime | None
     next_attempt_at: dt.datetime | None = Field(description="When a message being retried is tried again")
+    tracking: TxTracking = Field(description="Its opens and clicks, recorded per message")
 
 
-def tx_out(m: TxMessage, slug: str | None) -> TxOut:
+def tx_out(m: TxMessage, slug: str | None, seen: tracking.Engagement | None = None, machine: bool = False) -> TxOut:
+    seen = seen or tracking.Engagement()
     return TxOut(message_id=m.public_id, status=m.status, reason=m.reason, template_id=m.campaign_id,
                  template=slug, to=m.email, contact_id=m.contact_id, attempts=m.attempts, smtp_code=m.smtp_code,
                  smtp_reply=m.smtp_reply, subject=m.subject,
                  attachments=[TxAttachmentOut(**a) for a in files.described(m.attachments or [])],
                  created_at=m.created_at, updated_at=m.updated_at or m.created_at, sent_at=m.sent_at,
-                 next_attempt_at=m.next_attempt_at)
+                 next_attempt_at=m.next_attempt_at,
+                 tracking=TxTracking(machine=machine, opens=seen.opens, clicks=seen.clicks,
+                                     first_opened_at=seen.first_opened_at, first_clicked_at=seen.first_clicked_at))
 
 
 @operation(bp, "POST", f"{API_PREFIX}/tx", tag="Transactional", summary="Send a transactional message",
@@ -94,10 +110,13 @@ def tx_send(body: TxIn):
 
 
 @operation(bp, "GET", f"{API_PREFIX}/tx/<string:message_id>", tag="Transactional",
-           summary="A transactional message's status", scope=ApiScope.SEND_TRANSACTIONAL, response=TxOut)
-def tx_status(message_id: str):
-    """Where the message is: queued, sent (with the relay's reply and time), failed, suppressed, bounced…"""
+           summary="A transactional message's status", scope=ApiScope.SEND_TRANSACTIONAL, query=TxStatusQuery,
+           response=TxOut)
+def tx_status(message_id: str, query: TxStatusQuery):
+    """Where the message is: queued, sent (with the relay's reply and time), failed, suppressed, bounced… and
+    its opens and clicks (`tracking`: people only, unless `machine=true`)."""
     session = db()
     message = accept.find(session, message_id)
     campaign = session.get(Campaign, message.campaign_id) if message.campaign_id else None
-    return tx_out(message, campaign.slug if campaign else None)
+    seen = tracking.engagement(session, [message.id], machine=query.machine).get(message.id)
+    return tx_out(message, campaign.slug if campaign else None, seen, query.machine)

@@ -10,6 +10,7 @@ from campaigns.web.public import (  # noqa: F401  (register the views on bp)
     details,
     digest,
     draws,
+    events,
     pages,
     signup,
     surveys,

@@ -30,9 +30,10 @@ NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, private, max-
             "Expires": "0"}
 
 
-def _push(runtime: Runtime, kind: str, send_id: int, link_id: int, user_agent: str, ip: str, head: bool) -> None:
+def _push(runtime: Runtime, kind: str, send_id: int, link_id: int, user_agent: str, ip: str, head: bool,
+          tx_id: int = 0) -> None:
     hits.push(runtime, hits.Hit(kind=kind, send_id=send_id, link_id=link_id, at=time.time(),
-                                user_agent=user_agent[:300], ip=ip, head=head, key=hits.new_key()))
+                                user_agent=user_agent[:300], ip=ip, head=head, key=hits.new_key(), tx_id=tx_id))
 
 
 def _open_send_id(runtime: Runtime, token: str) -> int:
@@ -63,6 +64,31 @@ def click(token: str) -> Response:
     if send_id:   # HEAD is recorded too, flagged as a machine by the writer
         _push(rt(), "click", send_id, link_id, request.headers.get("User-Agent", ""), request.remote_addr or "",
               request.method == "HEAD")
+    resp = redirect(url, code=302)
+    resp.headers.update(NO_CACHE)
+    return resp
+
+
+@bp.route("/to/<token>", methods=["GET", "HEAD"])
+def tx_open_pixel(token: str) -> Response:
+    """A transactional message's open pixel: as /o/, the hit names the message (its own token, no send row)."""
+    try:
+        (tx_id,) = rt().tokens.open(Purpose.TX_OPEN, token) if len(token) <= MAX_TOKEN_LENGTH else (0,)
+    except InvalidToken:
+        tx_id = 0
+    if tx_id and request.method == "GET":
+        _push(rt(), "open", 0, 0, request.headers.get("User-Agent", ""), request.remote_addr or "", False, tx_id)
+    return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
+
+
+@bp.route("/tc/<token>", methods=["GET", "HEAD"])
+def tx_click(token: str) -> Response:
+    """A transactional message's link: its stored URL (a personalised one rendered with the message's contact and
+    variables), the click queued like a campaign's."""
+    tx_id, link_id = open_token(Purpose.TX_CLICK, token)
+    url = click_targets.tx_link_target(rt(), db(), tx_id, link_id)
+    _push(rt(), "click", 0, link_id, request.headers.get("User-Agent", ""), request.remote_addr or "",
+          request.method == "HEAD", tx_id)
     resp = redirect(url, code=302)
     resp.headers.update(NO_CACHE)
     return resp

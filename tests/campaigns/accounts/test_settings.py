@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from campaigns.models import AdminUser, Contact, Sender
 from campaigns.runtime import Runtime
-from campaigns.sending import delivery
+from campaigns.sending import test_sends
 from tests.campaigns.web.test_access import PASSWORD, add_user, csrf, login, reread
 
 
@@ -89,7 +89,7 @@ def test_postal_address_from_the_admin_is_in_the_footer_of_sent_mail(admin, app,
     topic, _ = make_contacts(1)
     campaign = make_campaign([topic])
     runtime = app.extensions["rapport"]
-    delivery.send_test(runtime, campaign.id, ["check@example.com"])
+    test_sends.send_test(runtime, campaign.id, ["check@example.com"])
     message = outbox.get(outbox.list()[0].key)
     assert "Gartenweg 7, 80331 München" in message.text
     assert "Lindenstraße 1" not in message.text                         # the POSTAL_ADDRESS default is overridden
@@ -130,7 +130,7 @@ def test_dkim_key_generation_publish_record_and_activation(admin, app, db_sessio
     runtime: Runtime = app.extensions["rapport"]
 
     def signed_selector() -> str:
-        delivery.send_test(runtime, campaign.id, ["check@example.com"])
+        test_sends.send_test(runtime, campaign.id, ["check@example.com"])
         raw = outbox.get(outbox.list()[0].key).raw
         return re.search(rb"DKIM-Signature:.*?\bs=([\w-]+)", raw, re.S).group(1).decode()
 

@@ -153,3 +153,14 @@ def test_demo_seeds_an_open_prize_draw_with_a_few_entries(demo, client) -> None:
     assert demo.scalar(select(func.count()).select_from(DrawEntry)) == 6
     data = client.get(f"/draws/{draw.public_id}/data.json").get_json()
     assert len(data["entries"]) == 6 and data["seed"] is None and data["seed_hash"] == draw.seed_hash
+
+
+def test_the_demo_seeds_an_upcoming_event_with_a_few_answers(demo, client) -> None:
+    from campaigns.events import attendance
+    from campaigns.models import CalendarEvent, utcnow
+
+    event = demo.scalar(select(CalendarEvent))
+    assert event.starts_at > utcnow() and event.campaign_id is not None
+    figures = attendance.figures(demo, event)
+    # Seven said yes to six places: six hold one, the seventh waits.
+    assert (figures.yes, figures.waitlist, figures.maybe, figures.no, figures.remaining) == (6, 1, 2, 2, 0)

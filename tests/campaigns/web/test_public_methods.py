@@ -71,6 +71,10 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
         "public.preferences": lambda: {"token": seal(Purpose.PREFERENCES, contact_id)},
         "public.details": lambda: {"token": seal(Purpose.PREFERENCES, contact_id)},
         "public.survey": lambda: {"token": seal(Purpose.SURVEY, send.id, 0, 4)},
+        # The survey mail carries no event: the page says so (404) and the calendar too; tests/campaigns/events
+        # walks both with a real invitation.
+        "public.event_reply": lambda: {"token": seal(Purpose.EVENT, send.id, 1)},
+        "public.event_calendar": lambda: {"token": seal(Purpose.EVENT, send.id, 0)},
         "public.signup_form": lambda: {"public_id": form.public_id},
         "public.signup_confirm": lambda: {"token": seal(Purpose.CONFIRM, signup.id, day)},
         "public.web_version": lambda: {"token": seal(Purpose.WEB, send.id)},
@@ -79,6 +83,9 @@ def world(runtime, db_session, make_contacts, make_campaign, run_worker, client)
         "public.draw_entry": lambda: {"token": seal(Purpose.DRAW, draw.id, contact_id, 0)},
         "public.draw_page": lambda: {"public_id": draw.public_id},
         "public.draw_data": lambda: {"public_id": draw.public_id},
+        # No transactional message here (their hits are walked in tests/campaigns/transactional): an unknown one.
+        "public.tx_open_pixel": lambda: {"token": seal(Purpose.TX_OPEN, 1)},
+        "public.tx_click": lambda: {"token": seal(Purpose.TX_CLICK, 1, link_id)},
         "public.archive_index": lambda: {"ref": ref},
         "public.archive_issue": lambda: {"ref": ref, "slug": slug},
         "public.archive_feed": lambda: {"ref": ref},

@@ -23,8 +23,8 @@ def _endpoint(app, url: str, method: str = "GET") -> str:
 @pytest.mark.parametrize("purpose", list(recipient_urls.PATHS))
 def test_the_public_blueprint_has_a_rule_for_every_recipient_path(app, purpose: Purpose) -> None:
     codec = TokenCodec("k" * 32)
-    ids = {Purpose.CLICK: (1, 2), Purpose.UNSUBSCRIBE: (1, 0), Purpose.CONFIRM: (1, 20000),
-           Purpose.SURVEY: (1, 0, 1), Purpose.DRAW: (1, 2, 0)}.get(purpose, (1,))
+    ids = {Purpose.CLICK: (1, 2), Purpose.TX_CLICK: (1, 2), Purpose.UNSUBSCRIBE: (1, 0), Purpose.CONFIRM: (1, 20000),
+           Purpose.SURVEY: (1, 0, 1), Purpose.EVENT: (1, 1), Purpose.DRAW: (1, 2, 0)}.get(purpose, (1,))
     url = recipient_urls.sealed(BASE, codec, purpose, *ids)
     assert url.startswith(recipient_urls.prefix(BASE, purpose))
     assert _endpoint(app, url).startswith("public.")
@@ -41,3 +41,8 @@ def test_a_draws_public_page_is_a_public_rule(app) -> None:
 def test_a_path_nobody_builds_has_no_rule(app) -> None:
     with pytest.raises(NotFound):
         _endpoint(app, f"{BASE}/x/token")
+
+
+def test_an_event_calendar_file_is_a_public_rule(app) -> None:
+    url = recipient_urls.sealed(BASE, TokenCodec("k" * 32), Purpose.EVENT, 1, 0) + recipient_urls.CALENDAR
+    assert _endpoint(app, url) == "public.event_calendar"
