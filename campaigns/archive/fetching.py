@@ -9,14 +9,13 @@ the connection cannot lead to an internal address. Redirects are followed by han
 from __future__ import annotations
 
 import http.client
-import ipaddress
-import socket
 import ssl
 import time
 import zlib
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from campaigns import outbound
 from campaigns.errors import RapportError
 
 TIMEOUT = 10.0              # seconds for the whole fetch (each socket operation and the total)
@@ -58,49 +57,16 @@ def check_url(url: str) -> str:
     return url
 
 
-def blocked(address: str) -> bool:
-    """True for an address a feed must not be read from: loopback, private, link-local, reserved, multicast…"""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
-
-
 def _resolve(host: str, port: int, allow_private: bool) -> str:
     """One address of host to connect to; raises FeedError when it resolves to nothing or to a private address."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FeedError(f"the feed's host {host} could not be found ({exc})") from None
-    addresses = [info[4][0] for info in infos]
-    if not addresses:
-        raise FeedError(f"the feed's host {host} could not be found")
-    if not allow_private:
-        bad = [a for a in addresses if blocked(a)]
-        if bad:
-            raise FeedError(f"the feed's host {host} is a private or local address ({bad[0]}); feeds are read from "
-                            "the public internet only (the operator can allow private addresses with "
-                            "RAPPORT_FEEDS_ALLOW_PRIVATE=1)")
-    return addresses[0]
-
-
-class _PinnedHTTP(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-
-
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        return outbound.resolve(host, port, allow_private)
+    except outbound.Unresolvable as exc:
+        raise FeedError(f"the feed's host {exc}") from None
+    except outbound.PrivateAddress as exc:
+        raise FeedError(f"the feed's host {host} is a private or local address ({exc.address}); feeds are read from "
+                        "the public internet only (the operator can allow private addresses with "
+                        "RAPPORT_FEEDS_ALLOW_PRIVATE=1)") from None
 
 
 def fetch(url: str, *, etag: str = "", last_modified: str = "", allow_private: bool = False,
@@ -112,7 +78,7 @@ def fetch(url: str, *, etag: str = "", last_modified: str = "", allow_private: b
         https = parts.scheme == "https"
         port = parts.port or (443 if https else 80)
         address = _resolve(parts.hostname or "", port, allow_private)
-        conn_cls = _PinnedHTTPS if https else _PinnedHTTP
+        conn_cls = outbound.PinnedHTTPS if https else outbound.PinnedHTTP
         conn = conn_cls(parts.hostname or "", port, address, timeout)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": ACCEPT}
         if etag:

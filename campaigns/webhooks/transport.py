@@ -8,12 +8,10 @@ checked, so a DNS answer that changes between the check and the connection canno
 from __future__ import annotations
 
 import http.client
-import ipaddress
-import socket
-import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from campaigns import outbound
 from campaigns.errors import ValidationError
 
 MAX_BODY = 2000          # of an answer, kept in the delivery log
@@ -47,47 +45,19 @@ def check_url(url: str) -> tuple[str, str, int, str]:
 def resolve(host: str, port: int, allow_private: bool) -> str:
     """The address to connect to; Refused when the host does not resolve or resolves into a private network."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+        return outbound.resolve(host, port, allow_private)
+    except outbound.Unresolvable:
         raise Refused(f"The host {host} does not resolve.", field="url") from None
-    addresses = [info[4][0] for info in infos]
-    if not allow_private:
-        for address in addresses:
-            ip = ipaddress.ip_address(address.split("%")[0])
-            if not ip.is_global or ip.is_multicast:
-                raise Refused(f"The host {host} resolves to {address}, an address inside a private network; "
-                              "set RAPPORT_WEBHOOKS_ALLOW_PRIVATE=1 to allow such endpoints.", field="url")
-    return addresses[0]
-
-
-class _Pinned(http.client.HTTPConnection):
-    """An HTTP connection to a checked address (the Host header still names the host)."""
-
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-
-
-class _PinnedTLS(http.client.HTTPSConnection):
-    """An HTTPS connection to a checked address; the certificate is verified for the host name."""
-
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+    except outbound.PrivateAddress as exc:
+        raise Refused(f"The host {host} resolves to {exc.address}, an address inside a private network; "
+                      "set RAPPORT_WEBHOOKS_ALLOW_PRIVATE=1 to allow such endpoints.", field="url") from None
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allow_private: bool) -> Answer:
     """POST body to url; the answer's status and the start of its body. Raises Refused or OSError (no answer)."""
     scheme, host, port, path = check_url(url)
     address = resolve(host, port, allow_private)
-    cls = _PinnedTLS if scheme == "https" else _Pinned
+    cls = outbound.PinnedHTTPS if scheme == "https" else outbound.PinnedHTTP
     conn = cls(host, port, address, timeout)
     try:
         conn.request("POST", path, body=body, headers=headers)

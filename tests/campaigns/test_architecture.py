@@ -19,7 +19,7 @@ MAX_LINES = 400
 LEVELS: dict[str, int] = {
     **dict.fromkeys(["config", "config_checks", "db", "errors", "logs", "metrics", "resources", "storage",
                      "csvfiles", "models", "runtime", "queueing", "scheduler", "recipient_urls", "addresses", "stops",
-                     "dkim_signing", "webhook_events"], 0),
+                     "dkim_signing", "webhook_events", "outbound"], 0),
     "accounts": 1,
     "contacts": 2,
     "composing": 3,

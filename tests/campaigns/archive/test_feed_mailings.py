@@ -12,11 +12,12 @@ from sqlalchemy import func, select
 
 from campaigns.accounts import api_keys
 from campaigns.archive import feed_mailings, fetching, issues
-from campaigns.archive.fetching import FeedError, blocked, fetch
+from campaigns.archive.fetching import FeedError, fetch
 from campaigns.composing.editor import save_campaign
 from campaigns.composing.starters import starter
 from campaigns.errors import ValidationError
 from campaigns.models import Campaign, FeedItem, FeedMailing
+from campaigns.outbound import blocked
 from campaigns.sending import sweeper
 from tests.campaigns.archive.feeds import FeedServer, rss, serve
 from tests.helpers import csrf, fresh
