@@ -118,10 +118,9 @@ def send_apology(rt: Runtime, contact_id: int, data: Mapping[str, Any], *, writt
     return Apology(campaign_id, queued)
 
 
-def _write(session: Session, contact_id: int, data: Mapping[str, Any], *, written_by: str) -> tuple[int, int]:
-    """The checked campaign and its timeline event, flushed; (campaign id, contact id)."""
-    contact = contact_service.get_contact(session, contact_id)
-    check_reachable(session, contact)
+def personal_message(session: Session, data: Mapping[str, Any]) -> tuple[Sender, str, str]:
+    """The sender, subject and text of a personal mail as a form gave them, checked (ValidationError naming the
+    field otherwise); shared by every personal mail written in the admin (an apology, a draw's winners)."""
     raw_sender = str(data.get("sender_id", "")).strip()
     sender = session.get(Sender, sender_id) if (sender_id := parse_id(raw_sender)) is not None else None
     if sender is None:
@@ -132,6 +131,14 @@ def _write(session: Session, contact_id: int, data: Mapping[str, Any], *, writte
     message = str(data.get("message", "")).strip()
     if not message or len(message) > MAX_MESSAGE:
         raise ValidationError(f"write the message (at most {MAX_MESSAGE:,} characters)", field="message")
+    return sender, subject, message
+
+
+def _write(session: Session, contact_id: int, data: Mapping[str, Any], *, written_by: str) -> tuple[int, int]:
+    """The checked campaign and its timeline event, flushed; (campaign id, contact id)."""
+    contact = contact_service.get_contact(session, contact_id)
+    check_reachable(session, contact)
+    sender, subject, message = personal_message(session, data)
     note = str(data.get("refund_note", "")).strip()
     if len(note) > MAX_NOTE:
         raise ValidationError(f"the refund note is too long (at most {MAX_NOTE:,} characters)", field="refund_note")

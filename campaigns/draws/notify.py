@@ -16,12 +16,11 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from campaigns.composing import editor as campaign_service
-from campaigns.coupons.apology import MAX_MESSAGE, MAX_SUBJECT, compose_mjml, literal
-from campaigns.db import parse_id
+from campaigns.coupons.apology import MAX_SUBJECT, compose_mjml, literal, personal_message
 from campaigns.draws.drawing import winner_entries
 from campaigns.draws.service import get_draw
-from campaigns.errors import InvalidState, ValidationError
-from campaigns.models import Campaign, CampaignKind, Draw, Event, EventType, Sender, utcnow
+from campaigns.errors import InvalidState
+from campaigns.models import Campaign, CampaignKind, Draw, Event, EventType, utcnow
 from campaigns.runtime import Runtime
 from campaigns.sending import lifecycle as sending
 
@@ -66,16 +65,7 @@ def _write(session: Session, draw_id: int, data: Mapping[str, Any], *, written_b
     winners = [w for w in winner_entries(session, draw.id) if w.contact_id is not None]
     if not winners:
         raise InvalidState("this draw has no winners to tell (nobody entered, or the winners were erased)")
-    raw_sender = str(data.get("sender_id", "")).strip()
-    sender = session.get(Sender, sender_id) if (sender_id := parse_id(raw_sender)) is not None else None
-    if sender is None:
-        raise ValidationError("choose who the message comes from", field="sender_id")
-    subject = " ".join(str(data.get("subject", "")).split())
-    if not subject or len(subject) > MAX_SUBJECT:
-        raise ValidationError(f"write a subject (at most {MAX_SUBJECT} characters)", field="subject")
-    message = str(data.get("message", "")).strip()
-    if not message or len(message) > MAX_MESSAGE:
-        raise ValidationError(f"write the message (at most {MAX_MESSAGE:,} characters)", field="message")
+    sender, subject, message = personal_message(session, data)
     campaign = Campaign(
         name=f"Winners of {draw.name} · {utcnow():%Y-%m-%d %H:%M}"[:200],
         kind=CampaignKind.TRANSACTIONAL, subject=literal(subject), preheader="", text_body="", all_contacts=False,
