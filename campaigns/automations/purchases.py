@@ -30,6 +30,7 @@ from campaigns.automations.triggers import delay, delay_label, zone
 from campaigns.errors import ValidationError
 from campaigns.models import (
     Automation,
+    AutomationOccurrence,
     AutomationOrderOccurrence,
     AutomationRun,
     AutomationStep,
@@ -150,15 +151,17 @@ def insert_occurrences(session: Session, automation_id: int, step_id: int, run_i
     return new
 
 
-def missing_sends(session: Session, automation_id: int, since: dt.datetime) -> dict[int, list[int]]:
-    """Order occurrences created after `since` whose send row is missing (a crash between commits), by campaign."""
+def missing_sends(session: Session, occurrences: type[AutomationOccurrence] | type[AutomationOrderOccurrence],
+                  automation_id: int, since: dt.datetime) -> dict[int, list[int]]:
+    """Occurrences (dated or per order) created after `since` whose send row is missing (a crash between the two
+    commits), by run campaign."""
     has_send = exists().where(Send.campaign_id == AutomationRun.campaign_id,
-                              Send.contact_id == AutomationOrderOccurrence.contact_id)
+                              Send.contact_id == occurrences.contact_id)
     rows = session.execute(
-        select(AutomationRun.campaign_id, AutomationOrderOccurrence.contact_id)
-        .join(AutomationRun, AutomationRun.id == AutomationOrderOccurrence.run_id)
-        .where(AutomationOrderOccurrence.automation_id == automation_id, AutomationRun.campaign_id.is_not(None),
-               AutomationOrderOccurrence.created_at > since, ~has_send)).all()
+        select(AutomationRun.campaign_id, occurrences.contact_id)
+        .join(AutomationRun, AutomationRun.id == occurrences.run_id)
+        .where(occurrences.automation_id == automation_id, AutomationRun.campaign_id.is_not(None),
+               occurrences.created_at > since, ~has_send)).all()
     by_campaign: dict[int, list[int]] = defaultdict(list)
     for campaign_id, contact_id in rows:
         by_campaign[campaign_id].append(contact_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +49,12 @@ from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import (
     Automation,
     AutomationOccurrence,
+    AutomationOrderOccurrence,
     AutomationRun,
     AutomationStep,
     AutomationTrigger,
     Campaign,
     CampaignStatus,
-    Send,
     utcnow,
 )
 from campaigns.runtime import Runtime
@@ -273,21 +272,6 @@ def _insert_occurrences(session: Session, automation_id: int, run_id: int, day: 
     return new
 
 
-def _missing_sends(session: Session, automation_id: int, now: dt.datetime) -> dict[int, list[int]]:
-    """Occurrences whose send row is missing (a crash between the two commits), by run campaign."""
-    has_send = exists().where(Send.campaign_id == AutomationRun.campaign_id,
-                              Send.contact_id == AutomationOccurrence.contact_id)
-    rows = session.execute(
-        select(AutomationRun.campaign_id, AutomationOccurrence.contact_id)
-        .join(AutomationRun, AutomationRun.id == AutomationOccurrence.run_id)
-        .where(AutomationOccurrence.automation_id == automation_id, AutomationRun.campaign_id.is_not(None),
-               AutomationOccurrence.created_at > now - REPAIR_WINDOW, ~has_send)).all()
-    by_campaign: dict[int, list[int]] = defaultdict(list)
-    for campaign_id, contact_id in rows:
-        by_campaign[campaign_id].append(contact_id)
-    return by_campaign
-
-
 @dataclass
 class RunResult:
     automations: int = 0
@@ -352,8 +336,9 @@ def run_automation(rt: Runtime, automation_id: int, now: dt.datetime) -> int:
                 if new and run.campaign_id is not None:
                     queued += sending.dispatch_to(rt, run.campaign_id, new)
                 automation = get_automation(session, automation_id)
-        missing = _missing_sends(session, automation_id, now)
-        for campaign_id, ids in purchases.missing_sends(session, automation_id, now - REPAIR_WINDOW).items():
+        missing = purchases.missing_sends(session, AutomationOccurrence, automation_id, now - REPAIR_WINDOW)
+        for campaign_id, ids in purchases.missing_sends(session, AutomationOrderOccurrence, automation_id,
+                                                        now - REPAIR_WINDOW).items():
             missing.setdefault(campaign_id, []).extend(ids)
         session.commit()   # end the read before the sends are queued
         queued += sum(sending.dispatch_to(rt, cid, ids) for cid, ids in missing.items())
