@@ -100,7 +100,16 @@ def validate_cron(expr: str, now: dt.datetime | None = None) -> str:
 # ---------------------------------------------------------------- who is due
 
 def _zones(session: Session, conds: list) -> list[str]:
-    return list(session.scalars(select(Contact.timezone).where(*conds).distinct()))
+    """The time zones of the contacts matching conds, without reading every contact: jump from one zone name to the
+    next on the index of contact.timezone (a loose index scan: one probe per zone in use), and keep those with a
+    contact of the audience (an EXISTS that stops at the first)."""
+    zones = []
+    zone = session.scalar(select(func.min(Contact.timezone)))
+    while zone is not None:
+        if not conds or session.scalar(select(exists().where(Contact.timezone == zone, *conds))):
+            zones.append(zone)
+        zone = session.scalar(select(func.min(Contact.timezone)).where(Contact.timezone > zone))
+    return zones
 
 
 def audience_zones(session: Session, automation: Automation) -> list[str]:
