@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.accounts import audit
@@ -77,6 +77,23 @@ def draw(session: Session, draw_obj: Draw, *, actor: str, now: dt.datetime | Non
             session.flush()
             logger.info("draw %s drawn by %s: %d winners", draw_obj.id, actor, len(chosen))
     return winner_entries(session, draw_obj.id)
+
+
+def entry_count(session: Session, draw_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(DrawEntry).where(DrawEntry.draw_id == draw_id)) or 0
+
+
+def latest_entries(session: Session, draw_id: int, limit: int) -> list[tuple[DrawEntry, str | None]]:
+    """The admin page's entries with their contact's email: the winners by rank, then the newest other entries, up
+    to limit rows; reads those rows only (the index on draw_id, id), never the whole entry list or every contact."""
+    winners = winner_entries(session, draw_id)
+    newest = select(DrawEntry.id).where(DrawEntry.draw_id == draw_id, DrawEntry.winner_rank.is_(None)) \
+        .order_by(DrawEntry.id.desc()).limit(max(limit - len(winners), 0)).scalar_subquery()
+    others = session.scalars(select(DrawEntry).where(DrawEntry.id.in_(newest)).order_by(DrawEntry.id.desc()))
+    shown = winners[:limit] + list(others)
+    emails = dict(session.execute(select(Contact.id, Contact.email).where(
+        Contact.id.in_({e.contact_id for e in shown if e.contact_id}))).all()) if shown else {}
+    return [(e, emails.get(e.contact_id)) for e in shown]
 
 
 def winner_entries(session: Session, draw_id: int) -> list[DrawEntry]:

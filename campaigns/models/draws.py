@@ -56,4 +56,5 @@ class DrawEntry(Base):
         UniqueConstraint("draw_id", "contact_id"),
         UniqueConstraint("draw_id", "ref"),
         Index("ix_draw_entry_contact", "contact_id"),
+        Index("ix_draw_entry_draw_id", "draw_id", "id"),       # the admin page: a draw's newest entries
     )

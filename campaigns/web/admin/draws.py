@@ -16,7 +16,7 @@ from campaigns.coupons.apology import senders
 from campaigns.draws import drawing, notify
 from campaigns.draws import service as draws
 from campaigns.errors import RapportError
-from campaigns.models import Contact, Draw, DrawEntry, utcnow
+from campaigns.models import Contact, Draw, utcnow
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
@@ -72,11 +72,8 @@ def draw_edit(draw_id: int | None = None):
 def draw_show(draw_id: int):
     session = db()
     draw = get_or_404(session, Draw, draw_id)
-    rows = session.execute(select(DrawEntry, Contact.email).outerjoin(Contact, Contact.id == DrawEntry.contact_id)
-                           .where(DrawEntry.draw_id == draw.id)
-                           .order_by(DrawEntry.winner_rank.is_(None), DrawEntry.winner_rank, DrawEntry.id.desc())
-                           .limit(PAGE)).all()
-    total = len(drawing.refs_of(session, draw.id))
+    rows = drawing.latest_entries(session, draw.id, PAGE)
+    total = drawing.entry_count(session, draw.id)
     winners = drawing.winner_entries(session, draw.id)
     emails = dict(session.execute(select(Contact.id, Contact.email).where(
         Contact.id.in_([w.contact_id for w in winners if w.contact_id]))).all()) if winners else {}
