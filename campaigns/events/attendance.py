@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.csvfiles import SafeWriter
@@ -51,12 +51,27 @@ def figures(session: Session, event: CalendarEvent) -> Figures:
     return out
 
 
-def invitees(session: Session, event_id: int) -> list[tuple[EventReply, Contact]]:
-    """Everyone who answered: yes first, then the waitlist in order, maybe, no."""
-    rows = session.execute(select(EventReply, Contact).join(Contact, Contact.id == EventReply.contact_id)
-                           .where(EventReply.event_id == event_id, EventReply.answer != "")).all()
-    return sorted(((r, c) for r, c in rows),
-                  key=lambda rc: (ORDER.get(rc[0].answer, 9), rc[0].waiting_since or rc[0].answered_at, rc[0].id))
+PAGE = 100      # invitees per page of the admin's list (an event may have tens of thousands of answers)
+
+
+def _in_order(query):
+    """Yes first, then the waitlist in its order, maybe, no; earlier answers first within each."""
+    return query.order_by(case(ORDER, value=EventReply.answer, else_=9),
+                          func.coalesce(EventReply.waiting_since, EventReply.answered_at), EventReply.id)
+
+
+def invitees(session: Session, event_id: int, *, page: int | None = None) -> list[tuple[EventReply, Contact]]:
+    """Everyone who answered, in order (see _in_order); with page (1-based), that page of PAGE answers only: the
+    page's reply ids are chosen first, then only their contacts are read (never a join over every contact)."""
+    answered = (EventReply.event_id == event_id, EventReply.answer != "")
+    if page is None:
+        return [(r, c) for r, c in session.execute(_in_order(
+            select(EventReply, Contact).join(Contact, Contact.id == EventReply.contact_id).where(*answered)))]
+    ids = list(session.scalars(_in_order(select(EventReply.id).where(*answered))
+                               .offset((max(page, 1) - 1) * PAGE).limit(PAGE)))
+    rows = {r.id: (r, c) for r, c in session.execute(select(EventReply, Contact).join(
+        Contact, Contact.id == EventReply.contact_id).where(EventReply.id.in_(ids)))} if ids else {}
+    return [rows[i] for i in ids if i in rows]
 
 
 def mark(session: Session, event_id: int, attended: Iterable[int], present: Iterable[int]) -> int:

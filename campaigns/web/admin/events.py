@@ -62,9 +62,12 @@ def event_page(event_id: int):
         flash(f"Attendance saved ({changed} changed).", "info")
         return redirect(url_for("admin.event_page", event_id=event.id))
     campaign = session.get(Campaign, event.campaign_id) if event.campaign_id else None
+    figures = attendance.figures(session, event)
+    pages = max(1, -(-figures.answered // attendance.PAGE))
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
     return render_template("admin/events/event.html", event=event, when=service.when(event), campaign=campaign,
-                           figures=attendance.figures(session, event),
-                           invitees=attendance.invitees(session, event.id))
+                           figures=figures, invitees=attendance.invitees(session, event.id, page=page),
+                           page=page, pages=pages, first=(page - 1) * attendance.PAGE + 1)
 
 
 @bp.get("/events/<int:event_id>/answers.csv")
