@@ -1,6 +1,7 @@
 """Summaries too costly to compute on every page view of a big list, computed by a job and shown with their age.
 
-A page asks for a summary by kind (dashboard, topic sizes, a campaign's report, a campaign's forecast). On a list of
+A page asks for a summary by kind (dashboard, topic sizes, a campaign's report, a campaign's forecast, who of its
+audience can get it by post). On a list of
 up to Settings.live_count_limit contacts it is computed for the view, exact and cheap. On a bigger list the page
 shows the figures a worker last stored in Redis with their age ("as of 2 minutes ago"), and asks a worker to refresh
 them once they are older than the kind's max age; until the first result exists the page says it is being counted.
@@ -8,6 +9,7 @@ them once they are older than the kind's max age; until the first result exists 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -25,7 +27,8 @@ from campaigns.composing.editor import get_campaign
 from campaigns.contacts import records as contacts
 from campaigns.contacts import segments
 from campaigns.errors import ValidationError
-from campaigns.models import CampaignKind, Contact, ContactStatus, PolicyConfig, Segment, Subscription
+from campaigns.models import CampaignKind, Contact, ContactStatus, PolicyConfig, PostRun, Segment, Subscription
+from campaigns.post import selection as post_selection
 from campaigns.queueing import Job
 from campaigns.reports import campaign_report as reports
 from campaigns.sending import lifecycle as sending
@@ -50,6 +53,7 @@ class SummaryKind(StrEnum):
     TOPICS = "topics"
     REPORT = "report"
     AUDIENCE = "audience"
+    POST = "post"
 
 
 @dataclass
@@ -122,6 +126,19 @@ def audience_fingerprint(session: Session, campaign: Any) -> str:
                       default=str)
 
 
+def _compute_post(rt: Runtime, session: Session, campaign_id: int) -> dict:
+    """Who of a campaign's audience can get it by post (five counts over the audience), with what they depend on."""
+    campaign = get_campaign(session, campaign_id)
+    return {"fingerprint": post_fingerprint(session, campaign),
+            **dataclasses.asdict(post_selection.eligibility(session, campaign))}
+
+
+def post_fingerprint(session: Session, campaign: Any) -> str:
+    """The audience's fingerprint and the campaign's print runs: a new run changes who already got it."""
+    runs = session.scalar(select(func.count()).select_from(PostRun).where(PostRun.campaign_id == campaign.id))
+    return json.dumps([audience_fingerprint(session, campaign), runs])
+
+
 def _compute_segment(rt: Runtime, session: Session, segment_id: int) -> dict:
     """A saved segment's exact size, with the definition it was counted for."""
     segment = segments.get_segment(session, segment_id)
@@ -137,6 +154,7 @@ COMPUTE: dict[str, Callable[..., Any]] = {
     SummaryKind.TOPICS: _compute_topics,
     SummaryKind.REPORT: _compute_report,
     SummaryKind.AUDIENCE: _compute_audience,
+    SummaryKind.POST: _compute_post,
 }
 
 

@@ -3,6 +3,7 @@ download its PDF, label sheet and CSV; and a contact's "no post" choice on the c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from flask import abort, flash, jsonify, redirect, render_template, request, send_file, url_for
@@ -16,10 +17,12 @@ from campaigns.composing.editor import get_campaign
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import LabelSheet, PostLayout, PostRun, PostRunStatus
 from campaigns.post import addresses, runs, selection
+from campaigns.reports import summaries
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
 
 logger = logging.getLogger(__name__)
+POST_MAX_AGE = 600      # seconds before a big list's post eligibility is counted again
 
 LAYOUT_LABELS = {PostLayout.DIN5008: "Letter, A4, DIN 5008 window envelope (DL, C5/6)",
                  PostLayout.US10: "Letter, US Letter, #10 window envelope",
@@ -53,10 +56,25 @@ def campaign_post(campaign_id: int):
             campaign, status = _campaign(campaign_id), 400
     history = list(session.scalars(select(PostRun).where(PostRun.campaign_id == campaign.id)
                                    .order_by(PostRun.id.desc())))
+    summary = _eligibility(campaign)
+    counts = selection.Eligibility(**{f.name: summary.value[f.name] for f in dataclasses.fields(selection.Eligibility)}
+                                   ) if summary.value is not None else None
     return render_template(
-        "admin/post/campaign.html", campaign=campaign, form=form, history=history,
-        counts=selection.eligibility(session, campaign), layouts=LAYOUT_LABELS, sheets=SHEET_LABELS,
+        "admin/post/campaign.html", campaign=campaign, form=form, history=history, summary=summary,
+        counts=counts, layouts=LAYOUT_LABELS, sheets=SHEET_LABELS,
         default_return=postal_address(session, rt().settings).replace(", ", "\n")), status
+
+
+def _eligibility(campaign) -> summaries.Summary:
+    """Who of the audience can get a letter: counted live on a small list, else by a job and shown with its age;
+    figures of another audience or from before a print run are never shown."""
+    session = db()
+    summary = summaries.get(rt(), session, "post", campaign.id, max_age=POST_MAX_AGE)
+    if summary.value is not None and summary.value["fingerprint"] != summaries.post_fingerprint(session, campaign):
+        summaries.forget(rt(), "post", campaign.id)
+        summaries.request(rt(), "post", campaign.id)
+        return summaries.Summary(None, None, refreshing=True)
+    return summary
 
 
 @bp.get("/post/<int:run_id>")
