@@ -103,19 +103,29 @@ def runs_of(session: Session, automation_id: int, limit: int = 50) -> list[RunRo
 @dataclass(frozen=True)
 class CadencePage:
     days: int
-    total: int
+    total: int | None           # None: not counted here (a big list's count comes from a background summary)
     contacts: list[Contact]
     next_after: int | None
 
 
-def not_contacted(session: Session, days: int = 30, *, after: int | None = None, limit: int = 50,
-                  now: dt.datetime | None = None) -> CadencePage:
-    """Subscribed contacts not mailed in `days` days (never mailed: added longer ago than that), by id."""
+def _quiet(days: int, now: dt.datetime | None) -> list:
     if not 1 <= days <= 3650:
         raise ValidationError("days must be from 1 to 3650", field="days")
     cutoff = (now or utcnow()) - dt.timedelta(days=days)
-    conds = [Contact.status == ContactStatus.SUBSCRIBED, *quiet_since(cutoff)]
-    total = session.scalar(select(func.count()).select_from(Contact).where(*conds)) or 0
+    return [Contact.status == ContactStatus.SUBSCRIBED, *quiet_since(cutoff)]
+
+
+def quiet_count(session: Session, days: int = 30, now: dt.datetime | None = None) -> int:
+    """How many subscribed contacts got no mail in `days` days (a pass over every contact: see not_contacted)."""
+    return session.scalar(select(func.count()).select_from(Contact).where(*_quiet(days, now))) or 0
+
+
+def not_contacted(session: Session, days: int = 30, *, after: int | None = None, limit: int = 50,
+                  now: dt.datetime | None = None, count: bool = True) -> CadencePage:
+    """Subscribed contacts not mailed in `days` days (never mailed: added longer ago than that), by id; with count,
+    how many there are in all (on a big list the admin takes that from a background summary instead)."""
+    conds = _quiet(days, now)
+    total = quiet_count(session, days, now) if count else None
     stmt = select(Contact).where(*conds).order_by(Contact.id).limit(limit + 1)
     if after is not None:
         stmt = stmt.where(Contact.id > after)

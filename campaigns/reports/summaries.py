@@ -1,7 +1,7 @@
 """Summaries too costly to compute on every page view of a big list, computed by a job and shown with their age.
 
 A page asks for a summary by kind (dashboard, topic sizes, a campaign's report, a campaign's forecast, who of its
-audience can get it by post). On a list of
+audience can get it by post, how many contacts have not heard from us in N days). On a list of
 up to Settings.live_count_limit contacts it is computed for the view, exact and cheap. On a bigger list the page
 shows the figures a worker last stored in Redis with their age ("as of 2 minutes ago"), and asks a worker to refresh
 them once they are older than the kind's max age; until the first result exists the page says it is being counted.
@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns import queueing
+from campaigns.automations import overview as cadence
 from campaigns.composing.editor import get_campaign
 from campaigns.contacts import records as contacts
 from campaigns.contacts import segments
@@ -54,6 +55,7 @@ class SummaryKind(StrEnum):
     REPORT = "report"
     AUDIENCE = "audience"
     POST = "post"
+    QUIET = "quiet"
 
 
 @dataclass
@@ -139,6 +141,11 @@ def post_fingerprint(session: Session, campaign: Any) -> str:
     return json.dumps([audience_fingerprint(session, campaign), runs])
 
 
+def _compute_quiet(rt: Runtime, session: Session, days: int) -> dict:
+    """How many subscribed contacts got no mail in `days` days (the cadence report)."""
+    return {"count": cadence.quiet_count(session, int(days))}
+
+
 def _compute_segment(rt: Runtime, session: Session, segment_id: int) -> dict:
     """A saved segment's exact size, with the definition it was counted for."""
     segment = segments.get_segment(session, segment_id)
@@ -155,6 +162,7 @@ COMPUTE: dict[str, Callable[..., Any]] = {
     SummaryKind.REPORT: _compute_report,
     SummaryKind.AUDIENCE: _compute_audience,
     SummaryKind.POST: _compute_post,
+    SummaryKind.QUIET: _compute_quiet,
 }
 
 

@@ -17,11 +17,13 @@ from campaigns.coupons import pools as coupon_service
 from campaigns.db import parse_id
 from campaigns.errors import NotFound, RapportError, ValidationError
 from campaigns.models import Automation, AutomationTrigger, Contact
+from campaigns.reports import summaries
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
 from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
+QUIET_MAX_AGE = 600     # seconds before a big list's count of quiet contacts is counted again
 
 TRIGGERS = [
     (AutomationTrigger.DATE, "A contact date", "Birthday, first-order anniversary or a date attribute — on the day or "
@@ -148,14 +150,15 @@ def cadence_report():
     error = ""
     days = int(raw_days) if raw_days.isdigit() and len(raw_days) < 6 else 0
     try:
-        page = auto.not_contacted(db(), days, after=after)
+        page = auto.not_contacted(db(), days, after=after, count=False)
     except ValidationError as exc:
         error = f"{exc} (showing 30)"
         days = 30
-        page = auto.not_contacted(db(), days, after=after)
+        page = auto.not_contacted(db(), days, after=after, count=False)
+    total = summaries.get(rt(), db(), "quiet", days, max_age=QUIET_MAX_AGE)   # a pass over every contact
     cadence = [r for r in auto.overview(db()) if r.automation.trigger == AutomationTrigger.CADENCE]
     return render_template("admin/automations/cadence.html", page=page, days=days, error=error, cadence=cadence,
-                           describe=auto.describe), 400 if error else 200
+                           describe=auto.describe, total=total), 400 if error else 200
 
 
 @bp.route("/contacts/<int:contact_id>/personal-mail", methods=["GET", "POST"])
