@@ -181,7 +181,8 @@ def reply_mail(reply_ids: list[int] | None = None) -> int:
 
 
 def refresh_summary(kind: str, args: list) -> None:
-    """Compute one admin summary (dashboard, topic sizes, a report, an audience forecast) and store it."""
+    """Compute one admin summary (dashboard, topic sizes, a report, an audience forecast, post eligibility, the
+    cadence report's count) and store it."""
     summaries.refresh(runtime.current(), kind, *args)
 
 
