@@ -182,7 +182,7 @@ def reply_mail(reply_ids: list[int] | None = None) -> int:
 
 def refresh_summary(kind: str, args: list) -> None:
     """Compute one admin summary (dashboard, topic sizes, a report, an audience forecast, post eligibility, the
-    cadence report's count) and store it."""
+    cadence report's count, customers per tier) and store it."""
     summaries.refresh(runtime.current(), kind, *args)
 
 
@@ -222,8 +222,12 @@ def decide_ab_tests() -> int:
 # -- loyalty tiers -----------------------------------------------------------------------------------------------
 
 def recompute_tiers(reason: str = "nightly") -> dict:
-    """Recompute the loyalty tier of everyone with an order or a tier (nightly, and after the tiers are edited)."""
-    return loyalty_tiers.recompute_all(runtime.current(), reason=reason)
+    """Recompute the loyalty tier of everyone with an order or a tier (nightly, and after the tiers are edited); the
+    stored contacts-per-tier summary is dropped, so the page counts them again."""
+    rt = runtime.current()
+    result = loyalty_tiers.recompute_all(rt, reason=reason)
+    summaries.forget(rt, "tiers")
+    return result
 
 
 # -- transactional -----------------------------------------------------------------------------------------------

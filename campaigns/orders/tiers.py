@@ -252,21 +252,31 @@ def changes_of(session: Session, contact_id: int, limit: int = 20) -> list[TierC
 
 @dataclass(frozen=True)
 class TierReport:
-    """The tier report: contacts per tier now, and the changes of the last `days` days."""
+    """The tier report: contacts per tier now (None: not counted here), and the changes of the last `days` days."""
 
-    counts: list[tuple[str, int]]
+    counts: list[tuple[str, int | None]]
     promoted: int
     demoted: int
     recent: list[tuple[TierChange, str]]      # (change, contact email), newest first
     days: int
 
 
-def report(session: Session, days: int = 30, limit: int = 100, now: dt.datetime | None = None) -> TierReport:
+def tier_counts(session: Session) -> dict[str, int]:
+    """Contacts per tier name ("" for none): one pass over the index of contact.tier."""
+    return {tier or "": int(n) for tier, n in session.execute(select(Contact.tier, func.count())
+                                                                 .group_by(Contact.tier))}
+
+
+def report(session: Session, days: int = 30, limit: int = 100, now: dt.datetime | None = None, *,
+           per: Mapping[str, int] | None = None, count: bool = True) -> TierReport:
+    """The report; the contacts per tier counted here when `count`, else taken from `per` (a big list's counts come
+    from a background summary; None while it is being counted)."""
     now = now or utcnow()
     since = now - dt.timedelta(days=days)
-    per = dict(session.execute(select(Contact.tier, func.count()).group_by(Contact.tier)).all())
-    counts = [(t.name, int(per.get(t.name, 0))) for t in list_tiers(session)]
-    counts.append(("", int(per.get("", 0))))
+    if count:
+        per = tier_counts(session)
+    counts: list[tuple[str, int | None]] = [
+        (name, None if per is None else int(per.get(name, 0))) for name in [t.name for t in list_tiers(session)] + [""]]
     moves = dict(session.execute(
         select(TierChange.rank_to > TierChange.rank_from, func.count())
         .where(TierChange.changed_at >= since).group_by(TierChange.rank_to > TierChange.rank_from)).all())

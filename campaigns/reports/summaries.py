@@ -1,8 +1,8 @@
 """Summaries too costly to compute on every page view of a big list, computed by a job and shown with their age.
 
 A page asks for a summary by kind (dashboard, topic sizes, a campaign's report, a campaign's forecast, who of its
-audience can get it by post, how many contacts have not heard from us in N days). On a list of
-up to Settings.live_count_limit contacts it is computed for the view, exact and cheap. On a bigger list the page
+audience can get it by post, how many contacts have not heard from us in N days, contacts per loyalty tier). On a
+list of up to Settings.live_count_limit contacts it is computed for the view, exact and cheap. On a bigger list the page
 shows the figures a worker last stored in Redis with their age ("as of 2 minutes ago"), and asks a worker to refresh
 them once they are older than the kind's max age; until the first result exists the page says it is being counted.
 """
@@ -29,6 +29,7 @@ from campaigns.contacts import records as contacts
 from campaigns.contacts import segments
 from campaigns.errors import ValidationError
 from campaigns.models import CampaignKind, Contact, ContactStatus, PolicyConfig, PostRun, Segment, Subscription
+from campaigns.orders import tiers as loyalty_tiers
 from campaigns.post import selection as post_selection
 from campaigns.queueing import Job
 from campaigns.reports import campaign_report as reports
@@ -56,6 +57,7 @@ class SummaryKind(StrEnum):
     AUDIENCE = "audience"
     POST = "post"
     QUIET = "quiet"
+    TIERS = "tiers"
 
 
 @dataclass
@@ -146,6 +148,11 @@ def _compute_quiet(rt: Runtime, session: Session, days: int) -> dict:
     return {"count": cadence.quiet_count(session, int(days))}
 
 
+def _compute_tiers(rt: Runtime, session: Session) -> dict:
+    """Contacts per loyalty tier name ("" for none)."""
+    return loyalty_tiers.tier_counts(session)
+
+
 def _compute_segment(rt: Runtime, session: Session, segment_id: int) -> dict:
     """A saved segment's exact size, with the definition it was counted for."""
     segment = segments.get_segment(session, segment_id)
@@ -163,6 +170,7 @@ COMPUTE: dict[str, Callable[..., Any]] = {
     SummaryKind.AUDIENCE: _compute_audience,
     SummaryKind.POST: _compute_post,
     SummaryKind.QUIET: _compute_quiet,
+    SummaryKind.TIERS: _compute_tiers,
 }
 
 

@@ -12,15 +12,18 @@ from campaigns import queueing
 from campaigns.errors import ValidationError
 from campaigns.models import AdminRole, LoyaltyTier
 from campaigns.orders import tiers as loyalty
+from campaigns.reports import summaries
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
 from campaigns.web.context import db, rt
 from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
+TIERS_MAX_AGE = 600     # seconds before a big list's contacts per tier are counted again
 
 
 def _recompute() -> None:
+    summaries.forget(rt(), "tiers")      # counted under the old tiers: never shown again (the job forgets it too)
     queueing.enqueue(rt().queue, queueing.Job.RECOMPUTE_TIERS, loyalty.REASON_EDITED,
                      description="recompute loyalty tiers after an edit")
 
@@ -30,8 +33,9 @@ def _page(form=None, editing: LoyaltyTier | None = None, status: int = 200):
     days = request.args.get("days", "30")
     days = int(days) if days.isdigit() and 1 <= int(days) <= 3650 else 30
     tiers = loyalty.list_tiers(session)
-    return render_template("admin/loyalty.html", tiers=tiers, form=form, editing=editing,
-                           report=loyalty.report(session, days=days),
+    sizes = summaries.get(rt(), session, "tiers", max_age=TIERS_MAX_AGE)   # a pass over every contact's tier
+    return render_template("admin/loyalty.html", tiers=tiers, form=form, editing=editing, sizes=sizes,
+                           report=loyalty.report(session, days=days, per=sizes.value, count=False),
                            describe={t.id: loyalty.TierRule(t.name, t.rank, t.min_value, t.min_orders,
                                                             t.period_days).describe() for t in tiers},
                            may_edit=current_user.role in (AdminRole.ADMIN, AdminRole.EDITOR)), status
