@@ -8,16 +8,22 @@ The data set (issue 16): N contacts (bench/people.py, with interests, custom att
 1.4 subscriptions per contact over three topics, 300 past campaigns, one nurture campaign sent to 90 % of the list
 (20 % human opens, 10 % machine opens, 3 % clicks, its policy-ledger rows), one running campaign half sent to the
 same audience, a draft marketing campaign with that audience (the forecast), two saved segments and a sender
-identity owning 5 % of the contacts. It is bulk-loaded (executemany on SQLite, COPY on PostgreSQL) into a file
+identity owning 5 % of the contacts; and the feature objects every other admin page shows or lists, at their scale
+(bench/admin_features.py: replies, transactional messages, webhook deliveries, draw entries, event answers, …). It
+is bulk-loaded (executemany on SQLite, COPY on PostgreSQL) into a file
 (--data, default /tmp/rapport-admin-scale-N.db) or the database named by --database-url, and kept: the next run
 re-opens it, migrates it to the current schema and times again (--rebuild starts over). PostgreSQL gets
 VACUUM ANALYZE after loading.
 
-Each page is requested through the Flask app with a logged-in admin client: one warm-up, then --repeat timed
-requests (server time as seen by the client, no network). Background work the pages ask for (cached summaries,
-forecasts) is run by an in-process RQ worker in burst mode after the warm-up, as a worker would. Prints a table,
-one JSON line per page ({"page", "median_ms", "max_ms", and "background_s": the worker's time for what the first
-view asked for}) and a summary line with export_seconds and slowest.
+The pages: the hand-written list in page_plan, then every other GET rule under /admin of the app's url_map with its
+parameters filled from rows of the data set (bench/admin_pages.py; rules that are not pages, such as downloads, are
+on its commented skip list; a rule it cannot fill is printed and listed as not_timed). Each page is requested through
+the Flask app with a logged-in admin client: one warm-up, then --repeat timed requests (server time as seen by the
+client, no network); a page that does not answer 200 is printed and listed as failed. Background work the pages ask
+for (cached summaries, forecasts) is run by an in-process RQ worker in burst mode after the warm-up, as a worker
+would. The CSV export of every contact is timed first, as a job. Prints a table, one JSON line per page ({"page",
+"median_ms", "max_ms", and "background_s": the worker's time for what the first view asked for}) and a summary line
+with export_seconds, pages, not_timed, failed and slowest.
 """
 
 from __future__ import annotations
