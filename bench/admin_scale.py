@@ -1,7 +1,7 @@
 """The admin at 1,000,000 contacts: every page and JSON endpoint timed through the real app, plus the CSV export.
 
 Run: .venv/bin/python bench/admin_scale.py [--contacts N] [--database-url postgresql://postgres@127.0.0.1:5432/x]
-     [--data PATH] [--rebuild] [--repeat 5] [--only SUBSTRING]
+     [--data PATH] [--rebuild] [--repeat 5] [--only SUBSTRING] [--live-count-limit N]
 (also `make bench-admin`, with BENCH_ARGS).
 
 The data set (issue 16): N contacts (bench/people.py, with interests, custom attributes and about 0.67 orders each),
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -212,6 +213,8 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", default="", help="time only pages whose name contains this")
+    parser.add_argument("--live-count-limit", type=int, default=None,
+                        help="RAPPORT_LIVE_COUNT_LIMIT for this run (0: a small data set takes the big list's paths)")
     args = parser.parse_args()
     n = args.contacts
     url = args.database_url or f"sqlite:///{args.data or f'/tmp/rapport-admin-scale-{n}.db'}"
@@ -224,6 +227,8 @@ def main() -> None:
     settings = Settings(database_url=url, instance_path=tmp / "instance", secret_key="bench-secret",
                         redis_url=os.environ.get("BENCH_REDIS_URL", ""), queue_name="rapport-bench-admin",
                         postal_address="Green Thumb, Lindenstraße 1, 10115 Berlin")
+    if args.live_count_limit is not None:
+        settings = dataclasses.replace(settings, live_count_limit=args.live_count_limit)
     rt = install(Runtime(settings))
     rt.redis.flushdb()
     segment_ids = admin_data(rt, n)
