@@ -177,9 +177,10 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
         rest = variants.rest_variant(test)
         session.commit()
         while phase != AbPhase.DECIDED:
-            # The chunk's last contact id: an index-only walk of the contact ids (no rows are fetched).
-            hi = session.scalar(select(func.max(select(Contact.id).where(Contact.id > last,
-                                                                         *audience_conditions(campaign, last))
+            # The chunk's last contact id: a walk of the primary key alone (no rows fetched, no audience test), so
+            # a chunk spans DISPATCH_CHUNK contacts of whom the audience is some. With the audience conditions here
+            # PostgreSQL joined every remaining subscription for each chunk: 2 s a chunk at 1,000,000 contacts.
+            hi = session.scalar(select(func.max(select(Contact.id).where(Contact.id > last)
                                                 .order_by(Contact.id).limit(DISPATCH_CHUNK).subquery().c.id)))
             if hi is None:
                 break
