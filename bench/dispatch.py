@@ -6,6 +6,8 @@
 Phases (--phases, default before,after), interleaved round by round so a shared machine's drift hits each:
   before  the previous algorithm: keyset pages of batch_size contacts, one INSERT … SELECT … RETURNING per page
   unranged  the current algorithm with the topic EXISTS not limited to the chunk's contact ids (as it was before)
+  audience_walk  the current algorithm with each chunk's end found by a walk that tests the audience (as it was
+          before: PostgreSQL joined every remaining subscription per chunk)
   after   sending.dispatch: DISPATCH_CHUNK contacts per INSERT … SELECT (rowcount, no RETURNING), the cursor
           committed with each chunk, batch jobs enqueued in one pipeline per chunk
 Each phase dispatches a fresh campaign to the same audience; the send rows are counted in the database afterwards.
@@ -104,7 +106,25 @@ def dispatch_unranged(rt: Runtime, campaign_id: int) -> int:
         sending.audience_conditions = ranged
 
 
-PHASES = {"before": dispatch_paged, "unranged": dispatch_unranged, "after": sending.dispatch}
+def dispatch_audience_walk(rt: Runtime, campaign_id: int) -> int:
+    """The chunked dispatch as it was before a chunk's end was found from the contact ids alone: the walk to the
+    chunk's last id applied the audience's conditions (PostgreSQL then joined every remaining subscription)."""
+    walk = sending.chunk_end
+
+    def with_audience(session, campaign, last):
+        return session.scalar(select(func.max(
+            select(Contact.id).where(Contact.id > last, *sending.audience_conditions(campaign, last))
+            .order_by(Contact.id).limit(sending.DISPATCH_CHUNK).subquery().c.id)))
+
+    sending.chunk_end = with_audience
+    try:
+        return sending.dispatch(rt, campaign_id)
+    finally:
+        sending.chunk_end = walk
+
+
+PHASES = {"before": dispatch_paged, "unranged": dispatch_unranged, "audience_walk": dispatch_audience_walk,
+          "after": sending.dispatch}
 
 
 def run(rt: Runtime, topic_id: int, phase: str) -> dict:
@@ -133,7 +153,7 @@ def main() -> int:
     p.add_argument("--redis-url", default="")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--phases", default="before,after",
-                   help="comma-separated, run in this order each round: before (paged), unranged, after")
+                   help="comma-separated, run in this order each round: before (paged), unranged, audience_walk, after")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rapport-dispatch-"))
     stack = contextlib.ExitStack()

@@ -177,10 +177,7 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
         rest = variants.rest_variant(test)
         session.commit()
         while phase != AbPhase.DECIDED:
-            # The chunk's last contact id: an index-only walk of the contact ids (no rows are fetched).
-            hi = session.scalar(select(func.max(select(Contact.id).where(Contact.id > last,
-                                                                         *audience_conditions(campaign, last))
-                                                .order_by(Contact.id).limit(DISPATCH_CHUNK).subquery().c.id)))
+            hi = chunk_end(session, campaign, last)
             if hi is None:
                 break
             chunk = [Contact.id > last, Contact.id <= hi, *audience_conditions(campaign, last, hi)]
@@ -211,6 +208,17 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
         session.commit()
     logger.info("campaign %s dispatched: %d new send rows", campaign_id, created)
     return created
+
+
+def chunk_end(session: Session, campaign: Campaign, last: int) -> int | None:
+    """The last contact id of the dispatch chunk after `last` (None: no contact left).
+
+    A walk of the primary key alone (no rows fetched, no audience test), so a chunk spans DISPATCH_CHUNK contacts of
+    whom the audience is some. With the audience's conditions in this walk PostgreSQL joined every remaining
+    subscription for each chunk: 2 s a chunk at 1,000,000 contacts (bench/dispatch.py, phase `audience_walk`).
+    """
+    return session.scalar(select(func.max(select(Contact.id).where(Contact.id > last)
+                                          .order_by(Contact.id).limit(DISPATCH_CHUNK).subquery().c.id)))
 
 
 def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int) -> None:
