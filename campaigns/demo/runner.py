@@ -45,6 +45,17 @@ def run(settings: Settings, port: int) -> int:
         capture = CaptureServer(Outbox(settings.outbox_path), port=settings.smtp_capture_port)
         capture.start()
 
+    # Ctrl-C or a TERM from here on stops the children too (the loop below): installed before anything starts, so
+    # a stop right after the banner (or during start-up) never leaves a web server and a worker running.
+    stop = False
+
+    def _stop(_sig, _frame) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
     def start_worker() -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "worker", "--name", f"demo-{os.getpid()}"], env=env)
 
@@ -72,14 +83,6 @@ def run(settings: Settings, port: int) -> int:
            if settings.base_url.startswith("http://") else "")
         + "  Press Ctrl-C to stop.\n", flush=True)
 
-    stop = False
-
-    def _stop(_sig, _frame) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     code = 0
     while not stop:
         worker, web = children
