@@ -19,6 +19,7 @@ from campaigns.errors import RapportError
 from campaigns.models import Contact, Draw, utcnow
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
+from campaigns.web.admin.helpers import streamed_csv
 from campaigns.web.context import db, rt
 from campaigns.web.lookup import get_or_404
 
@@ -118,16 +119,5 @@ def draw_notify(draw_id: int):
 @login_required
 def draw_export(draw_id: int) -> Response:
     draw = get_or_404(db(), Draw, draw_id)
-    filename = "".join(ch if ch.isalnum() else "-" for ch in draw.name.lower())[:60] or "draw"
     audit(Action.DRAW_EXPORT, f"draw {draw.id}", draw.name)
-    session = rt().read_session_factory()   # its own session: the request's is closed when the view returns
-
-    def generate():
-        try:
-            for chunk in drawing.export_csv(session, draw_id):
-                yield chunk.encode("utf-8")
-        finally:
-            session.close()
-
-    return Response(generate(), mimetype="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}-entries.csv"'})
+    return streamed_csv(draw.name, "draw", "entries", lambda session: drawing.export_csv(session, draw_id))

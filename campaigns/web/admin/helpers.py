@@ -1,10 +1,16 @@
-"""Helpers shared by admin views: the CSP of marketer HTML shown in the admin, HTML escaping, safe redirect targets."""
+"""Helpers shared by admin views: the CSP of marketer HTML shown in the admin, HTML escaping, safe redirect targets,
+streamed CSV downloads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
+from flask import Response
 from markupsafe import escape
+from sqlalchemy.orm import Session
+
+from campaigns.web.context import db, rt
 
 # The preview and outbox bodies are marketer/sender HTML: shown only inside a sandboxed iframe, and served with a
 # CSP that forbids scripts, forms and plugins even if opened directly.
@@ -35,3 +41,21 @@ def local_path(raw: str) -> str | None:
 def escape_text(text: str) -> str:
     """Plain text made safe to put inside HTML."""
     return str(escape(text))
+
+
+def streamed_csv(name: str, fallback: str, suffix: str, chunks: Callable[[Session], Iterable[str]]) -> Response:
+    """A CSV download streamed from a read session of its own (the request's is closed when the view returns, and its
+    transaction is let go first, so a long download holds no lock); named after `name` made file-safe, or fallback."""
+    filename = "".join(ch if ch.isalnum() else "-" for ch in name.lower())[:60] or fallback
+    db().rollback()
+    session = rt().read_session_factory()
+
+    def generate():
+        try:
+            for chunk in chunks(session):
+                yield chunk.encode("utf-8")
+        finally:
+            session.close()
+
+    return Response(generate(), mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}-{suffix}.csv"'})

@@ -12,6 +12,7 @@ from campaigns.models import SignupForm
 from campaigns.signup import service as signup_service
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
+from campaigns.web.admin.helpers import streamed_csv
 from campaigns.web.context import db, rt
 from campaigns.web.lookup import get_or_404
 
@@ -80,17 +81,6 @@ def signup_form_detail(form_id: int):
 @login_required
 def signup_form_export(form_id: int) -> Response:
     form = get_or_404(db(), SignupForm, form_id)
-    filename = "".join(ch if ch.isalnum() else "-" for ch in form.name.lower())[:60] or "signup-form"
-    form_id = form.id
-    audit(Action.SIGNUP_CONSENT_EXPORT, f"signup form {form_id}", form.name)
-    db().rollback()   # let go of the request's (write-locking on SQLite) transaction before a long download
-    session = rt().read_session_factory()
-
-    def generate():
-        try:
-            yield from signup_service.export_csv(session, form_id)
-        finally:
-            session.close()
-
-    return Response(generate(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}-consent.csv"'})
+    audit(Action.SIGNUP_CONSENT_EXPORT, f"signup form {form.id}", form.name)
+    return streamed_csv(form.name, "signup-form", "consent",
+                        lambda session: signup_service.export_csv(session, form_id))

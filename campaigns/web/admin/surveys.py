@@ -14,7 +14,8 @@ from campaigns.surveys import results as results_service
 from campaigns.surveys import service as survey_service
 from campaigns.web.admin.audit import Action, audit
 from campaigns.web.admin.blueprint import bp, editor_required
-from campaigns.web.context import db, rt
+from campaigns.web.admin.helpers import streamed_csv
+from campaigns.web.context import db
 from campaigns.web.lookup import get_or_404
 
 logger = logging.getLogger(__name__)
@@ -74,19 +75,9 @@ def survey_results(survey_id: int):
 @login_required
 def survey_export(survey_id: int) -> Response:
     survey = get_or_404(db(), Survey, survey_id)
-    filename = "".join(ch if ch.isalnum() else "-" for ch in survey.name.lower())[:60] or "survey"
     audit(Action.SURVEY_ANSWERS_EXPORT, f"survey {survey.id}", survey.name)
-    session = rt().read_session_factory()   # its own session: the request's is closed when the view returns
-
-    def generate():
-        try:
-            for chunk in results_service.export_csv(session, survey_id):
-                yield chunk.encode("utf-8")
-        finally:
-            session.close()
-
-    return Response(generate(), mimetype="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}-answers.csv"'})
+    return streamed_csv(survey.name, "survey", "answers",
+                        lambda session: results_service.export_csv(session, survey_id))
 
 
 @bp.post("/surveys/<int:survey_id>/delete")
