@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL)
     logs.quiet_job_logs()    # RQ's lines per job (three per send batch) only at DEBUG
     rt = install(Runtime(settings))
+    # DKIM in a helper process, so the rendering thread never waits for an RSA signature (mailer.dkim_helper).
+    rt.signing_helper = settings.dkim_helper and (os.cpu_count() or 1) > 1
     # In-process by default: the SMTP pool, the DKIM key and compiled campaigns stay warm across batch jobs.
     worker_class = logs.worker_class(fork=args.fork)
     # Periodic tasks, the delivery sweeper and delayed jobs (enqueue_at): a daemon thread of this process, so it

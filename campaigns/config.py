@@ -100,6 +100,8 @@ class Settings:
     claim_lease: int = 120                    # seconds a claim lives without a heartbeat (> a 60 s infra blip)
     heartbeat_seconds: float = 5.0            # how often a working process renews its claims' lease
     sweep_seconds: float = 5.0                # how often the elected sweeper runs (campaigns.sending.sweeper)
+    # Workers sign DKIM in a helper process beside the rendering thread (mailer.dkim_helper); off: in-process.
+    dkim_helper: bool = True
     queue_name: str = "rapport"
     # Reverse proxies in front of the web app (nginx, a load balancer): how many X-Forwarded-* hops to trust, so
     # rate limits and consent records see the visitor's address, not the proxy's. 0: no proxy (the default).
@@ -286,6 +288,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         **_retry_settings(env),
         claim_lease=max(10, _int(env, "RAPPORT_CLAIM_LEASE", 120)),
         sweep_seconds=float(max(1, _int(env, "RAPPORT_SWEEP_SECONDS", 5))),
+        dkim_helper=env.get("RAPPORT_DKIM_HELPER", "1").strip().lower() not in ("0", "false", "no", "off"),
         live_count_limit=max(0, _int(env, "RAPPORT_LIVE_COUNT_LIMIT", 20_000)),
         pause_hard_bounce_rate=_share(env, "RAPPORT_PAUSE_HARD_BOUNCE_RATE", 0.05),
         pause_complaint_rate=_share(env, "RAPPORT_PAUSE_COMPLAINT_RATE", 0.001),

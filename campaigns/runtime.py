@@ -25,6 +25,7 @@ from campaigns.config import Settings, from_env
 from campaigns.db import make_engine, make_session_factory
 from campaigns.dkim_signing import signer_for_runtime
 from mailer.dkim import DKIMSigner
+from mailer.dkim_helper import SigningProcess
 from mailer.ratelimit import relay_limiter_factory
 from mailer.tracking import TokenCodec
 from mailer.transport import RelayConfig, RelayRouter
@@ -103,6 +104,8 @@ class Runtime:
         self._signer: DKIMSigner | None = None
         self._signer_source: tuple | None = None
         self._signer_due = 0.0
+        self._signing: SigningProcess | None = None
+        self.signing_helper = False   # worker.py turns it on (Settings.dkim_helper): see signing()
 
     @property
     def redis(self) -> Redis:
@@ -158,6 +161,18 @@ class Runtime:
                 self.engine, self.settings, self._signer_source, self._signer)
         return self._signer
 
+    def signing(self) -> SigningProcess | None:
+        """The helper process that signs for the current signer (mailer.dkim_helper), or None: no key, or signing
+        stays in-process (signing_helper off: the web app, tests, Settings.dkim_helper off)."""
+        signer = self.signer
+        if not self.signing_helper or signer is None:
+            return None
+        if self._signing is None or self._signing.signer is not signer:
+            if self._signing is not None:      # keys changed in the admin: a child with the new ones
+                self._signing.close()
+            self._signing = SigningProcess(signer)
+        return self._signing
+
     def reload_signer(self) -> None:
         """Re-read the active DKIM keys on the next signature (after the admin activated a key)."""
         self._signer_due = 0.0
@@ -172,7 +187,10 @@ class Runtime:
         return RelayRouter(configs, limiter_factory=relay_limiter_factory(self.redis))
 
     def close(self) -> None:
-        """Close pooled SMTP connections and the engine."""
+        """Close pooled SMTP connections, the signing helper and the engine."""
+        if self._signing is not None:
+            self._signing.close()
+            self._signing = None
         if "relays" in self.__dict__:
             self.relays.close()
         self.engine.dispose()

@@ -245,6 +245,8 @@ class DKIMSigner:
         if "from" not in names:
             raise ValueError("RFC 6376 5.4: the From header must be signed")
         self._signed = tuple(names)
+        self.signed_headers = self._signed       # as given (lowercase, each once): what a copy needs
+        self.keys = tuple(keys)
         self._signed_set = frozenset(names)
         self._name_bytes = {name: name.encode("ascii") for name in names}
         self._oversigned = frozenset(OVERSIGNED_HEADERS) & self._signed_set

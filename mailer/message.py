@@ -10,6 +10,7 @@ import base64
 import binascii
 import datetime
 import email.utils
+import functools
 import hashlib
 import urllib.parse
 from collections.abc import Sequence
@@ -222,4 +223,10 @@ def serialize(headers: Headers, body: bytes, prefix: bytes = b"") -> bytes:
 
 def format_date(timestamp: float) -> str:
     """RFC 5322 date in UTC with a numeric zone ("+0000"; "GMT" is obsolete syntax, RFC 5322 4.3)."""
-    return email.utils.format_datetime(datetime.datetime.fromtimestamp(timestamp, datetime.UTC))
+    return _format_second(int(timestamp))      # whole seconds: the format has no finer part
+
+
+@functools.lru_cache(maxsize=4)
+def _format_second(second: int) -> str:
+    # Every message of a second carries the same Date: made once, not per message on the send path.
+    return email.utils.format_datetime(datetime.datetime.fromtimestamp(second, datetime.UTC))

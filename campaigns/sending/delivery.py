@@ -139,6 +139,20 @@ class CampaignMailer:
         """Envelope sender and signed message bytes for one recipient (from their owner, in owner mode), in the
         send's A/B variant (variant_of, or `variant` for a test); variables, message_token (Message-ID and
         return path) and tx_id (its open and click tokens): a transactional message's, which has no send row."""
+        envelope_from, headers, body = self.unsigned(
+            send_id, contact_id, to_name, to_email, contact_vars, subject_prefix=subject_prefix, owner_id=owner_id,
+            variant=variant, variables=variables, attachments=attachments, message_token=message_token, tx_id=tx_id)
+        signer = self.rt.signer
+        prefix = signer.sign(headers, body) if signer is not None else b""
+        return envelope_from, serialize(headers, body, prefix)
+
+    def unsigned(self, send_id: int, contact_id: int, to_name: str, to_email: str,
+                 contact_vars: dict, *, subject_prefix: str = "", owner_id: int | None = None,
+                 variant: int | None = None, variables: Mapping[str, Any] | None = None,
+                 attachments: Sequence[Attachment] = (), message_token: str = "",
+                 tx_id: int = 0) -> tuple[str, list[tuple[str, str]], bytes]:
+        """As message(), before DKIM: envelope sender, headers and body (the send path signs them in a helper
+        process, mailer.dkim_helper, while it renders the next recipient)."""
         template, sender = self.owners.get(owner_id, (self.template, self.sender)) if owner_id else \
             (self.template, self.sender)
         compiled, link_ids, chosen = self.content(self.variant_of.get(send_id) if variant is None else variant)
@@ -181,9 +195,7 @@ class CampaignMailer:
             reply_to=format_address(sender["name"], recipient_urls.reply_address(tokens, self.reply_domain, send_id))
             if self.reply_domain and send_id else "",
         )
-        signer = self.rt.signer
-        prefix = signer.sign(headers, body) if signer is not None else b""
-        return f"bounces+{msg_token}@{self.envelope_domain}", serialize(headers, body, prefix)
+        return f"bounces+{msg_token}@{self.envelope_domain}", headers, body
 
 
 # ---------------------------------------------------------------- batch delivery

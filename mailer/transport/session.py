@@ -34,14 +34,14 @@ class Connection:
 
 
 _EOL = re.compile(rb"\r\n|\r|\n")
-_BARE_CR = re.compile(rb"\r(?!\n)")
 
 
 def data_payload(message: bytes) -> bytes:
     """Return the DATA payload: CRLF line endings, dot-stuffed and terminated with CRLF.CRLF."""
-    # If every CR is followed by LF and there are as many CRs as LFs, every LF has its CR: the message is
-    # already all CRLF. These scans are ~10x cheaper than the rewriting regex, which only bad input pays for.
-    if message.count(b"\r") != message.count(b"\n") or _BARE_CR.search(message):
+    # As many CRs and LFs as CRLF pairs: every CR has its LF and every LF its CR, the message is already all
+    # CRLF. Three C-level counts, several times cheaper than a regex scan; only bad input pays for the rewrite.
+    crlf = message.count(b"\r\n")
+    if message.count(b"\r") != crlf or message.count(b"\n") != crlf:
         message = _EOL.sub(b"\r\n", message)
     payload = message.replace(b"\r\n.", b"\r\n..")
     if payload.startswith(b"."):

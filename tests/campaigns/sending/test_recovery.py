@@ -85,6 +85,28 @@ def wait_for(condition, timeout: float = 60.0, explain=lambda: "") -> None:
         time.sleep(0.05)
 
 
+def signing_helpers(parent: int) -> list[int]:
+    """The DKIM helper processes (mailer.dkim_helper) whose parent is `parent`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"mailer.dkim_helper" in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether a process exists and has not exited (a zombie waiting to be reaped has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def by_status(db_session, campaign_id: int) -> dict[str, int]:
     fresh(db_session)
     return dict(db_session.execute(select(Send.status, func.count()).where(Send.campaign_id == campaign_id)
@@ -103,11 +125,16 @@ def test_a_sigkilled_worker_loses_only_what_was_in_flight_and_the_campaign_finis
                             stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"))
     try:
         wait_for(lambda: len(ledger.accepted) >= 10, explain=lambda: (tmp_path / "worker.log").read_text()[-3000:])
+        helpers = signing_helpers(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+    # The worker signed in its DKIM helper process (mailer.dkim_helper), which did not outlive it.
+    assert len(helpers) == 1
+    wait_for(lambda: not any(running(pid) for pid in helpers), timeout=10,
+             explain=lambda: f"DKIM helper {helpers} outlived its SIGKILLed worker")
     killed_at = len(ledger.accepted)
     assert 10 <= killed_at < 60
     assert by_status(db_session, campaign.id).get(SendStatus.SENDING, 0) > 0   # a claim the dead worker held
