@@ -292,8 +292,14 @@ def run_workers(rt: Runtime, env: dict, campaign_id: int, workers: int, recipien
     cpu = []
     for w in watched:
         try:
+            # The worker and what it started (its DKIM helper process, mailer.dkim_helper): all of it is its cost.
             t = w.cpu_times()
-            cpu.append(round(t.user + t.system, 1))
+            seconds = t.user + t.system
+            for child in w.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    c = child.cpu_times()
+                    seconds += c.user + c.system
+            cpu.append(round(seconds, 1))
         except psutil.NoSuchProcess:
             cpu.append(None)
     for p in procs:
