@@ -176,18 +176,35 @@ class Handoff:
             message = (send_id, contact_id, attempts, envelope_from, contact.email, headers, body)
             if signing is None:
                 signer = self.rt.signer
-                self._hand(in_flight, message, signer.sign(headers, body) if signer is not None else b"")
+                try:
+                    prefix = signer.sign(headers, body) if signer is not None else b""
+                except ValueError as exc:
+                    self._unsignable(send_id, exc)
+                    continue
+                self._hand(in_flight, message, prefix)
                 continue
             # Signed in the helper process while the next recipients are rendered; collected SIGN_AHEAD later.
             signing_queue.append((message, signing.submit(headers, body)))
             if len(signing_queue) > self.SIGN_AHEAD:
-                message, ticket = signing_queue.popleft()
-                self._hand(in_flight, message, signing.result(ticket))
+                self._collect(signing, signing_queue.popleft(), in_flight)
         while signing_queue:      # rendered before a stop: on their way like the ones in flight
-            message, ticket = signing_queue.popleft()
-            self._hand(in_flight, message, signing.result(ticket))
+            self._collect(signing, signing_queue.popleft(), in_flight)
         while in_flight:
             self._settle(*in_flight.popleft())
+
+    def _collect(self, signing, signed: tuple[tuple, int], in_flight: deque) -> None:
+        message, ticket = signed
+        try:
+            prefix = signing.result(ticket)
+        except ValueError as exc:
+            self._unsignable(message[0], exc)
+            return
+        self._hand(in_flight, message, prefix)
+
+    def _unsignable(self, send_id: int, exc: ValueError) -> None:
+        """DKIM refused the message (a header or body it cannot sign): that send fails with the reason, counted
+        like a template failure, so a systematic fault pauses the campaign instead of failing every batch."""
+        self._template_failed(send_id, TemplateError(f"the message could not be DKIM-signed: {exc}"), "message")
 
     def _hand(self, in_flight: deque, message: tuple, prefix: bytes) -> None:
         """Give one signed message to a sender thread; settle the oldest while IN_FLIGHT wait for the relay."""
@@ -211,8 +228,8 @@ class Handoff:
                 self.yielded = False      # Redis away: the claim's own hand-off checks will say so
         return self.yielded
 
-    def _template_failed(self, send_id: int, exc: TemplateError) -> None:
-        self._done(send_id, SendStatus.FAILED, f"template: {exc}"[:1000])
+    def _template_failed(self, send_id: int, exc: TemplateError, what: str = "template") -> None:
+        self._done(send_id, SendStatus.FAILED, f"{what}: {exc}"[:1000])
         self.template_failures += 1
         limit = self.rt.settings.max_template_failures
         if self.template_failures >= limit and not self.pause_reason:

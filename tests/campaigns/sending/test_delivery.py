@@ -348,3 +348,55 @@ def test_a_template_failing_for_many_recipients_pauses_the_campaign_with_the_rea
     assert sum(1 for r in state.values() if r.status == SendStatus.FAILED) == 3
     assert sum(1 for r in state.values() if r.status == SendStatus.QUEUED) == 9   # the rest untouched
     assert scripted.received == []
+
+
+@pytest.mark.parametrize("helper", [False, True], ids=["in-process", "helper-process"])
+def test_a_message_dkim_cannot_sign_fails_that_send_and_the_rest_go_out(
+        runtime, db_session, make_contacts, make_campaign, scripted, run_worker, monkeypatch, helper: bool) -> None:
+    """A signing error (DKIM refuses a header or body) fails that one send with the reason; it used to end the batch
+    job, and the campaign could never finish."""
+    from mailer.dkim import DKIMSigner
+    from mailer.dkim_helper import SigningProcess
+
+    topic, contacts = make_contacts(5)
+    victim = contacts[2].email
+    real_sign, real_result = DKIMSigner.sign, SigningProcess.result
+    refused: set[int] = set()
+
+    def sign(self, headers, body, **kw):
+        if dict(headers)["To"].endswith(f"<{victim}>") or dict(headers)["To"] == victim:
+            raise ValueError("To header is not ASCII; RFC 2047-encode it first")
+        return real_sign(self, headers, body, **kw)
+
+    def submit(self, headers, body, **kw):    # the helper signs in its own process: refuse on this side
+        ticket = real_submit(self, headers, body, **kw)
+        if dict(headers)["To"].endswith(f"<{victim}>") or dict(headers)["To"] == victim:
+            refused.add(ticket)
+        return ticket
+
+    def result(self, ticket):
+        prefix = real_result(self, ticket)
+        if ticket in refused:
+            raise ValueError("To header is not ASCII; RFC 2047-encode it first")
+        return prefix
+
+    real_submit = SigningProcess.submit
+    if helper:
+        runtime.signing_helper = True
+        monkeypatch.setattr(SigningProcess, "submit", submit)
+        monkeypatch.setattr(SigningProcess, "result", result)
+    else:
+        monkeypatch.setattr(DKIMSigner, "sign", sign)
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    try:
+        run_worker()
+    finally:
+        runtime.close()
+    state = rows(db_session)
+    failed = [r for r in state.values() if r.status == SendStatus.FAILED]
+    assert len(failed) == 1 and "could not be DKIM-signed: To header is not ASCII" in failed[0].last_error
+    assert sorted(scripted.received) == sorted(c.email for c in contacts if c.email != victim)
+    assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
+    assert not helper or refused
