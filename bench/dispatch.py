@@ -1,16 +1,22 @@
 """Dispatch speed: creating a campaign's send rows (and enqueueing its batch jobs) for a large audience.
 
     .venv/bin/python bench/dispatch.py [--recipients 1000000] [--database-url postgresql://…] [--redis-url redis://…]
-                                       [--rounds 3]
+                                       [--rounds 3] [--phases with_keys,after] [--keep-rows]
 
-Phases (--phases, default before,after), interleaved round by round so a shared machine's drift hits each:
-  before  the previous algorithm: keyset pages of batch_size contacts, one INSERT … SELECT … RETURNING per page
-  unranged  the current algorithm with the topic EXISTS not limited to the chunk's contact ids (as it was before)
-  audience_walk  the current algorithm with each chunk's end found by a walk that tests the audience (as it was
+Phases (--phases, default with_keys,after), interleaved round by round so a shared machine's drift hits each:
+  before  the first algorithm: keyset pages of batch_size contacts, one INSERT … SELECT … RETURNING per page
+  unranged  the chunked algorithm with the topic EXISTS not limited to the chunk's contact ids (as it was before)
+  audience_walk  the chunked algorithm with each chunk's end found by a walk that tests the audience (as it was
           before: PostgreSQL joined every remaining subscription per chunk)
-  after   sending.dispatch: DISPATCH_CHUNK contacts per INSERT … SELECT (rowcount, no RETURNING), the cursor
-          committed with each chunk, batch jobs enqueued in one pipeline per chunk
-Each phase dispatches a fresh campaign to the same audience; the send rows are counted in the database afterwards.
+  with_keys  (PostgreSQL) the chunked algorithm as it was before migration 0032: send's two foreign keys in place
+          (added for the phase, NOT VALID so the existing rows are not re-checked, dropped after it) and every
+          chunk inserted ON CONFLICT DO NOTHING
+  after   sending.dispatch: DISPATCH_CHUNK contacts per INSERT … SELECT (rowcount, no RETURNING; a plain INSERT
+          into a contact range the campaign has no rows in), the cursor committed with each chunk, batch jobs
+          enqueued in one pipeline per chunk
+Each phase dispatches a fresh campaign to the same audience; the send rows are counted in the database afterwards
+and then removed, so every phase starts from the same (empty) send table — unless --keep-rows, where each phase
+adds its rows to those of the phases before it (bigger indexes each time).
 The last line printed is one JSON object (medians and the spread of the rounds).
 """
 
@@ -31,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, literal, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from bench.send_throughput import make_database, new_campaign
@@ -41,6 +48,7 @@ from campaigns.queueing import Job
 from campaigns.resources import migrate
 from campaigns.runtime import Runtime, embedded_redis
 from campaigns.sending import lifecycle as sending
+from campaigns.sending import sendrows
 
 
 def seed(rt: Runtime, n: int) -> int:
@@ -75,6 +83,7 @@ def dispatch_paged(rt: Runtime, campaign_id: int) -> int:
     with rt.session_factory() as session:
         campaign = session.get(Campaign, campaign_id)
         conds = sending.audience_conditions(campaign)
+        pg = session.get_bind().dialect.name == "postgresql"
         last = 0
         while True:
             ids = list(session.scalars(select(Contact.id).where(Contact.id > last, *conds).order_by(Contact.id)
@@ -84,8 +93,10 @@ def dispatch_paged(rt: Runtime, campaign_id: int) -> int:
             lo, hi = ids[0], ids[-1]
             rows = select(literal(campaign_id), Contact.id, literal(SendStatus.QUEUED.value), literal(0),
                           literal(""), literal(utcnow())).where(Contact.id.between(lo, hi), *conds)
-            inserted = len(session.execute(sending._insert_ignore(session, rows)
-                                           .returning(Send.__table__.c.id)).all())
+            stmt = postgresql.insert(Send.__table__) if pg else sqlite.insert(Send.__table__)
+            stmt = stmt.from_select(["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"],
+                                    rows).on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
+            inserted = len(session.execute(stmt.returning(Send.__table__.c.id)).all())
             session.execute(update(Campaign).where(Campaign.id == campaign_id)
                             .values(recipients=Campaign.recipients + inserted))
             session.commit()
@@ -123,11 +134,34 @@ def dispatch_audience_walk(rt: Runtime, campaign_id: int) -> int:
         sending.chunk_end = walk
 
 
+KEYS = (("bench_send_campaign", "campaign_id", "campaign"), ("bench_send_contact", "contact_id", "contact"))
+
+
+def dispatch_with_keys(rt: Runtime, campaign_id: int) -> int:
+    """The chunked dispatch as it was before migration 0032: both foreign keys checked on every inserted row (after-
+    row triggers that share-lock the campaign and each contact row) and every chunk ON CONFLICT DO NOTHING."""
+    if rt.engine.dialect.name != "postgresql":
+        raise SystemExit("with_keys: PostgreSQL only (SQLite cannot add a foreign key to a table)")
+    with rt.engine.begin() as conn:
+        for name, column, table in KEYS:
+            conn.execute(text(f"ALTER TABLE send ADD CONSTRAINT {name} FOREIGN KEY ({column}) REFERENCES "
+                              f"{table} (id) ON DELETE CASCADE NOT VALID"))
+    plain = sendrows.insert
+    sendrows.insert = lambda session, rows, **kw: plain(session, rows, **{**kw, "fresh_range": None})
+    try:
+        return sending.dispatch(rt, campaign_id)
+    finally:
+        sendrows.insert = plain
+        with rt.engine.begin() as conn:
+            for name, _column, _table in KEYS:
+                conn.execute(text(f"ALTER TABLE send DROP CONSTRAINT {name}"))
+
+
 PHASES = {"before": dispatch_paged, "unranged": dispatch_unranged, "audience_walk": dispatch_audience_walk,
-          "after": sending.dispatch}
+          "with_keys": dispatch_with_keys, "after": sending.dispatch}
 
 
-def run(rt: Runtime, topic_id: int, phase: str) -> dict:
+def run(rt: Runtime, topic_id: int, phase: str, keep_rows: bool = False) -> dict:
     campaign_id = new_campaign(rt, topic_id, phase)
     with rt.session_factory() as session:
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(status=CampaignStatus.RUNNING))
@@ -143,6 +177,10 @@ def run(rt: Runtime, topic_id: int, phase: str) -> dict:
     print(f"  {phase}: {created:,} rows in {seconds:.2f} s ({created / seconds:,.0f} rows/s), {jobs} batch jobs",
           flush=True)
     assert rows == created, (rows, created)
+    if not keep_rows:
+        with rt.engine.begin() as conn:
+            conn.execute(text("TRUNCATE send CASCADE" if rt.engine.dialect.name == "postgresql" else
+                              "DELETE FROM send"))
     return {"seconds": seconds, "rows": rows, "jobs": jobs}
 
 
@@ -152,8 +190,11 @@ def main() -> int:
     p.add_argument("--database-url", default="")
     p.add_argument("--redis-url", default="")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--phases", default="before,after",
-                   help="comma-separated, run in this order each round: before (paged), unranged, audience_walk, after")
+    p.add_argument("--phases", default="with_keys,after",
+                   help="comma-separated, run in this order each round: before (paged), unranged, audience_walk, "
+                        "with_keys, after")
+    p.add_argument("--keep-rows", action="store_true",
+                   help="leave each phase's send rows in the table (later phases insert into bigger indexes)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rapport-dispatch-"))
     stack = contextlib.ExitStack()
@@ -179,7 +220,7 @@ def main() -> int:
         print(f"  {time.perf_counter() - t0:.1f} s", flush=True)
         for _ in range(args.rounds):
             for phase in phases:
-                results[phase].append(run(rt, topic_id, phase))
+                results[phase].append(run(rt, topic_id, phase, args.keep_rows))
         rt.close()
         if redis_conn is not None:
             redis_conn.flushdb()

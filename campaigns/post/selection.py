@@ -29,6 +29,7 @@ from campaigns.models import (
 )
 from campaigns.post.addresses import complete_address, wants_post
 from campaigns.sending import policy as policy_service
+from campaigns.sending import sendrows
 from campaigns.sending.lifecycle import audience_conditions
 
 CHUNK = 500
@@ -77,6 +78,7 @@ class Chosen:
 def choose(session: Session, campaign: Campaign, policy: PolicySettings, now: dt.datetime) -> Chosen:
     """Create the campaign's send rows for every eligible contact and let the contact policy decide, in chunks;
     held contacts' rows are skipped with the rule's reason. Flushes; the caller commits."""
+    sendrows.for_new_rows(session)    # before the contacts are read: a concurrent erase waits for this transaction
     ids = list(session.scalars(select(Contact.id).where(*eligible_conditions(campaign)).order_by(Contact.id)))
     passed: dict[int, int] = {}
     held_total = 0

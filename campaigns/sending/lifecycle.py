@@ -9,7 +9,6 @@ import logging
 from collections.abc import Sequence
 
 from sqlalchemy import exists, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from campaigns import queueing, webhook_events
@@ -32,7 +31,7 @@ from campaigns.models import (
 )
 from campaigns.queueing import Job
 from campaigns.runtime import Runtime
-from campaigns.sending import besttime, localtime, sweeper, variants
+from campaigns.sending import besttime, localtime, sendrows, sweeper, variants
 from campaigns.sending import policy as policy_service
 from campaigns.sending.committed import when_committed
 from campaigns.sending.finishing import maybe_finish
@@ -186,12 +185,12 @@ def dispatch(rt: Runtime, campaign_id: int) -> int:
                           literal(""), literal(utcnow()), due, due,
                           *([literal(rest)] if rest is not None else [])).where(*chunk)
             if phase == AbPhase.TEST:   # an A/B test is never a local-time campaign (abtests.setup refuses it)
+                sendrows.for_new_rows(session)
                 inserted = variants.insert_test_share(session, campaign_id, test, variants.audience_ids(
                     session, audience_conditions(campaign, last, hi), last, hi))
-            else:   # preserve_rowcount: SQLAlchemy keeps an INSERT's cursor.rowcount only when asked.
-                inserted = max(session.execute(_insert_ignore(session, rows, scheduled=True,
-                                                              with_variant=rest is not None)
-                                               .execution_options(preserve_rowcount=True)).rowcount or 0, 0)
+            else:
+                inserted = sendrows.insert(session, rows, scheduled=True, with_variant=rest is not None,
+                                           fresh_range=(campaign_id, last, hi))
                 localtime.apply_best_times(session, campaign, now, last, hi, prior)
             # One UPDATE: the cursor and the count move with the rows, in the same transaction.
             session.execute(update(Campaign).where(Campaign.id == campaign_id)
@@ -233,14 +232,6 @@ def _enqueue_batches(rt: Runtime, campaign_id: int, lo: int, hi: int, rows: int)
     step = -(-(hi - lo + 1) // parts)
     batches = [(campaign_id, start_id, min(start_id + step - 1, hi)) for start_id in range(lo, hi + 1, step)]
     queueing.enqueue_many(rt.queue, Job.SEND_BATCH, batches)
-
-
-def _insert_ignore(session: Session, rows, scheduled: bool = False, with_variant: bool = False):
-    cols = ["campaign_id", "contact_id", "status", "attempts", "last_error", "created_at"] + \
-        (["not_before", "next_attempt_at"] if scheduled else []) + (["variant"] if with_variant else [])
-    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(Send.__table__).from_select(cols, rows)
-    return stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
 
 
 PROGRESS_EXACT = 5000      # send rows a progress poll counts one by one (index only); beyond, the counters answer
@@ -353,7 +344,7 @@ def dispatch_to(rt: Runtime, campaign_id: int, contact_ids: Sequence[int]) -> in
             chunk = ids[i:i + page]
             rows = select(literal(campaign_id), Contact.id, literal(SendStatus.QUEUED.value), literal(0),
                           literal(""), literal(utcnow())).where(Contact.id.in_(chunk))
-            inserted = len(session.execute(_insert_ignore(session, rows).returning(Send.__table__.c.id)).all())
+            inserted = sendrows.insert(session, rows)
             if not inserted:
                 session.commit()
                 continue
