@@ -269,18 +269,15 @@ class DKIMSigner:
         """Return the DKIM-Signature header line(s) (folded, CRLF-terminated bytes, one per key) to prepend.
 
         headers: (name, value) pairs exactly as they will be written on the wire, value may contain folding
-        (CRLF + whitespace) and is ASCII (already RFC 2047 encoded). body: the body bytes with CRLF line
-        endings.
+        (CRLF + whitespace); ASCII (RFC 2047 encoded) except an internationalized address, signed as its UTF-8
+        bytes (RFC 8616 4). body: the body bytes with CRLF line endings.
         """
         signed = self._signed_set
         fields: list[tuple[str, bytes]] = []
         for name, value in headers:
             lname = name.lower()
             if lname in signed:
-                try:
-                    fields.append((lname, value.encode("ascii")))
-                except UnicodeEncodeError:
-                    raise ValueError(f"{name} header is not ASCII; RFC 2047-encode it first") from None
+                fields.append((lname, value.encode("ascii") if value.isascii() else value.encode("utf-8")))
         return self._sign_fields(fields, body, timestamp)
 
     def sign_message(self, message: bytes, *, timestamp: int | None = None) -> bytes:

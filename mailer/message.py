@@ -16,6 +16,8 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import idna
+
 Headers = list[tuple[str, str]]
 CRLF = b"\r\n"
 
@@ -77,14 +79,52 @@ def encode_header(name: str, value: str) -> str:
     return encoded_words(value, first_room=78 - len(name) - 2)
 
 
+def ascii_domain(address: str) -> str:
+    """The address with an internationalized domain written as IDNA A-labels (RFC 5891: bücher.example ->
+    xn--bcher-kva.example), so that it travels on any relay; the local part as it is (a non-ASCII local part needs
+    SMTPUTF8, RFC 6531). Unchanged when ASCII or when the domain is no valid IDN."""
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except (idna.IDNAError, UnicodeError):
+        return address
+
+
 def format_address(name: str, address: str) -> str:
-    """'Name <addr>' with the name quoted or RFC 2047 encoded as needed; bare address when no name."""
+    """'Name <addr>' with the name quoted or RFC 2047 encoded as needed; bare address when no name.
+
+    An internationalized domain becomes A-labels; a non-ASCII local part stays UTF-8 (an RFC 6532 header, sent
+    with SMTPUTF8): encoding it as RFC 2047 words would make it no address at all.
+    """
+    address = ascii_domain(address)
     name = " ".join(name.split())
     if not name:
         return address
     if not name.isascii():
         return f"{encoded_words(name)} <{address}>"
-    return email.utils.formataddr((name, address))
+    if address.isascii():
+        return email.utils.formataddr((name, address))
+    quoted = email.utils.formataddr((name, "x@y"))    # formataddr refuses a UTF-8 address; it quotes the name
+    return f"{quoted[:-len('<x@y>')]}<{address}>"
+
+
+def address_header(field: str, name: str, address: str) -> str:
+    """A To-style header value for one mailbox, ready for the wire (folded; RFC 2047 name, address as above)."""
+    return mailbox_header(field, format_address(name, address))
+
+
+def mailbox_header(field: str, value: str) -> str:
+    """format_address's value folded for the wire; a UTF-8 address is kept whole (never RFC 2047 encoded)."""
+    if value.isascii():
+        return fold_ascii(field, value)
+    head, _, addr = value.rpartition(" <")    # only the address is not ASCII: fold before it when long
+    if not head or len(field) + 2 + len(value) <= 78:
+        return value
+    return f"{fold_ascii(field, head)}\r\n <{addr}"
 
 
 def encode_part(content: str, subtype: str) -> bytes:
@@ -171,13 +211,14 @@ class MessageTemplate:
         """Headers (wire-ready values) and the multipart/alternative body for one recipient.
 
         parts: already encoded (text/plain, text/html) MIME parts; otherwise html and text are encoded here.
-        reply_to: this recipient's own Reply-To (a per-recipient reply address), instead of the template's.
+        reply_to: this recipient's own Reply-To (a per-recipient reply address, or the customer an answer goes
+        to), as format_address wrote it, instead of the template's.
         attachments: the body becomes multipart/mixed, the alternative part first, then one part per file.
         """
         boundary = "=_r" + hashlib.blake2s(message_id.encode(), digest_size=12).hexdigest()
         headers: Headers = [
             ("From", self.from_header),
-            ("To", encode_header("To", format_address(to_name, to_email))),
+            ("To", address_header("To", to_name, to_email)),
             ("Subject", encode_header("Subject", subject)),
             ("Date", date),
             ("Message-ID", message_id),
@@ -185,7 +226,7 @@ class MessageTemplate:
             ("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"'),
         ]
         if reply_to or self.reply_to:
-            headers.append(("Reply-To", encode_header("Reply-To", reply_to) if reply_to else self.reply_to))
+            headers.append(("Reply-To", mailbox_header("Reply-To", reply_to) if reply_to else self.reply_to))
         if list_unsubscribe:
             value = ", ".join(f"<{u}>" for u in list_unsubscribe)
             headers.append(("List-Unsubscribe", fold_ascii("List-Unsubscribe", value)))
@@ -217,7 +258,8 @@ class MessageTemplate:
 
 def serialize(headers: Headers, body: bytes, prefix: bytes = b"") -> bytes:
     """Wire bytes: optional prefix (e.g. DKIM-Signature lines), headers, blank line, body."""
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("ascii")
+    # UTF-8: only a non-ASCII address (RFC 6532, sent with SMTPUTF8) is not ASCII; everything else is encoded.
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("utf-8")
     return prefix + head + CRLF + body
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
+from mailer.message import ascii_domain
 from mailer.ratelimit import RateLimited, RateLimiter
 from mailer.transport.config import DEFAULT_RELAY, RelayConfig
 from mailer.transport.connect import close_smtp, open_connection
@@ -89,13 +90,14 @@ class SMTPPool:
             raise ValueError("send() needs at least one recipient")
         if not isinstance(message, bytes | bytearray):
             raise TypeError(f"message must be bytes, not {type(message).__name__}")
-        sender = envelope_address(envelope_from)
+        # Internationalized domains as A-labels: only a non-ASCII local part then needs SMTPUTF8 (RFC 6531).
+        sender = envelope_address(ascii_domain(envelope_from))
         try:
-            rcpts = [(address, envelope_address(address)) for address in recipients]
+            rcpts = [(address, envelope_address(ascii_domain(address))) for address in recipients]
         except ValueError as exc:
             # A malformed recipient can never be delivered: bounce it rather than crash the batch.
             raise PermanentFailure(str(exc), stage="rcpt") from None
-        utf8 = not (envelope_from.isascii() and all(address.isascii() for address in recipients))
+        utf8 = not (sender.isascii() and all(quoted.isascii() for _address, quoted in rcpts))
         eightbit = not message.isascii()
         payload = data_payload(bytes(message))
         if self.limiter is not None:

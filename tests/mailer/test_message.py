@@ -6,7 +6,15 @@ import email.policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer.message import MessageTemplate, encode_part, format_date, serialize
+from mailer.message import (
+    MessageTemplate,
+    address_header,
+    ascii_domain,
+    encode_part,
+    format_address,
+    format_date,
+    serialize,
+)
 
 TEMPLATE = MessageTemplate.create(from_name="Zoë's Gärten", from_email="news@shop.test",
                                   reply_to="help@shop.test", feedback_id="1:nurture:rapport")
@@ -28,6 +36,29 @@ def test_parses_back_with_non_ascii_names_and_subject() -> None:
     assert msg.get_content_type() == "multipart/alternative"
     assert msg.get_body(("plain",)).get_content().strip() == "Hallo"
     assert msg.get_body(("html",)).get_content().strip() == "<p>Hallo</p>"
+
+
+def test_internationalized_addresses_stay_addresses_in_the_to_header() -> None:
+    assert ascii_domain("ana@bücher.example") == "ana@xn--bcher-kva.example"
+    assert ascii_domain("zoë@example.com") == "zoë@example.com"          # a UTF-8 local part needs SMTPUTF8
+    assert ascii_domain("plain@example.com") == "plain@example.com"
+    # An encoded-word name, then the address itself: A-labels, or UTF-8 (RFC 6532) for the local part.
+    assert address_header("To", "Zoë Ångström", "zoë@exämple.com") == \
+        "=?utf-8?b?Wm/DqyDDhW5nc3Ryw7Zt?= <zoë@xn--exmple-cua.com>"
+    assert address_header("To", "Smith, Ana", "ana@bücher.example") == '"Smith, Ana" <ana@xn--bcher-kva.example>'
+    assert address_header("To", "Zoe Ann", "zoë@example.com") == "Zoe Ann <zoë@example.com>"
+    long_name = "Zoe " * 20
+    folded = address_header("To", long_name, "zoë@example.com")
+    assert folded.endswith("\r\n <zoë@example.com>") and all(len(x) <= 78 for x in folded.split("\r\n"))
+    # A reply forwarded to its owner carries the customer in Reply-To, formatted the same way.
+    headers, body = TEMPLATE.build(to_name="Zoë", to_email="zoë@example.com", subject="Hi", message_id="<t@s>",
+                                   date=format_date(0), html="<p>x</p>", text="x",
+                                   reply_to=format_address("Jörg Ökonom", "jörg@bücher.example"))
+    raw = serialize(headers, body)
+    msg = email.message_from_string(raw.decode("utf-8"), policy=email.policy.SMTPUTF8)
+    assert (msg["To"].addresses[0].display_name, msg["To"].addresses[0].addr_spec) == ("Zoë", "zoë@example.com")
+    assert (msg["Reply-To"].addresses[0].display_name, msg["Reply-To"].addresses[0].addr_spec) == \
+        ("Jörg Ökonom", "jörg@xn--bcher-kva.example")
 
 
 @settings(max_examples=50, deadline=None)

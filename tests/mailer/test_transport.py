@@ -305,15 +305,19 @@ def test_single_recipient_given_as_a_string(server: tuple[Recorder, int]) -> Non
     assert handler.messages[0]["to"] == ["a@example.com"]
 
 
-def test_non_ascii_address_uses_smtputf8(server: tuple[Recorder, int]) -> None:
+def test_non_ascii_local_part_uses_smtputf8_and_an_idn_domain_travels_as_a_labels(
+        server: tuple[Recorder, int]) -> None:
     handler, port = server
     with SMTPPool(relay(port)) as pool:
         pool.send(SENDER, ["jörg@exämple.com"], message())
         pool.send(SENDER, ["plain@example.com"], message())
-    first, second = handler.messages
-    assert first["to"] == ["jörg@exämple.com"]
+        pool.send(SENDER, ["ana@bücher.example"], message())
+    first, second, third = handler.messages
+    assert first["to"] == ["jörg@xn--exmple-cua.com"]
     assert "SMTPUTF8" in first["options"]
     assert "SMTPUTF8" not in second["options"]
+    # Only the domain was not ASCII: as A-labels (RFC 5891) it needs no SMTPUTF8 from the relay.
+    assert third["to"] == ["ana@xn--bcher-kva.example"] and "SMTPUTF8" not in third["options"]
 
 
 def test_bad_addresses_are_refused_before_reaching_the_relay(server: tuple[Recorder, int]) -> None:

@@ -232,3 +232,37 @@ def test_dispatch_reads_only_each_chunks_subscriptions(runtime, db_session, make
     db_session.expire_all()
     sent_to = set(db_session.scalars(select(Send.contact_id).where(Send.campaign_id == campaign.id)))
     assert sent_to == {c.id for c in contacts} - {leaver.id}
+
+
+def test_internationalized_addresses_get_a_readable_to_header_and_a_valid_signature(
+        runtime, db_session, make_contacts, make_campaign, outbox, run_worker) -> None:
+    """An IDN domain travels as A-labels (no SMTPUTF8 needed); a non-ASCII local part stays UTF-8 in To (RFC 6532)
+    and in RCPT (SMTPUTF8), DKIM-signed over its UTF-8 bytes (RFC 8616). Both used to get a To header that was one
+    RFC 2047 word around the whole 'name <address>': no address at all for the reader's client."""
+    from campaigns.contacts.records import save_contact
+
+    topic, _ = make_contacts(1)
+    zoe = save_contact(db_session, {"email": "zoë@example.com", "first_name": "Zoë", "last_name": "Ångström"},
+                       topic_ids=[topic.id])
+    ana = save_contact(db_session, {"email": "ana@bücher.example", "first_name": "Ana", "last_name": "Silva"},
+                       topic_ids=[topic.id])
+    db_session.commit()
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    run_worker()
+
+    by_rcpt = {m.recipients[0]: m for m in messages(outbox)}
+    assert {"zoë@example.com", "ana@xn--bcher-kva.example"} <= set(by_rcpt), set(by_rcpt)
+    dnsfunc = dns_for(runtime.settings)
+    for rcpt, name, addr in (("zoë@example.com", "Zoë Ångström", "zoë@example.com"),
+                             ("ana@xn--bcher-kva.example", "Ana Silva", "ana@xn--bcher-kva.example")):
+        msg = by_rcpt[rcpt]
+        parsed = email.message_from_string(msg.raw.decode("utf-8"), policy=email.policy.SMTPUTF8)
+        to = parsed["To"].addresses[0]
+        assert (to.display_name, to.addr_spec) == (name, addr)
+        assert dkim.verify(msg.raw, dnsfunc=dnsfunc), rcpt
+    assert by_rcpt["ana@xn--bcher-kva.example"].raw.isascii()
+    db_session.rollback()
+    assert db_session.scalar(select(Campaign.sent).where(Campaign.id == campaign.id)) == 3
+    assert {zoe.email, ana.email} == {"zoë@example.com", "ana@bücher.example"}

@@ -101,7 +101,7 @@ def test_an_erase_racing_a_dispatch_chunk_leaves_no_send_naming_the_contact(runt
         def run() -> None:
             try:
                 work()
-            except BaseException as exc:   # noqa: BLE001 - reported by the test below
+            except BaseException as exc:
                 errors.append(exc)
         t = threading.Thread(target=run)
         t.start()
