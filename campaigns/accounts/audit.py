@@ -58,6 +58,7 @@ class Action(StrEnum):
     WEBHOOK_REPLAY = "webhook.replay"
     WEBHOOK_TEST = "webhook.test"
     CAMPAIGN_ARCHIVE = "campaign.archive"      # shown in (or taken out of) a public archive
+    FEED_DELETE = "feed_mailing.delete"        # a feed mailing removed (the mails it sent stay)
     TIER_SAVE = "loyalty.tier_save"
     TIER_DELETE = "loyalty.tier_delete"
     DRAW_SAVE = "draw.save"                    # a prize draw created or edited

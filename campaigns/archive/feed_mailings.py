@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -118,6 +118,14 @@ def set_active(session: Session, mailing: FeedMailing, active: bool) -> None:
         mailing.next_check_at = utcnow()
 
 
+def delete_mailing(session: Session, mailing: FeedMailing) -> None:
+    """Remove a feed mailing and its record of the items it saw; the campaigns it sent stay, with their reports.
+    A check under way finds it gone and sends nothing (see check). Flushes; the caller commits."""
+    session.execute(delete(FeedItem).where(FeedItem.mailing_id == mailing.id))
+    session.delete(mailing)
+    session.flush()
+
+
 def check_soon(session: Session, mailing: FeedMailing) -> None:
     """Have the next tick check the mailing (the admin's "Check now"); the caller commits and enqueues the job."""
     if not mailing.active:
@@ -179,7 +187,9 @@ def check(rt: Runtime, mailing_id: int, now: dt.datetime | None = None) -> Check
     now = now or utcnow()
     result = CheckResult(mailing_id)
     with rt.session_factory() as session:
-        mailing = get_mailing(session, mailing_id)
+        mailing = session.get(FeedMailing, mailing_id)
+        if mailing is None:     # deleted since the tick listed it
+            return result
         url, etag, modified = mailing.feed_url, mailing.etag, mailing.last_modified
     try:
         fetched = fetch(url, etag=etag, last_modified=modified, allow_private=rt.settings.feeds_allow_private)
@@ -191,9 +201,13 @@ def check(rt: Runtime, mailing_id: int, now: dt.datetime | None = None) -> Check
             mailing.etag, mailing.last_modified = fetched.etag, fetched.last_modified
             _checked(mailing, now, "")
             session.commit()
+    except NotFound:
+        # Deleted while its feed was fetched: nothing recorded, nothing sent.
+        logger.info("feed mailing %s was deleted during its check", mailing_id)
+        result.new_items, result.mailed, result.campaign_id = 0, 0, None
     except IntegrityError:
-        # Another check of this mailing (the periodic one and "Check now" at once) recorded the same items first:
-        # it sends them and records its own outcome; this one sent nothing.
+        # Another check of this mailing (the periodic one and "Check now" at once) recorded the same items first,
+        # or the mailing was deleted meanwhile: this one sent nothing (its run campaign was rolled back with it).
         logger.info("feed mailing %s: a concurrent check recorded the new items first", mailing_id)
         result.new_items, result.mailed, result.campaign_id = 0, 0, None
     except (FeedError, ValidationError, InvalidState, TemplateError) as exc:

@@ -115,6 +115,20 @@ def feed_mailing_edit(mailing_id: int | None = None):
     ), 400 if form is not None else 200
 
 
+@bp.post("/feeds/<int:mailing_id>/delete")
+@editor_required
+def feed_mailing_delete(mailing_id: int):
+    """Delete a feed mailing (after the confirmation on its page); the mails it sent stay in Campaigns."""
+    session = db()
+    obj = get_or_404(session, FeedMailing, mailing_id)
+    name = obj.name
+    feed_mailings.delete_mailing(session, obj)
+    session.commit()
+    audit(Action.FEED_DELETE, f"feed mailing {mailing_id}", name)
+    flash(f"Feed mailing “{name}” deleted. The mails it sent stay under Campaigns, with their reports.", "info")
+    return redirect(url_for("admin.feed_mailings_list"), code=303)
+
+
 @bp.post("/feeds/<int:mailing_id>/<any(activate, pause, check):action>")
 @editor_required
 def feed_mailing_action(mailing_id: int, action: str):

@@ -16,7 +16,7 @@ from campaigns.archive.fetching import FeedError, fetch
 from campaigns.composing.editor import save_campaign
 from campaigns.composing.starters import starter
 from campaigns.errors import ValidationError
-from campaigns.models import Campaign, FeedItem, FeedMailing
+from campaigns.models import AuditEntry, Campaign, FeedItem, FeedMailing
 from campaigns.outbound import blocked
 from campaigns.sending import sweeper
 from tests.campaigns.archive.feeds import FeedServer, rss, serve
@@ -343,3 +343,48 @@ def test_a_mailing_whose_check_crashes_does_not_stop_the_others(db_session, runt
     assert feed_mailings.run_due(runtime) == {"checked": 2, "mailed": 2, "failed": 1}
     work()
     assert len(outbox.list()) == 3
+
+
+def test_deleting_a_mailing_keeps_its_mails_and_a_check_under_way_sends_nothing(
+        db_session, runtime, mailing, feed, work, outbox, editor, monkeypatch) -> None:
+    """A marketer can remove a feed mailing (it could only be paused): its sent mails stay in Campaigns with their
+    reports; a check that was fetching the feed at that moment records and sends nothing."""
+    template_id, mailing_id = mailing.template_id, mailing.id
+    assert feed_mailings.check(runtime, mailing_id).mailed == 2
+    work()
+    run_id = db_session.scalar(select(FeedItem.campaign_id).where(FeedItem.mailing_id == mailing_id).limit(1))
+    page = f"/admin/feeds/{mailing_id}"
+    html = editor.get(page).get_data(as_text=True)
+    assert "Delete “Blog”" in html and "The 1 mail it sent stay under Campaigns" in html
+    assert editor.get(page + "/delete").status_code == 405           # only an explicit POST deletes
+    r = editor.post(page + "/delete", data={"csrf_token": csrf(editor, page)})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/admin/feeds")
+    assert "Feed mailing “Blog” deleted" in editor.get("/admin/feeds").get_data(as_text=True)
+    db_session.rollback()
+    assert db_session.scalar(select(func.count()).select_from(FeedMailing)) == 0
+    assert db_session.scalar(select(func.count()).select_from(FeedItem)) == 0
+    assert fresh(db_session).get(Campaign, run_id).sent == 3            # the mail it sent, with its report
+    assert editor.get(f"/admin/campaigns/{run_id}").status_code == 200
+    assert db_session.scalar(select(AuditEntry.target).where(AuditEntry.action == "feed_mailing.delete")) == \
+        f"feed mailing {mailing_id}"
+
+    # A check that lists the mailing, then fetches while it is deleted: nothing recorded, nothing sent.
+    again = feed_mailings.save_mailing(db_session, {"name": "Blog 2", "feed_url": feed.url, "template_id": template_id,
+                                                    "every_hours": "24", "max_items": "10"})
+    feed_mailings.set_active(db_session, again, True)
+    db_session.commit()
+    real_fetch = feed_mailings.fetch
+
+    def fetch_while_deleted(*args, **kwargs):
+        answer = real_fetch(*args, **kwargs)
+        with runtime.session_factory() as session:
+            feed_mailings.delete_mailing(session, session.get(FeedMailing, again.id))
+            session.commit()
+        return answer
+
+    monkeypatch.setattr(feed_mailings, "fetch", fetch_while_deleted)
+    sent_before = outbox.count()
+    result = feed_mailings.check(runtime, again.id)
+    work()
+    assert (result.mailed, result.error) == (0, "") and outbox.count() == sent_before
+    assert feed_mailings.check(runtime, again.id).mailed == 0          # gone: a later tick just skips it
