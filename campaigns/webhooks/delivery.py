@@ -170,7 +170,9 @@ def _claim(rt: Runtime, endpoint_id: int, token: str,
         endpoint = session.get(WebhookEndpoint, endpoint_id)
         if endpoint is None or not endpoint.enabled:
             return None, []
-        target = _Target(endpoint.url, endpoint.secret)
+        target = _target(rt, session, endpoint, now)
+        if target is None:
+            return None, []
         query = (select(WebhookDelivery.id)
                  .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == DeliveryStatus.PENDING,
                         WebhookDelivery.next_attempt_at <= now,
@@ -190,6 +192,27 @@ def _claim(rt: Runtime, endpoint_id: int, token: str,
                                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)).all()
         session.commit()
     return target, [tuple(r) for r in rows]
+
+
+def _target(rt: Runtime, session: Session, endpoint: WebhookEndpoint, now: dt.datetime) -> _Target | None:
+    """Where and with which secret to post; a secret stored before sealing is sealed now (committed with the
+    claim). A secret this server cannot open disables the endpoint with the reason (None: nothing is posted)."""
+    key = rt.settings.secret_key
+    try:
+        secret = signing.unseal(key, endpoint.secret)
+    except signing.SecretUnreadable as exc:
+        endpoint.enabled = False
+        endpoint.disabled_at = now
+        endpoint.disabled_reason = f"Disabled by Rapport: {exc}."
+        audit.record(session, "rapport", audit.Action.WEBHOOK_AUTO_DISABLE, f"webhook {endpoint.id}",
+                     f"{endpoint.url}: {endpoint.disabled_reason}")
+        session.commit()
+        webhook_events.invalidate()
+        logger.warning("webhook endpoint %s (%s) disabled: %s", endpoint.id, endpoint.url, exc)
+        return None
+    if not signing.sealed(endpoint.secret):
+        endpoint.secret = signing.seal(key, secret)
+    return _Target(endpoint.url, secret)
 
 
 def _release(rt: Runtime, token: str, ids: list[int]) -> None:

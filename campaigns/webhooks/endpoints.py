@@ -45,7 +45,8 @@ def create(session: Session, settings: Settings, *, url: str, description: str, 
     url, description, chosen = _clean(settings, url, description, event_types)
     secret = signing.new_secret()
     endpoint = WebhookEndpoint(url=url, description=description, event_types=chosen,
-                               include_machine=include_machine, secret=secret, enabled=True,
+                               include_machine=include_machine, secret=signing.seal(settings.secret_key, secret),
+                               enabled=True,
                                consecutive_failures=0, disabled_reason="", created_by=created_by[:320])
     session.add(endpoint)
     session.flush()
@@ -84,11 +85,12 @@ def set_enabled(session: Session, endpoint: WebhookEndpoint, enabled: bool) -> N
     webhook_events.invalidate_on_commit(session)
 
 
-def rotate_secret(session: Session, endpoint: WebhookEndpoint) -> str:
-    """A new secret, used from the next attempt on; returns it (shown once)."""
-    endpoint.secret = signing.new_secret()
+def rotate_secret(session: Session, settings: Settings, endpoint: WebhookEndpoint) -> str:
+    """A new secret, used from the next attempt on; returns it (shown once; stored sealed)."""
+    secret = signing.new_secret()
+    endpoint.secret = signing.seal(settings.secret_key, secret)
     session.flush()
-    return endpoint.secret
+    return secret
 
 
 def delete(session: Session, endpoint: WebhookEndpoint) -> None:

@@ -136,7 +136,7 @@ def settings_webhook_enable(endpoint_id: int):
 def settings_webhook_rotate(endpoint_id: int):
     session = db()
     endpoint = _endpoint(endpoint_id)
-    secret = endpoints.rotate_secret(session, endpoint)
+    secret = endpoints.rotate_secret(session, rt().settings, endpoint)
     session.commit()
     audit(Action.WEBHOOK_ROTATE, f"webhook {endpoint.id}", endpoint.url)
     return _endpoint_page(_endpoint(endpoint_id), secret=secret)

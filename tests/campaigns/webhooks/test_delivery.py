@@ -65,6 +65,54 @@ def test_a_committed_change_is_posted_signed_by_the_worker(runtime, db_session, 
     assert (d.status, d.attempts, d.last_status, d.last_response) == (DeliveryStatus.DELIVERED, 1, 200, "ok")
 
 
+def test_the_secret_is_stored_sealed_and_a_secret_stored_in_clear_is_sealed_on_first_use(
+        runtime, db_session, receiver, subscribe, run_worker) -> None:
+    """A copy of the database alone (a leaked backup) must not let anyone sign webhooks the receiver trusts: the
+    secret is stored encrypted under a key derived from SECRET_KEY. One stored before (in clear) still signs, and
+    the delivery job seals it the first time it uses it."""
+    endpoint_id = subscribe([EventType.ORDER_RECORDED])
+    stored = fresh(db_session).get(WebhookEndpoint, endpoint_id).secret
+    assert receiver.secret.startswith("whsec_") and receiver.secret not in stored and stored.startswith("whenc1:")
+    assert len(stored) <= 100 and signing.unseal(runtime.settings.secret_key, stored) == receiver.secret
+    with pytest.raises(signing.SecretUnreadable):
+        signing.unseal("another key", stored)
+    # An endpoint from before sealing: its secret in clear.
+    with runtime.session_factory() as session:
+        session.get(WebhookEndpoint, endpoint_id).secret = receiver.secret
+        session.commit()
+    order(runtime)
+    run_worker()
+    (got,) = receiver.received
+    assert got.valid
+    stored = fresh(db_session).get(WebhookEndpoint, endpoint_id).secret
+    assert signing.sealed(stored) and signing.unseal(runtime.settings.secret_key, stored) == receiver.secret
+
+
+def test_a_secret_the_server_cannot_open_disables_the_endpoint_with_the_reason(
+        runtime, db_session, receiver, subscribe, run_worker) -> None:
+    endpoint_id = subscribe([EventType.ORDER_RECORDED])
+    with runtime.session_factory() as session:     # sealed under another SECRET_KEY (the operator changed it)
+        session.get(WebhookEndpoint, endpoint_id).secret = signing.seal("the key before", receiver.secret)
+        session.commit()
+    order(runtime)
+    run_worker()
+    assert receiver.received == []
+    endpoint = fresh(db_session).get(WebhookEndpoint, endpoint_id)
+    assert not endpoint.enabled and "rotate the secret" in endpoint.disabled_reason
+    (waiting,) = deliveries(db_session)
+    assert (waiting.status, waiting.attempts) == (DeliveryStatus.PENDING, 0)     # nothing was posted unsigned
+    # The admin rotates the secret, gives it to the receiver and switches the endpoint on: the event goes out.
+    with runtime.session_factory() as session:
+        one = session.get(WebhookEndpoint, endpoint_id)
+        receiver.secret = endpoints.rotate_secret(session, runtime.settings, one)
+        endpoints.set_enabled(session, one, True)
+        session.commit()
+    delivery.enqueue_due(runtime)      # the periodic task's look for waiting deliveries
+    run_worker()
+    (got,) = receiver.received
+    assert got.valid
+
+
 def test_receiver_down_is_retried_with_backoff_then_succeeds(runtime, db_session, receiver, subscribe,
                                                              run_worker) -> None:
     endpoint_id = subscribe([EventType.ORDER_RECORDED])
