@@ -11,8 +11,6 @@ Phases (--phases, default with_keys,after), interleaved round by round so a shar
   with_keys  (PostgreSQL) the chunked algorithm as it was before migration 0032: send's two foreign keys in place
           (added for the phase, NOT VALID so the existing rows are not re-checked, dropped after it) and every
           chunk inserted ON CONFLICT DO NOTHING
-  topic_subquery  the current algorithm with each chunk's topic EXISTS reading the campaign's topics through a
-          subquery on campaign_topic (as it was before they were read once and passed as values)
   after   sending.dispatch: DISPATCH_CHUNK contacts per INSERT … SELECT (rowcount, no RETURNING; a plain INSERT
           into a contact range the campaign has no rows in), the cursor committed with each chunk, batch jobs
           enqueued in one pipeline per chunk
@@ -112,7 +110,7 @@ def dispatch_unranged(rt: Runtime, campaign_id: int) -> int:
     """The chunked dispatch as it was before the topic EXISTS carried the chunk's contact-id range (PostgreSQL
     then planned a hash aggregate over the whole subscription table for every chunk)."""
     ranged = sending.audience_conditions
-    sending.audience_conditions = lambda campaign, after=None, upto=None, topic_ids=None: ranged(campaign)
+    sending.audience_conditions = lambda campaign, after=None, upto=None: ranged(campaign)
     try:
         return sending.dispatch(rt, campaign_id)
     finally:
@@ -134,18 +132,6 @@ def dispatch_audience_walk(rt: Runtime, campaign_id: int) -> int:
         return sending.dispatch(rt, campaign_id)
     finally:
         sending.chunk_end = walk
-
-
-def dispatch_topic_subquery(rt: Runtime, campaign_id: int) -> int:
-    """The chunked dispatch as it was before the campaign's topic ids were read once and passed as values: each
-    chunk's topic EXISTS carried a subquery on campaign_topic (PostgreSQL then misjudged how many subscriptions
-    match and probed the contact index once per subscription)."""
-    real = sending.audience_conditions
-    sending.audience_conditions = lambda campaign, after=None, upto=None, topic_ids=None: real(campaign, after, upto)
-    try:
-        return sending.dispatch(rt, campaign_id)
-    finally:
-        sending.audience_conditions = real
 
 
 KEYS = (("bench_send_campaign", "campaign_id", "campaign"), ("bench_send_contact", "contact_id", "contact"))
@@ -172,7 +158,7 @@ def dispatch_with_keys(rt: Runtime, campaign_id: int) -> int:
 
 
 PHASES = {"before": dispatch_paged, "unranged": dispatch_unranged, "audience_walk": dispatch_audience_walk,
-          "with_keys": dispatch_with_keys, "topic_subquery": dispatch_topic_subquery, "after": sending.dispatch}
+          "with_keys": dispatch_with_keys, "after": sending.dispatch}
 
 
 def run(rt: Runtime, topic_id: int, phase: str, keep_rows: bool = False) -> dict:
@@ -206,7 +192,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--phases", default="with_keys,after",
                    help="comma-separated, run in this order each round: before (paged), unranged, audience_walk, "
-                        "with_keys, topic_subquery, after")
+                        "with_keys, after")
     p.add_argument("--keep-rows", action="store_true",
                    help="leave each phase's send rows in the table (later phases insert into bigger indexes)")
     args = p.parse_args()

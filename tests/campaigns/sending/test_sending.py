@@ -229,8 +229,6 @@ def test_dispatch_reads_only_each_chunks_subscriptions(runtime, db_session, make
     for statement, _params in inserts:
         assert re.search(r"subscription\.contact_id > ", statement) and \
             re.search(r"subscription\.contact_id <= ", statement), statement
-        # The campaign's topics as values, read once: with a subquery PostgreSQL misjudged the matching rows.
-        assert "campaign_topic" not in statement, statement
     db_session.expire_all()
     sent_to = set(db_session.scalars(select(Send.contact_id).where(Send.campaign_id == campaign.id)))
     assert sent_to == {c.id for c in contacts} - {leaver.id}
