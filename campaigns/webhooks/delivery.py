@@ -171,7 +171,9 @@ def _claim(rt: Runtime, endpoint_id: int, token: str,
         if endpoint is None or not endpoint.enabled:
             return None, []
         target = _target(rt, session, endpoint, now)
-        if target is None:
+        if target is None:     # disabled: its secret cannot be read
+            session.commit()
+            webhook_events.invalidate()
             return None, []
         query = (select(WebhookDelivery.id)
                  .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == DeliveryStatus.PENDING,
@@ -195,8 +197,9 @@ def _claim(rt: Runtime, endpoint_id: int, token: str,
 
 
 def _target(rt: Runtime, session: Session, endpoint: WebhookEndpoint, now: dt.datetime) -> _Target | None:
-    """Where and with which secret to post; a secret stored before sealing is sealed now (committed with the
-    claim). A secret this server cannot open disables the endpoint with the reason (None: nothing is posted)."""
+    """Where and with which secret to post; a secret stored before sealing is sealed now (the caller commits it
+    with the claim). A secret this server cannot open disables the endpoint with the reason (None: nothing is
+    posted; the caller commits)."""
     key = rt.settings.secret_key
     try:
         secret = signing.unseal(key, endpoint.secret)
@@ -206,8 +209,6 @@ def _target(rt: Runtime, session: Session, endpoint: WebhookEndpoint, now: dt.da
         endpoint.disabled_reason = f"Disabled by Rapport: {exc}."
         audit.record(session, "rapport", audit.Action.WEBHOOK_AUTO_DISABLE, f"webhook {endpoint.id}",
                      f"{endpoint.url}: {endpoint.disabled_reason}")
-        session.commit()
-        webhook_events.invalidate()
         logger.warning("webhook endpoint %s (%s) disabled: %s", endpoint.id, endpoint.url, exc)
         return None
     if not signing.sealed(endpoint.secret):
