@@ -4,6 +4,7 @@ stops every process, and a second start reuses the data."""
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import os
 import re
 import signal
@@ -98,13 +99,13 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         campaign_url = re.search(r'href="(/admin/campaigns/\d+)">March newsletter', campaigns).group(1)
         web.post(campaign_url + "/send", {}, campaign_url)
         deadline = time.monotonic() + 60
-        status = ""
+        progress: dict = {}
         while time.monotonic() < deadline:
-            status = web.get(campaign_url + "/progress")
-            if '"status":"finished"' in status.replace(" ", ""):
+            progress = json.loads(web.get(campaign_url + "/progress"))
+            if _sent_to_everyone_it_may_reach(progress):
                 break
             time.sleep(0.25)
-        assert '"status":"finished"' in status.replace(" ", ""), status
+        assert _sent_to_everyone_it_may_reach(progress), progress
         outbox = web.get("/admin/outbox?q=what+to+sow")
         assert "what to sow this month" in outbox
         key = re.search(r'href="/admin/outbox/([^"]+)"', outbox).group(1)
@@ -124,6 +125,18 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         assert "Reusing existing data" in proc.banner
     finally:
         assert stop_demo(proc) == 0
+
+
+def _sent_to_everyone_it_may_reach(progress: dict) -> bool:
+    """Finished — or everyone it may reach has it and the rest is held by the contact policy: on a day when a
+    demo contact has a birthday, the demo's birthday automation greets them at 09:00 Berlin time and the policy's
+    one-mail-a-day rule then holds the newsletter for them (the campaign page says so and finishes later)."""
+    if progress.get("status") == "finished":
+        return progress["failed"] == 0
+    return (progress.get("status") == "running" and progress["remaining"] == 0 and progress["retrying"] == 0
+            and progress["failed"] == progress["unknown"] == 0 and progress["held"] > 0
+            and progress["sent"] + progress["held"] == progress["recipients"]
+            and "held by the contact policy" in progress["waiting"])
 
 
 def _children(pid: int) -> list[tuple[int, str]]:
