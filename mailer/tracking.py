@@ -11,6 +11,7 @@ A token is unpadded URL-safe base64 and opens only in exactly the spelling seal(
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import logging
 import re
@@ -55,6 +56,11 @@ ARITY = {
 }
 
 
+# Associated data per purpose (a token opens only for the purpose it was sealed for), and base64's URL-safe alphabet.
+_ASSOCIATED = {purpose: [bytes((purpose,))] for purpose in Purpose}
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 class InvalidToken(ValueError):
     """The token is malformed, forged, altered, made for another purpose, or signed with an unknown key."""
 
@@ -68,6 +74,8 @@ def _derive(secret: str) -> tuple[int, AESSIV]:
 
 
 def _encode_varints(values: Sequence[int]) -> bytes:
+    if all(0 <= v < 0x80 for v in values):   # one byte each (small ids, link and answer numbers)
+        return bytes(values)
     out = bytearray()
     for value in values:
         if value < 0:
@@ -107,17 +115,22 @@ class TokenCodec:
         if not secret:
             raise ValueError("a secret key is required for recipient tokens")
         self._current = _derive(secret)
+        self._kid_byte = bytes((self._current[0],))
+        self._encrypt = self._current[1].encrypt
         self._by_kid: dict[int, list[AESSIV]] = {}
         for kid, cipher in [self._current, *(_derive(s) for s in old_secrets)]:
             self._by_kid.setdefault(kid, []).append(cipher)
 
     def seal(self, purpose: Purpose, *ids: int) -> str:
         """Return a URL-safe token for purpose and ids."""
+        # A message seals one token per link and recipient (about 18 for a newsletter): the per-purpose associated
+        # data is made once, and the base64 is binascii's plus a translate (what urlsafe_b64encode does, in fewer
+        # Python steps). The output is the same as before.
         if len(ids) != ARITY[purpose]:
             raise ValueError(f"{purpose.name} tokens carry {ARITY[purpose]} ids")
-        kid, cipher = self._current
-        sealed = cipher.encrypt(_encode_varints(ids), [bytes((purpose,))])
-        return base64.urlsafe_b64encode(bytes((kid,)) + sealed).rstrip(b"=").decode("ascii")
+        sealed = self._encrypt(_encode_varints(ids), _ASSOCIATED[purpose])
+        return binascii.b2a_base64(self._kid_byte + sealed, newline=False).translate(_URLSAFE).rstrip(b"=") \
+            .decode("ascii")
 
     def open(self, purpose: Purpose, token: str) -> tuple[int, ...]:
         """Return the ids sealed in token, or raise InvalidToken."""
