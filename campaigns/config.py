@@ -85,7 +85,7 @@ class Settings:
     # (campaigns.reports.summaries); exports keep their files this many hours.
     live_count_limit: int = 20_000
     export_keep_hours: int = 24
-    claim_size: int = 100                     # rows claimed (and status-flushed) at a time inside a batch
+    claim_size: int = 500                     # rows claimed (and status-flushed) at a time inside a batch
     max_attempts: int = 6                     # temporary failures are retried this often, then the send fails
     retry_delays: tuple[int, ...] = (60, 300, 900, 3600, 10800)   # seconds before attempt 2, 3, …
     retry_max_age: int = 86400                # no retry starts later than this after the send row was created
@@ -285,6 +285,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         or "Rapport Demo Shop, 1 Example Street, 10115 Berlin, Germany",
         default_language=env.get("DEFAULT_LANGUAGE", "").strip() or "en",
         batch_size=_int(env, "RAPPORT_BATCH_SIZE", 500),
+        claim_size=max(1, _int(env, "RAPPORT_CLAIM_SIZE", 500)),
         **_retry_settings(env),
         claim_lease=max(10, _int(env, "RAPPORT_CLAIM_LEASE", 120)),
         sweep_seconds=float(max(1, _int(env, "RAPPORT_SWEEP_SECONDS", 5))),

@@ -90,14 +90,18 @@ class RetrySchedule:
         return len(self.delays) + 1
 
 
+def default_retry_schedule(settings: Settings) -> RetrySchedule:
+    """RAPPORT_RETRY_DELAYS / RAPPORT_RETRY_MAX_AGE (or their defaults): the schedule when none is saved."""
+    # Settings.max_attempts may be lower than the delays allow (tests, an operator's choice): it still bounds.
+    return RetrySchedule(settings.retry_delays[:max(1, settings.max_attempts - 1)], settings.retry_max_age)
+
+
 def retry_schedule(session: Session, settings: Settings) -> RetrySchedule:
-    """The schedule saved in the admin, else RAPPORT_RETRY_DELAYS / RAPPORT_RETRY_MAX_AGE (or their defaults)."""
+    """The schedule saved in the admin, else the environment's (default_retry_schedule)."""
     stored = get_value(session, RETRY) or {}
-    delays = tuple(int(d) for d in stored.get("delays") or ()) or settings.retry_delays
-    if not stored.get("delays"):
-        # Settings.max_attempts may be lower than the delays allow (tests, an operator's choice): it still bounds.
-        delays = delays[:max(1, settings.max_attempts - 1)]
-    return RetrySchedule(delays, int(stored.get("max_age") or settings.retry_max_age))
+    default = default_retry_schedule(settings)
+    delays = tuple(int(d) for d in stored.get("delays") or ()) or default.delays
+    return RetrySchedule(delays, int(stored.get("max_age") or default.max_age))
 
 
 def save_retry_schedule(session: Session, delays_text: str, max_age_hours: str, by: str) -> RetrySchedule | None:

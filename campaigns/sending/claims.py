@@ -35,6 +35,7 @@ from campaigns.sending import policy as policy_service
 logger = logging.getLogger(__name__)
 
 HANDED_TTL = 24 * 3600
+CLAIM_SECONDS = 60    # a rate-limited relay: claim at most about this many seconds of its rate at a time
 
 # KEYS: stopped zset, handed set, revoked flag. ARGV: since, send id, stop members…
 # 1: recorded as handed; 0: the contact stopped after `since`; -1: this owner's claims were revoked.
@@ -196,6 +197,13 @@ def lessee(rt: Runtime) -> Lessee:
     if current is None or current.pid != os.getpid():
         current = rt.__dict__["_lessee"] = Lessee(rt)
     return current
+
+
+def size(claim_size: int, relay) -> int:
+    """Rows per claim: the configured claim_size, or fewer when the relay's rate limit would make one claim last
+    longer than CLAIM_SECONDS (its rows, policy decisions and eligibility check stay fresh)."""
+    rates = [r for r in (relay.rate_per_second, relay.rate_per_hour and relay.rate_per_hour / 3600) if r]
+    return max(1, min(claim_size, int(min(rates) * CLAIM_SECONDS))) if rates else claim_size
 
 
 def claim(session: Session, rt: Runtime, campaign_id: int, lo: int, hi: int, n: int,

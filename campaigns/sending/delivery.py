@@ -305,7 +305,7 @@ def _claim_round(rt: Runtime, campaign_id: int, lo: int, hi: int, mailer: Campai
         if status != CampaignStatus.RUNNING:
             result.stopped = str(status)
             return False
-        claimed, created = claims.claim(session, rt, campaign_id, lo, hi, rt.settings.claim_size, sender.owner)
+        claimed, created = claims.claim(session, rt, campaign_id, lo, hi, sender.claim_size, sender.owner)
         session.commit()    # the claim first: the rows are this worker's before anything else is decided
         if not claimed:
             return False

@@ -17,17 +17,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from campaigns import stops
-from campaigns.accounts.settings_store import RetrySchedule
+from campaigns.accounts.settings_store import default_retry_schedule
 from campaigns.contacts.records import personalization
-from campaigns.models import Campaign, CampaignKind, Contact, ContactStatus, Send, SendReason, SendStatus, utcnow
+from campaigns.models import Campaign, CampaignKind, CampaignStatus, Contact, Send, SendReason, SendStatus, utcnow
 from campaigns.runtime import Runtime
 from campaigns.sending import claims, records, rejections
 from campaigns.sending import policy as policy_service
-from campaigns.sending.lifecycle import UNSENDABLE
+from campaigns.sending.lifecycle import skip_reason
 from mailer.compose import TemplateError
 from mailer.message import serialize
 from mailer.transport import DeliveryError, PermanentFailure
@@ -39,11 +40,6 @@ logger = logging.getLogger(__name__)
 
 # A message handed back because Redis was away (before any SMTP) waits this long before it is claimed again.
 HAND_BACK_DELAY = dt.timedelta(seconds=5)
-
-
-def retry_defaults(settings) -> RetrySchedule:
-    """The environment's retry schedule (a mailer built without the database's)."""
-    return RetrySchedule(settings.retry_delays[:max(1, settings.max_attempts - 1)], settings.retry_max_age)
 
 
 class _Stopped(Exception):
@@ -70,6 +66,7 @@ class Handoff:
     IN_FLIGHT = 8
     SIGN_AHEAD = 2        # messages rendered and handed to the signing helper before the oldest is collected
     URGENT_CHECK = 0.05   # seconds between looks at the transactional queue (one LLEN) while a claim is sent
+    STATUS_CHECK = 0.5    # seconds between looks at the campaign's status (one SELECT) while a claim is sent
 
     def __init__(self, rt: Runtime, mailer: CampaignMailer, pool, result: BatchResult) -> None:
         self.rt = rt
@@ -86,7 +83,9 @@ class Handoff:
         self.pause_reason = ""
         self.revoked = False
         self.yielded = False          # transactional mail was waiting: the claim's rest went back to the queue
+        self.halted = ""              # the campaign stopped running (a person paused or cancelled it) mid-claim
         self._next_look = time.monotonic() + self.URGENT_CHECK
+        self._next_status = time.monotonic() + self.STATUS_CHECK
         self.attempts = 0
         self.since = 0.0
         self.created: dict[int, dt.datetime] = {}   # send id -> when queued (the retry schedule's max age)
@@ -94,6 +93,7 @@ class Handoff:
         self._local = threading.local()   # per sender thread: its records.Line
         self._lines: list[records.Line] = []
         self._lines_lock = threading.Lock()
+        self.claim_size = claims.size(rt.settings.claim_size, pool.relay)
         self.members = stops.stopped_members(mailer.kind, mailer.topic_ids, mailer.all_contacts)
         # Two connections, so one message's round trips to the relay overlap the next one's.
         self.sender = ThreadPoolExecutor(max_workers=min(2, pool.relay.max_connections),
@@ -144,7 +144,7 @@ class Handoff:
         signing = self.rt.signing()
         signing_queue: deque[tuple[tuple, int]] = deque()
         for index, (send_id, contact_id, attempts) in enumerate(claimed):
-            if self.pause_reason or self.revoked or self._urgent():
+            if self.pause_reason or self.revoked or self._urgent() or self._stopped_running():
                 # Stop at once; the rest of the claim goes back to the queue untouched.
                 for sid, _cid, att in claimed[index:]:
                     self.attempts = att - 1
@@ -157,7 +157,7 @@ class Handoff:
                            SendReason.EXPIRED)
                 continue
             if contact is None or contact_id not in eligible:
-                code, why = _skip_reason(contact)
+                code, why = skip_reason(contact)
                 self._done(send_id, SendStatus.SKIPPED, why, code)
                 continue
             if contact_id in held:
@@ -227,6 +227,22 @@ class Handoff:
             except RedisError:
                 self.yielded = False      # Redis away: the claim's own hand-off checks will say so
         return self.yielded
+
+    def _stopped_running(self) -> bool:
+        """Whether the campaign left `running` (paused or cancelled by a person), looked at every STATUS_CHECK
+        seconds: the claim then stops after the messages in flight, as for transactional mail, so a pause takes
+        effect within moments whatever the claim's size or the relay's rate limit."""
+        now = time.monotonic()
+        if not self.halted and now >= self._next_status:
+            self._next_status = now + self.STATUS_CHECK
+            try:
+                with self.rt.session_factory() as session:
+                    status = session.scalar(select(Campaign.status).where(Campaign.id == self.mailer.campaign_id))
+            except OperationalError:
+                return False        # the database is away: the claim's own write will wait for it
+            if status != CampaignStatus.RUNNING:
+                self.halted = str(status)
+        return bool(self.halted)
 
     def _template_failed(self, send_id: int, exc: TemplateError, what: str = "template") -> None:
         self._done(send_id, SendStatus.FAILED, f"{what}: {exc}"[:1000])
@@ -298,7 +314,7 @@ class Handoff:
 
     def _defer(self, send_id: int, attempts: int, exc: DeliveryError, code: int | None) -> None:
         """A temporary failure: retry at the next time of the schedule, or fail with the relay's last reply."""
-        schedule = self.mailer.retry or retry_defaults(self.rt.settings)
+        schedule = self.mailer.retry or default_retry_schedule(self.rt.settings)
         delays = schedule.delays
         retry_at = utcnow() + dt.timedelta(seconds=delays[min(attempts - 1, len(delays) - 1)])
         created = self.created.get(send_id)
@@ -380,12 +396,3 @@ class Handoff:
             self.owner = self.lessee.owner
             self.revoked = False
 
-
-def _skip_reason(contact: Contact | None) -> tuple[SendReason, str]:
-    if contact is None:
-        return SendReason.DELETED, "contact deleted"
-    if contact.status in UNSENDABLE:
-        return SendReason.SUPPRESSED, f"contact is {contact.status}"
-    if contact.status != ContactStatus.SUBSCRIBED:
-        return SendReason.UNSUBSCRIBED, f"contact is {contact.status}"
-    return SendReason.TOPIC, "unsubscribed from this topic"

@@ -24,6 +24,7 @@ from campaigns.models import (
     Contact,
     ContactStatus,
     Send,
+    SendReason,
     SendStatus,
     Subscription,
     campaign_topic,
@@ -40,6 +41,17 @@ logger = logging.getLogger(__name__)
 
 DISPATCH_CHUNK = 50_000    # contacts per INSERT … SELECT of dispatch (one statement and one commit each)
 UNSENDABLE = (ContactStatus.BOUNCED, ContactStatus.COMPLAINED)
+
+
+def skip_reason(contact: Contact | None) -> tuple[SendReason, str]:
+    """Why a claimed send is skipped: its contact was deleted, suppressed, unsubscribed, or left the topic."""
+    if contact is None:
+        return SendReason.DELETED, "contact deleted"
+    if contact.status in UNSENDABLE:
+        return SendReason.SUPPRESSED, f"contact is {contact.status}"
+    if contact.status != ContactStatus.SUBSCRIBED:
+        return SendReason.UNSUBSCRIBED, f"contact is {contact.status}"
+    return SendReason.TOPIC, "unsubscribed from this topic"
 
 
 # ---------------------------------------------------------------- audience

@@ -161,6 +161,17 @@ def test_max_attempts_then_failed(runtime, db_session, make_contacts, make_campa
     assert db_session.get(Campaign, campaign.id).status == CampaignStatus.FINISHED
 
 
+def test_claim_size_from_the_environment(tmp_path) -> None:
+    from campaigns.config import ConfigError, from_env
+
+    env = {"RAPPORT_INSTANCE": str(tmp_path), "SECRET_KEY": "x"}
+    assert from_env(env).claim_size == 500
+    assert from_env(dict(env, RAPPORT_CLAIM_SIZE="50")).claim_size == 50
+    assert from_env(dict(env, RAPPORT_CLAIM_SIZE="0")).claim_size == 1
+    with pytest.raises(ConfigError, match="RAPPORT_CLAIM_SIZE"):
+        from_env(dict(env, RAPPORT_CLAIM_SIZE="many"))
+
+
 def test_retry_schedule_from_the_environment_and_the_settings_page(runtime, editor, db_session, make_contacts,
                                                                    make_campaign, scripted, run_worker) -> None:
     from campaigns.config import ConfigError, from_env

@@ -566,3 +566,56 @@ def test_metrics_count_an_unknown_outcome(runtime, client, db_session, make_cont
 
     assert len(ledger.accepted) == 2
     assert (count("sent"), count("unknown")) == (2, 1)
+
+
+def test_a_pause_takes_effect_within_moments_inside_a_large_claim_and_send_goes_on_from_there(
+        runtime, db_session, make_contacts, make_campaign, ledger, tmp_path) -> None:
+    """A worker looks at the campaign's status while it sends a claim (Handoff.STATUS_CHECK): a person's pause
+    stops it after the messages in flight, not after the claim's last row; the rest goes back to the queue."""
+    topic, contacts = make_contacts(200)
+    ledger.delay = 0.02        # a slow relay: at most ~50 messages a second
+    campaign = make_campaign([topic])
+    sending.start(db_session, runtime, campaign)
+    db_session.commit()
+    env = worker_env(runtime, RAPPORT_BATCH_SIZE="200", RAPPORT_CLAIM_SIZE="200")   # the whole audience: one claim
+    log = tmp_path / "worker.log"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--burst"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        wait_for(lambda: len(ledger.accepted) >= 20, explain=lambda: log.read_text()[-3000:])
+        fresh(db_session)
+        sending.pause(db_session, db_session.get(Campaign, campaign.id))
+        db_session.commit()
+        paused_at = len(ledger.accepted)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    after_pause = len(ledger.accepted) - paused_at
+    # In flight and signed ahead (10), plus at most one status interval (0.5 s) at the relay's pace.
+    assert after_pause <= 45, f"{after_pause} messages went out after the pause"
+    counts = by_status(db_session, campaign.id)
+    assert counts == {SendStatus.SENT: len(ledger.accepted), SendStatus.QUEUED: 200 - len(ledger.accepted)}
+    # Send again: the rest goes out, everyone exactly once.
+    fresh(db_session)
+    sending.start(db_session, runtime, db_session.get(Campaign, campaign.id))
+    db_session.commit()
+    subprocess.run([sys.executable, str(ROOT / "worker.py"), "--burst"], cwd=ROOT, env=env, timeout=120,
+                   stdout=subprocess.DEVNULL, stderr=log.open("a"), check=True)
+    assert sorted(r for r, _ in ledger.accepted) == sorted(c.email for c in contacts)
+    assert by_status(db_session, campaign.id) == {SendStatus.SENT: 200}
+
+
+def test_a_rate_limited_relay_gets_claims_of_about_a_minute_of_its_rate() -> None:
+    from campaigns.sending import claims
+    from mailer.transport.config import RelayConfig
+
+    def relay(**rates):
+        return RelayConfig(name="r", host="relay.test", port=25, security="none", **rates)
+
+    assert claims.size(500, relay()) == 500
+    assert claims.size(500, relay(rate_per_second=2)) == 120
+    assert claims.size(500, relay(rate_per_second=50)) == 500
+    assert claims.size(500, relay(rate_per_hour=360)) == 6
+    assert claims.size(500, relay(rate_per_second=5, rate_per_hour=600)) == 10
+    assert claims.size(500, relay(rate_per_hour=1)) == 1
