@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, literal_column, select
 from sqlalchemy.orm import Session
 
 from campaigns import csvfiles, queueing, storage
-from campaigns.contacts import segments
+from campaigns.contacts import birthdays, segments
 from campaigns.contacts.exports import CSV_FIELDS
 from campaigns.csvfiles import safe_cell
 from campaigns.errors import NotFound, ValidationError
@@ -198,14 +198,22 @@ _SQLITE_EXTRA = {
 }
 
 
+_BIRTHDAY_TEXT = {
+    "postgresql": f"CASE WHEN extract(year FROM contact.birthday) = {birthdays.NO_YEAR} "
+                  "THEN to_char(contact.birthday, '\"--\"MM-DD') ELSE to_char(contact.birthday, 'YYYY-MM-DD') END",
+    "sqlite": f"CASE WHEN substr(contact.birthday, 1, 4) = '{birthdays.NO_YEAR}' "
+              "THEN '--' || substr(contact.birthday, 6, 5) ELSE contact.birthday END",
+}
+
+
 def _profile_exprs(dialect: str) -> list[str]:
     exprs = []
     for f in CSV_FIELDS:
         column = f"contact.{f}"
         if f in ("consent_at", "created_at"):
             column = _UTC_TEXT[dialect].format(column)
-        elif f == "birthday" and dialect == "postgresql":
-            column = "to_char(contact.birthday, 'YYYY-MM-DD')"
+        elif f == "birthday":      # a birthday without a year as --MM-DD (campaigns.contacts.birthdays)
+            column = _BIRTHDAY_TEXT[dialect]
         exprs.append(column)
     return exprs
 

@@ -1,21 +1,18 @@
-"""Contact exports: a streamed CSV of the list, and GDPR export and erasure of one contact."""
+"""Contact exports: the CSV export's columns (export_jobs writes it), GDPR export and erasure of one contact."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from campaigns.contacts import birthdays
 from campaigns.contacts.consent_proof import consent_records
 from campaigns.contacts.records import get_contact
-from campaigns.contacts.segments import condition
 from campaigns.contacts.suppression import suppress
-from campaigns.csvfiles import CsvChunks
 from campaigns.models import (
-    Contact,
     ContactInterest,
     DrawEntry,
     Event,
@@ -37,46 +34,6 @@ logger = logging.getLogger(__name__)
 CSV_FIELDS = ("email", "first_name", "last_name", "phone", "address_line1", "address_line2", "postal_code", "city",
               "region", "country", "birthday", "timezone", "locale", "status", "consent_source", "consent_at",
               "created_at")
-PAGE = 1000
-
-
-def export_csv(session: Session, *, status: str = "", topic_id: int | None = None,
-               segment_definition: dict[str, Any] | None = None) -> Iterator[str]:
-    """The contact list as CSV text chunks (UTF-8 BOM first, for Excel), read in keyset pages."""
-    if segment_definition is not None:   # validated by the caller; compiled once, evaluated per page
-        in_segment = condition(session, segment_definition)
-    out = CsvChunks()
-    yield "\ufeff"
-    out.writerow([*CSV_FIELDS, "interests", "topics", "attributes"])
-    after = 0
-    while True:
-        stmt = select(Contact).where(Contact.id > after).order_by(Contact.id).limit(PAGE)
-        if status:
-            stmt = stmt.where(Contact.status == status)
-        if segment_definition is not None:
-            stmt = stmt.where(in_segment)
-        if topic_id is not None:
-            stmt = stmt.where(Contact.id.in_(select(Subscription.contact_id).where(
-                Subscription.topic_id == topic_id, Subscription.subscribed.is_(True))))
-        contacts = list(session.scalars(stmt))
-        if not contacts:
-            break
-        ids = [c.id for c in contacts]
-        interests: dict[int, list[str]] = {}
-        for cid, interest in session.execute(select(ContactInterest.contact_id, ContactInterest.interest)
-                                             .where(ContactInterest.contact_id.in_(ids))):
-            interests.setdefault(cid, []).append(interest)
-        topics: dict[int, list[str]] = {}
-        for cid, name in session.execute(select(Subscription.contact_id, Topic.name).join(Topic).where(
-                Subscription.contact_id.in_(ids), Subscription.subscribed.is_(True))):
-            topics.setdefault(cid, []).append(name)
-        for c in contacts:
-            attrs = "; ".join(f"{k}={v}" for k, v in sorted((c.attributes or {}).items()))
-            out.writerow([*(getattr(c, f) for f in CSV_FIELDS), ", ".join(sorted(interests.get(c.id, []))),
-                          ", ".join(sorted(topics.get(c.id, []))), attrs])
-        yield out.take()
-        after = contacts[-1].id
-        session.expunge_all()
 
 
 def _plain(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
@@ -96,6 +53,7 @@ def gdpr_export(session: Session, contact_id: int) -> dict[str, Any]:
                          "consent_source", "consent_at", "created_at", "updated_at", "last_sent_at",
                          "last_opened_at", "last_clicked_at", "engagement_score", "frequency", "paused_until",
                          "tier"))
+    profile["birthday"] = birthdays.text(c.birthday) or None
     subs = session.execute(select(Subscription, Topic.name).join(Topic).where(Subscription.contact_id == c.id))
     return {
         "profile": profile,

@@ -11,6 +11,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
+from campaigns.contacts import birthdays
 from campaigns.contacts.records import normalize_email
 from campaigns.errors import ValidationError
 
@@ -117,12 +118,19 @@ def _date(value: str) -> dt.date:
             return dt.date.fromisoformat(value)      # the common case, far cheaper than strptime
         except ValueError:
             pass
+    if value.startswith(("--", "'--")):
+        # A birthday without a year, as Rapport's export writes it (behind the apostrophe that keeps a
+        # spreadsheet from reading it as a formula).
+        try:
+            return birthdays.parse(value.lstrip("'"))
+        except ValueError:
+            pass
     for fmt in _DATE_FORMATS:
         try:
             return dt.datetime.strptime(value, fmt).date()
         except ValueError:
             continue
-    raise RowRejected(f"birthday {value[:40]!r} is not a date like 1990-04-23")
+    raise RowRejected(f"birthday {value[:40]!r} is not a date like 1990-04-23 (or --04-23 without the year)")
 
 
 # Plain addresses skip email_validator's full parse (it costs more than the rest of a row); anything unusual gets

@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.addresses import normalize_email
-from campaigns.contacts import segments
+from campaigns.contacts import birthdays, segments
 from campaigns.contacts.suppression import suppressed_status
 from campaigns.errors import NotFound, ValidationError
 from campaigns.models import (
@@ -55,9 +55,10 @@ def _parse_birthday(value: Any) -> dt.date | None:
     if isinstance(value, dt.date):
         return value
     try:
-        return dt.date.fromisoformat(str(value).strip())
+        return birthdays.parse(str(value))
     except ValueError:
-        raise ValidationError(f"birthday {value!r} is not a date like 1990-04-23", field="birthday") from None
+        raise ValidationError(f"birthday {value!r} is not a date like 1990-04-23 (or --04-23 without the year)",
+                              field="birthday") from None
 
 
 def save_contact(session: Session, data: Mapping[str, Any], contact: Contact | None = None,
@@ -368,7 +369,7 @@ def personalization(contact: Contact, interests: Iterable[str] = ()) -> dict[str
         email=contact.email, first_name=contact.first_name, last_name=contact.last_name,
         full_name=contact.full_name, phone=contact.phone, city=contact.city, region=contact.region,
         postal_code=contact.postal_code, country=contact.country, locale=contact.locale,
-        birthday=contact.birthday.isoformat() if contact.birthday else "", interests=list(interests),
+        birthday=birthdays.text(contact.birthday), **birthdays.fields(contact.birthday), interests=list(interests),
         tier=contact.tier or "",
     )
     return data

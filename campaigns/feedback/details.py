@@ -6,8 +6,7 @@ show each next to its input and keep what was typed. Each changed detail is a DE
 the contact and the marketer see); the columns are the ones segments, birthday automations, the time-zone send
 and print runs read, so a change counts from the moment it is committed.
 
-A birthday without a year is stored in NO_YEAR (1904, a leap year, so 29 February is a date): birthday automations
-and the birthday-month segment read only the month and day.
+A birthday without a year is stored in NO_YEAR (campaigns.contacts.birthdays).
 """
 
 from __future__ import annotations
@@ -24,11 +23,11 @@ import phonenumbers
 from phonenumbers import geocoder
 from sqlalchemy.orm import Session
 
+from campaigns.contacts.birthdays import NO_YEAR
 from campaigns.errors import ValidationError
 from campaigns.models import Contact, ContactInterest, Event, EventType, utcnow
 from campaigns.post import addresses as post_addresses
 
-NO_YEAR = 1904
 MONTHS = list(calendar.month_name)[1:]
 MAX_INTERESTS = 20
 SOURCE = "preference center"

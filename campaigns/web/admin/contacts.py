@@ -8,6 +8,7 @@ import logging
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from campaigns.contacts import birthdays
 from campaigns.contacts import records as contact_service
 from campaigns.db import parse_id
 from campaigns.errors import ValidationError
@@ -95,6 +96,7 @@ def contact(contact_id: int | None = None):
     notes["no_post"] = post_addresses.no_post(session, obj.id) if obj else False
     return render_template(
         "admin/contact.html", contact=obj, form=form, subscribed=subscribed, timeline=page, **notes,
+        birthday_text=birthdays.text(obj.birthday) if obj else "",
         topics=contact_service.subscriptions_by_topic(session, obj) if obj else
         [(t, None) for t in contact_service.all_topics(session)],
         totals=contact_service.order_totals(session, obj.id) if obj else [],

@@ -10,7 +10,7 @@ from flask import url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.contacts import exports, records
+from campaigns.contacts import birthdays, exports, records
 from campaigns.errors import InvalidState, ValidationError
 from campaigns.models import ApiScope, Contact, ContactStatus, Order, Segment, Topic
 from campaigns.web.api.blueprint import bp
@@ -55,7 +55,7 @@ def contact_out(contact: Contact, values: list[LifetimeValue]) -> ContactOut:
         id=contact.id, email=contact.email, status=contact.status, first_name=contact.first_name,
         last_name=contact.last_name, phone=contact.phone, address_line1=contact.address_line1,
         address_line2=contact.address_line2, city=contact.city, region=contact.region,
-        postal_code=contact.postal_code, country=contact.country, birthday=contact.birthday,
+        postal_code=contact.postal_code, country=contact.country, birthday=birthdays.text(contact.birthday) or None,
         timezone=contact.timezone, locale=contact.locale, attributes=dict(contact.attributes or {}),
         interests=sorted(i.interest for i in contact.interests),
         topic_ids=sorted(s.topic_id for s in contact.subscriptions if s.subscribed),

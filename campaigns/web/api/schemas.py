@@ -12,8 +12,9 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
+from campaigns.contacts import birthdays
 from campaigns.web.api.problems import ApiProblem
 
 MAX_PAGE = 200
@@ -22,6 +23,22 @@ Short = Annotated[str, StringConstraints(max_length=200)]
 # Ids of contacts (and orders, events, answers) are 64-bit; topics, segments, campaigns, pools and surveys 32-bit.
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 BigId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+def _birthday(value: Any) -> Any:
+    """"--MM-DD" (a birthday without a year) as the stored date; anything else as pydantic reads a date."""
+    if isinstance(value, str) and value.strip().startswith("--"):
+        try:
+            return birthdays.parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; a birthday is a date like 1990-04-23, or --04-23 without the year") from None
+    return value
+
+
+_BIRTHDAY_SCHEMA = {"type": "string", "pattern": r"^(\d{4}|-)-\d{2}-\d{2}$", "examples": ["1990-04-23", "--04-23"],
+                    "description": "A date, or --MM-DD for a birthday without the year"}
+BirthdayIn = Annotated[dt.date, BeforeValidator(_birthday), WithJsonSchema(_BIRTHDAY_SCHEMA)]
+BirthdayOut = Annotated[str, WithJsonSchema(_BIRTHDAY_SCHEMA)]
 
 
 class Input(BaseModel):
@@ -73,7 +90,7 @@ class ContactFields(Input):
     postal_code: Annotated[str, StringConstraints(max_length=20)] | None = None
     country: Annotated[str, StringConstraints(max_length=2)] | None = Field(default=None,
                                                                             description="ISO 3166 code, e.g. DE")
-    birthday: dt.date | None = None
+    birthday: BirthdayIn | None = None
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = Field(default=None,
                                                                               description="e.g. Europe/Berlin")
     locale: Annotated[str, StringConstraints(max_length=16)] | None = None
@@ -117,7 +134,7 @@ class ContactOut(BaseModel):
     region: str
     postal_code: str
     country: str
-    birthday: dt.date | None
+    birthday: BirthdayOut | None
     timezone: str
     locale: str
     attributes: dict[str, Any]
