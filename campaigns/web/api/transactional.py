@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from campaigns.errors import NotFound
 from campaigns.models import ApiScope, Campaign, TxMessage, TxStatus
 from campaigns.transactional import accept, files, tracking
 from campaigns.web.api.blueprint import bp
@@ -114,9 +115,14 @@ def tx_send(body: TxIn):
            response=TxOut)
 def tx_status(message_id: str, query: TxStatusQuery):
     """Where the message is: queued, sent (with the relay's reply and time), failed, suppressed, bounced… and
-    its opens and clicks (`tracking`: people only, unless `machine=true`)."""
+    its opens and clicks (`tracking`: people only, unless `machine=true`). A key reads the messages it sent; a key
+    that also has `contacts:read` (which reads every contact's events anyway) reads any message."""
     session = db()
     message = accept.find(session, message_id)
+    key = caller()
+    if message.api_key_id != key.id and ApiScope.CONTACTS_READ not in key.scopes:
+        # Another integration's message (a recipient's address, subject, engagement): as if there were none.
+        raise NotFound("there is no transactional message with this id")
     campaign = session.get(Campaign, message.campaign_id) if message.campaign_id else None
     seen = tracking.engagement(session, [message.id], machine=query.machine).get(message.id)
     return tx_out(message, campaign.slug if campaign else None, seen, query.machine)

@@ -136,6 +136,18 @@ def test_a_key_without_the_scope_gets_403_problem_json(client, receipt, make_key
     assert outbox.count() == 0
 
 
+def test_a_key_reads_the_status_of_its_own_messages_only(client, receipt, make_key, work) -> None:
+    shop, crm = auth(make_key("send:transactional", name="Shop")), auth(make_key("send:transactional", name="CRM"))
+    reader = auth(make_key("send:transactional", "contacts:read", name="Support"))
+    mine = client.post("/api/v1/tx", json=receipt_body(), headers=shop).get_json()["message_id"]
+    work()
+    assert client.get(f"/api/v1/tx/{mine}", headers=shop).get_json()["status"] == "sent"
+    other = client.get(f"/api/v1/tx/{mine}", headers=crm)
+    assert other.status_code == 404 and other.mimetype == "application/problem+json"
+    assert "ada@example.com" not in other.get_data(as_text=True)
+    assert client.get(f"/api/v1/tx/{mine}", headers=reader).get_json()["status"] == "sent"
+
+
 def test_an_unknown_message_id_is_404(client, tx_key) -> None:
     r = client.get("/api/v1/tx/tx_nosuchmessage", headers=tx_key)
     assert r.status_code == 404 and r.mimetype == "application/problem+json"
