@@ -1,5 +1,6 @@
 """A sender thread's own Redis connection for the two records it makes per message (see claims): the hand-off
-right before MAIL FROM and the relay's 250 right after it is read.
+(asked right before MAIL FROM, its answer read before the message's data: handoff._HandOff) and the relay's 250
+right after it is read.
 
 Why not the shared client: a call through redis-py's client takes a connection from the pool and gives it back,
 under a lock, with its retry wrapper — about twice the CPU of the command itself — and each call that waits for
@@ -33,16 +34,39 @@ class Line:
         self.conn = self.pool.get_connection()
         self.unread = 0            # replies of acceptance records not read yet
         self.sha = lessee.handoff_sha
+        self._asked: tuple[str, tuple] | None = None    # the hand-off sent by ask(), its answer not read yet
 
     def handoff(self, owner: str, send_id: int, members: Sequence[str], since: float) -> bool:
         """As claims.Lessee.handoff (same script, same answers), on this connection; also reads the replies of the
         acceptance records written before it."""
+        self.ask(owner, send_id, members, since)
+        return self.answer()
+
+    def ask(self, owner: str, send_id: int, members: Sequence[str], since: float) -> None:
+        """Send the hand-off script for send_id without waiting: answer() reads what it says. Between the two the
+        sender thread writes the SMTP envelope, so the two round trips overlap. Raises RedisError if the write
+        fails (nothing was asked then)."""
         stopped, handed, revoked, _delivered = self.lessee.keys(owner)
+        self._asked = (owner, (3, stopped, handed, revoked, since, send_id, *members))
         try:
-            got = self._call("EVALSHA", self.sha, 3, stopped, handed, revoked, since, send_id, *members)
+            self.conn.send_command("EVALSHA", self.sha, *self._asked[1])
+        except RedisError:
+            self._asked = None
+            self._reset()
+            raise
+
+    def answer(self) -> bool:
+        """What the script sent by ask() said: True handed over, False the contact stopped; raises ClaimRevoked
+        (the sweeper took the claim back) or RedisError."""
+        asked, self._asked = self._asked, None
+        if asked is None:
+            raise RuntimeError("answer() without ask()")
+        owner, args = asked
+        try:
+            got = self._read()
         except NoScriptError:
             # Redis restarted and forgot the script: run it from its text (EVAL caches it again).
-            got = self._call("EVAL", claims.HANDOFF_LUA, 3, stopped, handed, revoked, since, send_id, *members)
+            got = self._call("EVAL", claims.HANDOFF_LUA, *args)
         if got == -1:
             raise claims.ClaimRevoked(owner)
         return got == 1
@@ -71,9 +95,17 @@ class Line:
 
     def _call(self, *args: Any) -> Any:
         """Send one command; read the replies of earlier unacknowledged records, then its own."""
+        try:
+            self.conn.send_command(*args)
+        except RedisError:
+            self._reset()
+            raise
+        return self._read()
+
+    def _read(self) -> Any:
+        """Read the replies of the acceptance records sent before the last command, then the last command's."""
         conn = self.conn
         try:
-            conn.send_command(*args)
             unread, self.unread = self.unread, 0
             for _ in range(unread):
                 try:

@@ -10,11 +10,13 @@ SMTP ``stage`` it happened at.
 from mailer.transport.config import DEFAULT_RELAY, SECURITY_MODES, RelayConfig
 from mailer.transport.errors import DeliveryError, PermanentFailure, SendResult, TemporaryFailure
 from mailer.transport.pool import RelayRouter, SMTPPool
+from mailer.transport.session import Gate
 
 __all__ = [
     "DEFAULT_RELAY",
     "SECURITY_MODES",
     "DeliveryError",
+    "Gate",
     "PermanentFailure",
     "RelayConfig",
     "RelayRouter",

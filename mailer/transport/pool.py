@@ -25,7 +25,7 @@ from mailer.transport.errors import (
     reply_error,
     reply_text,
 )
-from mailer.transport.session import Connection, data_payload, envelope_address, transaction
+from mailer.transport.session import Connection, Gate, data_payload, envelope_address, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +77,14 @@ class SMTPPool:
         recipients: Sequence[str],
         message: bytes,
         *,
-        before_transaction: Callable[[], None] | None = None,
+        gate: Gate | None = None,
     ) -> SendResult:
         """Send prebuilt message bytes on a pooled connection; raise TemporaryFailure or PermanentFailure.
 
-        before_transaction runs once the rate limit allowed the message and a connection is ready, right before
-        MAIL FROM: the last moment to decide against sending (whatever it raises propagates, nothing is sent).
+        gate is the caller's last word on the message: gate.start() runs once the rate limit allowed the message
+        and a connection is ready, right before MAIL FROM; gate.finish() runs before any of the message's data is
+        written (see session.transaction), and whatever it raises propagates with nothing sent. It beats the
+        relay's own refusal: a message the gate stopped is reported as stopped even if the envelope failed too.
         """
         if isinstance(recipients, str):
             recipients = [recipients]
@@ -112,10 +114,10 @@ class SMTPPool:
 
         conn = self._checkout()
         try:
-            if before_transaction is not None:
-                before_transaction()
+            if gate is not None:
+                gate.start()
             try:
-                return transaction(conn, sender, rcpts, payload, eightbit, utf8)
+                return transaction(conn, sender, rcpts, payload, eightbit, utf8, gate)
             except ConnectionLost as lost:
                 # Only an idle pooled connection gets a second chance, and only if the relay cannot have
                 # accepted the message: anything else is a real failure, or retrying could duplicate mail.
@@ -125,9 +127,15 @@ class SMTPPool:
                 self._close(conn, polite=False)
                 conn = self._connect()
             try:
-                return transaction(conn, sender, rcpts, payload, eightbit, utf8)
+                return transaction(conn, sender, rcpts, payload, eightbit, utf8, gate)
             except ConnectionLost as lost:
                 raise lost.failure() from None
+        except Exception:
+            if gate is not None:
+                # Whatever failed, the gate's answer is read (its caller's connection stays in step) and a stop
+                # it says wins: the message was not sent, for that reason.
+                gate.finish()
+            raise
         finally:
             self._checkin(conn)
 

@@ -10,6 +10,7 @@ import os
 import re
 import smtplib
 import time
+from typing import Protocol
 
 from mailer.transport.errors import ConnectionLost, PermanentFailure, SendResult, reply_error, reply_text
 
@@ -31,6 +32,19 @@ class Connection:
         self.eightbit = smtp.has_extn("8bitmime")
         self.smtputf8 = smtp.has_extn("smtputf8")
         self.pipelining = smtp.has_extn("pipelining")
+
+
+class Gate(Protocol):
+    """The caller's last word on a message, asked while its envelope is on the wire (see SMTPPool.send).
+
+    start() sends the question and must not wait for the answer; finish() waits for it and raises to stop the
+    message (any exception: nothing of the message's data is sent). finish() may be called more than once: after
+    the first, it returns or raises what the first did.
+    """
+
+    def start(self) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -71,8 +85,16 @@ def transaction(
     payload: bytes,
     eightbit: bool,
     utf8: bool,
+    gate: Gate | None = None,
 ) -> SendResult:
-    """Run MAIL, RCPT..., DATA on one connection, leaving it reset and reusable unless it broke."""
+    """Run MAIL, RCPT..., DATA on one connection, leaving it reset and reusable unless it broke.
+
+    gate.finish() is called before a byte of the message's data is written: with PIPELINING once the replies to
+    the pipelined MAIL, RCPT and DATA are read (its own round trip overlaps theirs), else before MAIL. If it
+    raises, the message is not sent: a failed envelope is reset; a DATA the relay already answered 354 cannot be
+    ended without delivering what was written, so the connection is dropped (the relay discards the unfinished
+    message) and is not reused.
+    """
     options = []
     if conn.size:
         options.append(f"SIZE={len(payload)}")
@@ -88,7 +110,18 @@ def transaction(
     mail_arg = "FROM:" + " ".join([sender, *options])
     if conn.pipelining:
         mail, rcpt_replies, data = _pipelined_envelope(conn, mail_arg, rcpts)
+        if gate is not None:
+            try:
+                gate.finish()
+            except BaseException:
+                if data[0] == 354:
+                    conn.broken = True
+                else:
+                    _abandon(conn)
+                raise
     else:
+        if gate is not None:
+            gate.finish()
         mail = _command(conn, "mail", "MAIL", mail_arg)
         rcpt_replies = []
         if mail[0] == 250:
