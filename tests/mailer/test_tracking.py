@@ -113,3 +113,7 @@ def test_tokens_already_in_mailboxes_keep_opening_and_sealing_is_stable() -> Non
                                 (Purpose.UNSUBSCRIBE, (0, 2**40), "OZDv6WqwOvQW9PhYEZmw2aMtufFG0wW5")]:
         assert pinned.seal(purpose, *ids) == token
         assert pinned.open(purpose, token) == ids
+    # The same ids again (their encodings are reused within a message) spell the same token; a negative id is no id.
+    assert pinned.seal(Purpose.CLICK, 123456789, 7) == "OSM5FBlSWSuv3F6-kKkQqx2NShitXA"
+    with pytest.raises(ValueError):
+        pinned.seal(Purpose.CLICK, 123456789, -1)
