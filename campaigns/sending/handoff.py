@@ -42,45 +42,6 @@ logger = logging.getLogger(__name__)
 HAND_BACK_DELAY = dt.timedelta(seconds=5)
 
 
-class _Stopped(Exception):
-    """The contact stopped (unsubscribed, bounced…) after the claim's check: not handed to the relay."""
-
-
-class _NotHanded(Exception):
-    """Something failed before the message reached SMTP (Redis away, a revoked claim): hand the row back."""
-
-
-class _HandOff:
-    """The hand-off record as the SMTP pool's gate (mailer.transport.Gate): the script goes to Redis right before
-    MAIL FROM and its answer is read once the relay answered the pipelined envelope, before any of the message's
-    data: one round trip fewer per message, the same check at the same moment."""
-
-    __slots__ = ("line", "owner", "send_id", "members", "since", "asked", "outcome")
-
-    def __init__(self, line: records.Line, owner: str, send_id: int, members: list[str], since: float) -> None:
-        self.line, self.owner, self.send_id, self.members, self.since = line, owner, send_id, members, since
-        self.asked: Exception | None = None      # why the question could not be sent
-        self.outcome: Exception | bool | None = None   # None: not answered yet
-
-    def start(self) -> None:
-        try:
-            self.line.ask(self.owner, self.send_id, self.members, self.since)
-        except RedisError as exc:
-            self.asked = exc
-
-    def finish(self) -> None:
-        if self.outcome is None:
-            try:
-                if self.asked is not None:
-                    raise self.asked
-                self.outcome = self.line.answer() or _Stopped()
-            except (RedisError, claims.ClaimRevoked) as exc:
-                self.outcome = _NotHanded(str(exc) or type(exc).__name__)
-                self.outcome.__cause__ = exc
-        if isinstance(self.outcome, Exception):
-            raise self.outcome
-
-
 class Handoff:
     """Sends claimed rows and collects their outcomes for one bulk write per claim.
 
@@ -153,7 +114,7 @@ class Handoff:
         """
         owner = self.owner
         line = self._line()
-        gate = _HandOff(line, owner, send_id, [m.format(c=contact_id) for m in self.members], self.since)
+        gate = records.HandOff(line, owner, send_id, [m.format(c=contact_id) for m in self.members], self.since)
         self.pool.send(envelope_from, to, data, gate=gate)
         line.accepted(owner, send_id)
 
@@ -280,11 +241,11 @@ class Handoff:
         self.attempts = attempts
         try:
             outcome.result()
-        except _Stopped:
+        except records.Stopped:
             self._done(send_id, SendStatus.SKIPPED, "contact unsubscribed while the campaign was sending",
                        SendReason.UNSUBSCRIBED)
             return
-        except _NotHanded as exc:
+        except records.NotHanded as exc:
             self.revoked = self.revoked or isinstance(exc.__cause__, claims.ClaimRevoked)
             self.attempts = attempts - 1   # no attempt was made
             self._add(send_id, SendStatus.QUEUED, f"not sent yet: {exc}", next_attempt_at=utcnow() + HAND_BACK_DELAY)

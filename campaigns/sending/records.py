@@ -1,5 +1,5 @@
 """A sender thread's own Redis connection for the two records it makes per message (see claims): the hand-off
-(asked right before MAIL FROM, its answer read before the message's data: handoff._HandOff) and the relay's 250
+(asked right before MAIL FROM, its answer read before the message's data: HandOff) and the relay's 250
 right after it is read.
 
 Why not the shared client: a call through redis-py's client takes a connection from the pool and gives it back,
@@ -123,3 +123,43 @@ class Line:
         """Drop the connection (it reconnects on next use): a half-read reply must not be read as another's."""
         self.unread = 0
         self.conn.disconnect()
+
+
+class Stopped(Exception):
+    """The contact stopped (unsubscribed, bounced…) after the claim's check: not handed to the relay."""
+
+
+class NotHanded(Exception):
+    """Something failed before the message reached SMTP (Redis away, a revoked claim): hand the row back."""
+
+
+class HandOff:
+    """One message's hand-off record as the SMTP pool's gate (mailer.transport.Gate; handoff.Handoff makes one per
+    message): the script goes to Redis right before MAIL FROM and its answer is read once the relay answered the
+    pipelined envelope, before any of the message's data: one round trip fewer per message, the same check at the
+    same moment. A stop raises Stopped; Redis away or a revoked claim raises NotHanded."""
+
+    __slots__ = ("line", "owner", "send_id", "members", "since", "asked", "outcome")
+
+    def __init__(self, line: Line, owner: str, send_id: int, members: list[str], since: float) -> None:
+        self.line, self.owner, self.send_id, self.members, self.since = line, owner, send_id, members, since
+        self.asked: Exception | None = None      # why the question could not be sent
+        self.outcome: Exception | bool | None = None   # None: not answered yet
+
+    def start(self) -> None:
+        try:
+            self.line.ask(self.owner, self.send_id, self.members, self.since)
+        except RedisError as exc:
+            self.asked = exc
+
+    def finish(self) -> None:
+        if self.outcome is None:
+            try:
+                if self.asked is not None:
+                    raise self.asked
+                self.outcome = self.line.answer() or Stopped()
+            except (RedisError, claims.ClaimRevoked) as exc:
+                self.outcome = NotHanded(str(exc) or type(exc).__name__)
+                self.outcome.__cause__ = exc
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
