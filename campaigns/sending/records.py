@@ -36,14 +36,9 @@ class Line:
         self.sha = lessee.handoff_sha
         self._asked: tuple[str, tuple] | None = None    # the hand-off sent by ask(), its answer not read yet
 
-    def handoff(self, owner: str, send_id: int, members: Sequence[str], since: float) -> bool:
-        """As claims.Lessee.handoff (same script, same answers), on this connection; also reads the replies of the
-        acceptance records written before it."""
-        self.ask(owner, send_id, members, since)
-        return self.answer()
-
     def ask(self, owner: str, send_id: int, members: Sequence[str], since: float) -> None:
-        """Send the hand-off script for send_id without waiting: answer() reads what it says. Between the two the
+        """Send the hand-off script (claims.HANDOFF_LUA, as claims.Lessee.handoff) for send_id without waiting:
+        answer() reads what it says, and the replies of the acceptance records written before it. Between the two the
         sender thread writes the SMTP envelope, so the two round trips overlap. Raises RedisError if the write
         fails (nothing was asked then)."""
         stopped, handed, revoked, _delivered = self.lessee.keys(owner)
